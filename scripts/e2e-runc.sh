@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# End-to-end test: real runc containers (busybox rootfs) with nethook as their
+# createRuntime/poststop hook, on the built-in default network.
+#
+#   1. two containers get distinct 10.77.x addresses, agree with `nethook ls`,
+#      reach each other and the gateway; the host reaches both;
+#   2. published ports (nethook.ports=8080:80): an httpd container answers on
+#      127.0.0.1:8080 and on a host address, also from another container, and
+#      a second claim on the same host port fails without leaving anything;
+#   3. after runc kill + delete nothing is left: no nh* veth, no endpoint
+#      record, no IPAM allocation, no nft element.
+#
+# Everything runs in a throwaway network+mount namespace (see lib.sh); the
+# machine's own network and nftables are never touched.
+#
+# Env: NETHOOK_BIN=path  use this binary instead of building
+#      NETHOOK_SKIP_PORTS=1  skip part 2 (until nftables support lands)
+# Output: PASS:/FAIL: lines, last line "N passed, M failed"; exit 1 on failure.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
+    nh_require_root
+    for cmd in runc busybox python3 ip nft unshare; do
+        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
+    done
+    # Build before entering the sandbox: cargo may need the network.
+    nh_build
+fi
+nh_enter_sandbox "$0" "$@"
+
+nh_setup_tmp
+trap nh_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SUBNET=10.77.0.0/16
+GATEWAY=10.77.0.1
+BRIDGE=nethook0
+# A "LAN" address of the sandbox host, on a veth pair whose both ends stay in
+# the sandbox (the kernel here may lack the dummy driver). Published ports must
+# answer on it like on any host address. TEST-NET-2, never routed anywhere.
+LAN_IF=lan0
+LAN_IP=198.51.100.1
+PAGE='hello from nethook'
+
+A="e2e-$$-a"
+B="e2e-$$-b"
+C="e2e-$$-web"
+D="e2e-$$-dup"
+ALL_IDS=("$A" "$B") # every id whose address or name must not leak
+STARTED=()          # containers runc started, to stop in part 3
+
+# start ID BUNDLE_ARGS...: make the bundle and runc run it (a PASS/FAIL line).
+start() {
+    local id=$1 desc=$2
+    shift 2
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
+    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
+    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
+    return 0
+}
+
+section() { printf '\n-- %s\n' "$*"; }
+
+# ls_field ID FIELD: one field of a container's `nethook ls --json` entry
+# (lists/objects printed as JSON). Fails when the container is not listed.
+ls_field() {
+    nh ls --json | python3 -c '
+import json, sys
+want, field = sys.argv[1], sys.argv[2]
+for ep in json.load(sys.stdin):
+    if ep.get("id") == want:
+        v = ep.get(field)
+        print(json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
+        sys.exit(0)
+sys.exit("container %s not in nethook ls --json" % want)
+' "$1" "$2"
+}
+
+ping_ok() { busybox ping -c 1 -W 3 "$1"; }
+ping_from() { nh_exec "$1" ping -c 1 -W 3 "$2"; }
+
+# The page must come back (not merely a connection).
+fetch_ok() {
+    local out
+    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    [[ $out == *"$PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
+}
+# No `wget -T`: busybox-static 1.35's wget segfaults on it; bound it with
+# timeout(1) instead.
+host_wget() { timeout 5 busybox wget -q -O - "$1"; }
+
+check_addresses() {
+    python3 - "$SUBNET" "$GATEWAY" "$@" <<'PY'
+import ipaddress, sys
+net, gw, ips = ipaddress.ip_network(sys.argv[1]), sys.argv[2], sys.argv[3:]
+for ip in ips:
+    if not ip:
+        sys.exit("missing address in %s" % ips)
+    if ipaddress.ip_address(ip) not in net or ip == gw:
+        sys.exit("%s is not a container address in %s" % (ip, net))
+if len(set(ips)) != len(ips):
+    sys.exit("addresses are not distinct: %s" % ips)
+print(" ".join(ips))
+PY
+}
+
+check_host_veth() { # ID VETH
+    [[ $2 =~ ^nh[0-9a-f]{12}$ ]] || { echo "host_interface '$2' is not nh+12 hex"; return 1; }
+    local line
+    line="$(ip -o link show dev "$2")" || return 1
+    [[ $line == *"master $BRIDGE"* ]] || { echo "$2 not attached to $BRIDGE: $line"; return 1; }
+}
+
+check_inside_addr() { # ID IP
+    local out
+    out="$(nh_exec "$1" ip -o -4 addr show dev eth0)" || return 1
+    [[ $out == *" inet $2/16 "* ]] || { echo "eth0 in $1 lacks $2/16: $out"; return 1; }
+    out="$(nh_exec "$1" ip route)" || return 1
+    [[ $out == *"default via $GATEWAY"* ]] || { echo "no default route via $GATEWAY in $1: $out"; return 1; }
+}
+
+check_bridge() {
+    local out
+    out="$(ip -o -4 addr show dev "$BRIDGE")" || return 1
+    [[ $out == *" inet $GATEWAY/16 "* ]] || { echo "$BRIDGE lacks $GATEWAY/16: $out"; return 1; }
+}
+
+stop_container() { # ID: kill, wait until stopped, delete (runs poststop)
+    nh_runc kill "$1" KILL || return 1
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ "$(nh_container_status "$1")" == stopped ]] && break
+        sleep 0.1
+    done
+    nh_runc delete "$1"
+    [[ "$(nh_container_status "$1")" == absent ]] || { echo "$1 still known to runc"; return 1; }
+}
+
+no_host_veths() {
+    local left
+    left="$(nh_host_veths)"
+    [[ -z $left ]] || { echo "left on host:"; ip -br link; return 1; }
+}
+
+endpoints_empty() {
+    local dir="$NETHOOK_RUN_DIR/endpoints"
+    [[ ! -d $dir ]] && return 0
+    local -a left
+    mapfile -t left < <(find "$dir" -mindepth 1)
+    ((${#left[@]} == 0)) || { printf 'left: %s\n' "${left[@]}"; return 1; }
+}
+
+# The IPAM file (today {"allocations": {ip: id}, "last": ip}) may keep
+# metadata such as the "last" hint, which legitimately names a freed address,
+# but no allocation: every allocation-like collection must be empty, no
+# address of ours may be a key anywhere, and no container id may appear.
+ipam_empty() { # IP...
+    local file="$NETHOOK_RUN_DIR/ipam/nethook.json"
+    [[ -f $file ]] || return 0
+    python3 - "$file" "${ALL_IDS[@]}" -- "$@" <<'PY'
+import json, sys
+args = sys.argv[2:]
+sep = args.index("--")
+ids, ips = set(args[:sep]), {ip for ip in args[sep + 1:] if ip}
+with open(sys.argv[1]) as f:
+    doc = json.load(f)
+bad = []
+def walk(v, path):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k in ids or k.split("/")[0] in ips:
+                bad.append("%s has key %s" % (path, k))
+            if any(w in k.lower() for w in ("alloc", "lease", "used", "assign")) \
+                    and isinstance(x, (dict, list)) and x:
+                bad.append("%s.%s is not empty" % (path, k))
+            walk(x, "%s.%s" % (path, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, "%s[%d]" % (path, i))
+    elif isinstance(v, str) and v in ids:
+        bad.append("%s = %s" % (path, v))
+walk(doc, "$")
+if bad:
+    print("leaked allocations in %s:" % sys.argv[1])
+    print("\n".join(bad))
+    print(json.dumps(doc, indent=1))
+    sys.exit(1)
+PY
+}
+
+refused_left_nothing() { # VETHS_BEFORE ID
+    [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }
+    [[ ! -e $NETHOOK_RUN_DIR/endpoints/$2.json ]] || { echo "endpoint record for $2 left"; return 1; }
+    if [[ -f $NETHOOK_RUN_DIR/ipam/nethook.json ]] && grep -qF "$2" "$NETHOOK_RUN_DIR/ipam/nethook.json"; then
+        echo "ipam still mentions $2"; return 1
+    fi
+}
+
+port_listed() { # ID
+    local ports
+    ports="$(ls_field "$1" ports)" || return 1
+    [[ $ports == *8080* ]] || { echo "ports of $1: $ports"; return 1; }
+}
+
+ls_empty() {
+    local out
+    out="$(nh ls --json)" || return 1
+    python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d == [] else "not empty: %s" % d)' <<<"$out"
+}
+
+# No nft element may still point at one of our containers or our host port.
+nft_clean() { # IP...
+    local out ip
+    out="$(nft list table inet nethook 2>/dev/null)" || return 0 # no table: nothing leaked
+    for ip in "$@"; do
+        [[ -z $ip ]] && continue
+        if grep -qwF "$ip" <<<"$out"; then
+            echo "$ip still in table inet nethook:"; printf '%s\n' "$out"; return 1
+        fi
+    done
+    if grep -qE '\b8080\b' <<<"$out"; then
+        echo "port 8080 still published:"; printf '%s\n' "$out"; return 1
+    fi
+}
+
+echo "== nethook e2e with runc (sandbox netns $(readlink /proc/self/ns/net))"
+echo "binary: $NETHOOK_BIN"
+
+ip link add "$LAN_IF" type veth peer name "${LAN_IF}p"
+ip addr add "$LAN_IP/24" dev "$LAN_IF"
+ip link set "${LAN_IF}p" up
+ip link set "$LAN_IF" up
+
+# --- 1. two containers --------------------------------------------------------
+section "two containers on the default network"
+for id in "$A" "$B"; do
+    start "$id" "runc run $id (createRuntime hook)"
+done
+
+IP_A="$(ls_field "$A" ipv4 2>/dev/null || true)"
+IP_B="$(ls_field "$B" ipv4 2>/dev/null || true)"
+VETH_A="$(ls_field "$A" host_interface 2>/dev/null || true)"
+VETH_B="$(ls_field "$B" host_interface 2>/dev/null || true)"
+echo "   $A: ${IP_A:-?} ($VETH_A)   $B: ${IP_B:-?} ($VETH_B)"
+
+nh_check "nethook ls --json: distinct addresses in $SUBNET" check_addresses "$IP_A" "$IP_B"
+nh_check "bridge $BRIDGE holds gateway $GATEWAY/16" check_bridge
+nh_check "host veth of $A is nh+hex and on $BRIDGE" check_host_veth "$A" "$VETH_A"
+nh_check "host veth of $B is nh+hex and on $BRIDGE" check_host_veth "$B" "$VETH_B"
+nh_check "eth0 in $A has $IP_A/16 and default via $GATEWAY" check_inside_addr "$A" "$IP_A"
+nh_check "eth0 in $B has $IP_B/16 and default via $GATEWAY" check_inside_addr "$B" "$IP_B"
+nh_check "$A pings $B ($IP_B)" ping_from "$A" "$IP_B"
+nh_check "$B pings $A ($IP_A)" ping_from "$B" "$IP_A"
+nh_check "$A pings gateway $GATEWAY" ping_from "$A" "$GATEWAY"
+nh_check "$B pings gateway $GATEWAY" ping_from "$B" "$GATEWAY"
+nh_check "host pings $A ($IP_A)" ping_ok "$IP_A"
+nh_check "host pings $B ($IP_B)" ping_ok "$IP_B"
+
+# --- 2. published ports -------------------------------------------------------
+IP_C=""
+if [[ ${NETHOOK_SKIP_PORTS:-0} == 1 ]]; then
+    section "published ports: SKIPPED (NETHOOK_SKIP_PORTS=1)"
+else
+    section "published port 8080 -> httpd:80"
+    ALL_IDS+=("$C" "$D")
+    start "$C" "runc run $C with nethook.ports=8080:80" --httpd nethook.ports=8080:80
+    IP_C="$(ls_field "$C" ipv4 2>/dev/null || true)"
+    echo "   $C: ${IP_C:-?} ports $(ls_field "$C" ports 2>/dev/null || echo '?')"
+    nh_check "nethook ls --json: $C has its own address" check_addresses "$IP_A" "$IP_B" "$IP_C"
+    nh_check "nethook ls --json: $C lists a published port" port_listed "$C"
+    # Direct first: if this fails the problem is the container, not NAT.
+    nh_check "httpd answers directly on $IP_C:80" fetch_ok host_wget "http://$IP_C:80/"
+    nh_check "host fetches http://127.0.0.1:8080/" fetch_ok host_wget "http://127.0.0.1:8080/"
+    nh_check "host fetches http://$LAN_IP:8080/" fetch_ok host_wget "http://$LAN_IP:8080/"
+    nh_check "host fetches http://$GATEWAY:8080/" fetch_ok host_wget "http://$GATEWAY:8080/"
+    # Another container reaching the published port on a host address goes
+    # out and back through the bridge (the hairpin masquerade case).
+    nh_check "$A fetches http://$LAN_IP:8080/" \
+        fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
+
+    # A second claim on 8080/tcp must fail at createRuntime and leave
+    # nothing. Only meaningful while the first claim holds the port.
+    if [[ " ${STARTED[*]} " == *" $C "* ]]; then
+        nh_make_bundle "$NH_TMP/bundles/$D" "$D" --httpd nethook.ports=8080:80
+        veths_before="$(nh_host_veths | sort)"
+        if nh_run_container "$NH_TMP/bundles/$D" "$D" 2>"$NH_TMP/dup.err"; then
+            STARTED+=("$D")
+            nh_fail "a second container publishing 8080 is refused"
+        else
+            nh_pass "a second container publishing 8080 is refused"
+            # Show the hook's own message, not runc's wrapping of it.
+            sed -n 's/.*stderr: \(.*\)"$/\1/p' "$NH_TMP/dup.err" | head -n 1 |
+                sed 's/\\n.*//; s/^/    hook said: /' | cut -c1-200
+            nh_stop_container "$D"
+        fi
+        nh_check "refused container left no veth, record or IPAM entry" \
+            refused_left_nothing "$veths_before" "$D"
+        nh_check "$C still serves after the refused claim" fetch_ok host_wget "http://127.0.0.1:8080/"
+    else
+        nh_fail "duplicate host port check not run: $C is not running"
+    fi
+fi
+
+# --- 3. teardown ----------------------------------------------------------------
+section "teardown (runc kill + runc delete -> poststop hook)"
+for id in "${STARTED[@]}"; do
+    nh_check "runc kill + delete $id" stop_container "$id"
+done
+# Deleting the netns frees the veth pair asynchronously: poll briefly.
+nh_wait_until 3 nh_no_host_veths || true
+nh_check "no nh* veth left on the host" no_host_veths
+nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" endpoints_empty
+nh_check "no allocations left in ipam/nethook.json" ipam_empty "$IP_A" "$IP_B" "$IP_C"
+nh_check "nethook ls --json is []" ls_empty
+if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
+    nh_check "no nft element left for our containers or port 8080" nft_clean "$IP_A" "$IP_B" "$IP_C"
+fi
+
+echo
+nh_summary

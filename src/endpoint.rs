@@ -1,0 +1,56 @@
+//! The endpoint record: everything teardown needs, written before any kernel work
+//! so a crash mid-setup leaves something `gc` can act on.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ContainerId;
+use crate::mac::Mac;
+use crate::ports::PortSpec;
+
+/// The IPv4 side of an endpoint. IPv6 will be a sibling field, not a replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Attachment {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    #[serde(with = "id_as_string")]
+    pub id: ContainerId,
+    pub network: String,
+    pub bridge: String,
+    /// Host end of the veth pair.
+    pub host_interface: String,
+    /// Container end, inside the container's netns.
+    pub interface: String,
+    pub mac: Mac,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Attachment>,
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Whether the network masquerades; teardown drops the subnet from the masquerade
+    /// set when the last endpoint of a masquerading network goes.
+    #[serde(default)]
+    pub masquerade: bool,
+    /// The namespace path setup configured, for people reading the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+}
+
+mod id_as_string {
+    use super::ContainerId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &ContainerId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ContainerId, D::Error> {
+        let raw = String::deserialize(d)?;
+        ContainerId::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}

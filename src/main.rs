@@ -1,0 +1,235 @@
+//! The `nethook` command line: the OCI hook plus tools to manage networks and see
+//! endpoints. Errors are one line on stderr and a non-zero exit code.
+
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use nethook::link::Rtnl;
+use nethook::network::Network;
+use nethook::oci::{self, Stage};
+use nethook::store::{Store, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR};
+use nethook::{gc, setup, teardown, view};
+
+#[derive(Parser)]
+#[command(name = "nethook", version, about = "Container networking as an OCI hook: bridge, IPAM, nftables NAT")]
+struct Cli {
+    /// Where network definitions live.
+    #[arg(long, global = true, env = "NETHOOK_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR)]
+    config_dir: PathBuf,
+    /// Where runtime state (lock, IPAM, endpoint records) lives; should be on tmpfs.
+    #[arg(long, global = true, env = "NETHOOK_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run as an OCI hook: reads the container state JSON on stdin.
+    Hook {
+        /// Force the stage instead of deriving it from the state's status.
+        #[arg(long, value_enum)]
+        stage: Option<Stage>,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List endpoints (containers with a nethook network).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove endpoints whose container is gone and free addresses nobody holds.
+    Gc {
+        /// Say what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Define a network.
+    Create {
+        name: String,
+        /// IPv4 subnet in CIDR form, e.g. 10.88.0.0/24.
+        #[arg(long)]
+        subnet: String,
+        /// Gateway address on the bridge (default: the first host address).
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// Bridge name (default: nh-<name>).
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Do not masquerade traffic leaving the subnet.
+        #[arg(long)]
+        no_masquerade: bool,
+    },
+    /// List networks.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one network as JSON.
+    Inspect { name: String },
+    /// Delete a network that no endpoint uses, and its bridge.
+    Rm { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let store = Store::new(cli.config_dir, cli.run_dir);
+    let result = match cli.command {
+        Command::Hook { stage } => return run_hook(&store, stage),
+        Command::Network(cmd) => network(&store, cmd),
+        Command::Ls { json } => list(&store, json),
+        Command::Gc { dry_run } => run_gc(&store, dry_run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nethook: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
+fn run_hook(store: &Store, stage: Option<Stage>) -> ExitCode {
+    let input = match oci::read_state(io::stdin().lock(), stage) {
+        Ok(i) => i,
+        Err(e) => return fail(&e, 2),
+    };
+    match input.stage {
+        Stage::Setup => {
+            let req = match input.setup_request() {
+                Ok(r) => r,
+                Err(e) => return fail(&e, 2),
+            };
+            if req.options.disabled {
+                return ExitCode::SUCCESS;
+            }
+            match setup::setup(store, &req) {
+                Ok(ep) => {
+                    let addr = ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_default();
+                    eprintln!("nethook: {} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e, 1),
+            }
+        }
+        Stage::Teardown => match teardown::teardown(store, &input.id) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 1),
+        },
+    }
+}
+
+/// One line: the error and its causes, joined.
+fn fail(e: &dyn std::error::Error, code: u8) -> ExitCode {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    eprintln!("nethook: {}", line.replace('\n', " "));
+    ExitCode::from(code)
+}
+
+fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
+    match cmd {
+        NetworkCommand::Create { name, subnet, gateway, bridge, no_masquerade } => {
+            let net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
+            let _lock = store.lock()?;
+            net.check_conflicts(&store.list_networks()?)?;
+            check_host_routes(&net)?;
+            store.create_network(&net)?;
+            println!("{}", net.name);
+        }
+        NetworkCommand::Ls { json } => {
+            let endpoints = store.list_endpoints()?;
+            let nets: Vec<(Network, usize)> = store
+                .list_networks()?
+                .into_iter()
+                .map(|n| {
+                    let count = endpoints.iter().filter(|e| e.network == n.name).count();
+                    (n, count)
+                })
+                .collect();
+            if json {
+                let list: Vec<&Network> = nets.iter().map(|(n, _)| n).collect();
+                print_json(&list)?;
+            } else {
+                print!("{}", view::networks_table(&nets));
+            }
+        }
+        NetworkCommand::Inspect { name } => print_json(&store.load_network(&name)?)?,
+        NetworkCommand::Rm { name } => {
+            let _lock = store.lock()?;
+            let net = store.load_network(&name)?;
+            let users: Vec<String> =
+                store.list_endpoints()?.into_iter().filter(|e| e.network == name).map(|e| e.id.to_string()).collect();
+            if !users.is_empty() {
+                bail!("network {name} is used by {} endpoint(s) ({}); stop those containers first", users.len(), users.join(", "));
+            }
+            let had_file = store.remove_network(&name)?;
+            let had_bridge = Rtnl::open()?.delete(&net.bridge)?;
+            if !had_file && !had_bridge {
+                bail!("network {name} is built in and has no bridge to remove");
+            }
+            println!("{name}");
+        }
+    }
+    Ok(())
+}
+
+/// A subnet that overlaps a route the host already has would hijack or lose traffic.
+fn check_host_routes(net: &Network) -> Result<()> {
+    let rtnl = Rtnl::open()?;
+    for route in rtnl.ipv4_routes()? {
+        if route.prefix() > 0 && route.overlaps(net.ipv4.subnet) {
+            bail!("subnet {} overlaps the host route {route}; pick a subnet that does not", net.ipv4.subnet);
+        }
+    }
+    Ok(())
+}
+
+fn list(store: &Store, json: bool) -> Result<()> {
+    let endpoints = store.list_endpoints()?;
+    if json {
+        let views: Vec<view::EndpointView> = endpoints.iter().map(Into::into).collect();
+        print_json(&views)
+    } else {
+        print!("{}", view::endpoints_table(&endpoints));
+        Ok(())
+    }
+}
+
+fn run_gc(store: &Store, dry_run: bool) -> Result<()> {
+    let actions = gc::gc(store, dry_run)?;
+    let prefix = if dry_run { "would " } else { "" };
+    for a in &actions {
+        println!("{prefix}{a}");
+    }
+    if actions.is_empty() {
+        println!("nothing to collect");
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("write JSON")?;
+    writeln!(out).context("write JSON")?;
+    Ok(())
+}

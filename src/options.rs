@@ -1,0 +1,149 @@
+//! What a container asks of nethook, read from its `nethook.*` annotations.
+//! Front ends (OCI hook now, CNI later) turn their input into these options.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::ids::validate_ifname;
+use crate::mac::Mac;
+use crate::ports::{parse_ports, PortSpec, PortSpecError};
+
+pub const NETWORK: &str = "nethook.network";
+pub const PORTS: &str = "nethook.ports";
+pub const IP: &str = "nethook.ip";
+pub const MAC: &str = "nethook.mac";
+pub const IFNAME: &str = "nethook.ifname";
+pub const DISABLE: &str = "nethook.disable";
+
+pub const DEFAULT_NETWORK: &str = "nethook";
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionsError {
+    #[error(transparent)]
+    Ports(#[from] PortSpecError),
+    #[error("annotation {key}={value:?}: {reason}")]
+    Invalid { key: &'static str, value: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub network: String,
+    pub ports: Vec<PortSpec>,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<Mac>,
+    pub ifname: String,
+    pub disabled: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            network: DEFAULT_NETWORK.to_owned(),
+            ports: Vec::new(),
+            ip: None,
+            mac: None,
+            ifname: DEFAULT_IFNAME.to_owned(),
+            disabled: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn from_annotations(annotations: &HashMap<String, String>) -> Result<Self, OptionsError> {
+        let mut opts = Options::default();
+        let invalid = |key: &'static str, value: &str, reason: String| OptionsError::Invalid {
+            key,
+            value: value.chars().take(80).collect(),
+            reason,
+        };
+        if let Some(v) = annotations.get(DISABLE) {
+            opts.disabled = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                _ => return Err(invalid(DISABLE, v, "expected true or false".into())),
+            };
+        }
+        if let Some(v) = annotations.get(NETWORK) {
+            crate::network::validate_name(v.trim()).map_err(|r| invalid(NETWORK, v, r))?;
+            opts.network = v.trim().to_owned();
+        }
+        if let Some(v) = annotations.get(PORTS) {
+            opts.ports = parse_ports(v)?;
+        }
+        if let Some(v) = annotations.get(IP) {
+            let ip: Ipv4Addr = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(IP, v, "not an IPv4 address, e.g. 10.77.0.10".into()))?;
+            opts.ip = Some(ip);
+        }
+        if let Some(v) = annotations.get(MAC) {
+            opts.mac = Some(v.trim().parse::<Mac>().map_err(|r| invalid(MAC, v, r))?);
+        }
+        if let Some(v) = annotations.get(IFNAME) {
+            validate_ifname(v).map_err(|r| invalid(IFNAME, v, format!("interface name {r}")))?;
+            opts.ifname = v.clone();
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn no_annotations_means_default_network_and_eth0() {
+        let o = Options::from_annotations(&HashMap::new()).unwrap();
+        assert_eq!(o, Options::default());
+        assert_eq!(o.network, "nethook");
+        assert_eq!(o.ifname, "eth0");
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let o = Options::from_annotations(&ann(&[
+            (NETWORK, "backend"),
+            (PORTS, "8080:80"),
+            (IP, "10.77.0.9"),
+            (MAC, "02:00:00:00:00:09"),
+            (IFNAME, "net0"),
+            (DISABLE, "false"),
+            ("unrelated.key", "whatever"),
+        ]))
+        .unwrap();
+        assert_eq!(o.network, "backend");
+        assert_eq!(o.ports.len(), 1);
+        assert_eq!(o.ip, Some("10.77.0.9".parse().unwrap()));
+        assert_eq!(o.mac.unwrap().to_string(), "02:00:00:00:00:09");
+        assert_eq!(o.ifname, "net0");
+        assert!(!o.disabled);
+    }
+
+    #[test]
+    fn disable_true_is_honoured() {
+        assert!(Options::from_annotations(&ann(&[(DISABLE, "true")])).unwrap().disabled);
+        assert!(Options::from_annotations(&ann(&[(DISABLE, "maybe")])).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_annotation() {
+        for (k, v) in [
+            (IP, "10.77.0"),
+            (MAC, "01:00:5e:00:00:01"),
+            (MAC, "zz:00:00:00:00:01"),
+            (IFNAME, ""),
+            (IFNAME, "a/b"),
+            (IFNAME, "waytoolonginterface"),
+            (NETWORK, "../x"),
+        ] {
+            let e = Options::from_annotations(&ann(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{k}={v}: {e}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Deciding, not doing: turns a request, its network and the IPAM pool into the
+//! endpoint to build. Pure, so every decision is unit-tested without root.
+
+use crate::endpoint::{Endpoint, Ipv4Attachment};
+use crate::ipam::{IpamError, Pool};
+use crate::mac::Mac;
+use crate::network::Network;
+use crate::request::Request;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
+    HostIpInSubnet { ip: std::net::Ipv4Addr, network: String },
+}
+
+/// Allocates the address (mutating `pool`) and fixes every name the apply step uses.
+pub fn plan_endpoint(req: &Request, net: &Network, pool: &mut Pool) -> Result<Endpoint, PlanError> {
+    for spec in &req.options.ports {
+        if let Some(ip) = spec.host_ip {
+            if net.ipv4.subnet.contains(ip) {
+                return Err(PlanError::HostIpInSubnet { ip, network: net.name.clone() });
+            }
+        }
+    }
+    let address = pool.allocate(net, &req.id, req.options.ip)?;
+    Ok(Endpoint {
+        id: req.id.clone(),
+        network: net.name.clone(),
+        bridge: net.bridge.clone(),
+        host_interface: req.id.host_veth_name(),
+        interface: req.options.ifname.clone(),
+        mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
+        ipv4: Some(Ipv4Attachment { address, prefix: net.ipv4.subnet.prefix(), gateway: net.ipv4.gateway }),
+        ports: req.options.ports.clone(),
+        masquerade: net.masquerade,
+        netns: req.netns.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ContainerId;
+    use crate::options::Options;
+    use crate::ports::parse_ports;
+    use std::net::Ipv4Addr;
+
+    fn request(id: &str, opts: Options) -> Request {
+        Request { id: ContainerId::parse(id).unwrap(), netns: Some("/proc/1/ns/net".into()), options: opts }
+    }
+
+    #[test]
+    fn default_request_gets_first_address_eth0_and_derived_mac() {
+        let mut pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &mut pool).unwrap();
+        let v4 = ep.ipv4.unwrap();
+        assert_eq!(v4.address, Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(v4.prefix, 16);
+        assert_eq!(v4.gateway, Ipv4Addr::new(10, 77, 0, 1));
+        assert_eq!(ep.interface, "eth0");
+        assert_eq!(ep.bridge, "nethook0");
+        assert_eq!(ep.mac, Mac::from_ipv4(v4.address));
+        assert_eq!(ep.host_interface, ContainerId::parse("c1").unwrap().host_veth_name());
+        assert_eq!(pool.owner(v4.address), Some("c1"));
+    }
+
+    #[test]
+    fn annotations_override_address_mac_ifname_and_ports() {
+        let opts = Options {
+            ip: Some(Ipv4Addr::new(10, 77, 1, 1)),
+            mac: Some("02:00:00:00:00:01".parse().unwrap()),
+            ifname: "net0".into(),
+            ports: parse_ports("8080:80").unwrap(),
+            ..Options::default()
+        };
+        let mut pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 1, 1));
+        assert_eq!(ep.mac.to_string(), "02:00:00:00:00:01");
+        assert_eq!(ep.interface, "net0");
+        assert_eq!(ep.ports.len(), 1);
+    }
+
+    #[test]
+    fn publishing_on_a_container_subnet_address_is_refused_before_allocating() {
+        let opts = Options { ports: parse_ports("10.77.0.5:8080:80").unwrap(), ..Options::default() };
+        let mut pool = Pool::default();
+        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap_err();
+        assert!(matches!(e, PlanError::HostIpInSubnet { .. }));
+        assert!(pool.allocations.is_empty());
+    }
+}

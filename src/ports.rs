@@ -1,0 +1,221 @@
+//! The `nethook.ports` grammar: `[hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp|sctp]`,
+//! comma-separated. Parsing only; what the kernel gets is derived in `plan`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    /// IANA protocol number, as nftables' `meta l4proto` sees it.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("nethook.ports entry {entry:?}: {reason}; expected [hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp|sctp], e.g. 8080:80/tcp")]
+pub struct PortSpecError {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// One entry of `nethook.ports`, ranges kept as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// Number of consecutive ports (1 for a single port).
+    pub count: u16,
+    pub proto: Proto,
+}
+
+impl PortSpec {
+    /// Every (host port, container port) pair this entry publishes.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (0..self.count).map(move |i| (self.host_port + i, self.container_port + i))
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        let range = |start: u16| {
+            if self.count > 1 {
+                format!("{start}-{}", start + (self.count - 1))
+            } else {
+                start.to_string()
+            }
+        };
+        write!(f, "{}->{}/{}", range(self.host_port), range(self.container_port), self.proto)
+    }
+}
+
+/// Parses the whole annotation value. Empty entries (e.g. a trailing comma) are errors
+/// because they usually mean a typo.
+pub fn parse_ports(value: &str) -> Result<Vec<PortSpec>, PortSpecError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    let specs = value.split(',').map(|e| parse_one(e.trim())).collect::<Result<Vec<_>, _>>()?;
+    check_no_overlap(&specs)?;
+    Ok(specs)
+}
+
+fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
+    let err = |reason: &str| PortSpecError { entry: entry.to_owned(), reason: reason.to_owned() };
+    if entry.is_empty() {
+        return Err(err("empty entry"));
+    }
+    let (body, proto) = match entry.rsplit_once('/') {
+        Some((body, p)) => {
+            let proto = match p.to_ascii_lowercase().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "sctp" => Proto::Sctp,
+                _ => return Err(err(&format!("unknown protocol {p:?}"))),
+            };
+            (body, proto)
+        }
+        None => (entry, Proto::Tcp),
+    };
+    let parts: Vec<&str> = body.split(':').collect();
+    let (host_ip, host, ctr) = match parts.as_slice() {
+        [host, ctr] => (None, *host, *ctr),
+        [ip, host, ctr] => {
+            let ip = Ipv4Addr::from_str(ip).map_err(|_| err(&format!("host IP {ip:?} is not an IPv4 address")))?;
+            if ip.is_multicast() || ip.is_broadcast() {
+                return Err(err(&format!("host IP {ip} is not a unicast address")));
+            }
+            // 0.0.0.0 means "every address", which is what omitting it says.
+            (if ip.is_unspecified() { None } else { Some(ip) }, *host, *ctr)
+        }
+        _ => return Err(err("needs hostPort:containerPort")),
+    };
+    let (hs, he) = parse_range(host).map_err(|r| err(&format!("host port {r}")))?;
+    let (cs, ce) = parse_range(ctr).map_err(|r| err(&format!("container port {r}")))?;
+    if he - hs != ce - cs {
+        return Err(err("host and container ranges differ in length"));
+    }
+    Ok(PortSpec { host_ip, host_port: hs, container_port: cs, count: he - hs + 1, proto })
+}
+
+fn parse_range(text: &str) -> Result<(u16, u16), String> {
+    let port = |t: &str| -> Result<u16, String> {
+        match t.parse::<u16>() {
+            Ok(0) => Err("0 is not a port".into()),
+            Ok(p) => Ok(p),
+            Err(_) => Err(format!("{t:?} is not a number from 1 to 65535")),
+        }
+    };
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (port(a)?, port(b)?);
+            if b < a {
+                return Err(format!("range {a}-{b} runs backwards"));
+            }
+            Ok((a, b))
+        }
+        None => port(text).map(|p| (p, p)),
+    }
+}
+
+/// Two entries publishing the same host port and protocol on overlapping addresses
+/// would fight over one map key; say so instead of letting the kernel answer EEXIST.
+fn check_no_overlap(specs: &[PortSpec]) -> Result<(), PortSpecError> {
+    for (i, a) in specs.iter().enumerate() {
+        for b in &specs[i + 1..] {
+            let same_addr = a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip;
+            let a_end = u32::from(a.host_port) + u32::from(a.count);
+            let b_end = u32::from(b.host_port) + u32::from(b.count);
+            let ports_overlap = u32::from(a.host_port) < b_end && u32::from(b.host_port) < a_end;
+            if a.proto == b.proto && same_addr && ports_overlap {
+                return Err(PortSpecError {
+                    entry: b.to_string(),
+                    reason: format!("publishes a host port that {a} already publishes"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_port_defaults_to_tcp() {
+        let p = parse_ports("8080:80").unwrap();
+        assert_eq!(p, vec![PortSpec { host_ip: None, host_port: 8080, container_port: 80, count: 1, proto: Proto::Tcp }]);
+    }
+
+    #[test]
+    fn host_ip_ranges_and_protocols() {
+        let p = parse_ports("127.0.0.1:8080:80, 5000-5002:6000-6002/udp,9:9/SCTP").unwrap();
+        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[1].pairs().collect::<Vec<_>>(), vec![(5000, 6000), (5001, 6001), (5002, 6002)]);
+        assert_eq!(p[1].proto, Proto::Udp);
+        assert_eq!(p[2].proto, Proto::Sctp);
+        assert_eq!(p[1].to_string(), "5000-5002->6000-6002/udp");
+    }
+
+    #[test]
+    fn unspecified_host_ip_means_all_addresses() {
+        assert_eq!(parse_ports("0.0.0.0:80:80").unwrap()[0].host_ip, None);
+    }
+
+    #[test]
+    fn empty_value_publishes_nothing() {
+        assert!(parse_ports("  ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_entries_are_refused_with_the_entry_named() {
+        for bad in [
+            "80", "0:80", "65536:80", "a:80", "80:80/icmp", "1-3:1-2", "5-1:5-1", "80:80,", ",80:80",
+            "1.2.3:80:80", "::1:80:80", "224.0.0.1:80:80", "80:80:80:80", "-1:80", "80:",
+        ] {
+            let e = parse_ports(bad).unwrap_err();
+            assert!(e.to_string().contains("expected [hostIP:]"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_host_ports_in_one_annotation_are_refused() {
+        assert!(parse_ports("8080:80,8080:81").is_err());
+        assert!(parse_ports("8000-8010:8000-8010,8005:80").is_err());
+        assert!(parse_ports("127.0.0.1:8080:80,8080:81").is_err());
+        // Same port, different protocol or different host IPs is fine.
+        assert!(parse_ports("8080:80/tcp,8080:80/udp").is_ok());
+        assert!(parse_ports("127.0.0.1:8080:80,127.0.0.2:8080:80").is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! The one input every front end (OCI hook now, CNI later) produces for the core.
+
+use std::path::PathBuf;
+
+use crate::ids::ContainerId;
+use crate::options::Options;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: ContainerId,
+    /// The container's network namespace (e.g. `/proc/<pid>/ns/net`); setup needs it,
+    /// teardown does not.
+    pub netns: Option<PathBuf>,
+    pub options: Options,
+}

@@ -1,0 +1,162 @@
+//! createRuntime: plan, record, apply, and on any failure undo what was applied.
+//!
+//! The endpoint record and the address are written *before* the kernel is touched
+//! (a write-ahead record): if the hook is killed half-way, the record names every
+//! object that may exist, and `gc` or poststop can remove them.
+
+use std::io;
+use std::thread::sleep;
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+use crate::failpoint::{self, Injected};
+use crate::ipam::Pool;
+use crate::link::{LinkError, Rtnl, VethSpec};
+use crate::netns::{Netns, NetnsError};
+use crate::network::Network;
+use crate::plan::{plan_endpoint, PlanError};
+use crate::request::Request;
+use crate::store::{Store, StoreError};
+use crate::sysctl::{self, SysctlError};
+use crate::teardown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("setup needs the container's network namespace")]
+    NoNetns,
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    Injected(#[from] Injected),
+    #[error("container {id} already has an endpoint ({address} on {network}); a second createRuntime for one id is refused: stop it first or run `nethook gc`")]
+    AlreadyExists { id: String, network: String, address: String },
+    #[error("host interface {name} already exists; a link of an earlier container with this id is left over: run `nethook gc`")]
+    HostLinkExists { name: String },
+    #[error("interface {name} already exists in the container's network namespace; set nethook.ifname to another name")]
+    PeerExists { name: String },
+}
+
+/// Gives the container its network. On error nothing of this attempt is left behind.
+pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
+    let netns = Netns::open(req.netns.as_deref().ok_or(SetupError::NoNetns)?)?;
+    netns.ensure_not_own()?;
+    let network = store.load_network(&req.options.network)?;
+
+    let _lock = store.lock()?;
+    if let Some(existing) = store.load_endpoint(&req.id)? {
+        return Err(SetupError::AlreadyExists {
+            id: req.id.to_string(),
+            network: existing.network,
+            address: existing.ipv4.map(|a| a.address.to_string()).unwrap_or_default(),
+        });
+    }
+    let mut pool = store.load_pool(&network.name)?;
+    let endpoint = plan_endpoint(req, &network, &mut pool)?;
+    store.save_pool(&network.name, &pool)?;
+    if let Err(e) = store.save_endpoint(&endpoint) {
+        forget(store, &endpoint, &mut pool);
+        return Err(e.into());
+    }
+
+    let mut undo = Undo::default();
+    let result = Rtnl::open()
+        .map_err(SetupError::from)
+        .and_then(|rtnl| apply(&rtnl, &network, &endpoint, &netns, &mut undo).map(|()| rtnl));
+    match result {
+        Ok(_) => Ok(endpoint),
+        Err(e) => {
+            undo.run();
+            forget(store, &endpoint, &mut pool);
+            Err(e)
+        }
+    }
+}
+
+fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo) -> Result<(), SetupError> {
+    failpoint::hit("recorded")?;
+    let bridge_index = rtnl.ensure_bridge(&net.bridge, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
+    sysctl::ip_forward()?;
+    failpoint::hit("bridge")?;
+
+    create_veth(rtnl, ep, bridge_index, netns)?;
+    undo.links.push(ep.host_interface.clone());
+    failpoint::hit("veth")?;
+
+    if let Some(v4) = ep.ipv4 {
+        let ifname = ep.interface.clone();
+        netns.run(|| {
+            let inner = Rtnl::open()?;
+            inner.configure_container(&ifname, v4.address, v4.prefix, v4.gateway)
+        })??;
+    }
+    failpoint::hit("addresses")?;
+    Ok(())
+}
+
+/// Creates the veth pair, telling apart the two names that can clash. The kernel frees a
+/// deleted veth asynchronously, so a host name that still exists right after a teardown
+/// of the same id gets a few short retries before it is reported.
+fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
+    let spec = VethSpec {
+        host_name: &ep.host_interface,
+        bridge_index,
+        peer_name: &ep.interface,
+        peer_mac: ep.mac,
+    };
+    let mut attempts = 0;
+    loop {
+        match rtnl.create_veth(&spec, netns) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {
+                if !rtnl.exists(&ep.host_interface)? {
+                    return Err(SetupError::PeerExists { name: ep.interface.clone() });
+                }
+                attempts += 1;
+                if attempts > 25 {
+                    return Err(SetupError::HostLinkExists { name: ep.host_interface.clone() });
+                }
+                sleep(Duration::from_millis(4));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Kernel objects this attempt created, undone in reverse order on failure.
+#[derive(Default)]
+struct Undo {
+    links: Vec<String>,
+}
+
+impl Undo {
+    fn run(self) {
+        let Ok(rtnl) = Rtnl::open() else {
+            log_undo_failure("open netlink", &io::Error::last_os_error());
+            return;
+        };
+        for name in self.links.iter().rev() {
+            if let Err(e) = rtnl.delete(name) {
+                log_undo_failure(name, &e);
+            }
+        }
+    }
+}
+
+fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
+    eprintln!("nethook: rollback could not remove {what}: {e}; run `nethook gc`");
+}
+
+/// Drops the write-ahead record and the address of a setup that did not complete.
+fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) {
+    if let Err(e) = teardown::forget(store, ep, pool) {
+        eprintln!("nethook: rollback could not drop the record of {}: {e}; run `nethook gc`", ep.id);
+    }
+}

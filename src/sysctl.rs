@@ -1,0 +1,37 @@
+//! Kernel settings by writing `/proc/sys` directly (no `sysctl` binary in hooks), and
+//! only when the value differs, so the common path is one read.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set {path} to {value}")]
+pub struct SysctlError {
+    pub path: PathBuf,
+    pub value: String,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Sets `/proc/sys/<key>` (key with '/' separators) to `value` when it differs.
+pub fn ensure(key: &str, value: &str) -> Result<bool, SysctlError> {
+    let path = PathBuf::from("/proc/sys").join(key);
+    let err = |source| SysctlError { path: path.clone(), value: value.to_owned(), source };
+    let current = fs::read_to_string(&path).map_err(err)?;
+    if current.trim() == value {
+        return Ok(false);
+    }
+    fs::write(&path, value).map_err(err)?;
+    Ok(true)
+}
+
+pub fn ip_forward() -> Result<bool, SysctlError> {
+    ensure("net/ipv4/ip_forward", "1")
+}
+
+/// Lets DNAT to a container work for connections to 127.0.0.1 (the firewall drops
+/// 127.0.0.0/8 arriving on any other interface, so this opens nothing to the LAN).
+pub fn route_localnet(bridge: &str) -> Result<bool, SysctlError> {
+    ensure(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1")
+}

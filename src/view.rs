@@ -1,0 +1,107 @@
+//! How state is shown to people (tables) and scripts (JSON).
+
+use serde::Serialize;
+
+use crate::endpoint::Endpoint;
+use crate::network::Network;
+use crate::ports::PortSpec;
+
+/// One row of `nethook ls --json`. Stable field names: scripts depend on them.
+#[derive(Debug, Serialize)]
+pub struct EndpointView<'a> {
+    pub id: &'a str,
+    pub network: &'a str,
+    pub interface: &'a str,
+    pub host_interface: &'a str,
+    pub ipv4: Option<String>,
+    pub mac: String,
+    pub ports: &'a [PortSpec],
+}
+
+impl<'a> From<&'a Endpoint> for EndpointView<'a> {
+    fn from(ep: &'a Endpoint) -> Self {
+        EndpointView {
+            id: ep.id.as_str(),
+            network: &ep.network,
+            interface: &ep.interface,
+            host_interface: &ep.host_interface,
+            ipv4: ep.ipv4.map(|a| a.address.to_string()),
+            mac: ep.mac.to_string(),
+            ports: &ep.ports,
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces, like `ip -br` and `podman ps`.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|ep| {
+            let ports: Vec<String> = ep.ports.iter().map(ToString::to_string).collect();
+            vec![
+                ep.id.to_string(),
+                ep.network.clone(),
+                ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_else(|| "-".into()),
+                ep.interface.clone(),
+                ep.host_interface.clone(),
+                ep.mac.to_string(),
+                if ports.is_empty() { "-".into() } else { ports.join(",") },
+            ]
+        })
+        .collect();
+    table(&["ID", "NETWORK", "IPV4", "IFACE", "HOST-IFACE", "MAC", "PORTS"], &rows)
+}
+
+pub fn networks_table(networks: &[(Network, usize)]) -> String {
+    let rows: Vec<Vec<String>> = networks
+        .iter()
+        .map(|(n, count)| {
+            vec![
+                n.name.clone(),
+                n.bridge.clone(),
+                n.ipv4.subnet.to_string(),
+                n.ipv4.gateway.to_string(),
+                if n.masquerade { "yes" } else { "no" }.into(),
+                count.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "BRIDGE", "SUBNET", "GATEWAY", "MASQUERADE", "ENDPOINTS"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_keeps_the_last_unpadded() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}
