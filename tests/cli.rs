@@ -1,0 +1,45 @@
+//! Privileged tests of the network commands (they read host routes and create bridges).
+
+mod common;
+
+use common::*;
+
+#[test]
+fn networks_are_created_listed_inspected_and_removed() {
+    sandbox!("networks_are_created_listed_inspected_and_removed", {
+        let nh = Nethook::new("netcli");
+        let (ok, _, err) = nh.cli(&["network", "create", "blue", "--subnet", "10.90.0.0/24"]);
+        assert!(ok, "{err}");
+        let (ok, out, _) = nh.cli(&["network", "ls"]);
+        assert!(ok && out.contains("blue") && out.contains("nh-blue") && out.contains("nethook0"), "{out}");
+        let (ok, out, _) = nh.cli(&["network", "inspect", "blue"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(ok && v["ipv4"]["gateway"] == "10.90.0.1" && v["bridge"] == "nh-blue", "{out}");
+
+        // Refusals: same name, overlapping another network, overlapping a host route.
+        let (ok, _, err) = nh.cli(&["network", "create", "blue", "--subnet", "10.91.0.0/24"]);
+        assert!(!ok && err.contains("already exists"), "{err}");
+        let (ok, _, err) = nh.cli(&["network", "create", "green", "--subnet", "10.90.0.128/25"]);
+        assert!(!ok && err.contains("overlaps"), "{err}");
+        sh("ip link add hv0 type veth peer name hv1 && ip addr add 192.0.2.1/24 dev hv0 && ip link set hv0 up");
+        let (ok, _, err) = nh.cli(&["network", "create", "green", "--subnet", "192.0.2.0/25"]);
+        assert!(!ok && err.contains("host route"), "{err}");
+
+        // A container on it, then rm is refused until it is gone.
+        let c = FakeContainer::start("ctr-blue");
+        nh.setup(&c, &[("nethook.network", "blue")]);
+        assert!(c.sh("ip -o -4 addr show dev eth0").contains("10.90.0.2/24"));
+        let (ok, _, err) = nh.cli(&["network", "rm", "blue"]);
+        assert!(!ok && err.contains("ctr-blue"), "{err}");
+        nh.teardown(&c);
+        let (ok, _, err) = nh.cli(&["network", "rm", "blue"]);
+        assert!(ok, "{err}");
+        assert!(!sh_ok("ip link show nh-blue"));
+
+        // An unknown network names the fix.
+        let d = FakeContainer::start("ctr-x");
+        let out = nh.hook(&d.state("creating", &[("nethook.network", "nope")]));
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nethook network create nope"));
+    });
+}

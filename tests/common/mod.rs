@@ -1,0 +1,268 @@
+//! Support for privileged tests: a sandbox network namespace per test, fake containers
+//! (processes in their own netns), and a driver for the `nethook` binary.
+//!
+//! A test calls `sandbox!(body)`: outside the sandbox it re-executes its own test binary
+//! for just this test under `unshare --net --mount`, so the scenario runs in a throwaway
+//! namespace and the test runner's threads never change namespace.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SANDBOX_ENV: &str = "NETHOOK_TEST_SANDBOX";
+
+/// Runs `$body` inside a fresh sandbox namespace, or skips when the machine cannot.
+#[macro_export]
+macro_rules! sandbox {
+    ($name:expr, $body:block) => {{
+        if std::env::var_os($crate::common::SANDBOX_ENV).is_some() {
+            $crate::common::sandbox_init();
+            $body
+        } else {
+            $crate::common::run_in_sandbox($name);
+        }
+    }};
+}
+
+pub fn can_sandbox() -> Result<(), String> {
+    if !nix_is_root() {
+        return Err("not root".into());
+    }
+    let ok = Command::new("unshare").args(["--net", "--mount", "true"]).status().map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        return Err("unshare --net --mount does not work here".into());
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+pub fn run_in_sandbox(test_name: &str) {
+    if let Err(why) = can_sandbox() {
+        eprintln!("SKIP {test_name}: privileged test needs root and network namespaces ({why})");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "--"])
+        .arg(&exe)
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(SANDBOX_ENV, "1")
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "sandboxed run of {test_name} failed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
+
+/// Inside the sandbox: private mounts and loopback up.
+pub fn sandbox_init() {
+    sh("mount --make-rprivate / 2>/dev/null || true; ip link set lo up");
+}
+
+/// Runs a shell command in the sandbox; panics with its output when it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
+    assert!(out.status.success(), "`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command and reports only whether it succeeded.
+pub fn sh_ok(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", cmd]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("nethook-it-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fake container: a process sleeping in its own network namespace.
+pub struct FakeContainer {
+    pub id: String,
+    child: Child,
+}
+
+impl FakeContainer {
+    pub fn start(id: &str) -> Self {
+        let child = Command::new("unshare").args(["--net", "sleep", "600"]).spawn().expect("spawn unshare");
+        let me = FakeContainer { id: id.to_owned(), child };
+        // Wait until unshare has exec'd sleep in its new namespace.
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(me.netns()).map(|l| l == own).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "fake container did not get its netns");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        me
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.pid()))
+    }
+
+    /// Runs a shell command inside the container's netns.
+    pub fn sh(&self, cmd: &str) -> String {
+        sh(&format!("nsenter -t {} -n sh -c '{}'", self.pid(), cmd.replace('\'', "'\\''")))
+    }
+
+    pub fn sh_ok(&self, cmd: &str) -> bool {
+        sh_ok(&format!("nsenter -t {} -n sh -c '{}'", self.pid(), cmd.replace('\'', "'\\''")))
+    }
+
+    /// Kills the process; its netns (and the veth peer in it) goes with it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn state(&self, status: &str, annotations: &[(&str, &str)]) -> String {
+        let ann: HashMap<&str, &str> = annotations.iter().copied().collect();
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": status,
+            "pid": self.pid(),
+            "bundle": "/nonexistent-bundle",
+            "annotations": ann,
+        })
+        .to_string()
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Drives the nethook binary with its own config and run directories, with an
+/// environment as empty as a runtime gives hooks.
+pub struct Nethook {
+    pub dirs: TempDir,
+}
+
+impl Nethook {
+    pub fn new(tag: &str) -> Self {
+        Nethook { dirs: TempDir::new(tag) }
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dirs.0.join("run")
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dirs.0.join("etc")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nethook"));
+        c.env_clear()
+            .env("NETHOOK_RUN_DIR", self.run_dir())
+            .env("NETHOOK_CONFIG_DIR", self.config_dir());
+        c
+    }
+
+    /// Runs `nethook hook` with `state` on stdin.
+    pub fn hook(&self, state: &str) -> Output {
+        self.hook_with(state, &[])
+    }
+
+    pub fn hook_with(&self, state: &str, args: &[&str]) -> Output {
+        let mut child = self
+            .command()
+            .arg("hook")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nethook");
+        // A failure to write means nethook exited without reading: that shows in its status.
+        let _ = child.stdin.take().expect("stdin").write_all(state.as_bytes());
+        child.wait_with_output().expect("wait nethook")
+    }
+
+    pub fn setup(&self, c: &FakeContainer, annotations: &[(&str, &str)]) {
+        let out = self.hook(&c.state("creating", annotations));
+        assert!(out.status.success(), "setup of {} failed: {}", c.id, String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn teardown(&self, c: &FakeContainer) {
+        let out = self.hook(&c.state("stopped", &[]));
+        assert!(out.status.success(), "teardown of {} failed: {}", c.id, String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs a CLI command, returning (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command().args(args).output().expect("run nethook");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    pub fn endpoints(&self) -> Vec<serde_json::Value> {
+        let (ok, out, err) = self.cli(&["ls", "--json"]);
+        assert!(ok, "nethook ls failed: {err}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("ls --json is a JSON array")
+    }
+
+    pub fn endpoint(&self, id: &str) -> serde_json::Value {
+        self.endpoints().into_iter().find(|e| e["id"] == id).unwrap_or_else(|| panic!("no endpoint {id}"))
+    }
+
+    pub fn allocations(&self, network: &str) -> usize {
+        let path = self.run_dir().join("ipam").join(format!("{network}.json"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("ipam JSON");
+                v["allocations"].as_object().map(|m| m.len()).unwrap_or(0)
+            }
+            Err(_) => 0,
+        }
+    }
+
+    pub fn records(&self) -> usize {
+        std::fs::read_dir(self.run_dir().join("endpoints"))
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+            .unwrap_or(0)
+    }
+}
+
+/// Host-side veth names (`nh…`) present in the sandbox.
+pub fn host_veths() -> Vec<String> {
+    sh("ip -o link show type veth")
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with("nh"))
+        .collect()
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}

@@ -1,0 +1,187 @@
+//! Privileged tests of the hook's main path, each in its own sandbox namespace, with
+//! fake containers (processes in their own netns) and real kernel objects.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn two_containers_get_distinct_addresses_and_reach_each_other_and_the_host() {
+    sandbox!("two_containers_get_distinct_addresses_and_reach_each_other_and_the_host", {
+        let nh = Nethook::new("two");
+        let a = FakeContainer::start("ctr-a");
+        let b = FakeContainer::start("ctr-b");
+        nh.setup(&a, &[]);
+        nh.setup(&b, &[]);
+
+        let ea = nh.endpoint("ctr-a");
+        let eb = nh.endpoint("ctr-b");
+        let (ipa, ipb) = (ea["ipv4"].as_str().unwrap().to_owned(), eb["ipv4"].as_str().unwrap().to_owned());
+        assert_ne!(ipa, ipb);
+        assert!(ipa.starts_with("10.77.") && ipb.starts_with("10.77."));
+        assert_eq!(ea["network"], "nethook");
+        assert_eq!(ea["interface"], "eth0");
+        assert_eq!(ea["ports"], serde_json::json!([]));
+
+        // What the kernel says inside the container matches the record.
+        let inside = a.sh("ip -4 -o addr show dev eth0");
+        assert!(inside.contains(&format!("{ipa}/16")), "{inside}");
+        assert!(a.sh("ip route show default").contains("via 10.77.0.1 dev eth0"));
+        assert!(a.sh("ip -o link show dev eth0").contains(&format!("link/ether {}", ea["mac"].as_str().unwrap())));
+        assert!(a.sh("ip -o link show lo").contains("UP"));
+        let host_if = ea["host_interface"].as_str().unwrap();
+        assert!(sh(&format!("ip -o link show {host_if}")).contains("master nethook0"));
+
+        assert!(a.sh_ok(&format!("ping -c1 -W2 {ipb}")), "a cannot ping b");
+        assert!(b.sh_ok(&format!("ping -c1 -W2 {ipa}")), "b cannot ping a");
+        assert!(a.sh_ok("ping -c1 -W2 10.77.0.1"), "a cannot ping the gateway");
+        assert!(sh_ok(&format!("ping -c1 -W2 {ipa}")), "host cannot ping a");
+        assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    });
+}
+
+#[test]
+fn teardown_leaves_nothing_and_running_it_again_is_fine() {
+    sandbox!("teardown_leaves_nothing_and_running_it_again_is_fine", {
+        let nh = Nethook::new("teardown");
+        let mut a = FakeContainer::start("ctr-a");
+        let b = FakeContainer::start("ctr-b");
+        nh.setup(&a, &[]);
+        nh.setup(&b, &[]);
+        // Teardown with the netns alive (link deleted by us) ...
+        nh.teardown(&b);
+        // ... and after the container died (link already gone with its netns).
+        a.stop();
+        nh.teardown(&a);
+        nh.teardown(&a);
+        assert!(host_veths().is_empty(), "left: {:?}", host_veths());
+        assert_eq!(nh.records(), 0);
+        assert_eq!(nh.allocations("nethook"), 0);
+        // An id nethook never saw is not an error either.
+        let out = nh.hook(r#"{"ociVersion":"1.0.2","id":"never-seen","status":"stopped","bundle":"/b"}"#);
+        assert!(out.status.success());
+    });
+}
+
+#[test]
+fn failed_setup_leaves_nothing_behind() {
+    sandbox!("failed_setup_leaves_nothing_behind", {
+        let nh = Nethook::new("rollback");
+        let a = FakeContainer::start("ctr-a");
+        // The container already has an eth0: the veth create fails after IPAM and record.
+        a.sh("ip link add eth0 type veth peer name eth0-peer");
+        let out = nh.hook(&a.state("creating", &[]));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("eth0 already exists") && err.contains("nethook.ifname"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(host_veths().is_empty());
+        assert_eq!(nh.records(), 0);
+        assert_eq!(nh.allocations("nethook"), 0);
+        // poststop after a failed createRuntime is fine.
+        nh.teardown(&a);
+        // And a second try with another name works.
+        nh.setup(&a, &[("nethook.ifname", "net0")]);
+        assert!(a.sh("ip -o -4 addr show dev net0").contains("10.77."));
+    });
+}
+
+#[test]
+fn the_hooks_own_namespace_is_refused() {
+    sandbox!("the_hooks_own_namespace_is_refused", {
+        let nh = Nethook::new("own");
+        let before = sh("ip -o link");
+        let state = format!(r#"{{"id":"self","status":"creating","pid":{},"bundle":"/b","annotations":{{}}}}"#, std::process::id());
+        let out = nh.hook(&state);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("hook's own"));
+        assert_eq!(sh("ip -o link"), before);
+        assert_eq!(nh.records(), 0);
+    });
+}
+
+#[test]
+fn static_address_mac_and_interface_name_are_honoured() {
+    sandbox!("static_address_mac_and_interface_name_are_honoured", {
+        let nh = Nethook::new("static");
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[("nethook.ip", "10.77.9.9"), ("nethook.mac", "02:aa:bb:cc:dd:ee"), ("nethook.ifname", "net0")]);
+        assert!(a.sh("ip -o -4 addr show dev net0").contains("10.77.9.9/16"));
+        assert!(a.sh("ip -o link show dev net0").contains("link/ether 02:aa:bb:cc:dd:ee"));
+        // The same static address for another container is refused and leaves nothing.
+        let b = FakeContainer::start("ctr-b");
+        let out = nh.hook(&b.state("creating", &[("nethook.ip", "10.77.9.9")]));
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already used by container ctr-a"));
+        assert_eq!(nh.records(), 1);
+        assert_eq!(host_veths().len(), 1);
+    });
+}
+
+#[test]
+fn disabled_containers_are_left_alone() {
+    sandbox!("disabled_containers_are_left_alone", {
+        let nh = Nethook::new("disabled");
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[("nethook.disable", "true")]);
+        assert_eq!(nh.records(), 0);
+        assert!(!a.sh("ip -o link").contains("eth0"));
+    });
+}
+
+#[test]
+fn annotations_come_from_the_bundle_when_the_state_has_none() {
+    sandbox!("annotations_come_from_the_bundle_when_the_state_has_none", {
+        let nh = Nethook::new("bundle");
+        let bundle = TempDir::new("bundle-cfg");
+        std::fs::write(
+            bundle.0.join("config.json"),
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{"nethook.ip":"10.77.3.3"}}"#,
+        )
+        .unwrap();
+        let a = FakeContainer::start("ctr-a");
+        let state = format!(
+            r#"{{"ociVersion":"1.0.2","id":"ctr-a","status":"creating","pid":{},"bundle":"{}"}}"#,
+            a.pid(),
+            bundle.0.display()
+        );
+        let out = nh.hook(&state);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(nh.endpoint("ctr-a")["ipv4"], "10.77.3.3");
+    });
+}
+
+#[test]
+fn a_second_create_for_the_same_id_is_refused() {
+    sandbox!("a_second_create_for_the_same_id_is_refused", {
+        let nh = Nethook::new("dup");
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[]);
+        let out = nh.hook(&a.state("creating", &[]));
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already has an endpoint"));
+        // The first endpoint is untouched.
+        assert_eq!(nh.records(), 1);
+        assert_eq!(nh.allocations("nethook"), 1);
+        assert!(a.sh("ip -o -4 addr show dev eth0").contains("10.77.0.2"));
+    });
+}
+
+#[test]
+fn gc_removes_endpoints_whose_container_died_without_poststop() {
+    sandbox!("gc_removes_endpoints_whose_container_died_without_poststop", {
+        let nh = Nethook::new("gc");
+        let mut a = FakeContainer::start("ctr-a");
+        let b = FakeContainer::start("ctr-b");
+        nh.setup(&a, &[]);
+        nh.setup(&b, &[]);
+        a.stop();
+        let (ok, out, _) = nh.cli(&["gc", "--dry-run"]);
+        assert!(ok && out.contains("would remove endpoint ctr-a"), "{out}");
+        assert_eq!(nh.records(), 2);
+        let (ok, out, _) = nh.cli(&["gc"]);
+        assert!(ok && out.contains("remove endpoint ctr-a") && !out.contains("ctr-b"), "{out}");
+        assert_eq!(nh.records(), 1);
+        assert_eq!(nh.allocations("nethook"), 1);
+    });
+}
