@@ -175,7 +175,9 @@ fn gc_removes_endpoints_whose_container_died_without_poststop() {
         let b = FakeContainer::start("ctr-b");
         nh.setup(&a, &[]);
         nh.setup(&b, &[]);
+        let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
         a.stop();
+        wait_until(10, "the dead container's veth to vanish", || !host_veths().contains(&host_if));
         let (ok, out, _) = nh.cli(&["gc", "--dry-run"]);
         assert!(ok && out.contains("would remove endpoint ctr-a"), "{out}");
         assert_eq!(nh.records(), 2);

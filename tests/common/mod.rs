@@ -266,3 +266,13 @@ pub fn host_veths() -> Vec<String> {
 pub fn path_exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
 }
+
+/// Polls `cond` until it holds or `secs` pass; the kernel frees a dead netns's links
+/// asynchronously, so "the container died" and "its veth is gone" are not one instant.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
