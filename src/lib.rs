@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod failpoint;
 pub mod gc;
 pub mod ids;
+pub mod install;
 pub mod ipam;
 pub mod link;
 pub mod mac;

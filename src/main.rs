@@ -13,7 +13,7 @@ use nethook::link::Rtnl;
 use nethook::network::Network;
 use nethook::oci::{self, Stage};
 use nethook::store::{Store, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR};
-use nethook::{gc, setup, teardown, view};
+use nethook::{gc, install, setup, teardown, view};
 
 #[derive(Parser)]
 #[command(name = "nethook", version, about = "Container networking as an OCI hook: bridge, IPAM, nftables NAT")]
@@ -43,6 +43,25 @@ enum Command {
     Ls {
         #[arg(long)]
         json: bool,
+    },
+    /// Write a Podman hooks.d file (nethook.json) that runs nethook for annotated containers.
+    Install {
+        /// The hooks directory given to `podman --hooks-dir`.
+        #[arg(long)]
+        podman_hooks_dir: PathBuf,
+        /// Run for every container, not only those annotated nethook.network.
+        #[arg(long)]
+        always: bool,
+        /// Hook binary path to register (default: this binary).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Add nethook's createRuntime and poststop hooks to BUNDLE/config.json (runc, crun, youki).
+    Inject {
+        bundle: PathBuf,
+        /// Hook binary path to register (default: this binary).
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
     /// Remove endpoints whose container is gone and free addresses nobody holds.
     Gc {
@@ -89,6 +108,16 @@ fn main() -> ExitCode {
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
+        Command::Install { podman_hooks_dir, always, binary } => hook_binary(binary).and_then(|bin| {
+            let path = install::install_podman_hook(&podman_hooks_dir, &bin, &hook_env(&store), always)?;
+            println!("{}", path.display());
+            Ok(())
+        }),
+        Command::Inject { bundle, binary } => hook_binary(binary).and_then(|bin| {
+            let changed = install::inject(&bundle, &bin, &hook_env(&store))?;
+            println!("{}: {}", bundle.join("config.json").display(), if changed { "hooks added" } else { "already set" });
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,6 +254,25 @@ fn run_gc(store: &Store, dry_run: bool) -> Result<()> {
         println!("nothing to collect");
     }
     Ok(())
+}
+
+/// The path runtimes should exec: absolute, because hooks run without PATH.
+fn hook_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe().context("find this binary's path")?,
+    };
+    let path = path.canonicalize().with_context(|| format!("hook binary {} not found", path.display()))?;
+    Ok(path)
+}
+
+/// State directories that differ from the defaults travel with the hook as its env.
+fn hook_env(store: &Store) -> install::HookEnv {
+    let differs = |p: &std::path::Path, default: &str| (p != std::path::Path::new(default)).then(|| p.to_owned());
+    install::HookEnv {
+        config_dir: differs(store.config_dir(), DEFAULT_CONFIG_DIR),
+        run_dir: differs(store.run_dir(), DEFAULT_RUN_DIR),
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
