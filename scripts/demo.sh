@@ -68,7 +68,8 @@ print("\"hooks\": {")
 for stage in ("createRuntime", "poststop"):
     print("  \"%s\": [%s]," % (stage, json.dumps(hooks[stage][0])))
 print("}")
-' "$NH_TMP/bundles/demo-a/config.json" | sed 's/^/    /'
+' "$NH_TMP/bundles/demo-a/config.json" | sed "s|$NH_TMP|\$TMP|g; s/^/    /"
+echo "  (\$TMP is this demo's scratch directory: runc state, bundles, nethook state.)"
 for id in demo-a demo-b; do
     SHOW_AS="runc run --detach --bundle bundles/$id $id" show nh_run_container "$NH_TMP/bundles/$id" "$id"
 done

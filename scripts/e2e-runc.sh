@@ -5,17 +5,21 @@
 #
 #   1. two containers get distinct 10.77.x addresses, agree with `nethook ls`,
 #      reach each other and the gateway; the host reaches both;
-#   2. published ports (nethook.ports=8080:80): an httpd container answers on
-#      127.0.0.1:8080 and on a host address, also from another container, and
+#   2. annotations: static ip/mac/ifname applied, disable honoured, a bad
+#      address refused without leftovers; a network made with
+#      `nethook network create` used through nethook.network;
+#   3. published ports (nethook.ports=8080:80): an httpd container answers on
+#      127.0.0.1:8080 and on host addresses, also from another container, and
 #      a second claim on the same host port fails without leaving anything;
-#   3. after runc kill + delete nothing is left: no nh* veth, no endpoint
-#      record, no IPAM allocation, no nft element.
+#   4. after runc kill + delete nothing is left: no nh* veth, no endpoint
+#      record, no IPAM allocation, no nft element; and the bridge keeps its MAC
+#      when a container leaves, so the others keep reaching the gateway.
 #
 # Everything runs in a throwaway network+mount namespace (see lib.sh); the
 # machine's own network and nftables are never touched.
 #
 # Env: NETHOOK_BIN=path  use this binary instead of building
-#      NETHOOK_SKIP_PORTS=1  skip part 2 (until nftables support lands)
+#      NETHOOK_SKIP_PORTS=1  skip part 3 (until nftables support lands)
 # Output: PASS:/FAIL: lines, last line "N passed, M failed"; exit 1 on failure.
 set -euo pipefail
 
@@ -51,6 +55,15 @@ A="e2e-$$-a"
 B="e2e-$$-b"
 C="e2e-$$-web"
 D="e2e-$$-dup"
+E="e2e-$$-static"   # nethook.ip / nethook.mac / nethook.ifname
+F="e2e-$$-off"      # nethook.disable=true
+G="e2e-$$-badip"    # nethook.ip outside the subnet: must be refused
+H="e2e-$$-blue"     # on a network made with `nethook network create`
+BLUE_SUBNET=10.88.0.0/24
+BLUE_GW=10.88.0.1
+BLUE_BRIDGE=nhblue0
+STATIC_IP=10.77.5.5
+STATIC_MAC=02:00:00:00:05:05
 ALL_IDS=("$A" "$B") # every id whose address or name must not leak
 STARTED=()          # containers runc started, to stop in part 3
 
@@ -79,6 +92,14 @@ for ep in json.load(sys.stdin):
         sys.exit(0)
 sys.exit("container %s not in nethook ls --json" % want)
 ' "$1" "$2"
+}
+
+link_mac() { ip -o link show dev "$1" 2>/dev/null | sed -n 's|.* link/ether \([0-9a-f:]*\) .*|\1|p'; }
+
+bridge_mac_is() {
+    local now
+    now="$(link_mac "$BRIDGE")"
+    [[ $now == "$1" ]] || { echo "it is $now now"; return 1; }
 }
 
 ping_ok() { busybox ping -c 1 -W 3 "$1"; }
@@ -160,8 +181,17 @@ endpoints_empty() {
 # but no allocation: every allocation-like collection must be empty, no
 # address of ours may be a key anywhere, and no container id may appear.
 ipam_empty() { # IP...
-    local file="$NETHOOK_RUN_DIR/ipam/nethook.json"
-    [[ -f $file ]] || return 0
+    local file rc=0
+    for file in "$NETHOOK_RUN_DIR"/ipam/*.json; do
+        [[ -f $file ]] || continue
+        ipam_file_empty "$file" "$@" || rc=1
+    done
+    return "$rc"
+}
+
+ipam_file_empty() { # FILE IP...
+    local file=$1
+    shift
     python3 - "$file" "${ALL_IDS[@]}" -- "$@" <<'PY'
 import json, sys
 args = sys.argv[2:]
@@ -196,8 +226,8 @@ PY
 refused_left_nothing() { # VETHS_BEFORE ID
     [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }
     [[ ! -e $NETHOOK_RUN_DIR/endpoints/$2.json ]] || { echo "endpoint record for $2 left"; return 1; }
-    if [[ -f $NETHOOK_RUN_DIR/ipam/nethook.json ]] && grep -qF "$2" "$NETHOOK_RUN_DIR/ipam/nethook.json"; then
-        echo "ipam still mentions $2"; return 1
+    if grep -rqF "\"$2\"" "$NETHOOK_RUN_DIR/ipam" 2>/dev/null; then
+        echo "ipam still mentions $2:"; cat "$NETHOOK_RUN_DIR"/ipam/*.json; return 1
     fi
 }
 
@@ -205,6 +235,60 @@ port_listed() { # ID
     local ports
     ports="$(ls_field "$1" ports)" || return 1
     [[ $ports == *8080* ]] || { echo "ports of $1: $ports"; return 1; }
+}
+
+check_static() { # ID: static address, MAC and interface name applied inside
+    local out
+    out="$(nh_exec "$1" ip -o -4 addr show dev net0)" || return 1
+    [[ $out == *" inet $STATIC_IP/16 "* ]] || { echo "net0 lacks $STATIC_IP/16: $out"; return 1; }
+    out="$(nh_exec "$1" ip -o link show dev net0)" || return 1
+    [[ $out == *"link/ether $STATIC_MAC "* ]] || { echo "net0 MAC is not $STATIC_MAC: $out"; return 1; }
+    [[ "$(ls_field "$1" interface)" == net0 ]] || { echo "ls --json interface is not net0"; return 1; }
+    [[ "$(ls_field "$1" mac)" == "$STATIC_MAC" ]] || { echo "ls --json mac is not $STATIC_MAC"; return 1; }
+}
+
+check_disabled() { # ID: only lo inside, not listed
+    local out
+    out="$(nh_exec "$1" ip -o link)" || return 1
+    [[ $(grep -cv ': lo:' <<<"$out") -eq 0 ]] || { echo "links inside: $out"; return 1; }
+    if ls_field "$1" id >/dev/null 2>&1; then echo "$1 is listed by nethook ls"; return 1; fi
+}
+
+check_blue() { # ID
+    local ip
+    ip="$(ls_field "$1" ipv4)" || return 1
+    [[ "$(ls_field "$1" network)" == blue ]] || { echo "network is not blue"; return 1; }
+    python3 -c 'import ipaddress,sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' \
+        "$ip" "$BLUE_SUBNET" || { echo "$ip not in $BLUE_SUBNET"; return 1; }
+    local out
+    out="$(nh_exec "$1" ip -o -4 addr show dev eth0)" || return 1
+    [[ $out == *" inet $ip/24 "* ]] || { echo "eth0 lacks $ip/24: $out"; return 1; }
+    out="$(ip -o link show dev "$(ls_field "$1" host_interface)")" || return 1
+    [[ $out == *"master $BLUE_BRIDGE"* ]] || { echo "host veth not on $BLUE_BRIDGE: $out"; return 1; }
+}
+
+# start_refused ID DESC BUNDLE_ARGS...: createRuntime must fail, leave nothing.
+start_refused() {
+    local id=$1 desc=$2 before
+    shift 2
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
+    before="$(nh_host_veths | sort)"
+    if nh_run_container "$NH_TMP/bundles/$id" "$id" 2>"$NH_TMP/$id.err"; then
+        STARTED+=("$id")
+        nh_fail "$desc"
+        return 0
+    fi
+    nh_pass "$desc"
+    sed -n 's/.*stderr: \(.*\)"$/\1/p' "$NH_TMP/$id.err" | head -n 1 |
+        sed 's/\\n.*//; s/^/    hook said: /' | cut -c1-200
+    nh_stop_container "$id"
+    nh_check "refused $id left no veth, record or IPAM entry" refused_left_nothing "$before" "$id"
+}
+
+network_listed() {
+    local out
+    out="$(nh network ls)" || return 1
+    grep -qw "$1" <<<"$out" || { printf '%s\n' "$out"; return 1; }
 }
 
 ls_empty() {
@@ -261,7 +345,26 @@ nh_check "$B pings gateway $GATEWAY" ping_from "$B" "$GATEWAY"
 nh_check "host pings $A ($IP_A)" ping_ok "$IP_A"
 nh_check "host pings $B ($IP_B)" ping_ok "$IP_B"
 
-# --- 2. published ports -------------------------------------------------------
+# --- 2. annotations and a custom network --------------------------------------
+section "annotations and a network made with 'nethook network create'"
+ALL_IDS+=("$E" "$F" "$G" "$H")
+start "$E" "runc run $E with nethook.ip/mac/ifname" \
+    nethook.ip="$STATIC_IP" nethook.mac="$STATIC_MAC" nethook.ifname=net0
+nh_check "$E has $STATIC_IP/16 and $STATIC_MAC on net0" check_static "$E"
+nh_check "$E pings $A ($IP_A)" ping_from "$E" "$IP_A"
+start "$F" "runc run $F with nethook.disable=true" nethook.disable=true
+nh_check "$F has no interface but lo and is not listed" check_disabled "$F"
+start_refused "$G" "nethook.ip=192.0.2.10 (outside $SUBNET) is refused" nethook.ip=192.0.2.10
+nh_check "nethook network create blue --subnet $BLUE_SUBNET" \
+    nh network create blue --subnet "$BLUE_SUBNET" --bridge "$BLUE_BRIDGE"
+nh_check "nethook network ls shows blue" network_listed blue
+nh_check "nethook network inspect blue" nh network inspect blue
+start "$H" "runc run $H with nethook.network=blue" nethook.network=blue
+IP_H="$(ls_field "$H" ipv4 2>/dev/null || true)"
+nh_check "$H has ${IP_H:-?}/24 in $BLUE_SUBNET on $BLUE_BRIDGE" check_blue "$H"
+nh_check "$H pings its gateway $BLUE_GW" ping_from "$H" "$BLUE_GW"
+
+# --- 3. published ports -------------------------------------------------------
 IP_C=""
 if [[ ${NETHOOK_SKIP_PORTS:-0} == 1 ]]; then
     section "published ports: SKIPPED (NETHOOK_SKIP_PORTS=1)"
@@ -286,39 +389,56 @@ else
     # A second claim on 8080/tcp must fail at createRuntime and leave
     # nothing. Only meaningful while the first claim holds the port.
     if [[ " ${STARTED[*]} " == *" $C "* ]]; then
-        nh_make_bundle "$NH_TMP/bundles/$D" "$D" --httpd nethook.ports=8080:80
-        veths_before="$(nh_host_veths | sort)"
-        if nh_run_container "$NH_TMP/bundles/$D" "$D" 2>"$NH_TMP/dup.err"; then
-            STARTED+=("$D")
-            nh_fail "a second container publishing 8080 is refused"
-        else
-            nh_pass "a second container publishing 8080 is refused"
-            # Show the hook's own message, not runc's wrapping of it.
-            sed -n 's/.*stderr: \(.*\)"$/\1/p' "$NH_TMP/dup.err" | head -n 1 |
-                sed 's/\\n.*//; s/^/    hook said: /' | cut -c1-200
-            nh_stop_container "$D"
-        fi
-        nh_check "refused container left no veth, record or IPAM entry" \
-            refused_left_nothing "$veths_before" "$D"
+        start_refused "$D" "a second container publishing 8080 is refused" \
+            --httpd nethook.ports=8080:80
         nh_check "$C still serves after the refused claim" fetch_ok host_wget "http://127.0.0.1:8080/"
     else
         nh_fail "duplicate host port check not run: $C is not running"
     fi
 fi
 
-# --- 3. teardown ----------------------------------------------------------------
+# --- 4. teardown ----------------------------------------------------------------
 section "teardown (runc kill + runc delete -> poststop hook)"
+# Stop first the container whose host veth lent its MAC to the bridge, if
+# any: a bridge without a MAC of its own takes the lowest port MAC and changes
+# it when that port goes, silently breaking every other container's ARP entry
+# for the gateway. The survivors must keep reaching the gateway at once.
+# Only containers on the default network take part; the others go last.
+order=()
+others=()
+br_mac="$(link_mac "$BRIDGE")"
 for id in "${STARTED[@]}"; do
+    if [[ "$(ls_field "$id" network 2>/dev/null)" != nethook ]]; then
+        others+=("$id")
+        continue
+    fi
+    veth="$(ls_field "$id" host_interface 2>/dev/null || true)"
+    if [[ -n $veth && "$(link_mac "$veth")" == "$br_mac" ]]; then
+        order=("$id" "${order[@]}")
+    else
+        order+=("$id")
+    fi
+done
+n_default=${#order[@]}
+order+=("${others[@]}")
+for i in "${!order[@]}"; do
+    id=${order[$i]}
     nh_check "runc kill + delete $id" stop_container "$id"
+    if ((i == 0 && n_default > 1)); then
+        nh_check "bridge MAC unchanged after $id left ($br_mac)" bridge_mac_is "$br_mac"
+        nh_check "${order[1]} still pings gateway $GATEWAY right after $id left" \
+            ping_from "${order[1]}" "$GATEWAY"
+    fi
 done
 # Deleting the netns frees the veth pair asynchronously: poll briefly.
 nh_wait_until 3 nh_no_host_veths || true
 nh_check "no nh* veth left on the host" no_host_veths
 nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" endpoints_empty
-nh_check "no allocations left in ipam/nethook.json" ipam_empty "$IP_A" "$IP_B" "$IP_C"
+nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam/*.json" ipam_empty "$IP_A" "$IP_B" "$IP_C" "$STATIC_IP" "$IP_H"
 nh_check "nethook ls --json is []" ls_empty
+nh_check "nethook network rm blue" nh network rm blue
 if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
-    nh_check "no nft element left for our containers or port 8080" nft_clean "$IP_A" "$IP_B" "$IP_C"
+    nh_check "no nft element left for our containers or port 8080" nft_clean "$IP_A" "$IP_B" "$IP_C" "$STATIC_IP" "$IP_H"
 fi
 
 echo

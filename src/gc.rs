@@ -1,10 +1,13 @@
 //! Garbage collection: repairs state after poststop never ran or a hook was killed.
 //! Drops endpoints whose host veth is gone (their netns died) and addresses no record
-//! owns. `dry_run` reports without changing anything.
+//! owns, and re-creates `table inet nethook` with the live endpoints' elements when
+//! another tool flushed the ruleset. `dry_run` reports without changing anything.
 
 use std::collections::BTreeSet;
 
+use crate::firewall::{self, FirewallError};
 use crate::link::{LinkError, Rtnl};
+use crate::plan::firewall_elements;
 use crate::store::{Store, StoreError};
 use crate::teardown::{self, TeardownError};
 
@@ -16,6 +19,8 @@ pub enum GcError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Teardown(#[from] TeardownError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
 }
 
 /// What gc did (or, dry, would do), one line per action.
@@ -24,14 +29,26 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     let rtnl = Rtnl::open()?;
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
+    let mut live_elements = Vec::new();
     for ep in store.list_endpoints()? {
         if rtnl.exists(&ep.host_interface)? {
             live.insert(ep.id.as_str().to_owned());
+            live_elements.push(firewall_elements(&ep));
             continue;
         }
         actions.push(format!("remove endpoint {} ({}): host interface {} is gone", ep.id, ep.network, ep.host_interface));
         if !dry_run {
             teardown::release(store, &rtnl, &ep)?;
+        }
+    }
+    let wanted: Vec<_> = live_elements.into_iter().filter(|e| !e.masq4.is_empty() || !e.ports.is_empty()).collect();
+    if !wanted.is_empty() && !firewall::table_exists()? {
+        actions.push(format!("re-create table inet nethook and the elements of {} live endpoint(s)", wanted.len()));
+        if !dry_run {
+            firewall::ensure_skeleton()?;
+            for elements in &wanted {
+                firewall::add(elements)?;
+            }
         }
     }
     for net in store.list_networks()? {

@@ -1,10 +1,14 @@
 //! nethook: gives OCI containers a network from an OCI hook.
 //!
 //! Data flows parse (`oci`, `options`) → plan (`plan`, `ipam`) → record (`store`) →
-//! apply (`link`, `netns`, `sysctl`), and back out through `teardown` and `gc`.
+//! apply (`link`, `netns`, `sysctl`, `firewall`), and back out through `teardown`, `conntrack`
+//! and `gc`. All unsafe code lives in `firewall/nft_sys.rs`.
+#![deny(unsafe_code)]
 
+pub mod conntrack;
 pub mod endpoint;
 pub mod failpoint;
+pub mod firewall;
 pub mod gc;
 pub mod ids;
 pub mod install;

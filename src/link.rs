@@ -9,7 +9,7 @@ use futures_util::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::mac::Mac;
 use crate::netns::Netns;
@@ -167,6 +167,21 @@ impl Rtnl {
                 ),
                 source: to_io(e),
             })
+        })
+    }
+
+    /// Turns on hairpin mode on a bridge port, so a container reaching its own published
+    /// port (DNAT back to itself) gets the frame back out of the port it came in on;
+    /// with br_netfilter loaded such frames are bridged, not routed.
+    pub fn set_hairpin(&self, port: &str) -> Result<(), LinkError> {
+        let msg = LinkBridgePort::new(0).name(port.to_owned()).hairpin(true).build();
+        self.rt.block_on(async {
+            self.handle
+                .link()
+                .set_port(msg)
+                .execute()
+                .await
+                .map_err(|e| LinkError::Netlink { op: format!("set hairpin mode on {port}"), source: to_io(e) })
         })
     }
 

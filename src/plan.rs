@@ -1,7 +1,10 @@
 //! Deciding, not doing: turns a request, its network and the IPAM pool into the
 //! endpoint to build. Pure, so every decision is unit-tested without root.
 
+use ipnetwork::Ipv4Network;
+
 use crate::endpoint::{Endpoint, Ipv4Attachment};
+use crate::firewall::{Elements, PortMapping};
 use crate::ipam::{IpamError, Pool};
 use crate::mac::Mac;
 use crate::network::Network;
@@ -37,6 +40,40 @@ pub fn plan_endpoint(req: &Request, net: &Network, pool: &mut Pool) -> Result<En
         masquerade: net.masquerade,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     })
+}
+
+/// The published-port elements of an endpoint: one per host port (ranges expanded).
+pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping> {
+    let Some(v4) = ep.ipv4 else { return Vec::new() };
+    ep.ports
+        .iter()
+        .flat_map(|spec| {
+            spec.pairs().map(move |(host_port, container_port)| PortMapping {
+                host_ip: spec.host_ip,
+                proto: spec.proto,
+                host_port,
+                container_ip: v4.address,
+                container_port,
+            })
+        })
+        .collect()
+}
+
+/// The endpoint's subnet in the masquerade set, when its network masquerades.
+pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
+    match ep.ipv4 {
+        Some(v4) if ep.masquerade => Ipv4Network::new(v4.address, v4.prefix)
+            .ok()
+            .and_then(|n| Ipv4Network::new(n.network(), v4.prefix).ok())
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Everything setup adds to the nftables sets and maps for this endpoint.
+pub fn firewall_elements(ep: &Endpoint) -> Elements {
+    Elements { masq4: masquerade_elements(ep), ports: port_elements(ep) }
 }
 
 #[cfg(test)]
@@ -81,6 +118,35 @@ mod tests {
         assert_eq!(ep.mac.to_string(), "02:00:00:00:00:01");
         assert_eq!(ep.interface, "net0");
         assert_eq!(ep.ports.len(), 1);
+    }
+
+    #[test]
+    fn elements_expand_ranges_and_carry_the_subnet() {
+        let opts = Options { ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(), ..Options::default() };
+        let mut pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        let e = firewall_elements(&ep);
+        assert_eq!(e.masq4, vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]);
+        let ports: Vec<_> = e.ports.iter().map(|p| (p.host_ip, p.proto, p.host_port, p.container_ip, p.container_port)).collect();
+        let ip = Ipv4Addr::new(10, 77, 0, 2);
+        use crate::ports::Proto::*;
+        assert_eq!(
+            ports,
+            vec![
+                (Some(Ipv4Addr::LOCALHOST), Tcp, 8080, ip, 80),
+                (None, Udp, 5000, ip, 6000),
+                (None, Udp, 5001, ip, 6001),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_network_without_masquerade_adds_no_subnet() {
+        let mut net = Network::builtin_default();
+        net.masquerade = false;
+        let mut pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", Options::default()), &net, &mut pool).unwrap();
+        assert!(firewall_elements(&ep).masq4.is_empty());
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
+use crate::firewall::{self, Elements, FirewallError};
 use crate::ipam::Pool;
 use crate::link::{LinkError, Rtnl, VethSpec};
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
-use crate::plan::{plan_endpoint, PlanError};
+use crate::plan::{firewall_elements, plan_endpoint, PlanError};
+use crate::ports::Proto;
 use crate::request::Request;
 use crate::store::{Store, StoreError};
 use crate::sysctl::{self, SysctlError};
@@ -35,7 +37,11 @@ pub enum SetupError {
     #[error(transparent)]
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
     Injected(#[from] Injected),
+    #[error("host port {port} is already published by container {owner}; pick another host port or stop {owner}")]
+    PortTaken { port: String, owner: String },
     #[error("container {id} already has an endpoint ({address} on {network}); a second createRuntime for one id is refused: stop it first or run `nethook gc`")]
     AlreadyExists { id: String, network: String, address: String },
     #[error("host interface {name} already exists; a link of an earlier container with this id is left over: run `nethook gc`")]
@@ -75,19 +81,44 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         Err(e) => {
             undo.run();
             forget(store, &endpoint, &mut pool);
-            Err(e)
+            Err(name_port_owner(store, e))
         }
     }
+}
+
+/// Turns the kernel's "element exists" into which container holds the host port.
+fn name_port_owner(store: &Store, e: SetupError) -> SetupError {
+    let SetupError::Firewall(FirewallError::PortTaken { proto, host_ip, host_port }) = e else { return e };
+    let port = match host_ip {
+        Some(ip) => format!("{ip}:{host_port}/{proto}"),
+        None => format!("{host_port}/{proto}"),
+    };
+    let owner = owner_of(store, proto, host_ip, host_port).unwrap_or_else(|| "outside nethook's records (run `nethook gc`)".into());
+    SetupError::PortTaken { port, owner }
+}
+
+fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, host_port: u16) -> Option<String> {
+    let endpoints = store.list_endpoints().ok()?;
+    endpoints
+        .into_iter()
+        .find(|ep| {
+            ep.ports.iter().any(|s| {
+                s.proto == proto && s.host_ip == host_ip && s.pairs().any(|(h, _)| h == host_port)
+            })
+        })
+        .map(|ep| ep.id.to_string())
 }
 
 fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
     let bridge_index = rtnl.ensure_bridge(&net.bridge, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
     sysctl::ip_forward()?;
+    sysctl::route_localnet(&net.bridge)?;
     failpoint::hit("bridge")?;
 
     create_veth(rtnl, ep, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
+    rtnl.set_hairpin(&ep.host_interface)?;
     failpoint::hit("veth")?;
 
     if let Some(v4) = ep.ipv4 {
@@ -98,6 +129,14 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
         })??;
     }
     failpoint::hit("addresses")?;
+
+    let elements = firewall_elements(ep);
+    if !elements.masq4.is_empty() || !elements.ports.is_empty() {
+        firewall::ensure_skeleton()?;
+        firewall::add(&elements)?;
+        undo.elements = Some(elements);
+    }
+    failpoint::hit("firewall")?;
     Ok(())
 }
 
@@ -134,10 +173,19 @@ fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> 
 #[derive(Default)]
 struct Undo {
     links: Vec<String>,
+    /// Only this container's ports: a subnet another endpoint shares stays in the
+    /// masquerade set (forget() drops it when this was the network's last address).
+    elements: Option<Elements>,
 }
 
 impl Undo {
     fn run(self) {
+        if let Some(mut elements) = self.elements {
+            elements.masq4.clear();
+            if let Err(e) = firewall::delete(&elements) {
+                log_undo_failure("its nftables elements", &e);
+            }
+        }
         let Ok(rtnl) = Rtnl::open() else {
             log_undo_failure("open netlink", &io::Error::last_os_error());
             return;

@@ -1,10 +1,13 @@
 //! poststop: undo everything an endpoint record lists. Idempotent: objects already
 //! gone are not errors, and an unknown id is a no-op.
 
+use crate::conntrack::{self, ConntrackError};
 use crate::endpoint::Endpoint;
+use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
 use crate::ipam::Pool;
 use crate::link::{LinkError, Rtnl};
+use crate::plan::{masquerade_elements, port_elements};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +16,8 @@ pub enum TeardownError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -34,18 +39,46 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
 /// the lock. A kernel error keeps the record so a later poststop or `gc` can retry.
+///
+/// Order: published ports first (no new flows reach the address), then the link, then
+/// conntrack entries (a restarted UDP service on the same host port must not be
+/// blackholed by an entry pointing at the old address), then the address and record.
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
-    let link_deleted = rtnl.delete(&ep.host_interface)?;
     let mut pool = store.load_pool(&ep.network)?;
+    // Only touch address-bound state while the address is still ours: after a crash and
+    // gc the address may already belong to a newer container.
+    let owns_address = ep.ipv4.is_some_and(|v4| pool.owner(v4.address) == Some(ep.id.as_str()));
+    let ports = port_elements(ep);
+    if owns_address && !ports.is_empty() {
+        firewall::delete(&Elements { masq4: Vec::new(), ports: ports.clone() })?;
+    }
+    let link_deleted = rtnl.delete(&ep.host_interface)?;
+    if let (true, Some(v4)) = (owns_address, ep.ipv4) {
+        let mappings: Vec<_> = ports.iter().map(|p| (p.proto, p.host_port)).collect();
+        if let Err(e) = conntrack::flush_for(v4.address, &mappings) {
+            log_conntrack(ep, &e);
+        }
+    }
     forget(store, ep, &mut pool)?;
     Ok(Report { found: true, link_deleted })
 }
 
-/// Frees the endpoint's address (only if it still owns it) and drops its record.
-pub fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) -> Result<(), StoreError> {
+fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
+    eprintln!("nethook: {}: could not flush conntrack entries: {e}", ep.id);
+}
+
+/// Frees the endpoint's address (only if it still owns it) and drops its record. When
+/// that was the network's last address, its subnet leaves the masquerade set.
+pub fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
         if pool.release(v4.address, &ep.id) {
             store.save_pool(&ep.network, pool)?;
+        }
+    }
+    if pool.allocations.is_empty() {
+        let masq4 = masquerade_elements(ep);
+        if !masq4.is_empty() {
+            firewall::delete(&Elements { masq4, ports: Vec::new() })?;
         }
     }
     store.remove_endpoint(&ep.id)?;

@@ -276,3 +276,21 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Function form of `sandbox!`: runs `body` in a fresh sandbox namespace.
+pub fn sandbox(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(SANDBOX_ENV).is_some() {
+        sandbox_init();
+        body();
+    } else {
+        run_in_sandbox(name);
+    }
+}
+
+/// Runs a shell command, returning (success, stdout+stderr).
+pub fn try_sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}

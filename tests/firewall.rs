@@ -1,0 +1,451 @@
+//! Privileged tests. Each test re-executes this test binary, running only itself, under
+//! `unshare --net`: the scenario runs in a throwaway network namespace and never touches the
+//! machine's own netns or nftables. The child refuses to run if its netns is PID 1's.
+//! Skipped (with a message) when not root or when `unshare --net` is not possible.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::*;
+use nethook::conntrack;
+use nethook::firewall::{self, Elements, FirewallError, PortMapping, Proto};
+
+fn pm(
+    host_ip: Option<[u8; 4]>,
+    proto: Proto,
+    host_port: u16,
+    ip: [u8; 4],
+    port: u16,
+) -> PortMapping {
+    PortMapping {
+        host_ip: host_ip.map(Ipv4Addr::from),
+        proto,
+        host_port,
+        container_ip: Ipv4Addr::from(ip),
+        container_port: port,
+    }
+}
+
+fn net(s: &str) -> ipnetwork::Ipv4Network {
+    s.parse().unwrap()
+}
+
+#[test]
+fn skeleton_matches_nft() {
+    sandbox("skeleton_matches_nft", || {
+        assert!(!firewall::table_exists().unwrap());
+        assert!(firewall::ensure_skeleton().unwrap(), "created");
+        assert!(
+            !firewall::ensure_skeleton().unwrap(),
+            "second call finds it"
+        );
+        let ours = sh("nft list table inet nethook");
+        for needle in [
+            "set masq4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n",
+            "map ports4 {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n",
+            "map hports4 {\n\t\ttype ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service\n",
+            "fib daddr type local jump publish comment",
+            "ip saddr @masq4 ip daddr != @masq4 masquerade comment",
+            "iif != \"lo\" ip daddr 127.0.0.0/8 drop comment \"CVE-2020-8558",
+        ] {
+            assert!(ours.contains(needle), "missing {needle:?} in\n{ours}");
+        }
+        // The whole listing (sets, maps, chain types/hooks/priorities/policies, rules, comments) is
+        // identical to what nft makes of the reference source.
+        assert!(firewall::delete_table().unwrap());
+        assert!(!firewall::delete_table().unwrap(), "already gone");
+        sh(&format!(
+            "nft -f {}/testdata/nft/skeleton.nft",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        let theirs = sh("nft list table inet nethook");
+        assert_eq!(ours, theirs);
+        // With elements too (our encoding vs nft's).
+        firewall::add(&Elements {
+            masq4: vec![net("10.77.0.0/16"), net("255.255.255.0/24")],
+            ports: vec![
+                pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
+                pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
+                pm(None, Proto::Sctp, 9, [10, 77, 0, 2], 9),
+            ],
+        })
+        .unwrap();
+        let ours = sh("nft list table inet nethook");
+        sh("nft delete table inet nethook");
+        sh(&format!(
+            "nft -f {}/testdata/nft/skeleton.nft",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
+        sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
+        sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
+        assert_eq!(ours, sh("nft list table inet nethook"));
+    });
+}
+
+#[test]
+fn elements_add_delete() {
+    sandbox("elements_add_delete", || {
+        let a = Elements {
+            masq4: vec![net("10.77.0.0/16")],
+            ports: vec![
+                pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
+                pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
+            ],
+        };
+        // No table yet: add fails with the kernel's ENOENT, delete (teardown) succeeds.
+        let e = firewall::add(&a).unwrap_err();
+        assert_eq!(e.errno(), Some(nix::errno::Errno::ENOENT), "{e}");
+        firewall::delete(&a).unwrap();
+
+        firewall::ensure_skeleton().unwrap();
+        firewall::add(&a).unwrap();
+        let ports = sh("nft list map inet nethook ports4");
+        assert!(ports.contains("tcp . 8080 : 10.77.0.2 . 80"), "{ports}");
+        let json = sh("nft --json list map inet nethook hports4");
+        assert!(json.contains("\"127.0.0.1\""), "{json}");
+        assert!(json.contains("5353"), "{json}");
+        assert!(sh("nft list set inet nethook masq4").contains("elements = { 10.77.0.0/16 }"));
+
+        // A second container of the same network: the shared subnet is re-added fine, but it
+        // tries to take 8080/tcp → PortTaken, and nothing of its batch (9090, 10.88/16) remains.
+        let b = Elements {
+            masq4: vec![net("10.77.0.0/16"), net("10.88.0.0/16")],
+            ports: vec![
+                pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
+                pm(None, Proto::Tcp, 8080, [10, 77, 0, 3], 80),
+            ],
+        };
+        match firewall::add(&b) {
+            Err(FirewallError::PortTaken {
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 8080,
+            }) => {}
+            other => panic!("expected PortTaken, got {other:?}"),
+        }
+        let all = sh("nft list table inet nethook");
+        assert!(!all.contains("9090"), "failed batch left 9090:\n{all}");
+        assert!(
+            !all.contains("10.88.0.0"),
+            "failed batch left 10.88.0.0/16:\n{all}"
+        );
+        // Same for a port bound to one host address.
+        let c = Elements {
+            masq4: vec![],
+            ports: vec![pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 4], 53)],
+        };
+        match firewall::add(&c) {
+            Err(e @ FirewallError::PortTaken { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "host port 127.0.0.1:53/udp is already published"
+                )
+            }
+            other => panic!("expected PortTaken, got {other:?}"),
+        }
+        // Re-adding the subnet alone, plus another port: fine, and adjacent/open intervals too.
+        let d = Elements {
+            masq4: vec![
+                net("10.77.0.0/16"),
+                net("10.78.0.0/16"),
+                net("255.255.255.0/24"),
+            ],
+            ports: vec![pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80)],
+        };
+        firewall::add(&d).unwrap();
+        firewall::add(&Elements {
+            masq4: d.masq4.clone(),
+            ports: vec![],
+        })
+        .unwrap();
+        let masq = sh("nft list set inet nethook masq4");
+        assert!(
+            masq.contains("10.77.0.0/16")
+                && masq.contains("10.78.0.0/16")
+                && masq.contains("255.255.255.0/24"),
+            "{masq}"
+        );
+
+        // Teardown of a: its ports go; the shared subnet stays (the caller deletes subnets only
+        // with the network's last endpoint, so `a` for teardown lists none here).
+        let a_ports = Elements {
+            masq4: vec![],
+            ports: a.ports.clone(),
+        };
+        firewall::delete(&a_ports).unwrap();
+        firewall::delete(&a_ports).unwrap(); // already gone: still fine
+        let all = sh("nft list table inet nethook");
+        assert!(!all.contains("8080") && !all.contains("5353"), "{all}");
+        assert!(all.contains("9090"), "{all}");
+        // A mix of present and missing elements: the present ones are deleted.
+        let mix = Elements {
+            masq4: vec![net("10.78.0.0/16"), net("10.99.0.0/16")],
+            ports: vec![
+                pm(None, Proto::Udp, 1, [10, 77, 0, 9], 1),
+                pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
+            ],
+        };
+        firewall::delete(&mix).unwrap();
+        let all = sh("nft list table inet nethook");
+        assert!(!all.contains("9090") && !all.contains("10.78.0.0"), "{all}");
+        assert!(
+            all.contains("10.77.0.0/16") && all.contains("255.255.255.0/24"),
+            "{all}"
+        );
+        firewall::delete(&d).unwrap();
+        let masq = sh("nft list set inet nethook masq4");
+        assert!(!masq.contains("elements"), "{masq}");
+        // The port is free again.
+        firewall::add(&b).unwrap();
+        firewall::delete(&b).unwrap();
+        // Empty element lists are no-ops.
+        firewall::add(&Elements::default()).unwrap();
+        firewall::delete(&Elements::default()).unwrap();
+    });
+}
+
+#[test]
+fn conntrack_flush() {
+    sandbox("conntrack_flush", || {
+        // Nothing to flush (and possibly no conntrack table in this netns yet).
+        assert_eq!(
+            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            0
+        );
+        sh("ip link set lo up");
+        sh("ip link add nhveth0 type veth peer name nhveth1");
+        sh("ip addr add 192.168.50.1/24 dev nhveth0");
+        // Entries are inserted through ctnetlink by the conntrack tool (no traffic is sent).
+        for args in [
+            // the container's own connection → goes
+            "-p udp -s 10.77.0.2 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
+            // DNATed to the container (reply source is it) → goes
+            "-p tcp -s 192.0.2.9 -d 192.168.50.1 --sport 5555 --dport 8080 -r 10.77.0.2 -q 192.0.2.9 --reply-port-src 80 --reply-port-dst 5555 --state ESTABLISHED -t 100",
+            // stale entry to the host's own 5353/udp (no DNAT) → goes
+            "-p udp -s 192.0.2.9 -d 192.168.50.1 --sport 4000 --dport 5353 -t 100",
+            // the host's own connection to a remote 5353/udp → stays
+            "-p udp -s 192.168.50.1 -d 192.0.2.7 --sport 4444 --dport 5353 -t 100",
+            // another container → stays
+            "-p udp -s 10.77.0.3 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
+        ] {
+            sh(&format!("conntrack -I {args}"));
+        }
+        assert_eq!(sh("conntrack -L 2>/dev/null").lines().count(), 5);
+        let n = conntrack::flush_for(
+            Ipv4Addr::new(10, 77, 0, 2),
+            &[(Proto::Udp, 5353), (Proto::Tcp, 8080)],
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        let left = sh("conntrack -L 2>/dev/null");
+        assert_eq!(left.lines().count(), 2, "{left}");
+        assert!(
+            left.contains("src=192.168.50.1 dst=192.0.2.7") && left.contains("src=10.77.0.3"),
+            "{left}"
+        );
+        assert_eq!(
+            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            0
+        );
+    });
+}
+
+/// A process parked in a new network namespace ("container" / "outside world"); killed on drop.
+struct Ns {
+    child: std::process::Child,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        let child = std::process::Command::new("unshare")
+            .args(["--net", "--", "sleep", "120"])
+            .spawn()
+            .expect("spawn");
+        // Wait until the child is in its own netns (unshare has exec'd sleep).
+        let me = std::fs::metadata("/proc/self/ns/net")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap();
+        for _ in 0..100 {
+            let ino = std::fs::metadata(format!("/proc/{}/ns/net", child.id()))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap_or_default();
+            if matches!(ino, Ok(i) if i != me) && exe.to_string_lossy().contains("sleep") {
+                return Ns { child };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("namespace holder did not start");
+    }
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Command prefix to run something in this namespace.
+    fn run(&self, cmd: &str) -> String {
+        format!("nsenter --net=/proc/{}/ns/net {cmd}", self.pid())
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SERVER: &str = r#"import socket,sys
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(8);s.settimeout(20)
+for _ in range(int(sys.argv[2])):
+    c,a=s.accept();c.sendall(('from %s\n'%a[0]).encode());c.close()"#;
+
+const CLIENT: &str = r#"import socket,sys,time
+err=None
+for i in range(20):
+    try:
+        c=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=1)
+        print(c.recv(100).decode().strip());sys.exit(0)
+    except OSError as e:
+        err=e;time.sleep(0.1)
+sys.exit('connect failed: %s'%err)"#;
+
+/// Start a one-file python TCP server (in `prefix`'s netns) answering "from <peer address>".
+fn server(prefix: &str, port: u16, conns: u32) -> std::process::Child {
+    let cmd = format!("{prefix} python3 -c \"$NH_SERVER\" {port} {conns}");
+    std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .env("NH_SERVER", SERVER)
+        .spawn()
+        .expect("server")
+}
+
+fn client(prefix: &str, addr: &str, port: u16) -> String {
+    let cmd = format!("{prefix} python3 -c \"$NH_CLIENT\" {addr} {port}");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .env("NH_CLIENT", CLIENT)
+        .output()
+        .expect("client");
+    if !out.status.success() {
+        let (_, diag) = try_sh("conntrack -L; nft list ruleset; ip -br addr; ip route");
+        panic!(
+            "client {prefix} -> {addr}:{port}: {}\n{diag}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Real traffic in the sandbox ("host") with a bridge, a container netns and an outside netns:
+/// DNAT through ports4 from outside, masquerade seen by an outside listener, hairpin, and
+/// publishing on 127.0.0.1 (route_localnet), then conntrack flush of the real entries.
+#[test]
+fn real_traffic() {
+    sandbox("real_traffic", || traffic_scenario(true));
+}
+
+/// The same without br_netfilter in the sandbox (plain routed bridge): hairpin works without
+/// hairpin mode on the port.
+#[test]
+fn real_traffic_no_br_netfilter() {
+    sandbox("real_traffic_no_br_netfilter", || {
+        let (ok, _) = try_sh("test -e /proc/sys/net/bridge/bridge-nf-call-iptables && sysctl -qw net.bridge.bridge-nf-call-iptables=0");
+        if !ok {
+            eprintln!("note: br_netfilter not loaded; same as real_traffic without it");
+        }
+        traffic_scenario(false)
+    });
+}
+
+fn traffic_scenario(hairpin_mode: bool) {
+    {
+        if !try_sh("command -v python3 && command -v nsenter").0 {
+            eprintln!("SKIP real_traffic: needs python3 and nsenter");
+            return;
+        }
+        let ctr = Ns::new();
+        let outside = Ns::new();
+        let (c, o) = (ctr.pid(), outside.pid());
+        for cmd in [
+            "ip link set lo up".to_string(),
+            "sysctl -qw net.ipv4.ip_forward=1".into(),
+            "ip link add nh0 type bridge".into(),
+            "ip addr add 10.77.0.1/16 dev nh0".into(),
+            "ip link set nh0 up".into(),
+            format!("ip link add nhc0 master nh0 up type veth peer name eth0 netns {c}"),
+            // With br_netfilter active (bridge-nf-call-iptables=1, the default wherever the module
+            // is loaded, as on this machine), a DNATed frame whose new destination is on the same
+            // bridge is bridged, not routed: back out of the port it came in needs hairpin mode.
+            format!(
+                "ip link set nhc0 type bridge_slave hairpin {}",
+                if hairpin_mode { "on" } else { "off" }
+            ),
+            format!("ip link add nho0 up type veth peer name eth0 netns {o}"),
+            "ip addr add 192.168.50.1/24 dev nho0".into(),
+            ctr.run("ip link set lo up"),
+            ctr.run("ip addr add 10.77.0.2/16 dev eth0"),
+            ctr.run("ip link set eth0 up"),
+            ctr.run("ip route add default via 10.77.0.1"),
+            outside.run("ip link set lo up"),
+            outside.run("ip addr add 192.168.50.2/24 dev eth0"),
+            outside.run("ip link set eth0 up"),
+        ] {
+            sh(&cmd);
+        }
+        firewall::ensure_skeleton().unwrap();
+        let elems = Elements {
+            masq4: vec![net("10.77.0.0/16")],
+            ports: vec![
+                pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
+                pm(Some([127, 0, 0, 1]), Proto::Tcp, 8081, [10, 77, 0, 2], 80),
+            ],
+        };
+        firewall::add(&elems).unwrap();
+
+        // Outside → host:8080 → container:80 (DNAT); the container sees the real client.
+        let mut srv = server(&ctr.run(""), 80, 3);
+        assert_eq!(
+            client(&outside.run(""), "192.168.50.1", 8080),
+            "from 192.168.50.2"
+        );
+        // Hairpin: the container reaches its own published port via the host address.
+        assert_eq!(client(&ctr.run(""), "192.168.50.1", 8080), "from 10.77.0.1");
+        // Host process → 127.0.0.1:8081 (hports4) → container, masqueraded to the bridge address.
+        sh("sysctl -qw net.ipv4.conf.nh0.route_localnet=1");
+        assert_eq!(client("", "127.0.0.1", 8081), "from 10.77.0.1");
+        let _ = srv.wait();
+
+        // Container → outside: masqueraded to the host's outside address.
+        let mut srv = server(&outside.run(""), 9000, 1);
+        assert_eq!(
+            client(&ctr.run(""), "192.168.50.2", 9000),
+            "from 192.168.50.1"
+        );
+        let _ = srv.wait();
+
+        // Conntrack: the real entries of the container go.
+        let before = sh("conntrack -L 2>/dev/null");
+        assert!(before.contains("10.77.0.2"), "{before}");
+        let n = conntrack::flush_for(
+            Ipv4Addr::new(10, 77, 0, 2),
+            &[(Proto::Tcp, 8080), (Proto::Tcp, 8081)],
+        )
+        .unwrap();
+        assert!(n >= 4, "deleted {n}:\n{before}");
+        let after = sh("conntrack -L 2>/dev/null");
+        assert!(!after.contains("10.77.0.2"), "{after}");
+
+        // After teardown, the published port no longer leads anywhere.
+        firewall::delete(&Elements {
+            masq4: vec![],
+            ports: elems.ports.clone(),
+        })
+        .unwrap();
+        let (ok, out) = try_sh(&outside.run("python3 -c 'import socket;socket.create_connection((\"192.168.50.1\",8080),timeout=1)'"));
+        assert!(!ok, "8080 still reachable: {out}");
+    }
+}
