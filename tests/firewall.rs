@@ -216,17 +216,17 @@ fn conntrack_flush() {
         );
         sh("ip link set lo up");
         sh("ip link add nhveth0 type veth peer name nhveth1");
-        sh("ip addr add 192.168.50.1/24 dev nhveth0");
+        sh("ip addr add 192.0.2.1/24 dev nhveth0");
         // Entries are inserted through ctnetlink by the conntrack tool (no traffic is sent).
         for args in [
             // the container's own connection → goes
             "-p udp -s 10.77.0.2 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
             // DNATed to the container (reply source is it) → goes
-            "-p tcp -s 192.0.2.9 -d 192.168.50.1 --sport 5555 --dport 8080 -r 10.77.0.2 -q 192.0.2.9 --reply-port-src 80 --reply-port-dst 5555 --state ESTABLISHED -t 100",
+            "-p tcp -s 192.0.2.9 -d 192.0.2.1 --sport 5555 --dport 8080 -r 10.77.0.2 -q 192.0.2.9 --reply-port-src 80 --reply-port-dst 5555 --state ESTABLISHED -t 100",
             // stale entry to the host's own 5353/udp (no DNAT) → goes
-            "-p udp -s 192.0.2.9 -d 192.168.50.1 --sport 4000 --dport 5353 -t 100",
+            "-p udp -s 192.0.2.9 -d 192.0.2.1 --sport 4000 --dport 5353 -t 100",
             // the host's own connection to a remote 5353/udp → stays
-            "-p udp -s 192.168.50.1 -d 192.0.2.7 --sport 4444 --dport 5353 -t 100",
+            "-p udp -s 192.0.2.1 -d 192.0.2.7 --sport 4444 --dport 5353 -t 100",
             // another container → stays
             "-p udp -s 10.77.0.3 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
         ] {
@@ -242,7 +242,7 @@ fn conntrack_flush() {
         let left = sh("conntrack -L 2>/dev/null");
         assert_eq!(left.lines().count(), 2, "{left}");
         assert!(
-            left.contains("src=192.168.50.1 dst=192.0.2.7") && left.contains("src=10.77.0.3"),
+            left.contains("src=192.0.2.1 dst=192.0.2.7") && left.contains("src=10.77.0.3"),
             "{left}"
         );
         assert_eq!(
@@ -297,49 +297,6 @@ impl Drop for Ns {
     }
 }
 
-const SERVER: &str = r#"import socket,sys
-s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
-s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(8);s.settimeout(20)
-for _ in range(int(sys.argv[2])):
-    c,a=s.accept();c.sendall(('from %s\n'%a[0]).encode());c.close()"#;
-
-const CLIENT: &str = r#"import socket,sys,time
-err=None
-for i in range(20):
-    try:
-        c=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=1)
-        print(c.recv(100).decode().strip());sys.exit(0)
-    except OSError as e:
-        err=e;time.sleep(0.1)
-sys.exit('connect failed: %s'%err)"#;
-
-/// Start a one-file python TCP server (in `prefix`'s netns) answering "from <peer address>".
-fn server(prefix: &str, port: u16, conns: u32) -> std::process::Child {
-    let cmd = format!("{prefix} python3 -c \"$NH_SERVER\" {port} {conns}");
-    std::process::Command::new("sh")
-        .args(["-c", &cmd])
-        .env("NH_SERVER", SERVER)
-        .spawn()
-        .expect("server")
-}
-
-fn client(prefix: &str, addr: &str, port: u16) -> String {
-    let cmd = format!("{prefix} python3 -c \"$NH_CLIENT\" {addr} {port}");
-    let out = std::process::Command::new("sh")
-        .args(["-c", &cmd])
-        .env("NH_CLIENT", CLIENT)
-        .output()
-        .expect("client");
-    if !out.status.success() {
-        let (_, diag) = try_sh("conntrack -L; nft list ruleset; ip -br addr; ip route");
-        panic!(
-            "client {prefix} -> {addr}:{port}: {}\n{diag}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Real traffic in the sandbox ("host") with a bridge, a container netns and an outside netns:
 /// DNAT through ports4 from outside, masquerade seen by an outside listener, hairpin, and
 /// publishing on 127.0.0.1 (route_localnet), then conntrack flush of the real entries.
@@ -385,13 +342,13 @@ fn traffic_scenario(hairpin_mode: bool) {
                 if hairpin_mode { "on" } else { "off" }
             ),
             format!("ip link add nho0 up type veth peer name eth0 netns {o}"),
-            "ip addr add 192.168.50.1/24 dev nho0".into(),
+            "ip addr add 192.0.2.1/24 dev nho0".into(),
             ctr.run("ip link set lo up"),
             ctr.run("ip addr add 10.77.0.2/16 dev eth0"),
             ctr.run("ip link set eth0 up"),
             ctr.run("ip route add default via 10.77.0.1"),
             outside.run("ip link set lo up"),
-            outside.run("ip addr add 192.168.50.2/24 dev eth0"),
+            outside.run("ip addr add 192.0.2.2/24 dev eth0"),
             outside.run("ip link set eth0 up"),
         ] {
             sh(&cmd);
@@ -407,23 +364,23 @@ fn traffic_scenario(hairpin_mode: bool) {
         firewall::add(&elems).unwrap();
 
         // Outside → host:8080 → container:80 (DNAT); the container sees the real client.
-        let mut srv = server(&ctr.run(""), 80, 3);
+        let mut srv = tcp_server(&ctr.run(""), 80, 3);
         assert_eq!(
-            client(&outside.run(""), "192.168.50.1", 8080),
-            "from 192.168.50.2"
+            tcp_client(&outside.run(""), "192.0.2.1", 8080),
+            "from 192.0.2.2"
         );
         // Hairpin: the container reaches its own published port via the host address.
-        assert_eq!(client(&ctr.run(""), "192.168.50.1", 8080), "from 10.77.0.1");
+        assert_eq!(tcp_client(&ctr.run(""), "192.0.2.1", 8080), "from 10.77.0.1");
         // Host process → 127.0.0.1:8081 (hports4) → container, masqueraded to the bridge address.
         sh("sysctl -qw net.ipv4.conf.nh0.route_localnet=1");
-        assert_eq!(client("", "127.0.0.1", 8081), "from 10.77.0.1");
+        assert_eq!(tcp_client("", "127.0.0.1", 8081), "from 10.77.0.1");
         let _ = srv.wait();
 
         // Container → outside: masqueraded to the host's outside address.
-        let mut srv = server(&outside.run(""), 9000, 1);
+        let mut srv = tcp_server(&outside.run(""), 9000, 1);
         assert_eq!(
-            client(&ctr.run(""), "192.168.50.2", 9000),
-            "from 192.168.50.1"
+            tcp_client(&ctr.run(""), "192.0.2.2", 9000),
+            "from 192.0.2.1"
         );
         let _ = srv.wait();
 
@@ -445,7 +402,7 @@ fn traffic_scenario(hairpin_mode: bool) {
             ports: elems.ports.clone(),
         })
         .unwrap();
-        let (ok, out) = try_sh(&outside.run("python3 -c 'import socket;socket.create_connection((\"192.168.50.1\",8080),timeout=1)'"));
+        let (ok, out) = try_sh(&outside.run("python3 -c 'import socket;socket.create_connection((\"192.0.2.1\",8080),timeout=1)'"));
         assert!(!ok, "8080 still reachable: {out}");
     }
 }

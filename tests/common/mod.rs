@@ -294,3 +294,103 @@ pub fn try_sh(cmd: &str) -> (bool, String) {
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), s)
 }
+
+// ---- real traffic: tiny python servers and clients run in a namespace via a prefix
+// such as `nsenter -t PID -n` (empty: the sandbox host). They answer
+// "<tag>from <peer address>", so a test sees both who answered and whom it saw.
+
+const TCP_SERVER: &str = r#"import socket,sys
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind((sys.argv[4] if len(sys.argv)>4 else '0.0.0.0',int(sys.argv[1])));s.listen(64);s.settimeout(60)
+for _ in range(int(sys.argv[2])):
+    c,a=s.accept();c.sendall(('%sfrom %s\n'%(sys.argv[3],a[0])).encode());c.close()"#;
+
+const TCP_CLIENT: &str = r#"import socket,sys,time
+err=None
+for i in range(int(sys.argv[3])):
+    try:
+        c=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=1)
+        print(c.recv(100).decode().strip());sys.exit(0)
+    except OSError as e:
+        err=e;time.sleep(0.1)
+sys.exit('connect failed: %s'%err)"#;
+
+const UDP_SERVER: &str = r#"import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',int(sys.argv[1])))
+while True:
+    d,a=s.recvfrom(100);s.sendto(('%sfrom %s'%(sys.argv[2],a[0])).encode(),a)"#;
+
+const UDP_CLIENT: &str = r#"import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind(('0.0.0.0',int(sys.argv[3])));s.settimeout(0.2)
+for i in range(int(sys.argv[4])):
+    s.sendto(b'ping',(sys.argv[1],int(sys.argv[2])))
+    try:
+        print(s.recvfrom(100)[0].decode());sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit('no answer')"#;
+
+fn python(prefix: &str, script: &str, args: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", &format!("exec {prefix} python3 -c \"$NH_PY\" {args}")]).env("NH_PY", script);
+    c
+}
+
+/// A process killed on drop (servers that would otherwise outlive a failed test).
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// TCP server answering `conns` connections on `port` (all addresses).
+pub fn tcp_server(prefix: &str, port: u16, conns: u32) -> Child {
+    tagged_tcp_server(prefix, port, conns, "")
+}
+
+pub fn tagged_tcp_server(prefix: &str, port: u16, conns: u32, tag: &str) -> Child {
+    python(prefix, TCP_SERVER, &format!("{port} {conns} '{tag}'")).spawn().expect("spawn tcp server")
+}
+
+/// TCP server bound to one address only (e.g. the host's 127.0.0.1).
+pub fn tcp_server_on(prefix: &str, addr: &str, port: u16, conns: u32, tag: &str) -> Server {
+    Server(python(prefix, TCP_SERVER, &format!("{port} {conns} '{tag}' {addr}")).spawn().expect("spawn tcp server"))
+}
+
+/// Connects (retrying for ~2 s while a server starts) and returns the answer; panics
+/// with diagnostics when it cannot.
+pub fn tcp_client(prefix: &str, addr: &str, port: u16) -> String {
+    try_tcp(prefix, addr, port, 20).unwrap_or_else(|e| {
+        let (_, diag) = try_sh("conntrack -L; nft list ruleset; ip -br addr; ip route");
+        panic!("client {prefix} -> {addr}:{port}: {e}\n{diag}")
+    })
+}
+
+/// One quick attempt set: `tries` connects 0.1 s apart.
+pub fn try_tcp(prefix: &str, addr: &str, port: u16, tries: u32) -> Result<String, String> {
+    let out = python(prefix, TCP_CLIENT, &format!("{addr} {port} {tries}")).output().expect("run tcp client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+pub fn udp_server(prefix: &str, port: u16, tag: &str) -> Server {
+    Server(python(prefix, UDP_SERVER, &format!("{port} '{tag}'")).spawn().expect("spawn udp server"))
+}
+
+/// Sends from a fixed source port (so a conntrack entry carries over between calls),
+/// up to `tries` times 0.2 s apart.
+pub fn try_udp(prefix: &str, addr: &str, port: u16, src_port: u16, tries: u32) -> Result<String, String> {
+    let out = python(prefix, UDP_CLIENT, &format!("{addr} {port} {src_port} {tries}")).output().expect("run udp client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
