@@ -220,6 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn the_good_samples_in_testdata_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let creating = parse_state(&read("state-creating.json"), None).unwrap();
+        assert_eq!((creating.stage, creating.id.as_str()), (Stage::Setup, "web-1"));
+        assert_eq!(creating.setup_request().unwrap().options.ports.len(), 3);
+        let created = parse_state(&read("state-created-no-annotations.json"), None).unwrap();
+        assert_eq!(created.stage, Stage::Setup);
+        assert!(created.annotations.is_none());
+        for stopped in ["state-stopped.json", "state-stopped-youki.json"] {
+            assert_eq!(parse_state(&read(stopped), None).unwrap().stage, Stage::Teardown, "{stopped}");
+        }
+        // The sample bundle config carries every annotation, all valid.
+        let annotations = load_bundle_annotations(&dir).unwrap();
+        let opts = Options::from_annotations(&annotations).unwrap();
+        assert_eq!(opts.ip, Some("10.77.0.80".parse().unwrap()));
+        assert_eq!(opts.ports.len(), 1);
+    }
+
+    #[test]
     fn annotations_fall_back_to_the_bundle_config() {
         let dir = std::env::temp_dir().join(format!("nethook-oci-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
