@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Leak test: CYCLES (default 1000) create/stop cycles of fake containers (processes in
+# their own netns) with published TCP and UDP ports, through `nethook hook` as a runtime
+# calls it. A window of 8 containers is alive at any time, so addresses and host ports
+# are reused while others hold theirs; half the teardowns run after the container died
+# (the usual poststop), half while its netns is still alive. At the end nothing may be
+# left: no host veth, endpoint record, allocation or nftables element.
+#
+#   bash scripts/e2e-cycles.sh            CYCLES=200 bash scripts/e2e-cycles.sh
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cycles="${CYCLES:-1000}"
+window=8
+nh_install_deps
+nh_build
+nh_enter_sandbox "$0" "$@"
+nh_setup_tmp
+NH_PASS=0 NH_FAIL=0
+
+declare -A pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$NH_TMP"
+}
+trap cleanup EXIT
+
+# start_ctr I: a process in a new netns; waits until it really is in one.
+start_ctr() {
+    unshare --net sleep 600 &
+    local pid=$! own
+    own="$(readlink /proc/self/ns/net)"
+    while [[ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.001; done
+    pids[$1]=$pid
+}
+
+hook() { # STATUS I [PID]
+    local pid_field=""
+    [[ -n ${3:-} ]] && pid_field="\"pid\":$3,"
+    printf '{"ociVersion":"1.0.2","id":"cycle-%d","status":"%s",%s"bundle":"/x","annotations":{"nethook.ports":"%d:80,%d:53/udp"}}' \
+        "$2" "$1" "$pid_field" $((20000 + $2 % 16)) $((21000 + $2 % 16)) |
+        env -i NETHOOK_RUN_DIR="$NETHOOK_RUN_DIR" NETHOOK_CONFIG_DIR="$NETHOOK_CONFIG_DIR" "$NETHOOK_BIN" hook
+}
+
+stop_ctr() { # I
+    local i=$1 pid=${pids[$1]}
+    if ((i % 2)); then
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        hook stopped "$i"
+    else
+        hook stopped "$i"
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+    fi
+    unset "pids[$i]"
+}
+
+errors=0
+start=$(date +%s.%N)
+for ((i = 0; i < cycles; i++)); do
+    start_ctr "$i"
+    hook creating "$i" "${pids[$i]}" || { errors=$((errors + 1)); echo "setup $i failed"; }
+    if ((i >= window)); then
+        stop_ctr $((i - window)) || { errors=$((errors + 1)); echo "teardown $((i - window)) failed"; }
+    fi
+    ((i % 100 == 99)) && echo "$((i + 1)) cycles"
+done
+for i in "${!pids[@]}"; do stop_ctr "$i" || errors=$((errors + 1)); done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+echo "$cycles cycles in ${elapsed}s"
+
+map_size() { nft -j list "$1" inet nethook "$2" | python3 -c 'import json,sys; print(sum(len(o[k].get("elem",[])) for o in json.load(sys.stdin)["nftables"] for k in ("set","map") if k in o))'; }
+nh_check "every hook call succeeded" test "$errors" -eq 0
+nh_wait_until 10 nh_no_host_veths || true
+nh_check "no host veth left" nh_no_host_veths
+nh_check "no endpoint left (nethook ls)" test "$(nh ls --json | tr -d '[:space:]')" = "[]"
+nh_check "no endpoint record left" test -z "$(ls -A "$NETHOOK_RUN_DIR/endpoints")"
+nh_check "no address allocated" python3 -c 'import json,sys; sys.exit(len(json.load(open(sys.argv[1]))["allocations"]))' "$NETHOOK_RUN_DIR/ipam/nethook.json"
+nh_check "ports4 map empty" test "$(map_size map ports4)" -eq 0
+nh_check "hports4 map empty" test "$(map_size map hports4)" -eq 0
+nh_check "masq4 set empty" test "$(map_size set masq4)" -eq 0
+nh_summary
