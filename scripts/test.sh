@@ -5,9 +5,9 @@
 #   sudo bash scripts/test.sh
 #
 #   1. install the Debian packages the build and the tests need (no-op when present);
-#   2. cargo build --release, once;
-#   3. cargo test --release (unit + privileged integration tests), which reuses
-#      the release artifacts of step 2 instead of building a debug tree too;
+#   2. cargo build --release, once (the binary the end-to-end scripts use);
+#   3. cargo test --release --features failpoints (unit + privileged integration
+#      tests, rollback and crash tests included), reusing step 2's dependencies;
 #   4. every scripts/e2e-*.sh, handed the binary from step 2 (NETHOOK_BIN) so
 #      none of them builds again.
 # Every step runs even when an earlier one failed (as long as there is a
@@ -41,19 +41,25 @@ if ! cargo build --release; then
     exit 1
 fi
 record 0 "cargo build --release"
-NETHOOK_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release/nethook")"
+# The end-to-end scripts get this exact binary, copied aside: the test build below
+# enables the failpoints feature, which must never reach a binary that runs containers.
+target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
+mkdir -p "$target_dir/e2e"
+cp "$target_dir/release/nethook" "$target_dir/e2e/nethook"
+NETHOOK_BIN="$target_dir/e2e/nethook"
 export NETHOOK_BIN
 
-step "cargo test --release"
+step "cargo test --release --features failpoints"
 log="$(mktemp /tmp/nethook-cargo-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT
 # Full output streams to the log as usual; the per-binary "test result:" lines
-# are kept for the summary at the end, where they are easy to find.
+# are kept for the summary at the end, where they are easy to find. Reusing the
+# release profile means only the nethook crate is compiled again for the feature.
 set +e
-cargo test --release 2>&1 </dev/null | tee "$log"
+cargo test --release --features failpoints 2>&1 </dev/null | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-record "$rc" "cargo test --release"
+record "$rc" "cargo test --release --features failpoints"
 while IFS= read -r line; do
     summary+=("        $line")
 done < <(grep -E '^(test result:|error(\[|:))' "$log" || true)

@@ -96,14 +96,18 @@ impl Rtnl {
 
     /// Makes sure the bridge exists, carries the gateway address and is up; returns its
     /// index. The common case (bridge present and up) costs one lookup and one address add.
-    pub fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<u32, LinkError> {
+    ///
+    /// The bridge gets its own MAC: without one the kernel lends it the lowest MAC of its
+    /// ports, so the gateway's MAC would change whenever that container stops and every
+    /// other container would lose its gateway until its ARP entry expired.
+    pub fn ensure_bridge(&self, name: &str, mac: Mac, gateway: Ipv4Addr, prefix: u8) -> Result<u32, LinkError> {
         let op = |what: &str| format!("{what} bridge {name}");
         let existing = self.link(name)?;
         let (index, up) = match existing {
             Some(m) => (m.header.index, m.header.flags.contains(LinkFlags::Up)),
             None => {
                 self.rt.block_on(async {
-                    match self.handle.link().add(LinkBridge::new(name).up().build()).execute().await {
+                    match self.handle.link().add(LinkBridge::new(name).address(mac.0.to_vec()).up().build()).execute().await {
                         Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => {
                             Err(LinkError::Netlink { op: op("create"), source: to_io(e) })
                         }

@@ -13,6 +13,7 @@ use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ipam::Pool;
 use crate::link::{LinkError, Rtnl, VethSpec};
+use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
 use crate::plan::{firewall_elements, plan_endpoint, PlanError};
@@ -111,7 +112,8 @@ fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, ho
 
 fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
-    let bridge_index = rtnl.ensure_bridge(&net.bridge, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
+    let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
+    let bridge_index = rtnl.ensure_bridge(&net.bridge, bridge_mac, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
     sysctl::ip_forward()?;
     sysctl::route_localnet(&net.bridge)?;
     failpoint::hit("bridge")?;

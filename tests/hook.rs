@@ -31,6 +31,9 @@ fn two_containers_get_distinct_addresses_and_reach_each_other_and_the_host() {
         assert!(a.sh("ip -o link show lo").contains("UP"));
         let host_if = ea["host_interface"].as_str().unwrap();
         assert!(sh(&format!("ip -o link show {host_if}")).contains("master nethook0"));
+        // The bridge has a MAC of its own (derived from the gateway), so the gateway's MAC
+        // does not change when the container whose port lent it one goes away.
+        assert!(sh("ip -o link show nethook0").contains("link/ether 02:4e:0a:4d:00:01"));
 
         assert!(a.sh_ok(&format!("ping -c1 -W2 {ipb}")), "a cannot ping b");
         assert!(b.sh_ok(&format!("ping -c1 -W2 {ipa}")), "b cannot ping a");

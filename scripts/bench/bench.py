@@ -1,0 +1,666 @@
+#!/usr/bin/env python3
+"""nethook benchmark driver (run by scripts/bench.sh inside its sandbox; never directly).
+
+Every measurement phase runs in a child process with a fresh network namespace of
+its own (`unshare --net`), so the tools never see each other's bridges, veths or
+firewall rules. Fake containers are `unshare --net sleep` processes. Wall times
+are taken with time.perf_counter() around subprocess.run(), so they include the
+process start of every binary a runtime would start, for every tool alike.
+
+Phases (each writes RUN_DIR/<phase>.json):
+  floor      bare veth-delete cost: RTM_DELLINK over a raw netlink socket, and
+             `ip link del` as a process, for veths whose peer sits in a live netns
+  nethook    N setups, peak RSS, N teardowns with the container netns alive
+  nethook2   N setups, then per container (reverse order): kill it, wait until
+             its host veth vanished, time the poststop (netns gone)
+  cni        bridge+host-local+portmap chain: N ADD, N DEL
+  netavark   N setup, N teardown
+  conc       64 nethook setups started at once
+  runc       `runc run` of a trivial container with nethook hooks vs /bin/true
+  profile    strace -T -f of nethook setup/teardown at the end of the curve
+"""
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CNI_PATH = "/usr/lib/cni"
+NETAVARK = shutil.which("netavark") or "/usr/lib/podman/netavark"
+PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PORT_BASE = 20000
+SLEEP = "100000"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def now():
+    return time.perf_counter()
+
+
+def ms(t0, t1):
+    return (t1 - t0) * 1000.0
+
+
+# --------------------------------------------------------------------------------------
+# fake containers
+
+
+ALL_PROCS = []  # every fake container of this phase, killed in child_main's finally
+
+
+class Containers:
+    """Processes in their own network namespace, killed on exit."""
+
+    def __init__(self):
+        self.procs = {}
+
+    def start(self, key):
+        p = subprocess.Popen(["unshare", "--net", "sleep", SLEEP],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        ALL_PROCS.append(p)
+        self.procs[key] = p
+        return p.pid
+
+    def wait_ready(self):
+        # unshare(2) happens before exec: once /proc/PID/exe is sleep, the netns is ours.
+        me = os.readlink("/proc/self/ns/net")
+        for key, p in self.procs.items():
+            deadline = now() + 10
+            while True:
+                try:
+                    if os.readlink(f"/proc/{p.pid}/ns/net") != me and \
+                            os.path.basename(os.readlink(f"/proc/{p.pid}/exe")) == "sleep":
+                        break
+                except OSError:
+                    pass
+                if now() > deadline:
+                    raise RuntimeError(f"fake container {key} did not start")
+                time.sleep(0.001)
+
+    def kill(self, key):
+        p = self.procs.pop(key, None)
+        if p is not None:
+            p.kill()
+            p.wait()
+
+    def kill_all(self):
+        for key in list(self.procs):
+            self.kill(key)
+
+
+def make_containers(n, prefix):
+    c = Containers()
+    for i in range(n):
+        c.start(f"{prefix}{i}")
+    c.wait_ready()
+    time.sleep(0.5)  # let the kernel finish any deferred netns work before timing
+    return c
+
+
+# --------------------------------------------------------------------------------------
+# tools: each returns (ok, ms, stderr)
+
+
+def run(argv, stdin=b"", env=None):
+    t0 = now()
+    r = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    t1 = now()
+    return r, ms(t0, t1)
+
+
+class Nethook:
+    def __init__(self, bin_, state):
+        self.bin = bin_
+        self.env = {"NETHOOK_RUN_DIR": f"{state}/run", "NETHOOK_CONFIG_DIR": f"{state}/etc"}
+
+    def state(self, cid, pid=None, port=None):
+        s = {"ociVersion": "1.0.2", "id": cid, "bundle": "/nonexistent"}
+        if pid is not None:
+            s.update(status="creating", pid=pid,
+                     annotations={"nethook.ports": f"{port}:80"})
+        else:
+            s["status"] = "stopped"
+        return json.dumps(s).encode()
+
+    def setup(self, cid, pid, port, wrap=()):
+        r, t = run(list(wrap) + [self.bin, "hook"], self.state(cid, pid, port), self.env)
+        return r.returncode == 0, t, r.stderr.decode(errors="replace")
+
+    def teardown(self, cid, wrap=()):
+        r, t = run(list(wrap) + [self.bin, "hook"], self.state(cid), self.env)
+        return r.returncode == 0, t, r.stderr.decode(errors="replace")
+
+    def ls(self):
+        r = subprocess.run([self.bin, "ls", "--json"], env=self.env, capture_output=True, check=True)
+        return json.loads(r.stdout)
+
+
+class Cni:
+    """What a CNI runtime (libcni) does for a chain bridge -> portmap."""
+
+    NAME = "benchnet"
+
+    def __init__(self, state):
+        self.state = state
+        os.makedirs(f"{state}/ipam", exist_ok=True)
+        self.results = {}
+        self.bridge_conf = {
+            "cniVersion": "1.0.0", "name": self.NAME, "type": "bridge",
+            "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{state}/ipam"},
+        }
+        self.portmap_conf = {
+            "cniVersion": "1.0.0", "name": self.NAME, "type": "portmap",
+            "capabilities": {"portMappings": True}, "snat": True,
+        }
+
+    def env(self, cmd, cid, pid):
+        return {"PATH": PATH_ENV, "CNI_COMMAND": cmd, "CNI_CONTAINERID": cid,
+                "CNI_NETNS": f"/proc/{pid}/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": CNI_PATH}
+
+    def _portmap(self, port, prev):
+        c = dict(self.portmap_conf)
+        c["runtimeConfig"] = {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}
+        c["prevResult"] = prev
+        return c
+
+    def setup(self, cid, pid, port):
+        t0 = now()
+        r = subprocess.run([f"{CNI_PATH}/bridge"], input=json.dumps(self.bridge_conf).encode(),
+                           env=self.env("ADD", cid, pid), capture_output=True)
+        if r.returncode != 0:
+            return False, ms(t0, now()), "bridge ADD: " + r.stdout.decode() + r.stderr.decode()
+        prev = json.loads(r.stdout)
+        r = subprocess.run([f"{CNI_PATH}/portmap"], input=json.dumps(self._portmap(port, prev)).encode(),
+                           env=self.env("ADD", cid, pid), capture_output=True)
+        t1 = now()
+        if r.returncode != 0:
+            return False, ms(t0, t1), "portmap ADD: " + r.stdout.decode() + r.stderr.decode()
+        self.results[cid] = (json.loads(r.stdout), port)
+        return True, ms(t0, t1), ""
+
+    def teardown(self, cid, pid):
+        prev, port = self.results.pop(cid)
+        t0 = now()
+        r1 = subprocess.run([f"{CNI_PATH}/portmap"], input=json.dumps(self._portmap(port, prev)).encode(),
+                            env=self.env("DEL", cid, pid), capture_output=True)
+        b = dict(self.bridge_conf)
+        b["prevResult"] = prev
+        r2 = subprocess.run([f"{CNI_PATH}/bridge"], input=json.dumps(b).encode(),
+                            env=self.env("DEL", cid, pid), capture_output=True)
+        t1 = now()
+        ok = r1.returncode == 0 and r2.returncode == 0
+        return ok, ms(t0, t1), (r1.stdout + r1.stderr + r2.stdout + r2.stderr).decode(errors="replace")
+
+
+class Netavark:
+    """netavark setup/teardown as Podman drives it. netavark does no IPAM of its own for
+    host-local networks (Podman allocates in-process and passes static_ips), so the
+    driver allocates addresses like Podman would; that part is not timed."""
+
+    NET = "benchnet"
+
+    def __init__(self, state, fw):
+        self.config = f"{state}/netavark"
+        os.makedirs(self.config, exist_ok=True)
+        self.env = {"PATH": PATH_ENV, "NETAVARK_FW": fw}
+        self.opts = {}
+
+    def options(self, cid, i, port):
+        ip = f"10.89.{(i + 2) // 256}.{(i + 2) % 256}"
+        return {
+            "container_id": cid, "container_name": cid,
+            "port_mappings": [{"host_ip": "", "container_port": 80, "host_port": port,
+                               "range": 1, "protocol": "tcp"}],
+            "networks": {self.NET: {"static_ips": [ip], "interface_name": "eth0",
+                                    "aliases": [cid[:12]]}},
+            "network_info": {self.NET: {
+                "name": self.NET, "id": "b" * 64, "driver": "bridge",
+                "network_interface": "nvbench0", "created": "2024-01-01T00:00:00Z",
+                "subnets": [{"subnet": "10.89.0.0/16", "gateway": "10.89.0.1"}],
+                "ipv6_enabled": False, "internal": False, "dns_enabled": False,
+                "ipam_options": {"driver": "host-local"}}},
+        }
+
+    def setup(self, cid, pid, port, i):
+        o = json.dumps(self.options(cid, i, port)).encode()
+        self.opts[cid] = o
+        r, t = run([NETAVARK, "--config", self.config, "setup", f"/proc/{pid}/ns/net"], o, self.env)
+        return r.returncode == 0, t, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+    def teardown(self, cid, pid):
+        o = self.opts.pop(cid)
+        r, t = run([NETAVARK, "--config", self.config, "teardown", f"/proc/{pid}/ns/net"], o, self.env)
+        return r.returncode == 0, t, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------------------
+# phase helpers
+
+
+def lo_up():
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+class Recorder:
+    def __init__(self, tool):
+        self.tool = tool
+        self.rows = []  # (n, op, ms)
+        self.failures = []
+        self.notes = {}
+
+    def add(self, n, op, ok, t, err):
+        if ok:
+            self.rows.append((n, op, t))
+        else:
+            self.failures.append({"n": n, "op": op, "ms": t, "error": err.strip()[-500:]})
+            if len(self.failures) <= 3:
+                log(f"  {self.tool} {op} #{n} FAILED: {err.strip()[-300:]}")
+
+    def dump(self, path):
+        with open(path, "w") as f:
+            json.dump({"tool": self.tool, "rows": self.rows, "failures": self.failures,
+                       "notes": self.notes}, f)
+
+
+def progress(tool, op, i, n, t_start, every):
+    if (i + 1) % every == 0 or i + 1 == n:
+        log(f"  {tool} {op}: {i + 1}/{n}  ({now() - t_start:.0f}s)")
+
+
+def budget_hit(rec, op, i, t_start, budget):
+    if budget and now() - t_start > budget:
+        rec.notes[f"{op}_stopped_at"] = i + 1
+        log(f"  {rec.tool} {op}: time budget {budget}s used up after {i + 1} containers; stopping there")
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------------------
+# floor: RTM_DELLINK of a veth whose peer is in a live netns
+
+
+def rtnl_dellink(sock, ifindex, seq):
+    RTM_DELLINK, NLM_F_REQUEST, NLM_F_ACK = 17, 1, 4
+    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, ifindex, 0, 0)
+    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    t0 = now()
+    sock.send(msg)
+    data = sock.recv(65536)
+    t1 = now()
+    _, typ, _, _, _ = struct.unpack("=IHHII", data[:16])
+    err = struct.unpack("=i", data[16:20])[0] if typ == 2 else -1
+    return err == 0, ms(t0, t1)
+
+
+def phase_floor(a, out):
+    lo_up()
+    rec = Recorder("floor")
+    k = a.floor_n
+    ip = lambda *args: subprocess.run(["ip", *args], check=True, capture_output=True)  # noqa: E731
+    ip("link", "add", "flr0", "type", "bridge")
+    ip("addr", "add", "10.66.0.1/16", "dev", "flr0")
+    ip("link", "set", "flr0", "up")
+    cs = make_containers(2 * k, "f")
+    pids = [p.pid for p in cs.procs.values()]
+    for i, pid in enumerate(pids):
+        ip("link", "add", f"flr{i + 1}", "type", "veth", "peer", "name", "eth0", "netns", str(pid))
+        ip("link", "set", f"flr{i + 1}", "master", "flr0", "up")
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "eth0", "up"],
+                       check=True, capture_output=True)
+    time.sleep(0.5)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    sock.bind((0, 0))
+    for i in range(k):
+        idx = socket.if_nametoindex(f"flr{i + 1}")
+        ok, t = rtnl_dellink(sock, idx, i + 1)
+        rec.add(i + 1, "rtm_dellink", ok, t, "RTM_DELLINK failed")
+    for i in range(k, 2 * k):
+        r, t = run(["ip", "link", "del", f"flr{i + 1}"])
+        rec.add(i + 1 - k, "ip_link_del", r.returncode == 0, t, r.stderr.decode())
+    cs.kill_all()
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
+# nethook
+
+
+def host_veths(nh):
+    return {e["id"]: e["host_interface"] for e in nh.ls()}
+
+
+def link_exists(ifname):
+    # Not /sys/class/net: sysfs shows the namespace of whoever mounted it (the host).
+    try:
+        socket.if_nametoindex(ifname)
+        return True
+    except OSError:
+        return False
+
+
+def wait_gone(ifname, timeout=10.0):
+    deadline = now() + timeout
+    while link_exists(ifname):
+        if now() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
+def phase_nethook(a, out, gone):
+    lo_up()
+    tool = "nethook"
+    rec = Recorder(tool)
+    nh = Nethook(a.nethook_bin, f"{a.state}/{'nethook2' if gone else 'nethook'}")
+    n = a.n
+    cs = make_containers(n, "nh")
+    keys = list(cs.procs)
+    setup_op = "setup_run2" if gone else "setup"
+    t_start = now()
+    done = []
+    for i, key in enumerate(keys):
+        ok, t, err = nh.setup(key, cs.procs[key].pid, PORT_BASE + i)
+        rec.add(i + 1, setup_op, ok, t, err)
+        if ok:
+            done.append(key)
+        progress(tool, setup_op, i, n, t_start, a.every)
+    eps = host_veths(nh)
+    rec.notes["endpoints_after_setup"] = len(eps)
+    rec.notes["distinct_ips"] = len({e["ipv4"] for e in nh.ls()})
+
+    if not gone:
+        # Peak RSS of the hook, measured with the full state of N containers in place.
+        extra = make_containers(a.rss_runs, "rss")
+        rss_setup, rss_teardown = [], []
+        for j, key in enumerate(list(extra.procs)):
+            tf = f"{a.state}/time.out"
+            ok, _, err = nh.setup(key, extra.procs[key].pid, PORT_BASE + n + j,
+                                  wrap=("/usr/bin/time", "-f", "%M", "-o", tf))
+            if ok:
+                rss_setup.append(int(open(tf).read().split()[-1]))
+            ok, _, err = nh.teardown(key, wrap=("/usr/bin/time", "-f", "%M", "-o", tf))
+            if ok:
+                rss_teardown.append(int(open(tf).read().split()[-1]))
+        extra.kill_all()
+        rec.notes["rss_kib_setup"] = rss_setup
+        rec.notes["rss_kib_teardown"] = rss_teardown
+        if a.profile:
+            profile_nethook(a, nh, n)
+
+    t_start = now()
+    for i, key in enumerate(reversed(done)):
+        nth = len(done) - i
+        if gone:
+            cs.kill(key)
+            t0 = now()
+            if not wait_gone(eps.get(key, "none")):
+                rec.notes.setdefault("veth_not_gone", []).append(key)
+            rec.notes.setdefault("kernel_free_wait_ms", []).append(round(ms(t0, now()), 2))
+            ok, t, err = nh.teardown(key)
+            rec.add(nth, "teardown_gone", ok, t, err)
+        else:
+            ok, t, err = nh.teardown(key)
+            rec.add(nth, "teardown_alive", ok, t, err)
+        progress(tool, "teardown_gone" if gone else "teardown_alive", i, len(done), t_start, a.every)
+    rec.notes["endpoints_after_teardown"] = len(nh.ls())
+    cs.kill_all()
+    rec.dump(out)
+
+
+def profile_nethook(a, nh, n):
+    """strace -T -f of a few setups/teardowns with N containers in place."""
+    if not shutil.which("strace"):
+        return
+    pdir = f"{a.run_dir}/profile"
+    os.makedirs(pdir, exist_ok=True)
+    extra = make_containers(3, "prof")
+    for j, key in enumerate(list(extra.procs)):
+        wrap = ("strace", "-f", "-T", "-tt", "-o", f"{pdir}/setup-{j}.strace")
+        nh.setup(key, extra.procs[key].pid, PORT_BASE + n + 100 + j, wrap=wrap)
+        wrap = ("strace", "-f", "-T", "-tt", "-o", f"{pdir}/teardown_alive-{j}.strace")
+        nh.teardown(key, wrap=wrap)
+    extra.kill_all()
+
+
+# --------------------------------------------------------------------------------------
+# peers
+
+
+def phase_peer(a, out, name):
+    lo_up()
+    rec = Recorder(name)
+    if name == "cni":
+        tool = Cni(f"{a.state}/cni")
+        rec.notes["portmap_backend"] = "iptables (" + os.path.basename(os.path.realpath(shutil.which("iptables") or "?")) + ")"
+    else:
+        fw = "iptables"
+        tool = Netavark(f"{a.state}", fw)
+        rec.notes["firewall_driver"] = fw + " (" + os.path.basename(os.path.realpath(shutil.which("iptables") or "?")) + ")"
+    n = a.n
+    cs = make_containers(n, "c")
+    keys = list(cs.procs)
+    t_start = now()
+    done = []
+    for i, key in enumerate(keys):
+        pid = cs.procs[key].pid
+        if name == "cni":
+            ok, t, err = tool.setup(key, pid, PORT_BASE + i)
+        else:
+            ok, t, err = tool.setup(key, pid, PORT_BASE + i, i)
+        rec.add(i + 1, "setup", ok, t, err)
+        if ok:
+            done.append(key)
+        progress(name, "setup", i, n, t_start, a.every)
+        if budget_hit(rec, "setup", i, t_start, a.peer_budget):
+            break
+    rec.notes["reached_n"] = len(done)
+    t_start = now()
+    for i, key in enumerate(reversed(done)):
+        ok, t, err = tool.teardown(key, cs.procs[key].pid)
+        rec.add(len(done) - i, "teardown_alive", ok, t, err)
+        progress(name, "teardown_alive", i, len(done), t_start, a.every)
+    cs.kill_all()
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
+# 64 at once
+
+
+def phase_conc(a, out):
+    lo_up()
+    rec = Recorder("conc")
+    k = a.conc
+    nh = Nethook(a.nethook_bin, f"{a.state}/conc")
+    cs = make_containers(k, "cc")
+    keys = list(cs.procs)
+    t0 = now()
+    procs = []
+    for i, key in enumerate(keys):
+        p = subprocess.Popen([nh.bin, "hook"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=nh.env)
+        procs.append(p)
+    # Write every stdin only once all are started, so they all race for the lock.
+    for i, (key, p) in enumerate(zip(keys, procs)):
+        p.stdin.write(nh.state(key, cs.procs[key].pid, PORT_BASE + i))
+        p.stdin.close()
+    errs = []
+    for p in procs:
+        err = p.stderr.read()
+        if p.wait() != 0:
+            errs.append(err.decode(errors="replace").strip())
+    t1 = now()
+    eps = nh.ls()
+    rec.notes.update(
+        started=k, succeeded=k - len(errs), wall_ms=ms(t0, t1), errors=errs[:5],
+        endpoints=len(eps), distinct_ips=len({e["ipv4"] for e in eps}),
+        links=sum(1 for e in eps if link_exists(e["host_interface"])))
+    for key in keys:
+        nh.teardown(key)
+    rec.notes["left_after_teardown"] = len(nh.ls())
+    cs.kill_all()
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
+# runc
+
+
+def make_bundle(path, rootfs, hook_path, hook_args, hook_env):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["runc", "spec"], cwd=path, check=True, capture_output=True)
+    with open(f"{path}/config.json") as f:
+        spec = json.load(f)
+    spec["process"]["args"] = ["true"]
+    spec["process"]["terminal"] = False
+    spec["root"] = {"path": rootfs, "readonly": True}
+    spec["annotations"] = {"nethook.ports": "18080:80"}
+    ns = spec["linux"].setdefault("namespaces", [])
+    if not any(x.get("type") == "network" for x in ns):
+        ns.append({"type": "network"})
+    for x in ns:
+        if x.get("type") == "network":
+            x.pop("path", None)
+    hook = {"path": hook_path, "args": hook_args, "env": hook_env}
+    spec["hooks"] = {"createRuntime": [hook], "poststop": [hook]}
+    with open(f"{path}/config.json", "w") as f:
+        json.dump(spec, f)
+
+
+def phase_runc(a, out):
+    lo_up()
+    rec = Recorder("runc")
+    base = f"{a.state}/runc"
+    rootfs = f"{base}/rootfs"
+    os.makedirs(f"{rootfs}/bin", exist_ok=True)
+    for d in ("proc", "sys", "dev", "tmp", "etc"):
+        os.makedirs(f"{rootfs}/{d}", exist_ok=True)
+    bb = shutil.which("busybox")
+    shutil.copy(bb, f"{rootfs}/bin/busybox")
+    os.symlink("busybox", f"{rootfs}/bin/true")
+    st = f"{a.state}/runc-nethook"
+    env = [f"NETHOOK_RUN_DIR={st}/run", f"NETHOOK_CONFIG_DIR={st}/etc"]
+    make_bundle(f"{base}/b-nethook", rootfs, a.nethook_bin, ["nethook", "hook"], env)
+    make_bundle(f"{base}/b-noop", rootfs, "/bin/true", ["true"], [])
+    root = f"{base}/root"
+    times = {"nethook": [], "noop": []}
+    errs = []
+    for i in range(a.runc_runs + 2):  # 2 warm-up rounds, not recorded
+        for variant in ("noop", "nethook") if i % 2 == 0 else ("nethook", "noop"):
+            cid = f"r{i}{variant}"
+            r, t = run(["runc", "--root", root, "run", "--bundle", f"{base}/b-{variant}", cid],
+                       env={"PATH": PATH_ENV})
+            if r.returncode != 0:
+                errs.append(f"{variant}: {r.stderr.decode(errors='replace').strip()[-300:]}")
+                subprocess.run(["runc", "--root", root, "delete", "-f", cid], capture_output=True)
+                continue
+            if i >= 2:
+                times[variant].append(t)
+                rec.rows.append((i - 1, f"runc_{variant}", t))
+    nh = Nethook(a.nethook_bin, st)
+    rec.notes["endpoints_left"] = len(nh.ls()) if os.path.isdir(f"{st}/run") else 0
+    rec.notes["errors"] = errs[:5]
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
+# orchestration
+
+
+PHASES = {
+    "floor": phase_floor,
+    "nethook": lambda a, o: phase_nethook(a, o, gone=False),
+    "nethook2": lambda a, o: phase_nethook(a, o, gone=True),
+    "cni": lambda a, o: phase_peer(a, o, "cni"),
+    "netavark": lambda a, o: phase_peer(a, o, "netavark"),
+    "conc": phase_conc,
+    "runc": phase_runc,
+}
+
+
+def child_main(a):
+    gc.disable()
+    out = f"{a.run_dir}/{a.phase}.json"
+    try:
+        PHASES[a.phase](a, out)
+    finally:
+        # Whatever happened, no fake container outlives its phase (the sandbox's pid
+        # namespace is the second line of defence).
+        for p in ALL_PROCS:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def run_phase(a, phase, argv):
+    log(f"== phase {phase}")
+    t0 = now()
+    r = subprocess.run(["unshare", "--net", "--", sys.executable, os.path.abspath(__file__),
+                        "--phase", phase] + argv)
+    log(f"== phase {phase}: {'ok' if r.returncode == 0 else 'rc=%d' % r.returncode} ({now() - t0:.0f}s)")
+    return r.returncode
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--state", default=None)
+    p.add_argument("--docs", default=None, help="write bench.csv/bench.png here")
+    p.add_argument("--nethook-bin", required=True)
+    p.add_argument("--phases", default="floor,nethook,nethook2,cni,netavark,conc,runc")
+    p.add_argument("--peer-budget", type=float, default=0, help="seconds per peer setup loop (0 = none)")
+    p.add_argument("--floor-n", type=int, default=40)
+    p.add_argument("--rss-runs", type=int, default=5)
+    p.add_argument("--conc", type=int, default=64)
+    p.add_argument("--runc-runs", type=int, default=20)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--skip", default="", help="phases skipped (peer unavailable), with reasons: name=reason;...")
+    p.add_argument("--phase", default=None)
+    a = p.parse_args()
+    if a.quick and a.n == 1000:
+        a.n = 50
+    a.state = a.state or f"{a.run_dir}/state"
+    if a.phase:
+        return child_main(a)
+
+    os.makedirs(a.run_dir, exist_ok=True)
+    os.makedirs(a.state, exist_ok=True)
+    forward = ["--n", str(a.n), "--run-dir", a.run_dir, "--state", a.state,
+               "--nethook-bin", a.nethook_bin, "--floor-n", str(a.floor_n),
+               "--rss-runs", str(a.rss_runs), "--conc", str(a.conc),
+               "--runc-runs", str(a.runc_runs), "--every", str(a.every),
+               "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else [])
+    skipped = dict(x.split("=", 1) for x in a.skip.split(";") if "=" in x)
+    t0 = now()
+    for ph in a.phases.split(","):
+        if ph in skipped:
+            log(f"== phase {ph}: skipped ({skipped[ph]})")
+            continue
+        run_phase(a, ph, forward)
+    log(f"== all phases: {now() - t0:.0f}s")
+    with open(f"{a.run_dir}/meta.json", "w") as f:
+        json.dump({"n": a.n, "skipped": skipped, "wall_s": now() - t0}, f)
+    r = subprocess.run([sys.executable, f"{HERE}/report.py", a.run_dir] +
+                       (["--docs", a.docs] if a.docs else []))
+    return r.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)

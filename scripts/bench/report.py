@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Summarise a bench run: CSV curve, PNG, summary table, targets (PASS/MISS).
+
+usage: report.py RUN_DIR [--docs DIR]
+Reads RUN_DIR/<phase>.json as written by bench.py; writes RUN_DIR/bench.csv,
+RUN_DIR/bench.png, RUN_DIR/summary.txt, RUN_DIR/summary.json, and copies the CSV
+and PNG to DIR when --docs is given.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WIN = 20
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def load(run_dir, phase):
+    path = f"{run_dir}/{phase}.json"
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:.0f}{unit}"
+    if x >= 10:
+        return f"{x:.1f}{unit}"
+    return f"{x:.2f}{unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir")
+    ap.add_argument("--docs")
+    a = ap.parse_args()
+    rd = a.run_dir
+    meta = load(rd, "meta") or {}
+    n_target = meta.get("n")
+    skipped = meta.get("skipped", {})
+
+    # ---- curves ----------------------------------------------------------------------
+    series = {}  # (tool, op) -> [(n, ms)]
+    notes = {}
+    failures = {}
+    for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("cni", "cni"),
+                        ("netavark", "netavark"), ("floor", "floor")):
+        d = load(rd, phase)
+        if not d:
+            continue
+        notes[phase] = d["notes"]
+        failures[phase] = d["failures"]
+        for n, op, t in d["rows"]:
+            series.setdefault((tool, op), []).append((n, t))
+
+    with open(f"{rd}/bench.csv", "w") as f:
+        f.write("N,tool,op,ms\n")
+        for (tool, op), rows in sorted(series.items()):
+            for n, t in sorted(rows):
+                f.write(f"{n},{tool},{op},{t:.3f}\n")
+
+    def window(tool, op, which):
+        rows = series.get((tool, op), [])
+        if not rows:
+            return []
+        top = max(n for n, _ in rows)
+        if which == "first":
+            return [t for n, t in rows if n <= WIN]
+        if which == "last":
+            return [t for n, t in rows if n > top - WIN]
+        return [t for _, t in rows]
+
+    def stats(tool, op):
+        f, l, al = window(tool, op, "first"), window(tool, op, "last"), window(tool, op, "all")
+        rows = series.get((tool, op), [])
+        return {"first_p50": pct(f, .5), "first_p90": pct(f, .9), "last_p50": pct(l, .5),
+                "last_p90": pct(l, .9), "all_p50": pct(al, .5), "all_p90": pct(al, .9),
+                "max_n": max((n for n, _ in rows), default=None), "count": len(rows)}
+
+    S = {}
+    for key in series:
+        S[key] = stats(*key)
+
+    lines = []
+    out = lines.append
+    out(f"nethook benchmark — N={n_target} containers per tool, one published TCP port each, masquerade on")
+    out(f"run dir: {rd}")
+    out("")
+    out(f"{'tool':<10} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
+    out("-" * 100)
+    order = [("nethook", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
+             ("nethook", "teardown_alive"), ("cni", "teardown_alive"), ("netavark", "teardown_alive"),
+             ("nethook", "teardown_gone"), ("floor", "rtm_dellink"), ("floor", "ip_link_del")]
+    ref = {"setup": S.get(("nethook", "setup")), "teardown_alive": S.get(("nethook", "teardown_alive"))}
+    for key in order:
+        if key not in S:
+            continue
+        s = S[key]
+        ratio = ""
+        r = ref.get(key[1])
+        if key[0] in ("cni", "netavark") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
+            ratio = f"{s['first_p50'] / r['first_p50']:.1f}/{s['last_p50'] / r['last_p50']:.1f}"
+        out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
+            f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
+    out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook p50 at N≤20 / last 20;")
+    out(" teardown rows: n = containers present before the teardown; floor = bare veth delete, peer in a live netns)")
+    for phase, fl in failures.items():
+        if fl:
+            out(f"FAILURES in {phase}: {len(fl)}; first: {fl[0]['op']} #{fl[0]['n']}: {fl[0]['error'][:200]}")
+    for ph, why in skipped.items():
+        out(f"skipped {ph}: {why}")
+    for ph in ("cni", "netavark"):
+        nt = notes.get(ph, {})
+        if nt.get("setup_stopped_at"):
+            out(f"{ph}: time budget reached, curve stops at N={nt['setup_stopped_at']}")
+    if notes.get("cni"):
+        out(f"cni: containernetworking-plugins bridge+host-local+portmap, portmap/ipMasq backend: {notes['cni'].get('portmap_backend')}")
+    if notes.get("netavark"):
+        out(f"netavark: firewall driver {notes['netavark'].get('firewall_driver')}")
+
+    # ---- extras ----------------------------------------------------------------------
+    extra = {}
+    nn = notes.get("nethook", {})
+    rss = (nn.get("rss_kib_setup") or []) + (nn.get("rss_kib_teardown") or [])
+    if rss:
+        extra["rss_kib"] = max(rss)
+        out("")
+        out(f"peak RSS of `nethook hook` (GNU time %M, {len(rss)} runs at N={n_target}): "
+            f"setup max {max(nn.get('rss_kib_setup') or [0])} KiB, teardown max {max(nn.get('rss_kib_teardown') or [0])} KiB")
+    c = load(rd, "conc")
+    if c:
+        cn = c["notes"]
+        extra["conc"] = cn
+        out(f"{cn['started']} setups started at once: {cn['succeeded']}/{cn['started']} succeeded, "
+            f"{cn['distinct_ips']} distinct IPs, {cn['links']} host veths, total wall {cn['wall_ms']:.0f} ms; "
+            f"{cn['left_after_teardown']} endpoints left after teardown")
+        for e in cn.get("errors", [])[:3]:
+            out(f"   error: {e[:200]}")
+    rc = load(rd, "runc")
+    if rc:
+        t_nh = [t for _, op, t in rc["rows"] if op == "runc_nethook"]
+        t_no = [t for _, op, t in rc["rows"] if op == "runc_noop"]
+        if t_nh and t_no:
+            extra["runc"] = {"nethook": statistics.median(t_nh), "noop": statistics.median(t_no), "runs": len(t_nh)}
+            out(f"runc run (busybox true), median of {len(t_nh)}: nethook hooks {statistics.median(t_nh):.1f} ms, "
+                f"no-op hooks {statistics.median(t_no):.1f} ms, overhead {statistics.median(t_nh) - statistics.median(t_no):.1f} ms "
+                f"(p90 {pct(t_nh, .9):.1f} vs {pct(t_no, .9):.1f})")
+        for e in rc["notes"].get("errors", [])[:3]:
+            out(f"   runc error: {e[:200]}")
+
+    # ---- targets ---------------------------------------------------------------------
+    out("")
+    out("targets (issue 5)")
+    T = []
+
+    def target(name, value, ok):
+        T.append({"target": name, "value": value, "result": None if ok is None else ("PASS" if ok else "MISS")})
+
+    su = S.get(("nethook", "setup"))
+    if su:
+        target("setup p50 ≤ 4 ms (all N)", f"{su['all_p50']:.2f} ms", su["all_p50"] <= 4)
+        peers = [S[(p, "setup")] for p in ("cni", "netavark") if (p, "setup") in S]
+        if peers:
+            fastest = min(p["first_p50"] for p in peers)
+            fastest_last = min(p["last_p50"] for p in peers)
+            target("setup ≥ 10× faster than the faster peer (N≤20 / last 20)",
+                   f"{fastest / su['first_p50']:.1f}× / {fastest_last / su['last_p50']:.1f}×",
+                   fastest / su["first_p50"] >= 10 and fastest_last / su["last_p50"] >= 10)
+        else:
+            target("setup ≥ 10× faster than the faster peer", "no peer ran", None)
+        target(f"setup at N={su['max_n']} within 1.2× of N=1 (p50 last 20 / N≤20)",
+               f"{su['last_p50'] / su['first_p50']:.2f}×", su["last_p50"] / su["first_p50"] <= 1.2)
+    tg = S.get(("nethook", "teardown_gone"))
+    if tg:
+        target("teardown p50 ≤ 5 ms, netns gone", f"{tg['all_p50']:.2f} ms", tg["all_p50"] <= 5)
+    ta, fl, fi = S.get(("nethook", "teardown_alive")), S.get(("floor", "rtm_dellink")), S.get(("floor", "ip_link_del"))
+    if ta and fl:
+        d = ta["all_p50"] - fl["all_p50"]
+        extra_ip = f"; vs `ip link del` {ta['all_p50'] - fi['all_p50']:+.2f} ms" if fi else ""
+        target("teardown p50 within 3 ms of veth-delete floor, netns alive",
+               f"{ta['all_p50']:.2f} − {fl['all_p50']:.2f} (RTM_DELLINK) = {d:+.2f} ms{extra_ip}", d <= 3)
+    if "rss_kib" in extra:
+        target("peak RSS ≤ 8 MiB", f"{extra['rss_kib'] / 1024:.2f} MiB", extra["rss_kib"] <= 8192)
+    if "conc" in extra:
+        cn = extra["conc"]
+        target(f"{cn['started']} concurrent setups all succeed", f"{cn['succeeded']}/{cn['started']} in {cn['wall_ms']:.0f} ms",
+               cn["succeeded"] == cn["started"] and cn["distinct_ips"] == cn["started"])
+    if "runc" in extra:
+        d = extra["runc"]["nethook"] - extra["runc"]["noop"]
+        target("runc run overhead ≤ 5 ms over a no-op hook", f"{d:.1f} ms", d <= 5)
+    w = max(len(t["target"]) for t in T) if T else 10
+    for t in T:
+        out(f"  {(t['result'] or 'n/a'):<5} {t['target']:<{w}}  {t['value']}")
+
+    text = "\n".join(lines)
+    print(text)
+    with open(f"{rd}/summary.txt", "w") as f:
+        f.write(text + "\n")
+    with open(f"{rd}/summary.json", "w") as f:
+        json.dump({"stats": {f"{k[0]}/{k[1]}": v for k, v in S.items()}, "extra": extra, "targets": T,
+                   "notes": notes, "n": n_target}, f, indent=1)
+
+    r = subprocess.run([sys.executable, f"{HERE}/plot.py", f"{rd}/bench.csv", f"{rd}/bench.png"])
+    if r.returncode != 0:
+        print("(no PNG: plotting failed)", file=sys.stderr)
+    if a.docs:
+        os.makedirs(a.docs, exist_ok=True)
+        shutil.copy(f"{rd}/bench.csv", f"{a.docs}/bench.csv")
+        if os.path.exists(f"{rd}/bench.png"):
+            shutil.copy(f"{rd}/bench.png", f"{a.docs}/bench.png")
+        print(f"wrote {a.docs}/bench.csv and {a.docs}/bench.png")
+
+
+if __name__ == "__main__":
+    main()
