@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 /// Every step setup can fail after, in order.
-const POINTS: &[&str] = &["recorded", "bridge", "veth", "addresses"];
+const POINTS: &[&str] = &["recorded", "bridge", "veth", "addresses", "firewall"];
 
 fn assert_nothing_left(nh: &Nethook, what: &str) {
     assert!(host_veths().is_empty(), "{what}: veths left: {:?}", host_veths());

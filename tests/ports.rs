@@ -168,3 +168,33 @@ fn after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_containe
         drop(world);
     });
 }
+
+#[test]
+fn gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset() {
+    sandbox!("gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset", {
+        if !sh_ok("command -v python3 && command -v nft") {
+            eprintln!("SKIP: needs python3 and nft");
+            return;
+        }
+        let nh = Nethook::new("reconcile");
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[("nethook.ports", "8080:80")]);
+        let _srv = Server(tagged_tcp_server(&ns(&a), 80, 10, "a "));
+        assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
+
+        sh("nft flush ruleset");
+        assert!(try_tcp("", "127.0.0.1", 8080, 3).is_err());
+        let (ok, out, _) = nh.cli(&["gc", "--dry-run"]);
+        assert!(ok && out.contains("would re-create table inet nethook"), "{out}");
+        assert!(!sh_ok("nft list table inet nethook"), "dry run changed the ruleset");
+
+        let (ok, out, err) = nh.cli(&["gc"]);
+        assert!(ok, "{err}");
+        assert!(out.contains("re-create table inet nethook and the elements of 1 live endpoint"), "{out}");
+        assert_eq!(map_elements("ports4"), 1);
+        assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
+        // Nothing more to do the second time.
+        let (_, out, _) = nh.cli(&["gc"]);
+        assert_eq!(out.trim(), "nothing to collect");
+    });
+}
