@@ -1,7 +1,8 @@
 //! Garbage collection: repairs state after poststop never ran or a hook was killed.
 //! Drops endpoints whose host veth is gone (their netns died) and addresses no record
-//! owns, and re-creates `table inet nethook` with the live endpoints' elements when
-//! another tool flushed the ruleset. `dry_run` reports without changing anything.
+//! owns, and re-creates nethook's tables with the live endpoints' elements when another
+//! tool flushed the ruleset (or only part of the skeleton exists). `dry_run` reports
+//! without changing anything.
 
 use std::collections::BTreeSet;
 
@@ -41,13 +42,17 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             teardown::release(store, &rtnl, &ep)?;
         }
     }
-    let wanted: Vec<_> = live_elements.into_iter().filter(|e| !e.masq4.is_empty() || !e.ports.is_empty()).collect();
-    if !wanted.is_empty() && !firewall::table_exists()? {
-        actions.push(format!("re-create table inet nethook and the elements of {} live endpoint(s)", wanted.len()));
+    let wanted: Vec<_> = live_elements.into_iter().filter(|e| !e.is_empty()).collect();
+    // Any missing part (ruleset flushed, or an older nethook's inet table without the bridge
+    // table): create it and re-add the live endpoints' elements (those still there are fine).
+    let missing = if wanted.is_empty() { Vec::new() } else { firewall::missing_skeleton()? };
+    if let Some((first, rest)) = missing.split_first() {
+        actions.push(format!("re-create {first} and the elements of {} live endpoint(s)", wanted.len()));
+        actions.extend(rest.iter().map(|part| format!("re-create {part}")));
         if !dry_run {
             firewall::ensure_skeleton()?;
             for elements in &wanted {
-                firewall::add(elements)?;
+                firewall::restore(elements)?;
             }
         }
     }

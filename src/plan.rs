@@ -4,7 +4,7 @@
 use ipnetwork::Ipv4Network;
 
 use crate::endpoint::{Endpoint, Ipv4Attachment};
-use crate::firewall::{Elements, PortMapping};
+use crate::firewall::{Elements, PortMapping, Source};
 use crate::ipam::{IpamError, Pool};
 use crate::mac::Mac;
 use crate::network::Network;
@@ -71,9 +71,26 @@ pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
     }
 }
 
-/// Everything setup adds to the nftables sets and maps for this endpoint.
+/// The per-network elements the endpoint relies on: its subnet in the masquerade set (when the
+/// network masquerades) and its bridge in the isolation sets. Shared by the network's endpoints:
+/// added (non-exclusively) with each, deleted with the network's last.
+pub fn network_elements(ep: &Endpoint) -> Elements {
+    Elements { masq4: masquerade_elements(ep), bridges: vec![ep.bridge.clone()], ..Elements::default() }
+}
+
+/// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
+pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
+    vec![Source {
+        host_interface: ep.host_interface.clone(),
+        mac: ep.mac,
+        ipv4: ep.ipv4.map(|v4| v4.address).into_iter().collect(),
+    }]
+}
+
+/// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
+/// the per-network elements, its published ports and its anti-spoofing elements.
 pub fn firewall_elements(ep: &Endpoint) -> Elements {
-    Elements { masq4: masquerade_elements(ep), ports: port_elements(ep) }
+    Elements { ports: port_elements(ep), sources: source_elements(ep), ..network_elements(ep) }
 }
 
 #[cfg(test)]
@@ -127,6 +144,8 @@ mod tests {
         let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
         let e = firewall_elements(&ep);
         assert_eq!(e.masq4, vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]);
+        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
+        assert_eq!(e.sources, vec![Source { host_interface: ep.host_interface.clone(), mac: ep.mac, ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)] }]);
         let ports: Vec<_> = e.ports.iter().map(|p| (p.host_ip, p.proto, p.host_port, p.container_ip, p.container_port)).collect();
         let ip = Ipv4Addr::new(10, 77, 0, 2);
         use crate::ports::Proto::*;
@@ -146,7 +165,22 @@ mod tests {
         net.masquerade = false;
         let mut pool = Pool::default();
         let ep = plan_endpoint(&request("c1", Options::default()), &net, &mut pool).unwrap();
-        assert!(firewall_elements(&ep).masq4.is_empty());
+        let e = firewall_elements(&ep);
+        assert!(e.masq4.is_empty());
+        // Still isolated and guarded against spoofing.
+        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
+        assert_eq!(e.sources.len(), 1);
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn network_elements_are_the_shared_part() {
+        let mut pool = Pool::default();
+        let opts = Options { ports: parse_ports("8080:80").unwrap(), ..Options::default() };
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        let all = firewall_elements(&ep);
+        assert_eq!(all.shared(), network_elements(&ep));
+        assert_eq!(all.own(), Elements { ports: port_elements(&ep), sources: source_elements(&ep), ..Elements::default() });
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     failpoint::hit("addresses")?;
 
     let elements = firewall_elements(ep);
-    if !elements.masq4.is_empty() || !elements.ports.is_empty() {
+    if !elements.is_empty() {
         firewall::ensure_skeleton()?;
         firewall::add(&elements)?;
         undo.elements = Some(elements);
@@ -175,16 +175,16 @@ fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> 
 #[derive(Default)]
 struct Undo {
     links: Vec<String>,
-    /// Only this container's ports: a subnet another endpoint shares stays in the
-    /// masquerade set (forget() drops it when this was the network's last address).
+    /// Only this container's own elements are undone (`Elements::own`: ports, anti-spoofing):
+    /// the per-network ones other endpoints share stay (forget() drops them when this was
+    /// the network's last address).
     elements: Option<Elements>,
 }
 
 impl Undo {
     fn run(self) {
-        if let Some(mut elements) = self.elements {
-            elements.masq4.clear();
-            if let Err(e) = firewall::delete(&elements) {
+        if let Some(elements) = self.elements {
+            if let Err(e) = firewall::delete(&elements.own()) {
                 log_undo_failure("its nftables elements", &e);
             }
         }

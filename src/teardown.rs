@@ -7,7 +7,7 @@ use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
 use crate::ipam::Pool;
 use crate::link::{LinkError, Rtnl};
-use crate::plan::{masquerade_elements, port_elements};
+use crate::plan::{network_elements, port_elements, source_elements};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,18 +40,25 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
 /// the lock. A kernel error keeps the record so a later poststop or `gc` can retry.
 ///
-/// Order: published ports first (no new flows reach the address), then the link, then
-/// conntrack entries (a restarted UDP service on the same host port must not be
-/// blackholed by an entry pointing at the old address), then the address and record.
+/// Order: published ports and anti-spoofing elements first (no new flows reach the
+/// address), then the link, then conntrack entries (a restarted UDP service on the same
+/// host port must not be blackholed by an entry pointing at the old address), then the
+/// address and record.
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
     let mut pool = store.load_pool(&ep.network)?;
     // Only touch address-bound state while the address is still ours: after a crash and
     // gc the address may already belong to a newer container.
     let owns_address = ep.ipv4.is_some_and(|v4| pool.owner(v4.address) == Some(ep.id.as_str()));
     let ports = port_elements(ep);
-    if owns_address && !ports.is_empty() {
-        firewall::delete(&Elements { masq4: Vec::new(), ports: ports.clone() })?;
-    }
+    // The anti-spoofing elements are keyed by the host veth, whose name derives from this
+    // container id (one endpoint per id), so they are this endpoint's even when its address has
+    // moved on.
+    let own = Elements {
+        ports: if owns_address { ports.clone() } else { Vec::new() },
+        sources: source_elements(ep),
+        ..Elements::default()
+    };
+    firewall::delete(&own)?;
     let link_deleted = rtnl.delete(&ep.host_interface)?;
     if let (true, Some(v4)) = (owns_address, ep.ipv4) {
         let mappings: Vec<_> = ports.iter().map(|p| (p.proto, p.host_port)).collect();
@@ -68,7 +75,8 @@ fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
 }
 
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When
-/// that was the network's last address, its subnet leaves the masquerade set.
+/// that was the network's last address, the per-network elements go: its subnet leaves the
+/// masquerade set and its bridge the isolation sets.
 pub fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
         if pool.release(v4.address, &ep.id) {
@@ -76,10 +84,7 @@ pub fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) -> Result<(), Teard
         }
     }
     if pool.allocations.is_empty() {
-        let masq4 = masquerade_elements(ep);
-        if !masq4.is_empty() {
-            firewall::delete(&Elements { masq4, ports: Vec::new() })?;
-        }
+        firewall::delete(&network_elements(ep))?;
     }
     store.remove_endpoint(&ep.id)?;
     Ok(())

@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 
 use common::*;
 use nethook::conntrack;
-use nethook::firewall::{self, Elements, FirewallError, PortMapping, Proto};
+use nethook::firewall::{self, Elements, FirewallError, PortMapping, Proto, Source};
+use nethook::mac::Mac;
 
 fn pm(
     host_ip: Option<[u8; 4]>,
@@ -41,6 +42,7 @@ fn skeleton_matches_nft() {
             "second call finds it"
         );
         let ours = sh("nft list table inet nethook");
+        let ours_bridge = sh("nft list table bridge nethook");
         for needle in [
             "set masq4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n",
             "map ports4 {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n",
@@ -61,6 +63,7 @@ fn skeleton_matches_nft() {
         ));
         let theirs = sh("nft list table inet nethook");
         assert_eq!(ours, theirs);
+        assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
         // With elements too (our encoding vs nft's).
         firewall::add(&Elements {
             masq4: vec![net("10.77.0.0/16"), net("255.255.255.0/24")],
@@ -69,10 +72,25 @@ fn skeleton_matches_nft() {
                 pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
                 pm(None, Proto::Sctp, 9, [10, 77, 0, 2], 9),
             ],
+            bridges: vec!["nethook0".into(), "nh-blue".into()],
+            sources: vec![
+                Source {
+                    host_interface: "nh0123456789ab".into(),
+                    mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
+                    ipv4: vec![Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 9)],
+                },
+                Source {
+                    host_interface: "nhffffffffffff".into(),
+                    mac: Mac([0x02, 0, 0, 0, 0, 1]),
+                    ipv4: vec![],
+                },
+            ],
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
+        let ours_bridge = sh("nft list table bridge nethook");
         sh("nft delete table inet nethook");
+        sh("nft delete table bridge nethook");
         sh(&format!(
             "nft -f {}/testdata/nft/skeleton.nft",
             env!("CARGO_MANIFEST_DIR")
@@ -80,7 +98,12 @@ fn skeleton_matches_nft() {
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
         sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
+        sh(r#"nft add element inet nethook nets '{ "nethook0", "nh-blue" }'"#);
+        sh(r#"nft add element inet nethook intra '{ "nethook0" . "nethook0", "nh-blue" . "nh-blue" }'"#);
+        sh(r#"nft add element bridge nethook macs '{ "nh0123456789ab" . 02:4e:0a:4d:00:02, "nhffffffffffff" . 02:00:00:00:00:01 }'"#);
+        sh(r#"nft add element bridge nethook addrs4 '{ "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2, "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.9 }'"#);
         assert_eq!(ours, sh("nft list table inet nethook"));
+        assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
     });
 }
 
@@ -93,6 +116,7 @@ fn elements_add_delete() {
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
             ],
+            ..Default::default()
         };
         // No table yet: add fails with the kernel's ENOENT, delete (teardown) succeeds.
         let e = firewall::add(&a).unwrap_err();
@@ -116,6 +140,7 @@ fn elements_add_delete() {
                 pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 3], 80),
             ],
+            ..Default::default()
         };
         match firewall::add(&b) {
             Err(FirewallError::PortTaken {
@@ -135,6 +160,7 @@ fn elements_add_delete() {
         let c = Elements {
             masq4: vec![],
             ports: vec![pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 4], 53)],
+            ..Default::default()
         };
         match firewall::add(&c) {
             Err(e @ FirewallError::PortTaken { .. }) => {
@@ -153,11 +179,13 @@ fn elements_add_delete() {
                 net("255.255.255.0/24"),
             ],
             ports: vec![pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80)],
+            ..Default::default()
         };
         firewall::add(&d).unwrap();
         firewall::add(&Elements {
             masq4: d.masq4.clone(),
             ports: vec![],
+            ..Default::default()
         })
         .unwrap();
         let masq = sh("nft list set inet nethook masq4");
@@ -173,6 +201,7 @@ fn elements_add_delete() {
         let a_ports = Elements {
             masq4: vec![],
             ports: a.ports.clone(),
+            ..Default::default()
         };
         firewall::delete(&a_ports).unwrap();
         firewall::delete(&a_ports).unwrap(); // already gone: still fine
@@ -186,6 +215,7 @@ fn elements_add_delete() {
                 pm(None, Proto::Udp, 1, [10, 77, 0, 9], 1),
                 pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
             ],
+            ..Default::default()
         };
         firewall::delete(&mix).unwrap();
         let all = sh("nft list table inet nethook");
@@ -344,6 +374,7 @@ fn traffic_scenario(hairpin_mode: bool) {
             format!("ip link add nho0 up type veth peer name eth0 netns {o}"),
             "ip addr add 192.0.2.1/24 dev nho0".into(),
             ctr.run("ip link set lo up"),
+            ctr.run("ip link set eth0 address 02:4e:0a:4d:00:02"),
             ctr.run("ip addr add 10.77.0.2/16 dev eth0"),
             ctr.run("ip link set eth0 up"),
             ctr.run("ip route add default via 10.77.0.1"),
@@ -360,6 +391,13 @@ fn traffic_scenario(hairpin_mode: bool) {
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Tcp, 8081, [10, 77, 0, 2], 80),
             ],
+            // Isolation and anti-spoofing on too: nothing here may be dropped by them.
+            bridges: vec!["nh0".into()],
+            sources: vec![Source {
+                host_interface: "nhc0".into(),
+                mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
+                ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)],
+            }],
         };
         firewall::add(&elems).unwrap();
 
@@ -400,6 +438,7 @@ fn traffic_scenario(hairpin_mode: bool) {
         firewall::delete(&Elements {
             masq4: vec![],
             ports: elems.ports.clone(),
+            ..Default::default()
         })
         .unwrap();
         let (ok, out) = try_sh(&outside.run("python3 -c 'import socket;socket.create_connection((\"192.0.2.1\",8080),timeout=1)'"));

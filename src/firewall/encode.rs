@@ -15,8 +15,13 @@ pub use crate::ports::Proto;
 // nftables datatype ids (nftables' `enum datatypes`) and the concatenation encoding
 // (`TYPE_BITS` = 6: each component shifted in from the right).
 pub(crate) const TYPE_IPADDR: u32 = 7;
+pub(crate) const TYPE_ETHERADDR: u32 = 9;
 pub(crate) const TYPE_INET_PROTOCOL: u32 = 12;
 pub(crate) const TYPE_INET_SERVICE: u32 = 13;
+pub(crate) const TYPE_IFNAME: u32 = 41;
+
+/// An interface name in a key: `IFNAMSIZ` bytes, NUL padded (as `meta iifname` loads it).
+pub(crate) const IFNAME_LEN: usize = 16;
 
 pub(crate) const fn concat_type(types: &[u32]) -> u32 {
     let mut t = 0;
@@ -38,11 +43,23 @@ pub(crate) const HPORTS4_KEY_LEN: u32 = 12;
 /// `ipv4_addr . inet_service` (map data of ports4/hports4)
 pub(crate) const DNAT4_DATA_TYPE: u32 = concat_type(&[TYPE_IPADDR, TYPE_INET_SERVICE]);
 pub(crate) const DNAT4_DATA_LEN: u32 = 8;
+/// `ifname` (set `nets`: the bridge of every network)
+pub(crate) const NETS_KEY_TYPE: u32 = TYPE_IFNAME;
+pub(crate) const NETS_KEY_LEN: u32 = IFNAME_LEN as u32;
+/// `ifname . ifname` (set `intra`: bridge . bridge)
+pub(crate) const INTRA_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_IFNAME]);
+pub(crate) const INTRA_KEY_LEN: u32 = 2 * IFNAME_LEN as u32;
+/// `ifname . ether_addr` (set `macs`: host veth . MAC)
+pub(crate) const MACS_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR]);
+pub(crate) const MACS_KEY_LEN: u32 = IFNAME_LEN as u32 + 8;
+/// `ifname . ether_addr . ipv4_addr` (set `addrs4`: host veth . MAC . IPv4)
+pub(crate) const ADDRS4_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR, TYPE_IPADDR]);
+pub(crate) const ADDRS4_KEY_LEN: u32 = IFNAME_LEN as u32 + 8 + 4;
 
 /// One field padded to a whole number of 32-bit registers.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(field);
-    while !out.len().is_multiple_of(4) {
+    while out.len() % 4 != 0 {
         out.push(0);
     }
 }
@@ -72,6 +89,46 @@ pub(crate) fn dnat4_data(addr: Ipv4Addr, port: u16) -> Vec<u8> {
     d
 }
 
+/// An interface name as a key field: at most 15 bytes, no NUL, NUL padded to 16 bytes.
+/// `None` when the name cannot be an interface name (it could never match `iifname`).
+pub(crate) fn ifname(name: &str) -> Option<[u8; IFNAME_LEN]> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() >= IFNAME_LEN || b.contains(&0) {
+        return None;
+    }
+    let mut out = [0u8; IFNAME_LEN];
+    out[..b.len()].copy_from_slice(b);
+    Some(out)
+}
+
+/// Key of `nets`: `ifname` (a network's bridge).
+pub(crate) fn nets_key(bridge: &[u8; IFNAME_LEN]) -> Vec<u8> {
+    bridge.to_vec()
+}
+
+/// Key of `intra`: `ifname . ifname` (the bridge twice: iif = oif).
+pub(crate) fn intra_key(bridge: &[u8; IFNAME_LEN]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(INTRA_KEY_LEN as usize);
+    push_field(&mut k, bridge);
+    push_field(&mut k, bridge);
+    k
+}
+
+/// Key of `macs`: `ifname . ether_addr` (host veth . the container's MAC).
+pub(crate) fn macs_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(MACS_KEY_LEN as usize);
+    push_field(&mut k, veth);
+    push_field(&mut k, &mac);
+    k
+}
+
+/// Key of `addrs4`: `ifname . ether_addr . ipv4_addr` (host veth . MAC . the container's IPv4).
+pub(crate) fn addrs4_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
+    let mut k = macs_key(veth, mac);
+    push_field(&mut k, &addr.octets());
+    k
+}
+
 /// libnftnl user-data TLV: type (u8), length (u8), value.
 pub(crate) fn udata_u32(ty: u8, val: u32) -> Vec<u8> {
     let mut v = vec![ty, 4];
@@ -85,9 +142,20 @@ pub(crate) fn udata_interval_open() -> Vec<u8> {
     udata_u32(1, 1)
 }
 
-/// `NFTNL_UDATA_SET_KEYBYTEORDER` = big endian, as nft sets on `type ipv4_addr` sets.
-pub(crate) fn udata_key_big_endian() -> Vec<u8> {
-    udata_u32(0, 2)
+/// `NFTNL_UDATA_SET_KEYBYTEORDER`, as nft records it for sets of one type: big endian (2) for
+/// `ipv4_addr` (nft needs it to print interval sets), host endian (1) for `ifname`.
+pub(crate) fn udata_key_byteorder(order: u32) -> Vec<u8> {
+    udata_u32(0, order)
+}
+
+/// `NFTNL_UDATA_SET_COMMENT`: the set's comment, NUL terminated (shown by `nft list`).
+/// `None` when it does not fit a TLV (the length byte counts the NUL).
+pub(crate) fn udata_set_comment(comment: &std::ffi::CStr) -> Option<Vec<u8>> {
+    let text = comment.to_bytes_with_nul();
+    let len = u8::try_from(text.len()).ok()?;
+    let mut v = vec![7, len];
+    v.extend_from_slice(text);
+    Some(v)
 }
 
 /// The exclusive end of a prefix (first address after it), or `None` when the prefix reaches
@@ -132,6 +200,71 @@ mod tests {
         assert_eq!(PORTS4_KEY_TYPE, 0x30d);
         assert_eq!(HPORTS4_KEY_TYPE, 0x730d);
         assert_eq!(DNAT4_DATA_TYPE, 0x1cd);
+        // nft --debug=mnl for the isolation and anti-spoofing sets: 0x29, 0xa69, 0xa49, 0x29247.
+        assert_eq!(NETS_KEY_TYPE, 0x29);
+        assert_eq!(INTRA_KEY_TYPE, 0xa69);
+        assert_eq!(MACS_KEY_TYPE, 0xa49);
+        assert_eq!(ADDRS4_KEY_TYPE, 0x29247);
+        assert_eq!(
+            (NETS_KEY_LEN, INTRA_KEY_LEN, MACS_KEY_LEN, ADDRS4_KEY_LEN),
+            (16, 32, 24, 28)
+        );
+    }
+
+    /// The 32-bit words nft --debug=netlink prints for an element key (host order, x86).
+    fn words(key: &[u8]) -> String {
+        key.chunks(4)
+            .map(|w| format!("{:08x}", u32::from_le_bytes(w.try_into().unwrap())))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn isolation_and_antispoof_keys_match_nft() {
+        let br = ifname("nethook0").unwrap();
+        // nft --debug=netlink add element inet nethook nets { "nethook0" }
+        assert_eq!(words(&nets_key(&br)), "6874656e 306b6f6f 00000000 00000000");
+        // ... intra { "nethook0" . "nethook0" }
+        assert_eq!(
+            words(&intra_key(&br)),
+            "6874656e 306b6f6f 00000000 00000000 6874656e 306b6f6f 00000000 00000000"
+        );
+        let veth = ifname("nh0123456789ab").unwrap();
+        let mac = [0x02, 0x4e, 10, 77, 0, 2];
+        // ... bridge nethook macs { "nh0123456789ab" . 02:4e:0a:4d:00:02 }
+        assert_eq!(
+            words(&macs_key(&veth, mac)),
+            "3130686e 35343332 39383736 00006261 4d0a4e02 00000200"
+        );
+        // ... addrs4 { "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2 }
+        assert_eq!(
+            words(&addrs4_key(&veth, mac, Ipv4Addr::new(10, 77, 0, 2))),
+            "3130686e 35343332 39383736 00006261 4d0a4e02 00000200 02004d0a"
+        );
+        assert_eq!(macs_key(&veth, mac).len() as u32, MACS_KEY_LEN);
+        assert_eq!(
+            addrs4_key(&veth, mac, Ipv4Addr::UNSPECIFIED).len() as u32,
+            ADDRS4_KEY_LEN
+        );
+    }
+
+    #[test]
+    fn interface_names_must_fit() {
+        assert_eq!(&ifname("a").unwrap()[..2], b"a\0");
+        assert!(ifname("fifteen-bytes-x").is_some());
+        assert!(ifname("sixteen-bytes-xx").is_none());
+        assert!(ifname("").is_none());
+        assert!(ifname("a\0b").is_none());
+    }
+
+    #[test]
+    fn set_udata_tlvs() {
+        // nft --debug=mnl for `set nets { type ifname; comment "bridges"; }`: 00 04 01 00 00 00 07 08 "bridges\0"
+        let mut v = udata_key_byteorder(1);
+        v.extend(udata_set_comment(c"bridges").unwrap());
+        assert_eq!(v, b"\x00\x04\x01\x00\x00\x00\x07\x08bridges\x00");
+        let long = std::ffi::CString::new(vec![b'x'; 255]).unwrap();
+        assert!(udata_set_comment(&long).is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Golden tests: the bytecode of every skeleton rule (as serialized to netlink, parsed back and
 //! printed by libnftnl) must equal what `nft --debug=netlink` prints for the same rule written in
-//! nft syntax (testdata/nft/skeleton.nft → testdata/nft/regen.sh → skeleton.rules.txt).
+//! nft syntax (testdata/nft/skeleton.nft → testdata/nft/regen.sh → skeleton.rules.txt), for both
+//! tables.
 
 use super::*;
 
@@ -13,7 +14,7 @@ fn blocks(text: &str) -> Vec<String> {
         if line.is_empty() {
             continue;
         }
-        if line.starts_with("inet ") || out.is_empty() {
+        if line.starts_with("inet ") || line.starts_with("bridge ") || out.is_empty() {
             out.push(String::new());
         }
         let cur = out.last_mut().expect("pushed above");
@@ -24,8 +25,8 @@ fn blocks(text: &str) -> Vec<String> {
 }
 
 fn rendered() -> Vec<String> {
-    let table = table();
-    let chains = build_chains(&table);
+    let tables = Tables::new();
+    let chains = build_chains(&tables);
     let rules = build_rules(&chains);
     assert_eq!(
         rules.len(),
@@ -34,7 +35,7 @@ fn rendered() -> Vec<String> {
     );
     rules
         .iter()
-        .map(|(_, r)| blocks(&nft_sys::render_rule(r)).concat())
+        .map(|(_, _, r)| blocks(&nft_sys::render_rule(r)).concat())
         .collect()
 }
 
@@ -52,6 +53,24 @@ fn skeleton_rules_match_nft() {
 }
 
 #[test]
+fn every_family_is_pinned() {
+    let expected = blocks(EXPECTED);
+    for header in [
+        "inet nethook forward",
+        "inet nethook isolate",
+        "bridge nethook prerouting",
+        "bridge nethook antispoof",
+    ] {
+        assert!(
+            expected
+                .iter()
+                .any(|b| b.starts_with(&format!("{header}\n"))),
+            "no golden rule for {header}"
+        );
+    }
+}
+
+#[test]
 fn comments_fit_and_are_present() {
     for (spec, text) in skeleton::rules().iter().zip(rendered()) {
         assert!(
@@ -60,5 +79,13 @@ fn comments_fit_and_are_present() {
             spec.comment
         );
         assert!(text.contains("userdata"), "rule without comment:\n{text}");
+    }
+    for spec in &skeleton::SETS {
+        if let Some(c) = spec.comment {
+            assert!(
+                encode::udata_set_comment(c).is_some(),
+                "set comment too long: {c:?}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 unshare --net -- nft --debug=netlink -f skeleton.nft > skeleton.debug.txt
-# Keep only the rule blocks: a "inet nethook <chain>" header and its "  [ ... ]" / userdata lines.
-awk '/^inet nethook [a-z]+ *$/ {inrule=1} inrule {print} /^$/ {inrule=0}' skeleton.debug.txt > skeleton.rules.txt
-echo "wrote $(grep -c '^inet nethook' skeleton.rules.txt) rules"
+# Keep only the rule blocks: a "<family> nethook <chain>" header and its indented "  [ ... ]" /
+# userdata lines (the chain and set lines of the next table end a block too).
+awk '/^(inet|bridge) nethook [a-z]+ *$/ {inrule=1; print; next} inrule && /^  / {print; next} {inrule=0}' skeleton.debug.txt > skeleton.rules.txt
+echo "wrote $(grep -Ec '^(inet|bridge) nethook' skeleton.rules.txt) rules"
