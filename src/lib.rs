@@ -26,4 +26,5 @@ pub mod setup;
 pub mod store;
 pub mod sysctl;
 pub mod teardown;
+pub mod timing;
 pub mod view;

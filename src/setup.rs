@@ -22,6 +22,7 @@ use crate::request::Request;
 use crate::store::{Store, StoreError};
 use crate::sysctl::{self, SysctlError};
 use crate::teardown;
+use crate::timing::Steps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -53,11 +54,14 @@ pub enum SetupError {
 
 /// Gives the container its network. On error nothing of this attempt is left behind.
 pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
+    let mut steps = Steps::from_env();
     let netns = Netns::open(req.netns.as_deref().ok_or(SetupError::NoNetns)?)?;
     netns.ensure_not_own()?;
     let network = store.load_network(&req.options.network)?;
+    steps.mark("netns+network");
 
     let _lock = store.lock()?;
+    steps.mark("lock");
     if let Some(existing) = store.load_endpoint(&req.id)? {
         return Err(SetupError::AlreadyExists {
             id: req.id.to_string(),
@@ -72,13 +76,17 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         forget(store, &endpoint, &mut pool);
         return Err(e.into());
     }
+    steps.mark("plan+record");
 
     let mut undo = Undo::default();
     let result = Rtnl::open()
         .map_err(SetupError::from)
-        .and_then(|rtnl| apply(&rtnl, &network, &endpoint, &netns, &mut undo).map(|()| rtnl));
+        .and_then(|rtnl| apply(&rtnl, &network, &endpoint, &netns, &mut undo, &mut steps).map(|()| rtnl));
     match result {
-        Ok(_) => Ok(endpoint),
+        Ok(_) => {
+            steps.report("setup");
+            Ok(endpoint)
+        }
         Err(e) => {
             undo.run();
             forget(store, &endpoint, &mut pool);
@@ -110,17 +118,19 @@ fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, ho
         .map(|ep| ep.id.to_string())
 }
 
-fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo) -> Result<(), SetupError> {
+fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo, steps: &mut Steps) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
     let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
     let bridge_index = rtnl.ensure_bridge(&net.bridge, bridge_mac, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
     sysctl::ip_forward()?;
     sysctl::route_localnet(&net.bridge)?;
+    steps.mark("bridge");
     failpoint::hit("bridge")?;
 
     create_veth(rtnl, ep, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
     rtnl.set_hairpin(&ep.host_interface)?;
+    steps.mark("veth");
     failpoint::hit("veth")?;
 
     if let Some(v4) = ep.ipv4 {
@@ -130,6 +140,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
             inner.configure_container(&ifname, v4.address, v4.prefix, v4.gateway)
         })??;
     }
+    steps.mark("container");
     failpoint::hit("addresses")?;
 
     let elements = firewall_elements(ep);
@@ -138,6 +149,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
         firewall::add(&elements)?;
         undo.elements = Some(elements);
     }
+    steps.mark("firewall");
     failpoint::hit("firewall")?;
     Ok(())
 }
