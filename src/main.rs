@@ -130,6 +130,15 @@ fn main() -> ExitCode {
 
 /// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
 fn run_hook(store: &Store, stage: Option<Stage>) -> ExitCode {
+    nethook::firewall::defer_netfilter_release();
+    let code = hook(store, stage);
+    if let Err(e) = nethook::firewall::release_deferred_sockets() {
+        eprintln!("nethook: could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead");
+    }
+    code
+}
+
+fn hook(store: &Store, stage: Option<Stage>) -> ExitCode {
     let input = match oci::read_state(io::stdin().lock(), stage) {
         Ok(i) => i,
         Err(e) => return fail(&e, 2),

@@ -30,6 +30,13 @@ use nftnl::{Batch, Chain, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use nix::errno::Errno;
 
 pub use encode::Proto;
+pub use netlink::defer_netfilter_release;
+
+/// Ends deferring (see `defer_netfilter_release`): the sockets kept so far are closed by a
+/// child process after this one exits. Call it last, when the process is single-threaded.
+pub fn release_deferred_sockets() -> io::Result<()> {
+    nft_sys::close_after_exit(netlink::take_deferred())
+}
 use netlink::{Bus, MsgBuilder, NlSocket};
 use nft_sys::{Borrowed, ElemMsg, ElemSpec};
 use skeleton::{ChainKind, Part, ADDRS4, HPORTS4, INTRA, MACS, MASQ4, NETS, PORTS4, TABLE};

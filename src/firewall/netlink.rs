@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::sync::Mutex;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -45,6 +46,43 @@ pub(crate) enum Bus {
 pub(crate) struct NlSocket {
     fd: OwnedFd,
     portid: u32,
+    bus: Bus,
+}
+
+/// Netfilter sockets whose release is deferred; `None` while deferring is off.
+static DEFERRED: Mutex<Option<Vec<OwnedFd>>> = Mutex::new(None);
+
+/// Makes this process keep its netfilter sockets open until `take_deferred`.
+///
+/// Why: after a commit that deleted anything, the kernel frees the deleted objects from a
+/// work item that first waits for an RCU grace period (10–20 ms here), and releasing any
+/// NETLINK_NETFILTER socket meanwhile waits for that work (`nft_rcv_nl_event` flushes it
+/// on NETLINK_URELEASE). The deletion itself is committed and visible already; only the
+/// freeing is pending. A hook that exits right after a teardown would pay that wait in
+/// its own exit, so it hands the sockets to a child instead (`nft_sys::close_after_exit`).
+pub fn defer_netfilter_release() {
+    if let Ok(mut d) = DEFERRED.lock() {
+        d.get_or_insert_with(Vec::new);
+    }
+}
+
+/// The sockets kept by `defer_netfilter_release`, which ends deferring.
+pub fn take_deferred() -> Vec<OwnedFd> {
+    DEFERRED.lock().ok().and_then(|mut d| d.take()).unwrap_or_default()
+}
+
+impl Drop for NlSocket {
+    fn drop(&mut self) {
+        if self.bus != Bus::Netfilter {
+            return;
+        }
+        if let Ok(mut deferred) = DEFERRED.lock() {
+            if let (Some(list), Ok(dup)) = (deferred.as_mut(), self.fd.try_clone()) {
+                // The duplicate keeps the socket alive when `self.fd` closes.
+                list.push(dup);
+            }
+        }
+    }
 }
 
 impl NlSocket {
@@ -64,6 +102,7 @@ impl NlSocket {
         Ok(NlSocket {
             fd,
             portid: addr.pid(),
+            bus,
         })
     }
 
