@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 
 use futures_util::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -146,19 +146,25 @@ impl Rtnl {
         })
     }
 
-    /// Creates the veth pair in one request: the host end attached to the bridge and up,
-    /// the peer created directly inside the container's namespace with its name and MAC
-    /// (moving a link between namespaces afterwards costs the kernel 20–40 ms). The peer
-    /// cannot be created up: the kernel answers ENOTCONN, so the container side raises it.
+    /// Creates the veth pair in one request: the host end attached to the bridge, the peer
+    /// created directly inside the container's namespace with its name and MAC (moving a
+    /// link between namespaces afterwards costs the kernel 20–40 ms). Both ends get one TX
+    /// and one RX queue: with the default of one queue per CPU, veth setup waits for two
+    /// expedited RCU grace periods while it trims them. Both ends are created down: the
+    /// kernel refuses an up peer in another namespace (ENOTCONN), and the host end comes up
+    /// in `attach_port` once IPv6 is off on it.
     pub fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.peer_name.to_owned())
             .address(spec.peer_mac.0.to_vec())
             .setns_by_fd(netns.file().as_raw_fd())
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .build();
         let msg = LinkVeth::new(spec.host_name, spec.peer_name)
             .controller(spec.bridge_index)
-            .up()
+            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         self.rt.block_on(async {
@@ -174,18 +180,18 @@ impl Rtnl {
         })
     }
 
-    /// Turns on hairpin mode on a bridge port, so a container reaching its own published
-    /// port (DNAT back to itself) gets the frame back out of the port it came in on;
-    /// with br_netfilter loaded such frames are bridged, not routed.
-    pub fn set_hairpin(&self, port: &str) -> Result<(), LinkError> {
-        let msg = LinkBridgePort::new(0).name(port.to_owned()).hairpin(true).build();
+    /// Brings a bridge port up with hairpin mode on, in one request. Hairpin lets a
+    /// container reaching its own published port (DNAT back to itself) get the frame back
+    /// out of the port it came in on; with br_netfilter loaded such frames are bridged.
+    pub fn attach_port(&self, port: &str) -> Result<(), LinkError> {
+        let msg = LinkBridgePort::new(0).name(port.to_owned()).hairpin(true).up().build();
         self.rt.block_on(async {
             self.handle
                 .link()
                 .set_port(msg)
                 .execute()
                 .await
-                .map_err(|e| LinkError::Netlink { op: format!("set hairpin mode on {port}"), source: to_io(e) })
+                .map_err(|e| LinkError::Netlink { op: format!("set {port} up with hairpin mode"), source: to_io(e) })
         })
     }
 
@@ -201,7 +207,7 @@ impl Rtnl {
     }
 
     /// Inside the container's namespace: loopback up, the address on `ifname` and the
-    /// default route via the gateway.
+    /// default route via the gateway. Call it from a thread that entered the namespace.
     pub fn configure_container(&self, ifname: &str, address: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), LinkError> {
         // Loopback is always index 1 in a network namespace.
         self.set_up(1, "lo")?;

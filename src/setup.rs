@@ -129,15 +129,18 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
 
     create_veth(rtnl, ep, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
-    rtnl.set_hairpin(&ep.host_interface)?;
+    sysctl::disable_ipv6(&ep.host_interface)?;
+    rtnl.attach_port(&ep.host_interface)?;
     steps.mark("veth");
     failpoint::hit("veth")?;
 
     if let Some(v4) = ep.ipv4 {
         let ifname = ep.interface.clone();
-        netns.run(|| {
+        netns.run(|| -> Result<(), SetupError> {
+            // /proc/sys/net resolves to the namespace of the thread that opens it: this one.
+            sysctl::disable_ipv6(&ifname)?;
             let inner = Rtnl::open()?;
-            inner.configure_container(&ifname, v4.address, v4.prefix, v4.gateway)
+            Ok(inner.configure_container(&ifname, v4.address, v4.prefix, v4.gateway)?)
         })??;
     }
     steps.mark("container");

@@ -372,6 +372,12 @@ fn a_spoofed_mac_is_dropped_at_the_host_veth() {
         assert!(at_b.got("real", 5.0).is_some(), "{}", at_b.lines());
         assert!(a.sh_ok(&format!("ping -c1 -W2 {GATEWAY}")));
 
+        // nethook turns IPv6 off on interfaces of an IPv4-only network; a container that
+        // turns it back on still sends other ethertypes only with its own MAC.
+        assert_eq!(a.sh("sysctl -n net.ipv6.conf.eth0.disable_ipv6").trim(), "1");
+        for c in [&a, &b] {
+            c.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0");
+        }
         // Other ethertypes pass with the right MAC: IPv6 link-local between a and b.
         let ll_b = wait_for_link_local(&b);
         assert!(a.sh_ok(&format!("ping -6 -c1 -W2 {ll_b}%eth0")), "IPv6 link-local from the right MAC");
