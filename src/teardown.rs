@@ -7,6 +7,8 @@ use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
 use crate::ipam::Pool;
 use crate::link::{LinkError, Rtnl};
+use crate::timing::Steps;
+use crate::ports::Proto;
 use crate::plan::{network_elements, port_elements, source_elements};
 use crate::store::{Store, StoreError};
 
@@ -29,12 +31,17 @@ pub struct Report {
 }
 
 pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError> {
+    let mut steps = Steps::from_env();
     let _lock = store.lock()?;
     let Some(ep) = store.load_endpoint(id)? else {
         return Ok(Report::default());
     };
+    steps.mark("lock+record");
     let rtnl = Rtnl::open()?;
-    release(store, &rtnl, &ep)
+    let report = release(store, &rtnl, &ep)?;
+    steps.mark("release");
+    steps.report("teardown");
+    Ok(report)
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
@@ -60,9 +67,14 @@ pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, Tear
     };
     firewall::delete(&own)?;
     let link_deleted = rtnl.delete(&ep.host_interface)?;
-    if let (true, Some(v4)) = (owns_address, ep.ipv4) {
-        let mappings: Vec<_> = ports.iter().map(|p| (p.proto, p.host_port)).collect();
-        if let Err(e) = conntrack::flush_for(v4.address, &mappings) {
+    // Only connectionless mappings leave conntrack entries that blackhole the next
+    // container on the same host port (UDP has no handshake to start a fresh entry; a
+    // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
+    // conntrack table (~7 ms), so TCP-only endpoints skip it, as portmap and netavark do.
+    // One walk also drops every entry of the container's address.
+    let connectionless: Vec<_> = ports.iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
+    if let (true, Some(v4), false) = (owns_address, ep.ipv4, connectionless.is_empty()) {
+        if let Err(e) = conntrack::flush_for(v4.address, &connectionless) {
             log_conntrack(ep, &e);
         }
     }
