@@ -332,6 +332,26 @@ def phase_floor(a, out):
         r, t = run(["ip", "link", "del", f"flr{i + 1}"])
         rec.add(i + 1 - k, "ip_link_del", r.returncode == 0, t, r.stderr.decode())
     cs.kill_all()
+    # nftables element add/delete, one `nft` process each. Deleting an element leaves a
+    # transaction for the kernel's destroy work (freed after an RCU grace period), and the
+    # next release of any nfnetlink socket waits for it (nft_rcv_nl_event -> flush_work):
+    # delete − add ≈ that wait, a floor for every tool that deletes nftables state.
+    if shutil.which("nft"):
+        subprocess.run(["nft", "-f", "-"], check=True, input=b"""
+            table inet flr {
+              map p { type inet_proto . inet_service : ipv4_addr . inet_service; }
+              chain pre { type nat hook prerouting priority dstnat; dnat ip to meta l4proto . th dport map @p; }
+            }""")
+        for i in range(k):
+            r, t = run(["nft", "add", "element", "inet", "flr", "p", f"{{ tcp . {PORT_BASE + i} : 10.66.0.{i + 2} . 80 }}"])
+            rec.add(i + 1, "nft_add_element", r.returncode == 0, t, r.stderr.decode())
+        for i in range(k):
+            r, t = run(["nft", "delete", "element", "inet", "flr", "p", f"{{ tcp . {PORT_BASE + i} }}"])
+            rec.add(i + 1, "nft_delete_element", r.returncode == 0, t, r.stderr.decode())
+    for argv in (["/bin/true"], [a.nethook_bin, "--version"]):
+        for i in range(k):
+            r, t = run(argv)
+            rec.add(i + 1, "process_" + os.path.basename(argv[0]), r.returncode == 0, t, "")
     rec.dump(out)
 
 
@@ -396,6 +416,7 @@ def phase_nethook(a, out, gone):
             if ok:
                 rss_teardown.append(int(open(tf).read().split()[-1]))
         extra.kill_all()
+        time.sleep(2)  # let the kernel tear those netns down before anything else is timed
         rec.notes["rss_kib_setup"] = rss_setup
         rec.notes["rss_kib_teardown"] = rss_teardown
         if a.profile:
@@ -434,6 +455,7 @@ def profile_nethook(a, nh, n):
         wrap = ("strace", "-f", "-T", "-tt", "-o", f"{pdir}/teardown_alive-{j}.strace")
         nh.teardown(key, wrap=wrap)
     extra.kill_all()
+    time.sleep(2)
 
 
 # --------------------------------------------------------------------------------------
@@ -624,7 +646,7 @@ def main():
     p.add_argument("--docs", default=None, help="write bench.csv/bench.png here")
     p.add_argument("--nethook-bin", required=True)
     p.add_argument("--phases", default="floor,nethook,nethook2,cni,netavark,conc,runc")
-    p.add_argument("--peer-budget", type=float, default=0, help="seconds per peer setup loop (0 = none)")
+    p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")
     p.add_argument("--floor-n", type=int, default=40)
     p.add_argument("--rss-runs", type=int, default=5)
     p.add_argument("--conc", type=int, default=64)
@@ -636,7 +658,10 @@ def main():
     a = p.parse_args()
     if a.quick and a.n == 1000:
         a.n = 50
-    a.state = a.state or f"{a.run_dir}/state"
+    # State on tmpfs, like /run/nethook in production (bench.sh mounts a tmpfs on /run in
+    # the sandbox): on ext4 every temp file + rename costs ~1 ms of inode allocation.
+    a.state = a.state or ("/run/nethook-bench" if os.environ.get("NETHOOK_BENCH_IN_SANDBOX") == "1"
+                          else f"{a.run_dir}/state")
     if a.phase:
         return child_main(a)
 

@@ -107,7 +107,9 @@ def main():
     out("-" * 100)
     order = [("nethook", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("cni", "teardown_alive"), ("netavark", "teardown_alive"),
-             ("nethook", "teardown_gone"), ("floor", "rtm_dellink"), ("floor", "ip_link_del")]
+             ("nethook", "teardown_gone"), ("floor", "rtm_dellink"), ("floor", "ip_link_del"),
+             ("floor", "nft_add_element"), ("floor", "nft_delete_element"), ("floor", "process_true"),
+             ("floor", "process_nethook")]
     ref = {"setup": S.get(("nethook", "setup")), "teardown_alive": S.get(("nethook", "teardown_alive"))}
     for key in order:
         if key not in S:
@@ -120,7 +122,9 @@ def main():
         out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
     out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook p50 at N≤20 / last 20;")
-    out(" teardown rows: n = containers present before the teardown; floor = bare veth delete, peer in a live netns)")
+    out(" teardown rows: n = containers present before the teardown; floor rows: n = sample number —")
+    out(" rtm_dellink = bare veth delete (peer in a live netns) over a raw netlink socket, ip_link_del = same by `ip`,")
+    out(" nft_*_element = one `nft` process adding/deleting one map element, process_* = start of /bin/true, `nethook --version`)")
     for phase, fl in failures.items():
         if fl:
             out(f"FAILURES in {phase}: {len(fl)}; first: {fl[0]['op']} #{fl[0]['n']}: {fl[0]['error'][:200]}")
