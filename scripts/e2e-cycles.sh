@@ -70,7 +70,7 @@ for i in "${!pids[@]}"; do stop_ctr "$i" || errors=$((errors + 1)); done
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 echo "$cycles cycles in ${elapsed}s"
 
-map_size() { nft -j list "$1" inet nethook "$2" | python3 -c 'import json,sys; print(sum(len(o[k].get("elem",[])) for o in json.load(sys.stdin)["nftables"] for k in ("set","map") if k in o))'; }
+map_size() { nft -j list "$1" "${3:-inet}" nethook "$2" | python3 -c 'import json,sys; print(sum(len(o[k].get("elem",[])) for o in json.load(sys.stdin)["nftables"] for k in ("set","map") if k in o))'; }
 nh_check "every hook call succeeded" test "$errors" -eq 0
 nh_wait_until 10 nh_no_host_veths || true
 nh_check "no host veth left" nh_no_host_veths
@@ -80,4 +80,6 @@ nh_check "no address allocated" python3 -c 'import json,sys; sys.exit(len(json.l
 nh_check "ports4 map empty" test "$(map_size map ports4)" -eq 0
 nh_check "hports4 map empty" test "$(map_size map hports4)" -eq 0
 nh_check "masq4 set empty" test "$(map_size set masq4)" -eq 0
+nh_check "network sets nets and intra empty" test "$(($(map_size set nets) + $(map_size set intra)))" -eq 0
+nh_check "anti-spoofing sets macs and addrs4 empty" test "$(($(map_size set macs bridge) + $(map_size set addrs4 bridge)))" -eq 0
 nh_summary

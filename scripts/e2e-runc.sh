@@ -297,14 +297,19 @@ ls_empty() {
     python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d == [] else "not empty: %s" % d)' <<<"$out"
 }
 
-# No nft element may still point at one of our containers or our host port.
+# No nft element may still point at one of our containers, their host veths
+# (anti-spoofing elements in table bridge nethook) or our host port.
 nft_clean() { # IP...
     local out ip
-    out="$(nft list table inet nethook 2>/dev/null)" || return 0 # no table: nothing leaked
+    out="$(nft list table inet nethook 2>/dev/null; nft list table bridge nethook 2>/dev/null)" || true
+    [[ -n $out ]] || return 0 # no tables: nothing leaked
+    if grep -qE '"nh[0-9a-f]{12}"' <<<"$out"; then
+        echo "a host veth is still in an element:"; printf '%s\n' "$out"; return 1
+    fi
     for ip in "$@"; do
         [[ -z $ip ]] && continue
         if grep -qwF "$ip" <<<"$out"; then
-            echo "$ip still in table inet nethook:"; printf '%s\n' "$out"; return 1
+            echo "$ip still in a nethook table:"; printf '%s\n' "$out"; return 1
         fi
     done
     if grep -qE '\b8080\b' <<<"$out"; then
