@@ -48,6 +48,17 @@ fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+/// What became of a host veth at teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VethFate {
+    /// Already gone (its namespace was destroyed before).
+    Gone,
+    /// Deleted now.
+    Deleted,
+    /// Its peer's namespace is being destroyed, which removes it in a moment.
+    GoesWithNetns,
+}
+
 /// A route netlink connection bound to the namespace of the thread that opened it.
 pub struct Rtnl {
     rt: tokio::runtime::Runtime,
@@ -192,6 +203,37 @@ impl Rtnl {
                 .execute()
                 .await
                 .map_err(|e| LinkError::Netlink { op: format!("set {port} up with hairpin mode"), source: to_io(e) })
+        })
+    }
+
+    /// Deletes a veth's host end, unless its peer's namespace is already being destroyed:
+    /// the kernel then removes both ends itself, and deleting it ourselves would only wait
+    /// for the same RCU grace period (runc runs poststop in that window).
+    pub fn delete_veth(&self, name: &str) -> Result<VethFate, LinkError> {
+        let Some(link) = self.link(name)? else { return Ok(VethFate::Gone) };
+        let peer_nsid = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(id) if *id >= 0 => Some(*id),
+            _ => None,
+        });
+        if let Some(nsid) = peer_nsid {
+            if self.netns_dying(nsid)? {
+                return Ok(VethFate::GoesWithNetns);
+            }
+        }
+        Ok(if self.delete(name)? { VethFate::Deleted } else { VethFate::Gone })
+    }
+
+    /// A namespace whose last reference is gone keeps its id until the kernel's cleanup
+    /// runs, but can no longer be looked up by it: the kernel answers EINVAL.
+    fn netns_dying(&self, nsid: i32) -> Result<bool, LinkError> {
+        self.rt.block_on(async {
+            let mut req = self.handle.link().get().match_index(1);
+            req.message_mut().attributes.push(LinkAttribute::IfNetnsId(nsid));
+            match req.execute().try_next().await {
+                Ok(_) => Ok(false),
+                Err(e) if errno_of(&e) == Some(nix::libc::EINVAL) => Ok(true),
+                Err(e) => Err(LinkError::Netlink { op: format!("look up network namespace id {nsid}"), source: to_io(e) }),
+            }
         })
     }
 

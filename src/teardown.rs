@@ -6,7 +6,7 @@ use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
 use crate::ipam::Pool;
-use crate::link::{LinkError, Rtnl};
+use crate::link::{LinkError, Rtnl, VethFate};
 use crate::timing::Steps;
 use crate::ports::Proto;
 use crate::plan::{network_elements, port_elements, source_elements};
@@ -66,7 +66,7 @@ pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, Tear
         ..Elements::default()
     };
     firewall::delete(&own)?;
-    let link_deleted = rtnl.delete(&ep.host_interface)?;
+    let link_deleted = rtnl.delete_veth(&ep.host_interface)? == VethFate::Deleted;
     // Only connectionless mappings leave conntrack entries that blackhole the next
     // container on the same host port (UDP has no handshake to start a fresh entry; a
     // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
