@@ -92,7 +92,8 @@ pub fn parse_state(bytes: &[u8], forced: Option<Stage>) -> Result<HookInput, Oci
     };
     match obj.get("pid") {
         None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|p| p > 0 && p <= i64::from(i32::MAX)) => {}
+        // crun's poststop state says "pid": 0 for "no process"; that is no pid, not an error.
+        Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|p| (0..=i64::from(i32::MAX)).contains(&p)) => {}
         Some(other) => return Err(OciError::BadField(format!("a \"pid\" of {other}, not a positive process id"))),
     }
     if let Some(a) = obj.get("annotations") {
@@ -119,7 +120,7 @@ pub fn parse_state(bytes: &[u8], forced: Option<Stage>) -> Result<HookInput, Oci
     Ok(HookInput {
         stage,
         id,
-        pid: *state.pid(),
+        pid: state.pid().filter(|&p| p > 0),
         bundle: state.bundle().clone(),
         annotations: state.annotations().clone(),
     })
@@ -174,6 +175,15 @@ mod tests {
         let h = parse_state(br#"{"ociVersion":"1.0.2","id":"c1","status":"stopped","bundle":"/b"}"#, None).unwrap();
         assert_eq!(h.stage, Stage::Teardown);
         assert_eq!(h.pid, None);
+    }
+
+    #[test]
+    fn crun_poststop_with_pid_zero_is_a_teardown_without_pid() {
+        let h = parse_state(br#"{"ociVersion":"1.0.2","id":"c1","status":"stopped","pid":0,"bundle":"/b"}"#, None).unwrap();
+        assert_eq!((h.stage, h.pid), (Stage::Teardown, None));
+        // At setup, pid 0 is the same as no pid: refused with the missing-pid error.
+        let h = parse_state(br#"{"id":"c1","status":"creating","pid":0,"bundle":"/b","annotations":{}}"#, None).unwrap();
+        assert!(matches!(h.setup_request(), Err(OciError::MissingPid)));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum SetupError {
     Firewall(#[from] FirewallError),
     #[error(transparent)]
     Injected(#[from] Injected),
+    #[error(transparent)]
+    Reclaim(#[from] crate::teardown::TeardownError),
     #[error("host port {port} is already published by container {owner}; pick another host port or stop {owner}")]
     PortTaken { port: String, owner: String },
     #[error("container {id} already has an endpoint ({address} on {network}); a second createRuntime for one id is refused: stop it first or run `nethook gc`")]
@@ -62,12 +64,19 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
 
     let _lock = store.lock()?;
     steps.mark("lock");
+    let rtnl = Rtnl::open()?;
     if let Some(existing) = store.load_endpoint(&req.id)? {
-        return Err(SetupError::AlreadyExists {
-            id: req.id.to_string(),
-            network: existing.network,
-            address: existing.ipv4.map(|a| a.address.to_string()).unwrap_or_default(),
-        });
+        // A record whose host veth is gone belongs to an earlier container with this id
+        // that died without poststop (a runtime that skips it when start fails): reclaim
+        // it, as `gc` would. A live one means a second createRuntime: refuse.
+        if rtnl.exists(&existing.host_interface)? {
+            return Err(SetupError::AlreadyExists {
+                id: req.id.to_string(),
+                network: existing.network,
+                address: existing.ipv4.map(|a| a.address.to_string()).unwrap_or_default(),
+            });
+        }
+        teardown::release(store, &rtnl, &existing)?;
     }
     let mut pool = store.load_pool(&network.name)?;
     let endpoint = plan_endpoint(req, &network, &mut pool)?;
@@ -79,11 +88,8 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     steps.mark("plan+record");
 
     let mut undo = Undo::default();
-    let result = Rtnl::open()
-        .map_err(SetupError::from)
-        .and_then(|rtnl| apply(&rtnl, &network, &endpoint, &netns, &mut undo, &mut steps).map(|()| rtnl));
-    match result {
-        Ok(_) => {
+    match apply(&rtnl, &network, &endpoint, &netns, &mut undo, &mut steps) {
+        Ok(()) => {
             steps.report("setup");
             Ok(endpoint)
         }

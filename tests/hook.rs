@@ -191,3 +191,21 @@ fn gc_removes_endpoints_whose_container_died_without_poststop() {
         assert_eq!(nh.allocations("nethook"), 1);
     });
 }
+
+#[test]
+fn a_create_for_an_id_whose_old_container_died_without_poststop_reclaims_it() {
+    sandbox!("a_create_for_an_id_whose_old_container_died_without_poststop_reclaims_it", {
+        let nh = Nethook::new("reclaim");
+        let mut old = FakeContainer::start("ctr-a");
+        nh.setup(&old, &[("nethook.ports", "8080:80")]);
+        let old_host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+        old.stop();
+        wait_until(10, "the dead container's veth to vanish", || !host_veths().contains(&old_host_if));
+        // The runtime never ran poststop; the same id starts again.
+        let new = FakeContainer::start("ctr-a");
+        nh.setup(&new, &[("nethook.ports", "8080:80")]);
+        assert_eq!(nh.records(), 1);
+        assert_eq!(nh.allocations("nethook"), 1);
+        assert!(new.sh("ip -o -4 addr show dev eth0").contains(nh.endpoint("ctr-a")["ipv4"].as_str().unwrap()));
+    });
+}

@@ -379,6 +379,8 @@ fn a_spoofed_mac_is_dropped_at_the_host_veth() {
             c.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0");
         }
         // Other ethertypes pass with the right MAC: IPv6 link-local between a and b.
+        // Both ends need their link-local address out of DAD before a can talk to b.
+        let _ll_a = wait_for_link_local(&a);
         let ll_b = wait_for_link_local(&b);
         assert!(a.sh_ok(&format!("ping -6 -c1 -W2 {ll_b}%eth0")), "IPv6 link-local from the right MAC");
 
@@ -397,7 +399,7 @@ fn a_spoofed_mac_is_dropped_at_the_host_veth() {
     });
 }
 
-/// b's IPv6 link-local address once duplicate address detection is done.
+/// A container's IPv6 link-local address once duplicate address detection is done.
 fn wait_for_link_local(c: &FakeContainer) -> String {
     let mut addr = None;
     wait_until(10, "an IPv6 link-local address without DAD pending", || {
