@@ -380,3 +380,577 @@ nh_wait_until() {
         sleep 0.1
     done
 }
+
+# === crun, youki, podman ======================================================
+# Helpers for scripts/e2e-crun.sh, e2e-youki.sh and e2e-podman.sh. They register
+# nethook the way a user does (`nethook inject BUNDLE`, `nethook install
+# --podman-hooks-dir DIR`) and share one scenario and one set of checks.
+
+# Where built tools (youki) are kept between runs.
+NH_CACHE_DIR="${NETHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/nethook}"
+
+# nh_install_packages PKG...: install the Debian packages only one script needs,
+# the same way (and as quietly) as nh_install_deps.
+nh_install_packages() {
+    # Dynamic scoping: nh_install_deps sees this list instead of the global one.
+    local -a NH_DEPS=("$@")
+    nh_install_deps
+}
+
+# --- youki ------------------------------------------------------------------
+
+NH_YOUKI_VERSION=0.7.0
+
+# nh_ensure_youki: export NH_YOUKI, the youki binary to use. NETHOOK_YOUKI=path
+# picks one; otherwise youki $NH_YOUKI_VERSION from crates.io, built once with
+# cgroup v1 support (`--features v1`: a default build has no cgroup manager and
+# cannot run any container on this layout) into $NH_CACHE_DIR. The build takes
+# about 7 minutes on two cores with a cold cargo cache; its target directory
+# is temporary. Run it outside the sandbox: cargo needs the network.
+nh_ensure_youki() {
+    if [[ -n ${NETHOOK_YOUKI:-} ]]; then
+        [[ -x $NETHOOK_YOUKI ]] || nh_die "NETHOOK_YOUKI=$NETHOOK_YOUKI is not executable"
+        NH_YOUKI="$(realpath "$NETHOOK_YOUKI")"
+        export NH_YOUKI
+        return 0
+    fi
+    local root="$NH_CACHE_DIR/youki-$NH_YOUKI_VERSION"
+    if [[ ! -x $root/bin/youki ]]; then
+        nh_cargo_env
+        nh_log "building youki $NH_YOUKI_VERSION with --features v1 into $root (about 7 minutes, once)"
+        local start=$SECONDS
+        mkdir -p "$NH_CACHE_DIR"
+        # A subshell whose traps remove the (half a gigabyte) target dir and a
+        # partial install however it ends, a CI timeout's SIGTERM included.
+        (
+            target="$(mktemp -d /tmp/nethook-youki-build.XXXXXX)"
+            trap 'rm -rf "$target" "$root.partial"' EXIT
+            trap 'exit 143' TERM
+            trap 'exit 130' INT
+            rm -rf "$root.partial"
+            CARGO_TARGET_DIR="$target" cargo install youki --version "=$NH_YOUKI_VERSION" \
+                --locked --features v1 --root "$root.partial" --quiet </dev/null >&2 || exit 1
+            # Only a finished build lands under the name that is looked for.
+            mv "$root.partial" "$root"
+        ) || nh_die "cargo install youki failed"
+        nh_log "youki built in $((SECONDS - start)) s"
+    fi
+    NH_YOUKI="$root/bin/youki"
+    export NH_YOUKI
+}
+
+# --- crun and the hybrid cgroup layout -----------------------------------------
+
+# nh_drop_cgroup2_unified: crun 1.8 refuses a hybrid cgroup layout (v1
+# controllers plus an empty cgroup2 at /sys/fs/cgroup/unified: "cgroups in
+# hybrid mode not supported"). Unmount that cgroup2 - in the sandbox's private
+# mount namespace only, which this checks first: the machine keeps it.
+nh_drop_cgroup2_unified() {
+    nh_require_private_mntns
+    if findmnt -n -t cgroup2 /sys/fs/cgroup/unified >/dev/null 2>&1; then
+        umount /sys/fs/cgroup/unified
+    fi
+}
+
+# nh_enter_sandbox_pidns "$0" "$@": nh_enter_sandbox plus a PID namespace
+# with its own /proc, in one unshare (does not return outside the sandbox).
+# The script is the namespace's init: whatever the runtimes leave running
+# (container inits, conmon, podman's cleanup processes) is reparented to it,
+# and the kernel kills all of it when the script ends, however it ends. As
+# with nh_enter_sandbox, if unshare is killed the script gets SIGTERM (its
+# EXIT trap runs); unshare itself blocks SIGTERM and SIGINT while it waits.
+nh_enter_sandbox_pidns() {
+    local script=$1
+    shift
+    if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
+        nh_require_root
+        NH_HOST_NETNS="$(readlink /proc/self/ns/net)"
+        NH_HOST_MNTNS="$(readlink /proc/self/ns/mnt)"
+        export NH_HOST_NETNS NH_HOST_MNTNS NETHOOK_IN_SANDBOX=1
+        exec unshare --net --mount --propagation private --pid --mount-proc --fork \
+            --kill-child=SIGTERM -- bash "$(realpath "$script")" "$@"
+    fi
+    [[ $$ -eq 1 ]] || nh_die "NETHOOK_IN_SANDBOX=1 but not the init of a PID namespace; unset it and rerun"
+    nh_require_private_mntns
+    # The checks and setup of the inside half (fresh netns, rprivate, lo up).
+    nh_enter_sandbox "$script" "$@"
+}
+
+# nh_require_private_mntns: die unless this is a mount namespace of our own
+# (entered by nh_enter_sandbox_pidns) with / private.
+nh_require_private_mntns() {
+    local here
+    here="$(readlink /proc/self/ns/mnt)"
+    [[ -n ${NH_HOST_MNTNS:-} && $here != "$NH_HOST_MNTNS" ]] ||
+        nh_die "not in a mount namespace of our own (enter with nh_enter_sandbox_pidns)"
+    [[ "$(findmnt -n -o PROPAGATION /)" == private ]] || nh_die "/ is not a private mount here"
+}
+
+# --- OCI runtimes driven with a bundle (crun, youki; runc works too) ------------
+
+# NH_RT names the runtime: crun, youki (binary NH_YOUKI) or runc. Its state
+# lives under $NH_TMP/<runtime>.
+nh_rt() {
+    local bin=$NH_RT
+    [[ $NH_RT == youki ]] && bin=$NH_YOUKI
+    command "$bin" --root "$NH_TMP/rt-$NH_RT" "$@"
+}
+
+# nh_rt_bundle DIR ID [--httpd] [key=value ...]: a busybox bundle as
+# nh_make_bundle makes it, with nethook registered by `nethook inject` (which
+# carries this run's NETHOOK_RUN_DIR/NETHOOK_CONFIG_DIR into the hook's env),
+# then every nethook hook's timeout lowered to 2 s: the hook must finish well
+# within it, and the runtime kills it and fails the container otherwise.
+nh_rt_bundle() {
+    local dir=$1 id=$2
+    shift 2
+    nh_make_bundle "$dir" "$id" --no-hooks "$@"
+    nh inject "$dir" >/dev/null || return 1
+    nh_set_hook_timeout "$dir/config.json" 2
+}
+
+# nh_set_hook_timeout FILE SECONDS: in a config.json or a hooks.d file, set the
+# timeout of every hook whose path is $NETHOOK_BIN.
+nh_set_hook_timeout() {
+    python3 - "$1" "$2" "$NETHOOK_BIN" <<'PY'
+import json, sys
+path, timeout, binary = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path) as f:
+    doc = json.load(f)
+entries = [doc["hook"]] if "hook" in doc else \
+    [h for stage in doc.get("hooks", {}).values() for h in stage]
+n = 0
+for h in entries:
+    if h.get("path") == binary:
+        h["timeout"] = timeout
+        n += 1
+if n == 0:
+    sys.exit("no hook for %s in %s" % (binary, path))
+with open(path, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+PY
+}
+
+# nh_check_hook_entries FILE: the hook entries nethook wrote (config.json: one
+# per stage createRuntime/poststop; hooks.d: one with both stages) call
+# $NETHOOK_BIN by absolute path as `nethook hook`, and set no environment but
+# NETHOOK_* (runtimes give a hook exactly `env`: so no PATH, no HOME).
+nh_check_hook_entries() {
+    python3 - "$1" "$NETHOOK_BIN" <<'PY'
+import json, sys
+path, binary = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    doc = json.load(f)
+if "hook" in doc:
+    stages = doc.get("stages", [])
+    if sorted(stages) != ["createRuntime", "poststop"]:
+        sys.exit("stages are %s" % stages)
+    entries = [doc["hook"]]
+else:
+    hooks = doc.get("hooks", {})
+    entries = []
+    for stage in ("createRuntime", "poststop"):
+        mine = [h for h in hooks.get(stage, []) if h.get("path") == binary]
+        if len(mine) != 1:
+            sys.exit("%d nethook entries in %s" % (len(mine), stage))
+        entries += mine
+for h in entries:
+    if h.get("path") != binary or not binary.startswith("/"):
+        sys.exit("path is %r, not %s" % (h.get("path"), binary))
+    if h.get("args") != ["nethook", "hook"]:
+        sys.exit("args are %r" % h.get("args"))
+    bad = [e for e in h.get("env", []) if not e.startswith("NETHOOK_")]
+    if bad:
+        sys.exit("env sets more than NETHOOK_*: %s" % bad)
+print("env: %s" % entries[0].get("env", []))
+PY
+}
+
+# nh_rt_run BUNDLE ID: create and start detached; the container's stdio and
+# the runtime's errors (a failed hook's among them) go to $NH_TMP/ID.log,
+# printed on failure.
+nh_rt_run() {
+    local bundle=$1 id=$2 log="$NH_TMP/$2.log"
+    if ! nh_rt run --detach --bundle "$bundle" "$id" </dev/null >"$log" 2>&1; then
+        sed "s/^/    $NH_RT: /" "$log" >&2
+        return 1
+    fi
+}
+
+nh_rt_exec() {
+    local id=$1
+    shift
+    nh_rt exec "$id" "$@" </dev/null
+}
+
+nh_rt_status() {
+    nh_rt state "$1" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || echo absent
+}
+
+# nh_rt_stop ID: SIGKILL, wait until stopped, delete (the runtime runs the
+# poststop hooks at delete). Fails when the container is still known after.
+nh_rt_stop() {
+    local id=$1 i status
+    status="$(nh_rt_status "$id")"
+    [[ $status == absent ]] && return 0
+    if [[ $status != stopped ]]; then
+        nh_rt kill "$id" KILL >/dev/null 2>&1 || true
+        for ((i = 0; i < 50; i++)); do
+            [[ "$(nh_rt_status "$id")" == stopped ]] && break
+            sleep 0.1
+        done
+    fi
+    nh_rt delete "$id" >/dev/null 2>&1 || nh_rt delete --force "$id" >/dev/null 2>&1 || true
+    [[ "$(nh_rt_status "$id")" == absent ]] || { echo "$id is still known to $NH_RT"; return 1; }
+}
+
+# Every container in this run's state root (a directory per container for
+# crun, youki and runc alike).
+nh_rt_stop_all() {
+    [[ -n ${NH_TMP:-} && -d $NH_TMP/rt-${NH_RT:-none} ]] || return 0
+    local dir
+    for dir in "$NH_TMP/rt-$NH_RT"/*/; do
+        [[ -d $dir ]] && nh_rt_stop "$(basename "$dir")" >/dev/null 2>&1
+    done
+    return 0
+}
+
+# EXIT trap for the crun/youki scripts: containers, then nh_cleanup.
+nh_rt_cleanup() {
+    local rc=$?
+    set +e
+    nh_rt_stop_all
+    (exit "$rc")
+    nh_cleanup
+}
+
+# --- checks shared by the runtime scripts ------------------------------------------
+
+NH_SUBNET=10.77.0.0/16
+NH_GATEWAY=10.77.0.1
+NH_BRIDGE=nethook0
+NH_PAGE='hello from nethook'
+
+# nh_ls_field ID FIELD: one field of a container's `nethook ls --json` entry.
+nh_ls_field() {
+    nh ls --json | python3 -c '
+import json, sys
+want, field = sys.argv[1], sys.argv[2]
+for ep in json.load(sys.stdin):
+    if ep.get("id") == want:
+        v = ep.get(field)
+        print(json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
+        sys.exit(0)
+sys.exit("container %s not in nethook ls --json" % want)
+' "$1" "$2"
+}
+
+# nh_check_addresses IP...: all in the default subnet, none the gateway, distinct.
+nh_check_addresses() {
+    python3 - "$NH_SUBNET" "$NH_GATEWAY" "$@" <<'PY'
+import ipaddress, sys
+net, gw, ips = ipaddress.ip_network(sys.argv[1]), sys.argv[2], sys.argv[3:]
+for ip in ips:
+    if not ip:
+        sys.exit("missing address in %s" % ips)
+    if ipaddress.ip_address(ip) not in net or ip == gw:
+        sys.exit("%s is not a container address in %s" % (ip, net))
+if len(set(ips)) != len(ips):
+    sys.exit("addresses are not distinct: %s" % ips)
+PY
+}
+
+# nh_check_host_veth VETH: named nh + 12 hex and attached to the bridge.
+nh_check_host_veth() {
+    [[ $1 =~ ^nh[0-9a-f]{12}$ ]] || { echo "host_interface '$1' is not nh+12 hex"; return 1; }
+    local line
+    line="$(ip -o link show dev "$1")" || return 1
+    [[ $line == *"master $NH_BRIDGE"* ]] || { echo "$1 not attached to $NH_BRIDGE: $line"; return 1; }
+}
+
+# nh_check_inside EXEC_FN ID IP: eth0 has IP/16, default route via the gateway,
+# and only lo and eth0 exist (nobody else plumbed the netns).
+nh_check_inside() {
+    local exec_fn=$1 id=$2 ip=$3 out
+    out="$("$exec_fn" "$id" ip -o -4 addr show dev eth0)" || return 1
+    [[ $out == *" inet $ip/16 "* ]] || { echo "eth0 in $id lacks $ip/16: $out"; return 1; }
+    out="$("$exec_fn" "$id" ip route)" || return 1
+    [[ $out == *"default via $NH_GATEWAY"* ]] || { echo "no default route via $NH_GATEWAY in $id: $out"; return 1; }
+    out="$("$exec_fn" "$id" ip -o link)" || return 1
+    out="$(awk -F': ' '{sub(/@.*/, "", $2); print $2}' <<<"$out" | sort | tr '\n' ' ')"
+    [[ $out == "eth0 lo " ]] || { echo "links in $id: $out"; return 1; }
+}
+
+nh_fetch_ok() { # CMD...: the page must come back, not merely a connection
+    local out
+    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    [[ $out == *"$NH_PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
+}
+
+# No `wget -T`: busybox-static 1.35's wget segfaults on it; timeout(1) bounds it.
+nh_host_wget() { timeout 5 busybox wget -q -O - "$1"; }
+
+nh_no_host_veths_left() {
+    [[ -z "$(nh_host_veths)" ]] || { echo "left on host:"; ip -br link; return 1; }
+}
+
+nh_endpoints_empty() {
+    local dir="$NETHOOK_RUN_DIR/endpoints"
+    [[ -d $dir ]] || return 0
+    local -a left
+    mapfile -t left < <(find "$dir" -mindepth 1)
+    ((${#left[@]} == 0)) || { printf 'left: %s\n' "${left[@]}"; return 1; }
+}
+
+# nh_ipam_empty ID... -- IP...: no allocation-like collection in any IPAM file
+# holds anything, and none names one of the ids or addresses (a "last" hint
+# naming a freed address is fine).
+nh_ipam_empty() {
+    local file rc=0
+    for file in "$NETHOOK_RUN_DIR"/ipam/*.json; do
+        [[ -f $file ]] || continue
+        python3 - "$file" "$@" <<'PY' || rc=1
+import json, sys
+args = sys.argv[2:]
+sep = args.index("--") if "--" in args else len(args)
+ids, ips = set(args[:sep]), {ip for ip in args[sep + 1:] if ip}
+with open(sys.argv[1]) as f:
+    doc = json.load(f)
+bad = []
+def walk(v, path):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k in ids or k.split("/")[0] in ips:
+                bad.append("%s has key %s" % (path, k))
+            if any(w in k.lower() for w in ("alloc", "lease", "used", "assign")) \
+                    and isinstance(x, (dict, list)) and x:
+                bad.append("%s.%s is not empty" % (path, k))
+            walk(x, "%s.%s" % (path, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, "%s[%d]" % (path, i))
+    elif isinstance(v, str) and v in ids:
+        bad.append("%s = %s" % (path, v))
+walk(doc, "$")
+if bad:
+    print("leaked allocations in %s:" % sys.argv[1])
+    print("\n".join(bad))
+    sys.exit(1)
+PY
+    done
+    return "$rc"
+}
+
+nh_ls_empty() {
+    local out
+    out="$(nh ls --json)" || return 1
+    python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d == [] else "not empty: %s" % d)' <<<"$out"
+}
+
+# nh_nft_clean IP...: with no container left, every set and map in nethook's
+# tables (inet nethook: masquerade, networks, published ports; bridge nethook:
+# anti-spoofing) is empty, so no element mentions an address, a host veth or
+# host port 8080 either. Missing tables are clean too.
+nh_nft_clean() {
+    local family out rc=0
+    for family in inet bridge; do
+        out="$(nft -j list table "$family" nethook 2>/dev/null)" || continue
+        python3 -c '
+import json, sys
+family, ips = sys.argv[1], {ip for ip in sys.argv[2:] if ip}
+bad = []
+for obj in json.load(sys.stdin)["nftables"]:
+    for kind in ("map", "set"):
+        s = obj.get(kind)
+        if s and s.get("elem"):
+            bad.append("%s %s nethook %s holds %s" % (kind, family, s["name"], json.dumps(s["elem"])))
+if bad:
+    sys.exit("\n".join(bad))
+' "$family" "$@" <<<"$out" || rc=1
+    done
+    return "$rc"
+}
+
+# nh_check_no_leftovers ID... -- IP...: the teardown checks, as PASS/FAIL lines.
+nh_check_no_leftovers() {
+    local -a ids=() ips=()
+    while (($#)) && [[ $1 != -- ]]; do ids+=("$1"); shift; done
+    (($#)) && shift
+    ips=("$@")
+    # Deleting the netns frees the veth pair asynchronously: poll briefly.
+    nh_wait_until 3 nh_no_host_veths || true
+    nh_check "no nh* veth left on the host" nh_no_host_veths_left
+    nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" nh_endpoints_empty
+    nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam/*.json" nh_ipam_empty "${ids[@]}" -- "${ips[@]}"
+    nh_check "nethook ls --json is []" nh_ls_empty
+    nh_check "every nft set and map in tables inet/bridge nethook is empty" nh_nft_clean "${ips[@]}"
+}
+
+# --- the hook contract, by direct invocation ---------------------------------------
+
+# nh_check_hook_direct LABEL [POSTSTOP_PID]: run `nethook hook` the way a
+# runtime does, but at its harshest: empty environment except NETHOOK_* (no
+# PATH), stdout closed, cwd /, and inside the 2 s budget (timeout 2 kills it).
+# The "container" is a sleep in a network namespace of its own. Setup gets a
+# state with status "creating"; teardown one with status "stopped" and, when
+# POSTSTOP_PID is given, that pid (crun sends 0; "dead" means the killed
+# sleep's pid, as youki sends its dead init's), else none (runc, podman). Both stages must exit 0, setup must plumb eth0,
+# teardown must leave no record.
+nh_check_hook_direct() {
+    local label=$1 post_pid=${2-} id="direct-$$-$1" pid
+    unshare --net sleep 30 </dev/null >/dev/null 2>&1 &
+    pid=$!
+    # unshare execs sleep in place once the netns exists.
+    nh_wait_until 2 nh_other_netns "$pid" || true
+    local state="$NH_TMP/$id.state" ann='{"nethook.network":"nethook"}'
+    printf '{"ociVersion":"1.0.2","id":"%s","status":"creating","pid":%d,"bundle":"%s","annotations":%s}\n' \
+        "$id" "$pid" "$NH_TMP" "$ann" >"$state"
+    nh_check "$label: nethook hook (setup) with env -i, no PATH, stdout closed, within 2 s" \
+        nh_hook_harsh "$state"
+    echo "   setup took $(cat "$NH_TMP/harsh.ms" 2>/dev/null || echo ?) ms"
+    nh_check "$label: the direct hook gave the namespace eth0 with an address" \
+        nh_netns_has_eth0 "$pid"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local pidfield="" pidtext="no pid"
+    [[ $post_pid == dead ]] && post_pid=$pid
+    if [[ -n $post_pid ]]; then
+        pidfield="\"pid\":$post_pid,"
+        pidtext="pid $post_pid"
+    fi
+    printf '{"ociVersion":"1.0.2","id":"%s","status":"stopped",%s"bundle":"%s","annotations":%s}\n' \
+        "$id" "$pidfield" "$NH_TMP" "$ann" >"$state"
+    nh_check "$label: nethook hook (teardown, $pidtext) the same way" \
+        nh_hook_harsh "$state"
+    echo "   teardown took $(cat "$NH_TMP/harsh.ms" 2>/dev/null || echo ?) ms"
+    nh_check "$label: teardown removed the record of $id" nh_no_record "$id"
+}
+
+nh_other_netns() { [[ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/self/ns/net)" ]]; }
+
+nh_no_record() { [[ ! -e $NETHOOK_RUN_DIR/endpoints/$1.json ]] || { echo "record of $1 left"; return 1; }; }
+
+nh_netns_has_eth0() {
+    local out
+    out="$(nsenter -t "$1" -n ip -o -4 addr show dev eth0)" || return 1
+    [[ $out == *" inet 10.77."* ]] || { echo "eth0: $out"; return 1; }
+}
+
+# nh_hook_harsh STATE_FILE: `nethook hook <STATE` with only NETHOOK_* in the
+# environment, stdout closed, cwd /, killed after 2 s; prints the time taken.
+nh_hook_harsh() {
+    local t0 rc ms
+    t0=$(date +%s%N)
+    (cd / && exec timeout -s KILL 2 env -i NETHOOK_RUN_DIR="$NETHOOK_RUN_DIR" \
+        NETHOOK_CONFIG_DIR="$NETHOOK_CONFIG_DIR" "$NETHOOK_BIN" hook <"$1" >&-)
+    rc=$?
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    echo "$ms" >"$NH_TMP/harsh.ms"
+    echo "exit $rc after $ms ms"
+    ((rc == 0))
+}
+
+# nh_inject_idempotent BUNDLE: a second `nethook inject` leaves config.json as it was.
+nh_inject_idempotent() {
+    local before out
+    before="$(cat "$1/config.json")"
+    out="$(nh inject "$1" 2>&1)" || { echo "$out"; return 1; }
+    [[ $out == *"already set"* ]] || { echo "said: $out"; return 1; }
+    [[ "$(cat "$1/config.json")" == "$before" ]] || { echo "config.json changed"; return 1; }
+}
+
+# --- the crun/youki scenario ------------------------------------------------------
+
+nh_section() { printf '\n-- %s\n' "$*"; }
+
+# nh_rt_scenario [POSTSTOP_PID]: the end-to-end scenario for NH_RT (crun,
+# youki), mirroring e2e-runc.sh's core: registration by `nethook inject`, the
+# hook contract, two containers that reach each other and the gateway, a
+# published port, repeated start/delete cycles, and a teardown that leaves
+# nothing. POSTSTOP_PID is what the runtime puts in its poststop state, for
+# the direct-invocation check (crun: 0, youki: dead).
+nh_rt_scenario() {
+    local post_pid=${1-}
+    local a="e2e-$$-a" b="e2e-$$-b" web="e2e-$$-web" cyc="e2e-$$-cycle"
+    local -a ids=("$a" "$b" "$web" "$cyc") started=()
+    local id ip_a ip_b ip_web veth out i
+
+    nh_section "registration: nethook inject BUNDLE"
+    local bundle_a="$NH_TMP/bundles/$a"
+    nh_make_bundle "$bundle_a" "$a" --no-hooks
+    nh_check "nethook inject $bundle_a" nh inject "$bundle_a"
+    nh_check "nethook inject again says 'already set' and changes nothing" nh_inject_idempotent "$bundle_a"
+    nh_check "injected entries: absolute path, 'nethook hook', env only NETHOOK_* (no PATH)" \
+        nh_check_hook_entries "$bundle_a/config.json"
+    nh_check "hook timeouts lowered to 2 s in the test bundle" nh_set_hook_timeout "$bundle_a/config.json" 2
+
+    nh_section "the hook contract, by direct invocation"
+    nh_check_hook_direct "$NH_RT" "$post_pid"
+
+    nh_section "two containers on the default network ($NH_RT run --detach)"
+    nh_check "$NH_RT run $a (createRuntime hook, 2 s timeout)" nh_rt_run "$bundle_a" "$a"
+    nh_rt_bundle "$NH_TMP/bundles/$b" "$b"
+    nh_check "$NH_RT run $b (createRuntime hook, 2 s timeout)" nh_rt_run "$NH_TMP/bundles/$b" "$b"
+    for id in "$a" "$b"; do
+        [[ "$(nh_rt_status "$id")" == running ]] && started+=("$id")
+    done
+    ip_a="$(nh_ls_field "$a" ipv4 2>/dev/null || true)"
+    ip_b="$(nh_ls_field "$b" ipv4 2>/dev/null || true)"
+    echo "   $a: ${ip_a:-?}   $b: ${ip_b:-?}"
+    nh_check "nethook ls --json: distinct addresses in $NH_SUBNET" nh_check_addresses "$ip_a" "$ip_b"
+    for id in "$a" "$b"; do
+        veth="$(nh_ls_field "$id" host_interface 2>/dev/null || true)"
+        nh_check "host veth of $id ($veth) is nh+hex and on $NH_BRIDGE" nh_check_host_veth "$veth"
+    done
+    nh_check "$a: eth0 $ip_a/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside nh_rt_exec "$a" "$ip_a"
+    nh_check "$b: eth0 $ip_b/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside nh_rt_exec "$b" "$ip_b"
+    nh_check "$a pings $b ($ip_b)" nh_rt_exec "$a" ping -c 1 -W 3 "$ip_b"
+    nh_check "$b pings $a ($ip_a)" nh_rt_exec "$b" ping -c 1 -W 3 "$ip_a"
+    nh_check "$a pings gateway $NH_GATEWAY" nh_rt_exec "$a" ping -c 1 -W 3 "$NH_GATEWAY"
+    nh_check "$b pings gateway $NH_GATEWAY" nh_rt_exec "$b" ping -c 1 -W 3 "$NH_GATEWAY"
+    nh_check "sandbox host pings $a ($ip_a)" busybox ping -c 1 -W 3 "$ip_a"
+
+    nh_section "published port 8080 -> busybox httpd:80"
+    nh_rt_bundle "$NH_TMP/bundles/$web" "$web" --httpd nethook.ports=8080:80
+    nh_check "$NH_RT run $web with nethook.ports=8080:80" nh_rt_run "$NH_TMP/bundles/$web" "$web"
+    [[ "$(nh_rt_status "$web")" == running ]] && started+=("$web")
+    ip_web="$(nh_ls_field "$web" ipv4 2>/dev/null || true)"
+    echo "   $web: ${ip_web:-?} ports $(nh_ls_field "$web" ports 2>/dev/null || echo '?')"
+    nh_check "nethook ls --json: $web has its own address" nh_check_addresses "$ip_a" "$ip_b" "$ip_web"
+    nh_check "httpd answers directly on $ip_web:80" nh_fetch_ok nh_host_wget "http://$ip_web:80/"
+    nh_check "sandbox host fetches http://127.0.0.1:8080/" nh_fetch_ok nh_host_wget "http://127.0.0.1:8080/"
+    nh_check "$a fetches http://$NH_GATEWAY:8080/ (hairpin)" \
+        nh_fetch_ok nh_rt_exec "$a" timeout 5 wget -q -O - "http://$NH_GATEWAY:8080/"
+
+    nh_section "start/delete cycles (a hook that does not drain stdin fails some)"
+    local cycles=${NETHOOK_CYCLES:-10} ok=0
+    nh_rt_bundle "$NH_TMP/bundles/$cyc" "$cyc"
+    for ((i = 1; i <= cycles; i++)); do
+        if ! nh_rt_run "$NH_TMP/bundles/$cyc" "$cyc" 2>"$NH_TMP/cycle.err"; then
+            printf '   cycle %d: run failed\n' "$i"; sed 's/^/   /' "$NH_TMP/cycle.err"
+            nh_rt_stop "$cyc" >/dev/null 2>&1
+            continue
+        fi
+        if ! nh_ls_field "$cyc" ipv4 >/dev/null 2>&1; then
+            printf '   cycle %d: no endpoint while running\n' "$i"
+        elif ! out="$(nh_rt_stop "$cyc" 2>&1)"; then
+            printf '   cycle %d: delete failed: %s\n' "$i" "$out"
+        elif [[ -e $NETHOOK_RUN_DIR/endpoints/$cyc.json ]]; then
+            printf '   cycle %d: endpoint record left after delete\n' "$i"
+        else
+            ok=$((ok + 1))
+            continue
+        fi
+        nh_rt_stop "$cyc" >/dev/null 2>&1
+    done
+    nh_check "$ok/$cycles cycles of $NH_RT run + kill + delete set up and tore down" \
+        [ "$ok" -eq "$cycles" ]
+
+    nh_section "teardown ($NH_RT kill + $NH_RT delete -> poststop hook)"
+    for id in "${started[@]}"; do
+        nh_check "$NH_RT kill + delete $id" nh_rt_stop "$id"
+    done
+    nh_check_no_leftovers "${ids[@]}" -- "$ip_a" "$ip_b" "$ip_web"
+}

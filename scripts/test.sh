@@ -33,6 +33,11 @@ step "dependencies"
 nh_install_deps
 nh_cargo_env
 echo "ok ($(cargo --version))"
+# youki is built from crates.io once and cached (~/.cache/nethook); building it here,
+# outside the per-script timeout below, keeps a first run on a new machine from
+# killing e2e-youki.sh half-way through the build.
+nh_ensure_youki
+echo "youki: $NH_YOUKI"
 
 step "cargo build --release"
 if ! cargo build --release; then

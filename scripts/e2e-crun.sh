@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# End-to-end test: real crun containers (busybox rootfs) with nethook
+# registered by `nethook inject BUNDLE`, on the built-in default network.
+#
+#   1. `nethook inject` writes createRuntime + poststop entries (absolute path,
+#      env only NETHOOK_*, so no PATH), idempotently; the test lowers their
+#      timeout to 2 s;
+#   2. the hook contract by direct invocation: env -i, stdout closed, within
+#      2 s, and crun's poststop state shape ("pid": 0) accepted at teardown;
+#   3. two containers get distinct addresses, reach each other, the gateway
+#      and the host;
+#   4. nethook.ports=8080:80 on a busybox httpd answers on 127.0.0.1:8080 and
+#      (hairpin) from another container;
+#   5. ten run/kill/delete cycles all set up and tear down (crun fails a run
+#      now and then when a hook does not drain its stdin);
+#   6. after kill + delete nothing is left: no nh* veth, no endpoint record, no
+#      IPAM allocation, empty nft maps.
+#
+# Everything runs in a throwaway network + mount + PID namespace (lib.sh): the
+# machine's own network, nftables and mounts are never touched, and no process
+# outlives the script.
+#
+# crun 1.8 (Debian 12) refuses a hybrid cgroup layout ("cgroups in hybrid mode
+# not supported"), so the sandbox unmounts /sys/fs/cgroup/unified in its own
+# private mount namespace; the machine keeps it.
+#
+# Env: NETHOOK_BIN=path  use this binary instead of building
+#      NETHOOK_CYCLES=N  run/delete cycles in part 5 (default 10)
+# Output: PASS:/FAIL: lines, last line "N passed, M failed"; exit 1 on failure.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
+    nh_require_root
+    nh_install_packages crun
+    for cmd in crun runc busybox python3 ip nft unshare nsenter; do
+        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
+    done
+    # Build before entering the sandbox: cargo may need the network.
+    nh_build
+fi
+nh_enter_sandbox_pidns "$0" "$@"
+
+nh_setup_tmp
+NH_RT=crun
+trap nh_rt_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== nethook e2e with $(crun --version | head -n 1) (sandbox netns $(readlink /proc/self/ns/net))"
+echo "binary: $NETHOOK_BIN"
+nh_drop_cgroup2_unified
+
+# crun's poststop state: {"ociVersion":"1.0","id":..,"pid":0,"root":..,"bundle":..,"status":"stopped"}
+nh_rt_scenario 0
+
+echo
+nh_summary
