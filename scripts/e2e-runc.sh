@@ -180,48 +180,7 @@ endpoints_empty() {
 # metadata such as the "last" hint, which legitimately names a freed address,
 # but no allocation: every allocation-like collection must be empty, no
 # address of ours may be a key anywhere, and no container id may appear.
-ipam_empty() { # IP...
-    local file rc=0
-    for file in "$NETHOOK_RUN_DIR"/ipam/*.json; do
-        [[ -f $file ]] || continue
-        ipam_file_empty "$file" "$@" || rc=1
-    done
-    return "$rc"
-}
-
-ipam_file_empty() { # FILE IP...
-    local file=$1
-    shift
-    python3 - "$file" "${ALL_IDS[@]}" -- "$@" <<'PY'
-import json, sys
-args = sys.argv[2:]
-sep = args.index("--")
-ids, ips = set(args[:sep]), {ip for ip in args[sep + 1:] if ip}
-with open(sys.argv[1]) as f:
-    doc = json.load(f)
-bad = []
-def walk(v, path):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if k in ids or k.split("/")[0] in ips:
-                bad.append("%s has key %s" % (path, k))
-            if any(w in k.lower() for w in ("alloc", "lease", "used", "assign")) \
-                    and isinstance(x, (dict, list)) and x:
-                bad.append("%s.%s is not empty" % (path, k))
-            walk(x, "%s.%s" % (path, k))
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            walk(x, "%s[%d]" % (path, i))
-    elif isinstance(v, str) and v in ids:
-        bad.append("%s = %s" % (path, v))
-walk(doc, "$")
-if bad:
-    print("leaked allocations in %s:" % sys.argv[1])
-    print("\n".join(bad))
-    print(json.dumps(doc, indent=1))
-    sys.exit(1)
-PY
-}
+ipam_empty() { nh_ipam_empty "${ALL_IDS[@]}" -- "$@"; } # IP...
 
 refused_left_nothing() { # VETHS_BEFORE ID
     [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }

@@ -760,20 +760,25 @@ fn element_items(
     Ok(out)
 }
 
+/// The batch items that add (or delete) `elems`, one element message per item.
+fn element_batch<'a>(
+    tables: &'a Tables,
+    elems: &Elements,
+    exclusive_ports: bool,
+    ty: MsgType,
+) -> Result<Vec<Item<'a>>, FirewallError> {
+    Ok(element_items(tables, elems, exclusive_ports)?
+        .into_iter()
+        .map(|(object, msg)| Item { object, msg: Box::new(msg), ty })
+        .collect())
+}
+
 fn add_items(elems: &Elements, exclusive_ports: bool) -> Result<(), FirewallError> {
     let tables = Tables::new();
-    let msgs = element_items(&tables, elems, exclusive_ports)?;
-    if msgs.is_empty() {
+    let items = element_batch(&tables, elems, exclusive_ports, MsgType::Add)?;
+    if items.is_empty() {
         return Ok(());
     }
-    let items: Vec<Item<'_>> = msgs
-        .into_iter()
-        .map(|(object, msg)| Item {
-            object,
-            msg: Box::new(msg),
-            ty: MsgType::Add,
-        })
-        .collect();
     first_error("add", run_batch(&items)?)
 }
 
@@ -798,18 +803,10 @@ pub fn restore(elems: &Elements) -> Result<(), FirewallError> {
 /// table being gone counts as gone too).
 pub fn delete(elems: &Elements) -> Result<(), FirewallError> {
     let tables = Tables::new();
-    let msgs = element_items(&tables, elems, true)?;
-    if msgs.is_empty() {
+    let items = element_batch(&tables, elems, true, MsgType::Del)?;
+    if items.is_empty() {
         return Ok(());
     }
-    let items: Vec<Item<'_>> = msgs
-        .into_iter()
-        .map(|(object, msg)| Item {
-            object,
-            msg: Box::new(msg),
-            ty: MsgType::Del,
-        })
-        .collect();
     let errors = run_batch(&items)?;
     if errors.is_empty() {
         return Ok(());
