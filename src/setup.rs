@@ -4,7 +4,6 @@
 //! (a write-ahead record): if the hook is killed half-way, the record names every
 //! object that may exist, and `gc` or poststop can remove them.
 
-use std::io;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -94,7 +93,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
             Ok(endpoint)
         }
         Err(e) => {
-            undo.run();
+            undo.run(&rtnl);
             forget(store, &endpoint, &mut pool);
             Err(name_port_owner(store, e))
         }
@@ -203,16 +202,12 @@ struct Undo {
 }
 
 impl Undo {
-    fn run(self) {
+    fn run(self, rtnl: &Rtnl) {
         if let Some(elements) = self.elements {
             if let Err(e) = firewall::delete(&elements.own()) {
                 log_undo_failure("its nftables elements", &e);
             }
         }
-        let Ok(rtnl) = Rtnl::open() else {
-            log_undo_failure("open netlink", &io::Error::last_os_error());
-            return;
-        };
         for name in self.links.iter().rev() {
             if let Err(e) = rtnl.delete(name) {
                 log_undo_failure(name, &e);
