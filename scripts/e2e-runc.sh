@@ -79,21 +79,6 @@ start() {
 
 section() { printf '\n-- %s\n' "$*"; }
 
-# ls_field ID FIELD: one field of a container's `nethook ls --json` entry
-# (lists/objects printed as JSON). Fails when the container is not listed.
-ls_field() {
-    nh ls --json | python3 -c '
-import json, sys
-want, field = sys.argv[1], sys.argv[2]
-for ep in json.load(sys.stdin):
-    if ep.get("id") == want:
-        v = ep.get(field)
-        print(json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
-        sys.exit(0)
-sys.exit("container %s not in nethook ls --json" % want)
-' "$1" "$2"
-}
-
 link_mac() { ip -o link show dev "$1" 2>/dev/null | sed -n 's|.* link/ether \([0-9a-f:]*\) .*|\1|p'; }
 
 bridge_mac_is() {
@@ -192,7 +177,7 @@ refused_left_nothing() { # VETHS_BEFORE ID
 
 port_listed() { # ID
     local ports
-    ports="$(ls_field "$1" ports)" || return 1
+    ports="$(nh_ls_field "$1" ports)" || return 1
     [[ $ports == *8080* ]] || { echo "ports of $1: $ports"; return 1; }
 }
 
@@ -202,27 +187,27 @@ check_static() { # ID: static address, MAC and interface name applied inside
     [[ $out == *" inet $STATIC_IP/16 "* ]] || { echo "net0 lacks $STATIC_IP/16: $out"; return 1; }
     out="$(nh_exec "$1" ip -o link show dev net0)" || return 1
     [[ $out == *"link/ether $STATIC_MAC "* ]] || { echo "net0 MAC is not $STATIC_MAC: $out"; return 1; }
-    [[ "$(ls_field "$1" interface)" == net0 ]] || { echo "ls --json interface is not net0"; return 1; }
-    [[ "$(ls_field "$1" mac)" == "$STATIC_MAC" ]] || { echo "ls --json mac is not $STATIC_MAC"; return 1; }
+    [[ "$(nh_ls_field "$1" interface)" == net0 ]] || { echo "ls --json interface is not net0"; return 1; }
+    [[ "$(nh_ls_field "$1" mac)" == "$STATIC_MAC" ]] || { echo "ls --json mac is not $STATIC_MAC"; return 1; }
 }
 
 check_disabled() { # ID: only lo inside, not listed
     local out
     out="$(nh_exec "$1" ip -o link)" || return 1
     [[ $(grep -cv ': lo:' <<<"$out") -eq 0 ]] || { echo "links inside: $out"; return 1; }
-    if ls_field "$1" id >/dev/null 2>&1; then echo "$1 is listed by nethook ls"; return 1; fi
+    if nh_ls_field "$1" id >/dev/null 2>&1; then echo "$1 is listed by nethook ls"; return 1; fi
 }
 
 check_blue() { # ID
     local ip
-    ip="$(ls_field "$1" ipv4)" || return 1
-    [[ "$(ls_field "$1" network)" == blue ]] || { echo "network is not blue"; return 1; }
+    ip="$(nh_ls_field "$1" ipv4)" || return 1
+    [[ "$(nh_ls_field "$1" network)" == blue ]] || { echo "network is not blue"; return 1; }
     python3 -c 'import ipaddress,sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' \
         "$ip" "$BLUE_SUBNET" || { echo "$ip not in $BLUE_SUBNET"; return 1; }
     local out
     out="$(nh_exec "$1" ip -o -4 addr show dev eth0)" || return 1
     [[ $out == *" inet $ip/24 "* ]] || { echo "eth0 lacks $ip/24: $out"; return 1; }
-    out="$(ip -o link show dev "$(ls_field "$1" host_interface)")" || return 1
+    out="$(ip -o link show dev "$(nh_ls_field "$1" host_interface)")" || return 1
     [[ $out == *"master $BLUE_BRIDGE"* ]] || { echo "host veth not on $BLUE_BRIDGE: $out"; return 1; }
 }
 
@@ -290,10 +275,10 @@ for id in "$A" "$B"; do
     start "$id" "runc run $id (createRuntime hook)"
 done
 
-IP_A="$(ls_field "$A" ipv4 2>/dev/null || true)"
-IP_B="$(ls_field "$B" ipv4 2>/dev/null || true)"
-VETH_A="$(ls_field "$A" host_interface 2>/dev/null || true)"
-VETH_B="$(ls_field "$B" host_interface 2>/dev/null || true)"
+IP_A="$(nh_ls_field "$A" ipv4 2>/dev/null || true)"
+IP_B="$(nh_ls_field "$B" ipv4 2>/dev/null || true)"
+VETH_A="$(nh_ls_field "$A" host_interface 2>/dev/null || true)"
+VETH_B="$(nh_ls_field "$B" host_interface 2>/dev/null || true)"
 echo "   $A: ${IP_A:-?} ($VETH_A)   $B: ${IP_B:-?} ($VETH_B)"
 
 nh_check "nethook ls --json: distinct addresses in $SUBNET" check_addresses "$IP_A" "$IP_B"
@@ -324,7 +309,7 @@ nh_check "nethook network create blue --subnet $BLUE_SUBNET" \
 nh_check "nethook network ls shows blue" network_listed blue
 nh_check "nethook network inspect blue" nh network inspect blue
 start "$H" "runc run $H with nethook.network=blue" nethook.network=blue
-IP_H="$(ls_field "$H" ipv4 2>/dev/null || true)"
+IP_H="$(nh_ls_field "$H" ipv4 2>/dev/null || true)"
 nh_check "$H has ${IP_H:-?}/24 in $BLUE_SUBNET on $BLUE_BRIDGE" check_blue "$H"
 nh_check "$H pings its gateway $BLUE_GW" ping_from "$H" "$BLUE_GW"
 
@@ -336,8 +321,8 @@ else
     section "published port 8080 -> httpd:80"
     ALL_IDS+=("$C" "$D")
     start "$C" "runc run $C with nethook.ports=8080:80" --httpd nethook.ports=8080:80
-    IP_C="$(ls_field "$C" ipv4 2>/dev/null || true)"
-    echo "   $C: ${IP_C:-?} ports $(ls_field "$C" ports 2>/dev/null || echo '?')"
+    IP_C="$(nh_ls_field "$C" ipv4 2>/dev/null || true)"
+    echo "   $C: ${IP_C:-?} ports $(nh_ls_field "$C" ports 2>/dev/null || echo '?')"
     nh_check "nethook ls --json: $C has its own address" check_addresses "$IP_A" "$IP_B" "$IP_C"
     nh_check "nethook ls --json: $C lists a published port" port_listed "$C"
     # Direct first: if this fails the problem is the container, not NAT.
@@ -372,11 +357,11 @@ order=()
 others=()
 br_mac="$(link_mac "$BRIDGE")"
 for id in "${STARTED[@]}"; do
-    if [[ "$(ls_field "$id" network 2>/dev/null)" != nethook ]]; then
+    if [[ "$(nh_ls_field "$id" network 2>/dev/null)" != nethook ]]; then
         others+=("$id")
         continue
     fi
-    veth="$(ls_field "$id" host_interface 2>/dev/null || true)"
+    veth="$(nh_ls_field "$id" host_interface 2>/dev/null || true)"
     if [[ -n $veth && "$(link_mac "$veth")" == "$br_mac" ]]; then
         order=("$id" "${order[@]}")
     else
