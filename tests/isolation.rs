@@ -278,6 +278,28 @@ fn from_outside_only_published_ports_and_replies_reach_containers() {
 
 // ---- anti-spoofing ----
 
+/// Two containers on the default network; b listens on UDP 5000 and a knows b's MAC for
+/// good, so a's IPv4 frames to b need no ARP (ARP is tested apart).
+struct Neighbours {
+    a: FakeContainer,
+    b: FakeContainer,
+    ip_a: String,
+    ip_b: String,
+    at_b: Sink,
+}
+
+fn neighbours(nh: &Nethook) -> Neighbours {
+    let a = FakeContainer::start("ctr-a");
+    let b = FakeContainer::start("ctr-b");
+    nh.setup(&a, &[]);
+    nh.setup(&b, &[]);
+    let (ip_a, ip_b) = (ipv4(nh, "ctr-a"), ipv4(nh, "ctr-b"));
+    let at_b = Sink::start(&ns(&b), 5000, log_path(nh, "b.log"));
+    a.sh(&format!("ip neigh replace {ip_b} lladdr {} dev eth0 nud permanent", mac(nh, "ctr-b")));
+    Neighbours { a, b, ip_a, ip_b, at_b }
+}
+
+
 #[test]
 fn a_spoofed_source_address_is_dropped_at_the_host_veth() {
     sandbox!("a_spoofed_source_address_is_dropped_at_the_host_veth", {
@@ -285,15 +307,8 @@ fn a_spoofed_source_address_is_dropped_at_the_host_veth() {
             return;
         }
         let nh = Nethook::new("spoof-ip");
-        let a = FakeContainer::start("ctr-a");
-        let b = FakeContainer::start("ctr-b");
-        nh.setup(&a, &[]);
-        nh.setup(&b, &[]);
-        let (ip_a, ip_b) = (ipv4(&nh, "ctr-a"), ipv4(&nh, "ctr-b"));
-        let at_b = Sink::start(&ns(&b), 5000, log_path(&nh, "b.log"));
+        let Neighbours { a, b: _b, ip_a, ip_b, at_b } = neighbours(&nh);
         let at_host = Sink::start("", 5000, log_path(&nh, "host.log"));
-        // a knows b's MAC for good: the IPv4 frames below need no ARP (ARP is tested apart).
-        a.sh(&format!("ip neigh replace {ip_b} lladdr {} dev eth0 nud permanent", mac(&nh, "ctr-b")));
 
         // The real address works (and the sinks are up).
         udp_send(&a, &ip_a, &ip_b, 5000, "real");
@@ -361,13 +376,7 @@ fn a_spoofed_mac_is_dropped_at_the_host_veth() {
             return;
         }
         let nh = Nethook::new("spoof-mac");
-        let a = FakeContainer::start("ctr-a");
-        let b = FakeContainer::start("ctr-b");
-        nh.setup(&a, &[]);
-        nh.setup(&b, &[]);
-        let (ip_a, ip_b) = (ipv4(&nh, "ctr-a"), ipv4(&nh, "ctr-b"));
-        let at_b = Sink::start(&ns(&b), 5000, log_path(&nh, "b.log"));
-        a.sh(&format!("ip neigh replace {ip_b} lladdr {} dev eth0 nud permanent", mac(&nh, "ctr-b")));
+        let Neighbours { a, b, ip_a, ip_b, at_b } = neighbours(&nh);
         udp_send(&a, &ip_a, &ip_b, 5000, "real");
         assert!(at_b.got("real", 5.0).is_some(), "{}", at_b.lines());
         assert!(a.sh_ok(&format!("ping -c1 -W2 {GATEWAY}")));
@@ -492,6 +501,7 @@ fn a_host_with_an_older_inet_table_gets_the_missing_parts_and_gc_restores_elemen
 }
 
 /// Set elements of `family nethook set`, as nft prints them (one string per element).
+#[cfg(feature = "failpoints")]
 fn set_elements(family: &str, set: &str) -> Vec<String> {
     let text = sh(&format!("nft -j list set {family} nethook {set}"));
     let v: serde_json::Value = serde_json::from_str(&text).expect("nft -j output");

@@ -49,7 +49,6 @@ fn published_ports_masquerade_hairpin_and_localhost_work_end_to_end() {
         let b = FakeContainer::start("ctr-b");
         nh.setup(&a, &[("nethook.ports", &format!("8080:80,5353:53/udp,{HOST2}:8081:80"))]);
         nh.setup(&b, &[("nethook.ports", "9090:80")]);
-        let ip_a = nh.endpoint("ctr-a")["ipv4"].as_str().unwrap().to_owned();
         assert_eq!(nh.endpoint("ctr-a")["ports"].as_array().unwrap().len(), 3);
         let (ok, table, _) = nh.cli(&["ls"]);
         assert!(ok && table.contains("8080->80/tcp") && table.contains("198.51.100.1:8081->80/tcp"), "{table}");
