@@ -2,7 +2,7 @@
 //!
 //! Data flows parse (`oci`, `options`) → plan (`plan`, `ipam`) → record (`store`) →
 //! apply (`link`, `netns`, `sysctl`, `firewall`), and back out through `teardown`, `conntrack`
-//! and `gc`. All unsafe code lives in `firewall/nft_sys.rs`.
+//! and `gc`. All unsafe code lives in `sys`.
 #![deny(unsafe_code)]
 
 pub mod conntrack;
@@ -25,6 +25,8 @@ pub mod request;
 pub mod setup;
 pub mod store;
 pub mod sysctl;
+#[allow(unsafe_code)]
+mod sys;
 pub mod teardown;
 pub mod timing;
 pub mod view;

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
 
-use super::nft_sys::ElemSpec;
+use crate::sys::nft::ElemSpec;
 
 /// Transport protocol of a published port.
 pub use crate::ports::Proto;

@@ -35,7 +35,7 @@ fn rendered() -> Vec<String> {
     );
     rules
         .iter()
-        .map(|(_, _, r)| blocks(&nft_sys::render_rule(r)).concat())
+        .map(|(_, _, r)| blocks(&crate::sys::nft::render_rule(r)).concat())
         .collect()
 }
 

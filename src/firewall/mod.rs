@@ -15,8 +15,6 @@
 
 mod encode;
 pub(crate) mod netlink;
-#[allow(unsafe_code)]
-mod nft_sys;
 mod skeleton;
 
 use std::collections::BTreeSet;
@@ -35,10 +33,10 @@ pub use netlink::defer_netfilter_release;
 /// Ends deferring (see `defer_netfilter_release`): the sockets kept so far are closed by a
 /// child process after this one exits. Call it last, when the process is single-threaded.
 pub fn release_deferred_sockets() -> io::Result<()> {
-    nft_sys::close_after_exit(netlink::take_deferred())
+    crate::sys::process::close_after_exit(netlink::take_deferred())
 }
 use netlink::{Bus, MsgBuilder, NlSocket};
-use nft_sys::{Borrowed, ElemMsg, ElemSpec};
+use crate::sys::nft::{Borrowed, ElemMsg, ElemSpec};
 use skeleton::{ChainKind, Part, ADDRS4, HPORTS4, INTRA, MACS, MASQ4, NETS, PORTS4, TABLE};
 
 use crate::mac::Mac;
@@ -577,7 +575,7 @@ fn create_parts(parts: &[Part]) -> Result<(), FirewallError> {
                 tables.get(family),
                 family.proto(),
             );
-            nft_sys::configure_set(
+            crate::sys::nft::configure_set(
                 &set,
                 spec.key_type,
                 spec.key_len,

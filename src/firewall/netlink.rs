@@ -59,7 +59,7 @@ static DEFERRED: Mutex<Option<Vec<OwnedFd>>> = Mutex::new(None);
 /// NETLINK_NETFILTER socket meanwhile waits for that work (`nft_rcv_nl_event` flushes it
 /// on NETLINK_URELEASE). The deletion itself is committed and visible already; only the
 /// freeing is pending. A hook that exits right after a teardown would pay that wait in
-/// its own exit, so it hands the sockets to a child instead (`nft_sys::close_after_exit`).
+/// its own exit, so it hands the sockets to a child instead (`sys::process::close_after_exit`).
 pub fn defer_netfilter_release() {
     if let Ok(mut d) = DEFERRED.lock() {
         d.get_or_insert_with(Vec::new);

@@ -17,7 +17,7 @@ use super::encode::{
     HPORTS4_KEY_TYPE, INTRA_KEY_LEN, INTRA_KEY_TYPE, MACS_KEY_LEN, MACS_KEY_TYPE, NETS_KEY_LEN,
     NETS_KEY_TYPE, PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR,
 };
-use super::nft_sys::{RawExpr, Val};
+use crate::sys::nft::{RawExpr, Val};
 use super::Family;
 
 pub(crate) const TABLE: &CStr = c"nethook";

@@ -1,7 +1,6 @@
-//! Every `unsafe` call of the firewall lives here: the parts of libnftnl that the safe `nftnl`
-//! crate does not wrap (generic expressions, map/interval set attributes, set elements with data,
-//! flags and user data, and rendering a rule for the golden tests), and the fork that lets a
-//! hook exit without waiting for the kernel to free deleted nftables objects.
+//! The parts of libnftnl that the safe `nftnl` crate does not wrap: generic expressions,
+//! map/interval set attributes, set elements with data, flags and user data, and rendering a
+//! rule for the golden tests.
 //!
 //! The rest of the firewall builds plain Rust values (`RawExpr`, `ElemSpec`) and hands them to the
 //! few functions below.
@@ -264,43 +263,4 @@ pub(crate) fn render_rule(rule: &Rule<'_>) -> String {
     }
     let n = (n as usize).min(out.len() - 1);
     String::from_utf8_lossy(&out[..n]).into_owned()
-}
-
-/// Hands `fds` to a child process that closes them only after this process has exited,
-/// so this process's exit does not wait for what their release waits for (see
-/// `netlink::defer_netfilter_release`). The child closes stdin/stdout/stderr first, so a
-/// runtime reading the hook's output sees EOF when the hook exits.
-pub(crate) fn close_after_exit(fds: Vec<std::os::fd::OwnedFd>) -> std::io::Result<()> {
-    use nix::unistd::{fork, ForkResult};
-    if fds.is_empty() {
-        return Ok(());
-    }
-    // The child blocks reading this pipe; the write end closes when this process exits.
-    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // SAFETY: called at the end of the hook, when the process has a single thread (the
-    // netns worker threads were joined and the tokio runtimes, current-thread only, were
-    // dropped), so no lock can be held by a thread that does not exist in the child. The
-    // child only calls close, read and _exit, all async-signal-safe.
-    match unsafe { fork() }? {
-        ForkResult::Child => {
-            drop(write_end);
-            for fd in 0..3 {
-                let _ = nix::unistd::close(fd);
-            }
-            let mut byte = [0u8; 1];
-            while matches!(nix::unistd::read(&read_end, &mut byte), Err(nix::errno::Errno::EINTR)) {}
-            // SAFETY: _exit skips atexit handlers and destructors, which must not run twice
-            // (once in the parent, once here); it closes the inherited sockets, which is the
-            // point.
-            unsafe { nix::libc::_exit(0) }
-        }
-        ForkResult::Parent { .. } => {
-            drop(read_end);
-            // Our copies of `fds` close now; the child's keep the sockets alive.
-            drop(fds);
-            // Leak the write end on purpose: it must stay open until this process exits.
-            std::mem::forget(write_end);
-            Ok(())
-        }
-    }
 }

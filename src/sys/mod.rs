@@ -1,0 +1,8 @@
+//! Every `unsafe` block of the crate, behind small safe functions. The rest of the crate is
+//! `#![deny(unsafe_code)]`.
+//!
+//! - `nft`: the parts of libnftnl the `nftnl` crate does not wrap.
+//! - `process`: handing sockets to a child that outlives the hook.
+
+pub(crate) mod nft;
+pub(crate) mod process;

@@ -1,0 +1,72 @@
+//! Letting the hook exit before the kernel has finished with its netfilter sockets.
+
+use std::ffi::{c_int, c_void};
+use std::io;
+use std::os::fd::OwnedFd;
+
+/// Stack of the child in `close_after_exit`; it runs a few instructions only.
+const CHILD_STACK: usize = 16 * 1024;
+
+/// Hands `fds` to a child process whose exit releases them, so this process's exit does
+/// not wait for what their release waits for (see
+/// `firewall::netlink::defer_netfilter_release`).
+///
+/// The child shares this process's memory (`CLONE_VM`, as `posix_spawn` does) but gets its
+/// own copy of the file table: nothing is copied page by page as with `fork`, and this
+/// process keeps writing its memory without copy-on-write faults on its way out. The child
+/// closes the stdin/stdout/stderr it inherited and exits; its exit closes the sockets and
+/// waits for the kernel, while a runtime reading the hook's output already sees EOF when the
+/// hook exits. (Releases queued at exit run newest first, so stdio is closed explicitly,
+/// before the sockets, rather than left to the exit.)
+pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
+    if fds.is_empty() {
+        return Ok(());
+    }
+    // The child closes exactly the stdio descriptors that are open, so its close calls
+    // cannot fail: a failing libc call would write errno, which it shares with this thread.
+    let stdio: &'static [c_int; 3] = Box::leak(Box::new([0, 1, 2].map(|fd| {
+        // SAFETY: F_GETFD only reads the descriptor's flags; EBADF when it is not open.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+        if open {
+            fd
+        } else {
+            -1
+        }
+    })));
+    // Leaked on purpose: the child runs on it after this process is gone.
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; CHILD_STACK].into_boxed_slice());
+    // The stack grows down from its end; the ABI wants 16-byte alignment there.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+
+    extern "C" fn child(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the leaked `[c_int; 3]` passed below, never freed or written.
+        let stdio = unsafe { &*arg.cast::<[c_int; 3]>() };
+        for &fd in stdio.iter().filter(|fd| **fd >= 0) {
+            // SAFETY: a raw close of a descriptor that was open when the file table was
+            // copied; only this process's own copy is affected.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+        // Returning makes the clone trampoline call exit(2), which closes the rest.
+        0
+    }
+
+    // SAFETY: `child` touches only its own stack (`top`, inside a leaked allocation nobody
+    // else uses) and the leaked, read-only `stdio`, so sharing the address space with this
+    // process, which goes on and exits, is sound. Without CLONE_FILES the child has its own
+    // descriptor table; without CLONE_THREAD it is a separate process (SIGCHLD on exit, reaped
+    // by whoever inherits it).
+    let pid = unsafe {
+        libc::clone(
+            child,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            (stdio as *const [c_int; 3]).cast_mut().cast::<c_void>(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Our copies close now; the child's keep the sockets alive until it exits.
+    drop(fds);
+    Ok(())
+}
