@@ -3,9 +3,10 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use futures_util::stream::TryStreamExt;
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
@@ -13,11 +14,14 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnsp
 
 use crate::mac::Mac;
 use crate::netns::Netns;
+use crate::sys::ifconf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("cannot open a route netlink socket")]
     Open(#[source] io::Error),
+    #[error("cannot open an IPv4 socket in the container's network namespace")]
+    Socket(#[source] io::Error),
     #[error("{op}")]
     Netlink {
         op: String,
@@ -29,7 +33,7 @@ pub enum LinkError {
 impl LinkError {
     pub fn errno(&self) -> Option<i32> {
         match self {
-            LinkError::Netlink { source, .. } | LinkError::Open(source) => source.raw_os_error(),
+            LinkError::Netlink { source, .. } | LinkError::Open(source) | LinkError::Socket(source) => source.raw_os_error(),
         }
     }
 }
@@ -46,6 +50,35 @@ fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
         rtnetlink::Error::NetlinkError(msg) => Some(-msg.raw_code()),
         _ => None,
     }
+}
+
+/// An AF_INET datagram socket in the calling thread's namespace, for `configure_container`.
+pub fn inet_socket() -> Result<OwnedFd, LinkError> {
+    socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| LinkError::Socket(e.into()))
+}
+
+/// Renames a link in the container's namespace, through `sock` (an AF_INET datagram socket
+/// created there; see `sys::ifconf` for why not netlink). The link must be down.
+pub fn rename_in_container(sock: BorrowedFd<'_>, from: &str, to: &str) -> Result<(), LinkError> {
+    ifconf::rename(sock, from, to)
+        .map_err(|source| LinkError::Netlink { op: format!("rename {from} to {to} in the container"), source })
+}
+
+/// Inside the container's namespace, through `sock` (as for `rename_in_container`):
+/// loopback up, `address/prefix` on `ifname`, `ifname` up, and the default route via
+/// `gateway`.
+pub fn configure_container(
+    sock: BorrowedFd<'_>,
+    ifname: &str,
+    address: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), LinkError> {
+    let op = |op: String| move |source| LinkError::Netlink { op, source };
+    ifconf::set_up(sock, "lo").map_err(op("set lo up in the container".into()))?;
+    ifconf::set_ipv4(sock, ifname, address, prefix).map_err(op(format!("add {address}/{prefix} to {ifname}")))?;
+    ifconf::set_up(sock, ifname).map_err(op(format!("set {ifname} up")))?;
+    ifconf::add_default_route(sock, ifname, gateway).map_err(op(format!("add default route via {gateway} on {ifname}")))
 }
 
 /// What became of a host veth at teardown.
@@ -245,38 +278,6 @@ impl Rtnl {
                 Err(e) if errno_of(&e) == Some(nix::libc::ENODEV) => Ok(false),
                 Err(e) => Err(LinkError::Netlink { op: format!("delete link {name}"), source: to_io(e) }),
             }
-        })
-    }
-
-    /// Inside the container's namespace: loopback up, the address on `ifname` and the
-    /// default route via the gateway. Call it from a thread that entered the namespace.
-    pub fn configure_container(&self, ifname: &str, address: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), LinkError> {
-        // Loopback is always index 1 in a network namespace.
-        self.set_up(1, "lo")?;
-        let index = self.index_of(ifname)?.ok_or_else(|| LinkError::Netlink {
-            op: format!("find {ifname} in the container"),
-            source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-        })?;
-        self.rt.block_on(async {
-            self.handle
-                .address()
-                .add(index, IpAddr::V4(address), prefix)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink { op: format!("add {address}/{prefix} to {ifname}"), source: to_io(e) })?;
-            self.handle
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink { op: format!("set {ifname} up"), source: to_io(e) })?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).output_interface(index).build();
-            self.handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink { op: format!("add default route via {gateway} on {ifname}"), source: to_io(e) })
         })
     }
 

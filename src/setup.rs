@@ -4,6 +4,7 @@
 //! (a write-ahead record): if the hook is killed half-way, the record names every
 //! object that may exist, and `gc` or poststop can remove them.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ipam::Pool;
-use crate::link::{LinkError, Rtnl, VethSpec};
+use crate::link::{self, LinkError, Rtnl, VethSpec};
 use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
@@ -139,14 +140,23 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     steps.mark("veth");
     failpoint::hit("veth")?;
 
+    // The peer was created under the host end's unique name. IPv6 goes off under that name,
+    // before the link gets its real name: /proc/sys/net/ipv6/conf/<name> of every
+    // namespace shares one directory entry chain per name, so a lookup of `eth0` is
+    // compared against every running container's `eth0` and costs more with each one.
+    // /proc/sys/net resolves to the namespace of the thread that opens it, hence the thread;
+    // only the socket is made there, the calls on it act in the namespace from here.
+    let temp_name = ep.host_interface.clone();
+    let sock = netns.run(|| -> Result<OwnedFd, SetupError> {
+        sysctl::disable_ipv6(&temp_name)?;
+        Ok(link::inet_socket()?)
+    })??;
+    link::rename_in_container(sock.as_fd(), &ep.host_interface, &ep.interface).map_err(|e| match e.errno() {
+        Some(nix::libc::EEXIST) => SetupError::PeerExists { name: ep.interface.clone() },
+        _ => e.into(),
+    })?;
     if let Some(v4) = ep.ipv4 {
-        let ifname = ep.interface.clone();
-        netns.run(|| -> Result<(), SetupError> {
-            // /proc/sys/net resolves to the namespace of the thread that opens it: this one.
-            sysctl::disable_ipv6(&ifname)?;
-            let inner = Rtnl::open()?;
-            Ok(inner.configure_container(&ifname, v4.address, v4.prefix, v4.gateway)?)
-        })??;
+        link::configure_container(sock.as_fd(), &ep.interface, v4.address, v4.prefix, v4.gateway)?;
     }
     steps.mark("container");
     failpoint::hit("addresses")?;
@@ -169,7 +179,8 @@ fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> 
     let spec = VethSpec {
         host_name: &ep.host_interface,
         bridge_index,
-        peer_name: &ep.interface,
+        // Renamed to `ep.interface` once IPv6 is off on it (see `apply`).
+        peer_name: &ep.host_interface,
         peer_mac: ep.mac,
     };
     let mut attempts = 0;

@@ -1,0 +1,132 @@
+//! Interface configuration through the classic socket ioctls (`SIOCSIFNAME`, `SIOCSIFADDR`,
+//! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`) on an AF_INET datagram socket.
+//!
+//! Why not rtnetlink here: these calls configure the container side, from a socket opened
+//! inside the container's network namespace. A netlink socket keeps a reference on its
+//! namespace until an RCU grace period after it is closed (10–20 ms here); a container that
+//! exits within that window (`runc run … true`) then finds its namespace still alive at
+//! poststop, and deleting the veth pays the kernel's RCU wait. A datagram socket that was
+//! never bound is freed at close, so the namespace dies with the container.
+//!
+//! Every call acts on the namespace the socket was created in, whatever thread calls it.
+
+use std::ffi::CString;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// An IPv4 `sockaddr` (port 0), built field by field so no reinterpretation is needed.
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let mut data = [0 as libc::c_char; 14];
+    // sa_data of an AF_INET address: 2 bytes of port, then the address in network order.
+    for (slot, byte) in data[2..6].iter_mut().zip(addr.octets()) {
+        *slot = byte as libc::c_char;
+    }
+    libc::sockaddr { sa_family: libc::AF_INET as libc::sa_family_t, sa_data: data }
+}
+
+/// An `ifreq` naming `name`, with `ifru` as its payload.
+fn ifreq(name: &str, ifru: libc::__c_anonymous_ifr_ifru) -> io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut ifr_name = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (slot, byte) in ifr_name.iter_mut().zip(bytes) {
+        *slot = *byte as libc::c_char;
+    }
+    Ok(libc::ifreq { ifr_name, ifr_ifru: ifru })
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets IFF_UP on `name` unless it is up already.
+pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?;
+    // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFFLAGS writes only
+    // into it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: SIOCGIFFLAGS succeeded, so the kernel filled in `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+}
+
+/// Renames the (down) link `from` to `to`.
+pub(crate) fn rename(sock: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    let new = ifreq(to, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?.ifr_name;
+    let req = ifreq(from, libc::__c_anonymous_ifr_ifru { ifru_newname: new })?;
+    // SAFETY: `req` is a valid ifreq holding a NUL-terminated new name; the kernel only
+    // reads it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNAME, &req) })
+}
+
+/// Gives `name` the IPv4 address `addr/prefix` (broadcast derived by the kernel). Call it
+/// while the interface is down: the kernel first applies the address's classful mask.
+pub(crate) fn set_ipv4(sock: BorrowedFd<'_>, name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0));
+    let req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_addr: sockaddr_v4(addr) })?;
+    // SAFETY: `req` is a valid ifreq holding an AF_INET address; the kernel only reads it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
+    let req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_netmask: sockaddr_v4(mask) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK, &req) })
+}
+
+/// Adds the default route via `gateway` out of `name` (main table, metric 0).
+pub(crate) fn add_default_route(sock: BorrowedFd<'_>, name: &str, gateway: Ipv4Addr) -> io::Result<()> {
+    let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let route = libc::rtentry {
+        rt_pad1: 0,
+        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_gateway: sockaddr_v4(gateway),
+        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        rt_pad2: 0,
+        rt_pad3: 0,
+        rt_tos: 0,
+        rt_class: 0,
+        rt_pad4: [0; 3],
+        rt_metric: 0,
+        // The kernel copies the name in before the call returns and never writes to it.
+        rt_dev: dev.as_ptr().cast_mut(),
+        rt_mtu: 0,
+        rt_window: 0,
+        rt_irtt: 0,
+    };
+    // SAFETY: `route` is a complete rtentry and `dev`, which `rt_dev` points into, outlives
+    // the call; the kernel only reads both.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &route) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_sockaddr_carries_the_address_in_network_order_after_the_port() {
+        let sa = sockaddr_v4(Ipv4Addr::new(10, 77, 0, 2));
+        assert_eq!(sa.sa_family, libc::AF_INET as libc::sa_family_t);
+        let bytes: Vec<u8> = sa.sa_data.iter().map(|b| *b as u8).collect();
+        assert_eq!(&bytes[..6], &[0, 0, 10, 77, 0, 2]);
+    }
+
+    #[test]
+    fn interface_names_that_do_not_fit_an_ifreq_are_refused() {
+        let zero = || libc::__c_anonymous_ifr_ifru { ifru_flags: 0 };
+        assert!(ifreq("eth0", zero()).is_ok());
+        assert!(ifreq("", zero()).is_err());
+        assert!(ifreq("sixteen-chars-xx", zero()).is_err());
+        assert!(ifreq("a\0b", zero()).is_err());
+    }
+}
