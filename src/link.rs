@@ -57,16 +57,9 @@ pub fn inet_socket() -> Result<OwnedFd, LinkError> {
     socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| LinkError::Socket(e.into()))
 }
 
-/// Renames a link in the container's namespace, through `sock` (an AF_INET datagram socket
-/// created there; see `sys::ifconf` for why not netlink). The link must be down.
-pub fn rename_in_container(sock: BorrowedFd<'_>, from: &str, to: &str) -> Result<(), LinkError> {
-    ifconf::rename(sock, from, to)
-        .map_err(|source| LinkError::Netlink { op: format!("rename {from} to {to} in the container"), source })
-}
-
-/// Inside the container's namespace, through `sock` (as for `rename_in_container`):
-/// loopback up, `address/prefix` on `ifname`, `ifname` up, and the default route via
-/// `gateway`.
+/// Inside the container's namespace, through `sock` (an AF_INET datagram socket created
+/// there; see `sys::ifconf` for why not netlink): loopback up, `address/prefix` on
+/// `ifname`, `ifname` up, and the default route via `gateway`.
 pub fn configure_container(
     sock: BorrowedFd<'_>,
     ifname: &str,

@@ -4,7 +4,7 @@
 //! (a write-ahead record): if the hook is killed half-way, the record names every
 //! object that may exist, and `gc` or poststop can remove them.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -140,22 +140,12 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     steps.mark("veth");
     failpoint::hit("veth")?;
 
-    // The peer was created under the host end's unique name. IPv6 goes off under that name,
-    // before the link gets its real name: /proc/sys/net/ipv6/conf/<name> of every
-    // namespace shares one directory entry chain per name, so a lookup of `eth0` is
-    // compared against every running container's `eth0` and costs more with each one.
-    // /proc/sys/net resolves to the namespace of the thread that opens it, hence the thread;
-    // only the socket is made there, the calls on it act in the namespace from here.
-    let temp_name = ep.host_interface.clone();
-    let sock = netns.run(|| -> Result<OwnedFd, SetupError> {
-        sysctl::disable_ipv6(&temp_name)?;
-        Ok(link::inet_socket()?)
-    })??;
-    link::rename_in_container(sock.as_fd(), &ep.host_interface, &ep.interface).map_err(|e| match e.errno() {
-        Some(nix::libc::EEXIST) => SetupError::PeerExists { name: ep.interface.clone() },
-        _ => e.into(),
-    })?;
     if let Some(v4) = ep.ipv4 {
+        // Only the socket is made inside the namespace; the calls on it act there from here.
+        // Nothing under /proc/sys is touched in there: each namespace that looks up
+        // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
+        // is compared against, so the cost would grow with every container running.
+        let sock = netns.run(link::inet_socket)??;
         link::configure_container(sock.as_fd(), &ep.interface, v4.address, v4.prefix, v4.gateway)?;
     }
     steps.mark("container");
@@ -179,8 +169,7 @@ fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> 
     let spec = VethSpec {
         host_name: &ep.host_interface,
         bridge_index,
-        // Renamed to `ep.interface` once IPv6 is off on it (see `apply`).
-        peer_name: &ep.host_interface,
+        peer_name: &ep.interface,
         peer_mac: ep.mac,
     };
     let mut attempts = 0;

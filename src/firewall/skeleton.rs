@@ -256,6 +256,7 @@ const CT_STATE_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
 /// Ethertypes, as the bytes on the wire.
 const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 const ETH_P_8021Q: [u8; 2] = [0x81, 0x00];
 const ETH_P_8021AD: [u8; 2] = [0x88, 0xa8];
 /// Offsets: Ethernet header (source MAC, ethertype); ARP (Ethernet/IPv4) sender MAC and address.
@@ -605,7 +606,9 @@ fn isolation_rules() -> Vec<RuleSpec> {
 
 /// Anti-spoofing (bridge prerouting): frames entering a bridge from a container's host veth must
 /// carry the endpoint's MAC, and its IPv4 address in IPv4 and ARP. A host veth without elements
-/// sends nothing (fail closed).
+/// sends nothing (fail closed). IPv6 is dropped: nethook's networks are IPv4-only, and every new
+/// link's duplicate-address probes, router solicitations and multicast reports would otherwise be
+/// flooded to every other container, making each setup cost grow with the number running.
 fn antispoof_rules() -> Vec<RuleSpec> {
     let ll = libc::NFT_PAYLOAD_LL_HEADER;
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
@@ -661,6 +664,11 @@ fn antispoof_rules() -> Vec<RuleSpec> {
                 ether_type(ETH_P_ARP).into(),
                 addrs4_mismatch(nh, ARP_SHA, ARP_SPA),
             ]),
+        ),
+        rule(
+            c"antispoof",
+            c"IPv4-only networks carry no IPv6: a new container's link-local chatter is not flooded to all",
+            cat(vec![ether_type(ETH_P_IPV6).into(), vec![verdict(NF_DROP)]]),
         ),
         rule(
             c"antispoof",

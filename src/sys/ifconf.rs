@@ -1,4 +1,4 @@
-//! Interface configuration through the classic socket ioctls (`SIOCSIFNAME`, `SIOCSIFADDR`,
+//! IPv4 configuration of interfaces through the classic socket ioctls (`SIOCSIFADDR`,
 //! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`) on an AF_INET datagram socket.
 //!
 //! Why not rtnetlink here: these calls configure the container side, from a socket opened
@@ -60,15 +60,6 @@ pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
-}
-
-/// Renames the (down) link `from` to `to`.
-pub(crate) fn rename(sock: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
-    let new = ifreq(to, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?.ifr_name;
-    let req = ifreq(from, libc::__c_anonymous_ifr_ifru { ifru_newname: new })?;
-    // SAFETY: `req` is a valid ifreq holding a NUL-terminated new name; the kernel only
-    // reads it.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNAME, &req) })
 }
 
 /// Gives `name` the IPv4 address `addr/prefix` (broadcast derived by the kernel). Call it
