@@ -119,10 +119,9 @@ echo "  Links (the bridge nethook0 stays for the next container; no nh* veth):"
 show ip -br link
 echo "  Endpoints:"
 show nethook ls
-echo "  IP allocations:"
-if [[ -f $NETHOOK_RUN_DIR/ipam/nethook.json ]]; then
-    SHOW_AS="cat \$NETHOOK_RUN_DIR/ipam/nethook.json" \
-        show python3 -m json.tool "$NETHOOK_RUN_DIR/ipam/nethook.json"
+echo "  IP allocations (one file per address; only the round-robin cursor 'last' stays):"
+if [[ -d $NETHOOK_RUN_DIR/ipam/nethook ]]; then
+    SHOW_AS="ls -A \$NETHOOK_RUN_DIR/ipam/nethook" show ls -A "$NETHOOK_RUN_DIR/ipam/nethook"
 fi
 if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
     echo "  nftables elements (published ports, addresses) in table inet nethook:"

@@ -76,7 +76,7 @@ nh_wait_until 10 nh_no_host_veths || true
 nh_check "no host veth left" nh_no_host_veths
 nh_check "no endpoint left (nethook ls)" test "$(nh ls --json | tr -d '[:space:]')" = "[]"
 nh_check "no endpoint record left" test -z "$(ls -A "$NETHOOK_RUN_DIR/endpoints")"
-nh_check "no address allocated" python3 -c 'import json,sys; sys.exit(len(json.load(open(sys.argv[1]))["allocations"]))' "$NETHOOK_RUN_DIR/ipam/nethook.json"
+nh_check "no address allocated" nh_ipam_empty
 nh_check "ports4 map empty" test "$(map_size map ports4)" -eq 0
 nh_check "hports4 map empty" test "$(map_size map hports4)" -eq 0
 nh_check "masq4 set empty" test "$(map_size set masq4)" -eq 0

@@ -161,17 +161,16 @@ endpoints_empty() {
     ((${#left[@]} == 0)) || { printf 'left: %s\n' "${left[@]}"; return 1; }
 }
 
-# The IPAM file (today {"allocations": {ip: id}, "last": ip}) may keep
-# metadata such as the "last" hint, which legitimately names a freed address,
-# but no allocation: every allocation-like collection must be empty, no
-# address of ours may be a key anywhere, and no container id may appear.
+# A network's IPAM directory (one file per address, holding the owner's id)
+# may keep its "last" cursor, which legitimately names a freed address, but no
+# address file, and no file may name one of our container ids.
 ipam_empty() { nh_ipam_empty "${ALL_IDS[@]}" -- "$@"; } # IP...
 
 refused_left_nothing() { # VETHS_BEFORE ID
     [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }
     [[ ! -e $NETHOOK_RUN_DIR/endpoints/$2.json ]] || { echo "endpoint record for $2 left"; return 1; }
-    if grep -rqF "\"$2\"" "$NETHOOK_RUN_DIR/ipam" 2>/dev/null; then
-        echo "ipam still mentions $2:"; cat "$NETHOOK_RUN_DIR"/ipam/*.json; return 1
+    if grep -rlxF -e "$2" "$NETHOOK_RUN_DIR/ipam" 2>/dev/null; then
+        echo "^ ipam still allocates an address to $2"; return 1
     fi
 }
 
@@ -383,7 +382,7 @@ done
 nh_wait_until 3 nh_no_host_veths || true
 nh_check "no nh* veth left on the host" no_host_veths
 nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" endpoints_empty
-nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam/*.json" ipam_empty "$IP_A" "$IP_B" "$IP_C" "$STATIC_IP" "$IP_H"
+nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam" ipam_empty "$IP_A" "$IP_B" "$IP_C" "$STATIC_IP" "$IP_H"
 nh_check "nethook ls --json is []" ls_empty
 nh_check "nethook network rm blue" nh network rm blue
 if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then

@@ -704,41 +704,29 @@ nh_endpoints_empty() {
     ((${#left[@]} == 0)) || { printf 'left: %s\n' "${left[@]}"; return 1; }
 }
 
-# nh_ipam_empty ID... -- IP...: no allocation-like collection in any IPAM file
-# holds anything, and none names one of the ids or addresses (a "last" hint
-# naming a freed address is fine).
+# nh_ipam_empty [ID... [-- IP...]]: no network's IPAM directory
+# ($NETHOOK_RUN_DIR/ipam/<network>/) holds an address file, and no file there
+# names one of the ids. Only each network's `last` cursor may stay; it may name
+# a freed address, so the IPs are not looked for beyond that. A leftover
+# single-file allocation (ipam/<network>.json, older versions) counts as a leak.
 nh_ipam_empty() {
-    local file rc=0
-    for file in "$NETHOOK_RUN_DIR"/ipam/*.json; do
-        [[ -f $file ]] || continue
-        python3 - "$file" "$@" <<'PY' || rc=1
-import json, sys
-args = sys.argv[2:]
-sep = args.index("--") if "--" in args else len(args)
-ids, ips = set(args[:sep]), {ip for ip in args[sep + 1:] if ip}
-with open(sys.argv[1]) as f:
-    doc = json.load(f)
-bad = []
-def walk(v, path):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if k in ids or k.split("/")[0] in ips:
-                bad.append("%s has key %s" % (path, k))
-            if any(w in k.lower() for w in ("alloc", "lease", "used", "assign")) \
-                    and isinstance(x, (dict, list)) and x:
-                bad.append("%s.%s is not empty" % (path, k))
-            walk(x, "%s.%s" % (path, k))
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            walk(x, "%s[%d]" % (path, i))
-    elif isinstance(v, str) and v in ids:
-        bad.append("%s = %s" % (path, v))
-walk(doc, "$")
-if bad:
-    print("leaked allocations in %s:" % sys.argv[1])
-    print("\n".join(bad))
-    sys.exit(1)
-PY
+    local root="$NETHOOK_RUN_DIR/ipam" id f rc=0
+    local -a ids=() left=()
+    while (($#)) && [[ $1 != -- ]]; do ids+=("$1"); shift; done
+    [[ -d $root ]] || return 0
+    mapfile -t left < <(
+        find "$root" -mindepth 1 -maxdepth 1 ! -type d
+        find "$root" -mindepth 2 -maxdepth 2 ! \( -type f -name last \)
+        find "$root" -mindepth 3
+    )
+    if ((${#left[@]})); then
+        echo "leaked allocations in $root:"
+        for f in "${left[@]}"; do printf '  %s: %s\n' "${f#"$root"/}" "$(head -c 200 "$f" 2>/dev/null)"; done
+        rc=1
+    fi
+    for id in "${ids[@]}"; do
+        [[ -n $id ]] || continue
+        if grep -rlxF -e "$id" "$root" 2>/dev/null; then echo "  ^ names $id"; rc=1; fi
     done
     return "$rc"
 }
@@ -783,7 +771,7 @@ nh_check_no_leftovers() {
     nh_wait_until 3 nh_no_host_veths || true
     nh_check "no nh* veth left on the host" nh_no_host_veths_left
     nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" nh_endpoints_empty
-    nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam/*.json" nh_ipam_empty "${ids[@]}" -- "${ips[@]}"
+    nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam" nh_ipam_empty "${ids[@]}" -- "${ips[@]}"
     nh_check "nethook ls --json is []" nh_ls_empty
     nh_check "every nft set and map in tables inet/bridge nethook is empty" nh_nft_clean "${ips[@]}"
 }

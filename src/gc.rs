@@ -57,19 +57,22 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         }
     }
     for net in store.list_networks()? {
-        let mut pool = store.load_pool(&net.name)?;
-        let orphans: Vec<_> = pool
-            .allocations
-            .iter()
-            .filter(|(_, owner)| !live.contains(owner.as_str()) && !store_has(store, owner))
-            .map(|(ip, owner)| (*ip, owner.clone()))
-            .collect();
-        for (ip, owner) in &orphans {
-            actions.push(format!("free address {ip} on {}: container {owner} has no endpoint record", net.name));
-            pool.allocations.remove(ip);
-        }
-        if !dry_run && !orphans.is_empty() {
-            store.save_pool(&net.name, &pool)?;
+        // A dry run must not convert an older version's allocation file either.
+        let ipam = if dry_run { None } else { Some(store.ipam(&net.name)?) };
+        for (ip, owner) in store.list_allocations(&net.name)? {
+            if live.contains(owner.as_str()) || store_has(store, &owner) {
+                continue;
+            }
+            // An empty owner is a setup killed between creating the file and writing it.
+            let why = if owner.is_empty() {
+                "a killed setup left it without an owner".to_owned()
+            } else {
+                format!("container {owner} has no endpoint record")
+            };
+            actions.push(format!("free address {ip} on {}: {why}", net.name));
+            if let Some(ipam) = &ipam {
+                ipam.release(ip, &owner)?;
+            }
         }
     }
     Ok(actions)

@@ -1,16 +1,16 @@
-//! Deciding, not doing: turns a request, its network and the IPAM pool into the
-//! endpoint to build. Pure, so every decision is unit-tested without root.
+//! Deciding, not doing: turns a request, its network and the network's allocations into
+//! the endpoint to build. Pure, so every decision is unit-tested without root.
 
 use ipnetwork::Ipv4Network;
 
 use crate::endpoint::{Endpoint, Ipv4Attachment};
 use crate::firewall::{Elements, PortMapping, Source};
-use crate::ipam::{IpamError, Pool};
+use crate::ipam::{self, Allocations, IpamError, Lease};
 use crate::mac::Mac;
 use crate::network::Network;
 use crate::request::Request;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -18,8 +18,9 @@ pub enum PlanError {
     HostIpInSubnet { ip: std::net::Ipv4Addr, network: String },
 }
 
-/// Allocates the address (mutating `pool`) and fixes every name the apply step uses.
-pub fn plan_endpoint(req: &Request, net: &Network, pool: &mut Pool) -> Result<Endpoint, PlanError> {
+/// Chooses the address and fixes every name the apply step uses. The lease is the
+/// address to record (the store does that); nothing is allocated yet.
+pub fn plan_endpoint<A: Allocations + ?Sized>(req: &Request, net: &Network, allocs: &A) -> Result<(Endpoint, Lease), PlanError> {
     for spec in &req.options.ports {
         if let Some(ip) = spec.host_ip {
             if net.ipv4.subnet.contains(ip) {
@@ -27,8 +28,9 @@ pub fn plan_endpoint(req: &Request, net: &Network, pool: &mut Pool) -> Result<En
             }
         }
     }
-    let address = pool.allocate(net, &req.id, req.options.ip)?;
-    Ok(Endpoint {
+    let lease = ipam::choose(net, req.options.ip, allocs)?;
+    let address = lease.address;
+    let endpoint = Endpoint {
         id: req.id.clone(),
         network: net.name.clone(),
         bridge: net.bridge.clone(),
@@ -39,7 +41,8 @@ pub fn plan_endpoint(req: &Request, net: &Network, pool: &mut Pool) -> Result<En
         ports: req.options.ports.clone(),
         masquerade: net.masquerade,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
-    })
+    };
+    Ok((endpoint, lease))
 }
 
 /// The published-port elements of an endpoint: one per host port (ranges expanded).
@@ -97,6 +100,7 @@ pub fn firewall_elements(ep: &Endpoint) -> Elements {
 mod tests {
     use super::*;
     use crate::ids::ContainerId;
+    use crate::ipam::Pool;
     use crate::options::Options;
     use crate::ports::parse_ports;
     use std::net::Ipv4Addr;
@@ -107,8 +111,8 @@ mod tests {
 
     #[test]
     fn default_request_gets_first_address_eth0_and_derived_mac() {
-        let mut pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &mut pool).unwrap();
+        let pool = Pool::default();
+        let (ep, lease) = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &pool).unwrap();
         let v4 = ep.ipv4.unwrap();
         assert_eq!(v4.address, Ipv4Addr::new(10, 77, 0, 2));
         assert_eq!(v4.prefix, 16);
@@ -117,7 +121,7 @@ mod tests {
         assert_eq!(ep.bridge, "nethook0");
         assert_eq!(ep.mac, Mac::from_ipv4(v4.address));
         assert_eq!(ep.host_interface, ContainerId::parse("c1").unwrap().host_veth_name());
-        assert_eq!(pool.owner(v4.address), Some("c1"));
+        assert_eq!(lease, Lease { address: v4.address, advances_cursor: true });
     }
 
     #[test]
@@ -129,8 +133,8 @@ mod tests {
             ports: parse_ports("8080:80").unwrap(),
             ..Options::default()
         };
-        let mut pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
         assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 1, 1));
         assert_eq!(ep.mac.to_string(), "02:00:00:00:00:01");
         assert_eq!(ep.interface, "net0");
@@ -140,8 +144,8 @@ mod tests {
     #[test]
     fn elements_expand_ranges_and_carry_the_subnet() {
         let opts = Options { ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(), ..Options::default() };
-        let mut pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
         let e = firewall_elements(&ep);
         assert_eq!(e.masq4, vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]);
         assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
@@ -163,8 +167,8 @@ mod tests {
     fn a_network_without_masquerade_adds_no_subnet() {
         let mut net = Network::builtin_default();
         net.masquerade = false;
-        let mut pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", Options::default()), &net, &mut pool).unwrap();
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap().0;
         let e = firewall_elements(&ep);
         assert!(e.masq4.is_empty());
         // Still isolated and guarded against spoofing.
@@ -175,9 +179,9 @@ mod tests {
 
     #[test]
     fn network_elements_are_the_shared_part() {
-        let mut pool = Pool::default();
+        let pool = Pool::default();
         let opts = Options { ports: parse_ports("8080:80").unwrap(), ..Options::default() };
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
         let all = firewall_elements(&ep);
         assert_eq!(all.shared(), network_elements(&ep));
         assert_eq!(all.own(), Elements { ports: port_elements(&ep), sources: source_elements(&ep), ..Elements::default() });
@@ -186,9 +190,50 @@ mod tests {
     #[test]
     fn publishing_on_a_container_subnet_address_is_refused_before_allocating() {
         let opts = Options { ports: parse_ports("10.77.0.5:8080:80").unwrap(), ..Options::default() };
+        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &Unreadable).unwrap_err();
+        assert!(matches!(e, PlanError::HostIpInSubnet { .. }), "{e:?}");
+    }
+
+    /// Allocations whose every read fails, like a store that cannot read its files.
+    struct Unreadable;
+
+    impl Allocations for Unreadable {
+        type Error = std::io::Error;
+        fn owner(&self, _: Ipv4Addr) -> Result<Option<String>, Self::Error> {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+        }
+        fn last(&self) -> Result<Option<Ipv4Addr>, Self::Error> {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+        }
+    }
+
+    #[test]
+    fn the_address_comes_after_the_cursor_and_skips_held_ones() {
         let mut pool = Pool::default();
-        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &mut pool).unwrap_err();
-        assert!(matches!(e, PlanError::HostIpInSubnet { .. }));
-        assert!(pool.allocations.is_empty());
+        let net = Network::builtin_default();
+        pool.last = Some(Ipv4Addr::new(10, 77, 0, 9));
+        pool.allocations.insert(Ipv4Addr::new(10, 77, 0, 10), "old".into());
+        let (ep, lease) = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap();
+        assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 0, 11));
+        pool.record(&lease, &ep.id);
+        let (ep2, _) = plan_endpoint(&request("c2", Options::default()), &net, &pool).unwrap();
+        assert_eq!(ep2.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 0, 12));
+    }
+
+    #[test]
+    fn a_static_address_held_by_another_container_names_it() {
+        let mut pool = Pool::default();
+        pool.allocations.insert(Ipv4Addr::new(10, 77, 1, 1), "web-1".into());
+        let opts = Options { ip: Some(Ipv4Addr::new(10, 77, 1, 1)), ..Options::default() };
+        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap_err();
+        assert!(matches!(&e, PlanError::Ipam(IpamError::Taken { owner, .. }) if owner == "web-1"), "{e:?}");
+    }
+
+    #[test]
+    fn unreadable_allocations_fail_the_plan_with_their_cause() {
+        let e = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &Unreadable).unwrap_err();
+        assert!(matches!(e, PlanError::Ipam(IpamError::State { ref network, .. }) if network == "nethook"), "{e:?}");
+        let causes: Vec<String> = std::iter::successors(std::error::Error::source(&e), |c| c.source()).map(ToString::to_string).collect();
+        assert!(causes.iter().any(|c| c.contains("Permission denied")), "{causes:?}");
     }
 }

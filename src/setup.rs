@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
-use crate::ipam::Pool;
 use crate::link::{self, LinkError, Rtnl, VethSpec};
 use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
@@ -78,11 +77,11 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         }
         teardown::release(store, &rtnl, &existing)?;
     }
-    let mut pool = store.load_pool(&network.name)?;
-    let endpoint = plan_endpoint(req, &network, &mut pool)?;
-    store.save_pool(&network.name, &pool)?;
+    let ipam = store.ipam(&network.name)?;
+    let (endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
+    ipam.record(&lease, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
-        forget(store, &endpoint, &mut pool);
+        forget(store, &endpoint, &ipam);
         return Err(e.into());
     }
     steps.mark("plan+record");
@@ -95,7 +94,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         }
         Err(e) => {
             undo.run(&rtnl);
-            forget(store, &endpoint, &mut pool);
+            forget(store, &endpoint, &ipam);
             Err(name_port_owner(store, e))
         }
     }
@@ -221,8 +220,8 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
 }
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
-fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) {
-    if let Err(e) = teardown::forget(store, ep, pool) {
+fn forget(store: &Store, ep: &Endpoint, ipam: &crate::store::IpamDir) {
+    if let Err(e) = teardown::forget(store, ep, ipam) {
         eprintln!("nethook: rollback could not drop the record of {}: {e}; run `nethook gc`", ep.id);
     }
 }

@@ -1,8 +1,9 @@
 //! On-disk state: network definitions (persistent) and runtime state (tmpfs):
-//! the lock, IPAM pools and endpoint records. The only module that touches files.
+//! the lock, IPAM allocations and endpoint records. The only module that touches files.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::net::{AddrParseError, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::endpoint::Endpoint;
 use crate::ids::ContainerId;
-use crate::ipam::Pool;
+use crate::ipam::{Allocations, Lease, Pool};
 use crate::network::Network;
 use crate::options::DEFAULT_NETWORK;
 
@@ -35,6 +36,19 @@ pub enum StoreError {
     },
     #[error("{path} is a symlink or not a regular file/directory; refusing to follow it")]
     NotPlain { path: PathBuf },
+    #[error("{path} does not hold an IPv4 address ({source}); remove it, it only says where allocation resumes")]
+    BadCursor {
+        path: PathBuf,
+        #[source]
+        source: AddrParseError,
+    },
+    #[error("{path} appeared although nethook holds {lock}: something writes IPAM state without the lock; this is a bug, please report it")]
+    AddressRace {
+        path: PathBuf,
+        lock: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("unknown network {name:?}; create it with `nethook network create {name} --subnet CIDR` or use the default network")]
     UnknownNetwork { name: String },
     #[error("network {name} already exists; pick another name or `nethook network rm {name}` first")]
@@ -79,8 +93,18 @@ impl Store {
         self.networks_dir().join(format!("{name}.json"))
     }
 
-    pub fn pool_path(&self, network: &str) -> PathBuf {
-        self.run_dir.join("ipam").join(format!("{network}.json"))
+    fn ipam_root(&self) -> PathBuf {
+        self.run_dir.join("ipam")
+    }
+
+    /// A network's allocations: one file per address, named by it, holding the owner's id.
+    pub fn ipam_dir(&self, network: &str) -> PathBuf {
+        self.ipam_root().join(network)
+    }
+
+    /// The single file older versions kept a network's allocations in.
+    fn legacy_pool_path(&self, network: &str) -> PathBuf {
+        self.ipam_root().join(format!("{network}.json"))
     }
 
     pub fn endpoint_path(&self, id: &ContainerId) -> PathBuf {
@@ -142,13 +166,34 @@ impl Store {
 
     // ---- IPAM -----------------------------------------------------------------------
 
-    pub fn load_pool(&self, network: &str) -> Result<Pool, StoreError> {
-        Ok(read_json(&self.pool_path(network))?.unwrap_or_default())
+    /// A network's allocations, for use under the lock. Converts the single file of older
+    /// versions on first use, so every later reader sees one layout.
+    pub fn ipam(&self, network: &str) -> Result<IpamDir, StoreError> {
+        ensure_dir(&self.ipam_root())?;
+        let dir = IpamDir { dir: self.ipam_dir(network), lock: self.run_dir.join("lock") };
+        ensure_dir(&dir.dir)?;
+        let legacy = self.legacy_pool_path(network);
+        if let Some(pool) = read_json::<Pool>(&legacy)? {
+            dir.adopt(&pool)?;
+            remove_file(&legacy)?;
+        }
+        Ok(dir)
     }
 
-    pub fn save_pool(&self, network: &str, pool: &Pool) -> Result<(), StoreError> {
-        ensure_dir(&self.run_dir.join("ipam"))?;
-        write_json(&self.pool_path(network), pool)
+    /// Every allocation of `network` by address, those still in an unconverted file of an
+    /// older version included. Changes nothing, for `gc --dry-run`.
+    pub fn list_allocations(&self, network: &str) -> Result<Vec<(Ipv4Addr, String)>, StoreError> {
+        let dir = IpamDir { dir: self.ipam_dir(network), lock: self.run_dir.join("lock") };
+        let mut out = dir.allocations()?;
+        if let Some(pool) = read_json::<Pool>(&self.legacy_pool_path(network))? {
+            for (ip, owner) in pool.allocations {
+                if !out.iter().any(|(held, _)| *held == ip) {
+                    out.push((ip, owner));
+                }
+            }
+            out.sort();
+        }
+        Ok(out)
     }
 
     // ---- endpoints ------------------------------------------------------------------
@@ -180,6 +225,148 @@ impl Store {
     }
 }
 
+/// One network's allocations, `RUN_DIR/ipam/<network>/`: a file per address (`10.77.0.2`,
+/// holding the owner's container id) and `last`, the round-robin cursor. Allocating
+/// touches one address file and the cursor instead of rewriting every allocation, so a
+/// setup costs the same with one container or thousands. Only valid under the lock.
+#[derive(Debug)]
+pub struct IpamDir {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+impl IpamDir {
+    fn address_path(&self, ip: Ipv4Addr) -> PathBuf {
+        self.dir.join(ip.to_string())
+    }
+
+    fn cursor_path(&self) -> PathBuf {
+        self.dir.join("last")
+    }
+
+    /// Records a lease chosen by `ipam::choose`. The address file is created exclusively:
+    /// under the lock it cannot exist, so if it does, something bypassed the lock, and
+    /// failing beats handing one address to two containers.
+    pub fn record(&self, lease: &Lease, id: &ContainerId) -> Result<(), StoreError> {
+        let path = self.address_path(lease.address);
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true).mode(0o600);
+        let mut file = match open_nofollow(&path, &mut opts) {
+            Ok(f) => f,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AddressRace { path, lock: self.lock.clone(), source });
+            }
+            Err(e) => return Err(e),
+        };
+        let written = file.write_all(id.as_str().as_bytes()).map_err(io_err("write", &path)).and_then(|()| {
+            if lease.advances_cursor {
+                write_atomic(&self.cursor_path(), format!("{}\n", lease.address).as_bytes())
+            } else {
+                Ok(())
+            }
+        });
+        if written.is_err() {
+            // The caller fails the setup, which then has no record through which teardown
+            // or gc would find this address: free it here, or it stays held by nobody.
+            let _ = fs::remove_file(&path);
+        }
+        written
+    }
+
+    /// Frees `ip` only if `owner` still holds it: a late teardown of an old container must
+    /// not free an address that was handed to a newer one. False when it did not.
+    pub fn release(&self, ip: Ipv4Addr, owner: &str) -> Result<bool, StoreError> {
+        if self.owner(ip)?.as_deref() != Some(owner) {
+            return Ok(false);
+        }
+        remove_file(&self.address_path(ip))
+    }
+
+    /// Whether any address is allocated. Stops at the first address file, so the answer
+    /// does not cost a read of every allocation.
+    pub fn has_addresses(&self) -> Result<bool, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("list", &self.dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &self.dir))?;
+            if address_name(&entry.file_name()).is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every allocation, by address. Reads the whole directory: for `gc`, not for hooks.
+    pub fn allocations(&self) -> Result<Vec<(Ipv4Addr, String)>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &self.dir))?;
+            let Some(ip) = address_name(&entry.file_name()) else { continue };
+            // Gone since the listing only if something bypassed the lock; nothing to report.
+            if let Some(owner) = self.owner(ip)? {
+                out.push((ip, owner));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes the allocations of an older version's single file into this directory.
+    /// Idempotent, so a conversion cut short by a crash is finished by the next one: an
+    /// address already present keeps its file, and the file of the older version is
+    /// removed by the caller only after this succeeded.
+    fn adopt(&self, pool: &Pool) -> Result<(), StoreError> {
+        for (ip, owner) in &pool.allocations {
+            // Through a rename, so a crash cannot leave an empty file that a rerun would
+            // then keep: the address would look held by nobody and gc would free it.
+            if !self.is_taken(*ip)? {
+                write_atomic(&self.address_path(*ip), owner.as_bytes())?;
+            }
+        }
+        if let (Some(last), None) = (pool.last, self.last()?) {
+            write_atomic(&self.cursor_path(), format!("{last}\n").as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl Allocations for IpamDir {
+    type Error = StoreError;
+
+    fn owner(&self, ip: Ipv4Addr) -> Result<Option<String>, StoreError> {
+        let path = self.address_path(ip);
+        Ok(read_small(&path)?.map(|text| text.trim_end().to_owned()))
+    }
+
+    fn is_taken(&self, ip: Ipv4Addr) -> Result<bool, StoreError> {
+        let path = self.address_path(ip);
+        match path.symlink_metadata() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("inspect", &path)(e)),
+        }
+    }
+
+    fn last(&self) -> Result<Option<Ipv4Addr>, StoreError> {
+        let path = self.cursor_path();
+        let Some(text) = read_small(&path)? else { return Ok(None) };
+        text.trim().parse().map(Some).map_err(|source| StoreError::BadCursor { path, source })
+    }
+}
+
+/// The address an IPAM directory entry stands for; `None` for the cursor and temp files.
+fn address_name(name: &std::ffi::OsStr) -> Option<Ipv4Addr> {
+    name.to_str()?.parse().ok()
+}
+
 /// Creates `dir` (0700) if needed and refuses a symlink in its place.
 fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     match dir.symlink_metadata() {
@@ -202,8 +389,8 @@ fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> Result<File, StoreError
     })
 }
 
-/// Reads a JSON file; `None` when it does not exist.
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+/// Reads a whole file; `None` when it does not exist.
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     let mut file = match open_nofollow(path, OpenOptions::new().read(true)) {
         Ok(f) => f,
         Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -211,17 +398,32 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> 
     };
     let mut text = Vec::new();
     file.read_to_end(&mut text).map_err(io_err("read", path))?;
+    Ok(Some(text))
+}
+
+/// Reads a short text file (an owner id, an address); `None` when it does not exist.
+fn read_small(path: &Path) -> Result<Option<String>, StoreError> {
+    Ok(read_bytes(path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Reads a JSON file; `None` when it does not exist.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    let Some(text) = read_bytes(path)? else { return Ok(None) };
     serde_json::from_slice(&text).map(Some).map_err(|source| StoreError::Corrupt { path: path.to_owned(), source })
 }
 
-/// Writes through a temporary file and a rename so readers never see a torn file.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let mut text = serde_json::to_vec_pretty(value).map_err(|e| io_err("serialise", path)(e.into()))?;
     text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// Writes through a temporary file and a rename so readers never see a torn file.
+fn write_atomic(path: &Path, text: &[u8]) -> Result<(), StoreError> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
     let mut file = open_nofollow(&tmp, OpenOptions::new().write(true).create(true).truncate(true).mode(0o600))?;
-    file.write_all(&text).map_err(io_err("write", &tmp))?;
+    file.write_all(text).map_err(io_err("write", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
 }
 
@@ -298,26 +500,180 @@ mod tests {
         assert!(!s.remove_network("blue").unwrap());
     }
 
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn cid(s: &str) -> ContainerId {
+        ContainerId::parse(s).unwrap()
+    }
+
+    fn lease(address: &str, advances_cursor: bool) -> Lease {
+        Lease { address: ip(address), advances_cursor }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn write_legacy(s: &Store, text: &str) -> PathBuf {
+        let path = s.run_dir().join("ipam").join("nethook.json");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
-    fn corrupted_pool_names_the_file_and_gc() {
+    fn a_lease_becomes_an_owner_file_and_moves_the_cursor() {
+        let t = TempDir::new("record");
+        let s = store(&t);
+        let ipam = s.ipam("nethook").unwrap();
+        ipam.record(&lease("10.77.0.2", true), &cid("a")).unwrap();
+        let file = s.ipam_dir("nethook").join("10.77.0.2");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "a");
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&s.ipam_dir("nethook")), 0o700);
+        assert_eq!(ipam.owner(ip("10.77.0.2")).unwrap().as_deref(), Some("a"));
+        assert_eq!(ipam.last().unwrap(), Some(ip("10.77.0.2")));
+        // A static address leaves the cursor where round robin put it.
+        ipam.record(&lease("10.77.9.9", false), &cid("b")).unwrap();
+        assert_eq!(ipam.last().unwrap(), Some(ip("10.77.0.2")));
+        assert!(ipam.is_taken(ip("10.77.9.9")).unwrap());
+        assert!(!ipam.is_taken(ip("10.77.0.3")).unwrap());
+    }
+
+    #[test]
+    fn choosing_through_the_directory_resumes_after_the_cursor() {
+        let t = TempDir::new("choose");
+        let s = store(&t);
+        let net = Network::builtin_default();
+        let ipam = s.ipam("nethook").unwrap();
+        for (n, expected) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
+            let l = crate::ipam::choose(&net, None, &ipam).unwrap();
+            assert_eq!(l.address, ip(expected));
+            ipam.record(&l, &cid(n)).unwrap();
+        }
+        assert!(ipam.release(ip("10.77.0.2"), "a").unwrap());
+        assert_eq!(crate::ipam::choose(&net, None, &ipam).unwrap().address, ip("10.77.0.4"));
+        let taken = crate::ipam::choose(&net, Some(ip("10.77.0.3")), &ipam).unwrap_err();
+        assert!(taken.to_string().contains("container b"), "{taken}");
+    }
+
+    #[test]
+    fn an_existing_address_file_is_a_race_not_a_retry() {
+        let t = TempDir::new("race");
+        let s = store(&t);
+        let ipam = s.ipam("nethook").unwrap();
+        ipam.record(&lease("10.77.0.2", true), &cid("a")).unwrap();
+        let e = ipam.record(&lease("10.77.0.2", true), &cid("b")).unwrap_err();
+        assert!(matches!(&e, StoreError::AddressRace { source, .. } if source.raw_os_error() == Some(nix::libc::EEXIST)), "{e:?}");
+        assert!(e.to_string().contains("ipam/nethook/10.77.0.2") && e.to_string().contains("bug"), "{e}");
+        // The first owner keeps it.
+        assert_eq!(ipam.owner(ip("10.77.0.2")).unwrap().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn release_frees_only_the_current_owners_address() {
+        let t = TempDir::new("release");
+        let s = store(&t);
+        let ipam = s.ipam("nethook").unwrap();
+        ipam.record(&lease("10.77.0.2", true), &cid("new")).unwrap();
+        assert!(!ipam.release(ip("10.77.0.2"), "old").unwrap());
+        assert_eq!(ipam.owner(ip("10.77.0.2")).unwrap().as_deref(), Some("new"));
+        assert!(ipam.release(ip("10.77.0.2"), "new").unwrap());
+        assert!(!ipam.release(ip("10.77.0.2"), "new").unwrap());
+        assert_eq!(ipam.owner(ip("10.77.0.2")).unwrap(), None);
+    }
+
+    #[test]
+    fn the_cursor_and_temp_files_are_not_addresses() {
+        let t = TempDir::new("empty");
+        let s = store(&t);
+        let ipam = s.ipam("nethook").unwrap();
+        assert!(!ipam.has_addresses().unwrap());
+        ipam.record(&lease("10.77.0.2", true), &cid("a")).unwrap();
+        fs::write(s.ipam_dir("nethook").join(".last.tmp"), b"10.77.0.2\n").unwrap();
+        assert!(ipam.has_addresses().unwrap());
+        assert_eq!(ipam.allocations().unwrap(), vec![(ip("10.77.0.2"), "a".to_owned())]);
+        assert!(ipam.release(ip("10.77.0.2"), "a").unwrap());
+        assert!(!ipam.has_addresses().unwrap());
+        assert!(ipam.allocations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cursor_that_is_not_an_address_names_its_file() {
+        let t = TempDir::new("cursor");
+        let s = store(&t);
+        let ipam = s.ipam("nethook").unwrap();
+        fs::write(s.ipam_dir("nethook").join("last"), b"banana").unwrap();
+        let e = ipam.last().unwrap_err();
+        assert!(matches!(e, StoreError::BadCursor { .. }));
+        assert!(e.to_string().contains("ipam/nethook/last"), "{e}");
+    }
+
+    #[test]
+    fn the_single_file_of_older_versions_is_converted_once() {
+        let t = TempDir::new("upgrade");
+        let s = store(&t);
+        let legacy = write_legacy(&s, r#"{"allocations": {"10.77.0.2": "a", "10.77.0.7": "b"}, "last": "10.77.0.7"}"#);
+        // Dry runs see the old allocations without converting them.
+        assert_eq!(s.list_allocations("nethook").unwrap().len(), 2);
+        assert!(legacy.exists());
+        let ipam = s.ipam("nethook").unwrap();
+        assert!(!legacy.exists());
+        assert_eq!(ipam.allocations().unwrap(), vec![(ip("10.77.0.2"), "a".to_owned()), (ip("10.77.0.7"), "b".to_owned())]);
+        assert_eq!(ipam.last().unwrap(), Some(ip("10.77.0.7")));
+        assert_eq!(mode(&s.ipam_dir("nethook").join("10.77.0.2")), 0o600);
+        // Allocation continues where the old file left off.
+        let next = crate::ipam::choose(&Network::builtin_default(), None, &ipam).unwrap();
+        assert_eq!(next.address, ip("10.77.0.8"));
+        ipam.record(&next, &cid("c")).unwrap();
+        // Later loads find nothing to convert and change nothing.
+        let again = s.ipam("nethook").unwrap();
+        assert_eq!(again.allocations().unwrap().len(), 3);
+        assert_eq!(again.last().unwrap(), Some(ip("10.77.0.8")));
+    }
+
+    #[test]
+    fn a_conversion_cut_short_is_finished_without_overwriting() {
+        let t = TempDir::new("upgrade-resume");
+        let s = store(&t);
+        // A crash after some files were written but before the old file was removed; since
+        // then the directory moved on (.2 freed and given to c, cursor past it).
+        let ipam = s.ipam("nethook").unwrap();
+        ipam.record(&lease("10.77.0.2", true), &cid("c")).unwrap();
+        write_legacy(&s, r#"{"allocations": {"10.77.0.2": "a", "10.77.0.3": "b"}, "last": "10.77.0.3"}"#);
+        let ipam = s.ipam("nethook").unwrap();
+        assert_eq!(ipam.allocations().unwrap(), vec![(ip("10.77.0.2"), "c".to_owned()), (ip("10.77.0.3"), "b".to_owned())]);
+        assert_eq!(ipam.last().unwrap(), Some(ip("10.77.0.2")));
+    }
+
+    #[test]
+    fn a_corrupted_old_file_names_the_file() {
         let t = TempDir::new("corrupt");
         let s = store(&t);
-        s.save_pool("nethook", &Pool::default()).unwrap();
-        fs::write(s.pool_path("nethook"), b"{\"allocations\": {").unwrap();
-        let e = s.load_pool("nethook").unwrap_err().to_string();
-        assert!(e.contains("ipam/nethook.json") && e.contains("nethook gc"), "{e}");
+        write_legacy(&s, "{\"allocations\": {");
+        let e = s.ipam("nethook").unwrap_err().to_string();
+        assert!(e.contains("ipam/nethook.json"), "{e}");
     }
 
     #[test]
     fn symlinked_state_files_are_refused() {
         let t = TempDir::new("symlink");
         let s = store(&t);
-        s.save_pool("nethook", &Pool::default()).unwrap();
-        let target = t.0.join("elsewhere.json");
-        fs::write(&target, b"{}").unwrap();
-        fs::remove_file(s.pool_path("nethook")).unwrap();
-        std::os::unix::fs::symlink(&target, s.pool_path("nethook")).unwrap();
-        assert!(matches!(s.load_pool("nethook"), Err(StoreError::NotPlain { .. })));
+        let ipam = s.ipam("nethook").unwrap();
+        let target = t.0.join("elsewhere");
+        fs::write(&target, b"someone").unwrap();
+        std::os::unix::fs::symlink(&target, s.ipam_dir("nethook").join("10.77.0.2")).unwrap();
+        assert!(matches!(ipam.owner(ip("10.77.0.2")), Err(StoreError::NotPlain { .. })));
+        assert!(matches!(ipam.record(&lease("10.77.0.2", true), &cid("a")), Err(StoreError::AddressRace { .. })));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "someone");
+        std::os::unix::fs::symlink(&target, s.ipam_dir("nethook").join("last")).unwrap();
+        assert!(matches!(ipam.last(), Err(StoreError::NotPlain { .. })));
+        // A network directory that is a symlink is refused before anything is read.
+        std::os::unix::fs::symlink(&t.0, s.ipam_dir("other")).unwrap();
+        assert!(matches!(s.ipam("other"), Err(StoreError::NotPlain { .. })));
     }
 
     #[test]

@@ -5,12 +5,12 @@ use crate::conntrack::{self, ConntrackError};
 use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
-use crate::ipam::Pool;
+use crate::ipam::Allocations;
 use crate::link::{LinkError, Rtnl, VethFate};
 use crate::timing::Steps;
 use crate::ports::Proto;
 use crate::plan::{network_elements, port_elements, source_elements};
-use crate::store::{Store, StoreError};
+use crate::store::{IpamDir, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -52,10 +52,13 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
 /// host port must not be blackholed by an entry pointing at the old address), then the
 /// address and record.
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
-    let mut pool = store.load_pool(&ep.network)?;
+    let ipam = store.ipam(&ep.network)?;
     // Only touch address-bound state while the address is still ours: after a crash and
     // gc the address may already belong to a newer container.
-    let owns_address = ep.ipv4.is_some_and(|v4| pool.owner(v4.address) == Some(ep.id.as_str()));
+    let owns_address = match ep.ipv4 {
+        Some(v4) => ipam.owner(v4.address)?.as_deref() == Some(ep.id.as_str()),
+        None => false,
+    };
     let ports = port_elements(ep);
     // The anti-spoofing elements are keyed by the host veth, whose name derives from this
     // container id (one endpoint per id), so they are this endpoint's even when its address has
@@ -78,7 +81,7 @@ pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, Tear
             log_conntrack(ep, &e);
         }
     }
-    forget(store, ep, &mut pool)?;
+    forget(store, ep, &ipam)?;
     Ok(Report { found: true, link_deleted })
 }
 
@@ -89,13 +92,11 @@ fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When
 /// that was the network's last address, the per-network elements go: its subnet leaves the
 /// masquerade set and its bridge the isolation sets.
-pub fn forget(store: &Store, ep: &Endpoint, pool: &mut Pool) -> Result<(), TeardownError> {
+pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
-        if pool.release(v4.address, &ep.id) {
-            store.save_pool(&ep.network, pool)?;
-        }
+        ipam.release(v4.address, ep.id.as_str())?;
     }
-    if pool.allocations.is_empty() {
+    if !ipam.has_addresses()? {
         firewall::delete(&network_elements(ep))?;
     }
     store.remove_endpoint(&ep.id)?;

@@ -209,3 +209,31 @@ fn a_create_for_an_id_whose_old_container_died_without_poststop_reclaims_it() {
         assert!(new.sh("ip -o -4 addr show dev eth0").contains(nh.endpoint("ctr-a")["ipv4"].as_str().unwrap()));
     });
 }
+
+#[test]
+fn allocations_of_an_older_version_are_converted_and_orphans_freed_by_gc() {
+    sandbox!("allocations_of_an_older_version_are_converted_and_orphans_freed_by_gc", {
+        let nh = Nethook::new("upgrade");
+        // State an older nethook left: one file per network, here holding an address for
+        // a container that has no record (its poststop never ran).
+        let ipam = nh.run_dir().join("ipam");
+        std::fs::create_dir_all(&ipam).unwrap();
+        std::fs::write(ipam.join("nethook.json"), r#"{"allocations": {"10.77.0.2": "ghost"}, "last": "10.77.0.2"}"#).unwrap();
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[]);
+        assert!(!ipam.join("nethook.json").exists(), "the old file is converted at the first setup");
+        assert_eq!(nh.endpoint("ctr-a")["ipv4"], "10.77.0.3", "allocation resumes after the old cursor");
+        assert_eq!(std::fs::read_to_string(ipam.join("nethook/10.77.0.2")).unwrap(), "ghost");
+        assert_eq!(nh.allocations("nethook"), 2);
+        // A setup killed between creating an address file and writing its owner.
+        std::fs::write(ipam.join("nethook/10.77.0.9"), "").unwrap();
+        let (ok, out, err) = nh.cli(&["gc"]);
+        assert!(ok, "gc: {err}");
+        assert!(out.contains("free address 10.77.0.2 on nethook: container ghost has no endpoint record"), "{out}");
+        assert!(out.contains("free address 10.77.0.9"), "{out}");
+        assert!(!out.contains("ctr-a"), "{out}");
+        assert_eq!(nh.allocations("nethook"), 1);
+        nh.teardown(&a);
+        assert_eq!(nh.allocations("nethook"), 0);
+    });
+}

@@ -235,15 +235,16 @@ impl Nethook {
         self.endpoints().into_iter().find(|e| e["id"] == id).unwrap_or_else(|| panic!("no endpoint {id}"))
     }
 
+    /// Addresses allocated on `network`: the files named by an address in its IPAM
+    /// directory (`last`, the round-robin cursor, is not one).
     pub fn allocations(&self, network: &str) -> usize {
-        let path = self.run_dir().join("ipam").join(format!("{network}.json"));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let v: serde_json::Value = serde_json::from_str(&text).expect("ipam JSON");
-                v["allocations"].as_object().map(|m| m.len()).unwrap_or(0)
-            }
-            Err(_) => 0,
-        }
+        std::fs::read_dir(self.run_dir().join("ipam").join(network))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok()))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     pub fn records(&self) -> usize {
