@@ -27,6 +27,8 @@ pub mod store;
 pub mod sysctl;
 #[allow(unsafe_code)]
 mod sys;
+
+pub use sys::process::exit_now;
 pub mod teardown;
 pub mod timing;
 pub mod view;

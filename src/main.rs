@@ -102,12 +102,12 @@ enum NetworkCommand {
 
 fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
-        return run_hook(&store, None);
+        nethook::exit_now(run_hook(&store, None));
     }
     let cli = Cli::parse();
     let store = Store::new(cli.config_dir, cli.run_dir);
     let result = match cli.command {
-        Command::Hook { stage } => return run_hook(&store, stage),
+        Command::Hook { stage } => nethook::exit_now(run_hook(&store, stage)),
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
@@ -148,7 +148,7 @@ fn plain_hook_invocation() -> Option<Store> {
 }
 
 /// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
-fn run_hook(store: &Store, stage: Option<Stage>) -> ExitCode {
+fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
     nethook::firewall::defer_netfilter_release();
     let code = hook(store, stage);
     if let Err(e) = nethook::firewall::release_deferred_sockets() {
@@ -157,7 +157,7 @@ fn run_hook(store: &Store, stage: Option<Stage>) -> ExitCode {
     code
 }
 
-fn hook(store: &Store, stage: Option<Stage>) -> ExitCode {
+fn hook(store: &Store, stage: Option<Stage>) -> u8 {
     let input = match oci::read_state(io::stdin().lock(), stage) {
         Ok(i) => i,
         Err(e) => return fail(&e, 2),
@@ -169,26 +169,26 @@ fn hook(store: &Store, stage: Option<Stage>) -> ExitCode {
                 Err(e) => return fail(&e, 2),
             };
             if req.options.disabled {
-                return ExitCode::SUCCESS;
+                return 0;
             }
             match setup::setup(store, &req) {
                 Ok(ep) => {
                     let addr = ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_default();
                     eprintln!("nethook: {} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface);
-                    ExitCode::SUCCESS
+                    0
                 }
                 Err(e) => fail(&e, 1),
             }
         }
         Stage::Teardown => match teardown::teardown(store, &input.id) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(_) => 0,
             Err(e) => fail(&e, 1),
         },
     }
 }
 
 /// One line: the error and its causes, joined.
-fn fail(e: &dyn std::error::Error, code: u8) -> ExitCode {
+fn fail(e: &dyn std::error::Error, code: u8) -> u8 {
     let mut line = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -200,7 +200,7 @@ fn fail(e: &dyn std::error::Error, code: u8) -> ExitCode {
         cause = c.source();
     }
     eprintln!("nethook: {}", line.replace('\n', " "));
-    ExitCode::from(code)
+    code
 }
 
 fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {

@@ -152,8 +152,17 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
 
     let elements = firewall_elements(ep);
     if !elements.is_empty() {
-        firewall::ensure_skeleton()?;
-        firewall::add(&elements)?;
+        // The skeleton is there for every setup but the first, so the elements go in first;
+        // only when the batch names a table or set that is missing (ENOENT, nothing applied)
+        // is the missing part created and the batch sent again. Checking first would cost
+        // two more netlink round trips on every setup.
+        match firewall::add(&elements) {
+            Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {
+                firewall::ensure_skeleton()?;
+                firewall::add(&elements)?;
+            }
+            other => other?,
+        }
         undo.elements = Some(elements);
     }
     steps.mark("firewall");

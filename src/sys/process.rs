@@ -70,3 +70,13 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     drop(fds);
     Ok(())
 }
+
+/// Ends the process at once with `code`, skipping atexit handlers and thread-local and
+/// static destructors, which only free memory the kernel reclaims anyway and cost a hook
+/// ~0.2 ms on its way out. For the hook path only: it writes nothing to stdout (so nothing
+/// buffered is lost) and stderr is unbuffered.
+pub fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit is always safe to call; what it skips is stated above and is nothing
+    // the hook relies on: every file, lock and socket it holds is closed by the kernel.
+    unsafe { libc::_exit(c_int::from(code)) }
+}
