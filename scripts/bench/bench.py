@@ -8,8 +8,8 @@ are taken with time.perf_counter() around subprocess.run(), so they include the
 process start of every binary a runtime would start, for every tool alike.
 
 Phases (each writes RUN_DIR/<phase>.json):
-  floor      bare veth-delete cost: RTM_DELLINK over a raw netlink socket, and
-             `ip link del` as a process, for veths whose peer sits in a live netns
+  floor      veth-delete cost: RTM_DELLINK over a raw netlink socket, and `ip link del`
+             as a process, for bridge-port veths whose peer sits in a live netns
   nethook    N setups, peak RSS, N teardowns with the container netns alive
   nethook2   N setups, then per container (reverse order): kill it, wait until
              its host veth vanished, time the poststop (netns gone)

@@ -123,7 +123,7 @@ def main():
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
     out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook p50 at N≤20 / last 20;")
     out(" teardown rows: n = containers present before the teardown; floor rows: n = sample number —")
-    out(" rtm_dellink = bare veth delete (peer in a live netns) over a raw netlink socket, ip_link_del = same by `ip`,")
+    out(" rtm_dellink = delete of a bridge-port veth (peer in a live netns) over a raw netlink socket, ip_link_del = same by `ip`,")
     out(" nft_*_element = one `nft` process adding/deleting one map element, process_* = start of /bin/true, `nethook --version`)")
     for phase, fl in failures.items():
         if fl:
