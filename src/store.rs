@@ -160,8 +160,16 @@ impl Store {
     }
 
     /// Removes a network's file; false when there was none.
+    /// Removes a network's file and its address directory (by then only `last` and
+    /// addresses `gc` would free); false when there was no file.
     pub fn remove_network(&self, name: &str) -> Result<bool, StoreError> {
-        remove_file(&self.network_path(name))
+        let had_file = remove_file(&self.network_path(name))?;
+        let dir = self.ipam_dir(name);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove", &dir)(e)),
+            _ => {}
+        }
+        Ok(had_file)
     }
 
     // ---- IPAM -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ fn networks_are_created_listed_inspected_and_removed() {
         let (ok, _, err) = nh.cli(&["network", "rm", "blue"]);
         assert!(ok, "{err}");
         assert!(!sh_ok("ip link show nh-blue"));
+        assert!(!nh.run_dir().join("ipam").join("blue").exists(), "the network's address directory is left");
 
         // An unknown network names the fix.
         let d = FakeContainer::start("ctr-x");
