@@ -376,7 +376,7 @@ fn a_spoofed_mac_is_dropped_at_the_host_veth() {
             return;
         }
         let nh = Nethook::new("spoof-mac");
-        let Neighbours { a, b, ip_a, ip_b, at_b } = neighbours(&nh);
+        let Neighbours { a, ip_a, ip_b, at_b, .. } = neighbours(&nh);
         udp_send(&a, &ip_a, &ip_b, 5000, "real");
         assert!(at_b.got("real", 5.0).is_some(), "{}", at_b.lines());
         assert!(a.sh_ok(&format!("ping -c1 -W2 {GATEWAY}")));
