@@ -100,36 +100,6 @@ fetch_ok() {
 # timeout(1) instead.
 host_wget() { timeout 5 busybox wget -q -O - "$1"; }
 
-check_addresses() {
-    python3 - "$SUBNET" "$GATEWAY" "$@" <<'PY'
-import ipaddress, sys
-net, gw, ips = ipaddress.ip_network(sys.argv[1]), sys.argv[2], sys.argv[3:]
-for ip in ips:
-    if not ip:
-        sys.exit("missing address in %s" % ips)
-    if ipaddress.ip_address(ip) not in net or ip == gw:
-        sys.exit("%s is not a container address in %s" % (ip, net))
-if len(set(ips)) != len(ips):
-    sys.exit("addresses are not distinct: %s" % ips)
-print(" ".join(ips))
-PY
-}
-
-check_host_veth() { # ID VETH
-    [[ $2 =~ ^nh[0-9a-f]{12}$ ]] || { echo "host_interface '$2' is not nh+12 hex"; return 1; }
-    local line
-    line="$(ip -o link show dev "$2")" || return 1
-    [[ $line == *"master $BRIDGE"* ]] || { echo "$2 not attached to $BRIDGE: $line"; return 1; }
-}
-
-check_inside_addr() { # ID IP
-    local out
-    out="$(nh_exec "$1" ip -o -4 addr show dev eth0)" || return 1
-    [[ $out == *" inet $2/16 "* ]] || { echo "eth0 in $1 lacks $2/16: $out"; return 1; }
-    out="$(nh_exec "$1" ip route)" || return 1
-    [[ $out == *"default via $GATEWAY"* ]] || { echo "no default route via $GATEWAY in $1: $out"; return 1; }
-}
-
 check_bridge() {
     local out
     out="$(ip -o -4 addr show dev "$BRIDGE")" || return 1
@@ -280,12 +250,12 @@ VETH_A="$(nh_ls_field "$A" host_interface 2>/dev/null || true)"
 VETH_B="$(nh_ls_field "$B" host_interface 2>/dev/null || true)"
 echo "   $A: ${IP_A:-?} ($VETH_A)   $B: ${IP_B:-?} ($VETH_B)"
 
-nh_check "nethook ls --json: distinct addresses in $SUBNET" check_addresses "$IP_A" "$IP_B"
+nh_check "nethook ls --json: distinct addresses in $SUBNET" nh_check_addresses "$IP_A" "$IP_B"
 nh_check "bridge $BRIDGE holds gateway $GATEWAY/16" check_bridge
-nh_check "host veth of $A is nh+hex and on $BRIDGE" check_host_veth "$A" "$VETH_A"
-nh_check "host veth of $B is nh+hex and on $BRIDGE" check_host_veth "$B" "$VETH_B"
-nh_check "eth0 in $A has $IP_A/16 and default via $GATEWAY" check_inside_addr "$A" "$IP_A"
-nh_check "eth0 in $B has $IP_B/16 and default via $GATEWAY" check_inside_addr "$B" "$IP_B"
+nh_check "host veth of $A is nh+hex and on $BRIDGE" nh_check_host_veth "$VETH_A"
+nh_check "host veth of $B is nh+hex and on $BRIDGE" nh_check_host_veth "$VETH_B"
+nh_check "eth0 in $A has $IP_A/16 and default via $GATEWAY, only lo+eth0" nh_check_inside nh_exec "$A" "$IP_A"
+nh_check "eth0 in $B has $IP_B/16 and default via $GATEWAY, only lo+eth0" nh_check_inside nh_exec "$B" "$IP_B"
 nh_check "$A pings $B ($IP_B)" ping_from "$A" "$IP_B"
 nh_check "$B pings $A ($IP_A)" ping_from "$B" "$IP_A"
 nh_check "$A pings gateway $GATEWAY" ping_from "$A" "$GATEWAY"
@@ -322,7 +292,7 @@ else
     start "$C" "runc run $C with nethook.ports=8080:80" --httpd nethook.ports=8080:80
     IP_C="$(nh_ls_field "$C" ipv4 2>/dev/null || true)"
     echo "   $C: ${IP_C:-?} ports $(nh_ls_field "$C" ports 2>/dev/null || echo '?')"
-    nh_check "nethook ls --json: $C has its own address" check_addresses "$IP_A" "$IP_B" "$IP_C"
+    nh_check "nethook ls --json: $C has its own address" nh_check_addresses "$IP_A" "$IP_B" "$IP_C"
     nh_check "nethook ls --json: $C lists a published port" port_listed "$C"
     # Direct first: if this fails the problem is the container, not NAT.
     nh_check "httpd answers directly on $IP_C:80" fetch_ok host_wget "http://$IP_C:80/"

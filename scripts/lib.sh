@@ -149,7 +149,7 @@ nh_enter_sandbox() {
 # (it knows which containers it made); nh_cleanup is the usual handler.
 nh_setup_tmp() {
     NH_TMP="$(mktemp -d /tmp/nethook-sandbox.XXXXXX)"
-    NH_RUNC_ROOT="$NH_TMP/runc"
+    NH_RUNC_ROOT="$NH_TMP/rt-runc" # nh_rt's root for runc
     NETHOOK_RUN_DIR="$NH_TMP/run"
     NETHOOK_CONFIG_DIR="$NH_TMP/config"
     export NH_TMP NH_RUNC_ROOT NETHOOK_RUN_DIR NETHOOK_CONFIG_DIR
@@ -271,57 +271,26 @@ PY
 
 # --- containers -------------------------------------------------------------
 
-# `command`: a caller may define its own runc() wrapper for display.
-nh_runc() { command runc --root "$NH_RUNC_ROOT" "$@"; }
+# The runc flavour of the nh_rt_* helpers below (the runtime scripts set NH_RT;
+# the runc script and the demo use these). State under $NH_RUNC_ROOT, which is
+# where nh_rt keeps runc's. nh_rt runs `command runc`, so a caller may define
+# its own runc() wrapper for display.
+nh_runc() { NH_RT=runc nh_rt "$@"; }
 
-# nh_run_container BUNDLE ID: create + start detached. The container's stdio
-# goes to a log file: inheriting ours would keep a caller's pipe (tee, CI log
-# collector) open until the container dies, and there is no stdin in CI.
-# runc's own errors (including a failed createRuntime hook) land in that log,
-# which is printed on failure.
-nh_run_container() {
-    local bundle=$1 id=$2 log="$NH_TMP/$2.log"
-    if ! nh_runc run --detach --bundle "$bundle" "$id" </dev/null >"$log" 2>&1; then
-        sed 's/^/    runc: /' "$log" >&2
-        return 1
-    fi
-}
+# nh_run_container BUNDLE ID: create + start detached (see nh_rt_run).
+nh_run_container() { NH_RT=runc nh_rt_run "$@"; }
 
 # nh_exec ID CMD...: run a command inside a running container.
-nh_exec() {
-    local id=$1
-    shift
-    nh_runc exec "$id" "$@" </dev/null
-}
+nh_exec() { NH_RT=runc nh_rt_exec "$@"; }
 
-nh_container_status() {
-    nh_runc state "$1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || echo absent
-}
+nh_container_status() { NH_RT=runc nh_rt_status "$1"; }
 
-# nh_stop_container ID: SIGKILL, wait until runc sees it stopped, delete
-# (runc delete runs the poststop hooks). Quiet; safe on absent containers.
-nh_stop_container() {
-    local id=$1 i status
-    status="$(nh_container_status "$id")"
-    [[ $status == absent ]] && return 0
-    if [[ $status == running || $status == created || $status == paused ]]; then
-        nh_runc kill "$id" KILL >/dev/null 2>&1 || true
-        for ((i = 0; i < 50; i++)); do
-            [[ "$(nh_container_status "$id")" == stopped ]] && break
-            sleep 0.1
-        done
-    fi
-    nh_runc delete "$id" >/dev/null 2>&1 || nh_runc delete --force "$id" >/dev/null 2>&1 || true
-}
+# nh_stop_container ID: kill, wait, delete (runc delete runs the poststop
+# hooks). Quiet and always succeeds: for cleanup paths.
+nh_stop_container() { NH_RT=runc nh_rt_stop "$1" >/dev/null 2>&1 || true; }
 
 # Kill and delete every container under this run's runc root.
-nh_stop_all() {
-    [[ -n ${NH_RUNC_ROOT:-} && -d $NH_RUNC_ROOT ]] || return 0
-    local id
-    while read -r id; do
-        [[ -n $id ]] && nh_stop_container "$id"
-    done < <(nh_runc list --quiet 2>/dev/null || true)
-}
+nh_stop_all() { NH_RT=runc nh_rt_stop_all; }
 
 # EXIT trap: containers first (they are not our children and would outlive the
 # sandbox otherwise), then the scratch directory. Must never fail.
