@@ -631,6 +631,23 @@ if len(set(ips)) != len(ips):
 PY
 }
 
+# nh_check_pair EXEC_FN A IP_A VETH_A B IP_B VETH_B: two containers on the
+# default network, as every runtime script checks them: host veths, the view
+# from inside (through EXEC_FN ID CMD...), pings both ways, to the gateway and
+# from the sandbox host.
+nh_check_pair() {
+    local exec_fn=$1 a=$2 ip_a=$3 veth_a=$4 b=$5 ip_b=$6 veth_b=$7
+    nh_check "host veth of $a ($veth_a) is nh+hex and on $NH_BRIDGE" nh_check_host_veth "$veth_a"
+    nh_check "host veth of $b ($veth_b) is nh+hex and on $NH_BRIDGE" nh_check_host_veth "$veth_b"
+    nh_check "$a: eth0 $ip_a/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside "$exec_fn" "$a" "$ip_a"
+    nh_check "$b: eth0 $ip_b/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside "$exec_fn" "$b" "$ip_b"
+    nh_check "$a pings $b ($ip_b)" "$exec_fn" "$a" ping -c 1 -W 3 "$ip_b"
+    nh_check "$b pings $a ($ip_a)" "$exec_fn" "$b" ping -c 1 -W 3 "$ip_a"
+    nh_check "$a pings gateway $NH_GATEWAY" "$exec_fn" "$a" ping -c 1 -W 3 "$NH_GATEWAY"
+    nh_check "$b pings gateway $NH_GATEWAY" "$exec_fn" "$b" ping -c 1 -W 3 "$NH_GATEWAY"
+    nh_check "sandbox host pings $a ($ip_a)" busybox ping -c 1 -W 3 "$ip_a"
+}
+
 # nh_check_host_veth VETH: named nh + 12 hex and attached to the bridge.
 nh_check_host_veth() {
     [[ $1 =~ ^nh[0-9a-f]{12}$ ]] || { echo "host_interface '$1' is not nh+12 hex"; return 1; }
@@ -832,7 +849,7 @@ nh_rt_scenario() {
     local post_pid=${1-}
     local a="e2e-$$-a" b="e2e-$$-b" web="e2e-$$-web" cyc="e2e-$$-cycle"
     local -a ids=("$a" "$b" "$web" "$cyc") started=()
-    local id ip_a ip_b ip_web veth out i
+    local id ip_a ip_b ip_web out i
 
     nh_section "registration: nethook inject BUNDLE"
     local bundle_a="$NH_TMP/bundles/$a"
@@ -857,17 +874,8 @@ nh_rt_scenario() {
     ip_b="$(nh_ls_field "$b" ipv4 2>/dev/null || true)"
     echo "   $a: ${ip_a:-?}   $b: ${ip_b:-?}"
     nh_check "nethook ls --json: distinct addresses in $NH_SUBNET" nh_check_addresses "$ip_a" "$ip_b"
-    for id in "$a" "$b"; do
-        veth="$(nh_ls_field "$id" host_interface 2>/dev/null || true)"
-        nh_check "host veth of $id ($veth) is nh+hex and on $NH_BRIDGE" nh_check_host_veth "$veth"
-    done
-    nh_check "$a: eth0 $ip_a/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside nh_rt_exec "$a" "$ip_a"
-    nh_check "$b: eth0 $ip_b/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside nh_rt_exec "$b" "$ip_b"
-    nh_check "$a pings $b ($ip_b)" nh_rt_exec "$a" ping -c 1 -W 3 "$ip_b"
-    nh_check "$b pings $a ($ip_a)" nh_rt_exec "$b" ping -c 1 -W 3 "$ip_a"
-    nh_check "$a pings gateway $NH_GATEWAY" nh_rt_exec "$a" ping -c 1 -W 3 "$NH_GATEWAY"
-    nh_check "$b pings gateway $NH_GATEWAY" nh_rt_exec "$b" ping -c 1 -W 3 "$NH_GATEWAY"
-    nh_check "sandbox host pings $a ($ip_a)" busybox ping -c 1 -W 3 "$ip_a"
+    nh_check_pair nh_rt_exec "$a" "$ip_a" "$(nh_ls_field "$a" host_interface 2>/dev/null || true)" \
+        "$b" "$ip_b" "$(nh_ls_field "$b" host_interface 2>/dev/null || true)"
 
     nh_section "published port 8080 -> busybox httpd:80"
     nh_rt_bundle "$NH_TMP/bundles/$web" "$web" --httpd nethook.ports=8080:80
