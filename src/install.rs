@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::store::{CONFIG_DIR_ENV, RUN_DIR_ENV};
+
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     #[error("cannot {action} {path}")]
@@ -46,10 +48,10 @@ impl HookEnv {
     fn entries(&self) -> Vec<String> {
         let mut env = Vec::new();
         if let Some(d) = &self.config_dir {
-            env.push(format!("NETHOOK_CONFIG_DIR={}", d.display()));
+            env.push(format!("{CONFIG_DIR_ENV}={}", d.display()));
         }
         if let Some(d) = &self.run_dir {
-            env.push(format!("NETHOOK_RUN_DIR={}", d.display()));
+            env.push(format!("{RUN_DIR_ENV}={}", d.display()));
         }
         env
     }

@@ -12,17 +12,17 @@ use clap::{Parser, Subcommand};
 use nethook::link::Rtnl;
 use nethook::network::Network;
 use nethook::oci::{self, Stage};
-use nethook::store::{Store, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR};
+use nethook::store::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 use nethook::{gc, install, setup, teardown, view};
 
 #[derive(Parser)]
 #[command(name = "nethook", version, about = "Container networking as an OCI hook: bridge, IPAM, nftables NAT")]
 struct Cli {
     /// Where network definitions live.
-    #[arg(long, global = true, env = "NETHOOK_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR)]
+    #[arg(long, global = true, env = CONFIG_DIR_ENV, default_value = DEFAULT_CONFIG_DIR)]
     config_dir: PathBuf,
     /// Where runtime state (lock, IPAM, endpoint records) lives; should be on tmpfs.
-    #[arg(long, global = true, env = "NETHOOK_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    #[arg(long, global = true, env = RUN_DIR_ENV, default_value = DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -144,7 +144,7 @@ fn plain_hook_invocation() -> Option<Store> {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(default),
     };
-    Some(Store::new(dir("NETHOOK_CONFIG_DIR", DEFAULT_CONFIG_DIR), dir("NETHOOK_RUN_DIR", DEFAULT_RUN_DIR)))
+    Some(Store::new(dir(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR), dir(RUN_DIR_ENV, DEFAULT_RUN_DIR)))
 }
 
 /// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.

@@ -18,6 +18,10 @@ use crate::options::DEFAULT_NETWORK;
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/nethook";
 pub const DEFAULT_RUN_DIR: &str = "/run/nethook";
+/// Environment variables that override the two roots, for the CLI, the hook and the hook
+/// files `install`/`inject` write.
+pub const CONFIG_DIR_ENV: &str = "NETHOOK_CONFIG_DIR";
+pub const RUN_DIR_ENV: &str = "NETHOOK_RUN_DIR";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -36,10 +36,12 @@ pub fn route_localnet(bridge: &str) -> Result<bool, SysctlError> {
     ensure(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1")
 }
 
-/// Turns IPv6 off on an interface of a network that has no IPv6. Otherwise every new
-/// link sends duplicate-address probes and multicast reports that the bridge floods to
-/// every other container, which makes each setup cost grow with the number running.
-/// Missing when the kernel has IPv6 disabled altogether: nothing to do then.
+/// Turns IPv6 off on a host veth of a network that has no IPv6, so the host gets no
+/// link-local address, route or neighbour chatter per container. (Containers' IPv6 is
+/// dropped at their bridge port instead; see the bridge table.) Only for names in the
+/// hook's own namespace: a `/proc/sys/net` lookup from inside a container's namespace
+/// would slow every later lookup on the host. Missing when the kernel has IPv6 disabled
+/// altogether: nothing to do then.
 pub fn disable_ipv6(ifname: &str) -> Result<bool, SysctlError> {
     match ensure(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "1") {
         Err(e) if e.source.kind() == io::ErrorKind::NotFound => Ok(false),
