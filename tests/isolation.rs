@@ -19,18 +19,6 @@ const HOST: &str = "192.0.2.1";
 const OUT: &str = "192.0.2.2";
 const GATEWAY: &str = "10.77.0.1";
 
-fn ns(c: &FakeContainer) -> String {
-    format!("nsenter -t {} -n", c.pid())
-}
-
-fn needs(tools: &str) -> bool {
-    let ok = sh_ok(&format!("command -v {tools}"));
-    if !ok {
-        eprintln!("SKIP: needs {tools}");
-    }
-    ok
-}
-
 /// The outside world: its own namespace with 192.0.2.2, routing `routes` via the host.
 fn outside(routes: &[&str]) -> FakeContainer {
     let o = FakeContainer::start("outside");

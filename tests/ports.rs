@@ -11,10 +11,6 @@ const HOST: &str = "192.0.2.1";
 const HOST2: &str = "198.51.100.1";
 const OUT: &str = "192.0.2.2";
 
-fn ns(c: &FakeContainer) -> String {
-    format!("nsenter -t {} -n", c.pid())
-}
-
 /// The outside world: its own namespace with 192.0.2.2 and 198.51.100.2.
 fn outside() -> FakeContainer {
     let o = FakeContainer::start("outside");
@@ -39,8 +35,7 @@ fn map_elements(map: &str) -> usize {
 #[test]
 fn published_ports_masquerade_hairpin_and_localhost_work_end_to_end() {
     sandbox!("published_ports_masquerade_hairpin_and_localhost_work_end_to_end", {
-        if !sh_ok("command -v python3 && command -v nft") {
-            eprintln!("SKIP: needs python3 and nft");
+        if !needs("python3 && command -v nft") {
             return;
         }
         let nh = Nethook::new("ports");
@@ -87,8 +82,7 @@ fn published_ports_masquerade_hairpin_and_localhost_work_end_to_end() {
 #[test]
 fn route_localnet_does_not_let_containers_reach_host_loopback_services() {
     sandbox!("route_localnet_does_not_let_containers_reach_host_loopback_services", {
-        if !sh_ok("command -v python3 && command -v nft") {
-            eprintln!("SKIP: needs python3 and nft");
+        if !needs("python3 && command -v nft") {
             return;
         }
         let nh = Nethook::new("localnet");
@@ -111,8 +105,7 @@ fn route_localnet_does_not_let_containers_reach_host_loopback_services() {
 #[test]
 fn a_port_clash_is_refused_and_leaves_nothing() {
     sandbox!("a_port_clash_is_refused_and_leaves_nothing", {
-        if !sh_ok("command -v nft") {
-            eprintln!("SKIP: needs nft");
+        if !needs("nft") {
             return;
         }
         let nh = Nethook::new("clash");
@@ -134,8 +127,7 @@ fn a_port_clash_is_refused_and_leaves_nothing() {
 #[test]
 fn after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_container_at_once() {
     sandbox!("after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_container_at_once", {
-        if !sh_ok("command -v python3 && command -v nft && command -v conntrack") {
-            eprintln!("SKIP: needs python3, nft and conntrack");
+        if !needs("python3 && command -v nft && command -v conntrack") {
             return;
         }
         let nh = Nethook::new("restart");
@@ -171,8 +163,7 @@ fn after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_containe
 #[test]
 fn gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset() {
     sandbox!("gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset", {
-        if !sh_ok("command -v python3 && command -v nft") {
-            eprintln!("SKIP: needs python3 and nft");
+        if !needs("python3 && command -v nft") {
             return;
         }
         let nh = Nethook::new("reconcile");

@@ -81,6 +81,21 @@ pub fn sh_ok(cmd: &str) -> bool {
     Command::new("sh").args(["-c", cmd]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
 }
 
+/// True when every tool named in `tools` (shell syntax: `a && command -v b`) is there;
+/// otherwise says which test preconditions are missing, for a test to skip.
+pub fn needs(tools: &str) -> bool {
+    let ok = sh_ok(&format!("command -v {tools}"));
+    if !ok {
+        eprintln!("SKIP: needs {tools}");
+    }
+    ok
+}
+
+/// The command prefix that runs a host command inside `c`'s network namespace.
+pub fn ns(c: &FakeContainer) -> String {
+    format!("nsenter -t {} -n", c.pid())
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
