@@ -74,6 +74,25 @@ pub fn configure_container(
     ifconf::add_default_route(sock, ifname, gateway).map_err(op(format!("add default route via {gateway} on {ifname}")))
 }
 
+/// Whether the namespace of a veth's peer is being destroyed, from the peer's namespace
+/// id as the host sees it (`IFLA_LINK_NETNSID`; absent when the peer is in the host's own
+/// namespace).
+///
+/// The kernel reports a dying namespace in one of two ways. Once its cleanup has started,
+/// its ids are gone while its devices are still there for a grace period or more, and the
+/// id reads as -1 (a live peer namespace always gets an id assigned when the link is read).
+/// Before that, the id is still there but can no longer be looked up (`lookup_dying`).
+fn peer_namespace_dying(
+    peer_nsid: Option<i32>,
+    lookup_dying: impl FnOnce(i32) -> Result<bool, LinkError>,
+) -> Result<bool, LinkError> {
+    match peer_nsid {
+        None => Ok(false),
+        Some(id) if id < 0 => Ok(true),
+        Some(id) => lookup_dying(id),
+    }
+}
+
 /// What became of a host veth at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VethFate {
@@ -238,13 +257,11 @@ impl Rtnl {
     pub fn delete_veth(&self, name: &str) -> Result<VethFate, LinkError> {
         let Some(link) = self.link(name)? else { return Ok(VethFate::Gone) };
         let peer_nsid = link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::LinkNetNsId(id) if *id >= 0 => Some(*id),
+            LinkAttribute::LinkNetNsId(id) => Some(*id),
             _ => None,
         });
-        if let Some(nsid) = peer_nsid {
-            if self.netns_dying(nsid)? {
-                return Ok(VethFate::GoesWithNetns);
-            }
+        if peer_namespace_dying(peer_nsid, |nsid| self.netns_dying(nsid))? {
+            return Ok(VethFate::GoesWithNetns);
         }
         Ok(if self.delete(name)? { VethFate::Deleted } else { VethFate::Gone })
     }
@@ -296,5 +313,30 @@ impl Rtnl {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never(_: i32) -> Result<bool, LinkError> {
+        panic!("a namespace id that needs no lookup was looked up")
+    }
+
+    #[test]
+    fn a_peer_without_a_namespace_id_is_dying() {
+        assert!(peer_namespace_dying(Some(-1), never).unwrap());
+    }
+
+    #[test]
+    fn a_peer_in_our_own_namespace_is_not_dying() {
+        assert!(!peer_namespace_dying(None, never).unwrap());
+    }
+
+    #[test]
+    fn a_peer_with_an_id_is_dying_only_when_the_lookup_says_so() {
+        assert!(peer_namespace_dying(Some(3), |id| Ok(id == 3)).unwrap());
+        assert!(!peer_namespace_dying(Some(3), |_| Ok(false)).unwrap());
     }
 }

@@ -237,3 +237,34 @@ fn allocations_of_an_older_version_are_converted_and_orphans_freed_by_gc() {
         assert_eq!(nh.allocations("nethook"), 0);
     });
 }
+
+#[test]
+fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
+    sandbox!("a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel", {
+        use nethook::link::{Rtnl, VethFate};
+        let rtnl = Rtnl::open().expect("rtnetlink");
+        // A dead container's namespace keeps its veth pair for a few ms while the kernel
+        // destroys it, and poststop usually lands in that window: first the peer's namespace
+        // id can no longer be looked up, then it reads -1. Deleting the veth there would only
+        // wait on the kernel's RCU barrier. Which of the two a round sees is up to the
+        // kernel's timing, so there are many rounds; none may delete.
+        let mut left = 0;
+        for round in 0..40 {
+            let mut c = FakeContainer::start(&format!("dying-{round}"));
+            assert!(sh_ok(&format!("ip link add nhdying type veth peer name eth0 netns {}", c.pid())));
+            // Reading the link assigns the peer's namespace an id, as a running container's has.
+            assert!(rtnl.exists("nhdying").expect("look up nhdying"));
+            c.stop();
+            // Ask at once in even rounds and a little later in odd ones, to meet both ways the
+            // kernel reports a dying namespace.
+            std::thread::sleep(std::time::Duration::from_micros(if round % 2 == 0 { 0 } else { 2500 }));
+            let fate = rtnl.delete_veth("nhdying").expect("delete_veth");
+            assert_ne!(fate, VethFate::Deleted, "round {round}: deleted a veth its dying namespace was taking");
+            if fate == VethFate::GoesWithNetns {
+                left += 1;
+            }
+            wait_until(5, "the veth to go with its namespace", || !sh_ok("ip link show nhdying >/dev/null 2>&1"));
+        }
+        assert!(left > 0, "no round reached the veth before the kernel removed it");
+    });
+}
