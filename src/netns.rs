@@ -1,5 +1,5 @@
-//! Network namespaces: open one by path, refuse our own, and run work inside one on
-//! a dedicated thread so the caller's threads never change namespace.
+//! Network namespaces: open one by path, refuse our own, and open sockets inside one
+//! with the calling thread returned to its own namespace before anything else runs.
 
 use std::fs::File;
 use std::io;
@@ -27,8 +27,6 @@ pub enum NetnsError {
         #[source]
         source: nix::Error,
     },
-    #[error("the worker thread for network namespace {path} panicked")]
-    Panicked { path: PathBuf },
 }
 
 /// An open handle on a network namespace; holding it keeps the namespace alive.
@@ -68,17 +66,43 @@ impl Netns {
         Ok(())
     }
 
-    /// Runs `work` on a fresh thread that has entered this namespace. Sockets opened by
-    /// `work` stay bound to the namespace; the thread ends with it, so no thread of ours
-    /// is ever left in the wrong namespace.
-    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
-        std::thread::scope(|scope| {
-            let handle = scope.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|source| NetnsError::Enter { path: self.path.clone(), source })?;
-                Ok(work())
-            });
-            handle.join().map_err(|_| NetnsError::Panicked { path: self.path.clone() })?
-        })
+    /// Runs `work` on the calling thread while it is inside this namespace, and returns
+    /// the thread to the namespace it came from before anything else runs on it. Meant for
+    /// work that only opens sockets: they stay bound to this namespace after the thread
+    /// has left it.
+    ///
+    /// Why not a thread of its own: spawning and joining one cost the hook 0.3–0.5 ms of a
+    /// ~2 ms setup (two wake-ups across CPUs, a stack and a signal stack), entering and
+    /// leaving costs 0.04 ms. The hook has no other thread that could run in between.
+    ///
+    /// If the thread cannot be returned, the process ends: carrying on would apply the
+    /// host's configuration (links, sysctls, nftables) inside the container.
+    pub fn enter_briefly<T>(&self, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
+        let home = File::open("/proc/thread-self/ns/net")
+            .map_err(|source| NetnsError::Open { path: "/proc/thread-self/ns/net".into(), source })?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|source| NetnsError::Enter { path: self.path.clone(), source })?;
+        // Returns the thread on every way out of here, unwinding included.
+        let _return = ReturnHome { home, from: &self.path };
+        Ok(work())
     }
+}
+
+/// Puts the calling thread back into the network namespace `home` when dropped.
+struct ReturnHome<'a> {
+    home: File,
+    from: &'a Path,
+}
+
+impl Drop for ReturnHome<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.home.as_fd(), CloneFlags::CLONE_NEWNET) {
+            eprintln!(
+                "nethook: cannot return to the hook's own network namespace after entering {} ({e}); stopping before anything is applied in the wrong one",
+                self.from.display()
+            );
+            crate::sys::process::exit_now(1);
+        }
+    }
+
 }

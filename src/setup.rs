@@ -144,7 +144,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
         // Nothing under /proc/sys is touched in there: each namespace that looks up
         // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
         // is compared against, so the cost would grow with every container running.
-        let sock = netns.run(link::inet_socket)??;
+        let sock = netns.enter_briefly(link::inet_socket)??;
         link::configure_container(sock.as_fd(), &ep.interface, v4.address, v4.prefix, v4.gateway)?;
     }
     steps.mark("container");

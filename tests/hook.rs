@@ -268,3 +268,21 @@ fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
         assert!(left > 0, "no round reached the veth before the kernel removed it");
     });
 }
+
+#[test]
+fn entering_a_container_namespace_briefly_returns_the_thread_to_its_own() {
+    sandbox!("entering_a_container_namespace_briefly_returns_the_thread_to_its_own", {
+        use nethook::netns::Netns;
+        let c = FakeContainer::start("brief");
+        let netns = Netns::open(&c.netns()).expect("open netns");
+        let here = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let before = here();
+        let inside = netns.enter_briefly(here).expect("enter");
+        assert_eq!(inside, std::fs::read_link(c.netns()).unwrap(), "the work did not run in the container's namespace");
+        assert_eq!(here(), before, "the thread was left in the container's namespace");
+        // Unwinding out of the work returns the thread too.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| netns.enter_briefly(|| panic!("work failed"))));
+        assert!(caught.is_err());
+        assert_eq!(here(), before, "a panicking work left the thread in the container's namespace");
+    });
+}
