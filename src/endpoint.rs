@@ -36,7 +36,8 @@ pub struct Endpoint {
     /// set when the last endpoint of a masquerading network goes.
     #[serde(default)]
     pub masquerade: bool,
-    /// The namespace path setup configured, for people reading the record.
+    /// The namespace path setup configured (`/proc/<pid>/ns/net`). Teardown looks at
+    /// whether that process still holds it (see `teardown::namespace_grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
 }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use futures_util::stream::TryStreamExt;
@@ -92,6 +93,10 @@ fn peer_namespace_dying(
         Some(id) => lookup_dying(id),
     }
 }
+
+/// How often `delete_veth` looks again while it waits for a namespace to die: a look is
+/// two small netlink requests.
+const DYING_POLL_INTERVAL: Duration = Duration::from_micros(500);
 
 /// What became of a host veth at teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,17 +256,30 @@ impl Rtnl {
         })
     }
 
-    /// Deletes a veth's host end, unless its peer's namespace is already being destroyed:
-    /// the kernel then removes both ends itself, and deleting it ourselves would only wait
-    /// for the same RCU grace period (runc runs poststop in that window).
-    pub fn delete_veth(&self, name: &str) -> Result<VethFate, LinkError> {
-        let Some(link) = self.link(name)? else { return Ok(VethFate::Gone) };
-        let peer_nsid = link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::LinkNetNsId(id) => Some(*id),
-            _ => None,
-        });
-        if peer_namespace_dying(peer_nsid, |nsid| self.netns_dying(nsid))? {
-            return Ok(VethFate::GoesWithNetns);
+    /// Deletes a veth's host end, unless its peer's namespace is being destroyed: the
+    /// kernel then removes both ends itself, and deleting it ourselves would only wait for
+    /// the kernel's RCU barrier (12–20 ms) on the way (runc runs poststop in that window).
+    ///
+    /// `grace` is how long to wait for the namespace to start being destroyed before
+    /// deleting anyway. Under runc the namespace of a container whose process is gone often
+    /// lives a few ms into poststop (most likely the runtime's netlink socket in there,
+    /// which the kernel frees a grace period after it is closed), and waiting for that is
+    /// cheaper than the delete. Zero when the namespace may well live on.
+    pub fn delete_veth(&self, name: &str, grace: Duration) -> Result<VethFate, LinkError> {
+        let deadline = Instant::now() + grace;
+        loop {
+            let Some(link) = self.link(name)? else { return Ok(VethFate::Gone) };
+            let peer_nsid = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkNetNsId(id) => Some(*id),
+                _ => None,
+            });
+            if peer_namespace_dying(peer_nsid, |nsid| self.netns_dying(nsid))? {
+                return Ok(VethFate::GoesWithNetns);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(DYING_POLL_INTERVAL);
         }
         Ok(if self.delete(name)? { VethFate::Deleted } else { VethFate::Gone })
     }

@@ -1,6 +1,8 @@
 //! poststop: undo everything an endpoint record lists. Idempotent: objects already
 //! gone are not errors, and an unknown id is a no-op.
 
+use std::time::Duration;
+
 use crate::conntrack::{self, ConntrackError};
 use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError};
@@ -69,7 +71,7 @@ pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, Tear
         ..Elements::default()
     };
     firewall::delete(&own)?;
-    let link_deleted = rtnl.delete_veth(&ep.host_interface)? == VethFate::Deleted;
+    let link_deleted = rtnl.delete_veth(&ep.host_interface, namespace_grace(ep))? == VethFate::Deleted;
     // Only connectionless mappings leave conntrack entries that blackhole the next
     // container on the same host port (UDP has no handshake to start a fresh entry; a
     // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
@@ -83,6 +85,27 @@ pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, Tear
     }
     forget(store, ep, &ipam)?;
     Ok(Report { found: true, link_deleted })
+}
+
+/// How long teardown waits for the container's namespace to start dying before deleting
+/// its veth (see `Rtnl::delete_veth`). Only when the process setup took the namespace from
+/// no longer holds it: then it is most likely about to go. A namespace that outlives that
+/// wait (shared with another container, or bind-mounted) costs the wait once, plus the
+/// delete; one whose process is alive is deleted at once.
+const DEAD_CONTAINER_GRACE: Duration = Duration::from_millis(20);
+
+fn namespace_grace(ep: &Endpoint) -> Duration {
+    let held = ep.netns.as_deref().map(|p| std::fs::metadata(p).is_ok());
+    grace_for(held)
+}
+
+/// `held`: whether the process setup took the namespace from still holds it (`None` when
+/// the record does not say which process that was).
+fn grace_for(held: Option<bool>) -> Duration {
+    match held {
+        Some(false) => DEAD_CONTAINER_GRACE,
+        Some(true) | None => Duration::ZERO,
+    }
 }
 
 fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
@@ -101,4 +124,16 @@ pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), Teardo
     }
     store.remove_endpoint(&ep.id)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_namespace_whose_process_is_gone_gets_time_to_die() {
+        assert_eq!(grace_for(Some(false)), DEAD_CONTAINER_GRACE);
+        assert_eq!(grace_for(Some(true)), Duration::ZERO);
+        assert_eq!(grace_for(None), Duration::ZERO);
+    }
 }

@@ -5,6 +5,8 @@ mod common;
 
 use common::*;
 
+use std::time::Duration;
+
 #[test]
 fn two_containers_get_distinct_addresses_and_reach_each_other_and_the_host() {
     sandbox!("two_containers_get_distinct_addresses_and_reach_each_other_and_the_host", {
@@ -257,8 +259,8 @@ fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
             c.stop();
             // Ask at once in even rounds and a little later in odd ones, to meet both ways the
             // kernel reports a dying namespace.
-            std::thread::sleep(std::time::Duration::from_micros(if round % 2 == 0 { 0 } else { 2500 }));
-            let fate = rtnl.delete_veth("nhdying").expect("delete_veth");
+            std::thread::sleep(Duration::from_micros(if round % 2 == 0 { 0 } else { 2500 }));
+            let fate = rtnl.delete_veth("nhdying", Duration::ZERO).expect("delete_veth");
             assert_ne!(fate, VethFate::Deleted, "round {round}: deleted a veth its dying namespace was taking");
             if fate == VethFate::GoesWithNetns {
                 left += 1;
@@ -284,5 +286,40 @@ fn entering_a_container_namespace_briefly_returns_the_thread_to_its_own() {
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| netns.enter_briefly(|| panic!("work failed"))));
         assert!(caught.is_err());
         assert_eq!(here(), before, "a panicking work left the thread in the container's namespace");
+    });
+}
+
+#[test]
+fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted() {
+    sandbox!("a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted", {
+        use nethook::link::{Rtnl, VethFate};
+        let rtnl = Rtnl::open().expect("rtnetlink");
+        // Something else holds the namespace of a container that is gone (here an open
+        // handle, in runc the loopback netlink socket the kernel frees a grace period later).
+        let mut c = FakeContainer::start("held");
+        assert!(sh_ok(&format!("ip link add nhheld type veth peer name eth0 netns {}", c.pid())));
+        let handle = std::fs::File::open(c.netns()).expect("open netns");
+        c.stop();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            drop(handle);
+        });
+        let fate = rtnl.delete_veth("nhheld", Duration::from_secs(2)).expect("delete_veth");
+        release.join().unwrap();
+        assert!(
+            matches!(fate, VethFate::GoesWithNetns | VethFate::Gone),
+            "the veth was {fate:?} instead of being left to its namespace's end"
+        );
+        wait_until(5, "the veth to go with its namespace", || !sh_ok("ip link show nhheld >/dev/null 2>&1"));
+
+        // A namespace that lives on past the wait gets its veth deleted after it.
+        let mut c = FakeContainer::start("kept");
+        assert!(sh_ok(&format!("ip link add nhkept type veth peer name eth0 netns {}", c.pid())));
+        let handle = std::fs::File::open(c.netns()).expect("open netns");
+        c.stop();
+        let fate = rtnl.delete_veth("nhkept", Duration::from_millis(30)).expect("delete_veth");
+        assert_eq!(fate, VethFate::Deleted);
+        assert!(!sh_ok("ip link show nhkept >/dev/null 2>&1"));
+        drop(handle);
     });
 }
