@@ -51,7 +51,13 @@ pub enum SetupError {
     HostLinkExists { name: String },
     #[error("interface {name} already exists in the container's network namespace; set nethook.ifname to another name")]
     PeerExists { name: String },
+    #[error("network {network} is full: its bridge {bridge} already has {max} ports, the most a Linux bridge takes; put further containers on another network (`nethook network create`, annotation nethook.network)", max = MAX_BRIDGE_PORTS)]
+    BridgeFull { network: String, bridge: String },
 }
+
+/// A Linux bridge numbers its ports with 10 bits and never uses 0 (`BR_MAX_PORTS`); the
+/// kernel answers EXFULL to one more.
+const MAX_BRIDGE_PORTS: usize = 1023;
 
 /// Gives the container its network. On error nothing of this attempt is left behind.
 pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
@@ -132,7 +138,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     steps.mark("bridge");
     failpoint::hit("bridge")?;
 
-    create_veth(rtnl, ep, bridge_index, netns)?;
+    create_veth(rtnl, ep, net, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
     sysctl::disable_ipv6(&ep.host_interface)?;
     rtnl.attach_port(&ep.host_interface)?;
@@ -173,7 +179,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
 /// Creates the veth pair, telling apart the two names that can clash. The kernel frees a
 /// deleted veth asynchronously, so a host name that still exists right after a teardown
 /// of the same id gets a few short retries before it is reported.
-fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
+fn create_veth(rtnl: &Rtnl, ep: &Endpoint, net: &Network, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
     let spec = VethSpec {
         host_name: &ep.host_interface,
         bridge_index,
@@ -193,6 +199,9 @@ fn create_veth(rtnl: &Rtnl, ep: &Endpoint, bridge_index: u32, netns: &Netns) -> 
                     return Err(SetupError::HostLinkExists { name: ep.host_interface.clone() });
                 }
                 sleep(Duration::from_millis(4));
+            }
+            Err(e) if e.errno() == Some(nix::libc::EXFULL) => {
+                return Err(SetupError::BridgeFull { network: net.name.clone(), bridge: net.bridge.clone() });
             }
             Err(e) => return Err(e.into()),
         }

@@ -323,3 +323,34 @@ fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted()
         drop(handle);
     });
 }
+
+#[test]
+fn a_container_beyond_the_bridges_port_limit_gets_a_clear_error_and_leaves_nothing() {
+    sandbox!("a_container_beyond_the_bridges_port_limit_gets_a_clear_error_and_leaves_nothing", {
+        let nh = Nethook::new("full");
+        let a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[]);
+        // Fill the bridge's other 1022 ports with bare veths: cheaper than 1022 containers,
+        // and the kernel counts ports alike.
+        let batch: String = (1..1023).map(|i| format!("link add fill{i} master nethook0 type veth peer name fillp{i}\n")).collect();
+        let tmp = TempDir::new("full-batch");
+        let file = tmp.0.join("batch");
+        std::fs::write(&file, batch).unwrap();
+        assert!(sh_ok(&format!("ip -batch {}", file.display())), "could not fill the bridge");
+
+        let b = FakeContainer::start("ctr-b");
+        let out = nh.hook(&b.state("creating", &[]));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("network nethook is full") && err.contains("1023 ports") && err.contains("network create"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert_eq!(host_veths().len(), 1, "only ctr-a's veth: {:?}", host_veths());
+        assert_eq!(nh.records(), 1);
+        assert_eq!(nh.allocations("nethook"), 1);
+
+        // A freed port makes room again.
+        assert!(sh_ok("ip link del fill1"));
+        nh.setup(&b, &[]);
+        assert_eq!(host_veths().len(), 2);
+    });
+}
