@@ -11,7 +11,7 @@
 #   --no-docs        do not
 #   --profile        also strace -T -f a few nethook setups/teardowns at N (RUN_DIR/profile)
 #   --peer-budget S  stop a peer's setup loop after S seconds (default 200; 0 = none)
-#   --phases LIST    comma list of floor,nethook,nethook2,cni,netavark,conc,runc
+#   --phases LIST    comma list of floor,kernel,nethook,nethook2,cni,netavark,conc,runc
 # Env: NETHOOK_BIN=path  use this binary (else target/release/nethook, built if missing)
 #
 # What it does: installs the peers from Debian, then re-executes itself in a
@@ -26,7 +26,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-QUICK=0 N=1000 OUT="" DOCS="" PROFILE=0 BUDGET=200 PHASES="floor,nethook,nethook2,cni,netavark,conc,runc"
+QUICK=0 N=1000 OUT="" DOCS="" PROFILE=0 BUDGET=200 PHASES="floor,kernel,nethook,nethook2,cni,netavark,conc,runc"
 while (($#)); do
     case $1 in
     --quick) QUICK=1 N=50 ;;

@@ -21,6 +21,7 @@ Phases (each writes RUN_DIR/<phase>.json):
 """
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -356,6 +357,90 @@ def phase_floor(a, out):
 
 
 # --------------------------------------------------------------------------------------
+# kernel: how the kernel's own part of a setup grows with N
+
+
+def nlattr(typ, payload):
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, typ) + payload + b"\0" * (-length % 4)
+
+
+def rtnl_request(sock, typ, flags, body, seq):
+    NLM_F_REQUEST, NLM_F_ACK = 1, 4
+    sock.send(struct.pack("=IHHII", 16 + len(body), typ, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+    data = sock.recv(65536)
+    _, t, _, _, _ = struct.unpack("=IHHII", data[:16])
+    return struct.unpack("=i", data[16:20])[0] == 0 if t == 2 else False
+
+
+def phase_kernel(a, out):
+    """The link work of a nethook setup, done by a long-lived process over raw netlink
+    sockets (no process start, no state, no nftables, no addresses), with N containers
+    accumulating on one bridge: the veth created with its peer inside the container's netns
+    and the bridge as master, IPv6 off on the host end, the host end up in hairpin mode, the
+    container end up. Its growth from N≤20 to the last 20 is the kernel's, and bounds what
+    any tool that wires a veth to a bridge can reach."""
+    lo_up()
+    rec = Recorder("floor")
+    RTM_NEWLINK, NLM_F_CREATE, NLM_F_EXCL = 16, 0x400, 0x200
+    IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 3, 10, 18, 19
+    IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
+    IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
+    VETH_INFO_PEER, IFLA_BRPORT_MODE, IFF_UP, CLONE_NEWNET = 1, 4, 1, 0x40000000
+    ifinfo = lambda index=0, flags=0, change=0: struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)  # noqa: E731
+    u32 = lambda v: struct.pack("=I", v)  # noqa: E731
+    one_queue = nlattr(IFLA_NUM_TX_QUEUES, u32(1)) + nlattr(IFLA_NUM_RX_QUEUES, u32(1))
+    hairpin = nlattr(IFLA_LINKINFO, nlattr(IFLA_INFO_SLAVE_KIND, b"bridge\0")
+                     + nlattr(IFLA_INFO_SLAVE_DATA, nlattr(IFLA_BRPORT_MODE, b"\1")))
+    subprocess.run(["ip", "link", "add", "kfl0", "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", "kfl0", "up"], check=True)
+    bridge = socket.if_nametoindex("kfl0")
+    cs = make_containers(a.n, "k")
+    host = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    host.bind((0, 0))
+    # One socket inside each container's netns, opened before timing (a socket acts in the
+    # namespace it was created in).
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    inside = []
+    for proc in cs.procs.values():
+        fd = os.open(f"/proc/{proc.pid}/ns/net", os.O_RDONLY)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        sk = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        sk.bind((0, 0))
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns back")
+        os.close(fd)
+        inside.append(sk)
+    os.close(home)
+    t_start = now()
+    for i, (proc, sk) in enumerate(zip(cs.procs.values(), inside)):
+        name = f"kfl{i + 1}"
+        peer = (ifinfo() + nlattr(IFLA_IFNAME, b"eth0\0") + nlattr(IFLA_NET_NS_PID, u32(proc.pid))
+                + nlattr(1, bytes([2, 0x4E, 10, 0x42, i >> 8, i & 0xFF])) + one_queue)  # IFLA_ADDRESS
+        linkinfo = nlattr(IFLA_INFO_KIND, b"veth\0") + nlattr(IFLA_INFO_DATA, nlattr(VETH_INFO_PEER, peer))
+        create = (ifinfo() + nlattr(IFLA_IFNAME, name.encode() + b"\0") + nlattr(IFLA_MASTER, u32(bridge))
+                  + one_queue + nlattr(IFLA_LINKINFO, linkinfo))
+        t0 = now()
+        ok = rtnl_request(host, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, create, 2 * i + 1)
+        if ok:
+            with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
+                f.write("1")
+            ok = rtnl_request(host, RTM_NEWLINK, 0, ifinfo(socket.if_nametoindex(name), IFF_UP, IFF_UP) + hairpin, 2 * i + 2)
+        ok = ok and rtnl_request(sk, RTM_NEWLINK, 0, ifinfo(0, IFF_UP, IFF_UP) + nlattr(IFLA_IFNAME, b"eth0\0"), 1)
+        rec.add(i + 1, "veth_add_up", ok, ms(t0, now()), f"creating or raising {name} failed")
+        progress("kernel", "veth_add_up", i, a.n, t_start, a.every)
+        # A hook's process start and exit leave the kernel ~3 ms for the work it defers
+        # (linkwatch, under the rtnl lock); without that the next op would be timed with it.
+        time.sleep(0.003)
+    for sk in inside:
+        sk.close()
+    cs.kill_all()
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
 # nethook
 
 
@@ -605,6 +690,7 @@ def phase_runc(a, out):
 
 PHASES = {
     "floor": phase_floor,
+    "kernel": phase_kernel,
     "nethook": lambda a, o: phase_nethook(a, o, gone=False),
     "nethook2": lambda a, o: phase_nethook(a, o, gone=True),
     "cni": lambda a, o: phase_peer(a, o, "cni"),
@@ -628,6 +714,35 @@ def child_main(a):
                 p.wait()
 
 
+def netns_cleanup_running():
+    """Whether a kernel worker is destroying network namespaces right now (a worker's name
+    carries the workqueue it is running, `kworker/u8:2+netns`)."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().rstrip().endswith("+netns"):
+                        return True
+            except OSError:
+                pass
+    return False
+
+
+def settle(limit=180):
+    """Waits until the namespaces a previous phase left behind are destroyed: the kernel
+    does that on a workqueue, in batches, for seconds after their processes die (with
+    their veths: unregistering, RCU waits under the rtnl lock), and would otherwise be
+    timed as part of the next phase. Done once no worker has been at it for 2 s."""
+    t0 = now()
+    quiet_since = now()
+    while now() - t0 < limit and now() - quiet_since < 2:
+        time.sleep(0.1)
+        if netns_cleanup_running():
+            quiet_since = now()
+    if now() - t0 > 3:
+        log(f"   (waited {now() - t0:.0f}s for the kernel to destroy the previous phase's namespaces)")
+
+
 def run_phase(a, phase, argv):
     log(f"== phase {phase}")
     t0 = now()
@@ -645,7 +760,7 @@ def main():
     p.add_argument("--state", default=None)
     p.add_argument("--docs", default=None, help="write bench.csv/bench.png here")
     p.add_argument("--nethook-bin", required=True)
-    p.add_argument("--phases", default="floor,nethook,nethook2,cni,netavark,conc,runc")
+    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,cni,netavark,conc,runc")
     p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")
     p.add_argument("--floor-n", type=int, default=40)
     p.add_argument("--rss-runs", type=int, default=5)
@@ -678,6 +793,7 @@ def main():
         if ph in skipped:
             log(f"== phase {ph}: skipped ({skipped[ph]})")
             continue
+        settle()
         run_phase(a, ph, forward)
     log(f"== all phases: {now() - t0:.0f}s")
     with open(f"{a.run_dir}/meta.json", "w") as f:
