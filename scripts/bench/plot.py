@@ -19,6 +19,7 @@ STYLE = {
     ("nethook", "setup"): ("nethook", "tab:green"),
     ("cni", "setup"): ("CNI bridge+portmap", "tab:blue"),
     ("netavark", "setup"): ("netavark", "tab:orange"),
+    ("floor", "veth_add_up"): ("kernel link work alone (raw netlink)", "tab:grey"),
     ("nethook", "teardown_alive"): ("nethook, netns alive", "tab:green"),
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),
     ("cni", "teardown_alive"): ("CNI bridge+portmap (DEL)", "tab:blue"),
@@ -43,11 +44,11 @@ def main():
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=False)
     for ax, kind in zip(axes, ("setup", "teardown")):
         for key, (label, color) in STYLE.items():
-            if not key[1].startswith(kind) or key not in data:
+            if not (key[1].startswith(kind) or (kind == "setup" and key[0] == "floor")) or key not in data:
                 continue
             rows = sorted(data[key])
             ns, ts = [n for n, _ in rows], [t for _, t in rows]
-            style = "--" if key[1] == "teardown_gone" else "-"
+            style = "--" if key[1] == "teardown_gone" or key[0] == "floor" else "-"
             ax.scatter(ns, ts, s=3, color=color, alpha=0.25, linewidths=0)
             ax.plot(ns, rolling_median(ts), style, color=color, label=label, linewidth=1.8)
         if kind == "teardown" and ("floor", "rtm_dellink") in data:
