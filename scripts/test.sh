@@ -30,6 +30,10 @@ record() { # STATUS(0=ok) TEXT
 }
 
 step "dependencies"
+# The privileged tests ping from the sandbox host and, through nsenter, from inside
+# containers with the host's ping; not every Debian image has it (busybox's is used only
+# inside runc's rootfs).
+NH_DEPS+=(iputils-ping)
 nh_install_deps
 nh_cargo_env
 echo "ok ($(cargo --version))"
