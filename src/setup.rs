@@ -176,9 +176,10 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     Ok(())
 }
 
-/// Creates the veth pair, telling apart the two names that can clash. The kernel frees a
-/// deleted veth asynchronously, so a host name that still exists right after a teardown
-/// of the same id gets a few short retries before it is reported.
+/// Creates the veth pair, telling apart the two names that can clash and a bridge with no
+/// port left. The kernel frees a deleted veth asynchronously, so a host name that still
+/// exists right after a teardown of the same id gets a few short retries before it is
+/// reported.
 fn create_veth(rtnl: &Rtnl, ep: &Endpoint, net: &Network, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
     let spec = VethSpec {
         host_name: &ep.host_interface,
