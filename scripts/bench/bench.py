@@ -10,6 +10,8 @@ process start of every binary a runtime would start, for every tool alike.
 Phases (each writes RUN_DIR/<phase>.json):
   floor      veth-delete cost: RTM_DELLINK over a raw netlink socket, and `ip link del`
              as a process, for bridge-port veths whose peer sits in a live netns
+  kernel     the link work of N setups alone (veth, IPv6 off, both ends up) over raw
+             netlink from this process, N accumulating: how the kernel's part grows
   nethook    N setups, peak RSS, N teardowns with the container netns alive
   nethook2   N setups, then per container (reverse order): kill it, wait until
              its host veth vanished, time the poststop (netns gone)
@@ -291,20 +293,31 @@ def budget_hit(rec, op, i, t_start, budget):
 
 
 # --------------------------------------------------------------------------------------
+# raw rtnetlink, for the floors: one request, its ACK
+
+
+def nlattr(typ, payload):
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, typ) + payload + b"\0" * (-length % 4)
+
+
+def rtnl_request(sock, typ, flags, body, seq):
+    NLM_F_REQUEST, NLM_F_ACK = 1, 4
+    sock.send(struct.pack("=IHHII", 16 + len(body), typ, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+    data = sock.recv(65536)
+    _, t, _, _, _ = struct.unpack("=IHHII", data[:16])
+    return struct.unpack("=i", data[16:20])[0] == 0 if t == 2 else False
+
+
+# --------------------------------------------------------------------------------------
 # floor: RTM_DELLINK of a veth whose peer is in a live netns
 
 
 def rtnl_dellink(sock, ifindex, seq):
-    RTM_DELLINK, NLM_F_REQUEST, NLM_F_ACK = 17, 1, 4
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, ifindex, 0, 0)
-    msg = struct.pack("=IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    RTM_DELLINK = 17
     t0 = now()
-    sock.send(msg)
-    data = sock.recv(65536)
-    t1 = now()
-    _, typ, _, _, _ = struct.unpack("=IHHII", data[:16])
-    err = struct.unpack("=i", data[16:20])[0] if typ == 2 else -1
-    return err == 0, ms(t0, t1)
+    ok = rtnl_request(sock, RTM_DELLINK, 0, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, ifindex, 0, 0), seq)
+    return ok, ms(t0, now())
 
 
 def phase_floor(a, out):
@@ -360,19 +373,6 @@ def phase_floor(a, out):
 # kernel: how the kernel's own part of a setup grows with N
 
 
-def nlattr(typ, payload):
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, typ) + payload + b"\0" * (-length % 4)
-
-
-def rtnl_request(sock, typ, flags, body, seq):
-    NLM_F_REQUEST, NLM_F_ACK = 1, 4
-    sock.send(struct.pack("=IHHII", 16 + len(body), typ, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
-    data = sock.recv(65536)
-    _, t, _, _, _ = struct.unpack("=IHHII", data[:16])
-    return struct.unpack("=i", data[16:20])[0] == 0 if t == 2 else False
-
-
 def phase_kernel(a, out):
     """The link work of a nethook setup, done by a long-lived process over raw netlink
     sockets (no process start, no state, no nftables, no addresses), with N containers
@@ -383,7 +383,7 @@ def phase_kernel(a, out):
     lo_up()
     rec = Recorder("floor")
     RTM_NEWLINK, NLM_F_CREATE, NLM_F_EXCL = 16, 0x400, 0x200
-    IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 3, 10, 18, 19
+    IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 1, 3, 10, 18, 19
     IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
     IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
     VETH_INFO_PEER, IFLA_BRPORT_MODE, IFF_UP, CLONE_NEWNET = 1, 4, 1, 0x40000000
@@ -418,7 +418,7 @@ def phase_kernel(a, out):
     for i, (proc, sk) in enumerate(zip(cs.procs.values(), inside)):
         name = f"kfl{i + 1}"
         peer = (ifinfo() + nlattr(IFLA_IFNAME, b"eth0\0") + nlattr(IFLA_NET_NS_PID, u32(proc.pid))
-                + nlattr(1, bytes([2, 0x4E, 10, 0x42, i >> 8, i & 0xFF])) + one_queue)  # IFLA_ADDRESS
+                + nlattr(IFLA_ADDRESS, bytes([2, 0x4E, 10, 0x42, i >> 8, i & 0xFF])) + one_queue)
         linkinfo = nlattr(IFLA_INFO_KIND, b"veth\0") + nlattr(IFLA_INFO_DATA, nlattr(VETH_INFO_PEER, peer))
         create = (ifinfo() + nlattr(IFLA_IFNAME, name.encode() + b"\0") + nlattr(IFLA_MASTER, u32(bridge))
                   + one_queue + nlattr(IFLA_LINKINFO, linkinfo))
