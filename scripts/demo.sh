@@ -115,6 +115,7 @@ done < <(runc list --quiet)
 heading "Nothing is left"
 # Wait briefly: the kernel frees a dead namespace's veth asynchronously.
 nh_wait_until 3 nh_no_host_veths || true
+nh_settle
 echo "  Links (the bridge nethook0 stays for the next container; no nh* veth):"
 show ip -br link
 echo "  Endpoints:"

@@ -755,6 +755,7 @@ nh_check_no_leftovers() {
     ips=("$@")
     # Deleting the netns frees the veth pair asynchronously: poll briefly.
     nh_wait_until 3 nh_no_host_veths || true
+    nh_settle
     nh_check "no nh* veth left on the host" nh_no_host_veths_left
     nh_check "no endpoint records left in \$NETHOOK_RUN_DIR/endpoints" nh_endpoints_empty
     nh_check "no allocations left in \$NETHOOK_RUN_DIR/ipam" nh_ipam_empty "${ids[@]}" -- "${ips[@]}"
@@ -804,7 +805,19 @@ nh_check_hook_direct() {
 
 nh_other_netns() { [[ "$(readlink "/proc/$1/ns/net")" != "$(readlink /proc/self/ns/net)" ]]; }
 
-nh_no_record() { [[ ! -e $NETHOOK_RUN_DIR/endpoints/$1.json ]] || { echo "record of $1 left"; return 1; }; }
+nh_no_record() {
+    nh_settle
+    [[ ! -e $NETHOOK_RUN_DIR/endpoints/$1.json ]] || { echo "record of $1 left"; return 1; }
+}
+
+# nh_settle: wait until no nethook process holds the store's lock. A poststop
+# whose container has just died leaves the end of its teardown (veth, address,
+# record) to a background child that holds the lock until it is done; reading
+# the store's files directly, as these checks do, means taking the lock first.
+nh_settle() {
+    [[ -e $NETHOOK_RUN_DIR/lock ]] || return 0
+    flock "$NETHOOK_RUN_DIR/lock" true
+}
 
 nh_netns_has_eth0() {
     local out
@@ -902,7 +915,7 @@ nh_rt_scenario() {
             printf '   cycle %d: no endpoint while running\n' "$i"
         elif ! out="$(nh_rt_stop "$cyc" 2>&1)"; then
             printf '   cycle %d: delete failed: %s\n' "$i" "$out"
-        elif [[ -e $NETHOOK_RUN_DIR/endpoints/$cyc.json ]]; then
+        elif ! nh_no_record "$cyc" >/dev/null; then
             printf '   cycle %d: endpoint record left after delete\n' "$i"
         else
             ok=$((ok + 1))

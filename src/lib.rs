@@ -14,6 +14,7 @@ pub mod ids;
 pub mod install;
 pub mod ipam;
 pub mod link;
+pub mod log;
 pub mod mac;
 pub mod netns;
 pub mod network;
@@ -28,6 +29,7 @@ pub mod sysctl;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use log::describe;
 pub use sys::process::exit_now;
 pub mod teardown;
 pub mod timing;

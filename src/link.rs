@@ -268,13 +268,8 @@ impl Rtnl {
     pub fn delete_veth(&self, name: &str, grace: Duration) -> Result<VethFate, LinkError> {
         let deadline = Instant::now() + grace;
         loop {
-            let Some(link) = self.link(name)? else { return Ok(VethFate::Gone) };
-            let peer_nsid = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::LinkNetNsId(id) => Some(*id),
-                _ => None,
-            });
-            if peer_namespace_dying(peer_nsid, |nsid| self.netns_dying(nsid))? {
-                return Ok(VethFate::GoesWithNetns);
+            if let Some(fate) = self.veth_fate_without_us(name)? {
+                return Ok(fate);
             }
             if Instant::now() >= deadline {
                 break;
@@ -282,6 +277,23 @@ impl Rtnl {
             std::thread::sleep(DYING_POLL_INTERVAL);
         }
         Ok(if self.delete(name)? { VethFate::Deleted } else { VethFate::Gone })
+    }
+
+    /// Whether a veth is still there with its peer's namespace alive, so that it goes only
+    /// if it is deleted (or once that namespace dies).
+    pub fn veth_needs_delete(&self, name: &str) -> Result<bool, LinkError> {
+        Ok(self.veth_fate_without_us(name)?.is_none())
+    }
+
+    /// What becomes of a veth if nobody deletes it: `None` while it and its peer's
+    /// namespace live.
+    fn veth_fate_without_us(&self, name: &str) -> Result<Option<VethFate>, LinkError> {
+        let Some(link) = self.link(name)? else { return Ok(Some(VethFate::Gone)) };
+        let peer_nsid = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(id) => Some(*id),
+            _ => None,
+        });
+        Ok(peer_namespace_dying(peer_nsid, |nsid| self.netns_dying(nsid))?.then_some(VethFate::GoesWithNetns))
     }
 
     /// A namespace whose last reference is gone keeps its id until the kernel's cleanup

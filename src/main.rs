@@ -189,17 +189,7 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
 
 /// One line: the error and its causes, joined.
 fn fail(e: &dyn std::error::Error, code: u8) -> u8 {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = c.source();
-    }
-    eprintln!("nethook: {}", line.replace('\n', " "));
+    nethook::log::line(&nethook::describe(e));
     code
 }
 
@@ -214,7 +204,10 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             println!("{}", net.name);
         }
         NetworkCommand::Ls { json } => {
-            let endpoints = store.list_endpoints()?;
+            let endpoints = {
+                let _lock = store.lock()?;
+                store.list_endpoints()?
+            };
             let nets: Vec<(Network, usize)> = store
                 .list_networks()?
                 .into_iter()
@@ -262,7 +255,12 @@ fn check_host_routes(net: &Network) -> Result<()> {
 }
 
 fn list(store: &Store, json: bool) -> Result<()> {
-    let endpoints = store.list_endpoints()?;
+    // Under the lock: a teardown finishing in the background holds it until its record is
+    // gone, and a setup until its endpoint is complete.
+    let endpoints = {
+        let _lock = store.lock()?;
+        store.list_endpoints()?
+    };
     if json {
         let views: Vec<view::EndpointView> = endpoints.iter().map(Into::into).collect();
         print_json(&views)

@@ -8,11 +8,13 @@ use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
 use crate::ipam::Allocations;
+use crate::log::{self, describe};
 use crate::link::{LinkError, Rtnl, VethFate};
 use crate::timing::Steps;
 use crate::ports::Proto;
 use crate::plan::{network_elements, port_elements, source_elements};
-use crate::store::{IpamDir, Store, StoreError};
+use crate::store::{IpamDir, Lock, Store, StoreError};
+use crate::sys::process::{exit_now, fork_background, Forked};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -30,61 +32,120 @@ pub struct Report {
     pub found: bool,
     /// The host veth still existed and was deleted (usually it vanished with the netns).
     pub link_deleted: bool,
+    /// The rest of the teardown goes on in a child process, which holds the lock until it
+    /// is done (see `teardown`).
+    pub finishing_in_background: bool,
 }
 
+/// poststop. Published ports are gone when this returns. When the container's process has
+/// died but its namespace has not yet (runc's own netlink socket in there is freed a grace
+/// period after the container's last process exits, up to several ms), the veth, address
+/// and record are left to a child process: it waits for that namespace to take the veth
+/// with it (deleting the veth ourselves would cost the kernel's RCU barrier, 15–25 ms),
+/// then frees the address and drops the record. It holds the store's lock throughout, so
+/// every later setup, `gc` or `ls` sees the teardown done, and a runtime waiting for its
+/// hook waits for none of it. Should the child die, the record is still there for `gc`.
 pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError> {
     let mut steps = Steps::from_env();
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     let Some(ep) = store.load_endpoint(id)? else {
         return Ok(Report::default());
     };
     steps.mark("lock+record");
     let rtnl = Rtnl::open()?;
-    let report = release(store, &rtnl, &ep)?;
-    steps.mark("release");
+    let unpublished = unpublish(store, &ep)?;
+    steps.mark("unpublish");
+    let grace = namespace_grace(&ep);
+    if !grace.is_zero() && rtnl.veth_needs_delete(&ep.host_interface)? {
+        match fork_background() {
+            Ok(Forked::Parent) => {
+                // The child's copy of the lock's file keeps the lock; releasing it here
+                // would release it for the child too (one open file, one lock).
+                std::mem::forget(lock);
+                steps.report("teardown");
+                return Ok(Report { found: true, link_deleted: false, finishing_in_background: true });
+            }
+            Ok(Forked::Child) => finish_in_background(store, &ep, &unpublished, grace, lock),
+            // Not worth failing a teardown for: finish it here, only later.
+            Err(_) => {}
+        }
+    }
+    let link_deleted = finish(store, &rtnl, &ep, &unpublished, grace)?;
+    steps.mark("finish");
     steps.report("teardown");
-    Ok(report)
+    Ok(Report { found: true, link_deleted, finishing_in_background: false })
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
 /// the lock. A kernel error keeps the record so a later poststop or `gc` can retry.
-///
-/// Order: published ports and anti-spoofing elements first (no new flows reach the
-/// address), then the link, then conntrack entries (a restarted UDP service on the same
-/// host port must not be blackholed by an entry pointing at the old address), then the
-/// address and record.
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
+    let unpublished = unpublish(store, ep)?;
+    let link_deleted = finish(store, rtnl, ep, &unpublished, namespace_grace(ep))?;
+    Ok(Report { found: true, link_deleted, finishing_in_background: false })
+}
+
+/// What `unpublish` found out for `finish`.
+struct Unpublished {
+    ipam: IpamDir,
+    /// The endpoint's address is still its own: after a crash and gc it may already
+    /// belong to a newer container, whose address-bound state must not be touched.
+    owns_address: bool,
+}
+
+/// Deletes the published ports and anti-spoofing elements first, so no new flow reaches
+/// the address while the rest goes.
+fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError> {
     let ipam = store.ipam(&ep.network)?;
-    // Only touch address-bound state while the address is still ours: after a crash and
-    // gc the address may already belong to a newer container.
     let owns_address = match ep.ipv4 {
         Some(v4) => ipam.owner(v4.address)?.as_deref() == Some(ep.id.as_str()),
         None => false,
     };
-    let ports = port_elements(ep);
     // The anti-spoofing elements are keyed by the host veth, whose name derives from this
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
     let own = Elements {
-        ports: if owns_address { ports.clone() } else { Vec::new() },
+        ports: if owns_address { port_elements(ep) } else { Vec::new() },
         sources: source_elements(ep),
         ..Elements::default()
     };
     firewall::delete(&own)?;
-    let link_deleted = rtnl.delete_veth(&ep.host_interface, namespace_grace(ep))? == VethFate::Deleted;
+    Ok(Unpublished { ipam, owns_address })
+}
+
+/// The link, then conntrack entries (a restarted UDP service on the same host port must
+/// not be blackholed by an entry pointing at the old address), then the address and
+/// record. True when the veth had to be deleted.
+fn finish(store: &Store, rtnl: &Rtnl, ep: &Endpoint, u: &Unpublished, grace: Duration) -> Result<bool, TeardownError> {
+    let link_deleted = rtnl.delete_veth(&ep.host_interface, grace)? == VethFate::Deleted;
     // Only connectionless mappings leave conntrack entries that blackhole the next
     // container on the same host port (UDP has no handshake to start a fresh entry; a
     // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
     // conntrack table (~7 ms), so TCP-only endpoints skip it, as portmap and netavark do.
     // One walk also drops every entry of the container's address.
-    let connectionless: Vec<_> = ports.iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
-    if let (true, Some(v4), false) = (owns_address, ep.ipv4, connectionless.is_empty()) {
+    let connectionless: Vec<_> =
+        port_elements(ep).iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
+    if let (true, Some(v4), false) = (u.owns_address, ep.ipv4, connectionless.is_empty()) {
         if let Err(e) = conntrack::flush_for(v4.address, &connectionless) {
             log_conntrack(ep, &e);
         }
     }
-    forget(store, ep, &ipam)?;
-    Ok(Report { found: true, link_deleted })
+    forget(store, ep, &u.ipam)?;
+    Ok(link_deleted)
+}
+
+/// The child's side of `teardown`: finishes, lets go of the lock, exits.
+fn finish_in_background(store: &Store, ep: &Endpoint, u: &Unpublished, grace: Duration, lock: Lock) -> ! {
+    // A netlink runtime of its own: the inherited one shares its epoll instance with the
+    // parent, whose exit takes the inherited socket out of it.
+    log::to_syslog();
+    let result = Rtnl::open().map_err(TeardownError::from).and_then(|rtnl| finish(store, &rtnl, ep, u, grace));
+    if let Err(e) = &result {
+        log::line(&format!("{}: teardown left unfinished, `nethook gc` will retry it: {}", ep.id, describe(e)));
+    }
+    // Unlocking explicitly: the parent may still be exiting, and while its copy of the
+    // lock's file is open the lock would outlive this process.
+    drop(lock);
+    exit_now(u8::from(result.is_err()))
 }
 
 /// How long teardown waits for the container's namespace to start dying before deleting
@@ -109,7 +170,7 @@ fn grace_for(held: Option<bool>) -> Duration {
 }
 
 fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
-    eprintln!("nethook: {}: could not flush conntrack entries: {e}", ep.id);
+    log::line(&format!("{}: could not flush conntrack entries: {e}", ep.id));
 }
 
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When

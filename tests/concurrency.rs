@@ -54,6 +54,7 @@ fn sixty_four_simultaneous_setups_and_teardowns_leave_consistent_state() {
         }
 
         run_all("stopped");
+        nh.settle();
         assert_eq!(nh.records(), 0);
         assert_eq!(nh.allocations("nethook"), 0);
         assert!(host_veths().is_empty(), "left: {:?}", host_veths());

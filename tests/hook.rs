@@ -5,6 +5,8 @@ mod common;
 
 use common::*;
 
+use std::io::Write;
+use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
@@ -66,6 +68,48 @@ fn teardown_leaves_nothing_and_running_it_again_is_fine() {
         // An id nethook never saw is not an error either.
         let out = nh.hook(r#"{"ociVersion":"1.0.2","id":"never-seen","status":"stopped","bundle":"/b"}"#);
         assert!(out.status.success());
+    });
+}
+
+#[test]
+fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_background() {
+    sandbox!("a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_background", {
+        let nh = Nethook::new("background");
+        let mut a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[("nethook.ports", "8080:80")]);
+        let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+        // Something else keeps the namespace alive once the container's process is gone, as
+        // runc's own netlink socket in there does for a few ms after a short-lived container.
+        let holder = std::fs::File::open(a.netns()).unwrap();
+        let state = a.state("stopped", &[]);
+        a.stop();
+
+        let mut child = nh
+            .command()
+            .env("NETHOOK_TIMING", "1")
+            .arg("hook")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(state.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        // The hook's own timing line ends after unpublishing: the rest was not its to wait for.
+        assert!(err.contains("timing teardown: lock+record") && err.contains("unpublish"), "{err}");
+        assert!(!err.contains("finish"), "the hook finished the teardown itself: {err}");
+        assert!(!sh("nft list table inet nethook").contains("8080"), "the published port outlived poststop");
+
+        // Behind the lock, the child has waited, deleted the veth (its namespace is still
+        // held) and dropped the address and the record.
+        nh.settle();
+        assert!(!host_veths().contains(&host_if), "left: {:?}", host_veths());
+        assert_eq!(nh.records(), 0);
+        assert_eq!(nh.allocations("nethook"), 0);
+        assert_eq!(nh.endpoints().len(), 0);
+        drop(holder);
     });
 }
 

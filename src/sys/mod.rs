@@ -3,7 +3,7 @@
 //!
 //! - `nft`: the parts of libnftnl the `nftnl` crate does not wrap.
 //! - `ifconf`: IPv4 address, flags and route ioctls for a container's interfaces.
-//! - `process`: handing sockets to a child that outlives the hook.
+//! - `process`: handing sockets, or the end of a teardown, to a child that outlives the hook.
 
 pub(crate) mod ifconf;
 pub(crate) mod nft;

@@ -1,8 +1,12 @@
-//! Letting the hook exit before the kernel has finished with its netfilter sockets.
+//! Letting the hook exit before the kernel has finished with its netfilter sockets, or
+//! before the rest of a teardown that only waits for the kernel.
 
 use std::ffi::{c_int, c_void};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::OwnedFd;
+
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
 
 /// Stack of the child in `close_after_exit`; it runs a few instructions only.
 const CHILD_STACK: usize = 16 * 1024;
@@ -69,6 +73,41 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     // Our copies close now; the child's keep the sockets alive until it exits.
     drop(fds);
     Ok(())
+}
+
+/// Which side of `fork_background` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    /// The original process, free to exit.
+    Parent,
+    /// The copy, which finishes the work and ends with `exit_now`.
+    Child,
+}
+
+/// Starts a copy of this process that carries on while the original returns and exits; the
+/// runtime waiting for the hook waits for the original only. The copy reads and writes
+/// /dev/null instead of the runtime's pipes (so the runtime sees EOF when the hook exits),
+/// and runs in a session of its own (so a Ctrl-C meant for the runtime's process group does
+/// not cut it short).
+///
+/// Only for a process with a single thread, as the hook is (its netlink runtime is tokio's
+/// current-thread one, which starts none): the copy has only the calling thread, and a lock
+/// held by any other thread at the fork would stay locked in it for good.
+pub(crate) fn fork_background() -> io::Result<Forked> {
+    let devnull = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    // SAFETY: the process has one thread (see above), so the child inherits no lock that
+    // another thread held, and may go on to run ordinary code (allocate, take locks).
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => Ok(Forked::Parent),
+        ForkResult::Child => {
+            // Best effort: failing either only leaves the child where the parent was.
+            let _ = setsid();
+            for redirect in [dup2_stdin::<&std::fs::File>, dup2_stdout, dup2_stderr] {
+                let _ = redirect(&devnull);
+            }
+            Ok(Forked::Child)
+        }
+    }
 }
 
 /// Ends the process at once with `code`, skipping atexit handlers and thread-local and

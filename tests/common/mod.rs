@@ -221,7 +221,18 @@ impl Nethook {
             .expect("spawn nethook");
         // A failure to write means nethook exited without reading: that shows in its status.
         let _ = child.stdin.take().expect("stdin").write_all(state.as_bytes());
-        child.wait_with_output().expect("wait nethook")
+        let out = child.wait_with_output().expect("wait nethook");
+        self.settle();
+        out
+    }
+
+    /// Waits until no nethook process holds the store's lock. A poststop whose container
+    /// has just died leaves the end of its teardown to a background child, which holds the
+    /// lock until it is done: the state behind the lock is what a test checks.
+    pub fn settle(&self) {
+        let Ok(file) = std::fs::File::open(self.run_dir().join("lock")) else { return };
+        let mut lock = fd_lock::RwLock::new(file);
+        drop(lock.write().expect("take the store lock"));
     }
 
     pub fn setup(&self, c: &FakeContainer, annotations: &[(&str, &str)]) {

@@ -1,0 +1,62 @@
+//! Where nethook's one-line messages go: stderr, which the runtime shows, or the system log
+//! once a teardown goes on in the background (`teardown::teardown`), where nobody reads the
+//! hook's stderr any more.
+
+use std::error::Error;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static TO_SYSLOG: AtomicBool = AtomicBool::new(false);
+
+/// Sends every later message to the system log.
+pub(crate) fn to_syslog() {
+    TO_SYSLOG.store(true, Ordering::Relaxed);
+}
+
+/// Writes `nethook: <line>`.
+pub fn line(line: &str) {
+    if TO_SYSLOG.load(Ordering::Relaxed) {
+        // <27>: facility daemon, severity error. Best effort: without /dev/log the message
+        // has nowhere to go, and the record left behind is what `nethook gc` acts on.
+        if let Ok(sock) = UnixDatagram::unbound() {
+            let _ = sock.send_to(format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(), "/dev/log");
+        }
+    } else {
+        eprintln!("nethook: {line}");
+    }
+}
+
+/// An error and its causes on one line, each cause once (many errors already quote theirs).
+pub fn describe(e: &dyn Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer quoting: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn causes_join_on_one_line_without_repeating_what_the_message_quotes() {
+        let io = || std::io::Error::other("no\nway");
+        assert_eq!(describe(&Outer(io())), "outer: no way");
+        assert_eq!(describe(&Quoting(io())), "outer quoting: no way");
+    }
+}
