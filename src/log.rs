@@ -3,6 +3,7 @@
 //! hook's stderr any more.
 
 use std::error::Error;
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,7 +14,7 @@ pub(crate) fn to_syslog() {
     TO_SYSLOG.store(true, Ordering::Relaxed);
 }
 
-/// Writes `nethook: <line>`.
+/// Writes `nethook: <line>` (the line ends there; it should hold no newline).
 pub fn line(line: &str) {
     if TO_SYSLOG.load(Ordering::Relaxed) {
         // <27>: facility daemon, severity error. Best effort: without /dev/log the message
@@ -22,7 +23,9 @@ pub fn line(line: &str) {
             let _ = sock.send_to(format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(), "/dev/log");
         }
     } else {
-        eprintln!("nethook: {line}");
+        // One write: the runtime reads the hook's stderr from a pipe, and `eprintln!` would
+        // write every piece of the line separately, each a wakeup of the runtime's reader.
+        let _ = std::io::stderr().write_all(format!("nethook: {line}\n").as_bytes());
     }
 }
 

@@ -152,7 +152,7 @@ fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
     nethook::firewall::defer_netfilter_release();
     let code = hook(store, stage);
     if let Err(e) = nethook::firewall::release_deferred_sockets() {
-        eprintln!("nethook: could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead");
+        nethook::log::line(&format!("could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead"));
     }
     code
 }
@@ -174,7 +174,7 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             match setup::setup(store, &req) {
                 Ok(ep) => {
                     let addr = ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_default();
-                    eprintln!("nethook: {} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface);
+                    nethook::log::line(&format!("{} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface));
                     0
                 }
                 Err(e) => fail(&e, 1),

@@ -97,10 +97,10 @@ struct ReturnHome<'a> {
 impl Drop for ReturnHome<'_> {
     fn drop(&mut self) {
         if let Err(e) = setns(self.home.as_fd(), CloneFlags::CLONE_NEWNET) {
-            eprintln!(
-                "nethook: cannot return to the hook's own network namespace after entering {} ({e}); stopping before anything is applied in the wrong one",
+            crate::log::line(&format!(
+                "cannot return to the hook's own network namespace after entering {} ({e}); stopping before anything is applied in the wrong one",
                 self.from.display()
-            );
+            ));
             crate::sys::process::exit_now(1);
         }
     }

@@ -12,6 +12,7 @@ use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::link::{self, LinkError, Rtnl, VethSpec};
+use crate::log;
 use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
@@ -235,12 +236,12 @@ impl Undo {
 }
 
 fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
-    eprintln!("nethook: rollback could not remove {what}: {e}; run `nethook gc`");
+    log::line(&format!("rollback could not remove {what}: {e}; run `nethook gc`"));
 }
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
 fn forget(store: &Store, ep: &Endpoint, ipam: &crate::store::IpamDir) {
     if let Err(e) = teardown::forget(store, ep, ipam) {
-        eprintln!("nethook: rollback could not drop the record of {}: {e}; run `nethook gc`", ep.id);
+        log::line(&format!("rollback could not drop the record of {}: {e}; run `nethook gc`", ep.id));
     }
 }

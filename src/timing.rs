@@ -33,6 +33,6 @@ impl Steps {
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let parts: Vec<String> = self.marks.iter().map(|(l, d)| format!("{l} {:.2}ms", ms(*d))).collect();
-        eprintln!("nethook: timing {what}: {}, total {:.2}ms", parts.join(", "), ms(self.start.elapsed()));
+        crate::log::line(&format!("timing {what}: {}, total {:.2}ms", parts.join(", "), ms(self.start.elapsed())));
     }
 }
