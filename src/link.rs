@@ -4,12 +4,12 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use futures_util::stream::TryStreamExt;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use ipnetwork::Ipv4Network;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -163,10 +163,12 @@ impl Rtnl {
     /// other container would lose its gateway until its ARP entry expired.
     pub fn ensure_bridge(&self, name: &str, mac: Mac, gateway: Ipv4Addr, prefix: u8) -> Result<u32, LinkError> {
         let op = |what: &str| format!("{what} bridge {name}");
-        let existing = self.link(name)?;
-        let (index, up) = match existing {
-            Some(m) => (m.header.index, m.header.flags.contains(LinkFlags::Up)),
-            None => {
+        // The ioctls answer from one small struct each; a link message carries every
+        // attribute and statistic of the bridge, and parsing it cost more than the request.
+        let sock = inet_socket()?;
+        let (index, up) = match ifconf::index_and_up(sock.as_fd(), name) {
+            Ok(found) => found,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => {
                 self.rt.block_on(async {
                     match self.handle.link().add(LinkBridge::new(name).address(mac.0.to_vec()).up().build()).execute().await {
                         Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => {
@@ -175,21 +177,25 @@ impl Rtnl {
                         _ => Ok(()),
                     }
                 })?;
-                let index = self.index_of(name)?.ok_or_else(|| LinkError::Netlink {
-                    op: op("find the new"),
-                    source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-                })?;
+                let (index, _) = ifconf::index_and_up(sock.as_fd(), name)
+                    .map_err(|source| LinkError::Netlink { op: op("find the new"), source })?;
                 (index, true)
             }
+            Err(source) => return Err(LinkError::Netlink { op: op("look up"), source }),
         };
-        self.rt.block_on(async {
-            match self.handle.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
-                Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => {
-                    Err(LinkError::Netlink { op: format!("add gateway {gateway}/{prefix} to bridge {name}"), source: to_io(e) })
+        // Only the primary address is visible this way; anything else than the gateway
+        // there (or an error) goes the long way, where the kernel's EEXIST decides.
+        if !matches!(ifconf::primary_ipv4(sock.as_fd(), name), Ok(Some(a)) if a == (gateway, prefix)) {
+            self.rt.block_on(async {
+                match self.handle.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
+                    Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => Err(LinkError::Netlink {
+                        op: format!("add gateway {gateway}/{prefix} to bridge {name}"),
+                        source: to_io(e),
+                    }),
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        })?;
+            })?;
+        }
         if !up {
             self.set_up(index, name)?;
         }

@@ -114,6 +114,22 @@ fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_ba
 }
 
 #[test]
+fn a_bridge_that_lost_its_gateway_or_went_down_is_repaired_by_the_next_setup() {
+    sandbox!("a_bridge_that_lost_its_gateway_or_went_down_is_repaired_by_the_next_setup", {
+        let nh = Nethook::new("repair");
+        let a = FakeContainer::start("ctr-a");
+        let b = FakeContainer::start("ctr-b");
+        nh.setup(&a, &[]);
+        sh("ip addr flush dev nethook0 && ip link set nethook0 down");
+        nh.setup(&b, &[]);
+        let bridge = sh("ip -o -4 addr show dev nethook0");
+        assert!(bridge.contains("10.77.0.1/16"), "{bridge}");
+        assert!(sh("ip -o link show nethook0").contains(",UP"));
+        assert!(b.sh_ok("ping -c1 -W2 10.77.0.1"), "b cannot ping the gateway");
+    });
+}
+
+#[test]
 fn failed_setup_leaves_nothing_behind() {
     sandbox!("failed_setup_leaves_nothing_behind", {
         let nh = Nethook::new("rollback");

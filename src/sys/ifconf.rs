@@ -1,5 +1,6 @@
 //! IPv4 configuration of interfaces through the classic socket ioctls (`SIOCSIFADDR`,
-//! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`) on an AF_INET datagram socket.
+//! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`, and the `SIOCGIF*` readers) on an AF_INET
+//! datagram socket.
 //!
 //! Why not rtnetlink here: these calls configure the container side, from a socket opened
 //! inside the container's network namespace. A netlink socket keeps a reference on its
@@ -44,6 +45,44 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// `name`'s index and whether it is up; ENODEV when there is no such interface.
+pub(crate) fn index_and_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<(u32, bool)> {
+    let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_ifindex: 0 })?;
+    // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFINDEX writes only
+    // into it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) })?;
+    // SAFETY: SIOCGIFINDEX succeeded, so the kernel filled in `ifru_ifindex`.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex };
+    let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?;
+    // SAFETY: as above, for SIOCGIFFLAGS.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: SIOCGIFFLAGS succeeded, so the kernel filled in `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    let index = u32::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    Ok((index, flags & libc::IFF_UP as libc::c_short != 0))
+}
+
+/// `name`'s primary IPv4 address and prefix length, `None` when it has none.
+pub(crate) fn primary_ipv4(sock: BorrowedFd<'_>, name: &str) -> io::Result<Option<(Ipv4Addr, u8)>> {
+    let read = |request| -> io::Result<Option<Ipv4Addr>> {
+        let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_addr: sockaddr_v4(Ipv4Addr::UNSPECIFIED) })?;
+        // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFADDR and
+        // SIOCGIFNETMASK write only into it.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) } < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) { Ok(None) } else { Err(e) };
+        }
+        // SAFETY: the call succeeded, so the kernel filled in an AF_INET address (the
+        // sockaddr arms of the union share one layout).
+        let sa = unsafe { req.ifr_ifru.ifru_addr };
+        let b = |i: usize| sa.sa_data[i] as u8;
+        Ok(Some(Ipv4Addr::new(b(2), b(3), b(4), b(5))))
+    };
+    let Some(addr) = read(libc::SIOCGIFADDR)? else { return Ok(None) };
+    let Some(mask) = read(libc::SIOCGIFNETMASK)? else { return Ok(None) };
+    Ok(Some((addr, u32::from(mask).leading_ones() as u8)))
 }
 
 /// Sets IFF_UP on `name` unless it is up already.
