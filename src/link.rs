@@ -285,12 +285,6 @@ impl Rtnl {
         Ok(if self.delete(name)? { VethFate::Deleted } else { VethFate::Gone })
     }
 
-    /// Whether a veth is still there with its peer's namespace alive, so that it goes only
-    /// if it is deleted (or once that namespace dies).
-    pub fn veth_needs_delete(&self, name: &str) -> Result<bool, LinkError> {
-        Ok(self.veth_fate_without_us(name)?.is_none())
-    }
-
     /// What becomes of a veth if nobody deletes it: `None` while it and its peer's
     /// namespace live.
     fn veth_fate_without_us(&self, name: &str) -> Result<Option<VethFate>, LinkError> {

@@ -37,14 +37,18 @@ pub struct Report {
     pub finishing_in_background: bool,
 }
 
-/// poststop. Published ports are gone when this returns. When the container's process has
-/// died but its namespace has not yet (runc's own netlink socket in there is freed a grace
-/// period after the container's last process exits, up to several ms), the veth, address
-/// and record are left to a child process: it waits for that namespace to take the veth
-/// with it (deleting the veth ourselves would cost the kernel's RCU barrier, 15–25 ms),
+/// poststop. Published ports are gone when this returns.
+///
+/// Once the container's process has died, the veth, address and record are left to a
+/// child process. Its namespace then goes soon, taking the veth with it, but not always
+/// before poststop: runc's own netlink socket in there is freed a grace period after the
+/// container's last process exits, and under runc a short container's namespace outlived
+/// it by up to several ms. Deleting the veth ourselves would cost the kernel's RCU barrier
+/// (15–25 ms). So the child waits for the namespace (deleting the veth after the grace),
 /// then frees the address and drops the record. It holds the store's lock throughout, so
 /// every later setup, `gc` or `ls` sees the teardown done, and a runtime waiting for its
 /// hook waits for none of it. Should the child die, the record is still there for `gc`.
+/// (Forking costs the hook less than looking first whether the veth is still there.)
 pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError> {
     let mut steps = Steps::from_env();
     let lock = store.lock()?;
@@ -52,11 +56,10 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
         return Ok(Report::default());
     };
     steps.mark("lock+record");
-    let rtnl = Rtnl::open()?;
     let unpublished = unpublish(store, &ep)?;
     steps.mark("unpublish");
     let grace = namespace_grace(&ep);
-    if !grace.is_zero() && rtnl.veth_needs_delete(&ep.host_interface)? {
+    if !grace.is_zero() {
         match fork_background() {
             Ok(Forked::Parent) => {
                 // The child's copy of the lock's file keeps the lock; releasing it here
@@ -70,6 +73,7 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
             Err(_) => {}
         }
     }
+    let rtnl = Rtnl::open()?;
     let link_deleted = finish(store, &rtnl, &ep, &unpublished, grace)?;
     steps.mark("finish");
     steps.report("teardown");
