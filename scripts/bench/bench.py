@@ -765,7 +765,8 @@ def main():
     p.add_argument("--floor-n", type=int, default=40)
     p.add_argument("--rss-runs", type=int, default=5)
     p.add_argument("--conc", type=int, default=64)
-    p.add_argument("--runc-runs", type=int, default=40, help="runc runs per variant; its median moves by ±3 ms from run to run at 20")
+    p.add_argument("--runc-runs", type=int, default=150,
+                   help="runc runs per variant; runc alone varies by ±5 ms from run to run, so the median of 40 moved the overhead by ±2 ms")
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--skip", default="", help="phases skipped (peer unavailable), with reasons: name=reason;...")
