@@ -5,8 +5,6 @@ mod common;
 
 use common::*;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
@@ -84,17 +82,7 @@ fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_ba
         let state = a.state("stopped", &[]);
         a.stop();
 
-        let mut child = nh
-            .command()
-            .env("NETHOOK_TIMING", "1")
-            .arg("hook")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(state.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = nh.hook_in_env(&state, &[], &[("NETHOOK_TIMING", "1")]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         // The hook's own timing line ends after unpublishing: the rest was not its to wait for.
@@ -102,9 +90,8 @@ fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_ba
         assert!(!err.contains("finish"), "the hook finished the teardown itself: {err}");
         assert!(!sh("nft list table inet nethook").contains("8080"), "the published port outlived poststop");
 
-        // Behind the lock, the child has waited, deleted the veth (its namespace is still
-        // held) and dropped the address and the record.
-        nh.settle();
+        // Behind the lock (which `hook_in_env` waited for), the child has waited, deleted the
+        // veth (its namespace is still held) and dropped the address and the record.
         assert!(!host_veths().contains(&host_if), "left: {:?}", host_veths());
         assert_eq!(nh.records(), 0);
         assert_eq!(nh.allocations("nethook"), 0);

@@ -210,8 +210,14 @@ impl Nethook {
     }
 
     pub fn hook_with(&self, state: &str, args: &[&str]) -> Output {
+        self.hook_in_env(state, args, &[])
+    }
+
+    /// `hook_with`, with `env` added to the hook's environment.
+    pub fn hook_in_env(&self, state: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut child = self
             .command()
+            .envs(env.iter().copied())
             .arg("hook")
             .args(args)
             .stdin(Stdio::piped())
