@@ -3,7 +3,8 @@
 
 usage: plot.py bench.csv bench.png
 Points are every single operation; lines are a rolling median over 25 containers.
-The veth-delete floor (median RTM_DELLINK) is drawn as a dashed line.
+The veth-delete floor is the dashed grey teardown curve (RTM_DELLINK samples taken among
+nethook's teardowns, at the same N); without those, the floor phase's median is a dotted line.
 """
 
 import csv
@@ -24,7 +25,14 @@ STYLE = {
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),
     ("cni", "teardown_alive"): ("CNI bridge+portmap (DEL)", "tab:blue"),
     ("netavark", "teardown_alive"): ("netavark", "tab:orange"),
+    ("floor", "rtm_dellink_same_n"): ("veth delete floor, same N (raw RTM_DELLINK)", "tab:grey"),
 }
+
+
+# Which panel a curve goes in: setup unless its op is a teardown or a veth delete.
+def panel(op):
+    return "teardown" if op.startswith(("teardown", "rtm_dellink")) else "setup"
+
 
 
 def rolling_median(xs, w=25):
@@ -44,14 +52,14 @@ def main():
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=False)
     for ax, kind in zip(axes, ("setup", "teardown")):
         for key, (label, color) in STYLE.items():
-            if not (key[1].startswith(kind) or (kind == "setup" and key[0] == "floor")) or key not in data:
+            if panel(key[1]) != kind or key not in data:
                 continue
             rows = sorted(data[key])
             ns, ts = [n for n, _ in rows], [t for _, t in rows]
             style = "--" if key[1] == "teardown_gone" or key[0] == "floor" else "-"
             ax.scatter(ns, ts, s=3, color=color, alpha=0.25, linewidths=0)
             ax.plot(ns, rolling_median(ts), style, color=color, label=label, linewidth=1.8)
-        if kind == "teardown" and ("floor", "rtm_dellink") in data:
+        if kind == "teardown" and ("floor", "rtm_dellink") in data and ("floor", "rtm_dellink_same_n") not in data:
             fl = statistics.median(t for _, t in data[("floor", "rtm_dellink")])
             ax.axhline(fl, color="grey", linestyle=":", linewidth=1.5,
                        label=f"veth delete floor (RTM_DELLINK, {fl:.1f} ms)")
