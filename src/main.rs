@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use nethook::link::Rtnl;
 use nethook::network::Network;
 use nethook::oci::{self, Stage};
-use nethook::store::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
+use nethook::store::{Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 use nethook::{gc, install, setup, teardown, view};
 
 #[derive(Parser)]
@@ -204,10 +204,7 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             println!("{}", net.name);
         }
         NetworkCommand::Ls { json } => {
-            let endpoints = {
-                let _lock = store.lock()?;
-                store.list_endpoints()?
-            };
+            let endpoints = settled_endpoints(store)?;
             let nets: Vec<(Network, usize)> = store
                 .list_networks()?
                 .into_iter()
@@ -255,12 +252,7 @@ fn check_host_routes(net: &Network) -> Result<()> {
 }
 
 fn list(store: &Store, json: bool) -> Result<()> {
-    // Under the lock: a teardown finishing in the background holds it until its record is
-    // gone, and a setup until its endpoint is complete.
-    let endpoints = {
-        let _lock = store.lock()?;
-        store.list_endpoints()?
-    };
+    let endpoints = settled_endpoints(store)?;
     if json {
         let views: Vec<view::EndpointView> = endpoints.iter().map(Into::into).collect();
         print_json(&views)
@@ -268,6 +260,18 @@ fn list(store: &Store, json: bool) -> Result<()> {
         print!("{}", view::endpoints_table(&endpoints));
         Ok(())
     }
+}
+
+/// The endpoint records, read under the lock: a teardown finishing in the background holds
+/// it until its record is gone, and a setup until its endpoint is complete. A user who may
+/// read the records but not take the lock still gets them, as they stand.
+fn settled_endpoints(store: &Store) -> Result<Vec<nethook::endpoint::Endpoint>> {
+    let _lock = match store.lock() {
+        Ok(lock) => Some(lock),
+        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(store.list_endpoints()?)
 }
 
 fn run_gc(store: &Store, dry_run: bool) -> Result<()> {

@@ -4,6 +4,8 @@ mod common;
 
 use common::*;
 
+use std::process::Command;
+
 #[test]
 fn networks_are_created_listed_inspected_and_removed() {
     sandbox!("networks_are_created_listed_inspected_and_removed", {
@@ -42,5 +44,30 @@ fn networks_are_created_listed_inspected_and_removed() {
         let out = nh.hook(&d.state("creating", &[("nethook.network", "nope")]));
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("nethook network create nope"));
+    });
+}
+
+#[test]
+fn ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them() {
+    sandbox!("ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them", {
+        if !needs("setpriv") {
+            return;
+        }
+        let nh = Nethook::new("lsuser");
+        let c = FakeContainer::start("ctr-seen");
+        nh.setup(&c, &[]);
+        // An admin opened the records to reading; the lock stays root's (0600).
+        let run = nh.run_dir();
+        sh(&format!("chmod o+rx {0} {0}/endpoints && chmod o+r {0}/endpoints/*.json", run.display()));
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_nethook"), "ls", "--json"])
+            .env_clear()
+            .env("NETHOOK_RUN_DIR", &run)
+            .env("NETHOOK_CONFIG_DIR", nh.config_dir())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("ctr-seen"), "{text}");
     });
 }
