@@ -147,10 +147,6 @@ impl Rtnl {
         })
     }
 
-    pub fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError> {
-        Ok(self.link(name)?.map(|m| m.header.index))
-    }
-
     pub fn exists(&self, name: &str) -> Result<bool, LinkError> {
         Ok(self.link(name)?.is_some())
     }

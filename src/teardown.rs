@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::conntrack::{self, ConntrackError};
 use crate::endpoint::Endpoint;
-use crate::firewall::{self, Elements, FirewallError};
+use crate::firewall::{self, Elements, FirewallError, PortMapping};
 use crate::ids::ContainerId;
 use crate::ipam::Allocations;
 use crate::log::{self, describe};
@@ -31,10 +31,8 @@ pub struct Report {
     /// An endpoint record existed for the id.
     pub found: bool,
     /// The host veth still existed and was deleted (usually it vanished with the netns).
+    /// False when the rest of the teardown was left to a child process (see `teardown`).
     pub link_deleted: bool,
-    /// The rest of the teardown goes on in a child process, which holds the lock until it
-    /// is done (see `teardown`).
-    pub finishing_in_background: bool,
 }
 
 /// poststop. Published ports are gone when this returns.
@@ -66,7 +64,7 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
                 // would release it for the child too (one open file, one lock).
                 std::mem::forget(lock);
                 steps.report("teardown");
-                return Ok(Report { found: true, link_deleted: false, finishing_in_background: true });
+                return Ok(Report { found: true, link_deleted: false });
             }
             Ok(Forked::Child) => finish_in_background(store, &ep, &unpublished, grace, lock),
             // Not worth failing a teardown for: finish it here, only later.
@@ -77,7 +75,7 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
     let link_deleted = finish(store, &rtnl, &ep, &unpublished, grace)?;
     steps.mark("finish");
     steps.report("teardown");
-    Ok(Report { found: true, link_deleted, finishing_in_background: false })
+    Ok(Report { found: true, link_deleted })
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
@@ -85,7 +83,7 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
     let unpublished = unpublish(store, ep)?;
     let link_deleted = finish(store, rtnl, ep, &unpublished, namespace_grace(ep))?;
-    Ok(Report { found: true, link_deleted, finishing_in_background: false })
+    Ok(Report { found: true, link_deleted })
 }
 
 /// What `unpublish` found out for `finish`.
@@ -94,6 +92,8 @@ struct Unpublished {
     /// The endpoint's address is still its own: after a crash and gc it may already
     /// belong to a newer container, whose address-bound state must not be touched.
     owns_address: bool,
+    /// The endpoint's published ports, as map elements.
+    ports: Vec<PortMapping>,
 }
 
 /// Deletes the published ports and anti-spoofing elements first, so no new flow reaches
@@ -107,13 +107,14 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
     // The anti-spoofing elements are keyed by the host veth, whose name derives from this
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
+    let ports = port_elements(ep);
     let own = Elements {
-        ports: if owns_address { port_elements(ep) } else { Vec::new() },
+        ports: if owns_address { ports.clone() } else { Vec::new() },
         sources: source_elements(ep),
         ..Elements::default()
     };
     firewall::delete(&own)?;
-    Ok(Unpublished { ipam, owns_address })
+    Ok(Unpublished { ipam, owns_address, ports })
 }
 
 /// The link, then conntrack entries (a restarted UDP service on the same host port must
@@ -127,7 +128,7 @@ fn finish(store: &Store, rtnl: &Rtnl, ep: &Endpoint, u: &Unpublished, grace: Dur
     // conntrack table (~7 ms), so TCP-only endpoints skip it, as portmap and netavark do.
     // One walk also drops every entry of the container's address.
     let connectionless: Vec<_> =
-        port_elements(ep).iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
+        u.ports.iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
     if let (true, Some(v4), false) = (u.owns_address, ep.ipv4, connectionless.is_empty()) {
         if let Err(e) = conntrack::flush_for(v4.address, &connectionless) {
             log_conntrack(ep, &e);

@@ -130,7 +130,7 @@ impl NlSocket {
     /// The datagram's size is peeked at first and `buf` made just that big. A buffer sized for
     /// the largest datagram instead (a dump's 32 KiB) is zeroed on every allocation, and each
     /// page that touches is a page fault (3–6 µs on a VM): a 128 KiB buffer cost every hook
-    /// about 70 faults, ~0.3 ms, for replies that are mostly a few dozen bytes. (The kernel
+    /// 30–70 faults, up to ~0.3 ms, for replies that are mostly a few dozen bytes. (The kernel
     /// sizes dump datagrams after the largest read it has seen, so dumps now come in pages.)
     pub(crate) fn recv_into(&self, buf: &mut Vec<u8>, wait: bool) -> io::Result<bool> {
         if !wait && !self.readable_now()? {
