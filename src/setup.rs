@@ -142,7 +142,7 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     create_veth(rtnl, ep, net, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
     sysctl::disable_ipv6(&ep.host_interface)?;
-    rtnl.attach_port(&ep.host_interface)?;
+    rtnl.set_hairpin(&ep.host_interface)?;
     steps.mark("veth");
     failpoint::hit("veth")?;
 

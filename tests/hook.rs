@@ -33,6 +33,16 @@ fn two_containers_get_distinct_addresses_and_reach_each_other_and_the_host() {
         assert!(a.sh("ip -o link show lo").contains("UP"));
         let host_if = ea["host_interface"].as_str().unwrap();
         assert!(sh(&format!("ip -o link show {host_if}")).contains("master nethook0"));
+        // The port is up with hairpin mode on (set through the bridge, not the link) and
+        // without IPv6; the bridge does not snoop multicast (it floods it, as it would
+        // anyway without a querier).
+        let port = sh(&format!("ip -d -o link show {host_if}"));
+        assert!(port.contains("state UP") && port.contains("hairpin on"), "{port}");
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            assert_eq!(sh(&format!("cat /proc/sys/net/ipv6/conf/{host_if}/disable_ipv6")).trim(), "1");
+            assert_eq!(sh(&format!("ip -6 -o addr show dev {host_if}")).trim(), "");
+        }
+        assert!(sh("ip -d -o link show nethook0").contains("mcast_snooping 0"));
         // The bridge has a MAC of its own (derived from the gateway), so the gateway's MAC
         // does not change when the container whose port lent it one goes away.
         assert!(sh("ip -o link show nethook0").contains("link/ether 02:4e:0a:4d:00:01"));
