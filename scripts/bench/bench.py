@@ -376,23 +376,24 @@ def phase_floor(a, out):
 def phase_kernel(a, out):
     """The link work of a nethook setup, done by a long-lived process over raw netlink
     sockets (no process start, no state, no nftables, no addresses), with N containers
-    accumulating on one bridge: the veth created with its peer inside the container's netns
-    and the bridge as master, IPv6 off on the host end, the host end up in hairpin mode, the
-    container end up. Its growth from N≤20 to the last 20 is the kernel's, and bounds what
+    accumulating on one bridge (multicast snooping off, as nethook makes it): the veth
+    created with its peer inside the container's netns, the bridge as master and the host
+    end up, IPv6 off on the host end, hairpin mode on through the bridge, the container end
+    up. Its growth from N≤20 to the last 20 is the kernel's, and bounds what
     any tool that wires a veth to a bridge can reach."""
     lo_up()
     rec = Recorder("floor")
-    RTM_NEWLINK, NLM_F_CREATE, NLM_F_EXCL = 16, 0x400, 0x200
-    IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 1, 3, 10, 18, 19
+    RTM_NEWLINK, RTM_SETLINK, NLM_F_CREATE, NLM_F_EXCL = 16, 19, 0x400, 0x200
+    IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_NET_NS_PID = 1, 3, 10, 12, 18, 19
     IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
-    IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
-    VETH_INFO_PEER, IFLA_BRPORT_MODE, IFF_UP, CLONE_NEWNET = 1, 4, 1, 0x40000000
-    ifinfo = lambda index=0, flags=0, change=0: struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)  # noqa: E731
+    IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+    VETH_INFO_PEER, IFLA_BRPORT_MODE, IFF_UP, CLONE_NEWNET, NLA_F_NESTED = 1, 4, 1, 0x40000000, 0x8000
+    ifinfo = lambda index=0, flags=0, change=0, family=socket.AF_UNSPEC: struct.pack(  # noqa: E731
+        "=BxHiII", family, 0, index, flags, change)
     u32 = lambda v: struct.pack("=I", v)  # noqa: E731
     one_queue = nlattr(IFLA_NUM_TX_QUEUES, u32(1)) + nlattr(IFLA_NUM_RX_QUEUES, u32(1))
-    hairpin = nlattr(IFLA_LINKINFO, nlattr(IFLA_INFO_SLAVE_KIND, b"bridge\0")
-                     + nlattr(IFLA_INFO_SLAVE_DATA, nlattr(IFLA_BRPORT_MODE, b"\1")))
-    subprocess.run(["ip", "link", "add", "kfl0", "type", "bridge"], check=True)
+    hairpin = nlattr(IFLA_PROTINFO | NLA_F_NESTED, nlattr(IFLA_BRPORT_MODE, b"\1"))
+    subprocess.run(["ip", "link", "add", "kfl0", "type", "bridge", "mcast_snooping", "0"], check=True)
     subprocess.run(["ip", "link", "set", "kfl0", "up"], check=True)
     bridge = socket.if_nametoindex("kfl0")
     cs = make_containers(a.n, "k")
@@ -420,14 +421,15 @@ def phase_kernel(a, out):
         peer = (ifinfo() + nlattr(IFLA_IFNAME, b"eth0\0") + nlattr(IFLA_NET_NS_PID, u32(proc.pid))
                 + nlattr(IFLA_ADDRESS, bytes([2, 0x4E, 10, 0x42, i >> 8, i & 0xFF])) + one_queue)
         linkinfo = nlattr(IFLA_INFO_KIND, b"veth\0") + nlattr(IFLA_INFO_DATA, nlattr(VETH_INFO_PEER, peer))
-        create = (ifinfo() + nlattr(IFLA_IFNAME, name.encode() + b"\0") + nlattr(IFLA_MASTER, u32(bridge))
-                  + one_queue + nlattr(IFLA_LINKINFO, linkinfo))
+        create = (ifinfo(0, IFF_UP, IFF_UP) + nlattr(IFLA_IFNAME, name.encode() + b"\0")
+                  + nlattr(IFLA_MASTER, u32(bridge)) + one_queue + nlattr(IFLA_LINKINFO, linkinfo))
         t0 = now()
         ok = rtnl_request(host, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, create, 2 * i + 1)
         if ok:
             with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
                 f.write("1")
-            ok = rtnl_request(host, RTM_NEWLINK, 0, ifinfo(socket.if_nametoindex(name), IFF_UP, IFF_UP) + hairpin, 2 * i + 2)
+            port = ifinfo(socket.if_nametoindex(name), family=socket.AF_BRIDGE)
+            ok = rtnl_request(host, RTM_SETLINK, 0, port + hairpin, 2 * i + 2)
         ok = ok and rtnl_request(sk, RTM_NEWLINK, 0, ifinfo(0, IFF_UP, IFF_UP) + nlattr(IFLA_IFNAME, b"eth0\0"), 1)
         rec.add(i + 1, "veth_add_up", ok, ms(t0, now()), f"creating or raising {name} failed")
         progress("kernel", "veth_add_up", i, a.n, t_start, a.every)
