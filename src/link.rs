@@ -157,7 +157,7 @@ impl Rtnl {
     }
 
     /// Makes sure the bridge exists, carries the gateway address and is up; returns its
-    /// index. The common case (bridge present, up, with its gateway) costs three ioctls.
+    /// index. The common case (bridge present, up, with its gateway) costs four ioctls.
     ///
     /// The bridge gets its own MAC: without one the kernel lends it the lowest MAC of its
     /// ports, so the gateway's MAC would change whenever that container stops and every
@@ -172,8 +172,8 @@ impl Rtnl {
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
-        let (index, up) = match ifconf::index_and_up(sock.as_fd(), name) {
-            Ok(found) => found,
+        let index = match ifconf::index(sock.as_fd(), name) {
+            Ok(index) => index,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => {
                 self.rt.block_on(async {
                     match self.handle.link().add(LinkBridge::new(name).address(mac.0.to_vec()).mcast_snooping(false).up().build()).execute().await {
@@ -183,9 +183,7 @@ impl Rtnl {
                         _ => Ok(()),
                     }
                 })?;
-                let (index, _) = ifconf::index_and_up(sock.as_fd(), name)
-                    .map_err(|source| LinkError::Netlink { op: op("find the new"), source })?;
-                (index, true)
+                ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink { op: op("find the new"), source })?
             }
             Err(source) => return Err(LinkError::Netlink { op: op("look up"), source }),
         };
@@ -202,21 +200,9 @@ impl Rtnl {
                 }
             })?;
         }
-        if !up {
-            self.set_up(index, name)?;
-        }
+        // Just a read of its flags when it is up, as it is unless someone set it down.
+        ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink { op: op("bring up"), source })?;
         Ok(index)
-    }
-
-    fn set_up(&self, index: u32, name: &str) -> Result<(), LinkError> {
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink { op: format!("set {name} up"), source: to_io(e) })
-        })
     }
 
     /// Creates the veth pair in one request: the host end up and attached to the bridge,

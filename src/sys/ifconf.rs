@@ -47,18 +47,6 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// `name`'s index and whether it is up; ENODEV when there is no such interface.
-pub(crate) fn index_and_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<(u32, bool)> {
-    let index = index(sock, name)?;
-    let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?;
-    // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFFLAGS writes only
-    // into it.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
-    // SAFETY: SIOCGIFFLAGS succeeded, so the kernel filled in `ifru_flags`.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    Ok((index, flags & libc::IFF_UP as libc::c_short != 0))
-}
-
 /// `name`'s interface index.
 pub(crate) fn index(sock: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
     let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_ifindex: 0 })?;
