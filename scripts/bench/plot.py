@@ -34,7 +34,6 @@ def panel(op):
     return "teardown" if op.startswith(("teardown", "rtm_dellink")) else "setup"
 
 
-
 def rolling_median(xs, w=25):
     out = []
     for i in range(len(xs)):
