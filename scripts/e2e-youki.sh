@@ -52,7 +52,7 @@ trap nh_rt_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== nethook e2e with $("$NH_YOUKI" --version | head -n 1) ($NH_YOUKI; sandbox netns $(readlink /proc/self/ns/net))"
+echo "== nethook e2e with $("$NH_YOUKI" --version | sed -n 1p) ($NH_YOUKI; sandbox netns $(readlink /proc/self/ns/net))"
 echo "binary: $NETHOOK_BIN"
 
 nh_rt_scenario dead
