@@ -3,8 +3,9 @@
 
 usage: plot.py bench.csv bench.png
 Points are every single operation; lines are a rolling median over 25 containers.
-The veth-delete floor is the dashed grey teardown curve (RTM_DELLINK samples taken among
-nethook's teardowns, at the same N); without those, the floor phase's median is a dotted line.
+The veth-delete floors are the dashed teardown curves (samples taken among nethook's
+teardowns, at the same N: `ip link del`, and RTM_DELLINK from the benchmark's own process);
+without those, the floor phase's RTM_DELLINK median is a dotted line.
 """
 
 import csv
@@ -25,13 +26,14 @@ STYLE = {
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),
     ("cni", "teardown_alive"): ("CNI bridge+portmap (DEL)", "tab:blue"),
     ("netavark", "teardown_alive"): ("netavark", "tab:orange"),
-    ("floor", "rtm_dellink_same_n"): ("veth delete floor, same N (raw RTM_DELLINK)", "tab:grey"),
+    ("floor", "ip_link_del_same_n"): ("veth delete floor, same N (`ip link del`)", "tab:brown"),
+    ("floor", "rtm_dellink_same_n"): ("veth delete, same N, in-process RTM_DELLINK", "tab:grey"),
 }
 
 
 # Which panel a curve goes in: setup unless its op is a teardown or a veth delete.
 def panel(op):
-    return "teardown" if op.startswith(("teardown", "rtm_dellink")) else "setup"
+    return "teardown" if op.startswith(("teardown", "rtm_dellink", "ip_link_del")) else "setup"
 
 
 def rolling_median(xs, w=25):
