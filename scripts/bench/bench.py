@@ -557,7 +557,34 @@ def phase_nethook(a, out, gone):
         nh.teardown(key)
     rec.notes["endpoints_after_teardown"] = len(nh.ls())
     cs.kill_all()
+    if gone and a.burst:
+        teardown_burst(a, nh, rec)
     rec.dump(out)
+
+
+def teardown_burst(a, nh, rec):
+    """Poststop of many stopped containers one right after the other (`podman stop -a`, a
+    host going down): the namespaces are all gone first, then the hooks run back to back, so
+    each one's nftables release meets the next one's commit (see
+    sys::process::close_after_exit). Not a target; the loop above waits for each
+    namespace, so it cannot show this."""
+    n = min(a.burst, a.n)
+    cs = make_containers(n, "burst")
+    keys = list(cs.procs)
+    for i, key in enumerate(keys):
+        ok, _, err = nh.setup(key, cs.procs[key].pid, PORT_BASE + i)
+        if not ok:
+            rec.add(i + 1, "setup_burst", ok, 0.0, err)
+    eps = host_veths(nh)
+    cs.kill_all()
+    for key in keys:
+        if not wait_gone(eps.get(key, "none"), 60):
+            rec.notes.setdefault("veth_not_gone", []).append(key)
+    settle()
+    for i, key in enumerate(reversed(keys)):
+        ok, t, err = nh.teardown(key)
+        rec.add(n - i, "teardown_gone_burst", ok, t, err)
+    rec.notes["endpoints_after_burst"] = len(nh.ls())
 
 
 def profile_nethook(a, nh, n):
@@ -798,6 +825,7 @@ def main():
     p.add_argument("--floor-n", type=int, default=40)
     p.add_argument("--rss-runs", type=int, default=5)
     p.add_argument("--conc", type=int, default=64)
+    p.add_argument("--burst", type=int, default=300, help="containers in the poststop burst (0 = none)")
     p.add_argument("--runc-runs", type=int, default=150,
                    help="runc runs per variant; runc alone varies by ±5 ms from run to run, so the median of 40 moved the overhead by ±2 ms")
     p.add_argument("--every", type=int, default=100)
@@ -818,7 +846,7 @@ def main():
     os.makedirs(a.state, exist_ok=True)
     forward = ["--n", str(a.n), "--run-dir", a.run_dir, "--state", a.state,
                "--nethook-bin", a.nethook_bin, "--floor-n", str(a.floor_n),
-               "--rss-runs", str(a.rss_runs), "--conc", str(a.conc),
+               "--rss-runs", str(a.rss_runs), "--conc", str(a.conc), "--burst", str(a.burst),
                "--runc-runs", str(a.runc_runs), "--every", str(a.every),
                "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else [])
     skipped = dict(x.split("=", 1) for x in a.skip.split(";") if "=" in x)

@@ -24,6 +24,7 @@ STYLE = {
     ("floor", "veth_add_up"): ("kernel link work alone (raw netlink)", "tab:grey"),
     ("nethook", "teardown_alive"): ("nethook, netns alive", "tab:green"),
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),
+    ("nethook", "teardown_gone_burst"): ("nethook, netns gone, all stopped first", "tab:cyan"),
     ("cni", "teardown_alive"): ("CNI bridge+portmap (DEL)", "tab:blue"),
     ("netavark", "teardown_alive"): ("netavark", "tab:orange"),
     ("floor", "ip_link_del_same_n"): ("veth delete floor, same N (`ip link del`)", "tab:brown"),
@@ -57,7 +58,7 @@ def main():
                 continue
             rows = sorted(data[key])
             ns, ts = [n for n, _ in rows], [t for _, t in rows]
-            style = "--" if key[1] == "teardown_gone" or key[0] == "floor" else "-"
+            style = "--" if key[1].startswith("teardown_gone") or key[0] == "floor" else "-"
             ax.scatter(ns, ts, s=3, color=color, alpha=0.25, linewidths=0)
             ax.plot(ns, rolling_median(ts), style, color=color, label=label, linewidth=1.8)
         if kind == "teardown" and ("floor", "rtm_dellink") in data and ("floor", "rtm_dellink_same_n") not in data:

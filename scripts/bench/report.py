@@ -108,7 +108,7 @@ def main():
     out("-" * 100)
     order = [("nethook", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("cni", "teardown_alive"), ("netavark", "teardown_alive"),
-             ("nethook", "teardown_gone"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
+             ("nethook", "teardown_gone"), ("nethook", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
              ("floor", "ip_link_del_same_n"), ("floor", "rtm_dellink"), ("floor", "ip_link_del"),
              ("floor", "nft_add_element"), ("floor", "nft_delete_element"), ("floor", "process_true"),
              ("floor", "process_nethook")]
@@ -124,7 +124,8 @@ def main():
         out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
     out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook p50 at N≤20 / last 20;")
-    out(" teardown rows: n = containers present before the teardown; veth_add_up: n = containers on the bridge after it,")
+    out(" teardown rows: n = containers present before the teardown; teardown_gone_burst: all namespaces gone first, then")
+    out(" the hooks back to back (not a target); veth_add_up: n = containers on the bridge after it,")
     out(" the link part of a setup (veth with its peer in the container's netns and the bridge as master, IPv6 off, up)")
     out(" over a raw netlink socket; *_same_n: n as for teardown, two of every 20 containers of nethook's netns-alive teardown")
     out(" run have their veth deleted instead, one by one RTM_DELLINK over the benchmark's own raw netlink socket, one by")
