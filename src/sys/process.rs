@@ -46,11 +46,12 @@ struct ChildPlan {
 /// Then it waits out an RCU grace period before its exit closes the sockets. Releasing a
 /// netfilter socket while the kernel's work item is still waiting for its grace period
 /// flushes that work with nf_tables' commit mutex held, and every other nftables commit on
-/// the host, the next hook's included, queues behind it: poststop of stopped containers one
-/// after the other took ~16 ms each instead of ~2.4. After a grace period of its own the
-/// work is done and the release takes the mutex only briefly. `membarrier(GLOBAL)` is that
-/// wait (the kernel implements it as `synchronize_rcu`); where the kernel does not offer it
-/// (nohz_full), a fixed sleep longer than a grace period here stands in.
+/// the host, the next hook's included, queues behind it (~16 ms). After a grace period of
+/// its own this hook's work is done, and the release takes the mutex only briefly unless
+/// another commit's work is pending by then, as in a burst of poststops.
+/// `membarrier(GLOBAL)` is that wait (the kernel implements it as `synchronize_rcu`); where
+/// the kernel does not offer it (nohz_full), a fixed sleep longer than a grace period here
+/// stands in.
 pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     if fds.is_empty() {
         return Ok(());
