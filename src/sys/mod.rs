@@ -4,7 +4,9 @@
 //! - `nft`: the parts of libnftnl the `nftnl` crate does not wrap.
 //! - `ifconf`: IPv4 address, flags and route ioctls for a container's interfaces.
 //! - `process`: handing sockets, or the end of a teardown, to a child that outlives the hook.
+//! - `keeper`: the one such child that holds a burst of hooks' netfilter sockets.
 
 pub(crate) mod ifconf;
+mod keeper;
 pub(crate) mod nft;
 pub(crate) mod process;

@@ -4,11 +4,13 @@
 use std::ffi::{c_int, c_void};
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::keeper;
 
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
 
-/// Stack of the child in `close_after_exit`; it runs a few instructions only.
+/// Stack of the child in `close_after_exit`; it runs a few libc calls on small buffers.
 const CHILD_STACK: usize = 16 * 1024;
 
 /// From linux/membarrier.h.
@@ -26,9 +28,13 @@ enum GraceWait {
 }
 
 /// What the child of `close_after_exit` reads: the stdio descriptors it closes first (-1
-/// when not open) and how it waits before its exit closes the rest.
+/// when not open), the sockets it hands over (`fds[..nfds]`), this process's user (a
+/// keeper must be the same), and how it waits before its exit releases what it holds.
 struct ChildPlan {
     stdio: [c_int; 3],
+    fds: [c_int; keeper::MAX_FDS],
+    nfds: usize,
+    euid: libc::uid_t,
     wait: GraceWait,
 }
 
@@ -43,21 +49,27 @@ struct ChildPlan {
 /// EOF when the hook exits. (Releases queued at exit run newest first, so stdio is closed
 /// explicitly, before the sockets, rather than left to the exit.)
 ///
-/// Then it waits out an RCU grace period before its exit closes the sockets. Releasing a
-/// netfilter socket while the kernel's work item is still waiting for its grace period
-/// flushes that work with nf_tables' commit mutex held, and every other nftables commit on
-/// the host, the next hook's included, queues behind it (~16 ms). After a grace period of
-/// its own this hook's work is done, and the release takes the mutex only briefly unless
-/// another commit's work is pending by then, as in a burst of poststops.
-/// `membarrier(GLOBAL)` is that wait (the kernel implements it as `synchronize_rcu`); where
-/// the kernel does not offer it (nohz_full), a fixed sleep longer than a grace period here
-/// stands in.
+/// When to release them matters. Releasing a netfilter socket while the kernel's work item
+/// is still waiting for its grace period flushes that work with nf_tables' commit mutex
+/// held, and every other nftables commit on the host, the next hook's included, queues
+/// behind it (~16 ms). In a burst of hooks some commit's work is nearly always pending, so
+/// the children hand their sockets to one of them, the keeper (`sys::keeper`), which
+/// releases them all once no hook has come for a while. The keeper, or a child that could
+/// reach none, first waits out a grace period of its own, after which the last commit's
+/// work is done and the releases take the mutex only briefly. `membarrier(GLOBAL)` is that
+/// wait (the kernel implements it as `synchronize_rcu`); where the kernel does not offer it
+/// (nohz_full), a fixed sleep longer than a grace period here stands in.
 pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     if fds.is_empty() {
         return Ok(());
     }
-    // Asked here rather than in the child: a failing call there would write errno, which it
-    // shares with this thread, and QUERY tells whether GLOBAL can fail.
+    let mut handed = [-1; keeper::MAX_FDS];
+    for (slot, fd) in handed.iter_mut().zip(&fds) {
+        *slot = fd.as_raw_fd();
+    }
+    // More than one hand-over carries are not handed over: the child keeps them itself.
+    let nfds = if fds.len() <= keeper::MAX_FDS { fds.len() } else { 0 };
+    // Asked once here, so the child knows which wait the kernel offers.
     // SAFETY: membarrier(QUERY) only reads which commands the kernel supports.
     let supported = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0) };
     let wait = if supported >= 0 && supported & MEMBARRIER_CMD_GLOBAL != 0 {
@@ -65,8 +77,8 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     } else {
         GraceWait::Sleep
     };
-    // The child closes exactly the stdio descriptors that are open, so its close calls
-    // cannot fail: a failing libc call would write errno, which it shares with this thread.
+    // The child closes exactly the stdio descriptors that are open. (It shares this thread's
+    // errno, which its failing calls may write; see `sys::keeper` for why that is harmless.)
     let plan: &'static ChildPlan = Box::leak(Box::new(ChildPlan {
         stdio: [0, 1, 2].map(|fd| {
             // SAFETY: F_GETFD only reads the descriptor's flags; EBADF when it is not open.
@@ -77,6 +89,10 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
                 -1
             }
         }),
+        fds: handed,
+        nfds,
+        // SAFETY: geteuid cannot fail.
+        euid: unsafe { libc::geteuid() },
         wait,
     }));
     // Leaked on purpose: the child runs on it after this process is gone.
@@ -92,9 +108,17 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
             // copied; only this process's own copy is affected.
             unsafe { libc::syscall(libc::SYS_close, fd) };
         }
+        let fds = &plan.fds[..plan.nfds];
+        if keeper::hand_over(fds, plan.euid) {
+            return 0;
+        }
+        // No keeper: become one, or, when another child took the name just now, try it.
+        if !keeper::keep() && keeper::hand_over(fds, plan.euid) {
+            return 0;
+        }
         match plan.wait {
             // SAFETY: membarrier(GLOBAL) takes no pointers; the parent's QUERY showed that
-            // this kernel supports it, so it cannot fail and write errno.
+            // this kernel supports it.
             GraceWait::Membarrier => unsafe {
                 libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0);
             },
@@ -110,7 +134,7 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     }
 
     // SAFETY: `child` touches only its own stack (`top`, inside a leaked allocation nobody
-    // else uses) and the leaked, read-only `plan`, so sharing the address space with this
+    // else uses), the leaked, read-only `plan` and errno (see `sys::keeper`), so sharing the address space with this
     // process, which goes on and exits, is sound. Without CLONE_FILES the child has its own
     // descriptor table; without CLONE_THREAD it is a separate process (SIGCHLD on exit, reaped
     // by whoever inherits it).
