@@ -60,6 +60,7 @@ fn peer_uid(s: c_int) -> Option<libc::uid_t> {
     // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
     let mut cred: libc::ucred = unsafe { zeroed() };
     let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are locals of the sizes passed; `s` is an open socket.
     let rc = unsafe {
         libc::getsockopt(s, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
     };
@@ -176,6 +177,7 @@ fn raise_fd_limit() {
 fn now_ms() -> i64 {
     // SAFETY: timespec is plain data; CLOCK_MONOTONIC is always available.
     let mut ts: libc::timespec = unsafe { zeroed() };
+    // SAFETY: `ts` is a local timespec the kernel fills in.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
