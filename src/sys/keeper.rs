@@ -71,20 +71,29 @@ fn peer_uid(s: c_int) -> Option<libc::uid_t> {
 #[repr(C, align(8))]
 struct Control([u8; 64]);
 
+/// The message of a hand-over, sent and received alike: one byte of data in `iov`, and
+/// the first `control_len` bytes of `control` for the descriptors.
+fn message(iov: &mut libc::iovec, control: &mut Control, control_len: usize) -> libc::msghdr {
+    // SAFETY: msghdr is plain data, for which all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control_len.min(size_of::<Control>());
+    msg
+}
+
 fn send_fds(s: c_int, fds: &[c_int]) -> bool {
     let mut byte = 0u8;
     let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
     let mut control = Control([0; 64]);
     let data_len = size_of_val(fds) as u32;
-    // SAFETY: msghdr is plain data; the pointers set below point at locals that outlive
-    // the sendmsg call, and CMSG_SPACE of at most MAX_FDS descriptors (48 bytes) fits in
-    // `control`, so the header and data written through CMSG_FIRSTHDR/CMSG_DATA stay in it.
+    // SAFETY: CMSG_SPACE only computes a size.
+    let msg = message(&mut iov, &mut control, unsafe { libc::CMSG_SPACE(data_len) } as usize);
+    // SAFETY: the message's pointers point at locals that outlive the sendmsg call, and
+    // CMSG_SPACE of at most MAX_FDS descriptors (48 bytes) fits in `control`, so the header
+    // and data written through CMSG_FIRSTHDR/CMSG_DATA stay in it.
     unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(data_len) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if cmsg.is_null() {
             return false;
@@ -150,16 +159,10 @@ fn receive_fds(c: c_int) {
     let mut byte = 0u8;
     let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
     let mut control = Control([0; 64]);
-    // SAFETY: msghdr is plain data; its pointers point at locals that outlive the call,
-    // and recvmsg writes at most msg_controllen bytes of control data.
-    unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = size_of::<Control>();
-        libc::recvmsg(c, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT);
-    }
+    let mut msg = message(&mut iov, &mut control, size_of::<Control>());
+    // SAFETY: the message's pointers point at locals that outlive the call, and recvmsg
+    // writes at most msg_controllen bytes of control data.
+    unsafe { libc::recvmsg(c, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
 }
 
 /// A long burst hands over more sockets than the default soft limit of 1024 descriptors.

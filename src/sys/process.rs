@@ -6,9 +6,9 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::keeper;
-
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
+
+use super::keeper;
 
 /// Stack of the child in `close_after_exit`; it runs a few libc calls on small buffers.
 const CHILD_STACK: usize = 16 * 1024;
@@ -134,10 +134,10 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     }
 
     // SAFETY: `child` touches only its own stack (`top`, inside a leaked allocation nobody
-    // else uses), the leaked, read-only `plan` and errno (see `sys::keeper`), so sharing the address space with this
-    // process, which goes on and exits, is sound. Without CLONE_FILES the child has its own
-    // descriptor table; without CLONE_THREAD it is a separate process (SIGCHLD on exit, reaped
-    // by whoever inherits it).
+    // else uses), the leaked, read-only `plan` and errno (see `sys::keeper`), so sharing the
+    // address space with this process, which goes on and exits, is sound. Without
+    // CLONE_FILES the child has its own descriptor table; without CLONE_THREAD it is a
+    // separate process (SIGCHLD on exit, reaped by whoever inherits it).
     let pid = unsafe {
         libc::clone(
             child,
