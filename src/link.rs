@@ -26,7 +26,7 @@ const IFLA_BRPORT_MODE: u16 = 4;
 pub enum LinkError {
     #[error("cannot open a route netlink socket")]
     Open(#[source] io::Error),
-    #[error("cannot open an IPv4 socket in the container's network namespace")]
+    #[error("cannot open an IPv4 socket for interface requests")]
     Socket(#[source] io::Error),
     #[error("{op}")]
     Netlink {
@@ -61,6 +61,17 @@ fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
 /// An AF_INET datagram socket in the calling thread's namespace, for `configure_container`.
 pub fn inet_socket() -> Result<OwnedFd, LinkError> {
     socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|e| LinkError::Socket(e.into()))
+}
+
+/// Whether a link called `name` exists in the calling thread's namespace. One ioctl, no
+/// netlink runtime: a poststop asks it before deciding whether there is link work at all.
+pub fn link_present(name: &str) -> Result<bool, LinkError> {
+    let sock = inet_socket()?;
+    match ifconf::index(sock.as_fd(), name) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(false),
+        Err(source) => Err(LinkError::Netlink { op: format!("look up link {name}"), source }),
+    }
 }
 
 /// Inside the container's namespace, through `sock` (an AF_INET datagram socket created

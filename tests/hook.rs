@@ -111,6 +111,29 @@ fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_ba
 }
 
 #[test]
+fn a_teardown_whose_veth_went_with_the_namespace_finishes_in_the_hook_itself() {
+    sandbox!("a_teardown_whose_veth_went_with_the_namespace_finishes_in_the_hook_itself", {
+        let nh = Nethook::new("gone");
+        let mut a = FakeContainer::start("ctr-a");
+        nh.setup(&a, &[("nethook.ports", "8080:80")]);
+        let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+        let state = a.state("stopped", &[]);
+        a.stop();
+        wait_until(5, "the veth to go with its namespace", || !host_veths().contains(&host_if));
+
+        let out = nh.hook_in_env(&state, &[], &[("NETHOOK_TIMING", "1")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        // No link work was left, so no child was started to wait for any: the hook's own
+        // timing line covers the address and the record.
+        assert!(err.contains("unpublish") && err.contains("settle"), "{err}");
+        assert!(!sh("nft list table inet nethook").contains("8080"), "the published port outlived poststop");
+        assert_eq!(nh.records(), 0);
+        assert_eq!(nh.allocations("nethook"), 0);
+    });
+}
+
+#[test]
 fn a_bridge_that_lost_its_gateway_or_went_down_is_repaired_by_the_next_setup() {
     sandbox!("a_bridge_that_lost_its_gateway_or_went_down_is_repaired_by_the_next_setup", {
         let nh = Nethook::new("repair");
