@@ -165,6 +165,12 @@ fn finish_in_background(store: &Store, ep: &Endpoint, u: &Unpublished, grace: Du
     // Unlocking explicitly: the parent may still be exiting, and while its copy of the
     // lock's file is open the lock would outlive this process.
     drop(lock);
+    // This copy holds duplicates of the parent's netfilter sockets, and its own if `forget`
+    // deleted elements. Outliving the keeper the parent handed its copies to, its exit would
+    // be their last release and stall other nftables commits (see `close_after_exit`).
+    if let Err(e) = firewall::release_deferred_sockets() {
+        log::line(&format!("{}: could not hand netfilter sockets to a child ({e})", ep.id));
+    }
     exit_now(u8::from(result.is_err()))
 }
 
