@@ -107,6 +107,10 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
     # (xtables lock, anything a peer might write) and nothing propagates back. New pid
     # namespace: when the sandbox's first process exits, every fake container,
     # hook and peer still running is killed by the kernel.
+    # The sandbox's own /proc will not show the kernel workers that destroy a phase's
+    # namespaces after it (bench.py waits for them between phases): keep the machine's.
+    exec {host_proc}</proc
+    export NETHOOK_BENCH_HOST_PROC_FD=$host_proc
     NETHOOK_BENCH_HOST_NETNS="$(readlink /proc/self/ns/net)"
     export NETHOOK_BENCH_HOST_NETNS NETHOOK_BENCH_IN_SANDBOX=1
     args=()

@@ -774,15 +774,24 @@ def child_main(a):
                 p.wait()
 
 
+# The sandbox's /proc shows the sandbox's processes only, and kernel workers are not among
+# them: bench.sh passes a descriptor of the machine's /proc for looking at those.
+HOST_PROC_FD = int(os.environ["NETHOOK_BENCH_HOST_PROC_FD"]) if os.environ.get("NETHOOK_BENCH_HOST_PROC_FD") else None
+
+
 def netns_cleanup_running():
     """Whether a kernel worker is destroying network namespaces right now (a worker's name
     carries the workqueue it is running, `kworker/u8:2+netns`)."""
-    for pid in os.listdir("/proc"):
+    for pid in os.listdir(HOST_PROC_FD if HOST_PROC_FD is not None else "/proc"):
         if pid.isdigit():
             try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().rstrip().endswith("+netns"):
+                fd = os.open(f"{pid}/comm" if HOST_PROC_FD is not None else f"/proc/{pid}/comm",
+                             os.O_RDONLY, dir_fd=HOST_PROC_FD)
+                try:
+                    if os.read(fd, 64).decode(errors="replace").rstrip().endswith("+netns"):
                         return True
+                finally:
+                    os.close(fd)
             except OSError:
                 pass
     return False
@@ -807,7 +816,8 @@ def run_phase(a, phase, argv):
     log(f"== phase {phase}")
     t0 = now()
     r = subprocess.run(["unshare", "--net", "--", sys.executable, os.path.abspath(__file__),
-                        "--phase", phase] + argv)
+                        "--phase", phase] + argv,
+                       pass_fds=() if HOST_PROC_FD is None else (HOST_PROC_FD,))
     log(f"== phase {phase}: {'ok' if r.returncode == 0 else 'rc=%d' % r.returncode} ({now() - t0:.0f}s)")
     return r.returncode
 
