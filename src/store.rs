@@ -297,18 +297,11 @@ impl IpamDir {
     /// Whether any address is allocated. Stops at the first address file, so the answer
     /// does not cost a read of every allocation.
     pub fn has_addresses(&self) -> Result<bool, StoreError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_err("list", &self.dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err("list", &self.dir))?;
-            if address_name(&entry.file_name()).is_some() {
-                return Ok(true);
-            }
+        match crate::sys::dir::any_entry(&self.dir, |name| address_name(name).is_some()) {
+            Ok(found) => Ok(found),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("list", &self.dir)(e)),
         }
-        Ok(false)
     }
 
     /// Every allocation, by address. Reads the whole directory: for `gc`, not for hooks.
