@@ -67,11 +67,9 @@ pub fn inet_socket() -> Result<OwnedFd, LinkError> {
 /// netlink runtime: a poststop asks it before deciding whether there is link work at all.
 pub fn link_present(name: &str) -> Result<bool, LinkError> {
     let sock = inet_socket()?;
-    match ifconf::index(sock.as_fd(), name) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(false),
-        Err(source) => Err(LinkError::Netlink { op: format!("look up link {name}"), source }),
-    }
+    ifconf::index_if_present(sock.as_fd(), name)
+        .map(|index| index.is_some())
+        .map_err(|source| LinkError::Netlink { op: format!("look up link {name}"), source })
 }
 
 /// Inside the container's namespace, through `sock` (an AF_INET datagram socket created
@@ -183,9 +181,9 @@ impl Rtnl {
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
-        let index = match ifconf::index(sock.as_fd(), name) {
-            Ok(index) => index,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => {
+        let index = match ifconf::index_if_present(sock.as_fd(), name) {
+            Ok(Some(index)) => index,
+            Ok(None) => {
                 self.rt.block_on(async {
                     match self.handle.link().add(LinkBridge::new(name).address(mac.0.to_vec()).mcast_snooping(false).up().build()).execute().await {
                         Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => {

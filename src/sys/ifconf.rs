@@ -58,6 +58,15 @@ pub(crate) fn index(sock: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
     u32::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))
 }
 
+/// `name`'s interface index, `None` when there is no such interface.
+pub(crate) fn index_if_present(sock: BorrowedFd<'_>, name: &str) -> io::Result<Option<u32>> {
+    match index(sock, name) {
+        Ok(index) => Ok(Some(index)),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `name`'s primary IPv4 address and prefix length, `None` when it has none.
 pub(crate) fn primary_ipv4(sock: BorrowedFd<'_>, name: &str) -> io::Result<Option<(Ipv4Addr, u8)>> {
     let read = |request| -> io::Result<Option<Ipv4Addr>> {
