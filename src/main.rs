@@ -151,9 +151,7 @@ fn plain_hook_invocation() -> Option<Store> {
 fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
     nethook::firewall::defer_netfilter_release();
     let code = hook(store, stage);
-    if let Err(e) = nethook::firewall::release_deferred_sockets() {
-        nethook::log::line(&format!("could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead"));
-    }
+    nethook::firewall::release_deferred_sockets();
     code
 }
 

@@ -168,9 +168,7 @@ fn finish_in_background(store: &Store, ep: &Endpoint, u: &Unpublished, grace: Du
     // This copy holds duplicates of the parent's netfilter sockets, and its own if `forget`
     // deleted elements. Outliving the keeper the parent handed its copies to, its exit would
     // be their last release and stall other nftables commits (see `close_after_exit`).
-    if let Err(e) = firewall::release_deferred_sockets() {
-        log::line(&format!("{}: could not hand netfilter sockets to a child ({e})", ep.id));
-    }
+    firewall::release_deferred_sockets();
     exit_now(u8::from(result.is_err()))
 }
 

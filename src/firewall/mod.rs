@@ -32,8 +32,11 @@ pub use netlink::defer_netfilter_release;
 
 /// Ends deferring (see `defer_netfilter_release`): the sockets kept so far are closed by a
 /// child process after this one exits. Call it last, when the process is single-threaded.
-pub fn release_deferred_sockets() -> io::Result<()> {
-    crate::sys::process::close_after_exit(netlink::take_deferred())
+/// Should no child start, it says so; the sockets then go with this process's exit.
+pub fn release_deferred_sockets() {
+    if let Err(e) = crate::sys::process::close_after_exit(netlink::take_deferred()) {
+        crate::log::line(&format!("could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead"));
+    }
 }
 use netlink::{Bus, MsgBuilder, NlSocket};
 use crate::sys::nft::{Borrowed, ElemMsg, ElemSpec};
