@@ -775,18 +775,19 @@ def child_main(a):
 
 
 # The sandbox's /proc shows the sandbox's processes only, and kernel workers are not among
-# them: bench.sh passes a descriptor of the machine's /proc for looking at those.
+# them: bench.sh passes a descriptor of the machine's /proc for looking at those (run
+# directly, this process's own /proc is all there is).
 HOST_PROC_FD = int(os.environ["NETHOOK_BENCH_HOST_PROC_FD"]) if os.environ.get("NETHOOK_BENCH_HOST_PROC_FD") else None
+PROC_FD = HOST_PROC_FD if HOST_PROC_FD is not None else os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
 
 
 def netns_cleanup_running():
     """Whether a kernel worker is destroying network namespaces right now (a worker's name
     carries the workqueue it is running, `kworker/u8:2+netns`)."""
-    for pid in os.listdir(HOST_PROC_FD if HOST_PROC_FD is not None else "/proc"):
+    for pid in os.listdir(PROC_FD):
         if pid.isdigit():
             try:
-                fd = os.open(f"{pid}/comm" if HOST_PROC_FD is not None else f"/proc/{pid}/comm",
-                             os.O_RDONLY, dir_fd=HOST_PROC_FD)
+                fd = os.open(f"{pid}/comm", os.O_RDONLY, dir_fd=PROC_FD)
                 try:
                     if os.read(fd, 64).decode(errors="replace").rstrip().endswith("+netns"):
                         return True
