@@ -79,22 +79,35 @@ fn teardown_leaves_nothing_and_running_it_again_is_fine() {
     });
 }
 
+/// Container ctr-a set up with host port 8080 published, and the name of its host veth.
+fn publishing_container(nh: &Nethook) -> (FakeContainer, String) {
+    let a = FakeContainer::start("ctr-a");
+    nh.setup(&a, &[("nethook.ports", "8080:80")]);
+    let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+    (a, host_if)
+}
+
+/// Runs the hook on `state` with `NETHOOK_TIMING` on, asserts it succeeded and returns its
+/// stderr, where the timing line says which steps the hook itself ran.
+fn timed_hook(nh: &Nethook, state: &str) -> String {
+    let out = nh.hook_in_env(state, &[], &[("NETHOOK_TIMING", "1")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
 #[test]
 fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_background() {
     sandbox!("a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_background", {
         let nh = Nethook::new("background");
-        let mut a = FakeContainer::start("ctr-a");
-        nh.setup(&a, &[("nethook.ports", "8080:80")]);
-        let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+        let (mut a, host_if) = publishing_container(&nh);
         // Something else keeps the namespace alive once the container's process is gone, as
         // runc's own netlink socket in there does for a few ms after a short-lived container.
         let holder = std::fs::File::open(a.netns()).unwrap();
         let state = a.state("stopped", &[]);
         a.stop();
 
-        let out = nh.hook_in_env(&state, &[], &[("NETHOOK_TIMING", "1")]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
+        let err = timed_hook(&nh, &state);
         // The hook's own timing line ends after unpublishing: the rest was not its to wait for.
         assert!(err.contains("timing teardown: lock+record") && err.contains("unpublish"), "{err}");
         assert!(!err.contains("finish"), "the hook finished the teardown itself: {err}");
@@ -114,16 +127,12 @@ fn a_teardown_that_would_wait_for_a_dead_containers_namespace_finishes_in_the_ba
 fn a_teardown_whose_veth_went_with_the_namespace_finishes_in_the_hook_itself() {
     sandbox!("a_teardown_whose_veth_went_with_the_namespace_finishes_in_the_hook_itself", {
         let nh = Nethook::new("gone");
-        let mut a = FakeContainer::start("ctr-a");
-        nh.setup(&a, &[("nethook.ports", "8080:80")]);
-        let host_if = nh.endpoint("ctr-a")["host_interface"].as_str().unwrap().to_owned();
+        let (mut a, host_if) = publishing_container(&nh);
         let state = a.state("stopped", &[]);
         a.stop();
         wait_until(5, "the veth to go with its namespace", || !host_veths().contains(&host_if));
 
-        let out = nh.hook_in_env(&state, &[], &[("NETHOOK_TIMING", "1")]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
+        let err = timed_hook(&nh, &state);
         // No link work was left, so no child was started to wait for any: the hook's own
         // timing line covers the address and the record.
         assert!(err.contains("unpublish") && err.contains("settle"), "{err}");
