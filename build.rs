@@ -1,4 +1,9 @@
-//! Links the `nethook` binary as a position-dependent executable, with the unwinder linked in.
+//! Links the `nethook` binary as a position-dependent executable, with the unwinder linked in,
+//! when it is linked dynamically.
+//!
+//! The normal build is static (`.cargo/config.toml`: `crt-static` and the `static`
+//! relocation model), which gives both of these by itself, so this script then adds nothing.
+//! A build whose RUSTFLAGS replace that configuration links dynamically, and gets them here.
 //!
 //! Why: a hook is a process started for every container and gone a few milliseconds
 //! later, so its start-up is on every container's critical path.
@@ -20,11 +25,18 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if crt_static() {
+        return;
+    }
     println!("cargo:rustc-link-arg-bins=-no-pie");
     if let Some(eh) = static_unwinder() {
         println!("cargo:rustc-link-arg-bins=-Wl,--push-state,--whole-archive,{},--pop-state", eh.display());
     }
-    println!("cargo:rerun-if-changed=build.rs");
+}
+
+fn crt_static() -> bool {
+    std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"))
 }
 
 /// Where the C compiler keeps `libgcc_eh.a`; it answers the bare name when it has none.

@@ -12,7 +12,7 @@
 #   --profile        also strace -T -f a few nethook setups/teardowns at N (RUN_DIR/profile)
 #   --peer-budget S  stop a peer's setup loop after S seconds (default 200; 0 = none)
 #   --phases LIST    comma list of floor,kernel,nethook,nethook2,cni,netavark,conc,runc
-# Env: NETHOOK_BIN=path  use this binary (else target/release/nethook, built if missing)
+# Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
 #
 # What it does: installs the peers from Debian, then re-executes itself in a
 # throwaway network + mount + pid namespace (nothing touches the machine's own
@@ -83,12 +83,13 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
 
     # --- nethook binary ----------------------------------------------------------
     if [[ -z ${NETHOOK_BIN:-} ]]; then
-        NETHOOK_BIN="$REPO/target/release/nethook"
+        if ! command -v cargo >/dev/null && [[ -f ${HOME:-/root}/.cargo/env ]]; then
+            # shellcheck source=/dev/null
+            . "${HOME:-/root}/.cargo/env"
+        fi
+        # .cargo/config.toml builds for the host's tuple (see there).
+        NETHOOK_BIN="$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/release/nethook"
         if [[ ! -x $NETHOOK_BIN ]]; then
-            if ! command -v cargo >/dev/null && [[ -f ${HOME:-/root}/.cargo/env ]]; then
-                # shellcheck source=/dev/null
-                . "${HOME:-/root}/.cargo/env"
-            fi
             log "bench: building nethook (cargo build --release; waits if another build holds the lock)"
             (cd "$REPO" && cargo build --release --quiet) || die "cargo build failed"
         fi

@@ -10,7 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [[ -f ~/.cargo/env ]] && . ~/.cargo/env
 seconds="${FUZZ_SECONDS:-180}"
 
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# From /, so that this repository's .cargo/config.toml (static linking) stays out of it.
+command -v cargo-fuzz >/dev/null 2>&1 || (cd / && cargo install cargo-fuzz --locked)
 # cargo fuzz passes -Z sanitizer flags; the stable toolchain accepts them this way.
 export RUSTC_BOOTSTRAP=1
 

@@ -74,11 +74,22 @@ nh_build_needed() {
     [[ -x $bin ]] || return 0
     local -a inputs=()
     local p
-    for p in src build.rs Cargo.toml Cargo.lock; do
+    for p in src build.rs Cargo.toml Cargo.lock .cargo; do
         [[ -e $NH_REPO_ROOT/$p ]] && inputs+=("$NH_REPO_ROOT/$p")
     done
     ((${#inputs[@]} == 0)) && return 1
     [[ -n "$(find "${inputs[@]}" -newer "$bin" -print -quit 2>/dev/null)" ]]
+}
+
+# Where `cargo build --release` puts the binary. .cargo/config.toml builds for the host's
+# target tuple, so that the static-linking flags reach the binary but not build scripts or
+# proc macros; cargo then writes under target/<tuple>/.
+nh_release_bin() {
+    nh_cargo_env
+    local target="${CARGO_TARGET_DIR:-$NH_REPO_ROOT/target}" tuple
+    tuple="$(rustc -vV | sed -n 's/^host: //p')"
+    [[ -n $tuple ]] || nh_die "rustc -vV names no host tuple"
+    echo "$target/$tuple/release/nethook"
 }
 
 # Make sure a release binary exists and export its absolute path as
@@ -92,10 +103,9 @@ nh_build() {
         export NETHOOK_BIN
         return 0
     fi
-    local target="${CARGO_TARGET_DIR:-$NH_REPO_ROOT/target}"
-    local bin="$target/release/nethook"
+    local bin
+    bin="$(nh_release_bin)"
     if nh_build_needed "$bin"; then
-        nh_cargo_env
         nh_log "building nethook (cargo build --release)"
         (cd "$NH_REPO_ROOT" && cargo build --release --quiet) || nh_die "cargo build failed"
     fi
@@ -397,6 +407,9 @@ nh_ensure_youki() {
             trap 'exit 143' TERM
             trap 'exit 130' INT
             rm -rf "$root.partial"
+            # Away from this repository, whose .cargo/config.toml (static linking) is for
+            # nethook only.
+            cd /
             CARGO_TARGET_DIR="$target" cargo install youki --version "=$NH_YOUKI_VERSION" \
                 --locked --features v1 --root "$root.partial" --quiet </dev/null >&2 || exit 1
             # Only a finished build lands under the name that is looked for.

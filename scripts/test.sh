@@ -54,7 +54,7 @@ record 0 "cargo build --release"
 # enables the failpoints feature, which must never reach a binary that runs containers.
 target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
 mkdir -p "$target_dir/e2e"
-cp "$target_dir/release/nethook" "$target_dir/e2e/nethook"
+cp "$(nh_release_bin)" "$target_dir/e2e/nethook"
 NETHOOK_BIN="$target_dir/e2e/nethook"
 export NETHOOK_BIN
 

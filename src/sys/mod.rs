@@ -10,5 +10,6 @@
 pub(crate) mod dir;
 pub(crate) mod ifconf;
 mod keeper;
+mod mnl;
 pub(crate) mod nft;
 pub(crate) mod process;
