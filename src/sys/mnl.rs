@@ -126,7 +126,9 @@ pub unsafe extern "C" fn mnl_attr_put(nlh: *mut nlmsghdr, kind: u16, len: usize,
     unsafe {
         let attr = tail(nlh);
         let attr_len = ATTR_HDRLEN + len;
-        // nla_len is 16 bits on the wire; libmnl's unchecked put truncates the same way.
+        // nla_len is 16 bits on the wire, so a payload of 64 KiB or more (libnftnl never
+        // puts one) gets a truncated nla_len, as in libmnl; the message length below still
+        // covers all of it, where libmnl's would let the next attribute overwrite the data.
         attr.write_unaligned(nlattr { nla_len: attr_len as u16, nla_type: kind });
         let payload = mnl_attr_get_payload(attr).cast::<u8>();
         if len > 0 {
@@ -193,7 +195,7 @@ pub unsafe extern "C" fn mnl_attr_nest_end(nlh: *mut nlmsghdr, start: *mut nlatt
     // tail in the same buffer.
     unsafe {
         let len = tail(nlh).cast::<u8>().offset_from(start.cast::<u8>());
-        (*start).nla_len = len as u16;
+        ptr::addr_of_mut!((*start).nla_len).write_unaligned(len as u16);
     }
 }
 
@@ -220,18 +222,16 @@ pub unsafe extern "C" fn mnl_attr_validate(attr: *const nlattr, kind: c_int) -> 
         MNL_TYPE_U64 | MNL_TYPE_MSECS => 8,
         _ => 0,
     };
-    // SAFETY: libnftnl validates attributes it got from mnl_attr_ok, so header and the
-    // payload it announces are inside the message.
-    let (len, last) = unsafe {
-        let len = usize::from(mnl_attr_get_payload_len(attr));
-        let last = if len == 0 { None } else { Some(*mnl_attr_get_payload(attr).cast::<u8>().add(len - 1)) };
-        (len, last)
-    };
+    // SAFETY: libnftnl validates attributes it got from mnl_attr_ok, so the header is
+    // inside the message.
+    let len = usize::from(unsafe { mnl_attr_get_payload_len(attr) });
+    // SAFETY: as above, and the payload it announces, `len` > 0 bytes, is inside too.
+    let ends_in_nul = || unsafe { *mnl_attr_get_payload(attr).cast::<u8>().add(len - 1) } == 0;
     let verdict = match kind {
         _ if len < expected => Err(libc::ERANGE),
         MNL_TYPE_FLAG if len > 0 => Err(libc::ERANGE),
         MNL_TYPE_NUL_STRING | MNL_TYPE_STRING if len == 0 => Err(libc::ERANGE),
-        MNL_TYPE_NUL_STRING if last != Some(0) => Err(libc::EINVAL),
+        MNL_TYPE_NUL_STRING if !ends_in_nul() => Err(libc::EINVAL),
         MNL_TYPE_NESTED if len != 0 && len < ATTR_HDRLEN => Err(libc::ERANGE),
         _ if expected != 0 && len > expected => Err(libc::ERANGE),
         _ => Ok(()),
@@ -255,11 +255,18 @@ pub unsafe extern "C" fn mnl_attr_ok(attr: *const nlattr, len: c_int) -> bool {
     }
 }
 
+/// The next attribute's address, which may be just past the message (by up to 3 bytes
+/// of padding): callers check it with mnl_attr_ok before reading, hence `wrapping_add`.
 #[no_mangle]
 pub unsafe extern "C" fn mnl_attr_next(attr: *const nlattr) -> *mut nlattr {
-    // SAFETY: the caller checked `attr` with mnl_attr_ok; the result is checked the same
-    // way before it is read.
-    unsafe { attr.cast::<u8>().add(align(usize::from((*attr).nla_len))).cast_mut().cast() }
+    // SAFETY: the caller checked `attr` with mnl_attr_ok, so its header is readable.
+    let len = usize::from(unsafe { (*attr).nla_len });
+    attr.cast::<u8>().wrapping_add(align(len)).cast_mut().cast()
+}
+
+/// Bytes from `from` to `end`, negative once `from` has stepped past it.
+fn room(from: *const nlattr, end: *const u8) -> c_int {
+    (end as isize - from as isize) as c_int
 }
 
 /// Calls `cb` for each attribute in `[attr, end)` until it says stop or error.
@@ -270,10 +277,10 @@ unsafe fn parse_attrs(mut attr: *const nlattr, end: *const u8, cb: AttrCallback,
         return MNL_CB_OK;
     };
     let mut ret = MNL_CB_OK;
-    // SAFETY: each step stays inside the range because mnl_attr_ok checks the room left
-    // (at most a message's length, so it fits a c_int) before the attribute is read.
+    // SAFETY: mnl_attr_ok checks the room left in the range (at most a message's length,
+    // so it fits a c_int) before an attribute is read, so only attributes inside it are.
     unsafe {
-        while mnl_attr_ok(attr, end.offset_from(attr.cast::<u8>()) as c_int) {
+        while mnl_attr_ok(attr, room(attr, end)) {
             ret = cb(attr, data);
             if ret <= MNL_CB_STOP {
                 return ret;
@@ -289,7 +296,7 @@ pub unsafe extern "C" fn mnl_attr_parse_nested(nested: *const nlattr, cb: AttrCa
     // SAFETY: `nested` is a checked attribute, so its payload is inside the message.
     unsafe {
         let first = mnl_attr_get_payload(nested).cast::<u8>();
-        parse_attrs(first.cast(), first.add(usize::from(mnl_attr_get_payload_len(nested))), cb, data)
+        parse_attrs(first.cast(), first.wrapping_add(usize::from(mnl_attr_get_payload_len(nested))), cb, data)
     }
 }
 
@@ -300,8 +307,8 @@ pub unsafe extern "C" fn mnl_attr_parse(nlh: *const nlmsghdr, offset: c_uint, cb
     // receive loop), so both ends of the range are inside it or at its end.
     unsafe {
         let base = nlh.cast::<u8>();
-        let first = base.add(NLMSG_HDRLEN + align(offset as usize));
-        parse_attrs(first.cast(), base.add(align((*nlh).nlmsg_len as usize)), cb, data)
+        let first = base.wrapping_add(NLMSG_HDRLEN + align(offset as usize));
+        parse_attrs(first.cast(), base.wrapping_add(align((*nlh).nlmsg_len as usize)), cb, data)
     }
 }
 
@@ -348,18 +355,30 @@ pub struct Batch {
     cur: *mut u8,
 }
 
+/// `value` in memory from malloc, or null when there is none: libmnl's callers (libnftnl's
+/// batch pages) handle that as an error instead of the process aborting.
+fn allocate<T>(value: T) -> *mut T {
+    // SAFETY: malloc takes a size; the result is null or fit for a T (malloc's alignment
+    // covers these pointer-and-integer structs), and is written before it is returned.
+    unsafe {
+        let p = libc::malloc(size_of::<T>()).cast::<T>();
+        if !p.is_null() {
+            p.write(value);
+        }
+        p
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn mnl_nlmsg_batch_start(buf: *mut c_void, limit: usize) -> *mut Batch {
-    let batch = Box::new(Batch { buf: buf.cast(), limit, len: 0, cur: buf.cast() });
-    Box::into_raw(batch)
+    allocate(Batch { buf: buf.cast(), limit, len: 0, cur: buf.cast() })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn mnl_nlmsg_batch_stop(batch: *mut Batch) {
-    if !batch.is_null() {
-        // SAFETY: `batch` came from mnl_nlmsg_batch_start (Box::into_raw) and is stopped once.
-        drop(unsafe { Box::from_raw(batch) });
-    }
+    // SAFETY: `batch` came from mnl_nlmsg_batch_start (malloc) and is stopped once; Batch
+    // owns nothing that needs dropping.
+    unsafe { libc::free(batch.cast()) }
 }
 
 /// Takes the message just written at the current position into the batch; false (and the
@@ -427,7 +446,12 @@ pub unsafe extern "C" fn mnl_socket_open(bus: c_int) -> *mut Socket {
     if fd < 0 {
         return ptr::null_mut();
     }
-    Box::into_raw(Box::new(Socket { fd, addr: netlink_addr() }))
+    let nl = allocate(Socket { fd, addr: netlink_addr() });
+    if nl.is_null() {
+        // SAFETY: the descriptor was just opened here and nothing else holds it.
+        unsafe { libc::close(fd) };
+    }
+    nl
 }
 
 #[no_mangle]
@@ -508,10 +532,13 @@ pub unsafe extern "C" fn mnl_socket_recvfrom(nl: *const Socket, buf: *mut c_void
 
 #[no_mangle]
 pub unsafe extern "C" fn mnl_socket_close(nl: *mut Socket) -> c_int {
-    // SAFETY: `nl` came from mnl_socket_open (Box::into_raw) and is closed once.
-    let nl = unsafe { Box::from_raw(nl) };
-    // SAFETY: the socket owns its descriptor, closed here once.
-    unsafe { libc::close(nl.fd) }
+    // SAFETY: `nl` came from mnl_socket_open (malloc) and is closed once; the socket owns
+    // its descriptor, closed here once too.
+    unsafe {
+        let ret = libc::close((*nl).fd);
+        libc::free(nl.cast());
+        ret
+    }
 }
 
 /// What the kernel's error message says: MNL_CB_STOP for an acknowledgement (error 0),
@@ -557,7 +584,7 @@ pub unsafe extern "C" fn mnl_cb_run(
             && (*nlh).nlmsg_len as usize >= NLMSG_HDRLEN
             && (*nlh).nlmsg_len as isize <= left
         {
-            let h = &*nlh;
+            let h = nlh.read();
             if h.nlmsg_pid != 0 && portid != 0 && h.nlmsg_pid != portid {
                 set_errno(libc::ESRCH);
                 return -1;
@@ -570,18 +597,21 @@ pub unsafe extern "C" fn mnl_cb_run(
                 set_errno(libc::EINTR);
                 return -1;
             }
+            // Messages nobody handles leave the last result as it was, as in libmnl.
             ret = match c_int::from(h.nlmsg_type) {
-                t if t >= libc::NLMSG_MIN_TYPE => cb.map_or(MNL_CB_OK, |cb| cb(nlh, data)),
+                t if t >= libc::NLMSG_MIN_TYPE => cb.map_or(ret, |cb| cb(nlh, data)),
                 libc::NLMSG_ERROR => error_message(nlh),
                 libc::NLMSG_DONE => MNL_CB_STOP,
-                _ => MNL_CB_OK,
+                libc::NLMSG_NOOP | libc::NLMSG_OVERRUN => MNL_CB_OK,
+                _ => ret,
             };
             if ret <= MNL_CB_STOP {
                 return ret;
             }
             let step = align(h.nlmsg_len as usize);
             left -= step as isize;
-            nlh = nlh.cast::<u8>().add(step).cast();
+            // May step just past the datagram (padding); the loop checks `left` first.
+            nlh = nlh.cast::<u8>().wrapping_add(step).cast();
         }
     }
     ret
