@@ -1,6 +1,7 @@
 //! Where nethook's one-line messages go: stderr, which the runtime shows, or the system log
 //! once a teardown goes on in the background (`teardown::teardown`), where nobody reads the
-//! hook's stderr any more.
+//! hook's stderr any more. A hook's failure goes to both: some runtimes (crun) throw a
+//! hook's stderr away and report only its exit code.
 
 use std::error::Error;
 use std::io::Write;
@@ -8,6 +9,9 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static TO_SYSLOG: AtomicBool = AtomicBool::new(false);
+
+/// The system log's socket, `/dev/log` unless this names another (tests listen on their own).
+pub const SYSLOG_SOCKET_ENV: &str = "NETHOOK_SYSLOG_SOCKET";
 
 /// Sends every later message to the system log.
 pub(crate) fn to_syslog() {
@@ -17,15 +21,32 @@ pub(crate) fn to_syslog() {
 /// Writes `nethook: <line>` (the line ends there; it should hold no newline).
 pub fn line(line: &str) {
     if TO_SYSLOG.load(Ordering::Relaxed) {
-        // <27>: facility daemon, severity error. Best effort: without /dev/log the message
-        // has nowhere to go, and the record left behind is what `nethook gc` acts on.
-        if let Ok(sock) = UnixDatagram::unbound() {
-            let _ = sock.send_to(format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(), "/dev/log");
-        }
+        syslog(line);
     } else {
         // One write: the runtime reads the hook's stderr from a pipe, and `eprintln!` would
         // write every piece of the line separately, each a wakeup of the runtime's reader.
         let _ = std::io::stderr().write_all(format!("nethook: {line}\n").as_bytes());
+    }
+}
+
+/// A hook's failure: the line for the runtime to show, and in the system log as well, with
+/// the container it was about when that is known (the log has no other context).
+pub fn failure(line: &str, container: Option<&str>) {
+    self::line(line);
+    if !TO_SYSLOG.load(Ordering::Relaxed) {
+        match container {
+            Some(id) => syslog(&format!("container {id}: {line}")),
+            None => syslog(line),
+        }
+    }
+}
+
+fn syslog(line: &str) {
+    // <27>: facility daemon, severity error. Best effort: without a system log the message
+    // has nowhere to go (and a background teardown's record stays for `nethook gc`).
+    let socket = std::env::var_os(SYSLOG_SOCKET_ENV).unwrap_or_else(|| "/dev/log".into());
+    if let Ok(sock) = UnixDatagram::unbound() {
+        let _ = sock.send_to(format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(), socket);
     }
 }
 

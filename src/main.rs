@@ -158,13 +158,14 @@ fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
 fn hook(store: &Store, stage: Option<Stage>) -> u8 {
     let input = match oci::read_state(io::stdin().lock(), stage) {
         Ok(i) => i,
-        Err(e) => return fail(&e, 2),
+        Err(e) => return fail(&e, 2, None),
     };
+    let id = Some(input.id.as_str());
     match input.stage {
         Stage::Setup => {
             let req = match input.setup_request() {
                 Ok(r) => r,
-                Err(e) => return fail(&e, 2),
+                Err(e) => return fail(&e, 2, id),
             };
             if req.options.disabled {
                 return 0;
@@ -175,19 +176,19 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
                     nethook::log::line(&format!("{} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface));
                     0
                 }
-                Err(e) => fail(&e, 1),
+                Err(e) => fail(&e, 1, id),
             }
         }
         Stage::Teardown => match teardown::teardown(store, &input.id) {
             Ok(_) => 0,
-            Err(e) => fail(&e, 1),
+            Err(e) => fail(&e, 1, id),
         },
     }
 }
 
 /// One line: the error and its causes, joined.
-fn fail(e: &dyn std::error::Error, code: u8) -> u8 {
-    nethook::log::line(&nethook::describe(e));
+fn fail(e: &dyn std::error::Error, code: u8, container: Option<&str>) -> u8 {
+    nethook::log::failure(&nethook::describe(e), container);
     code
 }
 

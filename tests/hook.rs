@@ -182,6 +182,37 @@ fn failed_setup_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_failed_hook_says_so_in_the_system_log_too_naming_the_container() {
+    sandbox!("a_failed_hook_says_so_in_the_system_log_too_naming_the_container", {
+        // crun throws a hook's stderr away, so the system log is where its users look.
+        let nh = Nethook::new("syslog");
+        let dir = TempDir::new("syslog");
+        let socket_path = dir.0.join("log");
+        let log = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+        log.set_nonblocking(true).unwrap();
+        let env = [("NETHOOK_SYSLOG_SOCKET", socket_path.to_str().unwrap())];
+        let a = FakeContainer::start("ctr-a");
+
+        let bad = nh.hook_in_env(&a.state("creating", &[("nethook.ports", "notaport")]), &[], &env);
+        assert_eq!(bad.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&bad.stderr);
+        let line = err.trim().strip_prefix("nethook: ").unwrap_or_else(|| panic!("{err}"));
+        let mut buf = [0u8; 2048];
+        let n = log.recv(&mut buf).expect("a message on the system log socket");
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        assert!(msg.starts_with("<27>nethook["), "{msg}");
+        assert!(msg.ends_with(&format!("]: container ctr-a: {line}")), "{msg}");
+
+        // Success stays off the system log.
+        let ok = nh.hook_in_env(&a.state("creating", &[]), &[], &env);
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        let quiet = log.recv(&mut buf);
+        assert!(quiet.is_err(), "a successful setup logged: {}", String::from_utf8_lossy(&buf[..quiet.unwrap_or(0)]));
+        nh.teardown(&a);
+    });
+}
+
+#[test]
 fn the_hooks_own_namespace_is_refused() {
     sandbox!("the_hooks_own_namespace_is_refused", {
         let nh = Nethook::new("own");
