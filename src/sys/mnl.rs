@@ -89,30 +89,6 @@ unsafe fn payload<T: Copy>(attr: *const nlattr) -> T {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mnl_attr_get_u8(attr: *const nlattr) -> u8 {
-    // SAFETY: see `payload`.
-    unsafe { payload(attr) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_get_u16(attr: *const nlattr) -> u16 {
-    // SAFETY: see `payload`.
-    unsafe { payload(attr) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_get_u32(attr: *const nlattr) -> u32 {
-    // SAFETY: see `payload`.
-    unsafe { payload(attr) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_get_u64(attr: *const nlattr) -> u64 {
-    // SAFETY: see `payload`.
-    unsafe { payload(attr) }
-}
-
-#[no_mangle]
 pub unsafe extern "C" fn mnl_attr_get_str(attr: *const nlattr) -> *const c_char {
     // SAFETY: see mnl_attr_get_payload.
     unsafe { mnl_attr_get_payload(attr).cast_const().cast() }
@@ -140,28 +116,29 @@ pub unsafe extern "C" fn mnl_attr_put(nlh: *mut nlmsghdr, kind: u16, len: usize,
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_put_u8(nlh: *mut nlmsghdr, kind: u16, data: u8) {
-    // SAFETY: as mnl_attr_put; `data` is a local of the stated size.
-    unsafe { mnl_attr_put(nlh, kind, size_of::<u8>(), ptr::from_ref(&data).cast()) }
+/// `mnl_attr_get_uN` and `mnl_attr_put_uN` for each integer width: the value in host byte
+/// order as the whole payload.
+macro_rules! integer_attributes {
+    ($($int:ty: $get:ident, $put:ident;)*) => {$(
+        #[no_mangle]
+        pub unsafe extern "C" fn $get(attr: *const nlattr) -> $int {
+            // SAFETY: see `payload`.
+            unsafe { payload(attr) }
+        }
+
+        #[no_mangle]
+        pub unsafe extern "C" fn $put(nlh: *mut nlmsghdr, kind: u16, data: $int) {
+            // SAFETY: as mnl_attr_put; `data` is a local of the stated size.
+            unsafe { mnl_attr_put(nlh, kind, size_of::<$int>(), ptr::from_ref(&data).cast()) }
+        }
+    )*};
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_put_u16(nlh: *mut nlmsghdr, kind: u16, data: u16) {
-    // SAFETY: as mnl_attr_put_u8.
-    unsafe { mnl_attr_put(nlh, kind, size_of::<u16>(), ptr::from_ref(&data).cast()) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_put_u32(nlh: *mut nlmsghdr, kind: u16, data: u32) {
-    // SAFETY: as mnl_attr_put_u8.
-    unsafe { mnl_attr_put(nlh, kind, size_of::<u32>(), ptr::from_ref(&data).cast()) }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn mnl_attr_put_u64(nlh: *mut nlmsghdr, kind: u16, data: u64) {
-    // SAFETY: as mnl_attr_put_u8.
-    unsafe { mnl_attr_put(nlh, kind, size_of::<u64>(), ptr::from_ref(&data).cast()) }
+integer_attributes! {
+    u8: mnl_attr_get_u8, mnl_attr_put_u8;
+    u16: mnl_attr_get_u16, mnl_attr_put_u16;
+    u32: mnl_attr_get_u32, mnl_attr_put_u32;
+    u64: mnl_attr_get_u64, mnl_attr_put_u64;
 }
 
 /// The string without its NUL, as libmnl's mnl_attr_put_str.
