@@ -23,6 +23,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh
+. "$REPO/scripts/lib.sh"
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
@@ -83,12 +85,7 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
 
     # --- nethook binary ----------------------------------------------------------
     if [[ -z ${NETHOOK_BIN:-} ]]; then
-        if ! command -v cargo >/dev/null && [[ -f ${HOME:-/root}/.cargo/env ]]; then
-            # shellcheck source=/dev/null
-            . "${HOME:-/root}/.cargo/env"
-        fi
-        # .cargo/config.toml builds for the host's tuple (see there).
-        NETHOOK_BIN="$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/release/nethook"
+        NETHOOK_BIN="$(nh_release_bin)"
         if [[ ! -x $NETHOOK_BIN ]]; then
             log "bench: building nethook (cargo build --release; waits if another build holds the lock)"
             (cd "$REPO" && cargo build --release --quiet) || die "cargo build failed"
