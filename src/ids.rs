@@ -34,7 +34,9 @@ impl ContainerId {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'));
         if !ok_first || !ok_rest {
             // Debug-format so NUL and control characters show up escaped in the message.
-            return Err(IdError::BadChar { id: raw.chars().take(64).collect() });
+            return Err(IdError::BadChar {
+                id: raw.chars().take(64).collect(),
+            });
         }
         Ok(Self(raw.to_owned()))
     }
@@ -43,13 +45,75 @@ impl ContainerId {
         &self.0
     }
 
-    /// Host-side veth name: `nh` + 12 hex digits of a stable hash of the id (14 bytes,
-    /// under IFNAMSIZ). FNV-1a plus a final mix is used because it is fixed forever
-    /// (unlike std's hasher) and similar ids such as `web-1`/`web-2` get unrelated names.
+    /// Host-side veth name: `nh` + 13 base32 digits of a stable hash of the id (15 bytes,
+    /// the most IFNAMSIZ leaves). 64 bits of hash: two ids share a name with odds of about
+    /// n²/2⁶⁵ for n ids (the 48 bits before were found to collide in seconds). The `nh`
+    /// prefix is what nethook's nftables rules match host veths by. FNV-1a plus a final
+    /// mix is used because it is fixed forever (unlike std's hasher) and similar ids such
+    /// as `web-1`/`web-2` get unrelated names.
+    ///
+    /// Test builds (`failpoints`) take `NETHOOK_TEST_HOST_VETH_NAME` instead when it is
+    /// set, so a test can give two containers the same first name: a collision without a
+    /// search for one.
     pub fn host_veth_name(&self) -> String {
+        #[cfg(feature = "failpoints")]
+        if let Ok(forced) = std::env::var("NETHOOK_TEST_HOST_VETH_NAME") {
+            return forced;
+        }
+        veth_name(mix64(fnv1a64(self.0.as_bytes())))
+    }
+
+    /// The name setup falls back to when `host_veth_name` is held by another container's
+    /// link (a hash collision, or a name planted on purpose): the same hash of the id with a
+    /// salt, so it is unrelated to the first and still fixed for the id.
+    pub fn alt_host_veth_name(&self) -> String {
+        let mut salted = Vec::with_capacity(ALT_SALT.len() + self.0.len());
+        salted.extend_from_slice(ALT_SALT);
+        salted.extend_from_slice(self.0.as_bytes());
+        veth_name(mix64(fnv1a64(&salted)))
+    }
+
+    /// The name nethook versions before the owner alias gave the host veth (`nh` + 12 hex
+    /// digits, 48 bits). Their veths carry no alias; teardown still recognises them by it.
+    pub fn legacy_host_veth_name(&self) -> String {
         let hash = mix64(fnv1a64(self.0.as_bytes()));
         format!("nh{:012x}", hash >> 16)
     }
+
+    /// Every name a host veth of this id may have had: the names an alias-less veth of
+    /// this id can carry (see `link::HostVeth`).
+    pub fn host_veth_names(&self) -> [String; 3] {
+        [
+            self.host_veth_name(),
+            self.alt_host_veth_name(),
+            self.legacy_host_veth_name(),
+        ]
+    }
+
+    /// The alias (IFLA_IFALIAS) of this container's host veth, which says whose it is.
+    /// At most 8 + 128 bytes, well within the kernel's IFALIASZ (256), so the id is kept
+    /// whole and readable in `ip link`.
+    pub fn owner_tag(&self) -> String {
+        format!("{OWNER_TAG_PREFIX}{}", self.0)
+    }
+}
+
+/// What every host veth's alias starts with; the container id follows.
+pub const OWNER_TAG_PREFIX: &str = "nethook:";
+
+/// The salt of `alt_host_veth_name`.
+const ALT_SALT: &[u8] = b"nethook/alt\0";
+
+/// `nh` + the 64-bit `hash` in 13 digits of base32hex, lowercase (the top digit holds 4
+/// bits): 15 bytes of `[0-9a-v]`, valid in any interface name.
+fn veth_name(hash: u64) -> String {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut name = String::with_capacity(15);
+    name.push_str("nh");
+    for i in (0..13).rev() {
+        name.push(char::from(DIGITS[((hash >> (5 * i)) & 31) as usize]));
+    }
+    name
 }
 
 impl fmt::Display for ContainerId {
@@ -76,8 +140,12 @@ fn fnv1a64(data: &[u8]) -> u64 {
     hash
 }
 
-/// Interface names inside the container: at most 15 bytes, no `/`, no whitespace,
-/// not `.`/`..` (the kernel's `dev_valid_name`).
+/// Interface names (the container's, a bridge's): what the kernel takes as it is. Its
+/// `dev_valid_name` refuses names over 15 bytes, `.`/`..`, and any `/`, `:` or whitespace
+/// (its `isspace`: tab, newline, vertical tab, form feed, carriage return, space, and the
+/// byte 0xa0, which a UTF-8 character may contain). A `%` makes the kernel treat the name
+/// as a pattern: `e%d` becomes the first free `e0`, `e1`… (and any other `%` is refused),
+/// so the container would get another name than the one asked for.
 pub fn validate_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
@@ -88,7 +156,15 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err("may not be '.' or '..'".into());
     }
-    if name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0) {
+    if name.contains('%') {
+        return Err("may not contain '%': the kernel would take it as a pattern and pick another name (e%d becomes e0)".into());
+    }
+    if name.bytes().any(|b| {
+        matches!(
+            b,
+            b'/' | b':' | 0 | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | 0xa0
+        )
+    }) {
         return Err("may not contain '/', ':', NUL or whitespace".into());
     }
     Ok(())
@@ -107,29 +183,97 @@ mod tests {
 
     #[test]
     fn refuses_ids_that_could_escape_the_state_dir() {
-        for id in ["", "../etc", "a/b", "a b", "a\0b", ".hidden", "-x", &"x".repeat(129), "ünï"] {
+        for id in [
+            "",
+            "../etc",
+            "a/b",
+            "a b",
+            "a\0b",
+            ".hidden",
+            "-x",
+            &"x".repeat(129),
+            "ünï",
+        ] {
             assert!(ContainerId::parse(id).is_err(), "{id:?}");
         }
     }
 
     #[test]
-    fn host_veth_name_is_stable_and_fits_ifnamsiz() {
+    fn host_veth_name_is_stable_and_fills_ifnamsiz() {
         let a = ContainerId::parse("container-1").unwrap();
         assert_eq!(a.host_veth_name(), a.host_veth_name());
-        assert_eq!(a.host_veth_name().len(), 14);
+        assert_eq!(a.host_veth_name().len(), 15);
         assert!(a.host_veth_name().starts_with("nh"));
+        assert!(validate_ifname(&a.host_veth_name()).is_ok());
         let b = ContainerId::parse("container-2").unwrap();
         assert_ne!(a.host_veth_name(), b.host_veth_name());
-        // Pinned: records written by one version must name the same link in the next.
-        assert_eq!(ContainerId::parse("abc").unwrap().host_veth_name(), "nh33ebaf9927cb");
+        // Pinned: records written by one version must name the same link in the next, and
+        // the alias-less veths of older versions are recognised by these names.
+        let abc = ContainerId::parse("abc").unwrap();
+        assert_eq!(abc.host_veth_name(), "nh37qtfj4jsnhdt");
+        assert_eq!(abc.legacy_host_veth_name(), "nh33ebaf9927cb");
+        assert_eq!(abc.alt_host_veth_name(), abc.alt_host_veth_name());
+    }
+
+    #[test]
+    fn the_fallback_name_is_unrelated_to_the_first() {
+        for raw in ["a", "abc", "container-1", &"x".repeat(128)] {
+            let id = ContainerId::parse(raw).unwrap();
+            let alt = id.alt_host_veth_name();
+            assert_ne!(alt, id.host_veth_name(), "{raw}");
+            assert_ne!(alt[2..7], id.host_veth_name()[2..7], "{raw}");
+            assert!(
+                alt.starts_with("nh") && alt.len() == 15 && validate_ifname(&alt).is_ok(),
+                "{alt}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_owner_tag_holds_the_whole_id_within_ifaliasz() {
+        let long = ContainerId::parse(&"x".repeat(128)).unwrap();
+        assert_eq!(long.owner_tag(), format!("nethook:{}", "x".repeat(128)));
+        assert!(long.owner_tag().len() < 256);
     }
 
     #[test]
     fn ifname_rules_match_the_kernel() {
-        assert!(validate_ifname("eth0").is_ok());
-        assert!(validate_ifname("").is_err());
-        assert!(validate_ifname("a/b").is_err());
-        assert!(validate_ifname("sixteen-bytes-xx").is_err());
-        assert!(validate_ifname("..").is_err());
+        for ok in [
+            "eth0",
+            "a",
+            "fifteen-bytes-x",
+            "e-d",
+            "net1.100",
+            "...",
+            "ünï",
+        ] {
+            assert!(validate_ifname(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a/b",
+            "sixteen-bytes-xx",
+            ".",
+            "..",
+            "a:1",
+            "a b",
+            "a\tb",
+            "a\x0bb",
+            "a\0b",
+            "a\u{a0}b",
+        ] {
+            assert!(validate_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ifnames_the_kernel_would_rename_are_refused() {
+        for bad in ["e%d", "eth%d", "%d", "a%", "a%x", "%%"] {
+            let err = validate_ifname(bad).unwrap_err();
+            assert!(
+                err.contains('%') && err.contains("e%d becomes e0"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 }
