@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
-use crate::link::{self, LinkError, Rtnl, VethSpec};
+use crate::link::{self, HostVeth, LinkError, Rtnl, VethSpec, VethState};
 use crate::log;
 use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
@@ -85,7 +85,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         teardown::release(store, &rtnl, &existing)?;
     }
     let ipam = store.ipam(&network.name)?;
-    let (endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
+    let (mut endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
     ipam.record(&lease, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
         forget(store, &endpoint, &ipam);
@@ -94,7 +94,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     steps.mark("plan+record");
 
     let mut undo = Undo::default();
-    match apply(&rtnl, &network, &endpoint, &netns, &mut undo, &mut steps) {
+    match apply(store, &rtnl, &network, &mut endpoint, &netns, &mut undo, &mut steps) {
         Ok(()) => {
             steps.report("setup");
             Ok(endpoint)
@@ -130,7 +130,7 @@ fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, ho
         .map(|ep| ep.id.to_string())
 }
 
-fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Undo, steps: &mut Steps) -> Result<(), SetupError> {
+fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &Netns, undo: &mut Undo, steps: &mut Steps) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
     let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
     let bridge_index = rtnl.ensure_bridge(&net.bridge, bridge_mac, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
@@ -139,10 +139,9 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
     steps.mark("bridge");
     failpoint::hit("bridge")?;
 
-    create_veth(rtnl, ep, net, bridge_index, netns)?;
+    create_veth(store, rtnl, ep, net, bridge_index, netns)?;
     undo.links.push(ep.host_interface.clone());
     sysctl::disable_ipv6(&ep.host_interface)?;
-    rtnl.set_hairpin(&ep.host_interface)?;
     steps.mark("veth");
     failpoint::hit("veth")?;
 
@@ -178,30 +177,43 @@ fn apply(rtnl: &Rtnl, net: &Network, ep: &Endpoint, netns: &Netns, undo: &mut Un
 }
 
 /// Creates the veth pair, telling apart the two names that can clash and a bridge with no
-/// port left. The kernel frees a deleted veth asynchronously, so a host name that still
-/// exists right after a teardown of the same id gets a few short retries before it is
-/// reported.
-fn create_veth(rtnl: &Rtnl, ep: &Endpoint, net: &Network, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
-    let spec = VethSpec {
-        host_name: &ep.host_interface,
-        bridge_index,
-        peer_name: &ep.interface,
-        peer_mac: ep.mac,
-    };
+/// port left. The kernel frees a deleted veth asynchronously, so a host name that this
+/// container's own earlier veth still holds right after a teardown of the same id gets a few
+/// short retries before it is reported. A host name held by any other link (another
+/// container's veth whose name collides, or a link planted there) is left to it: the
+/// container takes its id's second name instead, recorded before it is created.
+fn create_veth(store: &Store, rtnl: &Rtnl, ep: &mut Endpoint, net: &Network, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
+    let owner_tag = ep.id.owner_tag();
     let mut attempts = 0;
     loop {
+        let spec = VethSpec {
+            host_name: &ep.host_interface,
+            bridge_index,
+            peer_name: &ep.interface,
+            peer_mac: ep.mac,
+            owner_tag: &owner_tag,
+        };
         match rtnl.create_veth(&spec, netns) {
             Ok(()) => return Ok(()),
-            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {
-                if !rtnl.exists(&ep.host_interface)? {
-                    return Err(SetupError::PeerExists { name: ep.interface.clone() });
+            Err(e) if e.errno() == Some(nix::libc::EEXIST) => match rtnl.veth_state(&HostVeth::of(ep))? {
+                VethState::Gone => return Err(SetupError::PeerExists { name: ep.interface.clone() }),
+                VethState::Ours => {
+                    attempts += 1;
+                    if attempts > 25 {
+                        return Err(SetupError::HostLinkExists { name: ep.host_interface.clone() });
+                    }
+                    sleep(Duration::from_millis(4));
                 }
-                attempts += 1;
-                if attempts > 25 {
-                    return Err(SetupError::HostLinkExists { name: ep.host_interface.clone() });
+                VethState::NotOurs(foreign) => {
+                    let second = ep.id.alt_host_veth_name();
+                    if ep.host_interface == second {
+                        let first = ep.id.host_veth_name();
+                        return Err(LinkError::HostNamesTaken { id: ep.id.to_string(), first, second, why: foreign.why }.into());
+                    }
+                    ep.host_interface = second;
+                    store.save_endpoint(ep)?;
                 }
-                sleep(Duration::from_millis(4));
-            }
+            },
             Err(e) if e.errno() == Some(nix::libc::EXFULL) => {
                 return Err(SetupError::BridgeFull { network: net.name.clone(), bridge: net.bridge.clone() });
             }

@@ -9,7 +9,7 @@ use crate::firewall::{self, Elements, FirewallError, PortMapping};
 use crate::ids::ContainerId;
 use crate::ipam::Allocations;
 use crate::log::{self, describe};
-use crate::link::{self, LinkError, Rtnl, VethFate};
+use crate::link::{self, HostVeth, LinkError, Rtnl, VethFate};
 use crate::timing::Steps;
 use crate::ports::Proto;
 use crate::plan::{network_elements, port_elements, source_elements};
@@ -129,7 +129,11 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
 
 /// The link, then what `settle` does. True when the veth had to be deleted.
 fn finish(store: &Store, rtnl: &Rtnl, ep: &Endpoint, u: &Unpublished, grace: Duration) -> Result<bool, TeardownError> {
-    let link_deleted = rtnl.delete_veth(&ep.host_interface, grace)? == VethFate::Deleted;
+    let fate = rtnl.delete_veth(&HostVeth::of(ep), grace)?;
+    if let VethFate::NotOurs(foreign) = &fate {
+        log::line(&format!("{}: {foreign}", ep.id));
+    }
+    let link_deleted = fate == VethFate::Deleted;
     settle(store, ep, u)?;
     Ok(link_deleted)
 }

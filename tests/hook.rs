@@ -363,8 +363,12 @@ fn allocations_of_an_older_version_are_converted_and_orphans_freed_by_gc() {
 #[test]
 fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
     sandbox!("a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel", {
-        use nethook::link::{Rtnl, VethFate};
+        use nethook::link::{HostVeth, Rtnl, VethFate};
         let rtnl = Rtnl::open().expect("rtnetlink");
+        // Teardown deletes only a veth tagged as the container's and on its bridge.
+        let id = nethook::ids::ContainerId::parse("dying").unwrap();
+        let veth = HostVeth { name: "nhdying", bridge: "nhtestbr", owner: &id };
+        assert!(sh_ok("ip link add nhtestbr type bridge"));
         // A dead container's namespace keeps its veth pair for a few ms while the kernel
         // destroys it, and poststop usually lands in that window: first the peer's namespace
         // id can no longer be looked up, then it reads -1. Deleting the veth there would only
@@ -373,14 +377,15 @@ fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
         let mut left = 0;
         for round in 0..40 {
             let mut c = FakeContainer::start(&format!("dying-{round}"));
-            assert!(sh_ok(&format!("ip link add nhdying type veth peer name eth0 netns {}", c.pid())));
+            assert!(sh_ok(&format!("ip link add nhdying master nhtestbr type veth peer name eth0 netns {}", c.pid())));
+            assert!(sh_ok("ip link set nhdying alias nethook:dying"));
             // Reading the link assigns the peer's namespace an id, as a running container's has.
             assert!(rtnl.exists("nhdying").expect("look up nhdying"));
             c.stop();
             // Ask at once in even rounds and a little later in odd ones, to meet both ways the
             // kernel reports a dying namespace.
             std::thread::sleep(Duration::from_micros(if round % 2 == 0 { 0 } else { 2500 }));
-            let fate = rtnl.delete_veth("nhdying", Duration::ZERO).expect("delete_veth");
+            let fate = rtnl.delete_veth(&veth, Duration::ZERO).expect("delete_veth");
             assert_ne!(fate, VethFate::Deleted, "round {round}: deleted a veth its dying namespace was taking");
             if fate == VethFate::GoesWithNetns {
                 left += 1;
@@ -412,19 +417,24 @@ fn entering_a_container_namespace_briefly_returns_the_thread_to_its_own() {
 #[test]
 fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted() {
     sandbox!("a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted", {
-        use nethook::link::{Rtnl, VethFate};
+        use nethook::link::{HostVeth, Rtnl, VethFate};
         let rtnl = Rtnl::open().expect("rtnetlink");
+        // Teardown deletes only a veth tagged as the container's and on its bridge.
+        let (held, kept) = (nethook::ids::ContainerId::parse("held").unwrap(), nethook::ids::ContainerId::parse("kept").unwrap());
+        assert!(sh_ok("ip link add nhtestbr type bridge"));
         // Something else holds the namespace of a container that is gone (here an open
         // handle, in runc the loopback netlink socket the kernel frees a grace period later).
         let mut c = FakeContainer::start("held");
-        assert!(sh_ok(&format!("ip link add nhheld type veth peer name eth0 netns {}", c.pid())));
+        assert!(sh_ok(&format!("ip link add nhheld master nhtestbr type veth peer name eth0 netns {}", c.pid())));
+        assert!(sh_ok("ip link set nhheld alias nethook:held"));
         let handle = std::fs::File::open(c.netns()).expect("open netns");
         c.stop();
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(10));
             drop(handle);
         });
-        let fate = rtnl.delete_veth("nhheld", Duration::from_secs(2)).expect("delete_veth");
+        let veth = HostVeth { name: "nhheld", bridge: "nhtestbr", owner: &held };
+        let fate = rtnl.delete_veth(&veth, Duration::from_secs(2)).expect("delete_veth");
         release.join().unwrap();
         assert!(
             matches!(fate, VethFate::GoesWithNetns | VethFate::Gone),
@@ -434,10 +444,12 @@ fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted()
 
         // A namespace that lives on past the wait gets its veth deleted after it.
         let mut c = FakeContainer::start("kept");
-        assert!(sh_ok(&format!("ip link add nhkept type veth peer name eth0 netns {}", c.pid())));
+        assert!(sh_ok(&format!("ip link add nhkept master nhtestbr type veth peer name eth0 netns {}", c.pid())));
+        assert!(sh_ok("ip link set nhkept alias nethook:kept"));
         let handle = std::fs::File::open(c.netns()).expect("open netns");
         c.stop();
-        let fate = rtnl.delete_veth("nhkept", Duration::from_millis(30)).expect("delete_veth");
+        let veth = HostVeth { name: "nhkept", bridge: "nhtestbr", owner: &kept };
+        let fate = rtnl.delete_veth(&veth, Duration::from_millis(30)).expect("delete_veth");
         assert_eq!(fate, VethFate::Deleted);
         assert!(!sh_ok("ip link show nhkept >/dev/null 2>&1"));
         drop(handle);
