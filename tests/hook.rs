@@ -33,7 +33,7 @@ fn two_containers_get_distinct_addresses_and_reach_each_other_and_the_host() {
         assert!(a.sh("ip -o link show lo").contains("UP"));
         let host_if = ea["host_interface"].as_str().unwrap();
         assert!(sh(&format!("ip -o link show {host_if}")).contains("master nethook0"));
-        // The port is up with hairpin mode on (set through the bridge, not the link) and
+        // The port is up with hairpin mode on (set with the owner alias, in one request) and
         // without IPv6; the bridge does not snoop multicast (it floods it, as it would
         // anyway without a querier).
         let port = sh(&format!("ip -d -o link show {host_if}"));

@@ -17,13 +17,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use futures_util::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use rtnetlink::packet_core::DefaultNla;
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
-    LinkProtoInfoBridge,
 };
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::packet_route::AddressFamily as RouteFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -31,9 +28,6 @@ use rtnetlink::{
 use crate::mac::Mac;
 use crate::netns::Netns;
 use crate::sys::ifconf;
-
-/// `IFLA_BRPORT_MODE` from linux/if_link.h: the port's hairpin flag.
-const IFLA_BRPORT_MODE: u16 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -332,7 +326,8 @@ impl Rtnl {
     /// set at creation either. Both go in one request: the alias makes the kernel send a
     /// full link notification whatever else the request does, and the port flag rides
     /// along (IFLA_INFO_PORT_DATA, applied by the bridge it is a port of) instead of a
-    /// request to the bridge of its own (`set_hairpin`).
+    /// RTM_SETLINK to the bridge (AF_BRIDGE, IFLA_PROTINFO) of its own, which is how it was set
+    /// before the tag existed.
     fn tag_and_hairpin(&self, port: &str, tag: &str) -> Result<(), LinkError> {
         let msg = LinkUnspec::new_with_name(port)
             .append_extra_attribute(LinkAttribute::IfAlias(tag.to_owned()))
@@ -348,37 +343,6 @@ impl Rtnl {
                 .await
                 .map_err(|e| LinkError::Netlink {
                     op: format!("set the owner alias and hairpin mode of bridge port {port}"),
-                    source: to_io(e),
-                })
-        })
-    }
-
-    /// Turns hairpin mode on for a bridge port. Hairpin lets a container reaching its own
-    /// published port (DNAT back to itself) get the frame back out of the port it came in
-    /// on; with br_netfilter loaded such frames are bridged.
-    ///
-    /// This goes to the bridge (RTM_SETLINK for AF_BRIDGE, IFLA_PROTINFO), which announces
-    /// only the port; the same flag set through the link's IFLA_LINKINFO also sends a full
-    /// link notification, with its walk over every namespace id of the host.
-    pub fn set_hairpin(&self, port: &str) -> Result<(), LinkError> {
-        let op = || format!("turn hairpin mode on for bridge port {port}");
-        let sock = inet_socket()?;
-        let index = ifconf::index(sock.as_fd(), port)
-            .map_err(|source| LinkError::Netlink { op: op(), source })?;
-        let mut msg = LinkMessage::default();
-        msg.header.interface_family = RouteFamily::Bridge;
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
-            LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_MODE, vec![1])),
-        ]));
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .set(msg)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink {
-                    op: op(),
                     source: to_io(e),
                 })
         })
