@@ -223,10 +223,10 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
 }
 
 /// poststop of a container whose record cannot be read: nothing says what to undo, so the
-/// record is moved aside (or it would fail `ls`-like readers and this container's id for
+/// record is moved aside (or it would fail every later reader and this container's id for
 /// good) and the hook fails with one line saying so. Exit 1, not 0: the runtime should show
-/// it, as the container's address and published ports stay until `nethook gc` (its veth
-/// goes with its namespace).
+/// it, as the container's address stays held until `nethook gc` (its veth goes with its
+/// namespace, but its published ports' elements are not known any more).
 fn quarantine_record(store: &Store, id: &ContainerId, e: &StoreError) -> u8 {
     let path = store.endpoint_path(id);
     let moved = store
@@ -240,8 +240,9 @@ fn quarantine_record(store: &Store, id: &ContainerId, e: &StoreError) -> u8 {
         });
     let line = match moved {
         Ok(Some(to)) => format!(
-            "cannot tear down: {}; moved it to {}; run `nethook gc` to free the container's address and ports",
-            nethook::describe(e),
+            "cannot tear down: endpoint record {} is unreadable ({}); moved it to {}; run `nethook gc` to free the container's address",
+            path.display(),
+            e.reason(),
             to.display()
         ),
         // Gone, or readable now: a setup with this id replaced it meanwhile, and that is a

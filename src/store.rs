@@ -85,6 +85,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Why a file is unreadable, for a report line: the problem without the advice (to run
+    /// gc, to remove the file) that the error's message adds.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Corrupt { source, .. } => format!("not a valid record ({source})"),
+            StoreError::NotPlain { .. } => "a symlink or not a regular file".into(),
+            StoreError::NotRegular { .. } => "not a regular file".into(),
+            StoreError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
+            StoreError::BadCursor { source, .. } => format!("not an IPv4 address ({source})"),
+            StoreError::Unsafe { problem, .. } => problem.clone(),
+            other => crate::log::describe(other),
+        }
+    }
+
     /// The file this error found unreadable, when moving it aside is the repair: its
     /// content is not JSON, or it is no regular file, too large, or written by another user.
     pub fn unreadable_file(&self) -> Option<&Path> {
@@ -363,7 +377,7 @@ impl Store {
                 Ok(Some(ep)) => good.push(ep),
                 Ok(None) => {}
                 Err(e) => match e.unreadable_file() {
-                    Some(path) => bad.push((path.to_owned(), reason(&e))),
+                    Some(path) => bad.push((path.to_owned(), e.reason())),
                     None => return Err(e),
                 },
             }
@@ -384,13 +398,13 @@ impl Store {
         };
         if let Err(e) = dir.read_cursor() {
             match e.unreadable_file() {
-                Some(path) => bad.push((path.to_owned(), reason(&e))),
+                Some(path) => bad.push((path.to_owned(), e.reason())),
                 None => return Err(e),
             }
         }
         if let Err(e) = read_json::<Pool>(&self.legacy_pool_path(network)) {
             match e.unreadable_file() {
-                Some(path) => bad.push((path.to_owned(), reason(&e))),
+                Some(path) => bad.push((path.to_owned(), e.reason())),
                 None => return Err(e),
             }
         }
@@ -403,18 +417,5 @@ impl Store {
     /// keeper binds only after the hook took the lock, which checked the directory.
     pub fn enable_socket_keeper(&self) {
         crate::sys::process::set_keeper_dir(&self.run_dir);
-    }
-}
-
-/// Why a file is unreadable, for a report line: the error without the advice to run gc.
-fn reason(e: &StoreError) -> String {
-    match e {
-        StoreError::Corrupt { source, .. } => format!("not a valid record ({source})"),
-        StoreError::NotPlain { .. } => "a symlink or not a regular file".into(),
-        StoreError::NotRegular { .. } => "not a regular file".into(),
-        StoreError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
-        StoreError::BadCursor { source, .. } => format!("not an IPv4 address ({source})"),
-        StoreError::Unsafe { problem, .. } => problem.clone(),
-        other => crate::log::describe(other),
     }
 }

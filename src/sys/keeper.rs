@@ -17,7 +17,7 @@ use std::ptr::null_mut;
 /// The keeper's socket in the run directory. A pathname socket rather than an abstract
 /// one: the run directory is 0700 and root's, so only the hooks' own user can reach it
 /// (any user can connect to an abstract name, in any directory).
-pub(crate) const SOCKET_NAME: &str = "netfilter-release";
+const SOCKET_NAME: &str = "netfilter-release";
 /// A burst is over when no hook has handed over its sockets for this long; longer than the
 /// gap between two hooks run back to back (a few ms).
 const QUIET_MS: c_int = 50;
