@@ -411,4 +411,25 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn a_bundle_config_that_is_not_a_regular_file_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("nethook-oci-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("config.json"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let e = load_bundle_annotations(&dir).unwrap_err();
+        assert!(matches!(e, OciError::BundleNotRegular { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("config.json is not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = load_bundle_annotations(Path::new("/dev")).unwrap_err();
+        assert!(e.to_string().contains("/dev/config.json"), "{e}");
+    }
 }

@@ -287,3 +287,26 @@ fn now_ms() -> i64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_the_run_directorys_socket_or_none_when_too_long() {
+        let a = Addr::in_dir(Path::new("/run/nethook")).unwrap();
+        let path: Vec<u8> = a
+            .sun
+            .sun_path
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        assert_eq!(path, b"/run/nethook/netfilter-release");
+        assert_eq!(
+            a.len as usize,
+            size_of::<libc::sa_family_t>() + path.len() + 1
+        );
+        assert!(Addr::in_dir(Path::new(&"/x".repeat(50))).is_none());
+    }
+}
