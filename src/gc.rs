@@ -1,15 +1,17 @@
 //! Garbage collection: repairs state after poststop never ran or a hook was killed.
 //! Drops endpoints whose host veth is gone (their netns died) and addresses no record
 //! owns, and re-creates nethook's tables with the live endpoints' elements when another
-//! tool flushed the ruleset (or only part of the skeleton exists). `dry_run` reports
-//! without changing anything.
+//! tool flushed the ruleset (or only part of the skeleton exists). Records and IPAM files
+//! that cannot be read are moved to the run directory's `quarantine/` (a record's address
+//! is then freed like any other without a record). `dry_run` reports without changing
+//! anything.
 
 use std::collections::BTreeSet;
 
 use crate::firewall::{self, FirewallError};
 use crate::link::{LinkError, Rtnl};
 use crate::plan::firewall_elements;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Unreadable};
 use crate::teardown::{self, TeardownError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,9 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
     let mut live_elements = Vec::new();
-    for ep in store.list_endpoints()? {
+    let (endpoints, unreadable) = store.list_endpoints_lenient()?;
+    quarantine(store, "endpoint record", unreadable, dry_run, &mut actions)?;
+    for ep in endpoints {
         if rtnl.exists(&ep.host_interface)? {
             live.insert(ep.id.as_str().to_owned());
             live_elements.push(firewall_elements(&ep));
@@ -57,6 +61,9 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         }
     }
     for net in store.list_networks()? {
+        // Before `store.ipam`, which would fail on them.
+        let bad = store.unreadable_ipam_files(&net.name)?;
+        quarantine(store, &format!("IPAM file of {}", net.name), bad, dry_run, &mut actions)?;
         // A dry run must not convert an older version's allocation file either.
         let ipam = if dry_run { None } else { Some(store.ipam(&net.name)?) };
         for (ip, owner) in store.list_allocations(&net.name)? {
@@ -76,6 +83,26 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         }
     }
     Ok(actions)
+}
+
+/// Moves each unreadable file aside, saying so (a dry run only says so).
+fn quarantine(
+    store: &Store,
+    what: &str,
+    files: Vec<Unreadable>,
+    dry_run: bool,
+    actions: &mut Vec<String>,
+) -> Result<(), GcError> {
+    for (path, why) in files {
+        let line = format!("quarantine {what} {}: {why}", path.display());
+        if dry_run {
+            actions.push(line);
+        } else {
+            let to = store.quarantine(&path)?;
+            actions.push(format!("{line}; moved to {}", to.display()));
+        }
+    }
+    Ok(())
 }
 
 fn store_has(store: &Store, owner: &str) -> bool {

@@ -9,14 +9,22 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use nethook::ids::ContainerId;
 use nethook::link::Rtnl;
 use nethook::network::Network;
 use nethook::oci::{self, Stage};
-use nethook::store::{Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
+use nethook::store::{
+    Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV,
+};
+use nethook::teardown::TeardownError;
 use nethook::{gc, install, setup, teardown, view};
 
 #[derive(Parser)]
-#[command(name = "nethook", version, about = "Container networking as an OCI hook: bridge, IPAM, nftables NAT")]
+#[command(
+    name = "nethook",
+    version,
+    about = "Container networking as an OCI hook: bridge, IPAM, nftables NAT"
+)]
 struct Cli {
     /// Where network definitions live.
     #[arg(long, global = true, env = CONFIG_DIR_ENV, default_value = DEFAULT_CONFIG_DIR)]
@@ -111,14 +119,27 @@ fn main() -> ExitCode {
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
-        Command::Install { podman_hooks_dir, always, binary } => hook_binary(binary).and_then(|bin| {
-            let path = install::install_podman_hook(&podman_hooks_dir, &bin, &hook_env(&store), always)?;
+        Command::Install {
+            podman_hooks_dir,
+            always,
+            binary,
+        } => hook_binary(binary).and_then(|bin| {
+            let path =
+                install::install_podman_hook(&podman_hooks_dir, &bin, &hook_env(&store), always)?;
             println!("{}", path.display());
             Ok(())
         }),
         Command::Inject { bundle, binary } => hook_binary(binary).and_then(|bin| {
             let changed = install::inject(&bundle, &bin, &hook_env(&store))?;
-            println!("{}: {}", bundle.join("config.json").display(), if changed { "hooks added" } else { "already set" });
+            println!(
+                "{}: {}",
+                bundle.join("config.json").display(),
+                if changed {
+                    "hooks added"
+                } else {
+                    "already set"
+                }
+            );
             Ok(())
         }),
     };
@@ -144,11 +165,15 @@ fn plain_hook_invocation() -> Option<Store> {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(default),
     };
-    Some(Store::new(dir(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR), dir(RUN_DIR_ENV, DEFAULT_RUN_DIR)))
+    Some(Store::new(
+        dir(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR),
+        dir(RUN_DIR_ENV, DEFAULT_RUN_DIR),
+    ))
 }
 
 /// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
 fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
+    store.enable_socket_keeper();
     nethook::firewall::defer_netfilter_release();
     let code = hook(store, stage);
     nethook::firewall::release_deferred_sockets();
@@ -172,8 +197,14 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             }
             match setup::setup(store, &req) {
                 Ok(ep) => {
-                    let addr = ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_default();
-                    nethook::log::line(&format!("{} on {}: {} {addr} (host {})", ep.id, ep.network, ep.interface, ep.host_interface));
+                    let addr = ep
+                        .ipv4
+                        .map(|a| format!("{}/{}", a.address, a.prefix))
+                        .unwrap_or_default();
+                    nethook::log::line(&format!(
+                        "{} on {}: {} {addr} (host {})",
+                        ep.id, ep.network, ep.interface, ep.host_interface
+                    ));
                     0
                 }
                 Err(e) => fail(&e, 1, id),
@@ -181,9 +212,46 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
         }
         Stage::Teardown => match teardown::teardown(store, &input.id) {
             Ok(_) => 0,
+            Err(TeardownError::Store(e))
+                if e.unreadable_file() == Some(&store.endpoint_path(&input.id)) =>
+            {
+                quarantine_record(store, &input.id, &e)
+            }
             Err(e) => fail(&e, 1, id),
         },
     }
+}
+
+/// poststop of a container whose record cannot be read: nothing says what to undo, so the
+/// record is moved aside (or it would fail every later reader and this container's id for
+/// good) and the hook fails with one line saying so. Exit 1, not 0: the runtime should show
+/// it, as the container's address stays held until `nethook gc` (its veth goes with its
+/// namespace, but its published ports' elements are not known any more).
+fn quarantine_record(store: &Store, id: &ContainerId, e: &StoreError) -> u8 {
+    let path = store.endpoint_path(id);
+    let moved = store
+        .lock()
+        .and_then(|_lock| match store.load_endpoint(id) {
+            // Still unreadable under the lock (not replaced by a new setup meanwhile).
+            Err(again) if again.unreadable_file() == Some(&path) => {
+                store.quarantine(&path).map(Some)
+            }
+            _ => Ok(None),
+        });
+    let line = match moved {
+        Ok(Some(to)) => format!(
+            "cannot tear down: endpoint record {} is unreadable ({}); moved it to {}; run `nethook gc` to free the container's address",
+            path.display(),
+            e.reason(),
+            to.display()
+        ),
+        // Gone, or readable now: a setup with this id replaced it meanwhile, and that is a
+        // new container's record, not this poststop's to undo.
+        Ok(None) => return 0,
+        Err(qe) => format!("cannot tear down: {}; moving it aside failed too: {}", nethook::describe(e), nethook::describe(&qe)),
+    };
+    nethook::log::failure(&line, Some(id.as_str()));
+    1
 }
 
 /// One line: the error and its causes, joined.
@@ -194,7 +262,13 @@ fn fail(e: &dyn std::error::Error, code: u8, container: Option<&str>) -> u8 {
 
 fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
     match cmd {
-        NetworkCommand::Create { name, subnet, gateway, bridge, no_masquerade } => {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            bridge,
+            no_masquerade,
+        } => {
             let net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             let _lock = store.lock()?;
             net.check_conflicts(&store.list_networks()?)?;
@@ -223,10 +297,18 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         NetworkCommand::Rm { name } => {
             let _lock = store.lock()?;
             let net = store.load_network(&name)?;
-            let users: Vec<String> =
-                store.list_endpoints()?.into_iter().filter(|e| e.network == name).map(|e| e.id.to_string()).collect();
+            let users: Vec<String> = store
+                .list_endpoints()?
+                .into_iter()
+                .filter(|e| e.network == name)
+                .map(|e| e.id.to_string())
+                .collect();
             if !users.is_empty() {
-                bail!("network {name} is used by {} endpoint(s) ({}); stop those containers first", users.len(), users.join(", "));
+                bail!(
+                    "network {name} is used by {} endpoint(s) ({}); stop those containers first",
+                    users.len(),
+                    users.join(", ")
+                );
             }
             let had_file = store.remove_network(&name)?;
             let had_bridge = Rtnl::open()?.delete(&net.bridge)?;
@@ -244,12 +326,17 @@ fn check_host_routes(net: &Network) -> Result<()> {
     let rtnl = Rtnl::open()?;
     for route in rtnl.ipv4_routes()? {
         if route.prefix() > 0 && route.overlaps(net.ipv4.subnet) {
-            bail!("subnet {} overlaps the host route {route}; pick a subnet that does not", net.ipv4.subnet);
+            bail!(
+                "subnet {} overlaps the host route {route}; pick a subnet that does not",
+                net.ipv4.subnet
+            );
         }
     }
     Ok(())
 }
 
+/// Lists the records that can be read; the others get a warning each on stderr (the exit
+/// stays 0: the list is right about every record it shows, and `gc` is the repair).
 fn list(store: &Store, json: bool) -> Result<()> {
     let endpoints = settled_endpoints(store)?;
     if json {
@@ -267,10 +354,19 @@ fn list(store: &Store, json: bool) -> Result<()> {
 fn settled_endpoints(store: &Store) -> Result<Vec<nethook::endpoint::Endpoint>> {
     let _lock = match store.lock() {
         Ok(lock) => Some(lock),
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => None,
+        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+            None
+        }
         Err(e) => return Err(e.into()),
     };
-    Ok(store.list_endpoints()?)
+    let (endpoints, unreadable) = store.list_endpoints_lenient()?;
+    for (path, why) in unreadable {
+        eprintln!(
+            "nethook: warning: skipped endpoint record {}: {why}; `nethook gc` moves it aside",
+            path.display()
+        );
+    }
+    Ok(endpoints)
 }
 
 fn run_gc(store: &Store, dry_run: bool) -> Result<()> {
@@ -291,13 +387,17 @@ fn hook_binary(given: Option<PathBuf>) -> Result<PathBuf> {
         Some(p) => p,
         None => std::env::current_exe().context("find this binary's path")?,
     };
-    let path = path.canonicalize().with_context(|| format!("hook binary {} not found", path.display()))?;
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("hook binary {} not found", path.display()))?;
     Ok(path)
 }
 
 /// State directories that differ from the defaults travel with the hook as its env.
 fn hook_env(store: &Store) -> install::HookEnv {
-    let differs = |p: &std::path::Path, default: &str| (p != std::path::Path::new(default)).then(|| p.to_owned());
+    let differs = |p: &std::path::Path, default: &str| {
+        (p != std::path::Path::new(default)).then(|| p.to_owned())
+    };
     install::HookEnv {
         config_dir: differs(store.config_dir(), DEFAULT_CONFIG_DIR),
         run_dir: differs(store.run_dir(), DEFAULT_RUN_DIR),

@@ -39,7 +39,9 @@ fn collect_files(dir: &Path, into: &mut BTreeMap<String, String>) {
         let p = e.path();
         if p.is_dir() {
             collect_files(&p, into);
-        } else if p.file_name().is_some_and(|n| n != "lock") {
+        } else if p.file_name().is_some_and(|n| n != "lock" && n != "netfilter-release") {
+            // Neither is state: the lock's file, and the socket of the keeper an earlier
+            // hook (an occupant's setup) may have left listening for a moment.
             into.insert(p.display().to_string(), std::fs::read_to_string(&p).unwrap_or_default());
         }
     }

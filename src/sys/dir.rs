@@ -36,7 +36,7 @@ pub(crate) fn any_entry(dir: &Path, wanted: impl Fn(&OsStr) -> bool) -> io::Resu
         if filled.is_empty() {
             return Ok(false);
         }
-        if entries(filled).any(|name| wanted(name)) {
+        if entries(filled).any(&wanted) {
             return Ok(true);
         }
     }

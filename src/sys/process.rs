@@ -5,6 +5,8 @@ use std::ffi::{c_int, c_void};
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, setsid, ForkResult};
 
@@ -20,6 +22,23 @@ const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
 /// The child's wait when membarrier(GLOBAL) is not offered: several grace periods here.
 const FALLBACK_GRACE_NS: libc::c_long = 100_000_000;
 
+/// Where this process's hooks meet their keeper; unset, there is no keeper.
+static KEEPER: OnceLock<keeper::Addr> = OnceLock::new();
+
+/// Lets `close_after_exit` hand sockets to a keeper listening in `run_dir`, which must be
+/// the store's run directory, checked to be private to its owner (0700, root's): that
+/// directory is what keeps other users from the keeper. The first call wins. False when
+/// the path is too long for a socket address: hooks then release their own sockets.
+pub(crate) fn set_keeper_dir(run_dir: &Path) -> bool {
+    match keeper::Addr::in_dir(run_dir) {
+        Some(addr) => {
+            let _ = KEEPER.set(addr);
+            true
+        }
+        None => false,
+    }
+}
+
 /// How the child of `close_after_exit` waits out a grace period.
 #[derive(Clone, Copy)]
 enum GraceWait {
@@ -28,12 +47,13 @@ enum GraceWait {
 }
 
 /// What the child of `close_after_exit` reads: the stdio descriptors it closes first (-1
-/// when not open), the sockets it hands over (`fds[..nfds]`), this process's user (a
-/// keeper must be the same), and how it waits before its exit releases what it holds.
+/// when not open), the sockets it releases (ascending; every other descriptor it closes at
+/// once), the keeper's address if there may be one, this process's user (a keeper must be
+/// the same), and how it waits before its exit releases what it holds.
 struct ChildPlan {
     stdio: [c_int; 3],
-    fds: [c_int; keeper::MAX_FDS],
-    nfds: usize,
+    fds: &'static [c_int],
+    keeper: Option<keeper::Addr>,
     euid: libc::uid_t,
     wait: GraceWait,
 }
@@ -63,12 +83,8 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     if fds.is_empty() {
         return Ok(());
     }
-    let mut handed = [-1; keeper::MAX_FDS];
-    for (slot, fd) in handed.iter_mut().zip(&fds) {
-        *slot = fd.as_raw_fd();
-    }
-    // More than one hand-over carries are not handed over: the child keeps them itself.
-    let nfds = if fds.len() <= keeper::MAX_FDS { fds.len() } else { 0 };
+    let mut raw: Vec<c_int> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    raw.sort_unstable();
     // Asked once here, so the child knows which wait the kernel offers.
     // SAFETY: membarrier(QUERY) only reads which commands the kernel supports.
     let supported = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0) };
@@ -89,8 +105,9 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
                 -1
             }
         }),
-        fds: handed,
-        nfds,
+        // Leaked like the plan: the child reads it after this process is gone.
+        fds: Box::leak(raw.into_boxed_slice()),
+        keeper: KEEPER.get().copied(),
         // SAFETY: geteuid cannot fail.
         euid: unsafe { libc::geteuid() },
         wait,
@@ -108,13 +125,19 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
             // copied; only this process's own copy is affected.
             unsafe { libc::syscall(libc::SYS_close, fd) };
         }
-        let fds = &plan.fds[..plan.nfds];
-        if keeper::hand_over(fds, plan.euid) {
-            return 0;
-        }
-        // No keeper: become one, or, when another child took the name just now, try it.
-        if !keeper::keep() && keeper::hand_over(fds, plan.euid) {
-            return 0;
+        let fds = plan.fds;
+        // The copies of everything else this process had open go now: the store's lock
+        // above all, which a copy kept here would hold for as long as this child lives.
+        close_all_but(fds);
+        // More than one hand-over carries are not handed over: the child keeps them itself.
+        if let (Some(addr), true) = (&plan.keeper, fds.len() <= keeper::MAX_FDS) {
+            if keeper::hand_over(addr, fds, plan.euid) {
+                return 0;
+            }
+            // No keeper: become one, or, when another child took the name just now, try it.
+            if !keeper::keep(addr, plan.euid) && keeper::hand_over(addr, fds, plan.euid) {
+                return 0;
+            }
         }
         match plan.wait {
             // SAFETY: membarrier(GLOBAL) takes no pointers; the parent's QUERY showed that
@@ -123,7 +146,10 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
                 libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0);
             },
             GraceWait::Sleep => {
-                let ts = libc::timespec { tv_sec: 0, tv_nsec: FALLBACK_GRACE_NS };
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: FALLBACK_GRACE_NS,
+                };
                 // SAFETY: `ts` lives on this stack for the call; with a valid timespec and
                 // no signal handlers installed in the child, nanosleep does not fail.
                 unsafe { libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, 0usize) };
@@ -154,6 +180,48 @@ pub(crate) fn close_after_exit(fds: Vec<OwnedFd>) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every descriptor from 3 up except `keep` (ascending). For the `CLONE_VM` child:
+/// raw syscalls only, errors ignored (a descriptor that is not open is what is wanted).
+fn close_all_but(keep: &[c_int]) {
+    let mut first: c_int = 3;
+    for &fd in keep {
+        if fd > first {
+            close_range(first, fd - 1);
+        }
+        first = first.max(fd + 1);
+    }
+    close_range(first, c_int::MAX);
+}
+
+/// Where close_range(2) is missing (before Linux 5.9) descriptors are closed one by one, up
+/// to this many: a hook has a few dozen open.
+const FALLBACK_CLOSE_LIMIT: c_int = 4096;
+
+fn close_range(first: c_int, last: c_int) {
+    // SAFETY: close_range only closes descriptors of this process's own table (the child's
+    // copy, see `close_after_exit`); it takes no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        for fd in first..=last.min(FALLBACK_CLOSE_LIMIT) {
+            // SAFETY: as above, one descriptor at a time; EBADF for those not open.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+}
+
+/// The effective uid of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Which side of `fork_background` returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Forked {
@@ -173,7 +241,10 @@ pub(crate) enum Forked {
 /// current-thread one, which starts none): the copy has only the calling thread, and a lock
 /// held by any other thread at the fork would stay locked in it for good.
 pub(crate) fn fork_background() -> io::Result<Forked> {
-    let devnull = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let devnull = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     // SAFETY: the process has one thread (see above), so the child inherits no lock that
     // another thread held, and may go on to run ordinary code (allocate, take locks).
     match unsafe { fork() }? {
