@@ -1,29 +1,23 @@
-//! Element batches: adding one container's elements atomically, restoring many at once, and
-//! deleting in one or two batches whatever is already gone.
+//! Element batches: what the elements of a container are as set elements and messages, and
+//! adding them (one container atomically, or every live one at once for a restore). Deleting
+//! is in `delete.rs`.
 //!
 //! Elements of one set go in as few messages as fit (`MAX_ELEMS_PER_MSG` each). A message that
 //! holds several published ports cannot say which one was taken when the kernel answers EEXIST;
 //! only then is the map read back to find it.
-//!
-//! Deleting uses NFT_MSG_DESTROYSETELEM where the kernel has it (6.3+): a missing element is no
-//! error there, so one batch does, plus one more when a table or set is missing (only those
-//! messages fail, with ENOENT; they are dropped and the rest sent again). Older kernels refuse
-//! the message type (EINVAL, or EOPNOTSUPP); this is remembered for the process and a plain
-//! delete batch sent instead; when that fails with ENOENT, the sets it names are read back (one
-//! dump each, on one socket) and a second batch deletes only what is there.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use ipnetwork::Ipv4Network;
 use nftnl::MsgType;
 use nix::errno::Errno;
 
 use super::batch::{first_error, run_batch, Item};
-use super::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
+use super::netlink::{Bus, NlSocket};
+use super::readback::dump_set;
 use super::skeleton::{
-    ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, PORTS4, PROBES, TABLE,
+    ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, PORTS4, PROBES,
 };
 use super::tables::{cstr_static, Tables};
 use super::{encode, nl_err, Elements, Family, FirewallError, Object};
@@ -32,7 +26,6 @@ use crate::sys::nft::{ElemMsg, ElemSpec, MAX_ELEMS_PER_MSG};
 /// NLM_F_* values as the u16 netlink header field.
 const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
 const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
-const INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
 
 /// One element, or the start and end of one interval, and what it is about.
 #[derive(Debug, Clone)]
@@ -51,7 +44,7 @@ pub(super) struct SetUnits {
 }
 
 impl SetUnits {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         cstr_static(self.set)
     }
 }
@@ -194,7 +187,12 @@ fn chunk_object(set: &'static str, chunk: &[Unit]) -> Object {
 
 /// The messages for `sets`: per set, consecutive units in messages of at most
 /// `MAX_ELEMS_PER_MSG` elements (an interval's two ends stay in one message).
-fn messages(tables: &Tables, sets: &[SetUnits], ty: MsgType, destroy: bool) -> Vec<Item<'static>> {
+pub(super) fn messages(
+    tables: &Tables,
+    sets: &[SetUnits],
+    ty: MsgType,
+    destroy: bool,
+) -> Vec<Item<'static>> {
     let mut items = Vec::new();
     for g in sets {
         let table = tables.get(g.family);
@@ -223,7 +221,7 @@ fn messages(tables: &Tables, sets: &[SetUnits], ty: MsgType, destroy: bool) -> V
 }
 
 /// The set an error's object names, for the element objects of this module.
-fn set_of(object: &Object) -> Option<&'static str> {
+pub(super) fn set_of(object: &Object) -> Option<&'static str> {
     match object {
         Object::Set(s) | Object::Elements { set: s, .. } => Some(s),
         Object::Bridge { set, .. } | Object::Source { set, .. } => Some(set),
@@ -329,163 +327,6 @@ fn find_taken(g: &SetUnits, restore: bool) -> Result<Option<Object>, FirewallErr
             None => false,
         })
         .map(|u| u.object.clone()))
-}
-
-/// Whether this kernel knows NFT_MSG_DESTROYSETELEM: not tried yet, yes, no.
-static DESTROY: AtomicU8 = AtomicU8::new(UNKNOWN);
-const UNKNOWN: u8 = 0;
-const YES: u8 = 1;
-const NO: u8 = 2;
-
-/// Delete as on a kernel without NFT_MSG_DESTROYSETELEM (tests of the fallback).
-#[doc(hidden)]
-pub fn assume_no_destroy() {
-    DESTROY.store(NO, Ordering::Relaxed);
-}
-
-fn send(sets: &[SetUnits], destroy: bool) -> Result<Vec<(Object, Errno)>, FirewallError> {
-    let tables = Tables::new();
-    run_batch(&messages(&tables, sets, MsgType::Del, destroy))
-}
-
-/// The sets named by `errors`, or None when an error names something else.
-fn failing_sets(errors: &[(Object, Errno)]) -> Option<BTreeSet<&'static str>> {
-    errors.iter().map(|(o, _)| set_of(o)).collect()
-}
-
-/// Delete `sets` in one batch, or two when something is missing (see the module docs).
-/// Elements, sets and tables that are already gone do not fail.
-pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError> {
-    sets.retain(|g| !g.units.is_empty());
-    if sets.is_empty() {
-        return Ok(());
-    }
-    if DESTROY.load(Ordering::Relaxed) != NO {
-        let errors = send(&sets, true)?;
-        if errors.is_empty() {
-            DESTROY.store(YES, Ordering::Relaxed);
-            return Ok(());
-        }
-        let refused = errors
-            .iter()
-            .all(|(_, e)| matches!(*e, Errno::EINVAL | Errno::EOPNOTSUPP));
-        if refused && DESTROY.load(Ordering::Relaxed) == UNKNOWN {
-            DESTROY.store(NO, Ordering::Relaxed);
-        } else {
-            if errors.iter().any(|(_, e)| *e != Errno::ENOENT) {
-                return first_error("delete", errors);
-            }
-            DESTROY.store(YES, Ordering::Relaxed);
-            // Destroying, ENOENT only means a missing table or set: nothing of it to delete.
-            let Some(gone) = failing_sets(&errors) else {
-                return first_error("delete", errors);
-            };
-            sets.retain(|g| !gone.contains(g.name()));
-            if sets.is_empty() {
-                return Ok(());
-            }
-            return first_error("delete", send(&sets, true)?);
-        }
-    }
-    let errors = send(&sets, false)?;
-    if errors.is_empty() {
-        return Ok(());
-    }
-    if errors.iter().any(|(_, e)| *e != Errno::ENOENT) {
-        return first_error("delete", errors);
-    }
-    let Some(failing) = failing_sets(&errors) else {
-        return first_error("delete", errors);
-    };
-    // Keep only what the failing sets hold (a missing set holds nothing); the others were
-    // rolled back with the batch and go again as they are.
-    let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
-    for g in sets.iter_mut().filter(|g| failing.contains(g.name())) {
-        match dump_set(&sock, g.family, g.set)? {
-            None => g.units.clear(),
-            Some(present) => {
-                let present: HashSet<(Vec<u8>, bool)> = present
-                    .into_iter()
-                    .map(|e| (e.key, e.flags & INTERVAL_END != 0))
-                    .collect();
-                g.units.retain(|u| {
-                    u.elems
-                        .iter()
-                        .all(|e| present.contains(&(e.key.clone(), e.flags & INTERVAL_END != 0)))
-                });
-            }
-        }
-    }
-    sets.retain(|g| !g.units.is_empty());
-    if sets.is_empty() {
-        return Ok(());
-    }
-    first_error("delete", send(&sets, false)?)
-}
-
-// ---- reading a set back ----
-
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_DATA_VALUE: u16 = 1;
-
-/// Every element of one set (key, map data, flags); None when the set or its table is missing.
-fn dump_set(
-    sock: &NlSocket,
-    family: Family,
-    set: &'static CStr,
-) -> Result<Option<Vec<ElemSpec>>, FirewallError> {
-    let ty = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_GETSETELEM as u16;
-    let mut m = MsgBuilder::nfnl(ty, netlink::NLM_F_DUMP, 1, family.nfproto());
-    m.attr_str(NFTA_SET_ELEM_LIST_TABLE, cstr_static(TABLE));
-    m.attr_str(NFTA_SET_ELEM_LIST_SET, cstr_static(set));
-    let mut out = Vec::new();
-    let result = sock.dump(&m.finish(), |msg| {
-        let attrs = msg.payload.get(4..).unwrap_or_default();
-        for (ty, list) in Attrs::new(attrs) {
-            if ty != NFTA_SET_ELEM_LIST_ELEMENTS {
-                continue;
-            }
-            for (ty, elem) in Attrs::new(list) {
-                if ty == NFTA_LIST_ELEM {
-                    out.push(parse_elem(elem));
-                }
-            }
-        }
-        Ok(())
-    });
-    match result {
-        Ok(()) => Ok(Some(out)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(nl_err("dump")(e)),
-    }
-}
-
-fn parse_elem(elem: &[u8]) -> ElemSpec {
-    let value = |nested: &[u8]| {
-        Attrs::new(nested)
-            .find(|(t, _)| *t == NFTA_DATA_VALUE)
-            .map(|(_, v)| v.to_vec())
-    };
-    let mut spec = ElemSpec::default();
-    for (ty, val) in Attrs::new(elem) {
-        match ty {
-            NFTA_SET_ELEM_KEY => spec.key = value(val).unwrap_or_default(),
-            NFTA_SET_ELEM_DATA => spec.data = value(val),
-            NFTA_SET_ELEM_FLAGS => {
-                spec.flags = val
-                    .get(..4)
-                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            }
-            _ => {}
-        }
-    }
-    spec
 }
 
 /// The forwarding guard's element (set `fwd_guard`).
@@ -656,26 +497,5 @@ mod tests {
                 Ok(_) => panic!("accepted {elems:?}"),
             }
         }
-    }
-
-    #[test]
-    fn dumped_elements_parse() {
-        // NFTA_LIST_ELEM payload: KEY { VALUE 8 bytes }, DATA { VALUE 8 bytes }, FLAGS be32 1.
-        let mut b = MsgBuilder::raw(0, 0, 0);
-        b.nest_begin(NFTA_SET_ELEM_KEY)
-            .attr(NFTA_DATA_VALUE, &[6, 0, 0, 0, 0x1f, 0x90, 0, 0])
-            .nest_end();
-        b.nest_begin(NFTA_SET_ELEM_DATA)
-            .attr(NFTA_DATA_VALUE, &[10, 77, 0, 2, 0, 80, 0, 0])
-            .nest_end();
-        b.attr(NFTA_SET_ELEM_FLAGS, &1u32.to_be_bytes());
-        let bytes = b.finish();
-        let e = parse_elem(&bytes[netlink::NLMSG_HDRLEN..]);
-        assert_eq!(e.key, encode::ports4_key(Proto::Tcp, 8080));
-        assert_eq!(
-            e.data,
-            Some(encode::dnat4_data(Ipv4Addr::new(10, 77, 0, 2), 80))
-        );
-        assert_eq!(e.flags, INTERVAL_END);
     }
 }

@@ -67,7 +67,7 @@ pub(crate) const NFPROTO_IPV4: u8 = 2;
 /// One field padded to a whole number of 32-bit registers.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(field);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

@@ -27,9 +27,11 @@
 //! missing (see `elements.rs`).
 
 mod batch;
+mod delete;
 mod elements;
 mod encode;
 pub(crate) mod netlink;
+mod readback;
 mod skeleton;
 mod tables;
 
@@ -43,7 +45,7 @@ use nftnl::ProtoFamily;
 use nix::errno::Errno;
 
 pub use batch::batches_sent;
-pub use elements::assume_no_destroy;
+pub use delete::assume_no_destroy;
 pub use encode::Proto;
 pub use netlink::defer_netfilter_release;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
@@ -348,7 +350,7 @@ pub fn restore(elems: &Elements) -> Result<(), FirewallError> {
 /// Delete elements. Elements that are already gone, and missing sets and tables, do not fail.
 /// Costs one batch, or two when something was missing, whatever the number of elements.
 pub fn delete(elems: &Elements) -> Result<(), FirewallError> {
-    elements::delete_units(elements::element_units(elems, false)?)
+    delete::delete_units(elements::element_units(elems, false)?)
 }
 
 /// Turn the forwarding guard on or off (idempotent): while on, the host forwards no IPv4
@@ -360,7 +362,7 @@ pub fn guard_forwarding(on: bool) -> Result<(), FirewallError> {
     if on {
         elements::add_units(&elements::guard_units(), false)
     } else {
-        elements::delete_units(elements::guard_units())
+        delete::delete_units(elements::guard_units())
     }
 }
 
