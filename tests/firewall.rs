@@ -85,6 +85,7 @@ fn skeleton_matches_nft() {
                     ipv4: vec![],
                 },
             ],
+            any_ethertype: vec!["nhffffffffffff".into()],
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
@@ -99,9 +100,16 @@ fn skeleton_matches_nft() {
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
         sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
         sh(r#"nft add element inet nethook nets '{ "nethook0", "nh-blue" }'"#);
-        sh(r#"nft add element inet nethook intra '{ "nethook0" . "nethook0", "nh-blue" . "nh-blue" }'"#);
-        sh(r#"nft add element bridge nethook macs '{ "nh0123456789ab" . 02:4e:0a:4d:00:02, "nhffffffffffff" . 02:00:00:00:00:01 }'"#);
-        sh(r#"nft add element bridge nethook addrs4 '{ "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2, "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.9 }'"#);
+        sh(
+            r#"nft add element inet nethook intra '{ "nethook0" . "nethook0", "nh-blue" . "nh-blue" }'"#,
+        );
+        sh(
+            r#"nft add element bridge nethook macs '{ "nh0123456789ab" . 02:4e:0a:4d:00:02, "nhffffffffffff" . 02:00:00:00:00:01 }'"#,
+        );
+        sh(
+            r#"nft add element bridge nethook addrs4 '{ "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2, "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.9 }'"#,
+        );
+        sh(r#"nft add element bridge nethook l2open '{ "nhffffffffffff" }'"#);
         assert_eq!(ours, sh("nft list table inet nethook"));
         assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
     });
@@ -398,6 +406,7 @@ fn traffic_scenario(hairpin_mode: bool) {
                 mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
                 ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)],
             }],
+            any_ethertype: vec![],
         };
         firewall::add(&elems).unwrap();
 
@@ -408,7 +417,10 @@ fn traffic_scenario(hairpin_mode: bool) {
             "from 192.0.2.2"
         );
         // Hairpin: the container reaches its own published port via the host address.
-        assert_eq!(tcp_client(&ctr.run(""), "192.0.2.1", 8080), "from 10.77.0.1");
+        assert_eq!(
+            tcp_client(&ctr.run(""), "192.0.2.1", 8080),
+            "from 10.77.0.1"
+        );
         // Host process → 127.0.0.1:8081 (hports4) → container, masqueraded to the bridge address.
         sh("sysctl -qw net.ipv4.conf.nh0.route_localnet=1");
         assert_eq!(tcp_client("", "127.0.0.1", 8081), "from 10.77.0.1");
@@ -441,7 +453,9 @@ fn traffic_scenario(hairpin_mode: bool) {
             ..Default::default()
         })
         .unwrap();
-        let (ok, out) = try_sh(&outside.run("python3 -c 'import socket;socket.create_connection((\"192.0.2.1\",8080),timeout=1)'"));
+        let (ok, out) = try_sh(&outside.run(
+            "python3 -c 'import socket;socket.create_connection((\"192.0.2.1\",8080),timeout=1)'",
+        ));
         assert!(!ok, "8080 still reachable: {out}");
     }
 }

@@ -14,6 +14,7 @@ pub use crate::ports::Proto;
 
 // nftables datatype ids (nftables' `enum datatypes`) and the concatenation encoding
 // (`TYPE_BITS` = 6: each component shifted in from the right).
+pub(crate) const TYPE_NFPROTO: u32 = 2;
 pub(crate) const TYPE_IPADDR: u32 = 7;
 pub(crate) const TYPE_ETHERADDR: u32 = 9;
 pub(crate) const TYPE_INET_PROTOCOL: u32 = 12;
@@ -56,10 +57,17 @@ pub(crate) const MACS_KEY_LEN: u32 = IFNAME_LEN as u32 + 8;
 pub(crate) const ADDRS4_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR, TYPE_IPADDR]);
 pub(crate) const ADDRS4_KEY_LEN: u32 = IFNAME_LEN as u32 + 8 + 4;
 
+/// `ifname` (set `l2open`: host veths that may send any ethertype)
+pub(crate) const L2OPEN_KEY_TYPE: u32 = TYPE_IFNAME;
+pub(crate) const L2OPEN_KEY_LEN: u32 = IFNAME_LEN as u32;
+
+/// `meta nfproto` value of IPv4 (`NFPROTO_IPV4`), the key of set `fwd_guard`.
+pub(crate) const NFPROTO_IPV4: u8 = 2;
+
 /// One field padded to a whole number of 32-bit registers.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(field);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

@@ -3,6 +3,7 @@
 //! nft syntax (testdata/nft/skeleton.nft → testdata/nft/regen.sh → skeleton.rules.txt), for both
 //! tables.
 
+use super::tables::{build_chains, build_rules, Tables};
 use super::*;
 
 const EXPECTED: &str = include_str!("../../testdata/nft/skeleton.rules.txt");
@@ -35,7 +36,7 @@ fn rendered() -> Vec<String> {
     );
     rules
         .iter()
-        .map(|(_, _, r)| blocks(&crate::sys::nft::render_rule(r)).concat())
+        .map(|(_, r)| blocks(&crate::sys::nft::render_rule(r)).concat())
         .collect()
 }
 

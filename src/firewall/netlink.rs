@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::Mutex;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -64,7 +64,11 @@ pub fn defer_netfilter_release() {
 
 /// The sockets kept by `defer_netfilter_release`, which ends deferring.
 pub fn take_deferred() -> Vec<OwnedFd> {
-    DEFERRED.lock().ok().and_then(|mut d| d.take()).unwrap_or_default()
+    DEFERRED
+        .lock()
+        .ok()
+        .and_then(|mut d| d.take())
+        .unwrap_or_default()
 }
 
 impl Drop for NlSocket {
@@ -109,6 +113,22 @@ impl NlSocket {
         let want = (n.saturating_mul(1024)).clamp(256 * 1024, 64 * 1024 * 1024);
         if setsockopt(&self.fd, sockopt::RcvBufForce, &want).is_err() {
             let _ = setsockopt(&self.fd, sockopt::RcvBuf, &want);
+        }
+    }
+
+    /// Make room to send one datagram of `len` bytes. The default send buffer
+    /// (net.core.wmem_default, ~208 KiB) refuses a bigger datagram with EMSGSIZE (an nftables
+    /// batch of ~3000 messages); nft forces a buffer to fit, and so does this (CAP_NET_ADMIN,
+    /// which the hook has), falling back to what the unprivileged limit (wmem_max) allows.
+    pub(crate) fn reserve_send(&self, len: usize) {
+        const DEFAULT: usize = 192 * 1024;
+        if len < DEFAULT {
+            return;
+        }
+        // Room for the datagram plus the kernel's per-skb overhead.
+        let want = len.saturating_add(64 * 1024);
+        if setsockopt(&self.fd, sockopt::SndBufForce, &want).is_err() {
+            let _ = setsockopt(&self.fd, sockopt::SndBuf, &want);
         }
     }
 

@@ -2,8 +2,10 @@
 //! published ports and masquerade, the 127.0.0.1 guard, isolation between networks) and
 //! `table bridge nethook` (anti-spoofing at the host end of every container's veth).
 //!
-//! Objects are grouped in [`Part`]s: a host that runs an older nethook has the `Base` part only, so
-//! `ensure_skeleton` probes each part and creates what is missing.
+//! Versions: each table has a probe set ([`PROBES`]), the newest object of that table. A table
+//! without its probe was made by an older nethook and is re-created whole (see `tables.rs`).
+//! **Whenever the skeleton of a table changes, give it a new probe** (a new set that every
+//! element batch touches, or a renamed one), or hosts running an older nethook keep old rules.
 //!
 //! The bytecode of every rule is pinned by golden tests against `nft --debug=netlink` output
 //! (testdata/nft/). The nft source the references were generated from is testdata/nft/skeleton.nft.
@@ -14,11 +16,12 @@ use nftnl::nftnl_sys as sys;
 
 use super::encode::{
     ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, DNAT4_DATA_LEN, DNAT4_DATA_TYPE, HPORTS4_KEY_LEN,
-    HPORTS4_KEY_TYPE, INTRA_KEY_LEN, INTRA_KEY_TYPE, MACS_KEY_LEN, MACS_KEY_TYPE, NETS_KEY_LEN,
-    NETS_KEY_TYPE, PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR,
+    HPORTS4_KEY_TYPE, INTRA_KEY_LEN, INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN,
+    MACS_KEY_TYPE, NETS_KEY_LEN, NETS_KEY_TYPE, PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR,
+    TYPE_NFPROTO,
 };
-use crate::sys::nft::{RawExpr, Val};
 use super::Family;
+use crate::sys::nft::{RawExpr, Val};
 
 pub(crate) const TABLE: &CStr = c"nethook";
 pub(crate) const MASQ4: &CStr = c"masq4";
@@ -28,40 +31,23 @@ pub(crate) const NETS: &CStr = c"nets";
 pub(crate) const INTRA: &CStr = c"intra";
 pub(crate) const MACS: &CStr = c"macs";
 pub(crate) const ADDRS4: &CStr = c"addrs4";
+pub(crate) const FWD_GUARD: &CStr = c"fwd_guard";
+pub(crate) const L2OPEN: &CStr = c"l2open";
 
-/// A group of skeleton objects created together, and the object whose presence shows the part is
-/// there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Part {
-    /// `table inet nethook` as nethook 0.1 created it: NAT sets, maps, chains, rules, the guard,
-    /// and an empty `forward` chain. Probe: the table.
-    Base,
-    /// Isolation between networks (sets `nets`, `intra`, chain `isolate`, the rule in `forward`).
-    /// Probe: set `nets`.
-    Isolation,
-    /// `table bridge nethook`: anti-spoofing. Probe: the table.
-    Antispoof,
-}
-
-impl Part {
-    #[cfg(test)]
-    pub(crate) const ALL: [Part; 3] = [Part::Base, Part::Isolation, Part::Antispoof];
-
-    pub(crate) fn family(self) -> Family {
-        match self {
-            Part::Base | Part::Isolation => Family::Inet,
-            Part::Antispoof => Family::Bridge,
-        }
-    }
-}
+/// The newest set of each table: present means the table has today's skeleton. Every batch
+/// that adds elements to a table touches its probe (see `elements::probe_units`), so the first
+/// setup after an upgrade fails with ENOENT and re-creates the old table.
+pub(crate) const PROBES: [(Family, &CStr); 2] =
+    [(Family::Inet, FWD_GUARD), (Family::Bridge, L2OPEN)];
 
 /// nftables' `NFTNL_UDATA_SET_KEYBYTEORDER` values.
+const BYTEORDER_INVALID: u32 = 0;
 const BYTEORDER_HOST: u32 = 1;
 const BYTEORDER_BIG: u32 = 2;
 
 /// A named set or map of the skeleton.
 pub(crate) struct SetSpec {
-    pub part: Part,
+    pub family: Family,
     pub name: &'static CStr,
     /// `NFTA_SET_ID`: unique within the batch.
     pub id: u32,
@@ -77,9 +63,9 @@ pub(crate) struct SetSpec {
     pub comment: Option<&'static CStr>,
 }
 
-pub(crate) const SETS: [SetSpec; 7] = [
+pub(crate) const SETS: [SetSpec; 9] = [
     SetSpec {
-        part: Part::Base,
+        family: Family::Inet,
         name: MASQ4,
         id: 1,
         key_type: TYPE_IPADDR,
@@ -90,7 +76,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: None,
     },
     SetSpec {
-        part: Part::Base,
+        family: Family::Inet,
         name: PORTS4,
         id: 2,
         key_type: PORTS4_KEY_TYPE,
@@ -101,7 +87,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: None,
     },
     SetSpec {
-        part: Part::Base,
+        family: Family::Inet,
         name: HPORTS4,
         id: 3,
         key_type: HPORTS4_KEY_TYPE,
@@ -112,7 +98,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: None,
     },
     SetSpec {
-        part: Part::Isolation,
+        family: Family::Inet,
         name: NETS,
         id: 4,
         key_type: NETS_KEY_TYPE,
@@ -123,7 +109,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: Some(c"bridge of every nethook network"),
     },
     SetSpec {
-        part: Part::Isolation,
+        family: Family::Inet,
         name: INTRA,
         id: 5,
         key_type: INTRA_KEY_TYPE,
@@ -134,7 +120,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: Some(c"bridge . bridge of every nethook network: its containers talk freely"),
     },
     SetSpec {
-        part: Part::Antispoof,
+        family: Family::Bridge,
         name: MACS,
         id: 6,
         key_type: MACS_KEY_TYPE,
@@ -145,7 +131,7 @@ pub(crate) const SETS: [SetSpec; 7] = [
         comment: Some(c"host veth . MAC of every endpoint"),
     },
     SetSpec {
-        part: Part::Antispoof,
+        family: Family::Bridge,
         name: ADDRS4,
         id: 7,
         key_type: ADDRS4_KEY_TYPE,
@@ -154,6 +140,30 @@ pub(crate) const SETS: [SetSpec; 7] = [
         data: None,
         key_byteorder: None,
         comment: Some(c"host veth . MAC . IPv4 address of every endpoint"),
+    },
+    SetSpec {
+        family: Family::Inet,
+        name: FWD_GUARD,
+        id: 8,
+        key_type: TYPE_NFPROTO,
+        key_len: 1,
+        flags: 0,
+        data: None,
+        key_byteorder: Some(BYTEORDER_INVALID),
+        comment: Some(
+            c"ipv4 when nethook turned IPv4 forwarding on: forward only what touches its networks",
+        ),
+    },
+    SetSpec {
+        family: Family::Bridge,
+        name: L2OPEN,
+        id: 9,
+        key_type: L2OPEN_KEY_TYPE,
+        key_len: L2OPEN_KEY_LEN,
+        flags: 0,
+        data: None,
+        key_byteorder: Some(BYTEORDER_HOST),
+        comment: Some(c"host veth of every endpoint whose network lets it send any ethertype"),
     },
 ];
 
@@ -169,7 +179,7 @@ pub(crate) enum ChainKind {
 }
 
 pub(crate) struct ChainSpec {
-    pub part: Part,
+    pub family: Family,
     pub name: &'static CStr,
     pub kind: ChainKind,
 }
@@ -186,52 +196,52 @@ const PRIO_BRIDGE_FILTER: i32 = -200;
 /// jumps may point forward).
 pub(crate) fn chains() -> Vec<ChainSpec> {
     use nftnl::{ChainType as T, Hook as H};
-    let base = |part, name, ty, hook, priority| ChainSpec {
-        part,
+    let base = |family, name, ty, hook, priority| ChainSpec {
+        family,
         name,
         kind: ChainKind::Base { ty, hook, priority },
     };
-    let regular = |part, name| ChainSpec {
-        part,
+    let regular = |family, name| ChainSpec {
+        family,
         name,
         kind: ChainKind::Regular,
     };
     vec![
-        regular(Part::Base, c"publish"),
+        regular(Family::Inet, c"publish"),
         base(
-            Part::Base,
+            Family::Inet,
             c"prerouting",
             T::Nat,
             H::PreRouting,
             PRIO_DSTNAT,
         ),
-        base(Part::Base, c"output", T::Nat, H::Out, PRIO_DSTNAT),
+        base(Family::Inet, c"output", T::Nat, H::Out, PRIO_DSTNAT),
         base(
-            Part::Base,
+            Family::Inet,
             c"postrouting",
             T::Nat,
             H::PostRouting,
             PRIO_SRCNAT,
         ),
-        base(Part::Base, c"guard", T::Filter, H::PreRouting, PRIO_RAW),
-        base(Part::Base, c"forward", T::Filter, H::Forward, PRIO_FILTER),
-        regular(Part::Isolation, c"isolate"),
+        base(Family::Inet, c"guard", T::Filter, H::PreRouting, PRIO_RAW),
+        base(Family::Inet, c"forward", T::Filter, H::Forward, PRIO_FILTER),
+        regular(Family::Inet, c"isolate"),
         // Bridge family: NF_BR_PRE_ROUTING has the value of NF_INET_PRE_ROUTING. At -200 this runs
         // before br_netfilter (priority 0) hands bridged IPv4 to the inet hooks.
         base(
-            Part::Antispoof,
+            Family::Bridge,
             c"prerouting",
             T::Filter,
             H::PreRouting,
             PRIO_BRIDGE_FILTER,
         ),
-        regular(Part::Antispoof, c"antispoof"),
+        regular(Family::Bridge, c"antispoof"),
     ]
 }
 
-/// One rule: its part (which gives the family), chain, comment (shown by `nft list`), expressions.
+/// One rule: its table's family, chain, comment (shown by `nft list`), expressions.
 pub(crate) struct RuleSpec {
-    pub part: Part,
+    pub family: Family,
     pub chain: &'static CStr,
     pub comment: &'static CStr,
     pub exprs: Vec<RawExpr>,
@@ -408,6 +418,11 @@ fn verdict(v: u32) -> RawExpr {
     )
 }
 
+/// A verdict code that is not a netfilter one (`return`: NFT_RETURN, negative).
+fn verdict_code(code: i32) -> RawExpr {
+    verdict(code as u32)
+}
+
 /// `jump <chain>`
 fn jump(chain: &CStr) -> RawExpr {
     e(
@@ -425,6 +440,14 @@ fn ether_type(t: [u8; 2]) -> [RawExpr; 2] {
     [
         payload(libc::NFT_PAYLOAD_LL_HEADER, ETH_TYPE, 2, REG_1),
         cmp(libc::NFT_CMP_EQ, t.to_vec()),
+    ]
+}
+
+/// `ether type != <t>` (each comparison loads the field again, as nft does)
+fn ether_type_is_not(t: [u8; 2]) -> [RawExpr; 2] {
+    [
+        payload(libc::NFT_PAYLOAD_LL_HEADER, ETH_TYPE, 2, REG_1),
+        cmp(libc::NFT_CMP_NEQ, t.to_vec()),
     ]
 }
 
@@ -464,7 +487,7 @@ fn base_rules() -> Vec<RuleSpec> {
     let th = libc::NFT_PAYLOAD_TRANSPORT_HEADER;
     vec![
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"publish",
             comment: c"publish on one host address: hports4 maps host ip . proto . port to container ip . port",
             exprs: cat(vec![
@@ -479,7 +502,20 @@ fn base_rules() -> Vec<RuleSpec> {
             ]),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
+            chain: c"publish",
+            comment: c"a port published on every address is not published on 127.0.0.0/8: host services there keep it",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_DADDR, 1, REG_1),
+                    cmp(libc::NFT_CMP_EQ, vec![127]),
+                    verdict_code(libc::NFT_RETURN),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: Family::Inet,
             chain: c"publish",
             comment: c"publish on every host address: ports4 maps proto . port to container ip . port",
             exprs: vec![
@@ -490,19 +526,19 @@ fn base_rules() -> Vec<RuleSpec> {
             ],
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"prerouting",
             comment: c"traffic to a host address may be for a published port",
             exprs: fib_daddr_local_jump(c"publish"),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"output",
             comment: c"host processes reach published ports too",
             exprs: fib_daddr_local_jump(c"publish"),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"postrouting",
             comment: c"host connection to a port published on 127.0.0.1 (bridge needs route_localnet=1): source becomes the bridge address",
             exprs: cat(vec![
@@ -513,7 +549,7 @@ fn base_rules() -> Vec<RuleSpec> {
             ]),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"postrouting",
             comment: c"hairpin: a container reaching a published port that leads back into a masq4 subnet",
             exprs: cat(vec![
@@ -524,7 +560,7 @@ fn base_rules() -> Vec<RuleSpec> {
             ]),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"postrouting",
             comment: c"containers reaching anything outside the masq4 subnets",
             exprs: cat(vec![
@@ -539,7 +575,7 @@ fn base_rules() -> Vec<RuleSpec> {
             ]),
         },
         RuleSpec {
-            part: Part::Base,
+            family: Family::Inet,
             chain: c"guard",
             comment: c"CVE-2020-8558: route_localnet must not let other interfaces reach 127.0.0.0/8",
             exprs: cat(vec![
@@ -561,7 +597,7 @@ fn base_rules() -> Vec<RuleSpec> {
 /// host itself sends to a container does not (output path), nor does traffic to the host.
 fn isolation_rules() -> Vec<RuleSpec> {
     let rule = |chain, comment, exprs| RuleSpec {
-        part: Part::Isolation,
+        family: Family::Inet,
         chain,
         comment,
         exprs,
@@ -574,6 +610,19 @@ fn isolation_rules() -> Vec<RuleSpec> {
                 meta(libc::NFT_META_OIFNAME, REG_1),
                 lookup(NETS, None, false),
                 jump(c"isolate"),
+            ],
+        ),
+        rule(
+            c"forward",
+            c"forwarding nethook turned on (fwd_guard) is for its networks only: the host routes nothing else",
+            vec![
+                meta(libc::NFT_META_NFPROTO, REG_1),
+                lookup(FWD_GUARD, None, false),
+                meta(libc::NFT_META_IIFNAME, REG_1),
+                lookup(NETS, None, true),
+                meta(libc::NFT_META_OIFNAME, REG_1),
+                lookup(NETS, None, true),
+                verdict(NF_DROP),
             ],
         ),
         rule(
@@ -608,12 +657,14 @@ fn isolation_rules() -> Vec<RuleSpec> {
 /// carry the endpoint's MAC, and its IPv4 address in IPv4 and ARP. A host veth without elements
 /// sends nothing (fail closed). IPv6 is dropped: nethook's networks are IPv4-only, and every new
 /// link's duplicate-address probes, router solicitations and multicast reports would otherwise be
-/// flooded to every other container, making each setup cost grow with the number running.
+/// flooded to every other container, making each setup cost grow with the number running. Other
+/// ethertypes (STP BPDUs, LLC/SNAP frames, PPPoE, ...) the host has no use for are dropped too,
+/// unless the endpoint's host veth is in `l2open` (its network opted out; MAC and VLAN checks stay).
 fn antispoof_rules() -> Vec<RuleSpec> {
     let ll = libc::NFT_PAYLOAD_LL_HEADER;
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
     let rule = |chain, comment, exprs| RuleSpec {
-        part: Part::Antispoof,
+        family: Family::Bridge,
         chain,
         comment,
         exprs,
@@ -681,6 +732,19 @@ fn antispoof_rules() -> Vec<RuleSpec> {
             cat(vec![
                 ether_type(ETH_P_8021AD).into(),
                 vec![verdict(NF_DROP)],
+            ]),
+        ),
+        rule(
+            c"antispoof",
+            c"only IPv4 and ARP (no STP, LLC/SNAP, PPPoE...) unless the endpoint's network opted out (l2open)",
+            cat(vec![
+                ether_type_is_not(ETH_P_IP).into(),
+                ether_type_is_not(ETH_P_ARP).into(),
+                vec![
+                    meta(libc::NFT_META_IIFNAME, REG_1),
+                    lookup(L2OPEN, None, true),
+                    verdict(NF_DROP),
+                ],
             ]),
         ),
     ]

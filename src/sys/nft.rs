@@ -130,7 +130,18 @@ pub(crate) struct ElemMsg {
     set: NonNull<sys::nftnl_set>,
     family: u16,
     nl_flags: u16,
+    /// Deletes are sent as NFT_MSG_DESTROYSETELEM (kernel 6.3+: a missing element is no error).
+    destroy: bool,
 }
+
+/// `NFT_MSG_DESTROYSETELEM` (linux/netfilter/nf_tables.h, kernel 6.3+; not in libc). Careful:
+/// 26 is NFT_MSG_DESTROYTABLE, whose table-name attribute has the number of the set-element
+/// list's table attribute: sent with an element list it deletes the whole table.
+pub(crate) const NFT_MSG_DESTROYSETELEM: u16 = 30;
+
+/// At most this many elements go in one message: libnftnl nests them in one attribute, whose
+/// length is a u16 (the largest element, an `addrs4` key, takes 40 bytes: 256 take ~10 KiB).
+pub(crate) const MAX_ELEMS_PER_MSG: usize = 256;
 
 impl ElemMsg {
     /// `nl_flags` is used for `MsgType::Add` (e.g. `NLM_F_CREATE`, or `NLM_F_CREATE|NLM_F_EXCL`);
@@ -190,12 +201,19 @@ impl ElemMsg {
             set,
             family,
             nl_flags,
+            destroy: false,
         }
+    }
+
+    /// Send deletes as NFT_MSG_DESTROYSETELEM instead of NFT_MSG_DELSETELEM.
+    pub(crate) fn destroying(mut self, destroy: bool) -> Self {
+        self.destroy = destroy;
+        self
     }
 }
 
 // SAFETY: `write` serializes one set-element list; callers keep the element count per message
-// small (one mapping or one interval), far below the 64 KiB attribute limit that
+// at most `MAX_ELEMS_PER_MSG` (~10 KiB), far below the 64 KiB attribute limit that
 // `nft_nlmsg_maxsize()` reserves.
 unsafe impl NlMsg for ElemMsg {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
@@ -204,6 +222,7 @@ unsafe impl NlMsg for ElemMsg {
                 libc::NFT_MSG_NEWSETELEM,
                 self.nl_flags | libc::NLM_F_ACK as u16,
             ),
+            MsgType::Del if self.destroy => (NFT_MSG_DESTROYSETELEM as i32, libc::NLM_F_ACK as u16),
             MsgType::Del => (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK as u16),
         };
         // SAFETY: the caller (nftnl's `Batch`) guarantees `buf` has room for the largest netlink

@@ -1,0 +1,115 @@
+//! Deleting elements in one batch, or two when something is missing, whatever their number.
+//!
+//! NFT_MSG_DESTROYSETELEM (kernel 6.3+) deletes an element that is missing without an error, so
+//! one batch does; when a table or set is missing, only its messages fail (ENOENT), and the
+//! rest go again in a second batch. Older kernels refuse the message type (EINVAL, or
+//! EOPNOTSUPP): that is remembered for the process and a plain delete batch sent instead; when
+//! it fails with ENOENT, the sets it names are read back (one dump each, on one socket) and a
+//! second batch deletes only what is there.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use nftnl::MsgType;
+use nix::errno::Errno;
+
+use super::batch::{first_error, run_batch};
+use super::elements::{messages, set_of, SetUnits};
+use super::netlink::{Bus, NlSocket};
+use super::readback::dump_set;
+use super::tables::Tables;
+use super::{nl_err, FirewallError, Object};
+
+const INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+
+/// Whether this kernel knows NFT_MSG_DESTROYSETELEM: not tried yet, yes, no.
+static DESTROY: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
+
+/// Delete as on a kernel without NFT_MSG_DESTROYSETELEM (tests of the fallback).
+#[doc(hidden)]
+pub fn assume_no_destroy() {
+    DESTROY.store(NO, Ordering::Relaxed);
+}
+
+fn send(sets: &[SetUnits], destroy: bool) -> Result<Vec<(Object, Errno)>, FirewallError> {
+    let tables = Tables::new();
+    run_batch(&messages(&tables, sets, MsgType::Del, destroy))
+}
+
+/// The sets named by `errors`, or None when an error names something else.
+fn failing_sets(errors: &[(Object, Errno)]) -> Option<BTreeSet<&'static str>> {
+    errors.iter().map(|(o, _)| set_of(o)).collect()
+}
+
+/// Delete `sets` in one batch, or two when something is missing (see the module docs).
+/// Elements, sets and tables that are already gone do not fail.
+pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError> {
+    sets.retain(|g| !g.units.is_empty());
+    if sets.is_empty() {
+        return Ok(());
+    }
+    if DESTROY.load(Ordering::Relaxed) != NO {
+        let errors = send(&sets, true)?;
+        if errors.is_empty() {
+            DESTROY.store(YES, Ordering::Relaxed);
+            return Ok(());
+        }
+        let refused = errors
+            .iter()
+            .all(|(_, e)| matches!(*e, Errno::EINVAL | Errno::EOPNOTSUPP));
+        if refused && DESTROY.load(Ordering::Relaxed) == UNKNOWN {
+            DESTROY.store(NO, Ordering::Relaxed);
+        } else {
+            if errors.iter().any(|(_, e)| *e != Errno::ENOENT) {
+                return first_error("delete", errors);
+            }
+            DESTROY.store(YES, Ordering::Relaxed);
+            // Destroying, ENOENT only means a missing table or set: nothing of it to delete.
+            let Some(gone) = failing_sets(&errors) else {
+                return first_error("delete", errors);
+            };
+            sets.retain(|g| !gone.contains(g.name()));
+            if sets.is_empty() {
+                return Ok(());
+            }
+            return first_error("delete", send(&sets, true)?);
+        }
+    }
+    let errors = send(&sets, false)?;
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if errors.iter().any(|(_, e)| *e != Errno::ENOENT) {
+        return first_error("delete", errors);
+    }
+    let Some(failing) = failing_sets(&errors) else {
+        return first_error("delete", errors);
+    };
+    // Keep only what the failing sets hold (a missing set holds nothing); the others were
+    // rolled back with the batch and go again as they are.
+    let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
+    for g in sets.iter_mut().filter(|g| failing.contains(g.name())) {
+        match dump_set(&sock, g.family, g.set)? {
+            None => g.units.clear(),
+            Some(present) => {
+                let present: HashSet<(Vec<u8>, bool)> = present
+                    .into_iter()
+                    .map(|e| (e.key, e.flags & INTERVAL_END != 0))
+                    .collect();
+                g.units.retain(|u| {
+                    u.elems
+                        .iter()
+                        .all(|e| present.contains(&(e.key.clone(), e.flags & INTERVAL_END != 0)))
+                });
+            }
+        }
+    }
+    sets.retain(|g| !g.units.is_empty());
+    if sets.is_empty() {
+        return Ok(());
+    }
+    first_error("delete", send(&sets, false)?)
+}
