@@ -36,6 +36,9 @@ pub struct Endpoint {
     /// set when the last endpoint of a masquerading network goes.
     #[serde(default)]
     pub masquerade: bool,
+    /// The network lets this container send any ethertype (set `l2open`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_ethertype: bool,
     /// The namespace path setup configured (`/proc/<pid>/ns/net`). Teardown looks at
     /// whether that process still holds it (see `teardown::namespace_grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 
 use crate::firewall::{self, FirewallError};
 use crate::link::{LinkError, Rtnl};
-use crate::plan::firewall_elements;
+use crate::claims::{ClaimError, Claims};
+use crate::link::{HostVeth, VethState};
+use crate::recover::{self, RecoverError};
 use crate::store::{Store, StoreError, Unreadable};
 use crate::teardown::{self, TeardownError};
 
@@ -24,6 +26,10 @@ pub enum GcError {
     Teardown(#[from] TeardownError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Recover(#[from] RecoverError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
 }
 
 /// What gc did (or, dry, would do), one line per action.
@@ -32,33 +38,56 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     let rtnl = Rtnl::open()?;
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
-    let mut live_elements = Vec::new();
+    let mut live_endpoints = Vec::new();
     let (endpoints, unreadable) = store.list_endpoints_lenient()?;
     quarantine(store, "endpoint record", unreadable, dry_run, &mut actions)?;
     for ep in endpoints {
-        if rtnl.exists(&ep.host_interface)? {
-            live.insert(ep.id.as_str().to_owned());
-            live_elements.push(firewall_elements(&ep));
-            continue;
-        }
-        actions.push(format!("remove endpoint {} ({}): host interface {} is gone", ep.id, ep.network, ep.host_interface));
+        // A link of the record's name that is not its veth (another container's, or a
+        // forged record's target) does not keep the record alive, and is left alone.
+        let why = match rtnl.veth_state(&HostVeth::of(&ep))? {
+            VethState::Ours => {
+                live.insert(ep.id.as_str().to_owned());
+                live_endpoints.push(ep);
+                continue;
+            }
+            VethState::Gone => "is gone".to_owned(),
+            VethState::NotOurs(foreign) => format!("is not its own ({})", foreign.why),
+        };
+        actions.push(format!("remove endpoint {} ({}): host interface {} {why}", ep.id, ep.network, ep.host_interface));
         if !dry_run {
             teardown::release(store, &rtnl, &ep)?;
         }
     }
-    let wanted: Vec<_> = live_elements.into_iter().filter(|e| !e.is_empty()).collect();
-    // Any missing part (ruleset flushed, or an older nethook's inet table without the bridge
-    // table): create it and re-add the live endpoints' elements (those still there are fine).
-    let missing = if wanted.is_empty() { Vec::new() } else { firewall::missing_skeleton()? };
+    // Any missing part (ruleset flushed, or an older nethook's tables): create it. The live
+    // endpoints' elements are re-added whether or not anything was missing: after a flush,
+    // a setup may have re-created the tables already, and a tool may have flushed single
+    // sets. Elements still there are fine.
+    let needed = !live_endpoints.is_empty() || recover::owns_forwarding(store);
+    let missing = if needed { firewall::missing_skeleton()? } else { Vec::new() };
     if let Some((first, rest)) = missing.split_first() {
-        actions.push(format!("re-create {first} and the elements of {} live endpoint(s)", wanted.len()));
+        actions.push(format!("re-create {first} and the elements of {} live endpoint(s)", live_endpoints.len()));
         actions.extend(rest.iter().map(|part| format!("re-create {part}")));
-        if !dry_run {
-            firewall::ensure_skeleton()?;
-            for elements in &wanted {
-                firewall::restore(elements)?;
+    }
+    if !dry_run && needed {
+        firewall::ensure_skeleton()?;
+        recover::restore(store, &live_endpoints)?;
+    } else if !dry_run && firewall::table_exists()? {
+        // Nothing of nethook's is live and it does not own forwarding (the marker was
+        // removed): the forward hook is no longer guarded.
+        firewall::guard_forwarding(false)?;
+    }
+    for net in store.list_networks()? {
+        let wanted = live_endpoints.iter().any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));
+        if !wanted && rtnl.exists(&net.bridge)? && sysctl_is_on(&net.bridge) {
+            actions.push(format!("turn route_localnet off on {}: no container publishes on 127.0.0.1 there", net.bridge));
+            if !dry_run {
+                recover::sync_route_localnet(store, &net.name, &net.bridge)?;
             }
         }
+    }
+    let stale = Claims::new(store.run_dir()).sweep(|owner| live.contains(owner), dry_run)?;
+    for (port, address, owner) in stale {
+        actions.push(format!("drop the claim of host port {port} on {address}: container {owner:?} has no live endpoint"));
     }
     for net in store.list_networks()? {
         // Before `store.ipam`, which would fail on them.
@@ -103,6 +132,11 @@ fn quarantine(
         }
     }
     Ok(())
+}
+
+/// Is `route_localnet` on for the bridge (an older nethook set it on every bridge)?
+fn sysctl_is_on(bridge: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet")).is_ok_and(|v| v.trim() == "1")
 }
 
 fn store_has(store: &Store, owner: &str) -> bool {

@@ -5,11 +5,13 @@
 //! and `gc`. All unsafe code lives in `sys`.
 #![deny(unsafe_code)]
 
+pub mod claims;
 pub mod conntrack;
 pub mod endpoint;
 pub mod failpoint;
 pub mod firewall;
 pub mod gc;
+pub mod hostports;
 pub mod ids;
 pub mod install;
 pub mod ipam;
@@ -22,6 +24,7 @@ pub mod oci;
 pub mod options;
 pub mod plan;
 pub mod ports;
+pub mod recover;
 pub mod request;
 pub mod setup;
 pub mod store;

@@ -16,6 +16,12 @@ impl Mac {
         let o = ip.octets();
         Mac([0x02, 0x4e, o[0], o[1], o[2], o[3]])
     }
+
+    /// Is this in the range `from_ipv4` derives from? Another container's or a bridge's MAC
+    /// could be this one, so a MAC given by annotation must not be.
+    pub fn is_derived(&self) -> bool {
+        self.0[..2] == [0x02, 0x4e]
+    }
 }
 
 impl FromStr for Mac {

@@ -96,6 +96,9 @@ enum NetworkCommand {
         /// Do not masquerade traffic leaving the subnet.
         #[arg(long)]
         no_masquerade: bool,
+        /// Let containers send any ethertype (LLDP, STP, ...), not only IPv4 and ARP.
+        #[arg(long)]
+        any_ethertype: bool,
     },
     /// List networks.
     Ls {
@@ -268,8 +271,10 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             gateway,
             bridge,
             no_masquerade,
+            any_ethertype,
         } => {
-            let net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
+            let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
+            net.ethertype_filter = !any_ethertype;
             let _lock = store.lock()?;
             net.check_conflicts(&store.list_networks()?)?;
             check_host_routes(&net)?;

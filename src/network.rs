@@ -40,6 +40,14 @@ pub struct Network {
     /// Masquerade traffic that leaves the subnet (SNAT to the host's address).
     #[serde(default = "default_true")]
     pub masquerade: bool,
+    /// Containers send only IPv4 and ARP frames (false: any ethertype, for protocols such
+    /// as LLDP or STP a network needs; still only from their own MAC, never VLAN-tagged).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub ethertype_filter: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_true() -> bool {
@@ -58,6 +66,7 @@ impl Network {
                 gateway: Ipv4Addr::new(10, 77, 0, 1),
             },
             masquerade: true,
+            ethertype_filter: true,
         }
     }
 
@@ -97,7 +106,13 @@ impl Network {
         })?;
         let first_host = Ipv4Addr::from(u32::from(parsed.network()) + 1);
         let gateway = gateway.unwrap_or(first_host);
-        let net = Network { name: name.to_owned(), bridge, ipv4: Ipv4Config { subnet: parsed, gateway }, masquerade };
+        let net = Network {
+            name: name.to_owned(),
+            bridge,
+            ipv4: Ipv4Config { subnet: parsed, gateway },
+            masquerade,
+            ethertype_filter: true,
+        };
         if !net.is_host_address(gateway) {
             return Err(NetworkError::BadGateway { gateway, subnet: parsed });
         }

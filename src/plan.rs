@@ -16,6 +16,8 @@ pub enum PlanError {
     Ipam(#[from] IpamError),
     #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
     HostIpInSubnet { ip: std::net::Ipv4Addr, network: String },
+    #[error("MAC {mac} is in 02:4e:00:00:00:00/16, the range nethook derives containers' and bridges' MACs from (02:4e: + the IPv4 address); pick a MAC outside it or leave nethook.mac unset")]
+    ReservedMac { mac: Mac },
 }
 
 /// Chooses the address and fixes every name the apply step uses. The lease is the
@@ -27,6 +29,9 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(req: &Request, net: &Network, allo
                 return Err(PlanError::HostIpInSubnet { ip, network: net.name.clone() });
             }
         }
+    }
+    if let Some(mac) = req.options.mac.filter(Mac::is_derived) {
+        return Err(PlanError::ReservedMac { mac });
     }
     let lease = ipam::choose(net, req.options.ip, allocs)?;
     let address = lease.address;
@@ -40,6 +45,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(req: &Request, net: &Network, allo
         ipv4: Some(Ipv4Attachment { address, prefix: net.ipv4.subnet.prefix(), gateway: net.ipv4.gateway }),
         ports: req.options.ports.clone(),
         masquerade: net.masquerade,
+        any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };
     Ok((endpoint, lease))
@@ -93,7 +99,16 @@ pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
 /// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
 /// the per-network elements, its published ports and its anti-spoofing elements.
 pub fn firewall_elements(ep: &Endpoint) -> Elements {
-    Elements { ports: port_elements(ep), sources: source_elements(ep), ..network_elements(ep) }
+    Elements { ports: port_elements(ep), sources: source_elements(ep), any_ethertype: any_ethertype_elements(ep), ..network_elements(ep) }
+}
+
+/// The host veth, when the network lets its containers send any ethertype.
+pub fn any_ethertype_elements(ep: &Endpoint) -> Vec<String> {
+    if ep.any_ethertype {
+        vec![ep.host_interface.clone()]
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +207,15 @@ mod tests {
         let opts = Options { ports: parse_ports("10.77.0.5:8080:80").unwrap(), ..Options::default() };
         let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &Unreadable).unwrap_err();
         assert!(matches!(e, PlanError::HostIpInSubnet { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_mac_in_the_derived_range_is_refused_as_it_may_be_another_containers_or_the_bridges() {
+        let gateway_mac = Mac::from_ipv4(Ipv4Addr::new(10, 77, 0, 1));
+        let opts = Options { mac: Some(gateway_mac), ..Options::default() };
+        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &Pool::default()).unwrap_err();
+        assert!(matches!(e, PlanError::ReservedMac { .. }), "{e:?}");
+        assert!(e.to_string().contains("02:4e:0a:4d:00:01"), "{e}");
     }
 
     /// Allocations whose every read fails, like a store that cannot read its files.

@@ -163,10 +163,14 @@ fn parse_range(text: &str) -> Result<(u16, u16), String> {
 
 /// Two entries publishing the same host port and protocol on overlapping addresses
 /// would fight over one map key; say so instead of letting the kernel answer EEXIST.
+/// A publish on every address and one on 127.0.0.1 do not overlap: the first leaves the
+/// host's loopback alone, so a container that wants both says so with both.
 fn check_no_overlap(specs: &[PortSpec]) -> Result<(), PortSpecError> {
+    let loopback = |s: &PortSpec| s.host_ip.is_some_and(|ip| ip.is_loopback());
     for (i, a) in specs.iter().enumerate() {
         for b in &specs[i + 1..] {
-            let same_addr = a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip;
+            let one_wildcard = a.host_ip.is_none() != b.host_ip.is_none();
+            let same_addr = a.host_ip == b.host_ip || (one_wildcard && !loopback(a) && !loopback(b));
             let a_end = u32::from(a.host_port) + u32::from(a.count);
             let b_end = u32::from(b.host_port) + u32::from(b.count);
             let ports_overlap = u32::from(a.host_port) < b_end && u32::from(b.host_port) < a_end;
@@ -226,9 +230,15 @@ mod tests {
     fn duplicate_host_ports_in_one_annotation_are_refused() {
         assert!(parse_ports("8080:80,8080:81").is_err());
         assert!(parse_ports("8000-8010:8000-8010,8005:80").is_err());
-        assert!(parse_ports("127.0.0.1:8080:80,8080:81").is_err());
+        assert!(parse_ports("192.0.2.1:8080:80,8080:81").is_err());
         // Same port, different protocol or different host IPs is fine.
         assert!(parse_ports("8080:80/tcp,8080:80/udp").is_ok());
         assert!(parse_ports("127.0.0.1:8080:80,127.0.0.2:8080:80").is_ok());
+    }
+
+    #[test]
+    fn a_publish_on_every_address_and_one_on_loopback_go_together() {
+        assert!(parse_ports("8080:80,127.0.0.1:8080:80").is_ok());
+        assert!(parse_ports("127.0.0.1:8080:80,8080:80").is_ok());
     }
 }

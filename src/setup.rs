@@ -8,16 +8,19 @@ use std::os::fd::AsFd;
 use std::thread::sleep;
 use std::time::Duration;
 
+use crate::claims::{claims_of, ClaimError, Claims};
 use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
+use crate::hostports::{self, HostPortsError};
 use crate::link::{self, HostVeth, LinkError, Rtnl, VethSpec, VethState};
 use crate::log;
 use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
 use crate::plan::{firewall_elements, plan_endpoint, PlanError};
-use crate::ports::Proto;
+use crate::ports::{PortSpec, Proto};
+use crate::recover::{self, RecoverError};
 use crate::request::Request;
 use crate::store::{Store, StoreError};
 use crate::sysctl::{self, SysctlError};
@@ -44,6 +47,16 @@ pub enum SetupError {
     Injected(#[from] Injected),
     #[error(transparent)]
     Reclaim(#[from] crate::teardown::TeardownError),
+    #[error(transparent)]
+    Recover(#[from] RecoverError),
+    #[error(transparent)]
+    HostPorts(#[from] HostPortsError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("host port {port}/{proto} is in use on the host by {holder}, listening on {address}; publishing it would take its connections: pick another host port")]
+    HostPortInUse { proto: Proto, port: u16, address: String, holder: String },
+    #[error("MAC {mac} is already used on network {network} by {holder}; pick another nethook.mac or leave it unset")]
+    MacTaken { mac: Mac, network: String, holder: String },
     #[error("host port {port} is already published by container {owner}; pick another host port or stop {owner}")]
     PortTaken { port: String, owner: String },
     #[error("container {id} already has an endpoint ({address} on {network}); a second createRuntime for one id is refused: stop it first or run `nethook gc`")]
@@ -74,8 +87,9 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     if let Some(existing) = store.load_endpoint(&req.id)? {
         // A record whose host veth is gone belongs to an earlier container with this id
         // that died without poststop (a runtime that skips it when start fails): reclaim
-        // it, as `gc` would. A live one means a second createRuntime: refuse.
-        if rtnl.exists(&existing.host_interface)? {
+        // it, as `gc` would. A live one means a second createRuntime: refuse. A link of
+        // that name that is not this record's (another container's) does not count.
+        if rtnl.veth_state(&HostVeth::of(&existing))? == VethState::Ours {
             return Err(SetupError::AlreadyExists {
                 id: req.id.to_string(),
                 network: existing.network,
@@ -86,8 +100,17 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     }
     let ipam = store.ipam(&network.name)?;
     let (mut endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
+    if req.options.mac.is_some() {
+        check_mac_free(store, &endpoint)?;
+    }
+    check_host_sockets(&endpoint.ports)?;
     ipam.record(&lease, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
+        forget(store, &endpoint, &ipam);
+        return Err(e.into());
+    }
+    let claimed = Claims::new(store.run_dir()).claim(&endpoint.id, &claims_of(&endpoint.ports), |owner| store_has(store, owner));
+    if let Err(e) = claimed {
         forget(store, &endpoint, &ipam);
         return Err(e.into());
     }
@@ -119,7 +142,7 @@ fn name_port_owner(store: &Store, e: SetupError) -> SetupError {
 }
 
 fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, host_port: u16) -> Option<String> {
-    let endpoints = store.list_endpoints().ok()?;
+    let endpoints = store.list_endpoints_lenient().ok()?.0;
     endpoints
         .into_iter()
         .find(|ep| {
@@ -130,12 +153,51 @@ fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, ho
         .map(|ep| ep.id.to_string())
 }
 
+/// A MAC given by annotation must not be one another endpoint of the network holds: the
+/// bridge would send that endpoint's frames to the newcomer. Derived MACs (`02:4e:` + the
+/// address) are unique per address, and `plan` refuses explicit ones in that range, so
+/// only explicit ones need this look at the records.
+fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
+    let holder = store.list_endpoints_lenient()?.0.into_iter().find(|other| other.network == ep.network && other.id != ep.id && other.mac == ep.mac);
+    match holder {
+        Some(other) => Err(SetupError::MacTaken { mac: ep.mac, network: ep.network.clone(), holder: format!("container {}", other.id) }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a host port a host process already serves (see `hostports`).
+fn check_host_sockets(specs: &[PortSpec]) -> Result<(), SetupError> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let mut protos: Vec<Proto> = specs.iter().map(|s| s.proto).collect();
+    protos.sort();
+    protos.dedup();
+    let sockets = hostports::host_sockets(&protos)?;
+    for claim in claims_of(specs) {
+        if let Some(s) = sockets.iter().find(|s| s.captured_by(claim.proto, claim.host_ip, claim.port)) {
+            let holder = match hostports::socket_owner(s.inode) {
+                Some((comm, pid)) => format!("process {comm} (pid {pid})"),
+                None => "a process".to_owned(),
+            };
+            return Err(SetupError::HostPortInUse { proto: claim.proto, port: claim.port, address: s.address.to_string(), holder });
+        }
+    }
+    Ok(())
+}
+
+fn store_has(store: &Store, owner: &str) -> bool {
+    crate::ids::ContainerId::parse(owner).is_ok_and(|id| store.endpoint_path(&id).exists())
+}
+
 fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &Netns, undo: &mut Undo, steps: &mut Steps) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
     let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
     let bridge_index = rtnl.ensure_bridge(&net.bridge, bridge_mac, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
-    sysctl::ip_forward()?;
-    sysctl::route_localnet(&net.bridge)?;
+    recover::ensure_forwarding(store, Some(&ep.id))?;
+    if recover::publishes_on_loopback(ep) {
+        sysctl::route_localnet(&net.bridge, true)?;
+    }
     steps.mark("bridge");
     failpoint::hit("bridge")?;
 
@@ -162,9 +224,11 @@ fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &N
         // only when the batch names a table or set that is missing (ENOENT, nothing applied)
         // is the missing part created and the batch sent again. Checking first would cost
         // two more netlink round trips on every setup.
+        // A missing skeleton after earlier setups means another tool flushed the ruleset:
+        // every other live endpoint's elements went with it and come back here too.
         match firewall::add(&elements) {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {
-                firewall::ensure_skeleton()?;
+                recover::ensure_skeleton(store, Some(&ep.id))?;
                 firewall::add(&elements)?;
             }
             other => other?,

@@ -26,14 +26,31 @@ pub fn ensure(key: &str, value: &str) -> Result<bool, SysctlError> {
     Ok(true)
 }
 
-pub fn ip_forward() -> Result<bool, SysctlError> {
-    ensure("net/ipv4/ip_forward", "1")
+const IP_FORWARD: &str = "net/ipv4/ip_forward";
+
+/// Whether the host forwards IPv4 (one read).
+pub fn ip_forwarding() -> Result<bool, SysctlError> {
+    let path = PathBuf::from("/proc/sys").join(IP_FORWARD);
+    let current = fs::read_to_string(&path).map_err(|source| SysctlError { path, value: "(read)".into(), source })?;
+    Ok(current.trim() != "0")
+}
+
+/// Turns IPv4 forwarding on. Callers guard the forward hook first (see `recover`): the
+/// host must not start routing between its other interfaces.
+pub fn enable_ip_forwarding() -> Result<bool, SysctlError> {
+    ensure(IP_FORWARD, "1")
 }
 
 /// Lets DNAT to a container work for connections to 127.0.0.1 (the firewall drops
-/// 127.0.0.0/8 arriving on any other interface, so this opens nothing to the LAN).
-pub fn route_localnet(bridge: &str) -> Result<bool, SysctlError> {
-    ensure(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1")
+/// 127.0.0.0/8 arriving on any other interface, so this opens nothing to the LAN), or
+/// turns that off again. Set only on bridges with a 127.0.0.1 publish: should the guard
+/// rule be flushed by another tool, only those bridges' containers could reach the host's
+/// loopback services. A bridge that is gone has nothing to change.
+pub fn route_localnet(bridge: &str, on: bool) -> Result<bool, SysctlError> {
+    match ensure(&format!("net/ipv4/conf/{bridge}/route_localnet"), if on { "1" } else { "0" }) {
+        Err(e) if !on && e.source.kind() == io::ErrorKind::NotFound => Ok(false),
+        other => other,
+    }
 }
 
 /// Turns IPv6 off on a host veth of a network that has no IPv6, so the host gets no

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::claims::{claims_of, Claims};
 use crate::conntrack::{self, ConntrackError};
 use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError, PortMapping};
@@ -12,7 +13,8 @@ use crate::log::{self, describe};
 use crate::link::{self, HostVeth, LinkError, Rtnl, VethFate};
 use crate::timing::Steps;
 use crate::ports::Proto;
-use crate::plan::{network_elements, port_elements, source_elements};
+use crate::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
+use crate::recover;
 use crate::store::{IpamDir, Lock, Store, StoreError};
 use crate::sys::process::{exit_now, fork_background, Forked};
 
@@ -121,6 +123,7 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
     let own = Elements {
         ports: if owns_address { ports.clone() } else { Vec::new() },
         sources: source_elements(ep),
+        any_ethertype: any_ethertype_elements(ep),
         ..Elements::default()
     };
     firewall::delete(&own)?;
@@ -204,6 +207,8 @@ fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When
 /// that was the network's last address, the per-network elements go: its subnet leaves the
 /// masquerade set and its bridge the isolation sets.
+/// Its host-port claims go too, and `route_localnet` is cleared on the bridge when this
+/// was the network's last endpoint publishing on 127.0.0.1.
 pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
         ipam.release(v4.address, ep.id.as_str())?;
@@ -211,7 +216,13 @@ pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), Teardo
     if !ipam.has_addresses()? {
         firewall::delete(&network_elements(ep))?;
     }
+    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     store.remove_endpoint(&ep.id)?;
+    if recover::publishes_on_loopback(ep) {
+        if let Err(e) = recover::sync_route_localnet(store, &ep.network, &ep.bridge) {
+            log::line(&format!("{}: could not clear route_localnet on {}: {}; `nethook gc` retries", ep.id, ep.bridge, describe(&e)));
+        }
+    }
     Ok(())
 }
 

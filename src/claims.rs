@@ -1,0 +1,280 @@
+//! Host-port claims across containers: `RUN_DIR/ports/<proto>.<port>/<host ip>`, one file
+//! per published host port holding its owner's id (`0.0.0.0` for a publish on every host
+//! address).
+//!
+//! The kernel's maps already refuse the same key twice, but a publish on every address
+//! (`ports4`) and one on a single address (`hports4`) live in different maps: both would be
+//! accepted, and the specific one, matched first, would silently take the port from the
+//! earlier container. A directory per port answers "is this port published on any
+//! address?" with one small directory read, without reading every endpoint record. Like
+//! the IPAM files, a claim costs the same however many containers run.
+//!
+//! Callers hold the store's lock. A claim whose owner has no endpoint record is stale (a
+//! crash between writing it and the record, or a record quarantined) and is taken over.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::ids::ContainerId;
+use crate::ports::{PortSpec, Proto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("host port {port}/{proto} is already published by container {owner} on {held}; a publish on {wanted} would take it over: pick another host port or stop {owner}")]
+    Shadowed { proto: Proto, port: u16, owner: String, held: String, wanted: String },
+}
+
+/// The address part of a claim's file name.
+const EVERY_ADDRESS: &str = "0.0.0.0";
+
+pub struct Claims {
+    root: PathBuf,
+}
+
+/// One host port to claim: protocol, host address (`None`: every address), port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub proto: Proto,
+    pub host_ip: Option<Ipv4Addr>,
+    pub port: u16,
+}
+
+impl Claim {
+    fn address(&self) -> String {
+        self.host_ip.filter(|ip| !ip.is_unspecified()).map_or_else(|| EVERY_ADDRESS.to_owned(), |ip| ip.to_string())
+    }
+}
+
+/// Every host port the specs publish.
+pub fn claims_of(specs: &[PortSpec]) -> Vec<Claim> {
+    specs
+        .iter()
+        .flat_map(|s| s.pairs().map(move |(port, _)| Claim { proto: s.proto, host_ip: s.host_ip, port }))
+        .collect()
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ClaimError + 'a {
+    move |source| ClaimError::Io { action, path: path.to_owned(), source }
+}
+
+impl Claims {
+    pub fn new(run_dir: &Path) -> Self {
+        Claims { root: run_dir.join("ports") }
+    }
+
+    fn port_dir(&self, c: &Claim) -> PathBuf {
+        self.root.join(format!("{}.{}", c.proto, c.port))
+    }
+
+    /// Claims every port for `owner`, or none: on a conflict the claims made so far are
+    /// released. `is_live(id)`: whether another claim's owner still has a record.
+    pub fn claim(&self, owner: &ContainerId, claims: &[Claim], is_live: impl Fn(&str) -> bool) -> Result<(), ClaimError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        create_dir(&self.root)?;
+        for (i, c) in claims.iter().enumerate() {
+            if let Err(e) = self.claim_one(owner, c, &is_live) {
+                self.release(owner, &claims[..i]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_one(&self, owner: &ContainerId, c: &Claim, is_live: &impl Fn(&str) -> bool) -> Result<(), ClaimError> {
+        let dir = self.port_dir(c);
+        create_dir(&dir)?;
+        let wanted = c.address();
+        // A publish on every address conflicts with any other on this port; a specific one
+        // with a publish on every address or on the same address.
+        let rivals: Vec<String> = if wanted == EVERY_ADDRESS {
+            let entries = fs::read_dir(&dir).map_err(io("read", &dir))?;
+            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect()
+        } else {
+            vec![EVERY_ADDRESS.to_owned(), wanted.clone()]
+        };
+        for held in rivals {
+            let path = dir.join(&held);
+            let Some(holder) = read_owner(&path)? else { continue };
+            if holder == owner.as_str() {
+                continue;
+            }
+            if is_live(&holder) {
+                let held = if held == EVERY_ADDRESS { "every host address".to_owned() } else { held };
+                let wanted = if wanted == EVERY_ADDRESS { "every host address".to_owned() } else { wanted.clone() };
+                return Err(ClaimError::Shadowed { proto: c.proto, port: c.port, owner: holder, held, wanted });
+            }
+        }
+        write_owner(&dir.join(&wanted), owner)
+    }
+
+    /// Drops `owner`'s claims on these ports (others' claims stay). Best effort: a claim
+    /// that cannot be removed is stale once the record goes, and taken over then.
+    pub fn release(&self, owner: &ContainerId, claims: &[Claim]) {
+        for c in claims {
+            let dir = self.port_dir(c);
+            let path = dir.join(c.address());
+            if read_owner(&path).ok().flatten().as_deref() == Some(owner.as_str()) {
+                let _ = fs::remove_file(&path);
+            }
+            // Fails with ENOTEMPTY while another address of this port is claimed.
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+
+    /// Removes every claim whose owner fails `is_live`; returns them as (port, address,
+    /// owner) for gc's report.
+    pub fn sweep(&self, is_live: impl Fn(&str) -> bool, dry_run: bool) -> Result<Vec<(String, String, String)>, ClaimError> {
+        let mut removed = Vec::new();
+        let ports = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(io("read", &self.root)(e)),
+        };
+        for port in ports.flatten() {
+            let dir = port.path();
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let owner = read_owner(&path)?.unwrap_or_default();
+                if !owner.is_empty() && is_live(&owner) {
+                    continue;
+                }
+                removed.push((port.file_name().to_string_lossy().into_owned(), entry.file_name().to_string_lossy().into_owned(), owner));
+                if !dry_run {
+                    fs::remove_file(&path).map_err(io("remove", &path))?;
+                }
+            }
+            if !dry_run {
+                let _ = fs::remove_dir(&dir);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ClaimError> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io("create directory", dir)(e)),
+    }
+}
+
+fn read_owner(path: &Path) -> Result<Option<String>, ClaimError> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t.trim().to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
+    }
+}
+
+fn write_owner(path: &Path, owner: &ContainerId) -> Result<(), ClaimError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io("create", path))?;
+    f.write_all(owner.as_str().as_bytes()).map_err(io("write", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ContainerId {
+        ContainerId::parse(s).unwrap()
+    }
+
+    fn tcp(ip: Option<[u8; 4]>, port: u16) -> Claim {
+        Claim { proto: Proto::Tcp, host_ip: ip.map(Ipv4Addr::from), port }
+    }
+
+    fn dir() -> (tempdir::Dir, Claims) {
+        let d = tempdir::Dir::new();
+        let c = Claims::new(&d.0);
+        (d, c)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!("nethook-claims-{}-{:?}", std::process::id(), std::thread::current().id()));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_specific_publish_after_a_wildcard_one_of_the_same_port_is_refused() {
+        let (_d, c) = dir();
+        c.claim(&id("a"), &[tcp(None, 8080)], |_| true).unwrap();
+        let e = c.claim(&id("b"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true).unwrap_err();
+        assert!(e.to_string().contains("already published by container a on every host address"), "{e}");
+    }
+
+    #[test]
+    fn a_wildcard_publish_after_a_specific_one_of_the_same_port_is_refused() {
+        let (_d, c) = dir();
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true).unwrap();
+        let e = c.claim(&id("b"), &[tcp(None, 8080)], |_| true).unwrap_err();
+        assert!(e.to_string().contains("on 192.0.2.1"), "{e}");
+    }
+
+    #[test]
+    fn specific_publishes_on_different_addresses_coexist_and_other_ports_are_free() {
+        let (_d, c) = dir();
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true).unwrap();
+        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 80)], |_| true).unwrap();
+        c.claim(&id("c"), &[tcp(None, 81), Claim { proto: Proto::Udp, host_ip: None, port: 80 }], |_| true).unwrap();
+    }
+
+    #[test]
+    fn a_refused_claim_releases_the_ports_it_had_claimed_already() {
+        let (_d, c) = dir();
+        c.claim(&id("a"), &[tcp(None, 90)], |_| true).unwrap();
+        assert!(c.claim(&id("b"), &[tcp(None, 89), tcp(None, 90)], |_| true).is_err());
+        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 9]), 89)], |_| true).unwrap();
+    }
+
+    #[test]
+    fn a_claim_of_an_owner_without_record_is_taken_over_and_swept() {
+        let (_d, c) = dir();
+        c.claim(&id("gone"), &[tcp(None, 70)], |_| true).unwrap();
+        c.claim(&id("new"), &[tcp(Some([192, 0, 2, 1]), 70)], |o| o != "gone").unwrap();
+        let swept = c.sweep(|o| o != "gone", false).unwrap();
+        assert_eq!(swept, vec![("tcp.70".into(), "0.0.0.0".into(), "gone".into())]);
+        c.claim(&id("other"), &[tcp(None, 70)], |_| true).unwrap_err();
+    }
+
+    #[test]
+    fn release_keeps_other_owners_claims() {
+        let (_d, c) = dir();
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60)], |_| true).unwrap();
+        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 60)], |_| true).unwrap();
+        c.release(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60), tcp(Some([192, 0, 2, 2]), 60)]);
+        assert!(c.claim(&id("x"), &[tcp(None, 60)], |_| true).is_err(), "b's claim must stay");
+    }
+}

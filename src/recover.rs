@@ -1,0 +1,103 @@
+//! Keeping the host's shared state true to the records: after another tool flushed the
+//! ruleset (a firewall reload), when nethook turns IPv4 forwarding on, and for the
+//! per-bridge `route_localnet` switch.
+//!
+//! The endpoint records are the truth; the kernel's elements are derived from them. So
+//! whenever a part of the skeleton had to be (re)created, every live record's elements
+//! go back in, in one batch, and `nethook gc` does the same unconditionally.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use crate::endpoint::Endpoint;
+use crate::firewall::{self, Elements, FirewallError};
+use crate::ids::ContainerId;
+use crate::plan::firewall_elements;
+use crate::store::{Store, StoreError};
+use crate::sysctl::{self, SysctlError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The file that says nethook turned IPv4 forwarding on (in the run directory, on tmpfs:
+/// a reboot resets forwarding and forgets the file together).
+pub fn forwarding_marker(store: &Store) -> PathBuf {
+    store.run_dir().join("forwarding")
+}
+
+/// Did nethook turn forwarding on (so it guards the forward hook)?
+pub fn owns_forwarding(store: &Store) -> bool {
+    forwarding_marker(store).exists()
+}
+
+/// Makes sure the host forwards IPv4 for the containers. When it did not, nethook turns
+/// it on, but first records that it did and adds the guard element: from then on the
+/// host forwards only what enters or leaves a nethook network, not traffic between its
+/// other interfaces (a LAN and a VPN), which it never did before. When forwarding was on
+/// already, whoever turned it on wanted a router, and nothing is guarded.
+/// `setting_up`: the endpoint being set up, whose elements its own setup adds.
+pub fn ensure_forwarding(store: &Store, setting_up: Option<&ContainerId>) -> Result<(), RecoverError> {
+    if sysctl::ip_forwarding()? {
+        return Ok(());
+    }
+    let marker = forwarding_marker(store);
+    fs::write(&marker, "nethook turned net.ipv4.ip_forward on; remove this file and run `nethook gc` to stop guarding the forward hook\n")
+        .map_err(|source| RecoverError::Io { action: "write", path: marker.clone(), source })?;
+    ensure_skeleton(store, setting_up)?;
+    firewall::guard_forwarding(true)?;
+    sysctl::enable_ip_forwarding()?;
+    Ok(())
+}
+
+/// Creates what is missing of the skeleton and, when anything was, puts back every live
+/// record's elements (but `except`'s, whose setup adds its own) and the forwarding guard.
+/// Returns how many endpoints' elements were restored, `None` when nothing was missing.
+pub fn ensure_skeleton(store: &Store, except: Option<&ContainerId>) -> Result<Option<usize>, RecoverError> {
+    if !firewall::ensure_skeleton()? {
+        return Ok(None);
+    }
+    let endpoints: Vec<Endpoint> = store.list_endpoints_lenient()?.0.into_iter().filter(|ep| Some(&ep.id) != except).collect();
+    restore(store, &endpoints)?;
+    Ok(Some(endpoints.len()))
+}
+
+/// Re-adds these endpoints' elements (those still there are fine) and the forwarding
+/// guard when nethook owns forwarding, in one batch for the elements.
+pub fn restore(store: &Store, endpoints: &[Endpoint]) -> Result<(), RecoverError> {
+    let mut all = Elements::default();
+    for ep in endpoints {
+        all.extend(firewall_elements(ep));
+    }
+    if !all.is_empty() {
+        firewall::restore(&all)?;
+    }
+    firewall::guard_forwarding(owns_forwarding(store))?;
+    Ok(())
+}
+
+/// Does the endpoint publish a port on a loopback address (which needs route_localnet)?
+pub fn publishes_on_loopback(ep: &Endpoint) -> bool {
+    ep.ports.iter().any(|p| p.host_ip.is_some_and(|ip| ip.is_loopback()))
+}
+
+/// Sets `route_localnet` on `bridge` exactly when one of the network's endpoints publishes
+/// on 127.0.0.1. Returns whether the value changed.
+pub fn sync_route_localnet(store: &Store, network: &str, bridge: &str) -> Result<bool, RecoverError> {
+    let wanted = store.list_endpoints_lenient()?.0.iter().any(|ep| ep.network == network && publishes_on_loopback(ep));
+    Ok(sysctl::route_localnet(bridge, wanted)?)
+}
