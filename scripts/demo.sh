@@ -92,13 +92,13 @@ heading "demo-a pings demo-b"
 show runc exec demo-a ping -c 2 "$IP_B"
 
 if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
-    heading "A published port: httpd in demo-web, annotation nethook.ports=8080:80"
-    nh_make_bundle "$NH_TMP/bundles/demo-web" demo-web --httpd nethook.ports=8080:80
+    heading "A published port: httpd in demo-web, annotation nethook.ports=8080:80,127.0.0.1:8080:80"
+    nh_make_bundle "$NH_TMP/bundles/demo-web" demo-web --httpd nethook.ports=8080:80,127.0.0.1:8080:80
     SHOW_AS="runc run --detach --bundle bundles/demo-web demo-web" \
         show nh_run_container "$NH_TMP/bundles/demo-web" demo-web
     show nethook ls
     # busybox wget bounded by timeout(1): its own -T option crashes in 1.35.
-    echo "  From the host, port 8080 on the host's own addresses reaches the container:"
+    echo "  From the host, port 8080 on 127.0.0.1 (published there too) reaches the container:"
     show timeout 5 busybox wget -q -O - http://127.0.0.1:8080/ || echo "  (no answer)"
 
     heading "The nftables table nethook manages (in the sandbox's namespace)"

@@ -10,7 +10,7 @@
 #      2 s, and crun's poststop state shape ("pid": 0) accepted at teardown;
 #   3. two containers get distinct addresses, reach each other, the gateway
 #      and the host;
-#   4. nethook.ports=8080:80 on a busybox httpd answers on 127.0.0.1:8080 and
+#   4. nethook.ports=8080:80 on a busybox httpd answers on the host's addresses (not 127.0.0.1) and
 #      (hairpin) from another container;
 #   5. ten run/kill/delete cycles all set up and tear down (crun fails a run
 #      now and then when a hook does not drain its stdin);

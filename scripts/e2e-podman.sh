@@ -14,7 +14,7 @@
 #      the host; podman's own network stack stays out (only lo + eth0 inside,
 #      no podman bridge, no other nftables table);
 #   4. a container without the annotation gets no network from nethook;
-#   5. nethook.ports=8080:80 on a busybox httpd answers on 127.0.0.1:8080 and
+#   5. nethook.ports=8080:80 on a busybox httpd answers on the host's addresses (not 127.0.0.1) and
 #      (hairpin) from another container;
 #   6. a container that exits by itself is torn down (conmon's cleanup runs
 #      the poststop hook) and set up again by podman start;
@@ -210,7 +210,7 @@ IP_WEB="$(nh_ls_field "$(cid "$WEB")" ipv4 2>/dev/null || true)"
 echo "   $WEB: ${IP_WEB:-?} ports $(nh_ls_field "$(cid "$WEB")" ports 2>/dev/null || echo '?')"
 nh_check "nethook ls --json: $WEB has its own address" nh_check_addresses "$IP_A" "$IP_B" "$IP_WEB"
 nh_check "httpd answers directly on $IP_WEB:80" nh_fetch_ok nh_host_wget "http://$IP_WEB:80/"
-nh_check "sandbox host fetches http://127.0.0.1:8080/" nh_fetch_ok nh_host_wget "http://127.0.0.1:8080/"
+nh_check "sandbox host fetches http://$NH_GATEWAY:8080/" nh_fetch_ok nh_host_wget "http://$NH_GATEWAY:8080/"
 nh_check "$A fetches http://$NH_GATEWAY:8080/ (hairpin)" \
     nh_fetch_ok pexec "$A" timeout 5 wget -q -O - "http://$NH_GATEWAY:8080/"
 

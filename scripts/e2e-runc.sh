@@ -8,9 +8,12 @@
 #   2. annotations: static ip/mac/ifname applied, disable honoured, a bad
 #      address refused without leftovers; a network made with
 #      `nethook network create` used through nethook.network;
-#   3. published ports (nethook.ports=8080:80): an httpd container answers on
-#      127.0.0.1:8080 and on host addresses, also from another container, and
-#      a second claim on the same host port fails without leaving anything;
+#   3. published ports (nethook.ports=8080:80,127.0.0.1:8080:80): an httpd
+#      container answers on 127.0.0.1:8080 and on host addresses, also from
+#      another container; a second claim on the same host port, on one address
+#      of it, or on a port a host process serves fails without leaving anything;
+#      after `nft flush ruleset` (a firewall reload) the next container start
+#      brings every older container's ports and isolation back, with no gc;
 #   4. after runc kill + delete nothing is left: no nh* veth, no endpoint
 #      record, no IPAM allocation, no nft element; and the bridge keeps its MAC
 #      when a container leaves, so the others keep reaching the gateway.
@@ -58,6 +61,7 @@ D="e2e-$$-dup"
 E="e2e-$$-static"   # nethook.ip / nethook.mac / nethook.ifname
 F="e2e-$$-off"      # nethook.disable=true
 G="e2e-$$-badip"    # nethook.ip outside the subnet: must be refused
+R="e2e-$$-reload"   # started after a firewall reload
 H="e2e-$$-blue"     # on a network made with `nethook network create`
 BLUE_SUBNET=10.88.0.0/24
 BLUE_GW=10.88.0.1
@@ -99,6 +103,13 @@ fetch_ok() {
 # No `wget -T`: busybox-static 1.35's wget segfaults on it; bound it with
 # timeout(1) instead.
 host_wget() { timeout 5 busybox wget -q -O - "$1"; }
+fetch_fails() { nh_fetch_fails "$@"; }
+port_listening() { ss -ltn | grep -q ":$1 "; }
+gc_says_nothing() {
+    local out
+    out="$(nh gc)" || return 1
+    [[ $out == "nothing to collect" ]] || { printf '%s\n' "$out"; return 1; }
+}
 
 check_bridge() {
     local out
@@ -289,7 +300,7 @@ if [[ ${NETHOOK_SKIP_PORTS:-0} == 1 ]]; then
 else
     section "published port 8080 -> httpd:80"
     ALL_IDS+=("$C" "$D")
-    start "$C" "runc run $C with nethook.ports=8080:80" --httpd nethook.ports=8080:80
+    start "$C" "runc run $C with nethook.ports=8080:80,127.0.0.1:8080:80" --httpd nethook.ports=8080:80,127.0.0.1:8080:80
     IP_C="$(nh_ls_field "$C" ipv4 2>/dev/null || true)"
     echo "   $C: ${IP_C:-?} ports $(nh_ls_field "$C" ports 2>/dev/null || echo '?')"
     nh_check "nethook ls --json: $C has its own address" nh_check_addresses "$IP_A" "$IP_B" "$IP_C"
@@ -309,9 +320,34 @@ else
     if [[ " ${STARTED[*]} " == *" $C "* ]]; then
         start_refused "$D" "a second container publishing 8080 is refused" \
             --httpd nethook.ports=8080:80
-        nh_check "$C still serves after the refused claim" fetch_ok host_wget "http://127.0.0.1:8080/"
+        ALL_IDS+=("$D-ip" "$D-host")
+        start_refused "$D-ip" "a second container publishing 8080 on $LAN_IP only is refused" \
+            --httpd "nethook.ports=$LAN_IP:8080:80"
+        nh_check "$C still serves after the refused claims" fetch_ok host_wget "http://127.0.0.1:8080/"
+        # A host service on 127.0.0.1:9999, like a database bound to loopback.
+        python3 -c 'import socket,time;s=socket.socket();s.bind(("127.0.0.1",9999));s.listen();time.sleep(300)' &
+        HOST_SVC=$!
+        nh_wait_until 5 port_listening 9999 || true
+        start_refused "$D-host" "publishing 9999, which a host process serves on 127.0.0.1, is refused" \
+            --httpd nethook.ports=9999:80
+        kill "$HOST_SVC" 2>/dev/null; wait "$HOST_SVC" 2>/dev/null || true
     else
         nh_fail "duplicate host port check not run: $C is not running"
+    fi
+
+    section "firewall reload: nft flush ruleset, then another container starts"
+    if [[ " ${STARTED[*]} " == *" $C "* ]]; then
+        nft flush ruleset
+        nh_check "after the flush $C no longer answers on $LAN_IP:8080" fetch_fails host_wget "http://$LAN_IP:8080/"
+        ALL_IDS+=("$R")
+        start "$R" "runc run $R after the flush" nethook.ports=8090:80
+        nh_check "$C answers on $LAN_IP:8080 again, with no gc" fetch_ok host_wget "http://$LAN_IP:8080/"
+        nh_check "$C answers on 127.0.0.1:8080 again" fetch_ok host_wget "http://127.0.0.1:8080/"
+        nh_check "$A fetches http://$LAN_IP:8080/ again (hairpin masquerade)" \
+            fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
+        nh_check "nethook gc finds nothing left to repair" gc_says_nothing
+    else
+        nh_fail "firewall reload check not run: $C is not running"
     fi
 fi
 

@@ -688,6 +688,14 @@ nh_fetch_ok() { # CMD...: the page must come back, not merely a connection
     [[ $out == *"$NH_PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
 }
 
+nh_fetch_fails() { # CMD...: no page may come back
+    local out
+    if out="$("$@" 2>&1)" && [[ $out == *"$NH_PAGE"* ]]; then
+        printf 'got the page: %s\n' "$out"
+        return 1
+    fi
+}
+
 # No `wget -T`: busybox-static 1.35's wget segfaults on it; timeout(1) bounds it.
 nh_host_wget() { timeout 5 busybox wget -q -O - "$1"; }
 
@@ -911,7 +919,11 @@ nh_rt_scenario() {
     echo "   $web: ${ip_web:-?} ports $(nh_ls_field "$web" ports 2>/dev/null || echo '?')"
     nh_check "nethook ls --json: $web has its own address" nh_check_addresses "$ip_a" "$ip_b" "$ip_web"
     nh_check "httpd answers directly on $ip_web:80" nh_fetch_ok nh_host_wget "http://$ip_web:80/"
-    nh_check "sandbox host fetches http://127.0.0.1:8080/" nh_fetch_ok nh_host_wget "http://127.0.0.1:8080/"
+    # A publish on every address leaves 127.0.0.0/8 to host services: the host reaches it
+    # on its other addresses, here the bridge's.
+    nh_check "sandbox host fetches http://$NH_GATEWAY:8080/" nh_fetch_ok nh_host_wget "http://$NH_GATEWAY:8080/"
+    nh_check "sandbox host's 127.0.0.1:8080 is not captured by a publish on every address" \
+        nh_fetch_fails nh_host_wget "http://127.0.0.1:8080/"
     nh_check "$a fetches http://$NH_GATEWAY:8080/ (hairpin)" \
         nh_fetch_ok nh_rt_exec "$a" timeout 5 wget -q -O - "http://$NH_GATEWAY:8080/"
 

@@ -64,7 +64,7 @@ fn sixty_four_simultaneous_setups_and_teardowns_leave_consistent_state() {
 /// The abstract unix socket of the process holding a burst's netfilter sockets, as
 /// /proc/net/unix lists it for this (the sandbox's) network namespace.
 fn keeper_listening() -> bool {
-    std::fs::read_to_string("/proc/net/unix").map(|t| t.contains("@nethook/netfilter-release")).unwrap_or(false)
+    std::fs::read_to_string("/proc/net/unix").map(|t| t.contains("/netfilter-release")).unwrap_or(false)
 }
 
 /// nethook processes in this network namespace (other tests run theirs in their own).
