@@ -8,7 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::firewall::{self, FirewallError};
+use crate::firewall::{self, Elements, FirewallError};
+use crate::plan::firewall_elements;
 use crate::link::{LinkError, Rtnl};
 use crate::claims::{ClaimError, Claims};
 use crate::link::{HostVeth, VethState};
@@ -75,6 +76,15 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         // Nothing of nethook's is live and it does not own forwarding (the marker was
         // removed): the forward hook is no longer guarded.
         firewall::guard_forwarding(false)?;
+    }
+    // Elements no live record accounts for: a quarantined record's ports would otherwise
+    // reach whoever gets its address next.
+    if needed || firewall::table_exists()? {
+        let mut live_elements = Elements::default();
+        for ep in &live_endpoints {
+            live_elements.extend(firewall_elements(ep));
+        }
+        actions.extend(firewall::prune(&live_elements, dry_run)?);
     }
     for net in store.list_networks()? {
         let wanted = live_endpoints.iter().any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));

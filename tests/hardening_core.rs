@@ -129,6 +129,8 @@ fn after_a_ruleset_flush_the_next_setup_restores_every_container_without_gc() {
         for veth in host_veths() {
             assert!(after.contains(&format!("\"{veth}\"")), "anti-spoofing of {veth} missing:\n{after}");
         }
+        // nethook turned forwarding on in this sandbox, so its guard is back too.
+        assert!(sh("nft list set inet nethook fwd_guard").contains("ipv4"), "forwarding guard not restored");
         // gc finds nothing left to repair.
         let (ok, out, err) = nh.cli(&["gc"]);
         assert!(ok && out.trim() == "nothing to collect", "{out}{err}");
@@ -193,5 +195,30 @@ fn forwarding_nethook_turns_on_is_recorded_and_forwarding_already_on_is_not_clai
         let b = FakeContainer::start("ctr-b");
         other.setup(&b, &[("nethook.network", "nethook")]);
         assert!(!path_exists(&other.run_dir().join("forwarding")), "forwarding was on already: not nethook's");
+    });
+}
+
+#[test]
+fn gc_removes_the_published_ports_of_a_record_it_had_to_quarantine() {
+    sandbox!("gc_removes_the_published_ports_of_a_record_it_had_to_quarantine", {
+        if !needs("nft") {
+            return;
+        }
+        let nh = Nethook::new("prune");
+        let a = FakeContainer::start("ctr-a");
+        let b = FakeContainer::start("ctr-b");
+        nh.setup(&a, &[("nethook.ports", "8080:80")]);
+        nh.setup(&b, &[("nethook.ports", "9090:80")]);
+        let ip_a = nh.endpoint("ctr-a")["ipv4"].as_str().unwrap().split('/').next().unwrap().to_owned();
+        std::fs::write(nh.run_dir().join("endpoints/ctr-a.json"), "{\"id\": \"ctr-a\", \"netw").unwrap();
+        let (ok, out, err) = nh.cli(&["gc"]);
+        assert!(ok, "{err}");
+        assert!(out.contains("quarantine endpoint record"), "{out}");
+        assert!(out.contains(&format!("delete tcp 8080 -> {ip_a}:80 from set ports4")), "{out}");
+        let ports = sh("nft list map inet nethook ports4");
+        assert!(!ports.contains("8080") && ports.contains("9090"), "{ports}");
+        // The address is free and nothing else is left to do.
+        let (_, out, _) = nh.cli(&["gc"]);
+        assert_eq!(out.trim(), "nothing to collect");
     });
 }

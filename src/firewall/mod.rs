@@ -31,6 +31,7 @@ mod delete;
 mod elements;
 mod encode;
 pub(crate) mod netlink;
+mod prune;
 mod readback;
 mod skeleton;
 mod tables;
@@ -47,6 +48,7 @@ use nix::errno::Errno;
 pub use batch::batches_sent;
 pub use delete::assume_no_destroy;
 pub use encode::Proto;
+pub use prune::prune;
 pub use netlink::defer_netfilter_release;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 

@@ -1,0 +1,112 @@
+//! Removing per-container elements that no live record accounts for: a record that gc had
+//! to quarantine, or a hook killed between its batch and its record's removal, leaves
+//! published ports mapped to an address that will be given to the next container. Only gc
+//! calls this, under the lock: one dump per per-container set, one delete batch.
+
+use std::collections::HashSet;
+use std::ffi::CStr;
+use std::net::Ipv4Addr;
+
+use super::delete::delete_units;
+use super::elements::{element_units, SetUnits, Unit};
+use super::netlink::{Bus, NlSocket};
+use super::readback::dump_set;
+use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4};
+use super::tables::cstr_static;
+use super::{nl_err, Elements, Family, FirewallError, Object};
+use crate::sys::nft::ElemSpec;
+
+/// The sets whose every element belongs to one container. The per-network sets (masq4,
+/// nets, intra) go with the network's last endpoint, and a stale one opens nothing.
+const PER_CONTAINER: [(Family, &CStr); 5] = [
+    (Family::Inet, PORTS4),
+    (Family::Inet, HPORTS4),
+    (Family::Bridge, MACS),
+    (Family::Bridge, ADDRS4),
+    (Family::Bridge, L2OPEN),
+];
+
+/// Deletes (unless `dry_run`) the elements of the per-container sets that `live` does not
+/// have, and describes each for gc's report. A missing table or set has nothing to prune.
+pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError> {
+    let wanted: HashSet<(&'static str, Vec<u8>, Option<Vec<u8>>)> = element_units(live, false)?
+        .into_iter()
+        .flat_map(|g| {
+            let set = g.name();
+            g.units.into_iter().flat_map(move |u| u.elems.into_iter().map(move |e| (set, e.key, e.data)))
+        })
+        .collect();
+    let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
+    let mut stale = Vec::new();
+    let mut report = Vec::new();
+    for (family, set) in PER_CONTAINER {
+        let Some(present) = dump_set(&sock, family, set)? else { continue };
+        let name = cstr_static(set);
+        let units: Vec<Unit> = present
+            .into_iter()
+            .filter(|e| !wanted.contains(&(name, e.key.clone(), e.data.clone())))
+            .map(|e| {
+                report.push(format!("delete {} from set {name}: no live endpoint has it", describe(set, &e)));
+                let elem = ElemSpec { key: e.key, ..ElemSpec::default() };
+                Unit { object: Object::Elements { set: name, count: 1 }, elems: vec![elem] }
+            })
+            .collect();
+        stale.push(SetUnits { family, set, add_flags: 0, units });
+    }
+    drop(sock);
+    if !dry_run {
+        delete_units(stale)?;
+    }
+    Ok(report)
+}
+
+/// An element as nft would show it, as far as gc's report needs.
+fn describe(set: &CStr, e: &ElemSpec) -> String {
+    let k = &e.key;
+    let target = e.data.as_deref().and_then(|d| Some(format!("{}:{}", ip(d.get(..4)?)?, be16(d.get(4..6)?)?)));
+    let target = target.map(|t| format!(" -> {t}")).unwrap_or_default();
+    if set == PORTS4 {
+        if let (Some(proto), Some(port)) = (k.first(), k.get(4..6).and_then(be16)) {
+            return format!("{} {port}{target}", proto_name(*proto));
+        }
+    } else if set == HPORTS4 {
+        if let (Some(addr), Some(proto), Some(port)) = (k.get(..4).and_then(ip), k.get(4), k.get(8..10).and_then(be16)) {
+            return format!("{addr} {} {port}{target}", proto_name(*proto));
+        }
+    } else if let Some(name) = k.get(..16) {
+        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        return format!("host interface {:?}", String::from_utf8_lossy(&name[..end]));
+    }
+    format!("element {}", k.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn ip(b: &[u8]) -> Option<Ipv4Addr> {
+    Some(Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?))
+}
+
+fn be16(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+}
+
+fn proto_name(n: u8) -> String {
+    crate::ports::Proto::from_number(n).map_or_else(|| format!("proto {n}"), |p| p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::encode;
+    use crate::ports::Proto;
+
+    #[test]
+    fn published_ports_are_described_as_nft_shows_them() {
+        let data = Some(encode::dnat4_data(Ipv4Addr::new(10, 77, 0, 5), 80));
+        let wild = ElemSpec { key: encode::ports4_key(Proto::Tcp, 8080), data: data.clone(), ..ElemSpec::default() };
+        assert_eq!(describe(PORTS4, &wild), "tcp 8080 -> 10.77.0.5:80");
+        let one = ElemSpec { key: encode::hports4_key(Ipv4Addr::LOCALHOST, Proto::Udp, 53), data, ..ElemSpec::default() };
+        assert_eq!(describe(HPORTS4, &one), "127.0.0.1 udp 53 -> 10.77.0.5:80");
+        let veth = encode::ifname("nhabc").unwrap();
+        let mac = ElemSpec { key: encode::macs_key(&veth, [2, 0, 0, 0, 0, 1]), ..ElemSpec::default() };
+        assert_eq!(describe(MACS, &mac), "host interface \"nhabc\"");
+    }
+}
