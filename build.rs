@@ -31,7 +31,10 @@ fn main() {
     }
     println!("cargo:rustc-link-arg-bins=-no-pie");
     if let Some(eh) = static_unwinder() {
-        println!("cargo:rustc-link-arg-bins=-Wl,--push-state,--whole-archive,{},--pop-state", eh.display());
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--push-state,--whole-archive,{},--pop-state",
+            eh.display()
+        );
     }
 }
 
@@ -42,7 +45,10 @@ fn crt_static() -> bool {
 /// Where the C compiler keeps `libgcc_eh.a`; it answers the bare name when it has none.
 fn static_unwinder() -> Option<PathBuf> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(cc).arg("-print-file-name=libgcc_eh.a").output().ok()?;
+    let out = Command::new(cc)
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()?;
     let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
     (out.status.success() && path.is_absolute() && path.is_file()).then_some(path)
 }

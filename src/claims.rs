@@ -31,7 +31,13 @@ pub enum ClaimError {
         source: io::Error,
     },
     #[error("host port {port}/{proto} is already published by container {owner} on {held}; a publish on {wanted} would take it over: pick another host port or stop {owner}")]
-    Shadowed { proto: Proto, port: u16, owner: String, held: String, wanted: String },
+    Shadowed {
+        proto: Proto,
+        port: u16,
+        owner: String,
+        held: String,
+        wanted: String,
+    },
 }
 
 /// The address part of a claim's file name.
@@ -51,7 +57,9 @@ pub struct Claim {
 
 impl Claim {
     fn address(&self) -> String {
-        self.host_ip.filter(|ip| !ip.is_unspecified()).map_or_else(|| EVERY_ADDRESS.to_owned(), |ip| ip.to_string())
+        self.host_ip
+            .filter(|ip| !ip.is_unspecified())
+            .map_or_else(|| EVERY_ADDRESS.to_owned(), |ip| ip.to_string())
     }
 }
 
@@ -59,17 +67,29 @@ impl Claim {
 pub fn claims_of(specs: &[PortSpec]) -> Vec<Claim> {
     specs
         .iter()
-        .flat_map(|s| s.pairs().map(move |(port, _)| Claim { proto: s.proto, host_ip: s.host_ip, port }))
+        .flat_map(|s| {
+            s.pairs().map(move |(port, _)| Claim {
+                proto: s.proto,
+                host_ip: s.host_ip,
+                port,
+            })
+        })
         .collect()
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ClaimError + 'a {
-    move |source| ClaimError::Io { action, path: path.to_owned(), source }
+    move |source| ClaimError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Claims {
     pub fn new(run_dir: &Path) -> Self {
-        Claims { root: run_dir.join("ports") }
+        Claims {
+            root: run_dir.join("ports"),
+        }
     }
 
     fn port_dir(&self, c: &Claim) -> PathBuf {
@@ -78,7 +98,12 @@ impl Claims {
 
     /// Claims every port for `owner`, or none: on a conflict the claims made so far are
     /// released. `is_live(id)`: whether another claim's owner still has a record.
-    pub fn claim(&self, owner: &ContainerId, claims: &[Claim], is_live: impl Fn(&str) -> bool) -> Result<(), ClaimError> {
+    pub fn claim(
+        &self,
+        owner: &ContainerId,
+        claims: &[Claim],
+        is_live: impl Fn(&str) -> bool,
+    ) -> Result<(), ClaimError> {
         if claims.is_empty() {
             return Ok(());
         }
@@ -92,7 +117,12 @@ impl Claims {
         Ok(())
     }
 
-    fn claim_one(&self, owner: &ContainerId, c: &Claim, is_live: &impl Fn(&str) -> bool) -> Result<(), ClaimError> {
+    fn claim_one(
+        &self,
+        owner: &ContainerId,
+        c: &Claim,
+        is_live: &impl Fn(&str) -> bool,
+    ) -> Result<(), ClaimError> {
         let dir = self.port_dir(c);
         create_dir(&dir)?;
         let wanted = c.address();
@@ -100,20 +130,39 @@ impl Claims {
         // with a publish on every address or on the same address.
         let rivals: Vec<String> = if wanted == EVERY_ADDRESS {
             let entries = fs::read_dir(&dir).map_err(io("read", &dir))?;
-            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect()
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
         } else {
             vec![EVERY_ADDRESS.to_owned(), wanted.clone()]
         };
         for held in rivals {
             let path = dir.join(&held);
-            let Some(holder) = read_owner(&path)? else { continue };
+            let Some(holder) = read_owner(&path)? else {
+                continue;
+            };
             if holder == owner.as_str() {
                 continue;
             }
             if is_live(&holder) {
-                let held = if held == EVERY_ADDRESS { "every host address".to_owned() } else { held };
-                let wanted = if wanted == EVERY_ADDRESS { "every host address".to_owned() } else { wanted.clone() };
-                return Err(ClaimError::Shadowed { proto: c.proto, port: c.port, owner: holder, held, wanted });
+                let held = if held == EVERY_ADDRESS {
+                    "every host address".to_owned()
+                } else {
+                    held
+                };
+                let wanted = if wanted == EVERY_ADDRESS {
+                    "every host address".to_owned()
+                } else {
+                    wanted.clone()
+                };
+                return Err(ClaimError::Shadowed {
+                    proto: c.proto,
+                    port: c.port,
+                    owner: holder,
+                    held,
+                    wanted,
+                });
             }
         }
         write_owner(&dir.join(&wanted), owner)
@@ -135,7 +184,11 @@ impl Claims {
 
     /// Removes every claim whose owner fails `is_live`; returns them as (port, address,
     /// owner) for gc's report.
-    pub fn sweep(&self, is_live: impl Fn(&str) -> bool, dry_run: bool) -> Result<Vec<(String, String, String)>, ClaimError> {
+    pub fn sweep(
+        &self,
+        is_live: impl Fn(&str) -> bool,
+        dry_run: bool,
+    ) -> Result<Vec<(String, String, String)>, ClaimError> {
         let mut removed = Vec::new();
         let ports = match fs::read_dir(&self.root) {
             Ok(e) => e,
@@ -144,14 +197,20 @@ impl Claims {
         };
         for port in ports.flatten() {
             let dir = port.path();
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 let owner = read_owner(&path)?.unwrap_or_default();
                 if !owner.is_empty() && is_live(&owner) {
                     continue;
                 }
-                removed.push((port.file_name().to_string_lossy().into_owned(), entry.file_name().to_string_lossy().into_owned(), owner));
+                removed.push((
+                    port.file_name().to_string_lossy().into_owned(),
+                    entry.file_name().to_string_lossy().into_owned(),
+                    owner,
+                ));
                 if !dry_run {
                     fs::remove_file(&path).map_err(io("remove", &path))?;
                 }
@@ -189,7 +248,8 @@ fn write_owner(path: &Path, owner: &ContainerId) -> Result<(), ClaimError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io("create", path))?;
-    f.write_all(owner.as_str().as_bytes()).map_err(io("write", path))
+    f.write_all(owner.as_str().as_bytes())
+        .map_err(io("write", path))
 }
 
 #[cfg(test)]
@@ -201,7 +261,11 @@ mod tests {
     }
 
     fn tcp(ip: Option<[u8; 4]>, port: u16) -> Claim {
-        Claim { proto: Proto::Tcp, host_ip: ip.map(Ipv4Addr::from), port }
+        Claim {
+            proto: Proto::Tcp,
+            host_ip: ip.map(Ipv4Addr::from),
+            port,
+        }
     }
 
     fn dir() -> (tempdir::Dir, Claims) {
@@ -214,7 +278,11 @@ mod tests {
         pub struct Dir(pub std::path::PathBuf);
         impl Dir {
             pub fn new() -> Self {
-                let p = std::env::temp_dir().join(format!("nethook-claims-{}-{:?}", std::process::id(), std::thread::current().id()));
+                let p = std::env::temp_dir().join(format!(
+                    "nethook-claims-{}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
                 let _ = std::fs::remove_dir_all(&p);
                 std::fs::create_dir_all(&p).unwrap();
                 Dir(p)
@@ -231,14 +299,21 @@ mod tests {
     fn a_specific_publish_after_a_wildcard_one_of_the_same_port_is_refused() {
         let (_d, c) = dir();
         c.claim(&id("a"), &[tcp(None, 8080)], |_| true).unwrap();
-        let e = c.claim(&id("b"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true).unwrap_err();
-        assert!(e.to_string().contains("already published by container a on every host address"), "{e}");
+        let e = c
+            .claim(&id("b"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("already published by container a on every host address"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_wildcard_publish_after_a_specific_one_of_the_same_port_is_refused() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true).unwrap();
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
+            .unwrap();
         let e = c.claim(&id("b"), &[tcp(None, 8080)], |_| true).unwrap_err();
         assert!(e.to_string().contains("on 192.0.2.1"), "{e}");
     }
@@ -246,35 +321,67 @@ mod tests {
     #[test]
     fn specific_publishes_on_different_addresses_coexist_and_other_ports_are_free() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true).unwrap();
-        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 80)], |_| true).unwrap();
-        c.claim(&id("c"), &[tcp(None, 81), Claim { proto: Proto::Udp, host_ip: None, port: 80 }], |_| true).unwrap();
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
+            .unwrap();
+        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 80)], |_| true)
+            .unwrap();
+        c.claim(
+            &id("c"),
+            &[
+                tcp(None, 81),
+                Claim {
+                    proto: Proto::Udp,
+                    host_ip: None,
+                    port: 80,
+                },
+            ],
+            |_| true,
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_refused_claim_releases_the_ports_it_had_claimed_already() {
         let (_d, c) = dir();
         c.claim(&id("a"), &[tcp(None, 90)], |_| true).unwrap();
-        assert!(c.claim(&id("b"), &[tcp(None, 89), tcp(None, 90)], |_| true).is_err());
-        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 9]), 89)], |_| true).unwrap();
+        assert!(c
+            .claim(&id("b"), &[tcp(None, 89), tcp(None, 90)], |_| true)
+            .is_err());
+        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 9]), 89)], |_| true)
+            .unwrap();
     }
 
     #[test]
     fn a_claim_of_an_owner_without_record_is_taken_over_and_swept() {
         let (_d, c) = dir();
         c.claim(&id("gone"), &[tcp(None, 70)], |_| true).unwrap();
-        c.claim(&id("new"), &[tcp(Some([192, 0, 2, 1]), 70)], |o| o != "gone").unwrap();
+        c.claim(&id("new"), &[tcp(Some([192, 0, 2, 1]), 70)], |o| {
+            o != "gone"
+        })
+        .unwrap();
         let swept = c.sweep(|o| o != "gone", false).unwrap();
-        assert_eq!(swept, vec![("tcp.70".into(), "0.0.0.0".into(), "gone".into())]);
-        c.claim(&id("other"), &[tcp(None, 70)], |_| true).unwrap_err();
+        assert_eq!(
+            swept,
+            vec![("tcp.70".into(), "0.0.0.0".into(), "gone".into())]
+        );
+        c.claim(&id("other"), &[tcp(None, 70)], |_| true)
+            .unwrap_err();
     }
 
     #[test]
     fn release_keeps_other_owners_claims() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60)], |_| true).unwrap();
-        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 60)], |_| true).unwrap();
-        c.release(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60), tcp(Some([192, 0, 2, 2]), 60)]);
-        assert!(c.claim(&id("x"), &[tcp(None, 60)], |_| true).is_err(), "b's claim must stay");
+        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60)], |_| true)
+            .unwrap();
+        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 60)], |_| true)
+            .unwrap();
+        c.release(
+            &id("a"),
+            &[tcp(Some([192, 0, 2, 1]), 60), tcp(Some([192, 0, 2, 2]), 60)],
+        );
+        assert!(
+            c.claim(&id("x"), &[tcp(None, 60)], |_| true).is_err(),
+            "b's claim must stay"
+        );
     }
 }

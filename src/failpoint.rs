@@ -8,7 +8,9 @@ pub struct Injected(pub &'static str);
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &'static str) -> Result<(), Injected> {
-    let Ok(wanted) = std::env::var("NETHOOK_FAILPOINT") else { return Ok(()) };
+    let Ok(wanted) = std::env::var("NETHOOK_FAILPOINT") else {
+        return Ok(());
+    };
     match wanted.split_once(':') {
         Some((point, "crash")) if point == name => std::process::abort(),
         None if wanted == name => Err(Injected(name)),

@@ -8,11 +8,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::firewall::{self, Elements, FirewallError};
-use crate::plan::firewall_elements;
-use crate::link::{LinkError, Rtnl};
 use crate::claims::{ClaimError, Claims};
+use crate::firewall::{self, Elements, FirewallError};
 use crate::link::{HostVeth, VethState};
+use crate::link::{LinkError, Rtnl};
+use crate::plan::firewall_elements;
 use crate::recover::{self, RecoverError};
 use crate::store::{Store, StoreError, Unreadable};
 use crate::teardown::{self, TeardownError};
@@ -54,7 +54,10 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             VethState::Gone => "is gone".to_owned(),
             VethState::NotOurs(foreign) => format!("is not its own ({})", foreign.why),
         };
-        actions.push(format!("remove endpoint {} ({}): host interface {} {why}", ep.id, ep.network, ep.host_interface));
+        actions.push(format!(
+            "remove endpoint {} ({}): host interface {} {why}",
+            ep.id, ep.network, ep.host_interface
+        ));
         if !dry_run {
             teardown::release(store, &rtnl, &ep)?;
         }
@@ -64,9 +67,16 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     // a setup may have re-created the tables already, and a tool may have flushed single
     // sets. Elements still there are fine.
     let needed = !live_endpoints.is_empty() || recover::owns_forwarding(store);
-    let missing = if needed { firewall::missing_skeleton()? } else { Vec::new() };
+    let missing = if needed {
+        firewall::missing_skeleton()?
+    } else {
+        Vec::new()
+    };
     if let Some((first, rest)) = missing.split_first() {
-        actions.push(format!("re-create {first} and the elements of {} live endpoint(s)", live_endpoints.len()));
+        actions.push(format!(
+            "re-create {first} and the elements of {} live endpoint(s)",
+            live_endpoints.len()
+        ));
         actions.extend(rest.iter().map(|part| format!("re-create {part}")));
     }
     if !dry_run && needed {
@@ -87,9 +97,14 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         actions.extend(firewall::prune(&live_elements, dry_run)?);
     }
     for net in store.list_networks()? {
-        let wanted = live_endpoints.iter().any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));
+        let wanted = live_endpoints
+            .iter()
+            .any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));
         if !wanted && rtnl.exists(&net.bridge)? && sysctl_is_on(&net.bridge) {
-            actions.push(format!("turn route_localnet off on {}: no container publishes on 127.0.0.1 there", net.bridge));
+            actions.push(format!(
+                "turn route_localnet off on {}: no container publishes on 127.0.0.1 there",
+                net.bridge
+            ));
             if !dry_run {
                 recover::sync_route_localnet(store, &net.name, &net.bridge)?;
             }
@@ -102,9 +117,19 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     for net in store.list_networks()? {
         // Before `store.ipam`, which would fail on them.
         let bad = store.unreadable_ipam_files(&net.name)?;
-        quarantine(store, &format!("IPAM file of {}", net.name), bad, dry_run, &mut actions)?;
+        quarantine(
+            store,
+            &format!("IPAM file of {}", net.name),
+            bad,
+            dry_run,
+            &mut actions,
+        )?;
         // A dry run must not convert an older version's allocation file either.
-        let ipam = if dry_run { None } else { Some(store.ipam(&net.name)?) };
+        let ipam = if dry_run {
+            None
+        } else {
+            Some(store.ipam(&net.name)?)
+        };
         for (ip, owner) in store.list_allocations(&net.name)? {
             if live.contains(owner.as_str()) || store_has(store, &owner) {
                 continue;
@@ -146,7 +171,8 @@ fn quarantine(
 
 /// Is `route_localnet` on for the bridge (an older nethook set it on every bridge)?
 fn sysctl_is_on(bridge: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet")).is_ok_and(|v| v.trim() == "1")
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+        .is_ok_and(|v| v.trim() == "1")
 }
 
 fn store_has(store: &Store, owner: &str) -> bool {

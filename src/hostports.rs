@@ -44,7 +44,9 @@ impl HostSocket {
         if self.proto != proto || self.port != port {
             return false;
         }
-        let Some(addr) = ipv4_view(self.address) else { return false };
+        let Some(addr) = ipv4_view(self.address) else {
+            return false;
+        };
         match host_ip.filter(|ip| !ip.is_unspecified()) {
             None => true,
             Some(ip) => addr.is_unspecified() || addr == ip,
@@ -91,7 +93,10 @@ fn read_optional(path: &Path) -> Result<Option<String>, HostPortsError> {
     match fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(HostPortsError { path: path.to_owned(), source }),
+        Err(source) => Err(HostPortsError {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -128,11 +133,17 @@ pub fn parse_inet(text: &str, proto: Proto) -> Vec<HostSocket> {
 /// The kernel prints each 32-bit word of an address as `%08X` of its in-memory value,
 /// so on a little-endian host every word's bytes come out reversed.
 fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
-    let words: Option<Vec<u32>> =
-        (0..hex.len() / 8).map(|i| hex.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok())).collect();
+    let words: Option<Vec<u32>> = (0..hex.len() / 8)
+        .map(|i| {
+            hex.get(i * 8..i * 8 + 8)
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+        })
+        .collect();
     let bytes: Vec<u8> = words?.into_iter().flat_map(u32::to_ne_bytes).collect();
     match bytes.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
         16 => {
             let arr: [u8; 16] = bytes.try_into().ok()?;
             Some(IpAddr::V6(Ipv6Addr::from(arr)))
@@ -151,9 +162,15 @@ pub fn parse_sctp_eps(text: &str) -> Vec<HostSocket> {
             let inode = f.get(7).and_then(|i| i.parse::<u64>().ok());
             let addrs: Vec<IpAddr> = f.iter().skip(8).filter_map(|a| a.parse().ok()).collect();
             match (port, inode) {
-                (Some(port), Some(inode)) => {
-                    addrs.into_iter().map(|address| HostSocket { proto: Proto::Sctp, address, port, inode }).collect()
-                }
+                (Some(port), Some(inode)) => addrs
+                    .into_iter()
+                    .map(|address| HostSocket {
+                        proto: Proto::Sctp,
+                        address,
+                        port,
+                        inode,
+                    })
+                    .collect(),
                 _ => Vec::new(),
             }
         })
@@ -165,8 +182,16 @@ pub fn parse_sctp_eps(text: &str) -> Vec<HostSocket> {
 pub fn socket_owner(inode: u64) -> Option<(String, u32)> {
     let target = format!("socket:[{inode}]");
     for proc_entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = proc_entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = fs::read_dir(proc_entry.path().join("fd")) else { continue };
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
                 let comm = fs::read_to_string(proc_entry.path().join("comm")).unwrap_or_default();
@@ -220,22 +245,37 @@ mod tests {
         let s = parse_inet(tcp6, Proto::Tcp);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].address, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-        assert_eq!(s[1].address, IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
+        assert_eq!(
+            s[1].address,
+            IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
+        );
         assert_eq!(s[2].address, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert!(s[0].captured_by(Proto::Tcp, Some(Ipv4Addr::new(10, 0, 0, 1)), 22));
         assert!(s[1].captured_by(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), 80));
-        assert!(!s[2].captured_by(Proto::Tcp, None, 81), "an IPv6-only socket is not reached by IPv4 DNAT");
+        assert!(
+            !s[2].captured_by(Proto::Tcp, None, 81),
+            "an IPv6-only socket is not reached by IPv4 DNAT"
+        );
     }
 
     fn sock(addr: [u8; 4], port: u16, proto: Proto) -> HostSocket {
-        HostSocket { proto, address: IpAddr::V4(Ipv4Addr::from(addr)), port, inode: 1 }
+        HostSocket {
+            proto,
+            address: IpAddr::V4(Ipv4Addr::from(addr)),
+            port,
+            inode: 1,
+        }
     }
 
     #[test]
     fn a_wildcard_publish_conflicts_with_a_socket_on_any_address() {
         assert!(sock([127, 0, 0, 1], 9999, Proto::Tcp).captured_by(Proto::Tcp, None, 9999));
         assert!(sock([127, 0, 0, 53], 53, Proto::Udp).captured_by(Proto::Udp, None, 53));
-        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(Proto::Tcp, Some(Ipv4Addr::UNSPECIFIED), 7777));
+        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(
+            Proto::Tcp,
+            Some(Ipv4Addr::UNSPECIFIED),
+            7777
+        ));
     }
 
     #[test]
@@ -244,8 +284,14 @@ mod tests {
         assert!(sock([192, 0, 2, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
         assert!(sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
         assert!(!sock([127, 0, 0, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
-        assert!(!sock([192, 0, 2, 1], 80, Proto::Udp).captured_by(Proto::Tcp, ip, 80), "other protocol");
-        assert!(!sock([192, 0, 2, 1], 81, Proto::Tcp).captured_by(Proto::Tcp, ip, 80), "other port");
+        assert!(
+            !sock([192, 0, 2, 1], 80, Proto::Udp).captured_by(Proto::Tcp, ip, 80),
+            "other protocol"
+        );
+        assert!(
+            !sock([192, 0, 2, 1], 81, Proto::Tcp).captured_by(Proto::Tcp, ip, 80),
+            "other port"
+        );
     }
 
     #[test]
@@ -255,6 +301,8 @@ ffff88810a4c4000 ffff888104f1d000 2   10  29   9000      0 7070 10.0.0.1 127.0.0
 ";
         let s = parse_sctp_eps(eps);
         assert_eq!(s.len(), 2);
-        assert!(s.iter().all(|h| h.port == 9000 && h.inode == 7070 && h.proto == Proto::Sctp));
+        assert!(s
+            .iter()
+            .all(|h| h.port == 9000 && h.inode == 7070 && h.proto == Proto::Sctp));
     }
 }

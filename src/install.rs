@@ -26,11 +26,19 @@ pub enum InstallError {
         source: serde_json::Error,
     },
     #[error("{path}: {what} is not a JSON {expected}; fix it before injecting hooks")]
-    BadShape { path: PathBuf, what: &'static str, expected: &'static str },
+    BadShape {
+        path: PathBuf,
+        what: &'static str,
+        expected: &'static str,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> InstallError + 'a {
-    move |source| InstallError::Io { action, path: path.to_owned(), source }
+    move |source| InstallError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The stages nethook runs at. createRuntime runs in the runtime's namespace after the
@@ -70,7 +78,11 @@ pub fn hook_entry(binary: &Path, env: &HookEnv) -> Value {
 /// A Podman hooks.d file (oci-hooks schema 1.0.0). By default it fires only for
 /// containers annotated `nethook.network=...`; `always` fires for every container.
 pub fn podman_hook(binary: &Path, env: &HookEnv, always: bool) -> Value {
-    let when = if always { json!({ "always": true }) } else { json!({ "annotations": { "^nethook\\.network$": ".*" } }) };
+    let when = if always {
+        json!({ "always": true })
+    } else {
+        json!({ "annotations": { "^nethook\\.network$": ".*" } })
+    };
     json!({
         "version": "1.0.0",
         "hook": hook_entry(binary, env),
@@ -80,7 +92,12 @@ pub fn podman_hook(binary: &Path, env: &HookEnv, always: bool) -> Value {
 }
 
 /// Writes `<dir>/nethook.json`; returns its path.
-pub fn install_podman_hook(dir: &Path, binary: &Path, env: &HookEnv, always: bool) -> Result<PathBuf, InstallError> {
+pub fn install_podman_hook(
+    dir: &Path,
+    binary: &Path,
+    env: &HookEnv,
+    always: bool,
+) -> Result<PathBuf, InstallError> {
     fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
     let path = dir.join("nethook.json");
     write_atomically(&path, &podman_hook(binary, env, always), 0o644)?;
@@ -93,17 +110,34 @@ pub fn install_podman_hook(dir: &Path, binary: &Path, env: &HookEnv, always: boo
 pub fn inject(bundle: &Path, binary: &Path, env: &HookEnv) -> Result<bool, InstallError> {
     let path = bundle.join("config.json");
     let text = fs::read(&path).map_err(io_err("read", &path))?;
-    let mut config: Value = serde_json::from_slice(&text).map_err(|source| InstallError::BadConfig { path: path.clone(), source })?;
+    let mut config: Value =
+        serde_json::from_slice(&text).map_err(|source| InstallError::BadConfig {
+            path: path.clone(),
+            source,
+        })?;
     let before = config.clone();
-    let shape = |what, expected| InstallError::BadShape { path: path.clone(), what, expected };
-    let root = config.as_object_mut().ok_or_else(|| shape("the top level", "object"))?;
+    let shape = |what, expected| InstallError::BadShape {
+        path: path.clone(),
+        what,
+        expected,
+    };
+    let root = config
+        .as_object_mut()
+        .ok_or_else(|| shape("the top level", "object"))?;
     let hooks = root.entry("hooks").or_insert_with(|| json!({}));
-    let hooks = hooks.as_object_mut().ok_or_else(|| shape("\"hooks\"", "object"))?;
+    let hooks = hooks
+        .as_object_mut()
+        .ok_or_else(|| shape("\"hooks\"", "object"))?;
     let entry = hook_entry(binary, env);
     for stage in STAGES {
         let list = hooks.entry(stage).or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| shape("a hooks stage", "array"))?;
-        match list.iter_mut().find(|h| h.get("path").and_then(Value::as_str) == binary.to_str()) {
+        let list = list
+            .as_array_mut()
+            .ok_or_else(|| shape("a hooks stage", "array"))?;
+        match list
+            .iter_mut()
+            .find(|h| h.get("path").and_then(Value::as_str) == binary.to_str())
+        {
             Some(existing) => *existing = entry.clone(),
             None => list.push(entry.clone()),
         }
@@ -111,18 +145,25 @@ pub fn inject(bundle: &Path, binary: &Path, env: &HookEnv) -> Result<bool, Insta
     if config == before {
         return Ok(false);
     }
-    let mode = fs::metadata(&path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+    let mode = fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
     write_atomically(&path, &config, mode)?;
     Ok(true)
 }
 
 fn write_atomically(path: &Path, value: &Value, mode: u32) -> Result<(), InstallError> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(|e| io_err("serialise", path)(e.into()))?;
+    let mut text =
+        serde_json::to_vec_pretty(value).map_err(|e| io_err("serialise", path)(e.into()))?;
     text.push(b'\n');
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.nethook-tmp"));
     fs::write(&tmp, &text).map_err(io_err("write", &tmp))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io_err("set permissions of", &tmp))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(io_err("set permissions of", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
 }
 
@@ -155,7 +196,10 @@ mod tests {
         assert_eq!(c["hooks"]["prestart"][0]["path"], "/bin/x");
         assert_eq!(c["hooks"]["poststop"][0]["path"], "/bin/other");
         assert_eq!(c["hooks"]["poststop"][1]["path"], "/usr/local/bin/nethook");
-        assert_eq!(c["hooks"]["createRuntime"][0]["args"], json!(["nethook", "hook"]));
+        assert_eq!(
+            c["hooks"]["createRuntime"][0]["args"],
+            json!(["nethook", "hook"])
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -174,23 +218,39 @@ mod tests {
     #[test]
     fn inject_carries_non_default_state_dirs_as_hook_env() {
         let dir = bundle("env", r#"{"ociVersion":"1.0.2"}"#);
-        let env = HookEnv { run_dir: Some("/run/nh-test".into()), config_dir: None };
+        let env = HookEnv {
+            run_dir: Some("/run/nh-test".into()),
+            config_dir: None,
+        };
         inject(&dir, Path::new("/nh"), &env).unwrap();
-        assert_eq!(read(&dir)["hooks"]["poststop"][0]["env"], json!(["NETHOOK_RUN_DIR=/run/nh-test"]));
+        assert_eq!(
+            read(&dir)["hooks"]["poststop"][0]["env"],
+            json!(["NETHOOK_RUN_DIR=/run/nh-test"])
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn inject_refuses_broken_configs_without_touching_them() {
         let dir = bundle("broken", r#"{"hooks": []}"#);
-        assert!(matches!(inject(&dir, Path::new("/nh"), &HookEnv::default()), Err(InstallError::BadShape { .. })));
-        assert_eq!(fs::read_to_string(dir.join("config.json")).unwrap(), r#"{"hooks": []}"#);
+        assert!(matches!(
+            inject(&dir, Path::new("/nh"), &HookEnv::default()),
+            Err(InstallError::BadShape { .. })
+        ));
+        assert_eq!(
+            fs::read_to_string(dir.join("config.json")).unwrap(),
+            r#"{"hooks": []}"#
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn podman_hook_is_annotation_triggered_unless_always() {
-        let h = podman_hook(Path::new("/usr/local/bin/nethook"), &HookEnv::default(), false);
+        let h = podman_hook(
+            Path::new("/usr/local/bin/nethook"),
+            &HookEnv::default(),
+            false,
+        );
         assert_eq!(h["version"], "1.0.0");
         assert_eq!(h["stages"], json!(["createRuntime", "poststop"]));
         assert_eq!(h["when"]["annotations"]["^nethook\\.network$"], ".*");

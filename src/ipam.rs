@@ -15,9 +15,17 @@ use crate::network::Network;
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     #[error("address {ip} is outside network {network}'s subnet {subnet}; pick one inside it or drop nethook.ip")]
-    OutsideSubnet { ip: Ipv4Addr, network: String, subnet: String },
+    OutsideSubnet {
+        ip: Ipv4Addr,
+        network: String,
+        subnet: String,
+    },
     #[error("address {ip} is the {what} of network {network}; pick another nethook.ip")]
-    Reserved { ip: Ipv4Addr, what: &'static str, network: String },
+    Reserved {
+        ip: Ipv4Addr,
+        what: &'static str,
+        network: String,
+    },
     #[error("address {ip} is already used by container {owner}; pick another nethook.ip or stop that container")]
     Taken { ip: Ipv4Addr, owner: String },
     #[error("network {network} ({subnet}) has no free address left; stop containers, run `nethook gc`, or use a larger subnet")]
@@ -60,15 +68,25 @@ pub struct Lease {
 /// Chooses `requested` if it is usable and free, else the first free address after the
 /// last one handed out. Allocation resumes after that one, so a just-freed address is not
 /// reused at once (stale ARP and conntrack entries age out first).
-pub fn choose<A: Allocations + ?Sized>(net: &Network, requested: Option<Ipv4Addr>, allocs: &A) -> Result<Lease, IpamError> {
-    let state = |source: A::Error| IpamError::State { network: net.name.clone(), source: Box::new(source) };
+pub fn choose<A: Allocations + ?Sized>(
+    net: &Network,
+    requested: Option<Ipv4Addr>,
+    allocs: &A,
+) -> Result<Lease, IpamError> {
+    let state = |source: A::Error| IpamError::State {
+        network: net.name.clone(),
+        source: Box::new(source),
+    };
     match requested {
         Some(ip) => {
             check_requested(net, ip)?;
             if let Some(owner) = allocs.owner(ip).map_err(state)? {
                 return Err(IpamError::Taken { ip, owner });
             }
-            Ok(Lease { address: ip, advances_cursor: false })
+            Ok(Lease {
+                address: ip,
+                advances_cursor: false,
+            })
         }
         None => {
             let s = net.ipv4.subnet;
@@ -87,10 +105,16 @@ pub fn choose<A: Allocations + ?Sized>(net: &Network, requested: Option<Ipv4Addr
                 }
                 let ip = Ipv4Addr::from(candidate);
                 if !allocs.is_taken(ip).map_err(state)? {
-                    return Ok(Lease { address: ip, advances_cursor: true });
+                    return Ok(Lease {
+                        address: ip,
+                        advances_cursor: true,
+                    });
                 }
             }
-            Err(IpamError::Exhausted { network: net.name.clone(), subnet: s.to_string() })
+            Err(IpamError::Exhausted {
+                network: net.name.clone(),
+                subnet: s.to_string(),
+            })
         }
     }
 }
@@ -98,9 +122,19 @@ pub fn choose<A: Allocations + ?Sized>(net: &Network, requested: Option<Ipv4Addr
 fn check_requested(net: &Network, ip: Ipv4Addr) -> Result<(), IpamError> {
     let s = net.ipv4.subnet;
     if !s.contains(ip) {
-        return Err(IpamError::OutsideSubnet { ip, network: net.name.clone(), subnet: s.to_string() });
+        return Err(IpamError::OutsideSubnet {
+            ip,
+            network: net.name.clone(),
+            subnet: s.to_string(),
+        });
     }
-    let reserved = |what| Err(IpamError::Reserved { ip, what, network: net.name.clone() });
+    let reserved = |what| {
+        Err(IpamError::Reserved {
+            ip,
+            what,
+            network: net.name.clone(),
+        })
+    };
     if ip == s.network() {
         return reserved("network address");
     }
@@ -127,7 +161,8 @@ pub struct Pool {
 impl Pool {
     /// Records a lease the way the store does.
     pub fn record(&mut self, lease: &Lease, id: &ContainerId) {
-        self.allocations.insert(lease.address, id.as_str().to_owned());
+        self.allocations
+            .insert(lease.address, id.as_str().to_owned());
         if lease.advances_cursor {
             self.last = Some(lease.address);
         }
@@ -169,7 +204,12 @@ mod tests {
     }
 
     /// Choose and record, as setup does through the store.
-    fn allocate(p: &mut Pool, net: &Network, owner: &str, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
+    fn allocate(
+        p: &mut Pool,
+        net: &Network,
+        owner: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, IpamError> {
         let lease = choose(net, requested, p)?;
         p.record(&lease, &id(owner));
         Ok(lease.address)
@@ -179,8 +219,14 @@ mod tests {
     fn first_allocation_skips_network_and_gateway() {
         let mut p = Pool::default();
         let net = Network::builtin_default();
-        assert_eq!(allocate(&mut p, &net, "a", None).unwrap(), Ipv4Addr::new(10, 77, 0, 2));
-        assert_eq!(allocate(&mut p, &net, "b", None).unwrap(), Ipv4Addr::new(10, 77, 0, 3));
+        assert_eq!(
+            allocate(&mut p, &net, "a", None).unwrap(),
+            Ipv4Addr::new(10, 77, 0, 2)
+        );
+        assert_eq!(
+            allocate(&mut p, &net, "b", None).unwrap(),
+            Ipv4Addr::new(10, 77, 0, 3)
+        );
     }
 
     #[test]
@@ -196,13 +242,22 @@ mod tests {
         }
         // Only .2 is free now; the scan wraps around to it.
         assert_eq!(allocate(&mut p, &net, "f", None).unwrap(), a);
-        assert!(matches!(allocate(&mut p, &net, "g", None), Err(IpamError::Exhausted { .. })));
+        assert!(matches!(
+            allocate(&mut p, &net, "g", None),
+            Err(IpamError::Exhausted { .. })
+        ));
     }
 
     #[test]
     fn a_cursor_outside_the_subnet_restarts_at_the_first_host() {
-        let p = Pool { last: Some(Ipv4Addr::new(10, 0, 0, 9)), ..Pool::default() };
-        assert_eq!(choose(&small(), None, &p).unwrap().address, Ipv4Addr::new(192, 168, 50, 2));
+        let p = Pool {
+            last: Some(Ipv4Addr::new(10, 0, 0, 9)),
+            ..Pool::default()
+        };
+        assert_eq!(
+            choose(&small(), None, &p).unwrap().address,
+            Ipv4Addr::new(192, 168, 50, 2)
+        );
     }
 
     #[test]
@@ -219,20 +274,47 @@ mod tests {
         let mut p = Pool::default();
         let net = small();
         let ip = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
-        assert_eq!(allocate(&mut p, &net, "a", ip("192.168.50.5")).unwrap(), Ipv4Addr::new(192, 168, 50, 5));
+        assert_eq!(
+            allocate(&mut p, &net, "a", ip("192.168.50.5")).unwrap(),
+            Ipv4Addr::new(192, 168, 50, 5)
+        );
         let taken = allocate(&mut p, &net, "b", ip("192.168.50.5")).unwrap_err();
-        assert!(matches!(&taken, IpamError::Taken { owner, .. } if owner == "a"), "{taken:?}");
-        assert!(matches!(allocate(&mut p, &net, "b", ip("192.168.50.1")), Err(IpamError::Reserved { what: "gateway", .. })));
-        assert!(matches!(allocate(&mut p, &net, "b", ip("192.168.50.0")), Err(IpamError::Reserved { .. })));
-        assert!(matches!(allocate(&mut p, &net, "b", ip("192.168.50.7")), Err(IpamError::Reserved { .. })));
-        assert!(matches!(allocate(&mut p, &net, "b", ip("10.0.0.1")), Err(IpamError::OutsideSubnet { .. })));
+        assert!(
+            matches!(&taken, IpamError::Taken { owner, .. } if owner == "a"),
+            "{taken:?}"
+        );
+        assert!(matches!(
+            allocate(&mut p, &net, "b", ip("192.168.50.1")),
+            Err(IpamError::Reserved {
+                what: "gateway",
+                ..
+            })
+        ));
+        assert!(matches!(
+            allocate(&mut p, &net, "b", ip("192.168.50.0")),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert!(matches!(
+            allocate(&mut p, &net, "b", ip("192.168.50.7")),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert!(matches!(
+            allocate(&mut p, &net, "b", ip("10.0.0.1")),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
     }
 
     #[test]
     fn a_static_address_does_not_move_the_cursor() {
         let p = Pool::default();
         let lease = choose(&small(), Some(Ipv4Addr::new(192, 168, 50, 5)), &p).unwrap();
-        assert_eq!(lease, Lease { address: Ipv4Addr::new(192, 168, 50, 5), advances_cursor: false });
+        assert_eq!(
+            lease,
+            Lease {
+                address: Ipv4Addr::new(192, 168, 50, 5),
+                advances_cursor: false
+            }
+        );
         assert!(choose(&small(), None, &p).unwrap().advances_cursor);
     }
 
@@ -241,9 +323,15 @@ mod tests {
         let old = r#"{"allocations": {"10.77.0.2": "a", "10.77.0.3": "b"}, "last": "10.77.0.3"}"#;
         let p: Pool = serde_json::from_str(old).unwrap();
         assert_eq!(p.allocations.len(), 2);
-        assert_eq!(p.owner(Ipv4Addr::new(10, 77, 0, 2)).unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            p.owner(Ipv4Addr::new(10, 77, 0, 2)).unwrap().as_deref(),
+            Some("a")
+        );
         assert_eq!(p.last, Some(Ipv4Addr::new(10, 77, 0, 3)));
         // Older files had no cursor at all.
-        assert_eq!(serde_json::from_str::<Pool>(r#"{"allocations": {}}"#).unwrap(), Pool::default());
+        assert_eq!(
+            serde_json::from_str::<Pool>(r#"{"allocations": {}}"#).unwrap(),
+            Pool::default()
+        );
     }
 }

@@ -28,9 +28,9 @@ pub mod recover;
 pub mod request;
 pub mod setup;
 pub mod store;
-pub mod sysctl;
 #[allow(unsafe_code)]
 mod sys;
+pub mod sysctl;
 
 pub use log::describe;
 pub use sys::process::exit_now;

@@ -46,7 +46,10 @@ fn syslog(line: &str) {
     // has nowhere to go (and a background teardown's record stays for `nethook gc`).
     let socket = std::env::var_os(SYSLOG_SOCKET_ENV).unwrap_or_else(|| "/dev/log".into());
     if let Ok(sock) = UnixDatagram::unbound() {
-        let _ = sock.send_to(format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(), socket);
+        let _ = sock.send_to(
+            format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(),
+            socket,
+        );
     }
 }
 

@@ -37,7 +37,8 @@ impl FromStr for Mac {
             if part.len() != 2 {
                 return Err("expected six hex bytes like 02:42:ac:11:00:02".into());
             }
-            *slot = u8::from_str_radix(part, 16).map_err(|_| format!("{part:?} is not a hex byte"))?;
+            *slot =
+                u8::from_str_radix(part, 16).map_err(|_| format!("{part:?} is not a hex byte"))?;
         }
         if out[0] & 1 == 1 {
             return Err("is a multicast address; the first byte must be even (e.g. 02:...)".into());
@@ -52,7 +53,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -83,7 +88,10 @@ mod tests {
 
     #[test]
     fn parse_roundtrips_and_refuses_multicast() {
-        assert_eq!("02:AA:bb:00:00:01".parse::<Mac>().unwrap().to_string(), "02:aa:bb:00:00:01");
+        assert_eq!(
+            "02:AA:bb:00:00:01".parse::<Mac>().unwrap().to_string(),
+            "02:aa:bb:00:00:01"
+        );
         assert!("01:00:5e:00:00:01".parse::<Mac>().is_err());
         assert!("ff:ff:ff:ff:ff:ff".parse::<Mac>().is_err());
         assert!("02:00:00:00:00".parse::<Mac>().is_err());

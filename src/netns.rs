@@ -39,10 +39,18 @@ pub struct Netns {
 impl Netns {
     pub fn open(path: &Path) -> Result<Self, NetnsError> {
         let file = File::open(path).map_err(|source| match source.raw_os_error() {
-            Some(nix::libc::ENOENT) | Some(nix::libc::ESRCH) => NetnsError::Gone { path: path.to_owned() },
-            _ => NetnsError::Open { path: path.to_owned(), source },
+            Some(nix::libc::ENOENT) | Some(nix::libc::ESRCH) => NetnsError::Gone {
+                path: path.to_owned(),
+            },
+            _ => NetnsError::Open {
+                path: path.to_owned(),
+                source,
+            },
         })?;
-        Ok(Self { file, path: path.to_owned() })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -58,10 +66,18 @@ impl Netns {
     pub fn ensure_not_own(&self) -> Result<(), NetnsError> {
         let ours = std::fs::metadata("/proc/thread-self/ns/net")
             .or_else(|_| std::fs::metadata("/proc/self/ns/net"))
-            .map_err(|source| NetnsError::Open { path: "/proc/self/ns/net".into(), source })?;
-        let theirs = self.file.metadata().map_err(|source| NetnsError::Open { path: self.path.clone(), source })?;
+            .map_err(|source| NetnsError::Open {
+                path: "/proc/self/ns/net".into(),
+                source,
+            })?;
+        let theirs = self.file.metadata().map_err(|source| NetnsError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
         if ours.dev() == theirs.dev() && ours.ino() == theirs.ino() {
-            return Err(NetnsError::OwnNamespace { path: self.path.clone() });
+            return Err(NetnsError::OwnNamespace {
+                path: self.path.clone(),
+            });
         }
         Ok(())
     }
@@ -78,12 +94,19 @@ impl Netns {
     /// If the thread cannot be returned, the process ends: carrying on would apply the
     /// host's configuration (links, sysctls, nftables) inside the container.
     pub fn enter_briefly<T>(&self, work: impl FnOnce() -> T) -> Result<T, NetnsError> {
-        let home = File::open("/proc/thread-self/ns/net")
-            .map_err(|source| NetnsError::Open { path: "/proc/thread-self/ns/net".into(), source })?;
-        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|source| NetnsError::Enter { path: self.path.clone(), source })?;
+        let home = File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
+            path: "/proc/thread-self/ns/net".into(),
+            source,
+        })?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+            path: self.path.clone(),
+            source,
+        })?;
         // Returns the thread on every way out of here, unwinding included.
-        let _return = ReturnHome { home, from: &self.path };
+        let _return = ReturnHome {
+            home,
+            from: &self.path,
+        };
         Ok(work())
     }
 }
@@ -104,5 +127,4 @@ impl Drop for ReturnHome<'_> {
             crate::sys::process::exit_now(1);
         }
     }
-
 }

@@ -18,7 +18,10 @@ pub enum NetworkError {
     #[error("subnet {subnet}: {reason}")]
     BadSubnet { subnet: String, reason: String },
     #[error("gateway {gateway} is not a usable host address of {subnet}")]
-    BadGateway { gateway: Ipv4Addr, subnet: Ipv4Network },
+    BadGateway {
+        gateway: Ipv4Addr,
+        subnet: Ipv4Network,
+    },
     #[error("subnet {subnet} overlaps {other}; pick a subnet that does not")]
     Overlap { subnet: Ipv4Network, other: String },
     #[error("bridge {bridge} is already used by network {other}; pass another --bridge")]
@@ -62,7 +65,8 @@ impl Network {
             bridge: "nethook0".to_owned(),
             ipv4: Ipv4Config {
                 // Invariant: a literal, valid /16.
-                subnet: Ipv4Network::new(Ipv4Addr::new(10, 77, 0, 0), 16).expect("valid literal subnet"),
+                subnet: Ipv4Network::new(Ipv4Addr::new(10, 77, 0, 0), 16)
+                    .expect("valid literal subnet"),
                 gateway: Ipv4Addr::new(10, 77, 0, 1),
             },
             masquerade: true,
@@ -79,7 +83,10 @@ impl Network {
         bridge: Option<&str>,
         masquerade: bool,
     ) -> Result<Self, NetworkError> {
-        validate_name(name).map_err(|reason| NetworkError::BadName { name: name.to_owned(), reason })?;
+        validate_name(name).map_err(|reason| NetworkError::BadName {
+            name: name.to_owned(),
+            reason,
+        })?;
         let parsed: Ipv4Network = subnet.parse().map_err(|_| NetworkError::BadSubnet {
             subnet: subnet.to_owned(),
             reason: "not an IPv4 CIDR like 10.88.0.0/24".into(),
@@ -93,7 +100,11 @@ impl Network {
         if parsed.ip() != parsed.network() {
             return Err(NetworkError::BadSubnet {
                 subnet: subnet.to_owned(),
-                reason: format!("has host bits set; did you mean {}/{}?", parsed.network(), parsed.prefix()),
+                reason: format!(
+                    "has host bits set; did you mean {}/{}?",
+                    parsed.network(),
+                    parsed.prefix()
+                ),
             });
         }
         let bridge = match bridge {
@@ -109,12 +120,18 @@ impl Network {
         let net = Network {
             name: name.to_owned(),
             bridge,
-            ipv4: Ipv4Config { subnet: parsed, gateway },
+            ipv4: Ipv4Config {
+                subnet: parsed,
+                gateway,
+            },
             masquerade,
             ethertype_filter: true,
         };
         if !net.is_host_address(gateway) {
-            return Err(NetworkError::BadGateway { gateway, subnet: parsed });
+            return Err(NetworkError::BadGateway {
+                gateway,
+                subnet: parsed,
+            });
         }
         Ok(net)
     }
@@ -127,7 +144,10 @@ impl Network {
     }
 
     /// Refuses a new network that shares a subnet or bridge with an existing one.
-    pub fn check_conflicts<'a>(&self, others: impl IntoIterator<Item = &'a Network>) -> Result<(), NetworkError> {
+    pub fn check_conflicts<'a>(
+        &self,
+        others: impl IntoIterator<Item = &'a Network>,
+    ) -> Result<(), NetworkError> {
         for other in others {
             if other.name == self.name {
                 continue;
@@ -139,7 +159,10 @@ impl Network {
                 });
             }
             if other.bridge == self.bridge {
-                return Err(NetworkError::BridgeTaken { bridge: self.bridge.clone(), other: other.name.clone() });
+                return Err(NetworkError::BridgeTaken {
+                    bridge: self.bridge.clone(),
+                    other: other.name.clone(),
+                });
             }
         }
         Ok(())
@@ -152,8 +175,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if b.is_empty() || b.len() > 64 {
         return Err("must be 1 to 64 characters".into());
     }
-    if !b[0].is_ascii_alphanumeric() || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')) {
-        return Err("may only use letters, digits, '_', '.', '-' and must start with a letter or digit".into());
+    if !b[0].is_ascii_alphanumeric()
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    {
+        return Err(
+            "may only use letters, digits, '_', '.', '-' and must start with a letter or digit"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -184,9 +214,25 @@ mod tests {
         assert!(Network::new("x", "10.88.0.5/24", None, None, true).is_err());
         assert!(Network::new("x", "10.88.0.0/31", None, None, true).is_err());
         assert!(Network::new("x", "nonsense", None, None, true).is_err());
-        assert!(Network::new("x", "10.88.0.0/24", Some("10.88.0.255".parse().unwrap()), None, true).is_err());
-        assert!(Network::new("x", "10.88.0.0/24", Some("10.99.0.1".parse().unwrap()), None, true).is_err());
-        assert!(Network::new("a-very-long-network-name", "10.88.0.0/24", None, None, true).is_err());
+        assert!(Network::new(
+            "x",
+            "10.88.0.0/24",
+            Some("10.88.0.255".parse().unwrap()),
+            None,
+            true
+        )
+        .is_err());
+        assert!(Network::new(
+            "x",
+            "10.88.0.0/24",
+            Some("10.99.0.1".parse().unwrap()),
+            None,
+            true
+        )
+        .is_err());
+        assert!(
+            Network::new("a-very-long-network-name", "10.88.0.0/24", None, None, true).is_err()
+        );
         assert!(Network::new("../etc", "10.88.0.0/24", None, None, true).is_err());
     }
 
@@ -194,9 +240,15 @@ mod tests {
     fn overlapping_subnets_and_shared_bridges_conflict() {
         let a = Network::builtin_default();
         let b = Network::new("b", "10.77.5.0/24", None, None, true).unwrap();
-        assert!(matches!(b.check_conflicts([&a]), Err(NetworkError::Overlap { .. })));
+        assert!(matches!(
+            b.check_conflicts([&a]),
+            Err(NetworkError::Overlap { .. })
+        ));
         let c = Network::new("c", "10.78.0.0/24", None, Some("nethook0"), true).unwrap();
-        assert!(matches!(c.check_conflicts([&a]), Err(NetworkError::BridgeTaken { .. })));
+        assert!(matches!(
+            c.check_conflicts([&a]),
+            Err(NetworkError::BridgeTaken { .. })
+        ));
         let d = Network::new("d", "10.78.0.0/24", None, None, true).unwrap();
         assert!(d.check_conflicts([&a]).is_ok());
     }

@@ -23,7 +23,11 @@ pub enum OptionsError {
     #[error(transparent)]
     Ports(#[from] PortSpecError),
     #[error("annotation {key}={value:?}: {reason}")]
-    Invalid { key: &'static str, value: String, reason: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +98,10 @@ mod tests {
     use super::*;
 
     fn ann(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -127,7 +134,11 @@ mod tests {
 
     #[test]
     fn disable_true_is_honoured() {
-        assert!(Options::from_annotations(&ann(&[(DISABLE, "true")])).unwrap().disabled);
+        assert!(
+            Options::from_annotations(&ann(&[(DISABLE, "true")]))
+                .unwrap()
+                .disabled
+        );
         assert!(Options::from_annotations(&ann(&[(DISABLE, "maybe")])).is_err());
     }
 

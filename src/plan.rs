@@ -15,18 +15,28 @@ pub enum PlanError {
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
-    HostIpInSubnet { ip: std::net::Ipv4Addr, network: String },
+    HostIpInSubnet {
+        ip: std::net::Ipv4Addr,
+        network: String,
+    },
     #[error("MAC {mac} is in 02:4e:00:00:00:00/16, the range nethook derives containers' and bridges' MACs from (02:4e: + the IPv4 address); pick a MAC outside it or leave nethook.mac unset")]
     ReservedMac { mac: Mac },
 }
 
 /// Chooses the address and fixes every name the apply step uses. The lease is the
 /// address to record (the store does that); nothing is allocated yet.
-pub fn plan_endpoint<A: Allocations + ?Sized>(req: &Request, net: &Network, allocs: &A) -> Result<(Endpoint, Lease), PlanError> {
+pub fn plan_endpoint<A: Allocations + ?Sized>(
+    req: &Request,
+    net: &Network,
+    allocs: &A,
+) -> Result<(Endpoint, Lease), PlanError> {
     for spec in &req.options.ports {
         if let Some(ip) = spec.host_ip {
             if net.ipv4.subnet.contains(ip) {
-                return Err(PlanError::HostIpInSubnet { ip, network: net.name.clone() });
+                return Err(PlanError::HostIpInSubnet {
+                    ip,
+                    network: net.name.clone(),
+                });
             }
         }
     }
@@ -42,7 +52,11 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(req: &Request, net: &Network, allo
         host_interface: req.id.host_veth_name(),
         interface: req.options.ifname.clone(),
         mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
-        ipv4: Some(Ipv4Attachment { address, prefix: net.ipv4.subnet.prefix(), gateway: net.ipv4.gateway }),
+        ipv4: Some(Ipv4Attachment {
+            address,
+            prefix: net.ipv4.subnet.prefix(),
+            gateway: net.ipv4.gateway,
+        }),
         ports: req.options.ports.clone(),
         masquerade: net.masquerade,
         any_ethertype: !net.ethertype_filter,
@@ -57,13 +71,14 @@ pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping> {
     ep.ports
         .iter()
         .flat_map(|spec| {
-            spec.pairs().map(move |(host_port, container_port)| PortMapping {
-                host_ip: spec.host_ip,
-                proto: spec.proto,
-                host_port,
-                container_ip: v4.address,
-                container_port,
-            })
+            spec.pairs()
+                .map(move |(host_port, container_port)| PortMapping {
+                    host_ip: spec.host_ip,
+                    proto: spec.proto,
+                    host_port,
+                    container_ip: v4.address,
+                    container_port,
+                })
         })
         .collect()
 }
@@ -84,7 +99,11 @@ pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
 /// network masquerades) and its bridge in the isolation sets. Shared by the network's endpoints:
 /// added (non-exclusively) with each, deleted with the network's last.
 pub fn network_elements(ep: &Endpoint) -> Elements {
-    Elements { masq4: masquerade_elements(ep), bridges: vec![ep.bridge.clone()], ..Elements::default() }
+    Elements {
+        masq4: masquerade_elements(ep),
+        bridges: vec![ep.bridge.clone()],
+        ..Elements::default()
+    }
 }
 
 /// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
@@ -99,7 +118,12 @@ pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
 /// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
 /// the per-network elements, its published ports and its anti-spoofing elements.
 pub fn firewall_elements(ep: &Endpoint) -> Elements {
-    Elements { ports: port_elements(ep), sources: source_elements(ep), any_ethertype: any_ethertype_elements(ep), ..network_elements(ep) }
+    Elements {
+        ports: port_elements(ep),
+        sources: source_elements(ep),
+        any_ethertype: any_ethertype_elements(ep),
+        ..network_elements(ep)
+    }
 }
 
 /// The host veth, when the network lets its containers send any ethertype.
@@ -121,13 +145,22 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn request(id: &str, opts: Options) -> Request {
-        Request { id: ContainerId::parse(id).unwrap(), netns: Some("/proc/1/ns/net".into()), options: opts }
+        Request {
+            id: ContainerId::parse(id).unwrap(),
+            netns: Some("/proc/1/ns/net".into()),
+            options: opts,
+        }
     }
 
     #[test]
     fn default_request_gets_first_address_eth0_and_derived_mac() {
         let pool = Pool::default();
-        let (ep, lease) = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &pool).unwrap();
+        let (ep, lease) = plan_endpoint(
+            &request("c1", Options::default()),
+            &Network::builtin_default(),
+            &pool,
+        )
+        .unwrap();
         let v4 = ep.ipv4.unwrap();
         assert_eq!(v4.address, Ipv4Addr::new(10, 77, 0, 2));
         assert_eq!(v4.prefix, 16);
@@ -135,8 +168,17 @@ mod tests {
         assert_eq!(ep.interface, "eth0");
         assert_eq!(ep.bridge, "nethook0");
         assert_eq!(ep.mac, Mac::from_ipv4(v4.address));
-        assert_eq!(ep.host_interface, ContainerId::parse("c1").unwrap().host_veth_name());
-        assert_eq!(lease, Lease { address: v4.address, advances_cursor: true });
+        assert_eq!(
+            ep.host_interface,
+            ContainerId::parse("c1").unwrap().host_veth_name()
+        );
+        assert_eq!(
+            lease,
+            Lease {
+                address: v4.address,
+                advances_cursor: true
+            }
+        );
     }
 
     #[test]
@@ -149,7 +191,9 @@ mod tests {
             ..Options::default()
         };
         let pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
         assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 1, 1));
         assert_eq!(ep.mac.to_string(), "02:00:00:00:00:01");
         assert_eq!(ep.interface, "net0");
@@ -158,14 +202,41 @@ mod tests {
 
     #[test]
     fn elements_expand_ranges_and_carry_the_subnet() {
-        let opts = Options { ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(), ..Options::default() };
+        let opts = Options {
+            ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(),
+            ..Options::default()
+        };
         let pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
         let e = firewall_elements(&ep);
-        assert_eq!(e.masq4, vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]);
+        assert_eq!(
+            e.masq4,
+            vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]
+        );
         assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
-        assert_eq!(e.sources, vec![Source { host_interface: ep.host_interface.clone(), mac: ep.mac, ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)] }]);
-        let ports: Vec<_> = e.ports.iter().map(|p| (p.host_ip, p.proto, p.host_port, p.container_ip, p.container_port)).collect();
+        assert_eq!(
+            e.sources,
+            vec![Source {
+                host_interface: ep.host_interface.clone(),
+                mac: ep.mac,
+                ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)]
+            }]
+        );
+        let ports: Vec<_> = e
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.host_ip,
+                    p.proto,
+                    p.host_port,
+                    p.container_ip,
+                    p.container_port,
+                )
+            })
+            .collect();
         let ip = Ipv4Addr::new(10, 77, 0, 2);
         use crate::ports::Proto::*;
         assert_eq!(
@@ -183,7 +254,9 @@ mod tests {
         let mut net = Network::builtin_default();
         net.masquerade = false;
         let pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap().0;
+        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
+            .unwrap()
+            .0;
         let e = firewall_elements(&ep);
         assert!(e.masq4.is_empty());
         // Still isolated and guarded against spoofing.
@@ -195,25 +268,53 @@ mod tests {
     #[test]
     fn network_elements_are_the_shared_part() {
         let pool = Pool::default();
-        let opts = Options { ports: parse_ports("8080:80").unwrap(), ..Options::default() };
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap().0;
+        let opts = Options {
+            ports: parse_ports("8080:80").unwrap(),
+            ..Options::default()
+        };
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
         let all = firewall_elements(&ep);
         assert_eq!(all.shared(), network_elements(&ep));
-        assert_eq!(all.own(), Elements { ports: port_elements(&ep), sources: source_elements(&ep), ..Elements::default() });
+        assert_eq!(
+            all.own(),
+            Elements {
+                ports: port_elements(&ep),
+                sources: source_elements(&ep),
+                ..Elements::default()
+            }
+        );
     }
 
     #[test]
     fn publishing_on_a_container_subnet_address_is_refused_before_allocating() {
-        let opts = Options { ports: parse_ports("10.77.0.5:8080:80").unwrap(), ..Options::default() };
-        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &Unreadable).unwrap_err();
+        let opts = Options {
+            ports: parse_ports("10.77.0.5:8080:80").unwrap(),
+            ..Options::default()
+        };
+        let e = plan_endpoint(
+            &request("c1", opts),
+            &Network::builtin_default(),
+            &Unreadable,
+        )
+        .unwrap_err();
         assert!(matches!(e, PlanError::HostIpInSubnet { .. }), "{e:?}");
     }
 
     #[test]
     fn a_mac_in_the_derived_range_is_refused_as_it_may_be_another_containers_or_the_bridges() {
         let gateway_mac = Mac::from_ipv4(Ipv4Addr::new(10, 77, 0, 1));
-        let opts = Options { mac: Some(gateway_mac), ..Options::default() };
-        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &Pool::default()).unwrap_err();
+        let opts = Options {
+            mac: Some(gateway_mac),
+            ..Options::default()
+        };
+        let e = plan_endpoint(
+            &request("c1", opts),
+            &Network::builtin_default(),
+            &Pool::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, PlanError::ReservedMac { .. }), "{e:?}");
         assert!(e.to_string().contains("02:4e:0a:4d:00:01"), "{e}");
     }
@@ -236,7 +337,8 @@ mod tests {
         let mut pool = Pool::default();
         let net = Network::builtin_default();
         pool.last = Some(Ipv4Addr::new(10, 77, 0, 9));
-        pool.allocations.insert(Ipv4Addr::new(10, 77, 0, 10), "old".into());
+        pool.allocations
+            .insert(Ipv4Addr::new(10, 77, 0, 10), "old".into());
         let (ep, lease) = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap();
         assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 0, 11));
         pool.record(&lease, &ep.id);
@@ -247,17 +349,39 @@ mod tests {
     #[test]
     fn a_static_address_held_by_another_container_names_it() {
         let mut pool = Pool::default();
-        pool.allocations.insert(Ipv4Addr::new(10, 77, 1, 1), "web-1".into());
-        let opts = Options { ip: Some(Ipv4Addr::new(10, 77, 1, 1)), ..Options::default() };
-        let e = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap_err();
-        assert!(matches!(&e, PlanError::Ipam(IpamError::Taken { owner, .. }) if owner == "web-1"), "{e:?}");
+        pool.allocations
+            .insert(Ipv4Addr::new(10, 77, 1, 1), "web-1".into());
+        let opts = Options {
+            ip: Some(Ipv4Addr::new(10, 77, 1, 1)),
+            ..Options::default()
+        };
+        let e =
+            plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool).unwrap_err();
+        assert!(
+            matches!(&e, PlanError::Ipam(IpamError::Taken { owner, .. }) if owner == "web-1"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn unreadable_allocations_fail_the_plan_with_their_cause() {
-        let e = plan_endpoint(&request("c1", Options::default()), &Network::builtin_default(), &Unreadable).unwrap_err();
-        assert!(matches!(e, PlanError::Ipam(IpamError::State { ref network, .. }) if network == "nethook"), "{e:?}");
-        let causes: Vec<String> = std::iter::successors(std::error::Error::source(&e), |c| c.source()).map(ToString::to_string).collect();
-        assert!(causes.iter().any(|c| c.contains("Permission denied")), "{causes:?}");
+        let e = plan_endpoint(
+            &request("c1", Options::default()),
+            &Network::builtin_default(),
+            &Unreadable,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, PlanError::Ipam(IpamError::State { ref network, .. }) if network == "nethook"),
+            "{e:?}"
+        );
+        let causes: Vec<String> =
+            std::iter::successors(std::error::Error::source(&e), |c| c.source())
+                .map(ToString::to_string)
+                .collect();
+        assert!(
+            causes.iter().any(|c| c.contains("Permission denied")),
+            "{causes:?}"
+        );
     }
 }

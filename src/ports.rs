@@ -87,7 +87,13 @@ impl fmt::Display for PortSpec {
                 start.to_string()
             }
         };
-        write!(f, "{}->{}/{}", range(self.host_port), range(self.container_port), self.proto)
+        write!(
+            f,
+            "{}->{}/{}",
+            range(self.host_port),
+            range(self.container_port),
+            self.proto
+        )
     }
 }
 
@@ -98,13 +104,19 @@ pub fn parse_ports(value: &str) -> Result<Vec<PortSpec>, PortSpecError> {
     if value.is_empty() {
         return Ok(Vec::new());
     }
-    let specs = value.split(',').map(|e| parse_one(e.trim())).collect::<Result<Vec<_>, _>>()?;
+    let specs = value
+        .split(',')
+        .map(|e| parse_one(e.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
     check_no_overlap(&specs)?;
     Ok(specs)
 }
 
 fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
-    let err = |reason: &str| PortSpecError { entry: entry.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| PortSpecError {
+        entry: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
     if entry.is_empty() {
         return Err(err("empty entry"));
     }
@@ -124,12 +136,17 @@ fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
     let (host_ip, host, ctr) = match parts.as_slice() {
         [host, ctr] => (None, *host, *ctr),
         [ip, host, ctr] => {
-            let ip = Ipv4Addr::from_str(ip).map_err(|_| err(&format!("host IP {ip:?} is not an IPv4 address")))?;
+            let ip = Ipv4Addr::from_str(ip)
+                .map_err(|_| err(&format!("host IP {ip:?} is not an IPv4 address")))?;
             if ip.is_multicast() || ip.is_broadcast() {
                 return Err(err(&format!("host IP {ip} is not a unicast address")));
             }
             // 0.0.0.0 means "every address", which is what omitting it says.
-            (if ip.is_unspecified() { None } else { Some(ip) }, *host, *ctr)
+            (
+                if ip.is_unspecified() { None } else { Some(ip) },
+                *host,
+                *ctr,
+            )
         }
         _ => return Err(err("needs hostPort:containerPort")),
     };
@@ -138,7 +155,13 @@ fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
     if he - hs != ce - cs {
         return Err(err("host and container ranges differ in length"));
     }
-    Ok(PortSpec { host_ip, host_port: hs, container_port: cs, count: he - hs + 1, proto })
+    Ok(PortSpec {
+        host_ip,
+        host_port: hs,
+        container_port: cs,
+        count: he - hs + 1,
+        proto,
+    })
 }
 
 fn parse_range(text: &str) -> Result<(u16, u16), String> {
@@ -170,7 +193,8 @@ fn check_no_overlap(specs: &[PortSpec]) -> Result<(), PortSpecError> {
     for (i, a) in specs.iter().enumerate() {
         for b in &specs[i + 1..] {
             let one_wildcard = a.host_ip.is_none() != b.host_ip.is_none();
-            let same_addr = a.host_ip == b.host_ip || (one_wildcard && !loopback(a) && !loopback(b));
+            let same_addr =
+                a.host_ip == b.host_ip || (one_wildcard && !loopback(a) && !loopback(b));
             let a_end = u32::from(a.host_port) + u32::from(a.count);
             let b_end = u32::from(b.host_port) + u32::from(b.count);
             let ports_overlap = u32::from(a.host_port) < b_end && u32::from(b.host_port) < a_end;
@@ -192,14 +216,26 @@ mod tests {
     #[test]
     fn single_port_defaults_to_tcp() {
         let p = parse_ports("8080:80").unwrap();
-        assert_eq!(p, vec![PortSpec { host_ip: None, host_port: 8080, container_port: 80, count: 1, proto: Proto::Tcp }]);
+        assert_eq!(
+            p,
+            vec![PortSpec {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                count: 1,
+                proto: Proto::Tcp
+            }]
+        );
     }
 
     #[test]
     fn host_ip_ranges_and_protocols() {
         let p = parse_ports("127.0.0.1:8080:80, 5000-5002:6000-6002/udp,9:9/SCTP").unwrap();
         assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
-        assert_eq!(p[1].pairs().collect::<Vec<_>>(), vec![(5000, 6000), (5001, 6001), (5002, 6002)]);
+        assert_eq!(
+            p[1].pairs().collect::<Vec<_>>(),
+            vec![(5000, 6000), (5001, 6001), (5002, 6002)]
+        );
         assert_eq!(p[1].proto, Proto::Udp);
         assert_eq!(p[2].proto, Proto::Sctp);
         assert_eq!(p[1].to_string(), "5000-5002->6000-6002/udp");
@@ -218,8 +254,21 @@ mod tests {
     #[test]
     fn malformed_entries_are_refused_with_the_entry_named() {
         for bad in [
-            "80", "0:80", "65536:80", "a:80", "80:80/icmp", "1-3:1-2", "5-1:5-1", "80:80,", ",80:80",
-            "1.2.3:80:80", "::1:80:80", "224.0.0.1:80:80", "80:80:80:80", "-1:80", "80:",
+            "80",
+            "0:80",
+            "65536:80",
+            "a:80",
+            "80:80/icmp",
+            "1-3:1-2",
+            "5-1:5-1",
+            "80:80,",
+            ",80:80",
+            "1.2.3:80:80",
+            "::1:80:80",
+            "224.0.0.1:80:80",
+            "80:80:80:80",
+            "-1:80",
+            "80:",
         ] {
             let e = parse_ports(bad).unwrap_err();
             assert!(e.to_string().contains("expected [hostIP:]"), "{bad}: {e}");

@@ -51,7 +51,10 @@ pub fn owns_forwarding(store: &Store) -> bool {
 /// other interfaces (a LAN and a VPN), which it never did before. When forwarding was on
 /// already, whoever turned it on wanted a router, and nothing is guarded.
 /// `setting_up`: the endpoint being set up, whose elements its own setup adds.
-pub fn ensure_forwarding(store: &Store, setting_up: Option<&ContainerId>) -> Result<(), RecoverError> {
+pub fn ensure_forwarding(
+    store: &Store,
+    setting_up: Option<&ContainerId>,
+) -> Result<(), RecoverError> {
     if sysctl::ip_forwarding()? {
         return Ok(());
     }
@@ -67,11 +70,19 @@ pub fn ensure_forwarding(store: &Store, setting_up: Option<&ContainerId>) -> Res
 /// Creates what is missing of the skeleton and, when anything was, puts back every live
 /// record's elements (but `except`'s, whose setup adds its own) and the forwarding guard.
 /// Returns how many endpoints' elements were restored, `None` when nothing was missing.
-pub fn ensure_skeleton(store: &Store, except: Option<&ContainerId>) -> Result<Option<usize>, RecoverError> {
+pub fn ensure_skeleton(
+    store: &Store,
+    except: Option<&ContainerId>,
+) -> Result<Option<usize>, RecoverError> {
     if !firewall::ensure_skeleton()? {
         return Ok(None);
     }
-    let endpoints: Vec<Endpoint> = store.list_endpoints_lenient()?.0.into_iter().filter(|ep| Some(&ep.id) != except).collect();
+    let endpoints: Vec<Endpoint> = store
+        .list_endpoints_lenient()?
+        .0
+        .into_iter()
+        .filter(|ep| Some(&ep.id) != except)
+        .collect();
     restore(store, &endpoints)?;
     Ok(Some(endpoints.len()))
 }
@@ -92,12 +103,22 @@ pub fn restore(store: &Store, endpoints: &[Endpoint]) -> Result<(), RecoverError
 
 /// Does the endpoint publish a port on a loopback address (which needs route_localnet)?
 pub fn publishes_on_loopback(ep: &Endpoint) -> bool {
-    ep.ports.iter().any(|p| p.host_ip.is_some_and(|ip| ip.is_loopback()))
+    ep.ports
+        .iter()
+        .any(|p| p.host_ip.is_some_and(|ip| ip.is_loopback()))
 }
 
 /// Sets `route_localnet` on `bridge` exactly when one of the network's endpoints publishes
 /// on 127.0.0.1. Returns whether the value changed.
-pub fn sync_route_localnet(store: &Store, network: &str, bridge: &str) -> Result<bool, RecoverError> {
-    let wanted = store.list_endpoints_lenient()?.0.iter().any(|ep| ep.network == network && publishes_on_loopback(ep));
+pub fn sync_route_localnet(
+    store: &Store,
+    network: &str,
+    bridge: &str,
+) -> Result<bool, RecoverError> {
+    let wanted = store
+        .list_endpoints_lenient()?
+        .0
+        .iter()
+        .any(|ep| ep.network == network && publishes_on_loopback(ep));
     Ok(sysctl::route_localnet(bridge, wanted)?)
 }

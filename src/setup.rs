@@ -54,13 +54,26 @@ pub enum SetupError {
     #[error(transparent)]
     Claim(#[from] ClaimError),
     #[error("host port {port}/{proto} is in use on the host by {holder}, listening on {address}; publishing it would take its connections: pick another host port")]
-    HostPortInUse { proto: Proto, port: u16, address: String, holder: String },
+    HostPortInUse {
+        proto: Proto,
+        port: u16,
+        address: String,
+        holder: String,
+    },
     #[error("MAC {mac} is already used on network {network} by {holder}; pick another nethook.mac or leave it unset")]
-    MacTaken { mac: Mac, network: String, holder: String },
+    MacTaken {
+        mac: Mac,
+        network: String,
+        holder: String,
+    },
     #[error("host port {port} is already published by container {owner}; pick another host port or stop {owner}")]
     PortTaken { port: String, owner: String },
     #[error("container {id} already has an endpoint ({address} on {network}); a second createRuntime for one id is refused: stop it first or run `nethook gc`")]
-    AlreadyExists { id: String, network: String, address: String },
+    AlreadyExists {
+        id: String,
+        network: String,
+        address: String,
+    },
     #[error("host interface {name} already exists; a link of an earlier container with this id is left over: run `nethook gc`")]
     HostLinkExists { name: String },
     #[error("interface {name} already exists in the container's network namespace; set nethook.ifname to another name")]
@@ -93,7 +106,10 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
             return Err(SetupError::AlreadyExists {
                 id: req.id.to_string(),
                 network: existing.network,
-                address: existing.ipv4.map(|a| a.address.to_string()).unwrap_or_default(),
+                address: existing
+                    .ipv4
+                    .map(|a| a.address.to_string())
+                    .unwrap_or_default(),
             });
         }
         teardown::release(store, &rtnl, &existing)?;
@@ -109,7 +125,10 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         forget(store, &endpoint, &ipam);
         return Err(e.into());
     }
-    let claimed = Claims::new(store.run_dir()).claim(&endpoint.id, &claims_of(&endpoint.ports), |owner| store_has(store, owner));
+    let claimed =
+        Claims::new(store.run_dir()).claim(&endpoint.id, &claims_of(&endpoint.ports), |owner| {
+            store_has(store, owner)
+        });
     if let Err(e) = claimed {
         forget(store, &endpoint, &ipam);
         return Err(e.into());
@@ -117,7 +136,15 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     steps.mark("plan+record");
 
     let mut undo = Undo::default();
-    match apply(store, &rtnl, &network, &mut endpoint, &netns, &mut undo, &mut steps) {
+    match apply(
+        store,
+        &rtnl,
+        &network,
+        &mut endpoint,
+        &netns,
+        &mut undo,
+        &mut steps,
+    ) {
         Ok(()) => {
             steps.report("setup");
             Ok(endpoint)
@@ -132,16 +159,29 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
 
 /// Turns the kernel's "element exists" into which container holds the host port.
 fn name_port_owner(store: &Store, e: SetupError) -> SetupError {
-    let SetupError::Firewall(FirewallError::PortTaken { proto, host_ip, host_port }) = e else { return e };
+    let SetupError::Firewall(FirewallError::PortTaken {
+        proto,
+        host_ip,
+        host_port,
+    }) = e
+    else {
+        return e;
+    };
     let port = match host_ip {
         Some(ip) => format!("{ip}:{host_port}/{proto}"),
         None => format!("{host_port}/{proto}"),
     };
-    let owner = owner_of(store, proto, host_ip, host_port).unwrap_or_else(|| "outside nethook's records (run `nethook gc`)".into());
+    let owner = owner_of(store, proto, host_ip, host_port)
+        .unwrap_or_else(|| "outside nethook's records (run `nethook gc`)".into());
     SetupError::PortTaken { port, owner }
 }
 
-fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, host_port: u16) -> Option<String> {
+fn owner_of(
+    store: &Store,
+    proto: Proto,
+    host_ip: Option<std::net::Ipv4Addr>,
+    host_port: u16,
+) -> Option<String> {
     let endpoints = store.list_endpoints_lenient().ok()?.0;
     endpoints
         .into_iter()
@@ -158,9 +198,17 @@ fn owner_of(store: &Store, proto: Proto, host_ip: Option<std::net::Ipv4Addr>, ho
 /// address) are unique per address, and `plan` refuses explicit ones in that range, so
 /// only explicit ones need this look at the records.
 fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
-    let holder = store.list_endpoints_lenient()?.0.into_iter().find(|other| other.network == ep.network && other.id != ep.id && other.mac == ep.mac);
+    let holder = store
+        .list_endpoints_lenient()?
+        .0
+        .into_iter()
+        .find(|other| other.network == ep.network && other.id != ep.id && other.mac == ep.mac);
     match holder {
-        Some(other) => Err(SetupError::MacTaken { mac: ep.mac, network: ep.network.clone(), holder: format!("container {}", other.id) }),
+        Some(other) => Err(SetupError::MacTaken {
+            mac: ep.mac,
+            network: ep.network.clone(),
+            holder: format!("container {}", other.id),
+        }),
         None => Ok(()),
     }
 }
@@ -175,12 +223,20 @@ fn check_host_sockets(specs: &[PortSpec]) -> Result<(), SetupError> {
     protos.dedup();
     let sockets = hostports::host_sockets(&protos)?;
     for claim in claims_of(specs) {
-        if let Some(s) = sockets.iter().find(|s| s.captured_by(claim.proto, claim.host_ip, claim.port)) {
+        if let Some(s) = sockets
+            .iter()
+            .find(|s| s.captured_by(claim.proto, claim.host_ip, claim.port))
+        {
             let holder = match hostports::socket_owner(s.inode) {
                 Some((comm, pid)) => format!("process {comm} (pid {pid})"),
                 None => "a process".to_owned(),
             };
-            return Err(SetupError::HostPortInUse { proto: claim.proto, port: claim.port, address: s.address.to_string(), holder });
+            return Err(SetupError::HostPortInUse {
+                proto: claim.proto,
+                port: claim.port,
+                address: s.address.to_string(),
+                holder,
+            });
         }
     }
     Ok(())
@@ -190,10 +246,23 @@ fn store_has(store: &Store, owner: &str) -> bool {
     crate::ids::ContainerId::parse(owner).is_ok_and(|id| store.endpoint_path(&id).exists())
 }
 
-fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &Netns, undo: &mut Undo, steps: &mut Steps) -> Result<(), SetupError> {
+fn apply(
+    store: &Store,
+    rtnl: &Rtnl,
+    net: &Network,
+    ep: &mut Endpoint,
+    netns: &Netns,
+    undo: &mut Undo,
+    steps: &mut Steps,
+) -> Result<(), SetupError> {
     failpoint::hit("recorded")?;
     let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
-    let bridge_index = rtnl.ensure_bridge(&net.bridge, bridge_mac, net.ipv4.gateway, net.ipv4.subnet.prefix())?;
+    let bridge_index = rtnl.ensure_bridge(
+        &net.bridge,
+        bridge_mac,
+        net.ipv4.gateway,
+        net.ipv4.subnet.prefix(),
+    )?;
     recover::ensure_forwarding(store, Some(&ep.id))?;
     if recover::publishes_on_loopback(ep) {
         sysctl::route_localnet(&net.bridge, true)?;
@@ -213,7 +282,13 @@ fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &N
         // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
         // is compared against, so the cost would grow with every container running.
         let sock = netns.enter_briefly(link::inet_socket)??;
-        link::configure_container(sock.as_fd(), &ep.interface, v4.address, v4.prefix, v4.gateway)?;
+        link::configure_container(
+            sock.as_fd(),
+            &ep.interface,
+            v4.address,
+            v4.prefix,
+            v4.gateway,
+        )?;
     }
     steps.mark("container");
     failpoint::hit("addresses")?;
@@ -246,7 +321,14 @@ fn apply(store: &Store, rtnl: &Rtnl, net: &Network, ep: &mut Endpoint, netns: &N
 /// short retries before it is reported. A host name held by any other link (another
 /// container's veth whose name collides, or a link planted there) is left to it: the
 /// container takes its id's second name instead, recorded before it is created.
-fn create_veth(store: &Store, rtnl: &Rtnl, ep: &mut Endpoint, net: &Network, bridge_index: u32, netns: &Netns) -> Result<(), SetupError> {
+fn create_veth(
+    store: &Store,
+    rtnl: &Rtnl,
+    ep: &mut Endpoint,
+    net: &Network,
+    bridge_index: u32,
+    netns: &Netns,
+) -> Result<(), SetupError> {
     let owner_tag = ep.id.owner_tag();
     let mut attempts = 0;
     loop {
@@ -259,27 +341,44 @@ fn create_veth(store: &Store, rtnl: &Rtnl, ep: &mut Endpoint, net: &Network, bri
         };
         match rtnl.create_veth(&spec, netns) {
             Ok(()) => return Ok(()),
-            Err(e) if e.errno() == Some(nix::libc::EEXIST) => match rtnl.veth_state(&HostVeth::of(ep))? {
-                VethState::Gone => return Err(SetupError::PeerExists { name: ep.interface.clone() }),
-                VethState::Ours => {
-                    attempts += 1;
-                    if attempts > 25 {
-                        return Err(SetupError::HostLinkExists { name: ep.host_interface.clone() });
+            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {
+                match rtnl.veth_state(&HostVeth::of(ep))? {
+                    VethState::Gone => {
+                        return Err(SetupError::PeerExists {
+                            name: ep.interface.clone(),
+                        })
                     }
-                    sleep(Duration::from_millis(4));
-                }
-                VethState::NotOurs(foreign) => {
-                    let second = ep.id.alt_host_veth_name();
-                    if ep.host_interface == second {
-                        let first = ep.id.host_veth_name();
-                        return Err(LinkError::HostNamesTaken { id: ep.id.to_string(), first, second, why: foreign.why }.into());
+                    VethState::Ours => {
+                        attempts += 1;
+                        if attempts > 25 {
+                            return Err(SetupError::HostLinkExists {
+                                name: ep.host_interface.clone(),
+                            });
+                        }
+                        sleep(Duration::from_millis(4));
                     }
-                    ep.host_interface = second;
-                    store.save_endpoint(ep)?;
+                    VethState::NotOurs(foreign) => {
+                        let second = ep.id.alt_host_veth_name();
+                        if ep.host_interface == second {
+                            let first = ep.id.host_veth_name();
+                            return Err(LinkError::HostNamesTaken {
+                                id: ep.id.to_string(),
+                                first,
+                                second,
+                                why: foreign.why,
+                            }
+                            .into());
+                        }
+                        ep.host_interface = second;
+                        store.save_endpoint(ep)?;
+                    }
                 }
-            },
+            }
             Err(e) if e.errno() == Some(nix::libc::EXFULL) => {
-                return Err(SetupError::BridgeFull { network: net.name.clone(), bridge: net.bridge.clone() });
+                return Err(SetupError::BridgeFull {
+                    network: net.name.clone(),
+                    bridge: net.bridge.clone(),
+                });
             }
             Err(e) => return Err(e.into()),
         }
@@ -312,12 +411,17 @@ impl Undo {
 }
 
 fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
-    log::line(&format!("rollback could not remove {what}: {e}; run `nethook gc`"));
+    log::line(&format!(
+        "rollback could not remove {what}: {e}; run `nethook gc`"
+    ));
 }
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
 fn forget(store: &Store, ep: &Endpoint, ipam: &crate::store::IpamDir) {
     if let Err(e) = teardown::forget(store, ep, ipam) {
-        log::line(&format!("rollback could not drop the record of {}: {e}; run `nethook gc`", ep.id));
+        log::line(&format!(
+            "rollback could not drop the record of {}: {e}; run `nethook gc`",
+            ep.id
+        ));
     }
 }

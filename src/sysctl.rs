@@ -17,7 +17,11 @@ pub struct SysctlError {
 /// Sets `/proc/sys/<key>` (key with '/' separators) to `value` when it differs.
 pub fn ensure(key: &str, value: &str) -> Result<bool, SysctlError> {
     let path = PathBuf::from("/proc/sys").join(key);
-    let err = |source| SysctlError { path: path.clone(), value: value.to_owned(), source };
+    let err = |source| SysctlError {
+        path: path.clone(),
+        value: value.to_owned(),
+        source,
+    };
     let current = fs::read_to_string(&path).map_err(err)?;
     if current.trim() == value {
         return Ok(false);
@@ -31,7 +35,11 @@ const IP_FORWARD: &str = "net/ipv4/ip_forward";
 /// Whether the host forwards IPv4 (one read).
 pub fn ip_forwarding() -> Result<bool, SysctlError> {
     let path = PathBuf::from("/proc/sys").join(IP_FORWARD);
-    let current = fs::read_to_string(&path).map_err(|source| SysctlError { path, value: "(read)".into(), source })?;
+    let current = fs::read_to_string(&path).map_err(|source| SysctlError {
+        path,
+        value: "(read)".into(),
+        source,
+    })?;
     Ok(current.trim() != "0")
 }
 
@@ -47,7 +55,10 @@ pub fn enable_ip_forwarding() -> Result<bool, SysctlError> {
 /// rule be flushed by another tool, only those bridges' containers could reach the host's
 /// loopback services. A bridge that is gone has nothing to change.
 pub fn route_localnet(bridge: &str, on: bool) -> Result<bool, SysctlError> {
-    match ensure(&format!("net/ipv4/conf/{bridge}/route_localnet"), if on { "1" } else { "0" }) {
+    match ensure(
+        &format!("net/ipv4/conf/{bridge}/route_localnet"),
+        if on { "1" } else { "0" },
+    ) {
         Err(e) if !on && e.source.kind() == io::ErrorKind::NotFound => Ok(false),
         other => other,
     }

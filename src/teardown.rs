@@ -9,14 +9,14 @@ use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError, PortMapping};
 use crate::ids::ContainerId;
 use crate::ipam::Allocations;
-use crate::log::{self, describe};
 use crate::link::{self, HostVeth, LinkError, Rtnl, VethFate};
-use crate::timing::Steps;
-use crate::ports::Proto;
+use crate::log::{self, describe};
 use crate::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
+use crate::ports::Proto;
 use crate::recover;
 use crate::store::{IpamDir, Lock, Store, StoreError};
 use crate::sys::process::{exit_now, fork_background, Forked};
+use crate::timing::Steps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
@@ -66,7 +66,10 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
         settle(store, &ep, &unpublished)?;
         steps.mark("settle");
         steps.report("teardown");
-        return Ok(Report { found: true, link_deleted: false });
+        return Ok(Report {
+            found: true,
+            link_deleted: false,
+        });
     }
     let grace = namespace_grace(&ep);
     if !grace.is_zero() {
@@ -76,7 +79,10 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
                 // would release it for the child too (one open file, one lock).
                 std::mem::forget(lock);
                 steps.report("teardown");
-                return Ok(Report { found: true, link_deleted: false });
+                return Ok(Report {
+                    found: true,
+                    link_deleted: false,
+                });
             }
             Ok(Forked::Child) => finish_in_background(store, &ep, &unpublished, grace, lock),
             // Not worth failing a teardown for: finish it here, only later.
@@ -87,7 +93,10 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
     let link_deleted = finish(store, &rtnl, &ep, &unpublished, grace)?;
     steps.mark("finish");
     steps.report("teardown");
-    Ok(Report { found: true, link_deleted })
+    Ok(Report {
+        found: true,
+        link_deleted,
+    })
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
@@ -95,7 +104,10 @@ pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError
 pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
     let unpublished = unpublish(store, ep)?;
     let link_deleted = finish(store, rtnl, ep, &unpublished, namespace_grace(ep))?;
-    Ok(Report { found: true, link_deleted })
+    Ok(Report {
+        found: true,
+        link_deleted,
+    })
 }
 
 /// What `unpublish` found out for `finish`.
@@ -121,17 +133,31 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
     // moved on.
     let ports = port_elements(ep);
     let own = Elements {
-        ports: if owns_address { ports.clone() } else { Vec::new() },
+        ports: if owns_address {
+            ports.clone()
+        } else {
+            Vec::new()
+        },
         sources: source_elements(ep),
         any_ethertype: any_ethertype_elements(ep),
         ..Elements::default()
     };
     firewall::delete(&own)?;
-    Ok(Unpublished { ipam, owns_address, ports })
+    Ok(Unpublished {
+        ipam,
+        owns_address,
+        ports,
+    })
 }
 
 /// The link, then what `settle` does. True when the veth had to be deleted.
-fn finish(store: &Store, rtnl: &Rtnl, ep: &Endpoint, u: &Unpublished, grace: Duration) -> Result<bool, TeardownError> {
+fn finish(
+    store: &Store,
+    rtnl: &Rtnl,
+    ep: &Endpoint,
+    u: &Unpublished,
+    grace: Duration,
+) -> Result<bool, TeardownError> {
     let fate = rtnl.delete_veth(&HostVeth::of(ep), grace)?;
     if let VethFate::NotOurs(foreign) = &fate {
         log::line(&format!("{}: {foreign}", ep.id));
@@ -150,8 +176,12 @@ fn settle(store: &Store, ep: &Endpoint, u: &Unpublished) -> Result<(), TeardownE
     // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
     // conntrack table (~7 ms), so TCP-only endpoints skip it, as portmap and netavark do.
     // One walk also drops every entry of the container's address.
-    let connectionless: Vec<_> =
-        u.ports.iter().filter(|p| p.proto != Proto::Tcp).map(|p| (p.proto, p.host_port)).collect();
+    let connectionless: Vec<_> = u
+        .ports
+        .iter()
+        .filter(|p| p.proto != Proto::Tcp)
+        .map(|p| (p.proto, p.host_port))
+        .collect();
     if let (true, Some(v4), false) = (u.owns_address, ep.ipv4, connectionless.is_empty()) {
         if let Err(e) = conntrack::flush_for(v4.address, &connectionless) {
             log_conntrack(ep, &e);
@@ -161,13 +191,25 @@ fn settle(store: &Store, ep: &Endpoint, u: &Unpublished) -> Result<(), TeardownE
 }
 
 /// The child's side of `teardown`: finishes, lets go of the lock, exits.
-fn finish_in_background(store: &Store, ep: &Endpoint, u: &Unpublished, grace: Duration, lock: Lock) -> ! {
+fn finish_in_background(
+    store: &Store,
+    ep: &Endpoint,
+    u: &Unpublished,
+    grace: Duration,
+    lock: Lock,
+) -> ! {
     // A netlink runtime of its own: the inherited one shares its epoll instance with the
     // parent, whose exit takes the inherited socket out of it.
     log::to_syslog();
-    let result = Rtnl::open().map_err(TeardownError::from).and_then(|rtnl| finish(store, &rtnl, ep, u, grace));
+    let result = Rtnl::open()
+        .map_err(TeardownError::from)
+        .and_then(|rtnl| finish(store, &rtnl, ep, u, grace));
     if let Err(e) = &result {
-        log::line(&format!("{}: teardown left unfinished, `nethook gc` will retry it: {}", ep.id, describe(e)));
+        log::line(&format!(
+            "{}: teardown left unfinished, `nethook gc` will retry it: {}",
+            ep.id,
+            describe(e)
+        ));
     }
     // Unlocking explicitly: the parent may still be exiting, and while its copy of the
     // lock's file is open the lock would outlive this process.
@@ -201,7 +243,10 @@ fn grace_for(held: Option<bool>) -> Duration {
 }
 
 fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
-    log::line(&format!("{}: could not flush conntrack entries: {e}", ep.id));
+    log::line(&format!(
+        "{}: could not flush conntrack entries: {e}",
+        ep.id
+    ));
 }
 
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When
@@ -220,7 +265,12 @@ pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), Teardo
     store.remove_endpoint(&ep.id)?;
     if recover::publishes_on_loopback(ep) {
         if let Err(e) = recover::sync_route_localnet(store, &ep.network, &ep.bridge) {
-            log::line(&format!("{}: could not clear route_localnet on {}: {}; `nethook gc` retries", ep.id, ep.bridge, describe(&e)));
+            log::line(&format!(
+                "{}: could not clear route_localnet on {}: {}; `nethook gc` retries",
+                ep.id,
+                ep.bridge,
+                describe(&e)
+            ));
         }
     }
     Ok(())

@@ -14,7 +14,12 @@ pub struct Steps {
 impl Steps {
     pub fn from_env() -> Self {
         let now = Instant::now();
-        Steps { enabled: std::env::var_os("NETHOOK_TIMING").is_some(), last: now, start: now, marks: Vec::new() }
+        Steps {
+            enabled: std::env::var_os("NETHOOK_TIMING").is_some(),
+            last: now,
+            start: now,
+            marks: Vec::new(),
+        }
     }
 
     /// Records the time since the previous mark under `label`.
@@ -32,7 +37,15 @@ impl Steps {
             return;
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let parts: Vec<String> = self.marks.iter().map(|(l, d)| format!("{l} {:.2}ms", ms(*d))).collect();
-        crate::log::line(&format!("timing {what}: {}, total {:.2}ms", parts.join(", "), ms(self.start.elapsed())));
+        let parts: Vec<String> = self
+            .marks
+            .iter()
+            .map(|(l, d)| format!("{l} {:.2}ms", ms(*d)))
+            .collect();
+        crate::log::line(&format!(
+            "timing {what}: {}, total {:.2}ms",
+            parts.join(", "),
+            ms(self.start.elapsed())
+        ));
     }
 }

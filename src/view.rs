@@ -67,15 +67,32 @@ pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
             vec![
                 ep.id.to_string(),
                 ep.network.clone(),
-                ep.ipv4.map(|a| format!("{}/{}", a.address, a.prefix)).unwrap_or_else(|| "-".into()),
+                ep.ipv4
+                    .map(|a| format!("{}/{}", a.address, a.prefix))
+                    .unwrap_or_else(|| "-".into()),
                 ep.interface.clone(),
                 ep.host_interface.clone(),
                 ep.mac.to_string(),
-                if ports.is_empty() { "-".into() } else { ports.join(",") },
+                if ports.is_empty() {
+                    "-".into()
+                } else {
+                    ports.join(",")
+                },
             ]
         })
         .collect();
-    table(&["ID", "NETWORK", "IPV4", "IFACE", "HOST-IFACE", "MAC", "PORTS"], &rows)
+    table(
+        &[
+            "ID",
+            "NETWORK",
+            "IPV4",
+            "IFACE",
+            "HOST-IFACE",
+            "MAC",
+            "PORTS",
+        ],
+        &rows,
+    )
 }
 
 pub fn networks_table(networks: &[(Network, usize)]) -> String {
@@ -92,7 +109,17 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
             ]
         })
         .collect();
-    table(&["NAME", "BRIDGE", "SUBNET", "GATEWAY", "MASQUERADE", "ENDPOINTS"], &rows)
+    table(
+        &[
+            "NAME",
+            "BRIDGE",
+            "SUBNET",
+            "GATEWAY",
+            "MASQUERADE",
+            "ENDPOINTS",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

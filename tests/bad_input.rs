@@ -34,15 +34,23 @@ fn snapshot(nh: &Nethook) -> String {
 }
 
 fn collect_files(dir: &Path, into: &mut BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
             collect_files(&p, into);
-        } else if p.file_name().is_some_and(|n| n != "lock" && n != "netfilter-release") {
+        } else if p
+            .file_name()
+            .is_some_and(|n| n != "lock" && n != "netfilter-release")
+        {
             // Neither is state: the lock's file, and the socket of the keeper an earlier
             // hook (an occupant's setup) may have left listening for a moment.
-            into.insert(p.display().to_string(), std::fs::read_to_string(&p).unwrap_or_default());
+            into.insert(
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap_or_default(),
+            );
         }
     }
 }
@@ -52,13 +60,29 @@ fn run_case(name: &str, case: &Value) -> Result<(), String> {
     let bundle = TempDir::new(&format!("bad-bundle-{name}"));
     let prepare = &case["prepare"];
     for net in prepare["networks"].as_array().into_iter().flatten() {
-        let (ok, _, err) = nh.cli(&["network", "create", net[0].as_str().unwrap(), "--subnet", net[1].as_str().unwrap()]);
+        let (ok, _, err) = nh.cli(&[
+            "network",
+            "create",
+            net[0].as_str().unwrap(),
+            "--subnet",
+            net[1].as_str().unwrap(),
+        ]);
         assert!(ok, "{name}: network create: {err}");
     }
     let mut occupants = Vec::new();
-    for (i, ann) in prepare["occupy"].as_array().into_iter().flatten().enumerate() {
+    for (i, ann) in prepare["occupy"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let c = FakeContainer::start(&format!("occupant-{i}"));
-        let pairs: Vec<(&str, &str)> = ann.as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())).collect();
+        let pairs: Vec<(&str, &str)> = ann
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
         nh.setup(&c, &pairs);
         occupants.push(c);
     }
@@ -83,7 +107,10 @@ fn run_case(name: &str, case: &Value) -> Result<(), String> {
             .replace("$SELF", &std::process::id().to_string())
             .replace("$DEAD", &dead.to_string())
             .replace("$BUNDLE", &bundle.0.display().to_string()),
-        (_, Value::Object(r)) => r["text"].as_str().unwrap().repeat(r["count"].as_u64().unwrap() as usize),
+        (_, Value::Object(r)) => r["text"]
+            .as_str()
+            .unwrap()
+            .repeat(r["count"].as_u64().unwrap() as usize),
         _ => panic!("{name}: case needs stdin or stdin_repeat"),
     };
 
@@ -102,7 +129,9 @@ fn run_case(name: &str, case: &Value) -> Result<(), String> {
         return Err(format!("{name}: error is not one line: {stderr}"));
     }
     if before != after {
-        return Err(format!("{name}: state changed\n--- before\n{before}\n--- after\n{after}"));
+        return Err(format!(
+            "{name}: state changed\n--- before\n{before}\n--- after\n{after}"
+        ));
     }
     drop(occupants);
     Ok(())
@@ -117,7 +146,9 @@ fn every_bad_input_in_the_catalogue_is_refused_cleanly() {
     const NAME: &str = "every_bad_input_in_the_catalogue_is_refused_cleanly";
     if let Ok(case_name) = std::env::var(CASE_ENV) {
         sandbox!(NAME, {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bad").join(format!("{case_name}.json"));
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata/bad")
+                .join(format!("{case_name}.json"));
             let case: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
             if let Err(e) = run_case(&case_name, &case) {
                 panic!("{e}");
@@ -133,7 +164,11 @@ fn every_bad_input_in_the_catalogue_is_refused_cleanly() {
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
-        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter_map(|e| {
+            e.path()
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 50, "catalogue shrank: {}", names.len());
@@ -150,9 +185,19 @@ fn every_bad_input_in_the_catalogue_is_refused_cleanly() {
             .unwrap();
         if !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("1 passed") {
             let text = String::from_utf8_lossy(&out.stderr);
-            let reason = text.lines().skip_while(|l| !l.contains("panicked")).nth(1).unwrap_or("(no panic message)");
+            let reason = text
+                .lines()
+                .skip_while(|l| !l.contains("panicked"))
+                .nth(1)
+                .unwrap_or("(no panic message)");
             failures.push(format!("{name}: {reason}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), names.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        names.len(),
+        failures.join("\n")
+    );
 }

@@ -13,10 +13,16 @@ fn networks_are_created_listed_inspected_and_removed() {
         let (ok, _, err) = nh.cli(&["network", "create", "blue", "--subnet", "10.90.0.0/24"]);
         assert!(ok, "{err}");
         let (ok, out, _) = nh.cli(&["network", "ls"]);
-        assert!(ok && out.contains("blue") && out.contains("nh-blue") && out.contains("nethook0"), "{out}");
+        assert!(
+            ok && out.contains("blue") && out.contains("nh-blue") && out.contains("nethook0"),
+            "{out}"
+        );
         let (ok, out, _) = nh.cli(&["network", "inspect", "blue"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert!(ok && v["ipv4"]["gateway"] == "10.90.0.1" && v["bridge"] == "nh-blue", "{out}");
+        assert!(
+            ok && v["ipv4"]["gateway"] == "10.90.0.1" && v["bridge"] == "nh-blue",
+            "{out}"
+        );
 
         // Refusals: same name, overlapping another network, overlapping a host route.
         let (ok, _, err) = nh.cli(&["network", "create", "blue", "--subnet", "10.91.0.0/24"]);
@@ -37,7 +43,10 @@ fn networks_are_created_listed_inspected_and_removed() {
         let (ok, _, err) = nh.cli(&["network", "rm", "blue"]);
         assert!(ok, "{err}");
         assert!(!sh_ok("ip link show nh-blue"));
-        assert!(!nh.run_dir().join("ipam").join("blue").exists(), "the network's address directory is left");
+        assert!(
+            !nh.run_dir().join("ipam").join("blue").exists(),
+            "the network's address directory is left"
+        );
 
         // An unknown network names the fix.
         let d = FakeContainer::start("ctr-x");
@@ -49,25 +58,42 @@ fn networks_are_created_listed_inspected_and_removed() {
 
 #[test]
 fn ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them() {
-    sandbox!("ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them", {
-        if !needs("setpriv") {
-            return;
+    sandbox!(
+        "ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them",
+        {
+            if !needs("setpriv") {
+                return;
+            }
+            let nh = Nethook::new("lsuser");
+            let c = FakeContainer::start("ctr-seen");
+            nh.setup(&c, &[]);
+            // An admin opened the records to reading; the lock stays root's (0600).
+            let run = nh.run_dir();
+            sh(&format!(
+                "chmod o+rx {0} {0}/endpoints && chmod o+r {0}/endpoints/*.json",
+                run.display()
+            ));
+            let out = Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    env!("CARGO_BIN_EXE_nethook"),
+                    "ls",
+                    "--json",
+                ])
+                .env_clear()
+                .env("NETHOOK_RUN_DIR", &run)
+                .env("NETHOOK_CONFIG_DIR", nh.config_dir())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("ctr-seen"), "{text}");
         }
-        let nh = Nethook::new("lsuser");
-        let c = FakeContainer::start("ctr-seen");
-        nh.setup(&c, &[]);
-        // An admin opened the records to reading; the lock stays root's (0600).
-        let run = nh.run_dir();
-        sh(&format!("chmod o+rx {0} {0}/endpoints && chmod o+r {0}/endpoints/*.json", run.display()));
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_nethook"), "ls", "--json"])
-            .env_clear()
-            .env("NETHOOK_RUN_DIR", &run)
-            .env("NETHOOK_CONFIG_DIR", nh.config_dir())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("ctr-seen"), "{text}");
-    });
+    );
 }

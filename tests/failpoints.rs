@@ -10,7 +10,11 @@ use common::*;
 const POINTS: &[&str] = &["recorded", "bridge", "veth", "addresses", "firewall"];
 
 fn assert_nothing_left(nh: &Nethook, what: &str) {
-    assert!(host_veths().is_empty(), "{what}: veths left: {:?}", host_veths());
+    assert!(
+        host_veths().is_empty(),
+        "{what}: veths left: {:?}",
+        host_veths()
+    );
     assert_eq!(nh.records(), 0, "{what}: records left");
     assert_eq!(nh.allocations("nethook"), 0, "{what}: allocations left");
 }
@@ -21,15 +25,30 @@ fn a_failure_after_any_setup_step_leaves_nothing() {
         for point in POINTS {
             let nh = Nethook::new(&format!("fp-{point}"));
             let c = FakeContainer::start(&format!("fp-{point}"));
-            let out = nh.command().env("NETHOOK_FAILPOINT", point).arg("hook").stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().and_then(|mut ch| {
-                use std::io::Write;
-                ch.stdin.take().unwrap().write_all(c.state("creating", &[]).as_bytes())?;
-                ch.wait_with_output()
-            }).unwrap();
+            let out = nh
+                .command()
+                .env("NETHOOK_FAILPOINT", point)
+                .arg("hook")
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut ch| {
+                    use std::io::Write;
+                    ch.stdin
+                        .take()
+                        .unwrap()
+                        .write_all(c.state("creating", &[]).as_bytes())?;
+                    ch.wait_with_output()
+                })
+                .unwrap();
             assert!(!out.status.success(), "{point}: setup succeeded");
-            assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("failure injected at {point}")));
+            assert!(String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("failure injected at {point}")));
             assert_nothing_left(&nh, point);
-            assert!(!c.sh("ip -o link").contains("eth0"), "{point}: eth0 left in the container");
+            assert!(
+                !c.sh("ip -o link").contains("eth0"),
+                "{point}: eth0 left in the container"
+            );
             // poststop after the failed createRuntime is fine, and a retry works.
             nh.teardown(&c);
             nh.setup(&c, &[]);
@@ -55,13 +74,20 @@ fn a_hook_killed_during_setup_is_cleaned_up_by_gc() {
                 .unwrap();
             {
                 use std::io::Write;
-                child.stdin.take().unwrap().write_all(c.state("creating", &[]).as_bytes()).unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(c.state("creating", &[]).as_bytes())
+                    .unwrap();
             }
             let status = child.wait().unwrap();
             assert!(!status.success(), "{point}: the hook was not killed");
             // The runtime fails the start and the container's namespace dies with it.
             c.stop();
-            wait_until(10, "the dead container's veths to vanish", || host_veths().is_empty());
+            wait_until(10, "the dead container's veths to vanish", || {
+                host_veths().is_empty()
+            });
             let (ok, out, err) = nh.cli(&["gc"]);
             assert!(ok, "{point}: gc failed: {err}");
             assert_nothing_left(&nh, &format!("{point} (gc said: {out})"));

@@ -14,8 +14,13 @@ const OUT: &str = "192.0.2.2";
 /// The outside world: its own namespace with 192.0.2.2 and 198.51.100.2.
 fn outside() -> FakeContainer {
     let o = FakeContainer::start("outside");
-    sh(&format!("ip link add wan0 type veth peer name eth0 netns {}", o.pid()));
-    sh(&format!("ip addr add {HOST}/24 dev wan0 && ip addr add {HOST2}/24 dev wan0 && ip link set wan0 up"));
+    sh(&format!(
+        "ip link add wan0 type veth peer name eth0 netns {}",
+        o.pid()
+    ));
+    sh(&format!(
+        "ip addr add {HOST}/24 dev wan0 && ip addr add {HOST2}/24 dev wan0 && ip link set wan0 up"
+    ));
     o.sh(&format!("ip link set lo up && ip addr add {OUT}/24 dev eth0 && ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up"));
     o
 }
@@ -34,73 +39,108 @@ fn map_elements(map: &str) -> usize {
 
 #[test]
 fn published_ports_masquerade_hairpin_and_localhost_work_end_to_end() {
-    sandbox!("published_ports_masquerade_hairpin_and_localhost_work_end_to_end", {
-        if !needs("python3 && command -v nft") {
-            return;
+    sandbox!(
+        "published_ports_masquerade_hairpin_and_localhost_work_end_to_end",
+        {
+            if !needs("python3 && command -v nft") {
+                return;
+            }
+            let nh = Nethook::new("ports");
+            let world = outside();
+            let a = FakeContainer::start("ctr-a");
+            let b = FakeContainer::start("ctr-b");
+            nh.setup(
+                &a,
+                &[(
+                    "nethook.ports",
+                    &format!("8080:80,5353:53/udp,{HOST2}:8081:80"),
+                )],
+            );
+            nh.setup(&b, &[("nethook.ports", "9090:80")]);
+            assert_eq!(nh.endpoint("ctr-a")["ports"].as_array().unwrap().len(), 3);
+            let (ok, table, _) = nh.cli(&["ls"]);
+            assert!(
+                ok && table.contains("8080->80/tcp") && table.contains("198.51.100.1:8081->80/tcp"),
+                "{table}"
+            );
+
+            let _srv_a = Server(tagged_tcp_server(&ns(&a), 80, 100, "a "));
+            let _srv_b = Server(tagged_tcp_server(&ns(&b), 80, 100, "b "));
+            let _udp_a = udp_server(&ns(&a), 53, "a ");
+
+            // Outside → host:8080 → A:80; A sees the real client.
+            assert_eq!(tcp_client(&ns(&world), HOST, 8080), format!("a from {OUT}"));
+            // UDP mapping.
+            assert_eq!(
+                try_udp(&ns(&world), HOST, 5353, 40001, 10).unwrap(),
+                format!("a from {OUT}")
+            );
+            // Host itself, via its outside address; not via 127.0.0.1: a publish on every
+            // address leaves the host's loopback to host services (publish on 127.0.0.1 for that).
+            assert!(tcp_client("", HOST, 8080).starts_with("a from "));
+            assert!(
+                try_tcp("", "127.0.0.1", 8080, 3).is_err(),
+                "a wildcard publish captured 127.0.0.1:8080"
+            );
+            // Hairpin: A reaches itself and B through the host address.
+            assert!(tcp_client(&ns(&a), HOST, 8080).starts_with("a from "));
+            assert!(tcp_client(&ns(&a), HOST, 9090).starts_with("b from "));
+            // A host-IP-bound mapping answers on that address only.
+            assert_eq!(tcp_client(&ns(&world), HOST2, 8081), "a from 198.51.100.2");
+            assert!(
+                try_tcp(&ns(&world), HOST, 8081, 3).is_err(),
+                "8081 must not answer on {HOST}"
+            );
+
+            // Container → outside: the outside listener sees the host's address.
+            let _seen = Server(tcp_server(&ns(&world), 7000, 1));
+            assert_eq!(tcp_client(&ns(&a), OUT, 7000), format!("from {HOST}"));
+
+            // Nothing from outside reaches an unpublished container port... (81 is not published)
+            let _srv81 = Server(tagged_tcp_server(&ns(&a), 81, 10, "a81 "));
+            assert!(try_tcp(&ns(&world), HOST, 81, 3).is_err());
+            assert_eq!(map_elements("ports4"), 3);
+            assert_eq!(map_elements("hports4"), 1);
+            drop(world);
         }
-        let nh = Nethook::new("ports");
-        let world = outside();
-        let a = FakeContainer::start("ctr-a");
-        let b = FakeContainer::start("ctr-b");
-        nh.setup(&a, &[("nethook.ports", &format!("8080:80,5353:53/udp,{HOST2}:8081:80"))]);
-        nh.setup(&b, &[("nethook.ports", "9090:80")]);
-        assert_eq!(nh.endpoint("ctr-a")["ports"].as_array().unwrap().len(), 3);
-        let (ok, table, _) = nh.cli(&["ls"]);
-        assert!(ok && table.contains("8080->80/tcp") && table.contains("198.51.100.1:8081->80/tcp"), "{table}");
-
-        let _srv_a = Server(tagged_tcp_server(&ns(&a), 80, 100, "a "));
-        let _srv_b = Server(tagged_tcp_server(&ns(&b), 80, 100, "b "));
-        let _udp_a = udp_server(&ns(&a), 53, "a ");
-
-        // Outside → host:8080 → A:80; A sees the real client.
-        assert_eq!(tcp_client(&ns(&world), HOST, 8080), format!("a from {OUT}"));
-        // UDP mapping.
-        assert_eq!(try_udp(&ns(&world), HOST, 5353, 40001, 10).unwrap(), format!("a from {OUT}"));
-        // Host itself, via its outside address; not via 127.0.0.1: a publish on every
-        // address leaves the host's loopback to host services (publish on 127.0.0.1 for that).
-        assert!(tcp_client("", HOST, 8080).starts_with("a from "));
-        assert!(try_tcp("", "127.0.0.1", 8080, 3).is_err(), "a wildcard publish captured 127.0.0.1:8080");
-        // Hairpin: A reaches itself and B through the host address.
-        assert!(tcp_client(&ns(&a), HOST, 8080).starts_with("a from "));
-        assert!(tcp_client(&ns(&a), HOST, 9090).starts_with("b from "));
-        // A host-IP-bound mapping answers on that address only.
-        assert_eq!(tcp_client(&ns(&world), HOST2, 8081), "a from 198.51.100.2");
-        assert!(try_tcp(&ns(&world), HOST, 8081, 3).is_err(), "8081 must not answer on {HOST}");
-
-        // Container → outside: the outside listener sees the host's address.
-        let _seen = Server(tcp_server(&ns(&world), 7000, 1));
-        assert_eq!(tcp_client(&ns(&a), OUT, 7000), format!("from {HOST}"));
-
-        // Nothing from outside reaches an unpublished container port... (81 is not published)
-        let _srv81 = Server(tagged_tcp_server(&ns(&a), 81, 10, "a81 "));
-        assert!(try_tcp(&ns(&world), HOST, 81, 3).is_err());
-        assert_eq!(map_elements("ports4"), 3);
-        assert_eq!(map_elements("hports4"), 1);
-        drop(world);
-    });
+    );
 }
 
 #[test]
 fn route_localnet_does_not_let_containers_reach_host_loopback_services() {
-    sandbox!("route_localnet_does_not_let_containers_reach_host_loopback_services", {
-        if !needs("python3 && command -v nft") {
-            return;
+    sandbox!(
+        "route_localnet_does_not_let_containers_reach_host_loopback_services",
+        {
+            if !needs("python3 && command -v nft") {
+                return;
+            }
+            let nh = Nethook::new("localnet");
+            let a = FakeContainer::start("ctr-a");
+            nh.setup(&a, &[("nethook.ports", "127.0.0.1:8080:80")]);
+            assert_eq!(
+                sh("cat /proc/sys/net/ipv4/conf/nethook0/route_localnet").trim(),
+                "1"
+            );
+            // A service only the host should reach.
+            let _secret = tcp_server_on("", "127.0.0.1", 7777, 10, "secret ");
+            assert!(tcp_client("", "127.0.0.1", 7777).starts_with("secret"));
+            // The attacker routes 127.0.0.0/8 to the gateway (CVE-2020-8558).
+            a.sh(
+                "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
+            );
+            a.sh("ip addr flush dev lo && ip route add 127.0.0.0/8 via 10.77.0.1 dev eth0");
+            assert!(
+                try_tcp(&ns(&a), "127.0.0.1", 7777, 5).is_err(),
+                "a container reached the host's 127.0.0.1"
+            );
+            // The attack path is real: without the guard chain's rule it succeeds.
+            sh("nft flush chain inet nethook guard");
+            assert!(
+                try_tcp(&ns(&a), "127.0.0.1", 7777, 10).is_ok(),
+                "the attack should work without the guard"
+            );
         }
-        let nh = Nethook::new("localnet");
-        let a = FakeContainer::start("ctr-a");
-        nh.setup(&a, &[("nethook.ports", "127.0.0.1:8080:80")]);
-        assert_eq!(sh("cat /proc/sys/net/ipv4/conf/nethook0/route_localnet").trim(), "1");
-        // A service only the host should reach.
-        let _secret = tcp_server_on("", "127.0.0.1", 7777, 10, "secret ");
-        assert!(tcp_client("", "127.0.0.1", 7777).starts_with("secret"));
-        // The attacker routes 127.0.0.0/8 to the gateway (CVE-2020-8558).
-        a.sh("sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1");
-        a.sh("ip addr flush dev lo && ip route add 127.0.0.0/8 via 10.77.0.1 dev eth0");
-        assert!(try_tcp(&ns(&a), "127.0.0.1", 7777, 5).is_err(), "a container reached the host's 127.0.0.1");
-        // The attack path is real: without the guard chain's rule it succeeds.
-        sh("nft flush chain inet nethook guard");
-        assert!(try_tcp(&ns(&a), "127.0.0.1", 7777, 10).is_ok(), "the attack should work without the guard");
-    });
+    );
 }
 
 #[test]
@@ -117,7 +157,10 @@ fn a_port_clash_is_refused_and_leaves_nothing() {
         let out = nh.hook(&c.state("creating", &[("nethook.ports", "7070:70,8080:80")]));
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("host port 8080/tcp is already published by container ctr-a"), "{err}");
+        assert!(
+            err.contains("host port 8080/tcp is already published by container ctr-a"),
+            "{err}"
+        );
         assert_eq!(sh("nft list table inet nethook"), before);
         assert_eq!(nh.records(), 1);
         assert_eq!(nh.allocations("nethook"), 1);
@@ -127,65 +170,91 @@ fn a_port_clash_is_refused_and_leaves_nothing() {
 
 #[test]
 fn after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_container_at_once() {
-    sandbox!("after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_container_at_once", {
-        if !needs("python3 && command -v nft && command -v conntrack") {
-            return;
-        }
-        let nh = Nethook::new("restart");
-        let world = outside();
-        let mut a = FakeContainer::start("ctr-a");
-        nh.setup(&a, &[("nethook.ports", "8080:80,5353:53/udp")]);
+    sandbox!(
+        "after_stop_the_port_is_closed_maps_are_empty_and_udp_reaches_the_new_container_at_once",
         {
-            let _tcp = Server(tagged_tcp_server(&ns(&a), 80, 10, "a "));
-            let _udp = udp_server(&ns(&a), 53, "old ");
-            assert!(tcp_client(&ns(&world), HOST, 8080).starts_with("a "));
-            // A steady UDP flow from a fixed source port: its conntrack entry points at A.
-            assert!(try_udp(&ns(&world), HOST, 5353, 40002, 10).unwrap().starts_with("old "));
-        }
-        a.stop();
-        nh.teardown(&a);
-        assert!(try_tcp(&ns(&world), HOST, 8080, 3).is_err(), "8080 still answers after stop");
-        assert_eq!(map_elements("ports4"), 0);
-        assert_eq!(map_elements("hports4"), 0);
-        assert!(!sh("nft list set inet nethook masq4").contains("10.77.0.0/16"), "last endpoint gone: subnet leaves masq4");
+            if !needs("python3 && command -v nft && command -v conntrack") {
+                return;
+            }
+            let nh = Nethook::new("restart");
+            let world = outside();
+            let mut a = FakeContainer::start("ctr-a");
+            nh.setup(&a, &[("nethook.ports", "8080:80,5353:53/udp")]);
+            {
+                let _tcp = Server(tagged_tcp_server(&ns(&a), 80, 10, "a "));
+                let _udp = udp_server(&ns(&a), 53, "old ");
+                assert!(tcp_client(&ns(&world), HOST, 8080).starts_with("a "));
+                // A steady UDP flow from a fixed source port: its conntrack entry points at A.
+                assert!(try_udp(&ns(&world), HOST, 5353, 40002, 10)
+                    .unwrap()
+                    .starts_with("old "));
+            }
+            a.stop();
+            nh.teardown(&a);
+            assert!(
+                try_tcp(&ns(&world), HOST, 8080, 3).is_err(),
+                "8080 still answers after stop"
+            );
+            assert_eq!(map_elements("ports4"), 0);
+            assert_eq!(map_elements("hports4"), 0);
+            assert!(
+                !sh("nft list set inet nethook masq4").contains("10.77.0.0/16"),
+                "last endpoint gone: subnet leaves masq4"
+            );
 
-        // A new container takes over the host port; the same UDP flow reaches it at once
-        // (one try, no waiting for a stale conntrack entry to time out).
-        let a2 = FakeContainer::start("ctr-a2");
-        nh.setup(&a2, &[("nethook.ports", "5353:53/udp")]);
-        let _udp2 = udp_server(&ns(&a2), 53, "new ");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let answer = try_udp(&ns(&world), HOST, 5353, 40002, 2);
-        assert!(answer.as_deref().is_ok_and(|a| a.starts_with("new ")), "{answer:?}");
-        drop(world);
-    });
+            // A new container takes over the host port; the same UDP flow reaches it at once
+            // (one try, no waiting for a stale conntrack entry to time out).
+            let a2 = FakeContainer::start("ctr-a2");
+            nh.setup(&a2, &[("nethook.ports", "5353:53/udp")]);
+            let _udp2 = udp_server(&ns(&a2), 53, "new ");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let answer = try_udp(&ns(&world), HOST, 5353, 40002, 2);
+            assert!(
+                answer.as_deref().is_ok_and(|a| a.starts_with("new ")),
+                "{answer:?}"
+            );
+            drop(world);
+        }
+    );
 }
 
 #[test]
 fn gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset() {
-    sandbox!("gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset", {
-        if !needs("python3 && command -v nft") {
-            return;
+    sandbox!(
+        "gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_ruleset",
+        {
+            if !needs("python3 && command -v nft") {
+                return;
+            }
+            let nh = Nethook::new("reconcile");
+            let a = FakeContainer::start("ctr-a");
+            nh.setup(&a, &[("nethook.ports", "127.0.0.1:8080:80")]);
+            let _srv = Server(tagged_tcp_server(&ns(&a), 80, 10, "a "));
+            assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
+
+            sh("nft flush ruleset");
+            assert!(try_tcp("", "127.0.0.1", 8080, 3).is_err());
+            let (ok, out, _) = nh.cli(&["gc", "--dry-run"]);
+            assert!(
+                ok && out.contains("would re-create table inet nethook"),
+                "{out}"
+            );
+            assert!(
+                !sh_ok("nft list table inet nethook"),
+                "dry run changed the ruleset"
+            );
+
+            let (ok, out, err) = nh.cli(&["gc"]);
+            assert!(ok, "{err}");
+            assert!(
+                out.contains("re-create table inet nethook and the elements of 1 live endpoint"),
+                "{out}"
+            );
+            assert_eq!(map_elements("hports4"), 1);
+            assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
+            // Nothing more to do the second time.
+            let (_, out, _) = nh.cli(&["gc"]);
+            assert_eq!(out.trim(), "nothing to collect");
         }
-        let nh = Nethook::new("reconcile");
-        let a = FakeContainer::start("ctr-a");
-        nh.setup(&a, &[("nethook.ports", "127.0.0.1:8080:80")]);
-        let _srv = Server(tagged_tcp_server(&ns(&a), 80, 10, "a "));
-        assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
-
-        sh("nft flush ruleset");
-        assert!(try_tcp("", "127.0.0.1", 8080, 3).is_err());
-        let (ok, out, _) = nh.cli(&["gc", "--dry-run"]);
-        assert!(ok && out.contains("would re-create table inet nethook"), "{out}");
-        assert!(!sh_ok("nft list table inet nethook"), "dry run changed the ruleset");
-
-        let (ok, out, err) = nh.cli(&["gc"]);
-        assert!(ok, "{err}");
-        assert!(out.contains("re-create table inet nethook and the elements of 1 live endpoint"), "{out}");
-        assert_eq!(map_elements("hports4"), 1);
-        assert!(tcp_client("", "127.0.0.1", 8080).starts_with("a "));
-        // Nothing more to do the second time.
-        let (_, out, _) = nh.cli(&["gc"]);
-        assert_eq!(out.trim(), "nothing to collect");
-    });
+    );
 }

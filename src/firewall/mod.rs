@@ -48,8 +48,8 @@ use nix::errno::Errno;
 pub use batch::batches_sent;
 pub use delete::assume_no_destroy;
 pub use encode::Proto;
-pub use prune::prune;
 pub use netlink::defer_netfilter_release;
+pub use prune::prune;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 
 /// Ends deferring (see `defer_netfilter_release`): the sockets kept so far are closed by a

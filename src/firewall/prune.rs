@@ -33,25 +33,46 @@ pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallErro
         .into_iter()
         .flat_map(|g| {
             let set = g.name();
-            g.units.into_iter().flat_map(move |u| u.elems.into_iter().map(move |e| (set, e.key, e.data)))
+            g.units
+                .into_iter()
+                .flat_map(move |u| u.elems.into_iter().map(move |e| (set, e.key, e.data)))
         })
         .collect();
     let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
     let mut stale = Vec::new();
     let mut report = Vec::new();
     for (family, set) in PER_CONTAINER {
-        let Some(present) = dump_set(&sock, family, set)? else { continue };
+        let Some(present) = dump_set(&sock, family, set)? else {
+            continue;
+        };
         let name = cstr_static(set);
         let units: Vec<Unit> = present
             .into_iter()
             .filter(|e| !wanted.contains(&(name, e.key.clone(), e.data.clone())))
             .map(|e| {
-                report.push(format!("delete {} from set {name}: no live endpoint has it", describe(set, &e)));
-                let elem = ElemSpec { key: e.key, ..ElemSpec::default() };
-                Unit { object: Object::Elements { set: name, count: 1 }, elems: vec![elem] }
+                report.push(format!(
+                    "delete {} from set {name}: no live endpoint has it",
+                    describe(set, &e)
+                ));
+                let elem = ElemSpec {
+                    key: e.key,
+                    ..ElemSpec::default()
+                };
+                Unit {
+                    object: Object::Elements {
+                        set: name,
+                        count: 1,
+                    },
+                    elems: vec![elem],
+                }
             })
             .collect();
-        stale.push(SetUnits { family, set, add_flags: 0, units });
+        stale.push(SetUnits {
+            family,
+            set,
+            add_flags: 0,
+            units,
+        });
     }
     drop(sock);
     if !dry_run {
@@ -63,25 +84,40 @@ pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallErro
 /// An element as nft would show it, as far as gc's report needs.
 fn describe(set: &CStr, e: &ElemSpec) -> String {
     let k = &e.key;
-    let target = e.data.as_deref().and_then(|d| Some(format!("{}:{}", ip(d.get(..4)?)?, be16(d.get(4..6)?)?)));
+    let target = e
+        .data
+        .as_deref()
+        .and_then(|d| Some(format!("{}:{}", ip(d.get(..4)?)?, be16(d.get(4..6)?)?)));
     let target = target.map(|t| format!(" -> {t}")).unwrap_or_default();
     if set == PORTS4 {
         if let (Some(proto), Some(port)) = (k.first(), k.get(4..6).and_then(be16)) {
             return format!("{} {port}{target}", proto_name(*proto));
         }
     } else if set == HPORTS4 {
-        if let (Some(addr), Some(proto), Some(port)) = (k.get(..4).and_then(ip), k.get(4), k.get(8..10).and_then(be16)) {
+        if let (Some(addr), Some(proto), Some(port)) = (
+            k.get(..4).and_then(ip),
+            k.get(4),
+            k.get(8..10).and_then(be16),
+        ) {
             return format!("{addr} {} {port}{target}", proto_name(*proto));
         }
     } else if let Some(name) = k.get(..16) {
         let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
         return format!("host interface {:?}", String::from_utf8_lossy(&name[..end]));
     }
-    format!("element {}", k.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "element {}",
+        k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn ip(b: &[u8]) -> Option<Ipv4Addr> {
-    Some(Ipv4Addr::new(*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?))
+    Some(Ipv4Addr::new(
+        *b.first()?,
+        *b.get(1)?,
+        *b.get(2)?,
+        *b.get(3)?,
+    ))
 }
 
 fn be16(b: &[u8]) -> Option<u16> {
@@ -101,12 +137,23 @@ mod tests {
     #[test]
     fn published_ports_are_described_as_nft_shows_them() {
         let data = Some(encode::dnat4_data(Ipv4Addr::new(10, 77, 0, 5), 80));
-        let wild = ElemSpec { key: encode::ports4_key(Proto::Tcp, 8080), data: data.clone(), ..ElemSpec::default() };
+        let wild = ElemSpec {
+            key: encode::ports4_key(Proto::Tcp, 8080),
+            data: data.clone(),
+            ..ElemSpec::default()
+        };
         assert_eq!(describe(PORTS4, &wild), "tcp 8080 -> 10.77.0.5:80");
-        let one = ElemSpec { key: encode::hports4_key(Ipv4Addr::LOCALHOST, Proto::Udp, 53), data, ..ElemSpec::default() };
+        let one = ElemSpec {
+            key: encode::hports4_key(Ipv4Addr::LOCALHOST, Proto::Udp, 53),
+            data,
+            ..ElemSpec::default()
+        };
         assert_eq!(describe(HPORTS4, &one), "127.0.0.1 udp 53 -> 10.77.0.5:80");
         let veth = encode::ifname("nhabc").unwrap();
-        let mac = ElemSpec { key: encode::macs_key(&veth, [2, 0, 0, 0, 0, 1]), ..ElemSpec::default() };
+        let mac = ElemSpec {
+            key: encode::macs_key(&veth, [2, 0, 0, 0, 0, 1]),
+            ..ElemSpec::default()
+        };
         assert_eq!(describe(MACS, &mac), "host interface \"nhabc\"");
     }
 }

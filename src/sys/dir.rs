@@ -22,12 +22,22 @@ const NAME_AT: usize = 19;
 /// walked every address file of a network with a thousand containers (0.45 ms) to answer
 /// whether there was one.
 pub(crate) fn any_entry(dir: &Path, wanted: impl Fn(&OsStr) -> bool) -> io::Result<bool> {
-    let dir = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(dir)?;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?;
     let mut buf = [0u8; CHUNK];
     loop {
         // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`, which lives across
         // the call, and reads the open directory `dir`.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -47,7 +57,10 @@ fn entries(buf: &[u8]) -> impl Iterator<Item = &OsStr> {
     let mut at = 0;
     std::iter::from_fn(move || {
         let record = buf.get(at..)?;
-        let reclen = usize::from(u16::from_ne_bytes([*record.get(RECLEN_AT)?, *record.get(RECLEN_AT + 1)?]));
+        let reclen = usize::from(u16::from_ne_bytes([
+            *record.get(RECLEN_AT)?,
+            *record.get(RECLEN_AT + 1)?,
+        ]));
         let name = record.get(NAME_AT..reclen)?;
         at += reclen;
         let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());

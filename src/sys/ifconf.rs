@@ -23,7 +23,10 @@ fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     for (slot, byte) in data[2..6].iter_mut().zip(addr.octets()) {
         *slot = byte as libc::c_char;
     }
-    libc::sockaddr { sa_family: libc::AF_INET as libc::sa_family_t, sa_data: data }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data: data,
+    }
 }
 
 /// An `ifreq` naming `name`, with `ifru` as its payload.
@@ -36,7 +39,10 @@ fn ifreq(name: &str, ifru: libc::__c_anonymous_ifr_ifru) -> io::Result<libc::ifr
     for (slot, byte) in ifr_name.iter_mut().zip(bytes) {
         *slot = *byte as libc::c_char;
     }
-    Ok(libc::ifreq { ifr_name, ifr_ifru: ifru })
+    Ok(libc::ifreq {
+        ifr_name,
+        ifr_ifru: ifru,
+    })
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
@@ -70,12 +76,21 @@ pub(crate) fn index_if_present(sock: BorrowedFd<'_>, name: &str) -> io::Result<O
 /// `name`'s primary IPv4 address and prefix length, `None` when it has none.
 pub(crate) fn primary_ipv4(sock: BorrowedFd<'_>, name: &str) -> io::Result<Option<(Ipv4Addr, u8)>> {
     let read = |request| -> io::Result<Option<Ipv4Addr>> {
-        let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_addr: sockaddr_v4(Ipv4Addr::UNSPECIFIED) })?;
+        let mut req = ifreq(
+            name,
+            libc::__c_anonymous_ifr_ifru {
+                ifru_addr: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+            },
+        )?;
         // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFADDR and
         // SIOCGIFNETMASK write only into it.
         if unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) } < 0 {
             let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) { Ok(None) } else { Err(e) };
+            return if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
         }
         // SAFETY: the call succeeded, so the kernel filled in an AF_INET address (the
         // sockaddr arms of the union share one layout).
@@ -83,8 +98,12 @@ pub(crate) fn primary_ipv4(sock: BorrowedFd<'_>, name: &str) -> io::Result<Optio
         let b = |i: usize| sa.sa_data[i] as u8;
         Ok(Some(Ipv4Addr::new(b(2), b(3), b(4), b(5))))
     };
-    let Some(addr) = read(libc::SIOCGIFADDR)? else { return Ok(None) };
-    let Some(mask) = read(libc::SIOCGIFNETMASK)? else { return Ok(None) };
+    let Some(addr) = read(libc::SIOCGIFADDR)? else {
+        return Ok(None);
+    };
+    let Some(mask) = read(libc::SIOCGIFNETMASK)? else {
+        return Ok(None);
+    };
     Ok(Some((addr, u32::from(mask).leading_ones() as u8)))
 }
 
@@ -106,18 +125,41 @@ pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 
 /// Gives `name` the IPv4 address `addr/prefix` (broadcast derived by the kernel). Call it
 /// while the interface is down: the kernel first applies the address's classful mask.
-pub(crate) fn set_ipv4(sock: BorrowedFd<'_>, name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
-    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0));
-    let req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_addr: sockaddr_v4(addr) })?;
+pub(crate) fn set_ipv4(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    addr: Ipv4Addr,
+    prefix: u8,
+) -> io::Result<()> {
+    let mask = Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0),
+    );
+    let req = ifreq(
+        name,
+        libc::__c_anonymous_ifr_ifru {
+            ifru_addr: sockaddr_v4(addr),
+        },
+    )?;
     // SAFETY: `req` is a valid ifreq holding an AF_INET address; the kernel only reads it.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) })?;
-    let req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_netmask: sockaddr_v4(mask) })?;
+    let req = ifreq(
+        name,
+        libc::__c_anonymous_ifr_ifru {
+            ifru_netmask: sockaddr_v4(mask),
+        },
+    )?;
     // SAFETY: as above.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFNETMASK, &req) })
 }
 
 /// Adds the default route via `gateway` out of `name` (main table, metric 0).
-pub(crate) fn add_default_route(sock: BorrowedFd<'_>, name: &str, gateway: Ipv4Addr) -> io::Result<()> {
+pub(crate) fn add_default_route(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    gateway: Ipv4Addr,
+) -> io::Result<()> {
     let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let route = libc::rtentry {
         rt_pad1: 0,

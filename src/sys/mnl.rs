@@ -61,7 +61,9 @@ fn set_errno(code: c_int) {
 /// SAFETY (for callers): `nlh` points to a message header at the start of a buffer that has
 /// room for what the caller writes there (libmnl's contract: the caller sized the buffer).
 unsafe fn tail(nlh: *mut nlmsghdr) -> *mut nlattr {
-    nlh.cast::<u8>().add(align((*nlh).nlmsg_len as usize)).cast()
+    nlh.cast::<u8>()
+        .add(align((*nlh).nlmsg_len as usize))
+        .cast()
 }
 
 #[no_mangle]
@@ -95,7 +97,12 @@ pub unsafe extern "C" fn mnl_attr_get_str(attr: *const nlattr) -> *const c_char 
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mnl_attr_put(nlh: *mut nlmsghdr, kind: u16, len: usize, data: *const c_void) {
+pub unsafe extern "C" fn mnl_attr_put(
+    nlh: *mut nlmsghdr,
+    kind: u16,
+    len: usize,
+    data: *const c_void,
+) {
     // SAFETY: the caller's buffer has room for the attribute (libmnl's contract, see
     // `tail`); `data` points to `len` readable bytes. Header, payload and padding are all
     // written inside the aligned attribute.
@@ -105,7 +112,10 @@ pub unsafe extern "C" fn mnl_attr_put(nlh: *mut nlmsghdr, kind: u16, len: usize,
         // nla_len is 16 bits on the wire, so a payload of 64 KiB or more (libnftnl never
         // puts one) gets a truncated nla_len, as in libmnl; the message length below still
         // covers all of it, where libmnl's would let the next attribute overwrite the data.
-        attr.write_unaligned(nlattr { nla_len: attr_len as u16, nla_type: kind });
+        attr.write_unaligned(nlattr {
+            nla_len: attr_len as u16,
+            nla_type: kind,
+        });
         let payload = mnl_attr_get_payload(attr).cast::<u8>();
         if len > 0 {
             // An empty attribute (a flag) may come with a null `data`.
@@ -145,14 +155,28 @@ integer_attributes! {
 #[no_mangle]
 pub unsafe extern "C" fn mnl_attr_put_str(nlh: *mut nlmsghdr, kind: u16, data: *const c_char) {
     // SAFETY: `data` is a NUL-terminated C string (the function's contract).
-    unsafe { mnl_attr_put(nlh, kind, CStr::from_ptr(data).to_bytes().len(), data.cast()) }
+    unsafe {
+        mnl_attr_put(
+            nlh,
+            kind,
+            CStr::from_ptr(data).to_bytes().len(),
+            data.cast(),
+        )
+    }
 }
 
 /// The string with its NUL, as libmnl's mnl_attr_put_strz.
 #[no_mangle]
 pub unsafe extern "C" fn mnl_attr_put_strz(nlh: *mut nlmsghdr, kind: u16, data: *const c_char) {
     // SAFETY: as mnl_attr_put_str.
-    unsafe { mnl_attr_put(nlh, kind, CStr::from_ptr(data).to_bytes_with_nul().len(), data.cast()) }
+    unsafe {
+        mnl_attr_put(
+            nlh,
+            kind,
+            CStr::from_ptr(data).to_bytes_with_nul().len(),
+            data.cast(),
+        )
+    }
 }
 
 #[no_mangle]
@@ -160,7 +184,10 @@ pub unsafe extern "C" fn mnl_attr_nest_start(nlh: *mut nlmsghdr, kind: u16) -> *
     // SAFETY: as mnl_attr_put, for the header alone; its length is set by nest_end.
     unsafe {
         let start = tail(nlh);
-        start.write_unaligned(nlattr { nla_len: 0, nla_type: libc::NLA_F_NESTED as u16 | kind });
+        start.write_unaligned(nlattr {
+            nla_len: 0,
+            nla_type: libc::NLA_F_NESTED as u16 | kind,
+        });
         (*nlh).nlmsg_len += ATTR_HDRLEN as u32;
         start
     }
@@ -249,7 +276,12 @@ fn room(from: *const nlattr, end: *const u8) -> c_int {
 /// Calls `cb` for each attribute in `[attr, end)` until it says stop or error.
 ///
 /// SAFETY (for callers): `[attr, end)` lies inside one message buffer.
-unsafe fn parse_attrs(mut attr: *const nlattr, end: *const u8, cb: AttrCallback, data: *mut c_void) -> c_int {
+unsafe fn parse_attrs(
+    mut attr: *const nlattr,
+    end: *const u8,
+    cb: AttrCallback,
+    data: *mut c_void,
+) -> c_int {
     let Some(cb) = cb else {
         return MNL_CB_OK;
     };
@@ -269,23 +301,42 @@ unsafe fn parse_attrs(mut attr: *const nlattr, end: *const u8, cb: AttrCallback,
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mnl_attr_parse_nested(nested: *const nlattr, cb: AttrCallback, data: *mut c_void) -> c_int {
+pub unsafe extern "C" fn mnl_attr_parse_nested(
+    nested: *const nlattr,
+    cb: AttrCallback,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: `nested` is a checked attribute, so its payload is inside the message.
     unsafe {
         let first = mnl_attr_get_payload(nested).cast::<u8>();
-        parse_attrs(first.cast(), first.wrapping_add(usize::from(mnl_attr_get_payload_len(nested))), cb, data)
+        parse_attrs(
+            first.cast(),
+            first.wrapping_add(usize::from(mnl_attr_get_payload_len(nested))),
+            cb,
+            data,
+        )
     }
 }
 
 /// The attributes after the family header of `offset` bytes, up to the message's end.
 #[no_mangle]
-pub unsafe extern "C" fn mnl_attr_parse(nlh: *const nlmsghdr, offset: c_uint, cb: AttrCallback, data: *mut c_void) -> c_int {
+pub unsafe extern "C" fn mnl_attr_parse(
+    nlh: *const nlmsghdr,
+    offset: c_uint,
+    cb: AttrCallback,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: `nlh` is a complete message of `nlmsg_len` bytes (checked by the caller's
     // receive loop), so both ends of the range are inside it or at its end.
     unsafe {
         let base = nlh.cast::<u8>();
         let first = base.wrapping_add(NLMSG_HDRLEN + align(offset as usize));
-        parse_attrs(first.cast(), base.wrapping_add(align((*nlh).nlmsg_len as usize)), cb, data)
+        parse_attrs(
+            first.cast(),
+            base.wrapping_add(align((*nlh).nlmsg_len as usize)),
+            cb,
+            data,
+        )
     }
 }
 
@@ -304,7 +355,10 @@ pub unsafe extern "C" fn mnl_nlmsg_put_header(buf: *mut c_void) -> *mut nlmsghdr
 
 /// Room for a family header (e.g. `struct nfgenmsg`) at the tail, zeroed.
 #[no_mangle]
-pub unsafe extern "C" fn mnl_nlmsg_put_extra_header(nlh: *mut nlmsghdr, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn mnl_nlmsg_put_extra_header(
+    nlh: *mut nlmsghdr,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: as mnl_attr_put: the buffer has room for what the caller adds.
     unsafe {
         let extra = nlh.cast::<u8>().add((*nlh).nlmsg_len as usize);
@@ -348,7 +402,12 @@ fn allocate<T>(value: T) -> *mut T {
 
 #[no_mangle]
 pub unsafe extern "C" fn mnl_nlmsg_batch_start(buf: *mut c_void, limit: usize) -> *mut Batch {
-    allocate(Batch { buf: buf.cast(), limit, len: 0, cur: buf.cast() })
+    allocate(Batch {
+        buf: buf.cast(),
+        limit,
+        len: 0,
+        cur: buf.cast(),
+    })
 }
 
 #[no_mangle]
@@ -423,7 +482,10 @@ pub unsafe extern "C" fn mnl_socket_open(bus: c_int) -> *mut Socket {
     if fd < 0 {
         return ptr::null_mut();
     }
-    let nl = allocate(Socket { fd, addr: netlink_addr() });
+    let nl = allocate(Socket {
+        fd,
+        addr: netlink_addr(),
+    });
     if nl.is_null() {
         // SAFETY: the descriptor was just opened here and nothing else holds it.
         unsafe { libc::close(fd) };
@@ -432,7 +494,11 @@ pub unsafe extern "C" fn mnl_socket_open(bus: c_int) -> *mut Socket {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mnl_socket_bind(nl: *mut Socket, groups: c_uint, pid: libc::pid_t) -> c_int {
+pub unsafe extern "C" fn mnl_socket_bind(
+    nl: *mut Socket,
+    groups: c_uint,
+    pid: libc::pid_t,
+) -> c_int {
     let addr_size = size_of::<sockaddr_nl>() as libc::socklen_t;
     // SAFETY: `nl` is live (from mnl_socket_open); bind and getsockname get its address
     // field with that field's size.
@@ -464,7 +530,11 @@ pub unsafe extern "C" fn mnl_socket_get_portid(nl: *const Socket) -> c_uint {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn mnl_socket_sendto(nl: *const Socket, buf: *const c_void, len: usize) -> isize {
+pub unsafe extern "C" fn mnl_socket_sendto(
+    nl: *const Socket,
+    buf: *const c_void,
+    len: usize,
+) -> isize {
     let kernel = netlink_addr();
     // SAFETY: `nl` is live and `buf` holds `len` bytes; the address is a local.
     unsafe {
@@ -481,9 +551,16 @@ pub unsafe extern "C" fn mnl_socket_sendto(nl: *const Socket, buf: *const c_void
 
 /// One datagram; a message cut short by a small buffer is an error (ENOSPC), not data.
 #[no_mangle]
-pub unsafe extern "C" fn mnl_socket_recvfrom(nl: *const Socket, buf: *mut c_void, size: usize) -> isize {
+pub unsafe extern "C" fn mnl_socket_recvfrom(
+    nl: *const Socket,
+    buf: *mut c_void,
+    size: usize,
+) -> isize {
     let mut from = netlink_addr();
-    let mut iov = libc::iovec { iov_base: buf, iov_len: size };
+    let mut iov = libc::iovec {
+        iov_base: buf,
+        iov_len: size,
+    };
     // SAFETY: msghdr is plain integers and pointers, for which all zeroes is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = ptr::from_mut(&mut from).cast();
@@ -664,7 +741,11 @@ mod tests {
             assert_eq!(mnl_attr_get_u16(m.attr(FIRST + 8)), 0xbeef);
             assert_eq!(mnl_attr_get_u32(m.attr(FIRST + 16)), 0xdead_beef);
             let big = m.attr(FIRST + 24);
-            assert_eq!(mnl_attr_get_payload(big) as usize % 8, 4, "the u64 should sit at a 4-byte offset");
+            assert_eq!(
+                mnl_attr_get_payload(big) as usize % 8,
+                4,
+                "the u64 should sit at a 4-byte offset"
+            );
             assert_eq!(mnl_attr_get_u64(big), 0x0123_4567_89ab_cdef);
             assert_eq!(mnl_attr_get_type(big), 4);
         }
@@ -694,7 +775,8 @@ mod tests {
             MNL_CB_OK
         }
         let mut seen: Vec<u16> = Vec::new();
-        let ret = unsafe { mnl_attr_parse_nested(nest, Some(collect), ptr::from_mut(&mut seen).cast()) };
+        let ret =
+            unsafe { mnl_attr_parse_nested(nest, Some(collect), ptr::from_mut(&mut seen).cast()) };
         assert_eq!((ret, seen), (MNL_CB_OK, vec![1, 2]));
     }
 
@@ -717,7 +799,13 @@ mod tests {
             }
         }
         let mut calls = 0u32;
-        let ret = unsafe { mnl_attr_parse_nested(m.attr(FIRST), Some(stop_at_two), ptr::from_mut(&mut calls).cast()) };
+        let ret = unsafe {
+            mnl_attr_parse_nested(
+                m.attr(FIRST),
+                Some(stop_at_two),
+                ptr::from_mut(&mut calls).cast(),
+            )
+        };
         assert_eq!((ret, calls), (-1, 2));
     }
 
@@ -737,7 +825,9 @@ mod tests {
             MNL_CB_OK
         }
         let mut calls = 0u32;
-        unsafe { mnl_attr_parse_nested(m.attr(FIRST), Some(count), ptr::from_mut(&mut calls).cast()) };
+        unsafe {
+            mnl_attr_parse_nested(m.attr(FIRST), Some(count), ptr::from_mut(&mut calls).cast())
+        };
         assert_eq!(calls, 1);
     }
 
@@ -756,14 +846,35 @@ mod tests {
         let (short, unterminated, flag) = (m.attr(FIRST), m.attr(FIRST + 8), m.attr(FIRST + 16));
         unsafe {
             assert_eq!(mnl_attr_validate(short, MNL_TYPE_U16), 0);
-            assert_eq!((mnl_attr_validate(short, MNL_TYPE_U32), errno()), (-1, libc::ERANGE));
-            assert_eq!((mnl_attr_validate(short, MNL_TYPE_U8), errno()), (-1, libc::ERANGE));
-            assert_eq!((mnl_attr_validate(unterminated, MNL_TYPE_NUL_STRING), errno()), (-1, libc::EINVAL));
+            assert_eq!(
+                (mnl_attr_validate(short, MNL_TYPE_U32), errno()),
+                (-1, libc::ERANGE)
+            );
+            assert_eq!(
+                (mnl_attr_validate(short, MNL_TYPE_U8), errno()),
+                (-1, libc::ERANGE)
+            );
+            assert_eq!(
+                (
+                    mnl_attr_validate(unterminated, MNL_TYPE_NUL_STRING),
+                    errno()
+                ),
+                (-1, libc::EINVAL)
+            );
             assert_eq!(mnl_attr_validate(unterminated, MNL_TYPE_STRING), 0);
             assert_eq!(mnl_attr_validate(flag, MNL_TYPE_FLAG), 0);
-            assert_eq!((mnl_attr_validate(flag, MNL_TYPE_STRING), errno()), (-1, libc::ERANGE));
-            assert_eq!((mnl_attr_validate(short, MNL_TYPE_FLAG), errno()), (-1, libc::ERANGE));
-            assert_eq!((mnl_attr_validate(short, MNL_TYPE_MAX), errno()), (-1, libc::EINVAL));
+            assert_eq!(
+                (mnl_attr_validate(flag, MNL_TYPE_STRING), errno()),
+                (-1, libc::ERANGE)
+            );
+            assert_eq!(
+                (mnl_attr_validate(short, MNL_TYPE_FLAG), errno()),
+                (-1, libc::ERANGE)
+            );
+            assert_eq!(
+                (mnl_attr_validate(short, MNL_TYPE_MAX), errno()),
+                (-1, libc::EINVAL)
+            );
         }
     }
 
@@ -773,7 +884,10 @@ mod tests {
         unsafe { mnl_attr_put_u32(m.nlh(), 5, 0) };
         unsafe {
             assert_eq!(mnl_attr_type_valid(m.attr(FIRST), 5), 1);
-            assert_eq!((mnl_attr_type_valid(m.attr(FIRST), 4), errno()), (-1, libc::EOPNOTSUPP));
+            assert_eq!(
+                (mnl_attr_type_valid(m.attr(FIRST), 4), errno()),
+                (-1, libc::EOPNOTSUPP)
+            );
         }
     }
 
@@ -790,14 +904,18 @@ mod tests {
             4
         };
         assert_eq!(m.len(), FIRST + extra_len + 16);
-        assert!(m.0[4..FIRST + extra_len].iter().all(|&b| b == 0), "header and family header not zeroed");
+        assert!(
+            m.0[4..FIRST + extra_len].iter().all(|&b| b == 0),
+            "header and family header not zeroed"
+        );
 
         unsafe extern "C" fn sum(attr: *const nlattr, data: *mut c_void) -> c_int {
             unsafe { *data.cast::<u32>() += mnl_attr_get_u32(attr) };
             MNL_CB_OK
         }
         let mut total = 0u32;
-        let ret = unsafe { mnl_attr_parse(m.nlh(), 3, Some(sum), ptr::from_mut(&mut total).cast()) };
+        let ret =
+            unsafe { mnl_attr_parse(m.nlh(), 3, Some(sum), ptr::from_mut(&mut total).cast()) };
         assert_eq!((ret, total), (MNL_CB_OK, 15));
     }
 
@@ -813,11 +931,19 @@ mod tests {
                 let nlh = mnl_nlmsg_put_header(mnl_nlmsg_batch_current(b));
                 mnl_attr_put_u32(nlh, 1, 0);
                 assert_eq!((*nlh).nlmsg_len, 24);
-                assert_eq!(mnl_nlmsg_batch_next(b), fits, "a 24-byte message after {already} bytes");
+                assert_eq!(
+                    mnl_nlmsg_batch_next(b),
+                    fits,
+                    "a 24-byte message after {already} bytes"
+                );
             }
             assert_eq!(mnl_nlmsg_batch_size(b), 24);
             assert_eq!(mnl_nlmsg_batch_head(b).cast::<u8>(), base);
-            assert_eq!(mnl_nlmsg_batch_current(b).cast::<u8>(), base.add(24), "the refused message stays current");
+            assert_eq!(
+                mnl_nlmsg_batch_current(b).cast::<u8>(),
+                base.add(24),
+                "the refused message stays current"
+            );
             assert!(!mnl_nlmsg_batch_is_empty(b));
             mnl_nlmsg_batch_stop(b);
         }
@@ -837,8 +963,17 @@ mod tests {
         let mut seen = 0u32;
         unsafe {
             let nl = mnl_socket_open(libc::NETLINK_ROUTE);
-            assert!(!nl.is_null(), "netlink socket: {}", std::io::Error::last_os_error());
-            assert_eq!(mnl_socket_bind(nl, 0, 0), 0, "bind: {}", std::io::Error::last_os_error());
+            assert!(
+                !nl.is_null(),
+                "netlink socket: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(
+                mnl_socket_bind(nl, 0, 0),
+                0,
+                "bind: {}",
+                std::io::Error::last_os_error()
+            );
             let portid = mnl_socket_get_portid(nl);
             assert_ne!(portid, 0, "the kernel assigns a port id at bind");
 
@@ -846,7 +981,8 @@ mod tests {
             (*nlh).nlmsg_type = libc::RTM_GETLINK;
             (*nlh).nlmsg_flags = (libc::NLM_F_REQUEST | flags) as u16;
             (*nlh).nlmsg_seq = 42;
-            let ifi = mnl_nlmsg_put_extra_header(nlh, size_of::<libc::ifinfomsg>()).cast::<libc::ifinfomsg>();
+            let ifi = mnl_nlmsg_put_extra_header(nlh, size_of::<libc::ifinfomsg>())
+                .cast::<libc::ifinfomsg>();
             (*ifi).ifi_index = index;
             let len = (*nlh).nlmsg_len as usize;
             assert_eq!(mnl_socket_sendto(nl, nlh.cast(), len), len as isize);
@@ -889,4 +1025,3 @@ mod tests {
         assert_eq!((ret, err), (-1, libc::EPROTO));
     }
 }
-

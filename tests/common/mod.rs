@@ -32,7 +32,11 @@ pub fn can_sandbox() -> Result<(), String> {
     if !nix_is_root() {
         return Err("not root".into());
     }
-    let ok = Command::new("unshare").args(["--net", "--mount", "true"]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("unshare")
+        .args(["--net", "--mount", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         return Err("unshare --net --mount does not work here".into());
     }
@@ -40,7 +44,9 @@ pub fn can_sandbox() -> Result<(), String> {
 }
 
 fn nix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 pub fn run_in_sandbox(test_name: &str) {
@@ -71,14 +77,28 @@ pub fn sandbox_init() {
 
 /// Runs a shell command in the sandbox; panics with its output when it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
-    assert!(out.status.success(), "`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs a shell command and reports only whether it succeeded.
 pub fn sh_ok(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", cmd]).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("sh")
+        .args(["-c", cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// True when every tool named in `tools` (shell syntax: `a && command -v b`) is there;
@@ -122,13 +142,25 @@ pub struct FakeContainer {
 
 impl FakeContainer {
     pub fn start(id: &str) -> Self {
-        let child = Command::new("unshare").args(["--net", "sleep", "600"]).spawn().expect("spawn unshare");
-        let me = FakeContainer { id: id.to_owned(), child };
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .spawn()
+            .expect("spawn unshare");
+        let me = FakeContainer {
+            id: id.to_owned(),
+            child,
+        };
         // Wait until unshare has exec'd sleep in its new namespace.
         let own = std::fs::read_link("/proc/self/ns/net").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_link(me.netns()).map(|l| l == own).unwrap_or(true) {
-            assert!(Instant::now() < deadline, "fake container did not get its netns");
+        while std::fs::read_link(me.netns())
+            .map(|l| l == own)
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "fake container did not get its netns"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         me
@@ -144,11 +176,19 @@ impl FakeContainer {
 
     /// Runs a shell command inside the container's netns.
     pub fn sh(&self, cmd: &str) -> String {
-        sh(&format!("nsenter -t {} -n sh -c '{}'", self.pid(), cmd.replace('\'', "'\\''")))
+        sh(&format!(
+            "nsenter -t {} -n sh -c '{}'",
+            self.pid(),
+            cmd.replace('\'', "'\\''")
+        ))
     }
 
     pub fn sh_ok(&self, cmd: &str) -> bool {
-        sh_ok(&format!("nsenter -t {} -n sh -c '{}'", self.pid(), cmd.replace('\'', "'\\''")))
+        sh_ok(&format!(
+            "nsenter -t {} -n sh -c '{}'",
+            self.pid(),
+            cmd.replace('\'', "'\\''")
+        ))
     }
 
     /// Kills the process; its netns (and the veth peer in it) goes with it.
@@ -185,7 +225,9 @@ pub struct Nethook {
 
 impl Nethook {
     pub fn new(tag: &str) -> Self {
-        Nethook { dirs: TempDir::new(tag) }
+        Nethook {
+            dirs: TempDir::new(tag),
+        }
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -226,7 +268,11 @@ impl Nethook {
             .spawn()
             .expect("spawn nethook");
         // A failure to write means nethook exited without reading: that shows in its status.
-        let _ = child.stdin.take().expect("stdin").write_all(state.as_bytes());
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(state.as_bytes());
         let out = child.wait_with_output().expect("wait nethook");
         self.settle();
         out
@@ -236,25 +282,41 @@ impl Nethook {
     /// has just died leaves the end of its teardown to a background child, which holds the
     /// lock until it is done: the state behind the lock is what a test checks.
     pub fn settle(&self) {
-        let Ok(file) = std::fs::File::open(self.run_dir().join("lock")) else { return };
+        let Ok(file) = std::fs::File::open(self.run_dir().join("lock")) else {
+            return;
+        };
         let mut lock = fd_lock::RwLock::new(file);
         drop(lock.write().expect("take the store lock"));
     }
 
     pub fn setup(&self, c: &FakeContainer, annotations: &[(&str, &str)]) {
         let out = self.hook(&c.state("creating", annotations));
-        assert!(out.status.success(), "setup of {} failed: {}", c.id, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "setup of {} failed: {}",
+            c.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn teardown(&self, c: &FakeContainer) {
         let out = self.hook(&c.state("stopped", &[]));
-        assert!(out.status.success(), "teardown of {} failed: {}", c.id, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "teardown of {} failed: {}",
+            c.id,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs a CLI command, returning (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = self.command().args(args).output().expect("run nethook");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn endpoints(&self) -> Vec<serde_json::Value> {
@@ -264,7 +326,10 @@ impl Nethook {
     }
 
     pub fn endpoint(&self, id: &str) -> serde_json::Value {
-        self.endpoints().into_iter().find(|e| e["id"] == id).unwrap_or_else(|| panic!("no endpoint {id}"))
+        self.endpoints()
+            .into_iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("no endpoint {id}"))
     }
 
     /// Addresses allocated on `network`: the files named by an address in its IPAM
@@ -273,7 +338,11 @@ impl Nethook {
         std::fs::read_dir(self.run_dir().join("ipam").join(network))
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok()))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -281,7 +350,11 @@ impl Nethook {
 
     pub fn records(&self) -> usize {
         std::fs::read_dir(self.run_dir().join("endpoints"))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 }
@@ -322,7 +395,10 @@ pub fn sandbox(name: &str, body: impl FnOnce()) {
 
 /// Runs a shell command, returning (success, stdout+stderr).
 pub fn try_sh(cmd: &str) -> (bool, String) {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
     let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), s)
@@ -366,7 +442,8 @@ sys.exit('no answer')"#;
 
 fn python(prefix: &str, script: &str, args: &str) -> Command {
     let mut c = Command::new("sh");
-    c.args(["-c", &format!("exec {prefix} python3 -c \"$NH_PY\" {args}")]).env("NH_PY", script);
+    c.args(["-c", &format!("exec {prefix} python3 -c \"$NH_PY\" {args}")])
+        .env("NH_PY", script);
     c
 }
 
@@ -386,12 +463,22 @@ pub fn tcp_server(prefix: &str, port: u16, conns: u32) -> Child {
 }
 
 pub fn tagged_tcp_server(prefix: &str, port: u16, conns: u32, tag: &str) -> Child {
-    python(prefix, TCP_SERVER, &format!("{port} {conns} '{tag}'")).spawn().expect("spawn tcp server")
+    python(prefix, TCP_SERVER, &format!("{port} {conns} '{tag}'"))
+        .spawn()
+        .expect("spawn tcp server")
 }
 
 /// TCP server bound to one address only (e.g. the host's 127.0.0.1).
 pub fn tcp_server_on(prefix: &str, addr: &str, port: u16, conns: u32, tag: &str) -> Server {
-    Server(python(prefix, TCP_SERVER, &format!("{port} {conns} '{tag}' {addr}")).spawn().expect("spawn tcp server"))
+    Server(
+        python(
+            prefix,
+            TCP_SERVER,
+            &format!("{port} {conns} '{tag}' {addr}"),
+        )
+        .spawn()
+        .expect("spawn tcp server"),
+    )
 }
 
 /// Connects (retrying for ~2 s while a server starts) and returns the answer; panics
@@ -405,7 +492,9 @@ pub fn tcp_client(prefix: &str, addr: &str, port: u16) -> String {
 
 /// One quick attempt set: `tries` connects 0.1 s apart.
 pub fn try_tcp(prefix: &str, addr: &str, port: u16, tries: u32) -> Result<String, String> {
-    let out = python(prefix, TCP_CLIENT, &format!("{addr} {port} {tries}")).output().expect("run tcp client");
+    let out = python(prefix, TCP_CLIENT, &format!("{addr} {port} {tries}"))
+        .output()
+        .expect("run tcp client");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
@@ -414,13 +503,29 @@ pub fn try_tcp(prefix: &str, addr: &str, port: u16, tries: u32) -> Result<String
 }
 
 pub fn udp_server(prefix: &str, port: u16, tag: &str) -> Server {
-    Server(python(prefix, UDP_SERVER, &format!("{port} '{tag}'")).spawn().expect("spawn udp server"))
+    Server(
+        python(prefix, UDP_SERVER, &format!("{port} '{tag}'"))
+            .spawn()
+            .expect("spawn udp server"),
+    )
 }
 
 /// Sends from a fixed source port (so a conntrack entry carries over between calls),
 /// up to `tries` times 0.2 s apart.
-pub fn try_udp(prefix: &str, addr: &str, port: u16, src_port: u16, tries: u32) -> Result<String, String> {
-    let out = python(prefix, UDP_CLIENT, &format!("{addr} {port} {src_port} {tries}")).output().expect("run udp client");
+pub fn try_udp(
+    prefix: &str,
+    addr: &str,
+    port: u16,
+    src_port: u16,
+    tries: u32,
+) -> Result<String, String> {
+    let out = python(
+        prefix,
+        UDP_CLIENT,
+        &format!("{addr} {port} {src_port} {tries}"),
+    )
+    .output()
+    .expect("run udp client");
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
