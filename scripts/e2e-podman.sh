@@ -120,7 +120,7 @@ PY
 # table but nethook's (inet nethook, and bridge nethook for anti-spoofing).
 no_podman_network() {
     local links tables
-    links="$(ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -Ev "^(lo|$NH_BRIDGE|nh[0-9a-f]{12})$" || true)"
+    links="$(ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -Ev "^(lo|$NH_BRIDGE|nh[0-9a-v]{12,13})$" || true)"
     [[ -z $links ]] || { echo "other links: $links"; return 1; }
     tables="$(nft list tables | grep -Ev '^table (inet|bridge) nethook$' || true)"
     [[ -z $tables ]] || { echo "other nftables tables: $tables"; return 1; }

@@ -227,7 +227,7 @@ nft_clean() { # IP...
     local out ip
     out="$(nft list table inet nethook 2>/dev/null; nft list table bridge nethook 2>/dev/null)" || true
     [[ -n $out ]] || return 0 # no tables: nothing leaked
-    if grep -qE '"nh[0-9a-f]{12}"' <<<"$out"; then
+    if grep -qE '"nh[0-9a-v]{12,13}"' <<<"$out"; then
         echo "a host veth is still in an element:"; printf '%s\n' "$out"; return 1
     fi
     for ip in "$@"; do

@@ -343,9 +343,10 @@ nh_summary() {
     ((NH_FAIL == 0))
 }
 
-# Names of host-side veths nethook made (nh + 12 hex), one per line.
+# Names of host-side veths nethook made (nh + 13 base32hex digits, or an older
+# nethook's 12 hex), one per line.
 nh_host_veths() {
-    ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^nh[0-9a-f]{12}$' || true
+    ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^nh[0-9a-v]{12,13}$' || true
 }
 
 nh_no_host_veths() { [[ -z "$(nh_host_veths)" ]]; }
@@ -661,9 +662,9 @@ nh_check_pair() {
     nh_check "sandbox host pings $a ($ip_a)" busybox ping -c 1 -W 3 "$ip_a"
 }
 
-# nh_check_host_veth VETH: named nh + 12 hex and attached to the bridge.
+# nh_check_host_veth VETH: named nh + 13 base32hex digits and attached to the bridge.
 nh_check_host_veth() {
-    [[ $1 =~ ^nh[0-9a-f]{12}$ ]] || { echo "host_interface '$1' is not nh+12 hex"; return 1; }
+    [[ $1 =~ ^nh[0-9a-v]{13}$ ]] || { echo "host_interface '$1' is not nh+13 base32hex"; return 1; }
     local line
     line="$(ip -o link show dev "$1")" || return 1
     [[ $line == *"master $NH_BRIDGE"* ]] || { echo "$1 not attached to $NH_BRIDGE: $line"; return 1; }
@@ -747,7 +748,10 @@ nh_ls_empty() {
 # nh_nft_clean IP...: with no container left, every set and map in nethook's
 # tables (inet nethook: masquerade, networks, published ports; bridge nethook:
 # anti-spoofing) is empty, so no element mentions an address, a host veth or
-# host port 8080 either. Missing tables are clean too.
+# host port 8080 either. Missing tables are clean too. Two sets may hold an element
+# with no container: fwd_guard (nethook turned forwarding on in the sandbox) and each
+# table's probe element (nfproto 0, the interface name nethook/probe) that shows the table's
+# version.
 nh_nft_clean() {
     local family out rc=0
     for family in inet bridge; do
@@ -759,7 +763,8 @@ bad = []
 for obj in json.load(sys.stdin)["nftables"]:
     for kind in ("map", "set"):
         s = obj.get(kind)
-        if s and s.get("elem"):
+        elems = [e for e in (s or {}).get("elem", []) if e not in ("nethook/probe", 0, "0")]
+        if s and s["name"] != "fwd_guard" and elems:
             bad.append("%s %s nethook %s holds %s" % (kind, family, s["name"], json.dumps(s["elem"])))
 if bad:
     sys.exit("\n".join(bad))

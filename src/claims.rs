@@ -231,12 +231,27 @@ fn create_dir(dir: &Path) -> Result<(), ClaimError> {
     }
 }
 
+/// Reads a claim's owner. No symlinks or FIFOs: the run directory is root's, but a claim
+/// file is read by root hooks, which must neither follow nor block on one.
 fn read_owner(path: &Path) -> Result<Option<String>, ClaimError> {
-    match fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t.trim().to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io("read", path)(e)),
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    if !file.metadata().map_err(io("inspect", path))?.is_file() {
+        return Err(io("read", path)(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        )));
     }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).map_err(io("read", path))?;
+    Ok(Some(text.trim().to_owned()))
 }
 
 fn write_owner(path: &Path, owner: &ContainerId) -> Result<(), ClaimError> {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::claims::{ClaimError, Claims};
+use crate::claims::{claims_of, ClaimError, Claims};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::link::{HostVeth, VethState};
 use crate::link::{LinkError, Rtnl};
@@ -110,7 +110,19 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             }
         }
     }
-    let stale = Claims::new(store.run_dir()).sweep(|owner| live.contains(owner), dry_run)?;
+    let claims = Claims::new(store.run_dir());
+    // Containers started by a version without claims have none: claim their ports now, so a
+    // later container cannot take them with a publish on one address.
+    if !dry_run {
+        for ep in &live_endpoints {
+            if let Err(e) =
+                claims.claim(&ep.id, &claims_of(&ep.ports), |owner| live.contains(owner))
+            {
+                actions.push(format!("could not claim the host ports of {}: {e}", ep.id));
+            }
+        }
+    }
+    let stale = claims.sweep(|owner| live.contains(owner), dry_run)?;
     for (port, address, owner) in stale {
         actions.push(format!("drop the claim of host port {port} on {address}: container {owner:?} has no live endpoint"));
     }

@@ -41,13 +41,23 @@ pub fn failure(line: &str, container: Option<&str>) {
     }
 }
 
+/// A notice for the system log only (severity notice): something an administrator should
+/// be able to find later, that is no failure and must not add a line to a hook's stderr.
+pub fn notice(line: &str) {
+    send_syslog(29, line);
+}
+
 fn syslog(line: &str) {
-    // <27>: facility daemon, severity error. Best effort: without a system log the message
+    send_syslog(27, line);
+}
+
+fn send_syslog(priority: u8, line: &str) {
+    // <27>: facility daemon, severity error; <29>: daemon, notice. Best effort: without a system log the message
     // has nowhere to go (and a background teardown's record stays for `nethook gc`).
     let socket = std::env::var_os(SYSLOG_SOCKET_ENV).unwrap_or_else(|| "/dev/log".into());
     if let Ok(sock) = UnixDatagram::unbound() {
         let _ = sock.send_to(
-            format!("<27>nethook[{}]: {line}", std::process::id()).as_bytes(),
+            format!("<{priority}>nethook[{}]: {line}", std::process::id()).as_bytes(),
             socket,
         );
     }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use crate::endpoint::Endpoint;
 use crate::firewall::{self, Elements, FirewallError};
 use crate::ids::ContainerId;
+use crate::log::{self, describe};
 use crate::plan::firewall_elements;
 use crate::store::{Store, StoreError};
 use crate::sysctl::{self, SysctlError};
@@ -59,6 +60,7 @@ pub fn ensure_forwarding(
         return Ok(());
     }
     let marker = forwarding_marker(store);
+    log::notice("turning net.ipv4.ip_forward on; forwarded traffic that neither enters nor leaves a nethook network is dropped from now on (see README: What nethook changes on your host)");
     fs::write(&marker, "nethook turned net.ipv4.ip_forward on; remove this file and run `nethook gc` to stop guarding the forward hook\n")
         .map_err(|source| RecoverError::Io { action: "write", path: marker.clone(), source })?;
     ensure_skeleton(store, setting_up)?;
@@ -95,7 +97,17 @@ pub fn restore(store: &Store, endpoints: &[Endpoint]) -> Result<(), RecoverError
         all.extend(firewall_elements(ep));
     }
     if !all.is_empty() {
-        firewall::restore(&all)?;
+        if let Err(e) = firewall::restore(&all) {
+            // One record's elements can clash with another's (two records naming one host
+            // port, left by an older version's flush handling): then restore one endpoint at
+            // a time, so a bad record cannot keep every other container cut off.
+            log::line(&format!("restoring every endpoint's nftables elements at once failed ({}); restoring them one by one", describe(&e)));
+            for ep in endpoints {
+                if let Err(e) = firewall::restore(&firewall_elements(ep)) {
+                    log::line(&format!("{}: could not restore its nftables elements: {}; stop the container or run `nethook gc`", ep.id, describe(&e)));
+                }
+            }
+        }
     }
     firewall::guard_forwarding(owns_forwarding(store))?;
     Ok(())

@@ -218,24 +218,13 @@ fn check_host_sockets(specs: &[PortSpec]) -> Result<(), SetupError> {
     if specs.is_empty() {
         return Ok(());
     }
-    let mut protos: Vec<Proto> = specs.iter().map(|s| s.proto).collect();
-    protos.sort();
-    protos.dedup();
-    let sockets = hostports::host_sockets(&protos)?;
     for claim in claims_of(specs) {
-        if let Some(s) = sockets
-            .iter()
-            .find(|s| s.captured_by(claim.proto, claim.host_ip, claim.port))
-        {
-            let holder = match hostports::socket_owner(s.inode) {
-                Some((comm, pid)) => format!("process {comm} (pid {pid})"),
-                None => "a process".to_owned(),
-            };
+        if let Some(busy) = hostports::busy(claim.proto, claim.host_ip, claim.port)? {
             return Err(SetupError::HostPortInUse {
                 proto: claim.proto,
                 port: claim.port,
-                address: s.address.to_string(),
-                holder,
+                address: busy.address,
+                holder: busy.holder,
             });
         }
     }

@@ -28,6 +28,19 @@ const UNKNOWN: u8 = 0;
 const YES: u8 = 1;
 const NO: u8 = 2;
 
+/// NFT_MSG_DESTROYSETELEM came with Linux 6.3. A release this process cannot read or parse
+/// may have it (the batch tells, and is remembered).
+fn kernel_may_destroy() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return true;
+    };
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (6, 3),
+        _ => true,
+    }
+}
+
 /// Delete as on a kernel without NFT_MSG_DESTROYSETELEM (tests of the fallback).
 #[doc(hidden)]
 pub fn assume_no_destroy() {
@@ -50,6 +63,11 @@ pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError>
     sets.retain(|g| !g.units.is_empty());
     if sets.is_empty() {
         return Ok(());
+    }
+    if DESTROY.load(Ordering::Relaxed) == UNKNOWN && !kernel_may_destroy() {
+        // Each hook is a process of its own: asking the kernel would cost every teardown on
+        // an older kernel a refused batch first.
+        DESTROY.store(NO, Ordering::Relaxed);
     }
     if DESTROY.load(Ordering::Relaxed) != NO {
         let errors = send(&sets, true)?;

@@ -235,34 +235,50 @@ pub(super) fn set_of(object: &Object) -> Option<&'static str> {
     }
 }
 
-/// A no-op that only a current table accepts: add and delete, in the same batch, an element
-/// no packet can match (nfproto 0; an empty interface name) in the table's probe set. On a
-/// table from an older nethook the set is missing and the batch fails with ENOENT, which
-/// makes the caller run `ensure_skeleton`, which re-creates that table.
+/// A no-op that only a current table accepts: add, without NLM_F_EXCL, an element no packet
+/// can match (nfproto 0; the interface name `nethook/probe`, which the kernel refuses for a
+/// link, as it has a '/') to the table's probe set. The first batch
+/// creates it and it stays (see `is_probe`); re-adding an element that is there gives the
+/// kernel no work to commit, where adding and deleting one would leave a deferred free
+/// behind every setup, which the next netfilter socket closed anywhere on the host would
+/// wait for under nf_tables' commit lock. On a table from an older nethook the set is
+/// missing and the batch fails with ENOENT, which makes the caller run `ensure_skeleton`,
+/// which re-creates that table.
 fn probe_items(tables: &Tables, families: &BTreeSet<Family>) -> Vec<Item<'static>> {
     let mut items = Vec::new();
     for (family, set) in PROBES {
         if !families.contains(&family) {
             continue;
         }
-        let key = match family {
-            Family::Inet => vec![0u8],
-            Family::Bridge => vec![0u8; encode::IFNAME_LEN],
-        };
-        for ty in [MsgType::Add, MsgType::Del] {
-            items.push(Item {
-                object: Object::Set(cstr_static(set)),
-                msg: Box::new(ElemMsg::new(
-                    tables.get(family),
-                    set,
-                    NLM_F_CREATE,
-                    &one(key.clone()),
-                )),
-                ty,
-            });
-        }
+        items.push(Item {
+            object: Object::Set(cstr_static(set)),
+            msg: Box::new(ElemMsg::new(
+                tables.get(family),
+                set,
+                NLM_F_CREATE,
+                &one(probe_key(family)),
+            )),
+            ty: MsgType::Add,
+        });
     }
     items
+}
+
+/// The key of a table's probe element (an element no packet matches).
+pub(super) fn probe_key(family: Family) -> Vec<u8> {
+    match family {
+        Family::Inet => vec![0u8],
+        Family::Bridge => {
+            let mut key = b"nethook/probe".to_vec();
+            key.resize(encode::IFNAME_LEN, 0);
+            key
+        }
+    }
+}
+
+/// Is this element of `set` the probe that stays in it?
+pub(super) fn is_probe(family: Family, set: &CStr, key: &[u8]) -> bool {
+    PROBES.contains(&(family, set)) && key == probe_key(family).as_slice()
 }
 
 /// Add `sets` in ONE atomic batch (with the probe of each table they touch).

@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::net::Ipv4Addr;
 
 use super::delete::delete_units;
-use super::elements::{element_units, SetUnits, Unit};
+use super::elements::{element_units, is_probe, SetUnits, Unit};
 use super::netlink::{Bus, NlSocket};
 use super::readback::dump_set;
 use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4};
@@ -26,10 +26,13 @@ const PER_CONTAINER: [(Family, &CStr); 5] = [
     (Family::Bridge, L2OPEN),
 ];
 
+/// An element as a set holds it: set, key, map data.
+type Wanted = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// Deletes (unless `dry_run`) the elements of the per-container sets that `live` does not
 /// have, and describes each for gc's report. A missing table or set has nothing to prune.
 pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError> {
-    let wanted: HashSet<(&'static str, Vec<u8>, Option<Vec<u8>>)> = element_units(live, false)?
+    let wanted: HashSet<Wanted> = element_units(live, false)?
         .into_iter()
         .flat_map(|g| {
             let set = g.name();
@@ -48,7 +51,10 @@ pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallErro
         let name = cstr_static(set);
         let units: Vec<Unit> = present
             .into_iter()
-            .filter(|e| !wanted.contains(&(name, e.key.clone(), e.data.clone())))
+            .filter(|e| {
+                !is_probe(family, set, &e.key)
+                    && !wanted.contains(&(name, e.key.clone(), e.data.clone()))
+            })
             .map(|e| {
                 report.push(format!(
                     "delete {} from set {name}: no live endpoint has it",
