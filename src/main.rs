@@ -278,6 +278,18 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             let _lock = store.lock()?;
             net.check_conflicts(&store.list_networks()?)?;
             check_host_routes(&net)?;
+            // A bridge of that name that nethook did not make for this network belongs to
+            // someone else: adding the gateway to it and deleting it at `network rm` would
+            // take it over.
+            if let Some((is_bridge, alias)) = Rtnl::open()?.bridge_owner(&net.bridge)? {
+                if !net.owns_bridge(is_bridge, alias.as_deref()) {
+                    bail!(
+                        "a link named {} already exists on this host and nethook did not make it for network {}; pass another --bridge",
+                        net.bridge,
+                        net.name
+                    );
+                }
+            }
             store.create_network(&net)?;
             println!("{}", net.name);
         }
@@ -316,7 +328,21 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
                 );
             }
             let had_file = store.remove_network(&name)?;
-            let had_bridge = Rtnl::open()?.delete(&net.bridge)?;
+            let rtnl = Rtnl::open()?;
+            let had_bridge = match rtnl.bridge_owner(&net.bridge)? {
+                None => false,
+                Some((is_bridge, alias)) if net.owns_bridge(is_bridge, alias.as_deref()) => {
+                    rtnl.delete(&net.bridge)?
+                }
+                Some(_) => {
+                    eprintln!(
+                        "nethook: {} was not made by nethook for network {name} (no alias {}): left alone",
+                        net.bridge,
+                        net.owner_tag()
+                    );
+                    false
+                }
+            };
             if !had_file && !had_bridge {
                 bail!("network {name} is built in and has no bridge to remove");
             }

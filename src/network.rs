@@ -136,6 +136,26 @@ impl Network {
         Ok(net)
     }
 
+    /// The alias nethook gives the bridge it creates for this network.
+    pub fn owner_tag(&self) -> String {
+        format!("nethook-network:{}", self.name)
+    }
+
+    /// Is a link of the bridge's name, a bridge or not (`is_bridge`) with `alias`, this
+    /// network's, made by nethook? A bridge without an alias is, under the name nethook
+    /// derives for the network (`nh-NAME`, or `nethook0` for the default): versions before
+    /// the tag made those.
+    pub fn owns_bridge(&self, is_bridge: bool, alias: Option<&str>) -> bool {
+        let derived = if self.name == DEFAULT_NETWORK {
+            "nethook0".to_owned()
+        } else {
+            format!("nh-{}", self.name)
+        };
+        is_bridge
+            && (alias == Some(self.owner_tag().as_str())
+                || (alias.is_none() && self.bridge == derived))
+    }
+
     /// True for addresses a container or the gateway may hold: inside the subnet,
     /// not the network or broadcast address.
     pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {

@@ -251,6 +251,7 @@ fn apply(
         bridge_mac,
         net.ipv4.gateway,
         net.ipv4.subnet.prefix(),
+        &net.owner_tag(),
     )?;
     recover::ensure_forwarding(store, Some(&ep.id))?;
     if recover::publishes_on_loopback(ep) {

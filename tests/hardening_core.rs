@@ -320,3 +320,60 @@ fn gc_removes_the_published_ports_of_a_record_it_had_to_quarantine() {
         }
     );
 }
+
+#[test]
+fn network_create_and_rm_leave_a_bridge_nethook_did_not_make_alone() {
+    sandbox!(
+        "network_create_and_rm_leave_a_bridge_nethook_did_not_make_alone",
+        {
+            let nh = Nethook::new("bridge-owner");
+            sh("ip link add br-user type bridge");
+            let (ok, _, err) = nh.cli(&[
+                "network",
+                "create",
+                "lab",
+                "--subnet",
+                "10.91.0.0/24",
+                "--bridge",
+                "br-user",
+            ]);
+            assert!(
+                !ok && err.contains(
+                    "a link named br-user already exists on this host and nethook did not make it"
+                ),
+                "{err}"
+            );
+            // Someone else makes a bridge under a network's name after `network create`.
+            let (ok, _, err) = nh.cli(&[
+                "network",
+                "create",
+                "green",
+                "--subnet",
+                "10.92.0.0/24",
+                "--bridge",
+                "br-green",
+            ]);
+            assert!(ok, "{err}");
+            sh("ip link add br-green type bridge");
+            let (ok, _, err) = nh.cli(&["network", "rm", "green"]);
+            assert!(
+                ok && err.contains("br-green was not made by nethook for network green"),
+                "{err}"
+            );
+            assert!(
+                sh_ok("ip link show br-green"),
+                "network rm deleted a bridge nethook did not make"
+            );
+            // The bridge nethook makes carries its tag and goes with the network.
+            let (ok, _, err) = nh.cli(&["network", "create", "red", "--subnet", "10.93.0.0/24"]);
+            assert!(ok, "{err}");
+            let a = FakeContainer::start("ctr-a");
+            nh.setup(&a, &[("nethook.network", "red")]);
+            assert!(sh("ip -d link show nh-red").contains("alias nethook-network:red"));
+            nh.teardown(&a);
+            let (ok, _, err) = nh.cli(&["network", "rm", "red"]);
+            assert!(ok, "{err}");
+            assert!(!sh_ok("ip link show nh-red"), "nethook's own bridge stayed");
+        }
+    );
+}

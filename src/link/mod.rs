@@ -186,12 +186,16 @@ impl Rtnl {
     /// on the segment a snooping bridge floods multicast to every port anyway; but snooping
     /// re-arms a query timer on every port whenever any port comes up, which made a setup
     /// ~0.3 ms slower with 1000 containers running.
+    ///
+    /// A bridge it creates gets `owner_tag` as its alias (a request of its own, once per
+    /// bridge), so `network rm` later deletes only a bridge nethook made.
     pub fn ensure_bridge(
         &self,
         name: &str,
         mac: Mac,
         gateway: Ipv4Addr,
         prefix: u8,
+        owner_tag: &str,
     ) -> Result<u32, LinkError> {
         let op = |what: &str| format!("{what} bridge {name}");
         // The ioctls answer from one small struct each; a link message carries every
@@ -223,6 +227,7 @@ impl Rtnl {
                         _ => Ok(()),
                     }
                 })?;
+                self.set_alias(name, owner_tag)?;
                 ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
                     op: op("find the new"),
                     source,
@@ -346,6 +351,33 @@ impl Rtnl {
                     source: to_io(e),
                 })
         })
+    }
+
+    /// Sets a link's alias (IFLA_IFALIAS), which the kernel takes only on an existing link.
+    fn set_alias(&self, name: &str, alias: &str) -> Result<(), LinkError> {
+        let msg = LinkUnspec::new_with_name(name)
+            .append_extra_attribute(LinkAttribute::IfAlias(alias.to_owned()))
+            .build();
+        self.rt.block_on(async {
+            self.handle
+                .link()
+                .change(msg)
+                .execute()
+                .await
+                .map_err(|e| LinkError::Netlink {
+                    op: format!("set the owner alias of {name}"),
+                    source: to_io(e),
+                })
+        })
+    }
+
+    /// Whose the link named `name` is, for a network's bridge: `None` when there is none,
+    /// else whether it is a bridge and its alias.
+    pub fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
+        let Some(link) = self.link(name)? else {
+            return Ok(None);
+        };
+        Ok(Some(owner::bridge_facts(&link)))
     }
 
     /// Deletes a link by name, whatever it is; `Ok(false)` when it is already gone. Only

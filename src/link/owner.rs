@@ -113,6 +113,24 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// Whether a link is a bridge, and its alias.
+pub(super) fn bridge_facts(link: &LinkMessage) -> (bool, Option<String>) {
+    let mut is_bridge = false;
+    let mut alias = None;
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::LinkInfo(infos) => {
+                is_bridge = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)))
+            }
+            LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
+            _ => {}
+        }
+    }
+    (is_bridge, alias)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
