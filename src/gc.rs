@@ -9,12 +9,12 @@
 use std::collections::BTreeSet;
 
 use crate::claims::{claims_of, ClaimError, Claims};
-use crate::firewall::{self, Elements, FirewallError};
+use crate::firewall::{self, FirewallError};
 use crate::link::{HostVeth, VethState};
 use crate::link::{LinkError, Rtnl};
-use crate::plan::firewall_elements;
 use crate::recover::{self, RecoverError};
 use crate::store::{Store, StoreError, Unreadable};
+use crate::sysctl::{self, SysctlError};
 use crate::teardown::{self, TeardownError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum GcError {
     Recover(#[from] RecoverError),
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
 }
 
 /// What gc did (or, dry, would do), one line per action.
@@ -79,34 +81,32 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         ));
         actions.extend(rest.iter().map(|part| format!("re-create {part}")));
     }
+    let has_tables = needed || firewall::table_exists()?;
     if !dry_run && needed {
         firewall::ensure_skeleton()?;
         recover::restore(store, &live_endpoints)?;
-    } else if !dry_run && firewall::table_exists()? {
+    } else if !dry_run && has_tables {
         // Nothing of nethook's is live and it does not own forwarding (the marker was
         // removed): the forward hook is no longer guarded.
         firewall::guard_forwarding(false)?;
     }
     // Elements no live record accounts for: a quarantined record's ports would otherwise
     // reach whoever gets its address next.
-    if needed || firewall::table_exists()? {
-        let mut live_elements = Elements::default();
-        for ep in &live_endpoints {
-            live_elements.extend(firewall_elements(ep));
-        }
+    if has_tables {
+        let live_elements = recover::merged_elements(&live_endpoints);
         actions.extend(firewall::prune(&live_elements, dry_run)?);
     }
     for net in store.list_networks()? {
         let wanted = live_endpoints
             .iter()
             .any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));
-        if !wanted && rtnl.exists(&net.bridge)? && sysctl_is_on(&net.bridge) {
+        if !wanted && sysctl::route_localnet_on(&net.bridge) {
             actions.push(format!(
                 "turn route_localnet off on {}: no container publishes on 127.0.0.1 there",
                 net.bridge
             ));
             if !dry_run {
-                recover::sync_route_localnet(store, &net.name, &net.bridge)?;
+                sysctl::route_localnet(&net.bridge, false)?;
             }
         }
     }
@@ -143,7 +143,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             Some(store.ipam(&net.name)?)
         };
         for (ip, owner) in store.list_allocations(&net.name)? {
-            if live.contains(owner.as_str()) || store_has(store, &owner) {
+            if live.contains(owner.as_str()) || store.has_endpoint(&owner) {
                 continue;
             }
             // An empty owner is a setup killed between creating the file and writing it.
@@ -179,14 +179,4 @@ fn quarantine(
         }
     }
     Ok(())
-}
-
-/// Is `route_localnet` on for the bridge (an older nethook set it on every bridge)?
-fn sysctl_is_on(bridge: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
-        .is_ok_and(|v| v.trim() == "1")
-}
-
-fn store_has(store: &Store, owner: &str) -> bool {
-    crate::ids::ContainerId::parse(owner).is_ok_and(|id| store.endpoint_path(&id).exists())
 }

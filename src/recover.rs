@@ -71,13 +71,9 @@ pub fn ensure_forwarding(
 
 /// Creates what is missing of the skeleton and, when anything was, puts back every live
 /// record's elements (but `except`'s, whose setup adds its own) and the forwarding guard.
-/// Returns how many endpoints' elements were restored, `None` when nothing was missing.
-pub fn ensure_skeleton(
-    store: &Store,
-    except: Option<&ContainerId>,
-) -> Result<Option<usize>, RecoverError> {
+pub fn ensure_skeleton(store: &Store, except: Option<&ContainerId>) -> Result<(), RecoverError> {
     if !firewall::ensure_skeleton()? {
-        return Ok(None);
+        return Ok(());
     }
     let endpoints: Vec<Endpoint> = store
         .list_endpoints_lenient()?
@@ -85,17 +81,22 @@ pub fn ensure_skeleton(
         .into_iter()
         .filter(|ep| Some(&ep.id) != except)
         .collect();
-    restore(store, &endpoints)?;
-    Ok(Some(endpoints.len()))
+    restore(store, &endpoints)
+}
+
+/// Every element of these endpoints, as one set of elements (duplicates merged).
+pub fn merged_elements(endpoints: &[Endpoint]) -> Elements {
+    let mut all = Elements::default();
+    for ep in endpoints {
+        all.extend(firewall_elements(ep));
+    }
+    all
 }
 
 /// Re-adds these endpoints' elements (those still there are fine) and the forwarding
 /// guard when nethook owns forwarding, in one batch for the elements.
 pub fn restore(store: &Store, endpoints: &[Endpoint]) -> Result<(), RecoverError> {
-    let mut all = Elements::default();
-    for ep in endpoints {
-        all.extend(firewall_elements(ep));
-    }
+    let all = merged_elements(endpoints);
     if !all.is_empty() {
         if let Err(e) = firewall::restore(&all) {
             // One record's elements can clash with another's (two records naming one host

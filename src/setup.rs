@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::thread::sleep;
 use std::time::Duration;
 
-use crate::claims::{claims_of, ClaimError, Claims};
+use crate::claims::{claims_of, Claim, ClaimError, Claims};
 use crate::endpoint::Endpoint;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
@@ -19,7 +19,7 @@ use crate::mac::Mac;
 use crate::netns::{Netns, NetnsError};
 use crate::network::Network;
 use crate::plan::{firewall_elements, plan_endpoint, PlanError};
-use crate::ports::{PortSpec, Proto};
+use crate::ports::Proto;
 use crate::recover::{self, RecoverError};
 use crate::request::Request;
 use crate::store::{Store, StoreError};
@@ -119,16 +119,15 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     if req.options.mac.is_some() {
         check_mac_free(store, &endpoint)?;
     }
-    check_host_sockets(&endpoint.ports)?;
+    let claims = claims_of(&endpoint.ports);
+    check_host_sockets(&claims)?;
     ipam.record(&lease, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
         forget(store, &endpoint, &ipam);
         return Err(e.into());
     }
-    let claimed =
-        Claims::new(store.run_dir()).claim(&endpoint.id, &claims_of(&endpoint.ports), |owner| {
-            store_has(store, owner)
-        });
+    let claimed = Claims::new(store.run_dir())
+        .claim(&endpoint.id, &claims, |owner| store.has_endpoint(owner));
     if let Err(e) = claimed {
         forget(store, &endpoint, &ipam);
         return Err(e.into());
@@ -214,11 +213,8 @@ fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
 }
 
 /// Refuses a host port a host process already serves (see `hostports`).
-fn check_host_sockets(specs: &[PortSpec]) -> Result<(), SetupError> {
-    if specs.is_empty() {
-        return Ok(());
-    }
-    for claim in claims_of(specs) {
+fn check_host_sockets(claims: &[Claim]) -> Result<(), SetupError> {
+    for claim in claims {
         if let Some(busy) = hostports::busy(claim.proto, claim.host_ip, claim.port)? {
             return Err(SetupError::HostPortInUse {
                 proto: claim.proto,
@@ -229,10 +225,6 @@ fn check_host_sockets(specs: &[PortSpec]) -> Result<(), SetupError> {
         }
     }
     Ok(())
-}
-
-fn store_has(store: &Store, owner: &str) -> bool {
-    crate::ids::ContainerId::parse(owner).is_ok_and(|id| store.endpoint_path(&id).exists())
 }
 
 fn apply(

@@ -176,6 +176,11 @@ impl Store {
         self.run_dir.join("endpoints").join(format!("{id}.json"))
     }
 
+    /// Whether `owner` (an id as IPAM and claim files hold it) has an endpoint record.
+    pub fn has_endpoint(&self, owner: &str) -> bool {
+        ContainerId::parse(owner).is_ok_and(|id| self.endpoint_path(&id).exists())
+    }
+
     /// Takes the exclusive lock, creating the run directory on first use and refusing one
     /// another user could write to.
     pub fn lock(&self) -> Result<Lock, StoreError> {

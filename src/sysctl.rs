@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set {path} to {value}")]
@@ -22,25 +22,31 @@ pub fn ensure(key: &str, value: &str) -> Result<bool, SysctlError> {
         value: value.to_owned(),
         source,
     };
-    let current = fs::read_to_string(&path).map_err(err)?;
-    if current.trim() == value {
+    if read(&path).map_err(err)? == value {
         return Ok(false);
     }
     fs::write(&path, value).map_err(err)?;
     Ok(true)
 }
 
+/// A setting's current value, without the trailing newline.
+fn read(path: &Path) -> io::Result<String> {
+    Ok(fs::read_to_string(path)?.trim().to_owned())
+}
+
 const IP_FORWARD: &str = "net/ipv4/ip_forward";
 
-/// Whether the host forwards IPv4 (one read).
+/// Whether the host forwards IPv4 (one read; read before turning it on, hence the error).
 pub fn ip_forwarding() -> Result<bool, SysctlError> {
     let path = PathBuf::from("/proc/sys").join(IP_FORWARD);
-    let current = fs::read_to_string(&path).map_err(|source| SysctlError {
-        path,
-        value: "(read)".into(),
-        source,
-    })?;
-    Ok(current.trim() != "0")
+    match read(&path) {
+        Ok(v) => Ok(v != "0"),
+        Err(source) => Err(SysctlError {
+            path,
+            value: "1".into(),
+            source,
+        }),
+    }
 }
 
 /// Turns IPv4 forwarding on. Callers guard the forward hook first (see `recover`): the
@@ -55,13 +61,20 @@ pub fn enable_ip_forwarding() -> Result<bool, SysctlError> {
 /// rule be flushed by another tool, only those bridges' containers could reach the host's
 /// loopback services. A bridge that is gone has nothing to change.
 pub fn route_localnet(bridge: &str, on: bool) -> Result<bool, SysctlError> {
-    match ensure(
-        &format!("net/ipv4/conf/{bridge}/route_localnet"),
-        if on { "1" } else { "0" },
-    ) {
+    let key = route_localnet_key(bridge);
+    match ensure(&key, if on { "1" } else { "0" }) {
         Err(e) if !on && e.source.kind() == io::ErrorKind::NotFound => Ok(false),
         other => other,
     }
+}
+
+/// Is `route_localnet` on for the bridge (false when there is no such bridge)?
+pub fn route_localnet_on(bridge: &str) -> bool {
+    read(&Path::new("/proc/sys").join(route_localnet_key(bridge))).is_ok_and(|v| v == "1")
+}
+
+fn route_localnet_key(bridge: &str) -> String {
+    format!("net/ipv4/conf/{bridge}/route_localnet")
 }
 
 /// Turns IPv6 off on a host veth of a network that has no IPv6, so the host gets no

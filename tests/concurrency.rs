@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::*;
 
 const N: usize = 64;
@@ -23,23 +20,7 @@ fn sixty_four_simultaneous_setups_and_teardowns_leave_consistent_state() {
             let run_all = |status: &str| {
                 let children: Vec<_> = containers
                     .iter()
-                    .map(|c| {
-                        let mut child = nh
-                            .command()
-                            .arg("hook")
-                            .stdin(Stdio::piped())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::piped())
-                            .spawn()
-                            .unwrap();
-                        child
-                            .stdin
-                            .take()
-                            .unwrap()
-                            .write_all(c.state(status, &[]).as_bytes())
-                            .unwrap();
-                        child
-                    })
+                    .map(|c| nh.spawn_hook(&c.state(status, &[])))
                     .collect();
                 for (c, child) in containers.iter().zip(children) {
                     let out = child.wait_with_output().unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -432,20 +431,7 @@ fn a_fifo_as_the_bundles_config_json_is_refused_without_blocking() {
             "ociVersion": "1.0.2", "id": c.id, "status": "creating", "pid": c.pid(), "bundle": bundle.0,
         })
         .to_string();
-            let mut child = nh
-                .command()
-                .arg("hook")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(state.as_bytes())
-                .unwrap();
+            let mut child = nh.spawn_hook(&state);
             // Only a guard against hanging the test run, not a measure of the hook's speed.
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().unwrap().is_none() {

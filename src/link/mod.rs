@@ -340,16 +340,8 @@ impl Rtnl {
                 InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)]),
             )]))
             .build();
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .change(msg)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink {
-                    op: format!("set the owner alias and hairpin mode of bridge port {port}"),
-                    source: to_io(e),
-                })
+        self.change(msg, || {
+            format!("set the owner alias and hairpin mode of bridge port {port}")
         })
     }
 
@@ -358,6 +350,11 @@ impl Rtnl {
         let msg = LinkUnspec::new_with_name(name)
             .append_extra_attribute(LinkAttribute::IfAlias(alias.to_owned()))
             .build();
+        self.change(msg, || format!("set the owner alias of {name}"))
+    }
+
+    /// One RTM_NEWLINK that changes an existing link; `op` says what, for the error.
+    fn change(&self, msg: LinkMessage, op: impl FnOnce() -> String) -> Result<(), LinkError> {
         self.rt.block_on(async {
             self.handle
                 .link()
@@ -365,7 +362,7 @@ impl Rtnl {
                 .execute()
                 .await
                 .map_err(|e| LinkError::Netlink {
-                    op: format!("set the owner alias of {name}"),
+                    op: op(),
                     source: to_io(e),
                 })
         })

@@ -65,22 +65,11 @@ pub(crate) fn check(
         why,
         other_owner,
     };
-    let mut kind = None;
-    let mut master = None;
-    let mut alias = None;
-    for attr in &link.attributes {
-        match attr {
-            LinkAttribute::LinkInfo(infos) => {
-                kind = infos.iter().find_map(|i| match i {
-                    LinkInfo::Kind(k) => Some(k),
-                    _ => None,
-                })
-            }
-            LinkAttribute::Controller(index) => master = Some(*index),
-            LinkAttribute::IfAlias(a) => alias = Some(a.as_str()),
-            _ => {}
-        }
-    }
+    let Facts {
+        kind,
+        master,
+        alias,
+    } = facts(link);
     let tag = veth.owner.owner_tag();
     // An alias that names another container says most; check it first.
     if let Some(alias) = alias.filter(|a| *a != tag) {
@@ -113,22 +102,42 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// Whether a link is a bridge, and its alias.
-pub(super) fn bridge_facts(link: &LinkMessage) -> (bool, Option<String>) {
-    let mut is_bridge = false;
-    let mut alias = None;
+/// What decides whose a link is: its kind, the bridge it is a port of, its alias.
+struct Facts<'a> {
+    kind: Option<&'a InfoKind>,
+    master: Option<u32>,
+    alias: Option<&'a str>,
+}
+
+fn facts(link: &LinkMessage) -> Facts<'_> {
+    let mut f = Facts {
+        kind: None,
+        master: None,
+        alias: None,
+    };
     for attr in &link.attributes {
         match attr {
             LinkAttribute::LinkInfo(infos) => {
-                is_bridge = infos
-                    .iter()
-                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)))
+                f.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(k),
+                    _ => None,
+                })
             }
-            LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
+            LinkAttribute::Controller(index) => f.master = Some(*index),
+            LinkAttribute::IfAlias(a) => f.alias = Some(a.as_str()),
             _ => {}
         }
     }
-    (is_bridge, alias)
+    f
+}
+
+/// Whether a link is a bridge, and its alias.
+pub(super) fn bridge_facts(link: &LinkMessage) -> (bool, Option<String>) {
+    let f = facts(link);
+    (
+        f.kind == Some(&InfoKind::Bridge),
+        f.alias.map(str::to_owned),
+    )
 }
 
 #[cfg(test)]

@@ -257,6 +257,21 @@ impl Nethook {
 
     /// `hook_with`, with `env` added to the hook's environment.
     pub fn hook_in_env(&self, state: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self
+            .spawn_hook_in_env(state, args, env)
+            .wait_with_output()
+            .expect("wait nethook");
+        self.settle();
+        out
+    }
+
+    /// Starts `nethook hook` with `state` on stdin (closed after it) and returns at once,
+    /// for tests that run hooks side by side or watch one that might hang.
+    pub fn spawn_hook(&self, state: &str) -> Child {
+        self.spawn_hook_in_env(state, &[], &[])
+    }
+
+    fn spawn_hook_in_env(&self, state: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut child = self
             .command()
             .envs(env.iter().copied())
@@ -273,9 +288,7 @@ impl Nethook {
             .take()
             .expect("stdin")
             .write_all(state.as_bytes());
-        let out = child.wait_with_output().expect("wait nethook");
-        self.settle();
-        out
+        child
     }
 
     /// Waits until no nethook process holds the store's lock. A poststop whose container
