@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the state parser and the annotation grammar with cargo fuzz (libFuzzer), a few
 # minutes per target. Not part of CI. Any crash is saved under fuzz/artifacts/<target>/;
-# turn it into a regression test in src/oci.rs or src/ports.rs before fixing it.
+# turn it into a regression test in src/frontend/oci.rs or src/model/ports.rs before fixing it.
 #
 #   bash scripts/fuzz.sh            # 3 minutes per target
 #   FUZZ_SECONDS=30 bash scripts/fuzz.sh

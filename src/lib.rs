@@ -1,39 +1,31 @@
-//! nethook: gives OCI containers a network from an OCI hook.
+//! nethook: gives containers a network, from an OCI hook (and, later, as a CNI plugin).
 //!
-//! Data flows parse (`oci`, `options`) → plan (`plan`, `ipam`) → record (`store`) →
-//! apply (`link`, `netns`, `sysctl`, `firewall`), and back out through `teardown`, `conntrack`
-//! and `gc`. All unsafe code lives in `sys`.
+//! The folders are the layers, each using only the ones below it:
+//!
+//! - `frontend`: what the outside speaks (OCI state JSON, hooks.d files, bundles) turned
+//!   into one `core::request::Request`; process-lifetime decisions live here.
+//! - `core`: plan (pure) → record (write-ahead) → apply → undo: `attach`, `detach`, `gc`,
+//!   `list`, `recover`.
+//! - `driver`: how an endpoint's link is made for a kind of network (bridge today).
+//! - `firewall`: the nftables skeleton and per-endpoint elements, one batch per operation.
+//! - `state`: network definitions, endpoint records, IPAM files, port claims, the lock.
+//! - `kernel`: typed operations on links, namespaces, sysctls and conntrack.
+//! - `model`: the plain data every layer shares (networks, endpoints, ports, ids, MACs).
+//! - `sys`: the only place with `unsafe`.
 #![deny(unsafe_code)]
 
-pub mod claims;
-pub mod conntrack;
-pub mod endpoint;
+pub mod core;
+pub mod driver;
 pub mod failpoint;
 pub mod firewall;
-pub mod gc;
-pub mod hostports;
-pub mod ids;
-pub mod install;
-pub mod ipam;
-pub mod link;
+pub mod frontend;
+pub mod kernel;
 pub mod log;
-pub mod mac;
-pub mod netns;
-pub mod network;
-pub mod oci;
-pub mod options;
-pub mod plan;
-pub mod ports;
-pub mod recover;
-pub mod request;
-pub mod setup;
-pub mod store;
+pub mod model;
+pub mod state;
 #[allow(unsafe_code)]
 mod sys;
-pub mod sysctl;
+pub mod timing;
 
 pub use log::describe;
 pub use sys::process::exit_now;
-pub mod teardown;
-pub mod timing;
-pub mod view;

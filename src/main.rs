@@ -9,15 +9,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use nethook::ids::ContainerId;
-use nethook::link::Rtnl;
-use nethook::network::Network;
-use nethook::oci::{self, Stage};
-use nethook::store::{
+use nethook::core::detach::TeardownError;
+use nethook::core::{attach as setup, detach as teardown, gc, list as view};
+use nethook::frontend::install;
+use nethook::frontend::oci::{self, Stage};
+use nethook::kernel::link::Rtnl;
+use nethook::model::ids::ContainerId;
+use nethook::model::network::Network;
+use nethook::state::{
     Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV,
 };
-use nethook::teardown::TeardownError;
-use nethook::{gc, install, setup, teardown, view};
 
 #[derive(Parser)]
 #[command(
@@ -382,7 +383,7 @@ fn list(store: &Store, json: bool) -> Result<()> {
 /// The endpoint records, read under the lock: a teardown finishing in the background holds
 /// it until its record is gone, and a setup until its endpoint is complete. A user who may
 /// read the records but not take the lock still gets them, as they stand.
-fn settled_endpoints(store: &Store) -> Result<Vec<nethook::endpoint::Endpoint>> {
+fn settled_endpoints(store: &Store) -> Result<Vec<nethook::model::endpoint::Endpoint>> {
     let _lock = match store.lock() {
         Ok(lock) => Some(lock),
         Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {

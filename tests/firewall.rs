@@ -8,9 +8,9 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use nethook::conntrack;
 use nethook::firewall::{self, Elements, FirewallError, PortMapping, Proto, Source};
-use nethook::mac::Mac;
+use nethook::kernel::conntrack;
+use nethook::model::mac::Mac;
 
 fn pm(
     host_ip: Option<[u8; 4]>,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use nethook::firewall::{self, Elements, PortMapping, Proto, Source};
-use nethook::mac::Mac;
+use nethook::model::mac::Mac;
 
 fn ports(first: u16, n: u16) -> Vec<PortMapping> {
     (first..first + n)

@@ -123,7 +123,7 @@ fn the_untagged_veth_of_an_older_nethook_is_still_torn_down() {
             nh.setup(&a, &[]);
             // What an older version left: a veth named after the id in 12 hex digits, no alias.
             let old = FakeContainer::start("old-ctr");
-            let legacy = nethook::ids::ContainerId::parse("old-ctr")
+            let legacy = nethook::model::ids::ContainerId::parse("old-ctr")
                 .unwrap()
                 .legacy_host_veth_name();
             assert!(sh_ok(&format!(
@@ -162,7 +162,7 @@ fn two_containers_whose_host_names_collide_both_work_and_keep_their_veths() {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            let b_id = nethook::ids::ContainerId::parse("ctr-b").unwrap();
+            let b_id = nethook::model::ids::ContainerId::parse("ctr-b").unwrap();
             assert_eq!(host_if(&nh, "ctr-a"), "nhcollide");
             assert_eq!(host_if(&nh, "ctr-b"), b_id.alt_host_veth_name());
             assert!(
@@ -206,7 +206,7 @@ fn two_containers_whose_host_names_collide_both_work_and_keep_their_veths() {
 
             // A third id whose second name is held by someone else too gets a clear error and
             // leaves nothing behind.
-            let c_id = nethook::ids::ContainerId::parse("ctr-c").unwrap();
+            let c_id = nethook::model::ids::ContainerId::parse("ctr-c").unwrap();
             let c_alt = c_id.alt_host_veth_name();
             assert!(sh_ok(&format!(
                 "ip link add {c_alt} type veth peer name squat1"
@@ -239,7 +239,7 @@ fn a_container_whose_host_name_another_containers_link_holds_takes_its_second_na
             let a = FakeContainer::start("ctr-a");
             nh.setup(&a, &[]);
             // Another container's veth on the bridge under b's first name.
-            let b_id = nethook::ids::ContainerId::parse("ctr-b").unwrap();
+            let b_id = nethook::model::ids::ContainerId::parse("ctr-b").unwrap();
             let first = b_id.host_veth_name();
             assert!(sh_ok(&format!(
                 "ip link add {first} master nethook0 type veth peer name squat1"

@@ -511,10 +511,10 @@ fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
     sandbox!(
         "a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel",
         {
-            use nethook::link::{HostVeth, Rtnl, VethFate};
+            use nethook::kernel::link::{HostVeth, Rtnl, VethFate};
             let rtnl = Rtnl::open().expect("rtnetlink");
             // Teardown deletes only a veth tagged as the container's and on its bridge.
-            let id = nethook::ids::ContainerId::parse("dying").unwrap();
+            let id = nethook::model::ids::ContainerId::parse("dying").unwrap();
             let veth = HostVeth {
                 name: "nhdying",
                 bridge: "nhtestbr",
@@ -568,7 +568,7 @@ fn entering_a_container_namespace_briefly_returns_the_thread_to_its_own() {
     sandbox!(
         "entering_a_container_namespace_briefly_returns_the_thread_to_its_own",
         {
-            use nethook::netns::Netns;
+            use nethook::kernel::netns::Netns;
             let c = FakeContainer::start("brief");
             let netns = Netns::open(&c.netns()).expect("open netns");
             let here = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
@@ -603,12 +603,12 @@ fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted()
     sandbox!(
         "a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted",
         {
-            use nethook::link::{HostVeth, Rtnl, VethFate};
+            use nethook::kernel::link::{HostVeth, Rtnl, VethFate};
             let rtnl = Rtnl::open().expect("rtnetlink");
             // Teardown deletes only a veth tagged as the container's and on its bridge.
             let (held, kept) = (
-                nethook::ids::ContainerId::parse("held").unwrap(),
-                nethook::ids::ContainerId::parse("kept").unwrap(),
+                nethook::model::ids::ContainerId::parse("held").unwrap(),
+                nethook::model::ids::ContainerId::parse("kept").unwrap(),
             );
             assert!(sh_ok("ip link add nhtestbr type bridge"));
             // Something else holds the namespace of a container that is gone (here an open

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use nethook::options::{Options, DISABLE, IFNAME, IP, MAC, NETWORK, PORTS};
-use nethook::ports::parse_ports;
+use nethook::core::options::{Options, DISABLE, IFNAME, IP, MAC, NETWORK, PORTS};
+use nethook::model::ports::parse_ports;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nethook::ids::ContainerId;
-use nethook::oci::{parse_state, Stage};
+use nethook::model::ids::ContainerId;
+use nethook::frontend::oci::{parse_state, Stage};
 
 fuzz_target!(|data: &[u8]| {
     for forced in [None, Some(Stage::Setup), Some(Stage::Teardown)] {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // The options of a parsed state must not panic either.
             if let Some(annotations) = &input.annotations {
-                let _ = nethook::options::Options::from_annotations(annotations);
+                let _ = nethook::core::options::Options::from_annotations(annotations);
             }
         }
     }

@@ -10,7 +10,7 @@ use ipnetwork::Ipv4Network;
 use crate::sys::nft::ElemSpec;
 
 /// Transport protocol of a published port.
-pub use crate::ports::Proto;
+pub use crate::model::ports::Proto;
 
 // nftables datatype ids (nftables' `enum datatypes`) and the concatenation encoding
 // (`TYPE_BITS` = 6: each component shifted in from the right).

@@ -61,7 +61,7 @@ pub fn release_deferred_sockets() {
     }
 }
 
-use crate::mac::Mac;
+use crate::model::mac::Mac;
 
 /// The tables' name as `nft` shows it (`table inet nethook`, `table bridge nethook`).
 pub const TABLE_NAME: &str = "nethook";

@@ -131,14 +131,15 @@ fn be16(b: &[u8]) -> Option<u16> {
 }
 
 fn proto_name(n: u8) -> String {
-    crate::ports::Proto::from_number(n).map_or_else(|| format!("proto {n}"), |p| p.to_string())
+    crate::model::ports::Proto::from_number(n)
+        .map_or_else(|| format!("proto {n}"), |p| p.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::firewall::encode;
-    use crate::ports::Proto;
+    use crate::model::ports::Proto;
 
     #[test]
     fn published_ports_are_described_as_nft_shows_them() {

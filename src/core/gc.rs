@@ -8,14 +8,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::claims::{claims_of, ClaimError, Claims};
+use crate::core::detach::{self, TeardownError};
+use crate::core::recover::{self, RecoverError};
 use crate::firewall::{self, FirewallError};
-use crate::link::{HostVeth, VethState};
-use crate::link::{LinkError, Rtnl};
-use crate::recover::{self, RecoverError};
-use crate::store::{Store, StoreError, Unreadable};
-use crate::sysctl::{self, SysctlError};
-use crate::teardown::{self, TeardownError};
+use crate::kernel::link::{HostVeth, VethState};
+use crate::kernel::link::{LinkError, Rtnl};
+use crate::kernel::sysctl::{self, SysctlError};
+use crate::state::claims::{claims_of, ClaimError, Claims};
+use crate::state::{Store, StoreError, Unreadable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -61,7 +61,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             ep.id, ep.network, ep.host_interface
         ));
         if !dry_run {
-            teardown::release(store, &rtnl, &ep)?;
+            detach::release(store, &rtnl, &ep)?;
         }
     }
     // Any missing part (ruleset flushed, or an older nethook's tables): create it. The live

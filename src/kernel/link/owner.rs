@@ -9,8 +9,8 @@ use std::fmt;
 
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 
-use crate::endpoint::Endpoint;
-use crate::ids::{ContainerId, OWNER_TAG_PREFIX};
+use crate::model::endpoint::Endpoint;
+use crate::model::ids::{ContainerId, OWNER_TAG_PREFIX};
 
 /// A host veth as an endpoint record describes it.
 #[derive(Debug, Clone, Copy)]

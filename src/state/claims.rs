@@ -18,8 +18,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ids::ContainerId;
-use crate::ports::{PortSpec, Proto};
+use crate::model::ids::ContainerId;
+use crate::model::ports::{PortSpec, Proto};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::store::{CONFIG_DIR_ENV, RUN_DIR_ENV};
+use crate::state::{CONFIG_DIR_ENV, RUN_DIR_ENV};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {

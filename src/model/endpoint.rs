@@ -5,9 +5,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ContainerId;
-use crate::mac::Mac;
-use crate::ports::PortSpec;
+use crate::model::ids::ContainerId;
+use crate::model::mac::Mac;
+use crate::model::ports::PortSpec;
 
 /// The IPv4 side of an endpoint. IPv6 will be a sibling field, not a replacement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,23 +8,23 @@ use std::os::fd::AsFd;
 use std::thread::sleep;
 use std::time::Duration;
 
-use crate::claims::{claims_of, Claim, ClaimError, Claims};
-use crate::endpoint::Endpoint;
+use crate::core::detach;
+use crate::core::plan::{firewall_elements, plan_endpoint, PlanError};
+use crate::core::recover::{self, RecoverError};
+use crate::core::request::Request;
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
-use crate::hostports::{self, HostPortsError};
-use crate::link::{self, HostVeth, LinkError, Rtnl, VethSpec, VethState};
+use crate::kernel::hostports::{self, HostPortsError};
+use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethSpec, VethState};
+use crate::kernel::netns::{Netns, NetnsError};
+use crate::kernel::sysctl::{self, SysctlError};
 use crate::log;
-use crate::mac::Mac;
-use crate::netns::{Netns, NetnsError};
-use crate::network::Network;
-use crate::plan::{firewall_elements, plan_endpoint, PlanError};
-use crate::ports::Proto;
-use crate::recover::{self, RecoverError};
-use crate::request::Request;
-use crate::store::{Store, StoreError};
-use crate::sysctl::{self, SysctlError};
-use crate::teardown;
+use crate::model::endpoint::Endpoint;
+use crate::model::mac::Mac;
+use crate::model::network::Network;
+use crate::model::ports::Proto;
+use crate::state::claims::{claims_of, Claim, ClaimError, Claims};
+use crate::state::{Store, StoreError};
 use crate::timing::Steps;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub enum SetupError {
     #[error(transparent)]
     Injected(#[from] Injected),
     #[error(transparent)]
-    Reclaim(#[from] crate::teardown::TeardownError),
+    Reclaim(#[from] crate::core::detach::TeardownError),
     #[error(transparent)]
     Recover(#[from] RecoverError),
     #[error(transparent)]
@@ -112,7 +112,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
                     .unwrap_or_default(),
             });
         }
-        teardown::release(store, &rtnl, &existing)?;
+        detach::release(store, &rtnl, &existing)?;
     }
     let ipam = store.ipam(&network.name)?;
     let (mut endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
@@ -399,8 +399,8 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
 }
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
-fn forget(store: &Store, ep: &Endpoint, ipam: &crate::store::IpamDir) {
-    if let Err(e) = teardown::forget(store, ep, ipam) {
+fn forget(store: &Store, ep: &Endpoint, ipam: &crate::state::IpamDir) {
+    if let Err(e) = detach::forget(store, ep, ipam) {
         log::line(&format!(
             "rollback could not drop the record of {}: {e}; run `nethook gc`",
             ep.id

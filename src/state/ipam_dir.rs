@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use super::files::{io_err, open_nofollow, read_small, remove_file, write_atomic};
 use super::StoreError;
-use crate::ids::ContainerId;
-use crate::ipam::{Allocations, Lease, Pool};
+use crate::model::ids::ContainerId;
+use crate::model::ipam::{Allocations, Lease, Pool};
 
 /// One network's allocations, `RUN_DIR/ipam/<network>/`: a file per address (`10.77.0.2`,
 /// holding the owner's container id) and `last`, the round-robin cursor. Allocating

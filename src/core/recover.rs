@@ -10,13 +10,13 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::endpoint::Endpoint;
+use crate::core::plan::firewall_elements;
 use crate::firewall::{self, Elements, FirewallError};
-use crate::ids::ContainerId;
+use crate::kernel::sysctl::{self, SysctlError};
 use crate::log::{self, describe};
-use crate::plan::firewall_elements;
-use crate::store::{Store, StoreError};
-use crate::sysctl::{self, SysctlError};
+use crate::model::endpoint::Endpoint;
+use crate::model::ids::ContainerId;
+use crate::state::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {

@@ -6,6 +6,7 @@
 //! record or cursor that cannot be read is moved aside by `gc` (`quarantine`) rather than
 //! block every command that lists them.
 
+pub mod claims;
 mod files;
 mod ipam_dir;
 #[cfg(test)]
@@ -18,11 +19,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::endpoint::Endpoint;
-use crate::ids::ContainerId;
-use crate::ipam::Pool;
-use crate::network::Network;
-use crate::options::DEFAULT_NETWORK;
+use crate::core::options::DEFAULT_NETWORK;
+use crate::model::endpoint::Endpoint;
+use crate::model::ids::ContainerId;
+use crate::model::ipam::Pool;
+use crate::model::network::Network;
 
 use files::{
     ensure_dir, io_err, list_json_stems, open_nofollow, read_json, remove_file, write_json,

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::ids::validate_ifname;
-use crate::mac::Mac;
-use crate::ports::{parse_ports, PortSpec, PortSpecError};
+use crate::model::ids::validate_ifname;
+use crate::model::mac::Mac;
+use crate::model::ports::{parse_ports, PortSpec, PortSpecError};
 
 pub const NETWORK: &str = "nethook.network";
 pub const PORTS: &str = "nethook.ports";
@@ -69,7 +69,7 @@ impl Options {
             };
         }
         if let Some(v) = annotations.get(NETWORK) {
-            crate::network::validate_name(v.trim()).map_err(|r| invalid(NETWORK, v, r))?;
+            crate::model::network::validate_name(v.trim()).map_err(|r| invalid(NETWORK, v, r))?;
             opts.network = v.trim().to_owned();
         }
         if let Some(v) = annotations.get(PORTS) {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{ContainerState, Spec, State};
 
-use crate::ids::{ContainerId, IdError};
-use crate::options::{Options, OptionsError};
-use crate::request::Request;
+use crate::core::options::{Options, OptionsError};
+use crate::core::request::Request;
+use crate::model::ids::{ContainerId, IdError};
 
 /// Larger states are refused: a real one is a few hundred bytes plus annotations.
 pub const MAX_STATE_BYTES: usize = 1 << 20;

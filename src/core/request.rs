@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::ids::ContainerId;
-use crate::options::Options;
+use crate::core::options::Options;
+use crate::model::ids::ContainerId;
 
 #[derive(Debug, Clone)]
 pub struct Request {

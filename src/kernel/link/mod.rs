@@ -25,8 +25,8 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use crate::mac::Mac;
-use crate::netns::Netns;
+use crate::kernel::netns::Netns;
+use crate::model::mac::Mac;
 use crate::sys::ifconf;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use crate::claims::{claims_of, Claims};
-use crate::conntrack::{self, ConntrackError};
-use crate::endpoint::Endpoint;
+use crate::core::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
+use crate::core::recover;
 use crate::firewall::{self, Elements, FirewallError, PortMapping};
-use crate::ids::ContainerId;
-use crate::ipam::Allocations;
-use crate::link::{self, HostVeth, LinkError, Rtnl, VethFate};
+use crate::kernel::conntrack::{self, ConntrackError};
+use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethFate};
 use crate::log::{self, describe};
-use crate::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
-use crate::ports::Proto;
-use crate::recover;
-use crate::store::{IpamDir, Lock, Store, StoreError};
+use crate::model::endpoint::Endpoint;
+use crate::model::ids::ContainerId;
+use crate::model::ipam::Allocations;
+use crate::model::ports::Proto;
+use crate::state::claims::{claims_of, Claims};
+use crate::state::{IpamDir, Lock, Store, StoreError};
 use crate::sys::process::{exit_now, fork_background, Forked};
 use crate::timing::Steps;
 

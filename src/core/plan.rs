@@ -3,12 +3,12 @@
 
 use ipnetwork::Ipv4Network;
 
-use crate::endpoint::{Endpoint, Ipv4Attachment};
+use crate::core::request::Request;
 use crate::firewall::{Elements, PortMapping, Source};
-use crate::ipam::{self, Allocations, IpamError, Lease};
-use crate::mac::Mac;
-use crate::network::Network;
-use crate::request::Request;
+use crate::model::endpoint::{Endpoint, Ipv4Attachment};
+use crate::model::ipam::{self, Allocations, IpamError, Lease};
+use crate::model::mac::Mac;
+use crate::model::network::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -138,10 +138,10 @@ pub fn any_ethertype_elements(ep: &Endpoint) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ContainerId;
-    use crate::ipam::Pool;
-    use crate::options::Options;
-    use crate::ports::parse_ports;
+    use crate::core::options::Options;
+    use crate::model::ids::ContainerId;
+    use crate::model::ipam::Pool;
+    use crate::model::ports::parse_ports;
     use std::net::Ipv4Addr;
 
     fn request(id: &str, opts: Options) -> Request {
@@ -238,7 +238,7 @@ mod tests {
             })
             .collect();
         let ip = Ipv4Addr::new(10, 77, 0, 2);
-        use crate::ports::Proto::*;
+        use crate::model::ports::Proto::*;
         assert_eq!(
             ports,
             vec![

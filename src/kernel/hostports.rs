@@ -19,7 +19,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use crate::ports::Proto;
+use crate::model::ports::Proto;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the host's sockets from {path}")]

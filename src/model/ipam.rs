@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 
-use crate::ids::ContainerId;
-use crate::network::Network;
+use crate::model::ids::ContainerId;
+use crate::model::network::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {

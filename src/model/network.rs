@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::validate_ifname;
-use crate::options::DEFAULT_NETWORK;
+use crate::core::options::DEFAULT_NETWORK;
+use crate::model::ids::validate_ifname;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetworkError {

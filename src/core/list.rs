@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::endpoint::Endpoint;
-use crate::network::Network;
-use crate::ports::PortSpec;
+use crate::model::endpoint::Endpoint;
+use crate::model::network::Network;
+use crate::model::ports::PortSpec;
 
 /// One row of `nethook ls --json`. Stable field names: scripts depend on them.
 #[derive(Debug, Serialize)]

@@ -1,0 +1,12 @@
+//! The core: turns a request into an endpoint and back. Plans are plain data (`plan`),
+//! recorded before the kernel is touched (`attach`), undone from the record (`detach`,
+//! `gc`, `recover`). Nothing here knows OCI or CNI.
+
+pub mod attach;
+pub mod detach;
+pub mod gc;
+pub mod list;
+pub mod options;
+pub mod plan;
+pub mod recover;
+pub mod request;

@@ -1,0 +1,7 @@
+//! Typed operations on the kernel: links, namespaces, sysctls, conntrack, host sockets.
+
+pub mod conntrack;
+pub mod hostports;
+pub mod link;
+pub mod netns;
+pub mod sysctl;
