@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nftnl::{Batch, MsgType, NlMsg};
 use nix::errno::Errno;
 
-use super::netlink::{Bus, NlSocket};
 use super::{nl_err, FirewallError, Object};
+use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::Borrowed;
 
 /// One message of a batch and what it is about.

@@ -15,10 +15,10 @@ use nix::errno::Errno;
 
 use super::batch::{first_error, run_batch};
 use super::elements::{messages, set_of, SetUnits};
-use super::netlink::{Bus, NlSocket};
 use super::readback::dump_set;
 use super::tables::Tables;
 use super::{nl_err, FirewallError, Object};
+use crate::kernel::netlink::{Bus, NlSocket};
 
 const INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
 

@@ -14,13 +14,13 @@ use nftnl::MsgType;
 use nix::errno::Errno;
 
 use super::batch::{first_error, run_batch, Item};
-use super::netlink::{Bus, NlSocket};
 use super::readback::dump_set;
 use super::skeleton::{
     ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, PORTS4, PROBES,
 };
 use super::tables::{cstr_static, Tables};
 use super::{encode, nl_err, Elements, Family, FirewallError, Object};
+use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::{ElemMsg, ElemSpec, MAX_ELEMS_PER_MSG};
 
 /// NLM_F_* values as the u16 netlink header field.

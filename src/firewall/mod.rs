@@ -30,7 +30,7 @@ mod batch;
 mod delete;
 mod elements;
 mod encode;
-pub(crate) mod netlink;
+
 mod prune;
 mod readback;
 mod skeleton;
@@ -45,10 +45,10 @@ use ipnetwork::Ipv4Network;
 use nftnl::ProtoFamily;
 use nix::errno::Errno;
 
+pub use crate::kernel::netlink::defer_netfilter_release;
 pub use batch::batches_sent;
 pub use delete::assume_no_destroy;
 pub use encode::Proto;
-pub use netlink::defer_netfilter_release;
 pub use prune::prune;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 
@@ -56,7 +56,7 @@ pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 /// child process after this one exits. Call it last, when the process is single-threaded.
 /// Should no child start, it says so; the sockets then go with this process's exit.
 pub fn release_deferred_sockets() {
-    if let Err(e) = crate::sys::process::close_after_exit(netlink::take_deferred()) {
+    if let Err(e) = crate::sys::process::close_after_exit(crate::kernel::netlink::take_deferred()) {
         crate::log::line(&format!("could not hand netfilter sockets to a child ({e}); exiting waits for the kernel instead"));
     }
 }

@@ -9,11 +9,11 @@ use std::net::Ipv4Addr;
 
 use super::delete::delete_units;
 use super::elements::{element_units, is_probe, SetUnits, Unit};
-use super::netlink::{Bus, NlSocket};
 use super::readback::dump_set;
 use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4};
 use super::tables::cstr_static;
 use super::{nl_err, Elements, Family, FirewallError, Object};
+use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::ElemSpec;
 
 /// The sets whose every element belongs to one container. The per-network sets (masq4,

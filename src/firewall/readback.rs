@@ -3,10 +3,10 @@
 
 use std::ffi::CStr;
 
-use super::netlink::{self, Attrs, MsgBuilder, NlSocket};
 use super::skeleton::TABLE;
 use super::tables::cstr_static;
 use super::{nl_err, Family, FirewallError};
+use crate::kernel::netlink::{self, Attrs, MsgBuilder, NlSocket};
 use crate::sys::nft::ElemSpec;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;

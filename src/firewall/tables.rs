@@ -16,9 +16,9 @@ use nftnl::{Chain, MsgType, Policy, Rule, Table};
 use nix::errno::Errno;
 
 use super::batch::{first_error, run_batch, Item};
-use super::netlink::{self, Bus, MsgBuilder, NlSocket};
 use super::skeleton::{self, ChainKind, PROBES, TABLE};
 use super::{encode, nl_err, Family, FirewallError, Object, TABLE_NAME};
+use crate::kernel::netlink::{self, Bus, MsgBuilder, NlSocket};
 use crate::sys::nft::Borrowed;
 
 pub(super) fn table(family: Family) -> Table {

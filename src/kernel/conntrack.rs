@@ -28,8 +28,8 @@ use std::net::Ipv4Addr;
 
 use nix::errno::Errno;
 
-use crate::firewall::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
 use crate::firewall::Proto;
+use crate::kernel::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {

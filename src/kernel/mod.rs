@@ -3,5 +3,6 @@
 pub mod conntrack;
 pub mod hostports;
 pub mod link;
+pub mod netlink;
 pub mod netns;
 pub mod sysctl;

@@ -60,7 +60,7 @@ struct ChildPlan {
 
 /// Hands `fds` to a child process whose exit releases them, so this process's exit does
 /// not wait for what their release waits for (see
-/// `firewall::netlink::defer_netfilter_release`).
+/// `kernel::netlink::defer_netfilter_release`).
 ///
 /// The child shares this process's memory (`CLONE_VM`, as `posix_spawn` does) but gets its
 /// own copy of the file table: nothing is copied page by page as with `fork`, and this
