@@ -244,7 +244,7 @@ pub(super) fn set_of(object: &Object) -> Option<&'static str> {
 /// wait for under nf_tables' commit lock. On a table from an older nethook the set is
 /// missing and the batch fails with ENOENT, which makes the caller run `ensure_skeleton`,
 /// which re-creates that table.
-fn probe_items(tables: &Tables, families: &BTreeSet<Family>) -> Vec<Item<'static>> {
+pub(super) fn probe_items(tables: &Tables, families: &BTreeSet<Family>) -> Vec<Item<'static>> {
     let mut items = Vec::new();
     for (family, set) in PROBES {
         if !families.contains(&family) {

@@ -82,7 +82,7 @@ pub fn table_exists() -> Result<bool, FirewallError> {
 
 /// How a table that is not current is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableState {
+pub(super) enum TableState {
     /// Made by an older nethook: it lacks the probe set.
     Old,
     Missing,
@@ -248,6 +248,14 @@ fn set_udata(spec: &skeleton::SetSpec) -> Vec<u8> {
 /// Create the given tables in ONE batch: an old one is deleted first, then each table, its
 /// sets, chains and rules are added.
 fn create_tables(stale: &[(Family, TableState)]) -> Result<(), FirewallError> {
+    first_error("create", with_create_items(stale, run_batch)?)
+}
+
+/// The messages of [`create_tables`]' batch, handed to `send`.
+pub(super) fn with_create_items<R>(
+    stale: &[(Family, TableState)],
+    send: impl FnOnce(&[Item<'_>]) -> R,
+) -> R {
     let tables = Tables::new();
     let wanted = |family: Family| stale.iter().any(|(f, _)| *f == family);
     let sets: Vec<_> = skeleton::SETS
@@ -318,7 +326,7 @@ fn create_tables(stale: &[(Family, TableState)]) -> Result<(), FirewallError> {
             });
         }
     }
-    first_error("create", run_batch(&items)?)
+    send(&items)
 }
 
 /// Delete both of nethook's tables with everything in them (tests, cleanup). Ok(false) if
