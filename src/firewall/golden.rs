@@ -102,14 +102,13 @@ mod wire {
     use std::fmt::Write as _;
     use std::net::Ipv4Addr;
 
-    use nftnl::MsgType;
-
-    use super::super::batch::Item;
-    use super::super::elements::{element_units, guard_units, messages, probe_items};
-    use super::super::tables::{with_create_items, TableState, Tables};
-    use super::super::tests::source;
-    use super::super::{Elements, Family, PortMapping, Proto, Source};
-    use crate::sys::nft::Borrowed;
+    use super::super::add::add_batch;
+    use super::super::batch::BatchBuilder;
+    use super::super::delete::delete_batch;
+    use super::super::tables::{with_create_batch, TableState, Tables};
+    use super::super::types::source;
+    use super::super::units::{element_units, guard_units};
+    use super::super::{Elements, PortMapping, Proto, Source, TableFamily};
 
     const EXPECTED: &str = "testdata/nft/batches.txt";
 
@@ -119,17 +118,10 @@ mod wire {
         })
     }
 
-    /// The messages of `items` as one batch would carry them, one line each.
-    fn wire(title: &str, items: &[Item<'_>]) -> String {
-        let mut batch = nftnl::Batch::new();
-        for it in items {
-            batch.add(&Borrowed(&*it.msg), it.ty);
-        }
-        let bytes: Vec<u8> = batch
-            .finalize()
-            .iter()
-            .flat_map(|page| page.iter().copied())
-            .collect();
+    /// The messages of `batch` as they go on the wire, one line each.
+    fn wire(title: &str, batch: &BatchBuilder<'_>) -> String {
+        let items = batch.items();
+        let (bytes, _) = batch.finalize();
         let mut msgs = Vec::new();
         let mut at = 0;
         while at + 4 <= bytes.len() {
@@ -172,7 +164,7 @@ mod wire {
                 "255.255.255.0/24".parse().unwrap(),
             ],
             bridges: vec!["nethook0".into(), "nh-blue".into()],
-            ports: vec![
+            ports4: vec![
                 port(None, Proto::Tcp, 8080),
                 port(Some(Ipv4Addr::LOCALHOST), Proto::Udp, 53),
                 port(Some(Ipv4Addr::UNSPECIFIED), Proto::Sctp, 9),
@@ -185,9 +177,10 @@ mod wire {
                 },
             ],
             any_ethertype: vec!["nhffffffffffff".into()],
+            ..Elements::default()
         };
         // Enough ports for two messages of one set.
-        e.ports
+        e.ports4
             .extend((20000..20300).map(|p| port(None, Proto::Udp, p)));
         e
     }
@@ -197,38 +190,28 @@ mod wire {
         let mut out = String::new();
         for (title, exclusive) in [("add", true), ("restore", false)] {
             let sets = element_units(&sample(), exclusive).unwrap();
-            let families = sets.iter().map(|g| g.family).collect();
-            let mut items = probe_items(&tables, &families);
-            items.extend(messages(&tables, &sets, MsgType::Add, false));
-            out.push_str(&wire(title, &items));
+            out.push_str(&wire(title, &add_batch(&tables, &sets)));
         }
         for (title, destroy) in [("destroy", true), ("delete", false)] {
             let sets = element_units(&sample(), false).unwrap();
-            out.push_str(&wire(
-                title,
-                &messages(&tables, &sets, MsgType::Del, destroy),
-            ));
+            out.push_str(&wire(title, &delete_batch(&tables, &sets, destroy)));
         }
-        let guard = guard_units();
-        let families = [Family::Inet].into();
-        let mut items = probe_items(&tables, &families);
-        items.extend(messages(&tables, &guard, MsgType::Add, false));
-        out.push_str(&wire("guard on", &items));
+        out.push_str(&wire("guard on", &add_batch(&tables, &guard_units())));
         out.push_str(&wire(
             "guard off",
-            &messages(&tables, &guard, MsgType::Del, true),
+            &delete_batch(&tables, &guard_units(), true),
         ));
         let missing = [
-            (Family::Inet, TableState::Missing),
-            (Family::Bridge, TableState::Missing),
+            (TableFamily::Inet, TableState::Missing),
+            (TableFamily::Bridge, TableState::Missing),
         ];
-        out.push_str(&with_create_items(&missing, |items| {
-            wire("create both", items)
+        out.push_str(&with_create_batch(&missing, |batch| {
+            wire("create both", &batch)
         }));
-        out.push_str(&with_create_items(
-            &[(Family::Bridge, TableState::Old)],
-            |items| wire("re-create bridge", items),
-        ));
+        let old = [(TableFamily::Bridge, TableState::Old)];
+        out.push_str(&with_create_batch(&old, |batch| {
+            wire("re-create bridge", &batch)
+        }));
         out
     }
 
