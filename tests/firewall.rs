@@ -100,7 +100,7 @@ fn skeleton_matches_nft() {
             env!("CARGO_MANIFEST_DIR")
         ));
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
-        // The probe elements every element batch re-adds (see firewall::elements).
+        // The probe elements every element batch re-adds (see firewall/probe.rs).
         sh("nft add element inet nethook fwd_guard '{ 0 }'");
         sh(r#"nft add element bridge nethook l2open '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");

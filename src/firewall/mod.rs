@@ -17,18 +17,24 @@
 //! | the types handed in: [`Elements`], [`PortMapping`]    | `types.rs`                     |
 //! | elements → set elements (which set, key, map data)    | `units.rs` (IPv6 refused here) |
 //! | the bytes of a key or map data                        | `encode.rs`                    |
-//! | the messages of one batch, sending it, the replies    | `batch.rs` (`BatchBuilder`)     |
+//! | the messages of one batch, sending it, the replies    | `batch.rs` (`BatchBuilder`)    |
 //! | add (+ which port was taken), restore                 | `add.rs`                       |
 //! | delete (destroy, or the fallback on older kernels)    | `delete.rs`                    |
 //! | the probe element that notices an old/missing table   | `probe.rs`                     |
 //! | the skeleton's sets, chains, rules (as data)          | `skeleton/` (`inet`, `bridge`) |
 //! | creating, upgrading, deleting the tables              | `tables.rs`                    |
 //! | removing elements no live endpoint has (gc)           | `prune.rs`                     |
+//! | reading a set back (the taken port, what is left)     | `readback.rs`                  |
 //! | errors, and what a message was about ([`Object`])     | `error.rs`                     |
 //!
 //! A port mapping: built from the endpoint in `core::elements::port_elements`, turned into a
-//! `ports4`/`hports4` element in `units::element_units`, sent by [`add`] → `add::add_units` →
+//! `ports4`/`hports4` element in `units::element_units`, sent by [`add()`] → `add::add_units` →
 //! `batch::BatchBuilder::send`. Every operation is ONE batch built by one `BatchBuilder`.
+//!
+//! Address families: [`Elements`] holds each family's parts in fields of their own (`masq4`,
+//! `ports4`, [`Source::ipv4`]; `masq6`, `ports6`, [`Source::ipv6`]). The skeleton has IPv4 sets
+//! only, so `units.rs` refuses IPv6 parts with [`FirewallError::Ipv6Unsupported`] before any
+//! batch is built; IPv6 support replaces that refusal with the IPv6 sets' units.
 //!
 //! # Threads, namespaces, locking
 //!
@@ -91,7 +97,7 @@ pub fn add(elems: &Elements) -> Result<(), FirewallError> {
     add::add_units(&units::element_units(elems, true)?, false)
 }
 
-/// Like [`add`], but elements that are already there (ports included) are fine: re-creates the
+/// Like [`add()`], but elements that are already there (ports included) are fine: re-creates the
 /// elements of live endpoints after [`ensure_skeleton`] (re-)created a table. Takes the merged
 /// elements of every live endpoint at once (see [`Elements::extend`]), in one batch. A port
 /// mapped to another target fails with [`FirewallError::PortTaken`].

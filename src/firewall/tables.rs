@@ -6,7 +6,7 @@
 //! matters), which drops every element in it; `ensure_skeleton` then returns true and the caller
 //! restores the elements of every live endpoint (`restore`). The hook only probes when an
 //! element batch failed with ENOENT, and every element batch touches the probe set of each table
-//! it adds to (see `elements`), so an old table is noticed by the first setup after an upgrade
+//! it adds to (see `probe.rs`), so an old table is noticed by the first setup after an upgrade
 //! at no cost to the others.
 
 use std::ffi::CStr;
