@@ -67,7 +67,7 @@ fn skeleton_matches_nft() {
         // With elements too (our encoding vs nft's).
         firewall::add(&Elements {
             masq4: vec![net("10.77.0.0/16"), net("255.255.255.0/24")],
-            ports: vec![
+            ports4: vec![
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
                 pm(None, Proto::Sctp, 9, [10, 77, 0, 2], 9),
@@ -78,14 +78,17 @@ fn skeleton_matches_nft() {
                     host_interface: "nh0123456789ab".into(),
                     mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
                     ipv4: vec![Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 9)],
+                    ipv6: vec![],
                 },
                 Source {
                     host_interface: "nhffffffffffff".into(),
                     mac: Mac([0x02, 0, 0, 0, 0, 1]),
                     ipv4: vec![],
+                    ipv6: vec![],
                 },
             ],
             any_ethertype: vec!["nhffffffffffff".into()],
+            ..Default::default()
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
@@ -97,7 +100,7 @@ fn skeleton_matches_nft() {
             env!("CARGO_MANIFEST_DIR")
         ));
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
-        // The probe elements every element batch re-adds (see firewall::elements).
+        // The probe elements every element batch re-adds (see firewall/probe.rs).
         sh("nft add element inet nethook fwd_guard '{ 0 }'");
         sh(r#"nft add element bridge nethook l2open '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
@@ -123,7 +126,7 @@ fn elements_add_delete() {
     sandbox("elements_add_delete", || {
         let a = Elements {
             masq4: vec![net("10.77.0.0/16")],
-            ports: vec![
+            ports4: vec![
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
             ],
@@ -147,7 +150,7 @@ fn elements_add_delete() {
         // tries to take 8080/tcp → PortTaken, and nothing of its batch (9090, 10.88/16) remains.
         let b = Elements {
             masq4: vec![net("10.77.0.0/16"), net("10.88.0.0/16")],
-            ports: vec![
+            ports4: vec![
                 pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 3], 80),
             ],
@@ -170,7 +173,7 @@ fn elements_add_delete() {
         // Same for a port bound to one host address.
         let c = Elements {
             masq4: vec![],
-            ports: vec![pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 4], 53)],
+            ports4: vec![pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 4], 53)],
             ..Default::default()
         };
         match firewall::add(&c) {
@@ -189,13 +192,13 @@ fn elements_add_delete() {
                 net("10.78.0.0/16"),
                 net("255.255.255.0/24"),
             ],
-            ports: vec![pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80)],
+            ports4: vec![pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80)],
             ..Default::default()
         };
         firewall::add(&d).unwrap();
         firewall::add(&Elements {
             masq4: d.masq4.clone(),
-            ports: vec![],
+            ports4: vec![],
             ..Default::default()
         })
         .unwrap();
@@ -211,7 +214,7 @@ fn elements_add_delete() {
         // with the network's last endpoint, so `a` for teardown lists none here).
         let a_ports = Elements {
             masq4: vec![],
-            ports: a.ports.clone(),
+            ports4: a.ports4.clone(),
             ..Default::default()
         };
         firewall::delete(&a_ports).unwrap();
@@ -222,7 +225,7 @@ fn elements_add_delete() {
         // A mix of present and missing elements: the present ones are deleted.
         let mix = Elements {
             masq4: vec![net("10.78.0.0/16"), net("10.99.0.0/16")],
-            ports: vec![
+            ports4: vec![
                 pm(None, Proto::Udp, 1, [10, 77, 0, 9], 1),
                 pm(None, Proto::Tcp, 9090, [10, 77, 0, 3], 80),
             ],
@@ -398,7 +401,7 @@ fn traffic_scenario(hairpin_mode: bool) {
         firewall::ensure_skeleton().unwrap();
         let elems = Elements {
             masq4: vec![net("10.77.0.0/16")],
-            ports: vec![
+            ports4: vec![
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Tcp, 8081, [10, 77, 0, 2], 80),
             ],
@@ -408,8 +411,10 @@ fn traffic_scenario(hairpin_mode: bool) {
                 host_interface: "nhc0".into(),
                 mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
                 ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)],
+                ipv6: vec![],
             }],
             any_ethertype: vec![],
+            ..Default::default()
         };
         firewall::add(&elems).unwrap();
 
@@ -452,7 +457,7 @@ fn traffic_scenario(hairpin_mode: bool) {
         // After teardown, the published port no longer leads anywhere.
         firewall::delete(&Elements {
             masq4: vec![],
-            ports: elems.ports.clone(),
+            ports4: elems.ports4.clone(),
             ..Default::default()
         })
         .unwrap();

@@ -48,13 +48,15 @@ fn big_endpoint() -> Elements {
     Elements {
         masq4: vec!["10.77.0.0/16".parse().unwrap()],
         bridges: vec!["nethook0".into()],
-        ports: ports(20000, 1500),
+        ports4: ports(20000, 1500),
         sources: vec![Source {
             host_interface: "nh0123456789ab".into(),
             mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
             ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)],
+            ipv6: vec![],
         }],
         any_ethertype: vec!["nh0123456789ab".into()],
+        ..Elements::default()
     }
 }
 
@@ -121,10 +123,10 @@ fn thousands_of_ports_add_in_one_batch_and_a_taken_one_is_named() {
         || {
             firewall::ensure_skeleton().unwrap();
             let mut e = Elements {
-                ports: ports(10000, 3000),
+                ports4: ports(10000, 3000),
                 ..Elements::default()
             };
-            e.ports
+            e.ports4
                 .extend(ports(40000, 3000).into_iter().map(|p| PortMapping {
                     proto: Proto::Udp,
                     ..p
@@ -137,7 +139,7 @@ fn thousands_of_ports_add_in_one_batch_and_a_taken_one_is_named() {
             firewall::restore(&e).unwrap();
             // Another container taking one port in the middle of a big message: named.
             let other = Elements {
-                ports: ports(9000, 2000)
+                ports4: ports(9000, 2000)
                     .into_iter()
                     .map(|p| PortMapping {
                         container_ip: Ipv4Addr::new(10, 77, 0, 3),
@@ -371,6 +373,7 @@ fn containers_send_only_ipv4_and_arp_unless_opted_out() {
                 host_interface: veth.into(),
                 mac: Mac([0x02, 0x4e, 10, 77, 0, last]),
                 ipv4: vec![Ipv4Addr::new(10, 77, 0, last)],
+                ipv6: vec![],
             });
         }
         firewall::ensure_skeleton().unwrap();

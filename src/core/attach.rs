@@ -9,7 +9,8 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use crate::core::detach;
-use crate::core::plan::{firewall_elements, plan_endpoint, PlanError};
+use crate::core::elements::firewall_elements;
+use crate::core::plan::{plan_endpoint, PlanError};
 use crate::core::recover::{self, RecoverError};
 use crate::core::request::Request;
 use crate::failpoint::{self, Injected};

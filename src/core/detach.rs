@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::core::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
+use crate::core::elements::{network_elements, own_elements, port_elements};
 use crate::core::recover;
-use crate::firewall::{self, Elements, FirewallError, PortMapping};
+use crate::firewall::{self, FirewallError, PortMapping};
 use crate::kernel::conntrack::{self, ConntrackError};
 use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethFate};
 use crate::log::{self, describe};
@@ -132,16 +132,7 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
     let ports = port_elements(ep);
-    let own = Elements {
-        ports: if owns_address {
-            ports.clone()
-        } else {
-            Vec::new()
-        },
-        sources: source_elements(ep),
-        any_ethertype: any_ethertype_elements(ep),
-        ..Elements::default()
-    };
+    let own = own_elements(ep, owns_address);
     firewall::delete(&own)?;
     Ok(Unpublished {
         ipam,

@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod detach;
+pub mod elements;
 pub mod gc;
 pub mod list;
 pub mod options;

@@ -1,10 +1,7 @@
 //! Deciding, not doing: turns a request, its network and the network's allocations into
 //! the endpoint to build. Pure, so every decision is unit-tested without root.
 
-use ipnetwork::Ipv4Network;
-
 use crate::core::request::Request;
-use crate::firewall::{Elements, PortMapping, Source};
 use crate::model::endpoint::{Endpoint, Ipv4Attachment};
 use crate::model::ipam::{self, Allocations, IpamError, Lease};
 use crate::model::mac::Mac;
@@ -63,76 +60,6 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };
     Ok((endpoint, lease))
-}
-
-/// The published-port elements of an endpoint: one per host port (ranges expanded).
-pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping> {
-    let Some(v4) = ep.ipv4 else { return Vec::new() };
-    ep.ports
-        .iter()
-        .flat_map(|spec| {
-            spec.pairs()
-                .map(move |(host_port, container_port)| PortMapping {
-                    host_ip: spec.host_ip,
-                    proto: spec.proto,
-                    host_port,
-                    container_ip: v4.address,
-                    container_port,
-                })
-        })
-        .collect()
-}
-
-/// The endpoint's subnet in the masquerade set, when its network masquerades.
-pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
-    match ep.ipv4 {
-        Some(v4) if ep.masquerade => Ipv4Network::new(v4.address, v4.prefix)
-            .ok()
-            .and_then(|n| Ipv4Network::new(n.network(), v4.prefix).ok())
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The per-network elements the endpoint relies on: its subnet in the masquerade set (when the
-/// network masquerades) and its bridge in the isolation sets. Shared by the network's endpoints:
-/// added (non-exclusively) with each, deleted with the network's last.
-pub fn network_elements(ep: &Endpoint) -> Elements {
-    Elements {
-        masq4: masquerade_elements(ep),
-        bridges: vec![ep.bridge.clone()],
-        ..Elements::default()
-    }
-}
-
-/// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
-pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
-    vec![Source {
-        host_interface: ep.host_interface.clone(),
-        mac: ep.mac,
-        ipv4: ep.ipv4.map(|v4| v4.address).into_iter().collect(),
-    }]
-}
-
-/// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
-/// the per-network elements, its published ports and its anti-spoofing elements.
-pub fn firewall_elements(ep: &Endpoint) -> Elements {
-    Elements {
-        ports: port_elements(ep),
-        sources: source_elements(ep),
-        any_ethertype: any_ethertype_elements(ep),
-        ..network_elements(ep)
-    }
-}
-
-/// The host veth, when the network lets its containers send any ethertype.
-pub fn any_ethertype_elements(ep: &Endpoint) -> Vec<String> {
-    if ep.any_ethertype {
-        vec![ep.host_interface.clone()]
-    } else {
-        Vec::new()
-    }
 }
 
 #[cfg(test)]
@@ -198,93 +125,6 @@ mod tests {
         assert_eq!(ep.mac.to_string(), "02:00:00:00:00:01");
         assert_eq!(ep.interface, "net0");
         assert_eq!(ep.ports.len(), 1);
-    }
-
-    #[test]
-    fn elements_expand_ranges_and_carry_the_subnet() {
-        let opts = Options {
-            ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(),
-            ..Options::default()
-        };
-        let pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
-            .unwrap()
-            .0;
-        let e = firewall_elements(&ep);
-        assert_eq!(
-            e.masq4,
-            vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]
-        );
-        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
-        assert_eq!(
-            e.sources,
-            vec![Source {
-                host_interface: ep.host_interface.clone(),
-                mac: ep.mac,
-                ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)]
-            }]
-        );
-        let ports: Vec<_> = e
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    p.host_ip,
-                    p.proto,
-                    p.host_port,
-                    p.container_ip,
-                    p.container_port,
-                )
-            })
-            .collect();
-        let ip = Ipv4Addr::new(10, 77, 0, 2);
-        use crate::model::ports::Proto::*;
-        assert_eq!(
-            ports,
-            vec![
-                (Some(Ipv4Addr::LOCALHOST), Tcp, 8080, ip, 80),
-                (None, Udp, 5000, ip, 6000),
-                (None, Udp, 5001, ip, 6001),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_network_without_masquerade_adds_no_subnet() {
-        let mut net = Network::builtin_default();
-        net.masquerade = false;
-        let pool = Pool::default();
-        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
-            .unwrap()
-            .0;
-        let e = firewall_elements(&ep);
-        assert!(e.masq4.is_empty());
-        // Still isolated and guarded against spoofing.
-        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
-        assert_eq!(e.sources.len(), 1);
-        assert!(!e.is_empty());
-    }
-
-    #[test]
-    fn network_elements_are_the_shared_part() {
-        let pool = Pool::default();
-        let opts = Options {
-            ports: parse_ports("8080:80").unwrap(),
-            ..Options::default()
-        };
-        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
-            .unwrap()
-            .0;
-        let all = firewall_elements(&ep);
-        assert_eq!(all.shared(), network_elements(&ep));
-        assert_eq!(
-            all.own(),
-            Elements {
-                ports: port_elements(&ep),
-                sources: source_elements(&ep),
-                ..Elements::default()
-            }
-        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::core::plan::firewall_elements;
+use crate::core::elements::firewall_elements;
 use crate::firewall::{self, Elements, FirewallError};
 use crate::kernel::sysctl::{self, SysctlError};
 use crate::log::{self, describe};

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use nftnl::MsgType;
 use nix::errno::Errno;
 
-use super::batch::{first_error, run_batch};
-use super::elements::{messages, set_of, SetUnits};
+use super::batch::BatchBuilder;
+use super::error::{first_error, nl_err, FirewallError, Object};
 use super::readback::dump_set;
 use super::tables::Tables;
-use super::{nl_err, FirewallError, Object};
+use super::units::{set_of, SetUnits};
 use crate::kernel::netlink::{Bus, NlSocket};
 
 const INTERVAL_END: u32 = libc::NFT_SET_ELEM_INTERVAL_END as u32;
@@ -47,9 +47,19 @@ pub fn assume_no_destroy() {
     DESTROY.store(NO, Ordering::Relaxed);
 }
 
+/// The batch that deletes `sets` (as NFT_MSG_DESTROYSETELEM when `destroy`).
+pub(super) fn delete_batch<'a>(
+    tables: &Tables,
+    sets: &[SetUnits],
+    destroy: bool,
+) -> BatchBuilder<'a> {
+    let mut batch = BatchBuilder::new();
+    batch.elements(tables, sets, MsgType::Del, destroy);
+    batch
+}
+
 fn send(sets: &[SetUnits], destroy: bool) -> Result<Vec<(Object, Errno)>, FirewallError> {
-    let tables = Tables::new();
-    run_batch(&messages(&tables, sets, MsgType::Del, destroy))
+    delete_batch(&Tables::new(), sets, destroy).send()
 }
 
 /// The sets named by `errors`, or None when an error names something else.

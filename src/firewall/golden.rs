@@ -90,3 +90,146 @@ fn comments_fit_and_are_present() {
         }
     }
 }
+
+// ---- the bytes of every kind of batch, pinned (testdata/nft/batches.txt) ----
+//
+// Refactoring the firewall must not change a byte that goes to the kernel. Each message of a
+// batch is one line (what it is about, then its bytes); the batch begin/end messages and the
+// sequence numbers are left out, as they depend on the kernel (ACKed batch ends). Set
+// NETHOOK_BLESS=1 to rewrite the file after an intended change, and say why in the commit.
+
+mod wire {
+    use std::fmt::Write as _;
+    use std::net::Ipv4Addr;
+
+    use super::super::add::add_batch;
+    use super::super::batch::BatchBuilder;
+    use super::super::delete::delete_batch;
+    use super::super::tables::{with_create_batch, TableState, Tables};
+    use super::super::types::source;
+    use super::super::units::{element_units, guard_units};
+    use super::super::{Elements, PortMapping, Proto, Source, TableFamily};
+
+    const EXPECTED: &str = "testdata/nft/batches.txt";
+
+    fn fnv1a64(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// The messages of `batch` as they go on the wire, one line each.
+    fn wire(title: &str, batch: &BatchBuilder<'_>) -> String {
+        let items = batch.items();
+        let (bytes, _) = batch.finalize();
+        let mut msgs = Vec::new();
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let mut m = bytes[at..at + len].to_vec();
+            m[8..12].fill(0); // sequence number
+            msgs.push(m);
+            at += len.next_multiple_of(4);
+        }
+        assert_eq!(msgs.len(), items.len() + 2, "begin, messages, end");
+        let mut out = format!("== {title}\n");
+        for (it, m) in items.iter().zip(&msgs[1..msgs.len() - 1]) {
+            let _ = write!(out, "{}: ", it.object);
+            if m.len() <= 512 {
+                m.iter().for_each(|b| {
+                    let _ = write!(out, "{b:02x}");
+                });
+            } else {
+                let _ = write!(out, "{} bytes, fnv1a64 {:016x}", m.len(), fnv1a64(m));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn port(host_ip: Option<Ipv4Addr>, proto: Proto, host_port: u16) -> PortMapping {
+        PortMapping {
+            host_ip,
+            proto,
+            host_port,
+            container_ip: Ipv4Addr::new(10, 77, 0, 2),
+            container_port: 80,
+        }
+    }
+
+    fn sample() -> Elements {
+        let mut e = Elements {
+            masq4: vec![
+                "10.77.0.0/16".parse().unwrap(),
+                "255.255.255.0/24".parse().unwrap(),
+            ],
+            bridges: vec!["nethook0".into(), "nh-blue".into()],
+            ports4: vec![
+                port(None, Proto::Tcp, 8080),
+                port(Some(Ipv4Addr::LOCALHOST), Proto::Udp, 53),
+                port(Some(Ipv4Addr::UNSPECIFIED), Proto::Sctp, 9),
+            ],
+            sources: vec![
+                source("nh0123456789ab", 2),
+                Source {
+                    ipv4: vec![],
+                    ..source("nhffffffffffff", 3)
+                },
+            ],
+            any_ethertype: vec!["nhffffffffffff".into()],
+            ..Elements::default()
+        };
+        // Enough ports for two messages of one set.
+        e.ports4
+            .extend((20000..20300).map(|p| port(None, Proto::Udp, p)));
+        e
+    }
+
+    fn all_batches() -> String {
+        let tables = Tables::new();
+        let mut out = String::new();
+        for (title, exclusive) in [("add", true), ("restore", false)] {
+            let sets = element_units(&sample(), exclusive).unwrap();
+            out.push_str(&wire(title, &add_batch(&tables, &sets)));
+        }
+        for (title, destroy) in [("destroy", true), ("delete", false)] {
+            let sets = element_units(&sample(), false).unwrap();
+            out.push_str(&wire(title, &delete_batch(&tables, &sets, destroy)));
+        }
+        out.push_str(&wire("guard on", &add_batch(&tables, &guard_units())));
+        out.push_str(&wire(
+            "guard off",
+            &delete_batch(&tables, &guard_units(), true),
+        ));
+        let missing = [
+            (TableFamily::Inet, TableState::Missing),
+            (TableFamily::Bridge, TableState::Missing),
+        ];
+        out.push_str(&with_create_batch(&missing, |batch| {
+            wire("create both", &batch)
+        }));
+        let old = [(TableFamily::Bridge, TableState::Old)];
+        out.push_str(&with_create_batch(&old, |batch| {
+            wire("re-create bridge", &batch)
+        }));
+        out
+    }
+
+    #[test]
+    fn batches_match_the_pinned_bytes() {
+        let got = all_batches();
+        let path = format!("{}/{EXPECTED}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("NETHOOK_BLESS").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap();
+        for (i, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(g, e, "line {} of {EXPECTED} differs", i + 1);
+        }
+        assert_eq!(
+            got.lines().count(),
+            expected.lines().count(),
+            "{EXPECTED}: line count"
+        );
+    }
+}

@@ -8,22 +8,24 @@ use std::ffi::CStr;
 use std::net::Ipv4Addr;
 
 use super::delete::delete_units;
-use super::elements::{element_units, is_probe, SetUnits, Unit};
+use super::error::{nl_err, FirewallError, Object};
+use super::probe::is_probe;
 use super::readback::dump_set;
 use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4};
 use super::tables::cstr_static;
-use super::{nl_err, Elements, Family, FirewallError, Object};
+use super::types::{Elements, TableFamily};
+use super::units::{element_units, SetUnits, Unit};
 use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::ElemSpec;
 
 /// The sets whose every element belongs to one container. The per-network sets (masq4,
 /// nets, intra) go with the network's last endpoint, and a stale one opens nothing.
-const PER_CONTAINER: [(Family, &CStr); 5] = [
-    (Family::Inet, PORTS4),
-    (Family::Inet, HPORTS4),
-    (Family::Bridge, MACS),
-    (Family::Bridge, ADDRS4),
-    (Family::Bridge, L2OPEN),
+const PER_CONTAINER: [(TableFamily, &CStr); 5] = [
+    (TableFamily::Inet, PORTS4),
+    (TableFamily::Inet, HPORTS4),
+    (TableFamily::Bridge, MACS),
+    (TableFamily::Bridge, ADDRS4),
+    (TableFamily::Bridge, L2OPEN),
 ];
 
 /// An element as a set holds it: set, key, map data.

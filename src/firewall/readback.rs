@@ -3,9 +3,10 @@
 
 use std::ffi::CStr;
 
+use super::error::{nl_err, FirewallError};
 use super::skeleton::TABLE;
 use super::tables::cstr_static;
-use super::{nl_err, Family, FirewallError};
+use super::types::TableFamily;
 use crate::kernel::netlink::{self, Attrs, MsgBuilder, NlSocket};
 use crate::sys::nft::ElemSpec;
 
@@ -21,7 +22,7 @@ const NFTA_DATA_VALUE: u16 = 1;
 /// Every element of one set (key, map data, flags); None when the set or its table is missing.
 pub(super) fn dump_set(
     sock: &NlSocket,
-    family: Family,
+    family: TableFamily,
     set: &'static CStr,
 ) -> Result<Option<Vec<ElemSpec>>, FirewallError> {
     let ty = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_GETSETELEM as u16;

@@ -6,7 +6,7 @@
 //! matters), which drops every element in it; `ensure_skeleton` then returns true and the caller
 //! restores the elements of every live endpoint (`restore`). The hook only probes when an
 //! element batch failed with ENOENT, and every element batch touches the probe set of each table
-//! it adds to (see `elements`), so an old table is noticed by the first setup after an upgrade
+//! it adds to (see `probe.rs`), so an old table is noticed by the first setup after an upgrade
 //! at no cost to the others.
 
 use std::ffi::CStr;
@@ -15,13 +15,15 @@ use std::net::Ipv4Addr;
 use nftnl::{Chain, MsgType, Policy, Rule, Table};
 use nix::errno::Errno;
 
-use super::batch::{first_error, run_batch, Item};
+use super::batch::BatchBuilder;
+use super::encode;
+use super::error::{first_error, nl_err, FirewallError, Object};
 use super::skeleton::{self, ChainKind, PROBES, TABLE};
-use super::{encode, nl_err, Family, FirewallError, Object, TABLE_NAME};
+use super::types::{TableFamily, TABLE_NAME};
 use crate::kernel::netlink::{self, Bus, MsgBuilder, NlSocket};
 use crate::sys::nft::Borrowed;
 
-pub(super) fn table(family: Family) -> Table {
+pub(super) fn table(family: TableFamily) -> Table {
     Table::new(TABLE, family.proto())
 }
 
@@ -32,7 +34,7 @@ const NFTA_SET_NAME: u16 = 2;
 /// Does the object named by one GET request exist? ENOENT → false.
 fn probe(
     msg_type: u32,
-    family: Family,
+    family: TableFamily,
     attrs: &[(u16, &str)],
     object: Object,
 ) -> Result<bool, FirewallError> {
@@ -55,7 +57,7 @@ fn probe(
     }
 }
 
-fn table_exists_in(family: Family) -> Result<bool, FirewallError> {
+fn table_exists_in(family: TableFamily) -> Result<bool, FirewallError> {
     probe(
         libc::NFT_MSG_GETTABLE as u32,
         family,
@@ -64,7 +66,7 @@ fn table_exists_in(family: Family) -> Result<bool, FirewallError> {
     )
 }
 
-fn set_exists(family: Family, set: &'static CStr) -> Result<bool, FirewallError> {
+fn set_exists(family: TableFamily, set: &'static CStr) -> Result<bool, FirewallError> {
     let name = cstr_static(set);
     probe(
         libc::NFT_MSG_GETSET as u32,
@@ -77,19 +79,19 @@ fn set_exists(family: Family, set: &'static CStr) -> Result<bool, FirewallError>
 /// Does `table inet nethook` exist (one NFT_MSG_GETTABLE)? See [`missing_skeleton`] for all of
 /// the skeleton.
 pub fn table_exists() -> Result<bool, FirewallError> {
-    table_exists_in(Family::Inet)
+    table_exists_in(TableFamily::Inet)
 }
 
 /// How a table that is not current is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableState {
+pub(super) enum TableState {
     /// Made by an older nethook: it lacks the probe set.
     Old,
     Missing,
 }
 
 /// The tables that are not current (one GET per table when both are).
-fn stale_tables() -> Result<Vec<(Family, TableState)>, FirewallError> {
+fn stale_tables() -> Result<Vec<(TableFamily, TableState)>, FirewallError> {
     let mut out = Vec::new();
     for (family, probe_set) in PROBES {
         if set_exists(family, probe_set)? {
@@ -112,10 +114,10 @@ pub fn missing_skeleton() -> Result<Vec<&'static str>, FirewallError> {
     Ok(stale_tables()?
         .into_iter()
         .map(|(family, state)| match (family, state) {
-            (Family::Inet, TableState::Missing) => "table inet nethook",
-            (Family::Bridge, TableState::Missing) => "table bridge nethook",
-            (Family::Inet, _) => "an older version of table inet nethook",
-            (Family::Bridge, _) => "an older version of table bridge nethook",
+            (TableFamily::Inet, TableState::Missing) => "table inet nethook",
+            (TableFamily::Bridge, TableState::Missing) => "table bridge nethook",
+            (TableFamily::Inet, _) => "an older version of table inet nethook",
+            (TableFamily::Bridge, _) => "an older version of table bridge nethook",
         })
         .collect())
 }
@@ -144,22 +146,22 @@ pub(super) struct Tables {
 impl Tables {
     pub(super) fn new() -> Self {
         Tables {
-            inet: table(Family::Inet),
-            bridge: table(Family::Bridge),
+            inet: table(TableFamily::Inet),
+            bridge: table(TableFamily::Bridge),
         }
     }
 
-    pub(super) fn get(&self, family: Family) -> &Table {
+    pub(super) fn get(&self, family: TableFamily) -> &Table {
         match family {
-            Family::Inet => &self.inet,
-            Family::Bridge => &self.bridge,
+            TableFamily::Inet => &self.inet,
+            TableFamily::Bridge => &self.bridge,
         }
     }
 }
 
 /// One chain of the skeleton as an nftnl object.
 pub(super) struct BuiltChain<'a> {
-    pub(super) family: Family,
+    pub(super) family: TableFamily,
     pub(super) name: &'static str,
     chain: Chain<'a>,
 }
@@ -186,7 +188,7 @@ pub(super) fn build_chains(tables: &Tables) -> Vec<BuiltChain<'_>> {
 
 /// Build the skeleton's rules for the given chains, each with its comment.
 pub(super) fn build_rules<'a>(chains: &'a [BuiltChain<'a>]) -> Vec<(Object, Rule<'a>)> {
-    let mut per_chain: Vec<(Family, &str, usize)> = Vec::new();
+    let mut per_chain: Vec<(TableFamily, &str, usize)> = Vec::new();
     skeleton::rules()
         .into_iter()
         .filter_map(|spec| {
@@ -247,9 +249,18 @@ fn set_udata(spec: &skeleton::SetSpec) -> Vec<u8> {
 
 /// Create the given tables in ONE batch: an old one is deleted first, then each table, its
 /// sets, chains and rules are added.
-fn create_tables(stale: &[(Family, TableState)]) -> Result<(), FirewallError> {
+fn create_tables(stale: &[(TableFamily, TableState)]) -> Result<(), FirewallError> {
+    first_error("create", with_create_batch(stale, |batch| batch.send())?)
+}
+
+/// The batch of [`create_tables`], handed to `use_batch` (its messages borrow the nftnl
+/// objects built here).
+pub(super) fn with_create_batch<R>(
+    stale: &[(TableFamily, TableState)],
+    use_batch: impl FnOnce(BatchBuilder<'_>) -> R,
+) -> R {
     let tables = Tables::new();
-    let wanted = |family: Family| stale.iter().any(|(f, _)| *f == family);
+    let wanted = |family: TableFamily| stale.iter().any(|(f, _)| *f == family);
     let sets: Vec<_> = skeleton::SETS
         .iter()
         .filter(|spec| wanted(spec.family))
@@ -274,65 +285,44 @@ fn create_tables(stale: &[(Family, TableState)]) -> Result<(), FirewallError> {
     let chains = build_chains(&tables);
     let rules = build_rules(&chains);
 
-    let mut items: Vec<Item<'_>> = Vec::new();
+    let mut batch = BatchBuilder::new();
     for (family, state) in stale {
+        let table = tables.get(*family);
         if *state == TableState::Old {
-            items.push(Item {
-                object: Object::Table(*family),
-                msg: Box::new(Borrowed(tables.get(*family))),
-                ty: MsgType::Del,
-            });
+            batch.push(Object::Table(*family), Borrowed(table), MsgType::Del);
         }
-        items.push(Item {
-            object: Object::Table(*family),
-            msg: Box::new(Borrowed(tables.get(*family))),
-            ty: MsgType::Add,
-        });
+        batch.push(Object::Table(*family), Borrowed(table), MsgType::Add);
     }
     for (name, set) in &sets {
-        items.push(Item {
-            object: Object::Set(name),
-            msg: Box::new(Borrowed(set)),
-            ty: MsgType::Add,
-        });
+        batch.push(Object::Set(name), Borrowed(set), MsgType::Add);
     }
     for c in chains.iter().filter(|c| wanted(c.family)) {
-        items.push(Item {
-            object: Object::Chain {
-                family: c.family,
-                name: c.name,
-            },
-            msg: Box::new(Borrowed(&c.chain)),
-            ty: MsgType::Add,
-        });
+        let object = Object::Chain {
+            family: c.family,
+            name: c.name,
+        };
+        batch.push(object, Borrowed(&c.chain), MsgType::Add);
     }
     for (object, rule) in &rules {
         let Object::Rule { family, .. } = object else {
             continue;
         };
         if wanted(*family) {
-            items.push(Item {
-                object: object.clone(),
-                msg: Box::new(Borrowed(rule)),
-                ty: MsgType::Add,
-            });
+            batch.push(object.clone(), Borrowed(rule), MsgType::Add);
         }
     }
-    first_error("create", run_batch(&items)?)
+    use_batch(batch)
 }
 
 /// Delete both of nethook's tables with everything in them (tests, cleanup). Ok(false) if
 /// neither existed.
 pub fn delete_table() -> Result<bool, FirewallError> {
     let mut deleted = false;
-    for family in [Family::Inet, Family::Bridge] {
+    for family in [TableFamily::Inet, TableFamily::Bridge] {
         let t = table(family);
-        let items = [Item {
-            object: Object::Table(family),
-            msg: Box::new(Borrowed(&t)),
-            ty: MsgType::Del,
-        }];
-        let errors = run_batch(&items)?;
+        let mut batch = BatchBuilder::new();
+        batch.push(Object::Table(family), Borrowed(&t), MsgType::Del);
+        let errors = batch.send()?;
         if errors.iter().any(|(_, e)| *e == Errno::ENOENT) {
             continue;
         }

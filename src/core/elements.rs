@@ -1,0 +1,234 @@
+//! Where an endpoint's firewall elements are decided: turns an [`Endpoint`] (its record) into
+//! the [`Elements`] the firewall adds and deletes. Pure, so unit-tested without root. The
+//! firewall turns them into set elements (`firewall::units`) and sends them in one batch.
+//!
+//! Callers build `Elements` only through these functions, never with a struct literal: the
+//! fields are per address family, and IPv6 support fills the `…6` parts in here (from the
+//! endpoint's IPv6 attachment) without touching the callers.
+
+use ipnetwork::Ipv4Network;
+
+use crate::firewall::{Elements, PortMapping4, Source};
+use crate::model::endpoint::Endpoint;
+
+/// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
+/// the per-network elements, its published ports and its anti-spoofing elements.
+pub fn firewall_elements(ep: &Endpoint) -> Elements {
+    Elements {
+        ports4: port_elements(ep),
+        sources: source_elements(ep),
+        any_ethertype: any_ethertype_elements(ep),
+        ..network_elements(ep)
+    }
+}
+
+/// The per-network elements the endpoint relies on: its subnet in the masquerade set (when the
+/// network masquerades) and its bridge in the isolation sets. Shared by the network's endpoints:
+/// added (non-exclusively) with each, deleted with the network's last.
+pub fn network_elements(ep: &Endpoint) -> Elements {
+    Elements {
+        masq4: masquerade_elements(ep),
+        bridges: vec![ep.bridge.clone()],
+        ..Elements::default()
+    }
+}
+
+/// What teardown deletes for this endpoint alone: its anti-spoofing and ethertype elements,
+/// and its published ports (both families) only while its address is still its own
+/// (`owns_address`, as IPAM says for its IPv4 address today): after a
+/// crash and gc the address, and with it the ports' DNAT target, may belong to a newer
+/// container that published the same ports. The anti-spoofing elements are keyed by the host
+/// veth, whose name derives from this container id (one endpoint per id), so they are this
+/// endpoint's even when its address has moved on.
+pub fn own_elements(ep: &Endpoint, owns_address: bool) -> Elements {
+    let all = firewall_elements(ep).own();
+    if owns_address {
+        all
+    } else {
+        Elements {
+            ports4: Vec::new(),
+            ports6: Vec::new(),
+            ..all
+        }
+    }
+}
+
+/// The published-port elements of an endpoint: one per host port (ranges expanded).
+pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping4> {
+    let Some(v4) = ep.ipv4 else { return Vec::new() };
+    ep.ports
+        .iter()
+        .flat_map(|spec| {
+            spec.pairs()
+                .map(move |(host_port, container_port)| PortMapping4 {
+                    host_ip: spec.host_ip,
+                    proto: spec.proto,
+                    host_port,
+                    container_ip: v4.address,
+                    container_port,
+                })
+        })
+        .collect()
+}
+
+/// The endpoint's subnet in the masquerade set, when its network masquerades.
+pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
+    match ep.ipv4 {
+        Some(v4) if ep.masquerade => Ipv4Network::new(v4.address, v4.prefix)
+            .ok()
+            .and_then(|n| Ipv4Network::new(n.network(), v4.prefix).ok())
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
+pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
+    vec![Source {
+        host_interface: ep.host_interface.clone(),
+        mac: ep.mac,
+        ipv4: ep.ipv4.map(|v4| v4.address).into_iter().collect(),
+        // Endpoints have no IPv6 attachment yet.
+        ipv6: Vec::new(),
+    }]
+}
+
+/// The host veth, when the network lets its containers send any ethertype.
+pub fn any_ethertype_elements(ep: &Endpoint) -> Vec<String> {
+    if ep.any_ethertype {
+        vec![ep.host_interface.clone()]
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::core::options::Options;
+    use crate::core::plan::plan_endpoint;
+    use crate::core::request::Request;
+    use crate::model::ids::ContainerId;
+    use crate::model::ipam::Pool;
+    use crate::model::network::Network;
+    use crate::model::ports::parse_ports;
+
+    fn request(id: &str, opts: Options) -> Request {
+        Request {
+            id: ContainerId::parse(id).unwrap(),
+            netns: Some("/proc/1/ns/net".into()),
+            options: opts,
+        }
+    }
+
+    #[test]
+    fn elements_expand_ranges_and_carry_the_subnet() {
+        let opts = Options {
+            ports: parse_ports("127.0.0.1:8080:80,5000-5001:6000-6001/udp").unwrap(),
+            ..Options::default()
+        };
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
+        let e = firewall_elements(&ep);
+        assert_eq!(
+            e.masq4,
+            vec!["10.77.0.0/16".parse::<Ipv4Network>().unwrap()]
+        );
+        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
+        assert_eq!(
+            e.sources,
+            vec![Source {
+                host_interface: ep.host_interface.clone(),
+                mac: ep.mac,
+                ipv4: vec![Ipv4Addr::new(10, 77, 0, 2)],
+                ipv6: vec![],
+            }]
+        );
+        let ports: Vec<_> = e
+            .ports4
+            .iter()
+            .map(|p| {
+                (
+                    p.host_ip,
+                    p.proto,
+                    p.host_port,
+                    p.container_ip,
+                    p.container_port,
+                )
+            })
+            .collect();
+        let ip = Ipv4Addr::new(10, 77, 0, 2);
+        use crate::model::ports::Proto::*;
+        assert_eq!(
+            ports,
+            vec![
+                (Some(Ipv4Addr::LOCALHOST), Tcp, 8080, ip, 80),
+                (None, Udp, 5000, ip, 6000),
+                (None, Udp, 5001, ip, 6001),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_network_without_masquerade_adds_no_subnet() {
+        let mut net = Network::builtin_default();
+        net.masquerade = false;
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
+            .unwrap()
+            .0;
+        let e = firewall_elements(&ep);
+        assert!(e.masq4.is_empty());
+        // Still isolated and guarded against spoofing.
+        assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
+        assert_eq!(e.sources.len(), 1);
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn network_elements_are_the_shared_part() {
+        let pool = Pool::default();
+        let opts = Options {
+            ports: parse_ports("8080:80").unwrap(),
+            ..Options::default()
+        };
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
+        let all = firewall_elements(&ep);
+        assert_eq!(all.shared(), network_elements(&ep));
+        let own = all.own();
+        assert_eq!(own.ports4, port_elements(&ep));
+        assert_eq!(own.sources, source_elements(&ep));
+        assert!(own.masq4.is_empty() && own.bridges.is_empty() && own.any_ethertype.is_empty());
+        assert_eq!(own, own_elements(&ep, true));
+    }
+
+    #[test]
+    fn teardown_keeps_the_ports_of_an_address_that_moved_on() {
+        let opts = Options {
+            ports: parse_ports("8080:80").unwrap(),
+            ..Options::default()
+        };
+        let mut net = Network::builtin_default();
+        net.ethertype_filter = false;
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &net, &pool).unwrap().0;
+        let owned = own_elements(&ep, true);
+        assert_eq!(owned, firewall_elements(&ep).own());
+        assert_eq!(owned.ports4.len(), 1);
+        assert_eq!(owned.any_ethertype, vec![ep.host_interface.clone()]);
+        let moved_on = own_elements(&ep, false);
+        assert!(moved_on.ports4.is_empty() && moved_on.ports6.is_empty());
+        assert_eq!(
+            (moved_on.sources, moved_on.any_ethertype),
+            (owned.sources, owned.any_ethertype)
+        );
+        assert!(moved_on.masq4.is_empty() && moved_on.bridges.is_empty());
+    }
+}

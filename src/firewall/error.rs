@@ -1,0 +1,256 @@
+//! The firewall's one error type, what a message of a batch was about ([`Object`], so an error
+//! names the element or rule the kernel refused), and which of a batch's errors to report.
+
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+
+use ipnetwork::Ipv4Network;
+use nix::errno::Errno;
+
+use super::encode::Proto;
+use super::types::{TableFamily, TABLE_NAME};
+
+/// What a netlink message in a batch was about (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Table(TableFamily),
+    /// A set or map (names are unique across both tables).
+    Set(&'static str),
+    Chain {
+        family: TableFamily,
+        name: &'static str,
+    },
+    /// Rule `index` of the skeleton (in `nft list` order) in `chain`.
+    Rule {
+        family: TableFamily,
+        chain: &'static str,
+        index: usize,
+    },
+    Masq4(Ipv4Network),
+    /// A message holding several elements of one set.
+    Elements {
+        set: &'static str,
+        count: usize,
+    },
+    /// The forwarding guard's element (`ipv4` in set `fwd_guard`).
+    ForwardGuard,
+    /// A network's bridge in set `set` (`nets` or `intra`).
+    Bridge {
+        set: &'static str,
+        bridge: String,
+    },
+    /// An endpoint's anti-spoofing element in set `set` (`macs` or `addrs4`).
+    Source {
+        set: &'static str,
+        host_interface: String,
+    },
+    /// A published IPv4 port (`ports4`, or `hports4` with a host address).
+    Port {
+        proto: Proto,
+        host_ip: Option<Ipv4Addr>,
+        host_port: u16,
+    },
+    /// Batch begin/end message.
+    Batch,
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Table(family) => write!(f, "table {family} {TABLE_NAME}"),
+            Object::Set(s) => write!(f, "set {s}"),
+            Object::Chain { family, name } => {
+                write!(f, "chain {name} of table {family} {TABLE_NAME}")
+            }
+            Object::Rule {
+                family,
+                chain,
+                index,
+            } => write!(
+                f,
+                "rule #{index} of chain {chain} of table {family} {TABLE_NAME}"
+            ),
+            Object::Masq4(n) => write!(f, "masq4 element {n}"),
+            Object::Elements { set, count } => write!(f, "{count} elements of set {set}"),
+            Object::ForwardGuard => f.write_str("fwd_guard element ipv4"),
+            Object::Bridge { set, bridge } => write!(f, "{set} element for bridge {bridge}"),
+            Object::Source {
+                set,
+                host_interface,
+            } => write!(f, "{set} element for host interface {host_interface}"),
+            Object::Port {
+                proto,
+                host_ip,
+                host_port,
+            } => match host_ip {
+                Some(ip) => write!(f, "hports4 element {ip} . {proto} . {host_port}"),
+                None => write!(f, "ports4 element {proto} . {host_port}"),
+            },
+            Object::Batch => f.write_str("batch control message"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// A host port is already published (by another container): the whole batch was rejected.
+    #[error("host port {}{host_port}/{proto} is already published", host_ip.map(|ip| format!("{ip}:")).unwrap_or_default())]
+    PortTaken {
+        proto: Proto,
+        host_ip: Option<Ipv4Addr>,
+        host_port: u16,
+    },
+    /// The kernel rejected a message of a batch (the whole batch was rolled back).
+    #[error("nftables: {op} {object} failed")]
+    Kernel {
+        op: &'static str,
+        object: Object,
+        #[source]
+        errno: Errno,
+    },
+    /// Netlink socket trouble (open, send, receive, parse).
+    #[error("nftables: netlink {op}")]
+    Netlink {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A bridge or host veth name that cannot be an interface name, so no element can name it.
+    #[error("nftables: {what} {name:?} is not a valid interface name (1 to 15 bytes, no NUL); fix the network definition or endpoint record, or run `nethook gc`")]
+    InterfaceName { what: &'static str, name: String },
+    /// IPv6 elements reached the firewall, whose tables have no IPv6 sets yet: refused, not
+    /// dropped, so no IPv6 traffic goes unfiltered or unpublished without a word. Nothing was
+    /// sent.
+    #[error("nftables: IPv6 is not supported on this network yet ({what}); give the network and its containers IPv4 only")]
+    Ipv6Unsupported { what: String },
+}
+
+impl FirewallError {
+    /// The errno behind the error, when the kernel gave one.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            FirewallError::PortTaken { .. } => Some(Errno::EEXIST),
+            FirewallError::Kernel { errno, .. } => Some(*errno),
+            FirewallError::Netlink { source, .. } => source.raw_os_error().map(Errno::from_raw),
+            FirewallError::InterfaceName { .. } | FirewallError::Ipv6Unsupported { .. } => None,
+        }
+    }
+}
+
+pub(super) fn nl_err(op: &'static str) -> impl FnOnce(io::Error) -> FirewallError {
+    move |source| FirewallError::Netlink { op, source }
+}
+
+/// Map batch errors of an element add/delete to the one error to report.
+pub(super) fn first_error(
+    op: &'static str,
+    errors: Vec<(Object, Errno)>,
+) -> Result<(), FirewallError> {
+    // A taken port is the interesting error; anything else (e.g. ENOENT: the skeleton is missing)
+    // is reported as it is. Messages after a failure may be reported as failing too.
+    if let Some((
+        Object::Port {
+            proto,
+            host_ip,
+            host_port,
+        },
+        _,
+    )) = errors
+        .iter()
+        .find(|(o, e)| matches!(o, Object::Port { .. }) && *e == Errno::EEXIST)
+    {
+        return Err(FirewallError::PortTaken {
+            proto: *proto,
+            host_ip: *host_ip,
+            host_port: *host_port,
+        });
+    }
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some((object, errno)) => Err(FirewallError::Kernel { op, object, errno }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_taken_is_preferred_and_formatted() {
+        let errors = vec![
+            (
+                Object::Masq4("10.77.0.0/16".parse().unwrap()),
+                Errno::EINVAL,
+            ),
+            (
+                Object::Port {
+                    proto: Proto::Udp,
+                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_port: 53,
+                },
+                Errno::EEXIST,
+            ),
+        ];
+        let e = first_error("add", errors).unwrap_err();
+        assert!(matches!(
+            e,
+            FirewallError::PortTaken {
+                proto: Proto::Udp,
+                host_port: 53,
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "host port 127.0.0.1:53/udp is already published"
+        );
+        assert_eq!(e.errno(), Some(Errno::EEXIST));
+        let e = FirewallError::PortTaken {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: 8080,
+        };
+        assert_eq!(e.to_string(), "host port 8080/tcp is already published");
+    }
+
+    #[test]
+    fn other_errors_keep_object_and_errno() {
+        let errors = vec![(Object::Set("ports4"), Errno::ENOENT)];
+        let e = first_error("add", errors).unwrap_err();
+        assert_eq!(e.to_string(), "nftables: add set ports4 failed");
+        let src = std::error::Error::source(&e).unwrap().to_string();
+        assert!(src.contains("No such file"), "{src}");
+        assert!(first_error("add", vec![]).is_ok());
+        // EEXIST on something that is not a port is not "port taken".
+        let e = first_error(
+            "add",
+            vec![(Object::Table(TableFamily::Inet), Errno::EEXIST)],
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            FirewallError::Kernel {
+                errno: Errno::EEXIST,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn skeleton_objects_name_their_table() {
+        assert_eq!(
+            Object::Table(TableFamily::Bridge).to_string(),
+            "table bridge nethook"
+        );
+        assert_eq!(
+            Object::Rule {
+                family: TableFamily::Bridge,
+                chain: "antispoof",
+                index: 2
+            }
+            .to_string(),
+            "rule #2 of chain antispoof of table bridge nethook"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The rules of `table inet nethook`: published ports (DNAT), masquerade, the 127.0.0.1
+//! guard, and isolation between networks.
+
+use super::expr::*;
+use super::{RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, MASQ4, NETS, PORTS4};
+
+pub(super) fn base_rules() -> Vec<RuleSpec> {
+    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
+    let th = libc::NFT_PAYLOAD_TRANSPORT_HEADER;
+    vec![
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"publish on one host address: hports4 maps host ip . proto . port to container ip . port",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_DADDR, 4, REG_1),
+                    meta(libc::NFT_META_L4PROTO, REG32_01),
+                    payload(th, 2, 2, REG32_02),
+                    lookup(HPORTS4, Some(REG_1), false),
+                    dnat4_from_regs(),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"a port published on every address is not published on 127.0.0.0/8: host services there keep it",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_DADDR, 1, REG_1),
+                    cmp(libc::NFT_CMP_EQ, vec![127]),
+                    verdict_code(libc::NFT_RETURN),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"publish on every host address: ports4 maps proto . port to container ip . port",
+            exprs: vec![
+                meta(libc::NFT_META_L4PROTO, REG_1),
+                payload(th, 2, 2, REG32_01),
+                lookup(PORTS4, Some(REG_1), false),
+                dnat4_from_regs(),
+            ],
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"prerouting",
+            comment: c"traffic to a host address may be for a published port",
+            exprs: fib_daddr_local_jump(c"publish"),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"output",
+            comment: c"host processes reach published ports too",
+            exprs: fib_daddr_local_jump(c"publish"),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"postrouting",
+            comment: c"host connection to a port published on 127.0.0.1 (bridge needs route_localnet=1): source becomes the bridge address",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![payload(nh, IP4_SADDR, 1, REG_1), cmp(libc::NFT_CMP_EQ, vec![127])],
+                ct_status_dnat().into(),
+                vec![masq()],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"postrouting",
+            comment: c"hairpin: a container reaching a published port that leads back into a masq4 subnet",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![payload(nh, IP4_SADDR, 4, REG_1), lookup(MASQ4, None, false)],
+                ct_status_dnat().into(),
+                vec![payload(nh, IP4_DADDR, 4, REG_1), lookup(MASQ4, None, false), masq()],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"postrouting",
+            comment: c"containers reaching anything outside the masq4 subnets",
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_SADDR, 4, REG_1),
+                    lookup(MASQ4, None, false),
+                    payload(nh, IP4_DADDR, 4, REG_1),
+                    lookup(MASQ4, None, true),
+                    masq(),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"guard",
+            comment: c"CVE-2020-8558: route_localnet must not let other interfaces reach 127.0.0.0/8",
+            exprs: cat(vec![
+                // `iif != "lo"`: lo is ifindex 1 in every network namespace.
+                vec![meta(libc::NFT_META_IIF, REG_1), cmp(libc::NFT_CMP_NEQ, 1u32.to_ne_bytes().to_vec())],
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_DADDR, 1, REG_1),
+                    cmp(libc::NFT_CMP_EQ, vec![127]),
+                    verdict(NF_DROP),
+                ],
+            ]),
+        },
+    ]
+}
+
+/// Isolation between networks (inet forward hook). Routed traffic between bridges, and with
+/// br_netfilter bridged IPv4/IPv6 too (iif = oif = the bridge), passes the forward hook; traffic the
+/// host itself sends to a container does not (output path), nor does traffic to the host.
+pub(super) fn isolation_rules() -> Vec<RuleSpec> {
+    let rule = |chain, comment, exprs| RuleSpec {
+        family: TableFamily::Inet,
+        chain,
+        comment,
+        exprs,
+    };
+    vec![
+        rule(
+            c"forward",
+            c"isolation: what is routed or bridged into a nethook network passes chain isolate",
+            vec![
+                meta(libc::NFT_META_OIFNAME, REG_1),
+                lookup(NETS, None, false),
+                jump(c"isolate"),
+            ],
+        ),
+        rule(
+            c"forward",
+            c"forwarding nethook turned on (fwd_guard) is for its networks only: the host routes nothing else",
+            vec![
+                meta(libc::NFT_META_NFPROTO, REG_1),
+                lookup(FWD_GUARD, None, false),
+                meta(libc::NFT_META_IIFNAME, REG_1),
+                lookup(NETS, None, true),
+                meta(libc::NFT_META_OIFNAME, REG_1),
+                lookup(NETS, None, true),
+                verdict(NF_DROP),
+            ],
+        ),
+        rule(
+            c"isolate",
+            c"replies to connections the containers opened (to the outside, to published ports)",
+            cat(vec![ct_state_established_related().into(), vec![verdict(NF_ACCEPT)]]),
+        ),
+        rule(
+            c"isolate",
+            c"published ports (DNAT in chain publish) from anywhere, other networks included",
+            cat(vec![ct_status_dnat().into(), vec![verdict(NF_ACCEPT)]]),
+        ),
+        rule(
+            c"isolate",
+            c"within one network (br_netfilter shows bridged frames with iif = oif = the bridge)",
+            vec![
+                meta(libc::NFT_META_IIFNAME, REG_1),
+                meta(libc::NFT_META_OIFNAME, REG_2),
+                lookup(INTRA, None, false),
+                verdict(NF_ACCEPT),
+            ],
+        ),
+        rule(
+            c"isolate",
+            c"nothing else reaches a container address directly: not other networks, not outside hosts",
+            vec![verdict(NF_DROP)],
+        ),
+    ]
+}
