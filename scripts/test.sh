@@ -73,12 +73,11 @@ target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
 # checks, it does not generate code, so only type-checking is done again); the lints
 # are the same as in the dev profile.
 for features in failpoints ""; do
-    label="cargo clippy --workspace --all-targets${features:+ --features $features} -- -D warnings"
-    step "$label"
+    args=(--release --workspace --all-targets ${features:+--features "nethook/$features"})
+    step "cargo clippy ${args[*]} -- -D warnings"
     set +e
-    cargo clippy --release --workspace --all-targets ${features:+--features "nethook/$features"} \
-        -- -D warnings
-    record $? "$label"
+    cargo clippy "${args[@]}" -- -D warnings
+    record $? "cargo clippy ${args[*]} -- -D warnings"
     set -e
 done
 
@@ -90,9 +89,10 @@ trap 'rm -f "$log"' EXIT
 # The failpoints feature must never reach target/<tuple>/release/nethook, the binary
 # users install: this build's final artifacts (the nethook binary with failpoints, the
 # test binaries) go to target/failpoints/. Its intermediate artifacts stay in the
-# shared build directory (CARGO_BUILD_BUILD_DIR, cargo 1.91+), so the dependencies
-# compiled in step 3 are reused and only the nethook crate is compiled again for the
-# feature. --workspace: crates/mnl-sys's tests run too.
+# shared build directory (CARGO_BUILD_BUILD_DIR, cargo 1.91+), so nothing step 3
+# compiled is compiled again. (The test harness needs panic = "unwind", so the
+# dependencies are compiled once more for it, as they always were.)
+# --workspace: crates/mnl-sys's tests run too.
 set +e
 CARGO_TARGET_DIR="$target_dir/failpoints" CARGO_BUILD_BUILD_DIR="$target_dir" \
     cargo test --release --workspace --features nethook/failpoints 2>&1 </dev/null | tee "$log"
