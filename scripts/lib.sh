@@ -12,11 +12,12 @@
 NH_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export NH_REPO_ROOT
 
-# Debian packages the scripts and the build need. libnftnl-dev/libmnl-dev/
-# pkg-config are build dependencies of the nftnl/mnl crates; conntrack is used
-# by nethook to flush stale entries; busybox-static provides the container
-# rootfs (one static binary, no shared libraries to copy).
-NH_DEPS=(runc busybox-static nftables iproute2 libnftnl-dev libmnl-dev pkg-config conntrack)
+# Debian packages the scripts and the build need. libnftnl-dev and pkg-config
+# are build dependencies of the nftnl crate (libmnl-dev is not: the part of
+# libmnl that libnftnl needs is crates/mnl-sys); the tests create and list
+# conntrack entries with conntrack; busybox-static provides the container rootfs
+# (one static binary, no shared libraries to copy).
+NH_DEPS=(runc busybox-static nftables iproute2 libnftnl-dev pkg-config conntrack)
 
 nh_log() { printf '%s\n' "$*" >&2; }
 nh_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -68,13 +69,27 @@ nh_cargo_env() {
     command -v cargo >/dev/null 2>&1 || nh_die "cargo not found (install rustup, or source ~/.cargo/env)"
 }
 
+# nh_rust_components COMPONENT...: make sure rustup's components (rustfmt, clippy) are
+# there; a toolchain from rustup's minimal profile lacks them. No-op without rustup
+# (a distribution's cargo: its packages provide them, or the step using them fails).
+nh_rust_components() {
+    command -v rustup >/dev/null 2>&1 || return 0
+    local -a missing=()
+    local c installed
+    installed="$(rustup component list --installed 2>/dev/null)" || return 0
+    for c in "$@"; do
+        grep -q "^$c-" <<<"$installed" || missing+=("$c")
+    done
+    ((${#missing[@]} == 0)) || rustup component add "${missing[@]}"
+}
+
 # True when the release binary is missing or any build input is newer.
 nh_build_needed() {
     local bin=$1
     [[ -x $bin ]] || return 0
     local -a inputs=()
     local p
-    for p in src build.rs Cargo.toml Cargo.lock .cargo; do
+    for p in src crates build.rs Cargo.toml Cargo.lock .cargo; do
         [[ -e $NH_REPO_ROOT/$p ]] && inputs+=("$NH_REPO_ROOT/$p")
     done
     ((${#inputs[@]} == 0)) && return 1

@@ -13,6 +13,8 @@
 //! - `model`: the plain data every layer shares (networks, endpoints, ports, ids, MACs).
 //! - `sys`: the only place with `unsafe`.
 #![deny(unsafe_code)]
+// Every `unsafe` block (all in `sys`) says why it is sound; `-D warnings` makes this an error.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod core;
 pub mod driver;

@@ -6,10 +6,15 @@
 //! - `dir`: looking for one entry of a directory without reading all of it.
 //! - `process`: handing sockets, or the end of a teardown, to a child that outlives the hook.
 //! - `keeper`: the one such child that holds a burst of hooks' netfilter sockets.
+//!
+//! The libmnl functions libnftnl calls are the `mnl-sys` crate (crates/mnl-sys), named here so
+//! that rustc links it into every binary that has libnftnl: nftnl-sys depends on it but never
+//! names it in code, and rustc leaves out crates nobody names.
+
+extern crate mnl_sys;
 
 pub(crate) mod dir;
 pub(crate) mod ifconf;
 mod keeper;
-mod mnl;
 pub(crate) mod nft;
 pub(crate) mod process;
