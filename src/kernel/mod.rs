@@ -6,3 +6,5 @@ pub mod link;
 pub mod netlink;
 pub mod netns;
 pub mod sysctl;
+pub mod fake;
+pub mod seam;
