@@ -9,12 +9,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use nethook::core::detach::TeardownError;
-use nethook::core::{attach as setup, detach as teardown, gc, list as view};
-use nethook::frontend::install;
-use nethook::frontend::oci::{self, Stage};
+use nethook::core::{gc, list as view};
+use nethook::frontend::oci::Stage;
+use nethook::frontend::{hook, install};
 use nethook::kernel::link::Rtnl;
-use nethook::model::ids::ContainerId;
+use nethook::kernel::seam::Host;
 use nethook::model::network::Network;
 use nethook::state::{
     Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV,
@@ -114,12 +113,12 @@ enum NetworkCommand {
 
 fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
-        nethook::exit_now(run_hook(&store, None));
+        nethook::exit_now(hook::run(&store, None));
     }
     let cli = Cli::parse();
     let store = Store::new(cli.config_dir, cli.run_dir);
     let result = match cli.command {
-        Command::Hook { stage } => nethook::exit_now(run_hook(&store, stage)),
+        Command::Hook { stage } => nethook::exit_now(hook::run(&store, stage)),
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
@@ -173,95 +172,6 @@ fn plain_hook_invocation() -> Option<Store> {
         dir(CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR),
         dir(RUN_DIR_ENV, DEFAULT_RUN_DIR),
     ))
-}
-
-/// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
-fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
-    store.enable_socket_keeper();
-    nethook::firewall::defer_netfilter_release();
-    let code = hook(store, stage);
-    nethook::firewall::release_deferred_sockets();
-    code
-}
-
-fn hook(store: &Store, stage: Option<Stage>) -> u8 {
-    let input = match oci::read_state(io::stdin().lock(), stage) {
-        Ok(i) => i,
-        Err(e) => return fail(&e, 2, None),
-    };
-    let id = Some(input.id.as_str());
-    match input.stage {
-        Stage::Setup => {
-            let req = match input.setup_request() {
-                Ok(r) => r,
-                Err(e) => return fail(&e, 2, id),
-            };
-            if req.options.disabled {
-                return 0;
-            }
-            match setup::setup(store, &req) {
-                Ok(ep) => {
-                    let addr = ep
-                        .ipv4
-                        .map(|a| format!("{}/{}", a.address, a.prefix))
-                        .unwrap_or_default();
-                    nethook::log::line(&format!(
-                        "{} on {}: {} {addr} (host {})",
-                        ep.id, ep.network, ep.interface, ep.host_interface
-                    ));
-                    0
-                }
-                Err(e) => fail(&e, 1, id),
-            }
-        }
-        Stage::Teardown => match teardown::teardown(store, &input.id) {
-            Ok(_) => 0,
-            Err(TeardownError::Store(e))
-                if e.unreadable_file() == Some(&store.endpoint_path(&input.id)) =>
-            {
-                quarantine_record(store, &input.id, &e)
-            }
-            Err(e) => fail(&e, 1, id),
-        },
-    }
-}
-
-/// poststop of a container whose record cannot be read: nothing says what to undo, so the
-/// record is moved aside (or it would fail every later reader and this container's id for
-/// good) and the hook fails with one line saying so. Exit 1, not 0: the runtime should show
-/// it, as the container's address stays held until `nethook gc` (its veth goes with its
-/// namespace, but its published ports' elements are not known any more).
-fn quarantine_record(store: &Store, id: &ContainerId, e: &StoreError) -> u8 {
-    let path = store.endpoint_path(id);
-    let moved = store
-        .lock()
-        .and_then(|_lock| match store.load_endpoint(id) {
-            // Still unreadable under the lock (not replaced by a new setup meanwhile).
-            Err(again) if again.unreadable_file() == Some(&path) => {
-                store.quarantine(&path).map(Some)
-            }
-            _ => Ok(None),
-        });
-    let line = match moved {
-        Ok(Some(to)) => format!(
-            "cannot tear down: endpoint record {} is unreadable ({}); moved it to {}; run `nethook gc` to free the container's address",
-            path.display(),
-            e.reason(),
-            to.display()
-        ),
-        // Gone, or readable now: a setup with this id replaced it meanwhile, and that is a
-        // new container's record, not this poststop's to undo.
-        Ok(None) => return 0,
-        Err(qe) => format!("cannot tear down: {}; moving it aside failed too: {}", nethook::describe(e), nethook::describe(&qe)),
-    };
-    nethook::log::failure(&line, Some(id.as_str()));
-    1
-}
-
-/// One line: the error and its causes, joined.
-fn fail(e: &dyn std::error::Error, code: u8, container: Option<&str>) -> u8 {
-    nethook::log::failure(&nethook::describe(e), container);
-    code
 }
 
 fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
@@ -402,7 +312,7 @@ fn settled_endpoints(store: &Store) -> Result<Vec<nethook::model::endpoint::Endp
 }
 
 fn run_gc(store: &Store, dry_run: bool) -> Result<()> {
-    let actions = gc::gc(store, dry_run)?;
+    let actions = gc::gc(store, &Host::new(), dry_run)?;
     let prefix = if dry_run { "would " } else { "" };
     for a in &actions {
         println!("{prefix}{a}");

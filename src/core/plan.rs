@@ -48,6 +48,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     let endpoint = Endpoint {
         id: req.id.clone(),
         network: net.name.clone(),
+        driver: net.driver,
         bridge: net.bridge.clone(),
         host_interface: req.id.host_veth_name(),
         interface: req.options.ifname.clone(),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ids::ContainerId;
 use crate::model::mac::Mac;
+use crate::model::network::DriverKind;
 use crate::model::ports::PortSpec;
 
 /// The IPv4 side of an endpoint. IPv6 will be a sibling field, not a replacement.
@@ -22,6 +23,10 @@ pub struct Endpoint {
     #[serde(with = "id_as_string")]
     pub id: ContainerId,
     pub network: String,
+    /// The network's driver when the endpoint was made: teardown asks it, not the network
+    /// definition, which may have changed or gone since.
+    #[serde(default, skip_serializing_if = "DriverKind::is_bridge")]
+    pub driver: DriverKind,
     pub bridge: String,
     /// Host end of the veth pair.
     pub host_interface: String,

@@ -35,9 +35,27 @@ pub struct Ipv4Config {
     pub gateway: Ipv4Addr,
 }
 
+/// Which driver makes a network's links (see `driver`). Written only when not the
+/// bridge, so definitions of a bridge network read as they always did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// A Linux bridge per network, a veth per container (`driver::bridge`).
+    #[default]
+    Bridge,
+}
+
+impl DriverKind {
+    pub fn is_bridge(&self) -> bool {
+        *self == DriverKind::Bridge
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub name: String,
+    #[serde(default, skip_serializing_if = "DriverKind::is_bridge")]
+    pub driver: DriverKind,
     pub bridge: String,
     pub ipv4: Ipv4Config,
     /// Masquerade traffic that leaves the subnet (SNAT to the host's address).
@@ -62,6 +80,7 @@ impl Network {
     pub fn builtin_default() -> Self {
         Network {
             name: DEFAULT_NETWORK.to_owned(),
+            driver: DriverKind::Bridge,
             bridge: "nethook0".to_owned(),
             ipv4: Ipv4Config {
                 // Invariant: a literal, valid /16.
@@ -119,6 +138,7 @@ impl Network {
         let gateway = gateway.unwrap_or(first_host);
         let net = Network {
             name: name.to_owned(),
+            driver: DriverKind::Bridge,
             bridge,
             ipv4: Ipv4Config {
                 subnet: parsed,
