@@ -276,16 +276,16 @@ fn apply(
 
 /// Kernel objects this attempt created, undone in reverse order on failure.
 #[derive(Default)]
-struct Undo {
-    links: Vec<String>,
+pub(crate) struct Undo {
+    pub(crate) links: Vec<String>,
     /// Only this container's own elements are undone (`Elements::own`: ports, anti-spoofing):
     /// the per-network ones other endpoints share stay (forget() drops them when this was
     /// the network's last address).
-    elements: Option<Elements>,
+    pub(crate) elements: Option<Elements>,
 }
 
 impl Undo {
-    fn run(self, k: &dyn Kernel) {
+    pub(crate) fn run(self, k: &dyn Kernel) {
         if let Some(elements) = self.elements {
             if let Err(e) = k.firewall().delete(&elements.own()) {
                 log_undo_failure("its nftables elements", &e);

@@ -44,7 +44,7 @@ pub enum Teardown {
     Done(Report),
     /// Published ports are gone; the link, conntrack, address and record are left to the
     /// caller, who runs the work now or hands it to another process (see `teardown`).
-    Deferred(Deferred),
+    Deferred(Box<Deferred>),
 }
 
 /// The rest of a teardown whose container's namespace is most likely about to go: wait a
@@ -171,7 +171,7 @@ pub fn teardown(
     if grace.is_zero() {
         return work.run(k).map(Teardown::Done);
     }
-    Ok(Teardown::Deferred(work))
+    Ok(Teardown::Deferred(Box::new(work)))
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds

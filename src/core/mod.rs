@@ -10,3 +10,5 @@ pub mod options;
 pub mod plan;
 pub mod recover;
 pub mod request;
+#[cfg(test)]
+mod tests;

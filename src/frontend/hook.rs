@@ -60,7 +60,7 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
         }
         Stage::Teardown => match detach::teardown(store, &kernel, &input.id) {
             Ok(Teardown::Done(_)) => 0,
-            Ok(Teardown::Deferred(work)) => match finish_later(work) {
+            Ok(Teardown::Deferred(work)) => match finish_later(*work) {
                 Ok(_) => 0,
                 Err(e) => fail(&e, 1, id),
             },
