@@ -265,12 +265,13 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
 
 /// A subnet that overlaps a route the host already has would hijack or lose traffic.
 fn check_host_routes(net: &Network) -> Result<()> {
+    let Some(v4) = net.ipv4 else { return Ok(()) };
     let rtnl = Rtnl::open()?;
     for route in rtnl.ipv4_routes()? {
-        if route.prefix() > 0 && route.overlaps(net.ipv4.subnet) {
+        if route.prefix() > 0 && route.overlaps(v4.subnet) {
             bail!(
                 "subnet {} overlaps the host route {route}; pick a subnet that does not",
-                net.ipv4.subnet
+                v4.subnet
             );
         }
     }

@@ -153,7 +153,7 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
             };
             actions.push(format!("free address {ip} on {}: {why}", net.name));
             if let Some(ipam) = &ipam {
-                ipam.release(ip, &owner)?;
+                ipam.release_ip(ip, &owner)?;
             }
         }
     }

@@ -102,9 +102,9 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
             vec![
                 n.name.clone(),
                 n.bridge.clone(),
-                n.ipv4.subnet.to_string(),
-                n.ipv4.gateway.to_string(),
-                if n.masquerade { "yes" } else { "no" }.into(),
+                n.ipv4.map(|v4| v4.subnet.to_string()).unwrap_or_default(),
+                n.ipv4.map(|v4| v4.gateway.to_string()).unwrap_or_default(),
+                if n.masquerades_ipv4() { "yes" } else { "no" }.into(),
                 count.to_string(),
             ]
         })

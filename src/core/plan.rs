@@ -6,14 +6,16 @@ use ipnetwork::Ipv4Network;
 use crate::core::request::Request;
 use crate::firewall::{Elements, PortMapping, Source};
 use crate::model::endpoint::{Endpoint, Ipv4Attachment};
-use crate::model::ipam::{self, Allocations, IpamError, Lease};
+use crate::model::ipam::{self, Allocations, IpamError, Lease, Subnet};
 use crate::model::mac::Mac;
-use crate::model::network::Network;
+use crate::model::network::{Network, NetworkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
     HostIpInSubnet {
         ip: std::net::Ipv4Addr,
@@ -30,9 +32,10 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     net: &Network,
     allocs: &A,
 ) -> Result<(Endpoint, Lease), PlanError> {
+    let v4 = net.ipv4()?;
     for spec in &req.options.ports {
         if let Some(ip) = spec.host_ip {
-            if net.ipv4.subnet.contains(ip) {
+            if v4.subnet.contains(ip) {
                 return Err(PlanError::HostIpInSubnet {
                     ip,
                     network: net.name.clone(),
@@ -43,7 +46,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     if let Some(mac) = req.options.mac.filter(Mac::is_derived) {
         return Err(PlanError::ReservedMac { mac });
     }
-    let lease = ipam::choose(net, req.options.ip, allocs)?;
+    let lease = ipam::choose(&Subnet::v4(&net.name, v4), req.options.ip, allocs)?;
     let address = lease.address;
     let endpoint = Endpoint {
         id: req.id.clone(),
@@ -55,11 +58,12 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
         ipv4: Some(Ipv4Attachment {
             address,
-            prefix: net.ipv4.subnet.prefix(),
-            gateway: net.ipv4.gateway,
+            prefix: v4.subnet.prefix(),
+            gateway: v4.gateway,
         }),
+        ipv6: None,
         ports: req.options.ports.clone(),
-        masquerade: net.masquerade,
+        masquerade: v4.masquerade,
         any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };
@@ -253,7 +257,7 @@ mod tests {
     #[test]
     fn a_network_without_masquerade_adds_no_subnet() {
         let mut net = Network::builtin_default();
-        net.masquerade = false;
+        net.ipv4.as_mut().unwrap().masquerade = false;
         let pool = Pool::default();
         let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
             .unwrap()

@@ -37,7 +37,10 @@ impl Driver for Bridge {
         k: DriverKernel<'_>,
         net: &Network,
     ) -> Result<NetworkLink, DriverError> {
-        let v4 = &net.ipv4;
+        let v4 = net.ipv4.as_ref().ok_or_else(|| DriverError::NoIpv4 {
+            network: net.name.clone(),
+            driver: self.name(),
+        })?;
         let index = k.links().ensure_bridge(
             &net.bridge,
             Mac::from_ipv4(v4.gateway),

@@ -44,6 +44,7 @@ fn endpoint(id: &str) -> Endpoint {
         interface: "eth0".into(),
         mac: "02:00:00:00:00:01".parse().unwrap(),
         ipv4: None,
+        ipv6: None,
         ports: Vec::new(),
         masquerade: true,
         any_ethertype: false,

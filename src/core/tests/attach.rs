@@ -287,6 +287,6 @@ fn an_attach_over_a_dead_record_of_the_same_id_releases_it_first() {
     assert!(changes[2..].contains(&"link.create_veth"));
     assert_eq!(
         w.addresses(),
-        vec![(new.ipv4.unwrap().address, "c1".into())]
+        vec![(new.ipv4.unwrap().address.into(), "c1".into())]
     );
 }

@@ -22,7 +22,7 @@ fn gc_releases_a_record_whose_veth_is_gone_and_keeps_a_live_one() {
     assert_eq!(w.record("live"), Some(live.clone()));
     assert_eq!(
         w.addresses(),
-        vec![(live.ipv4.unwrap().address, "live".into())]
+        vec![(live.ipv4.unwrap().address.into(), "live".into())]
     );
     // The dead one's elements and its conntrack entries went; the live one's are restored.
     let changes = w.fake.changes();

@@ -76,7 +76,7 @@ impl World {
     }
 
     /// Every address held on the default network, with its owner.
-    pub fn addresses(&self) -> Vec<(std::net::Ipv4Addr, String)> {
+    pub fn addresses(&self) -> Vec<(std::net::IpAddr, String)> {
         self.store.list_allocations("nethook").unwrap()
     }
 }
