@@ -6,18 +6,15 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use nethook::core::{gc, list as view};
+use nethook::core::{gc, list as view, network as networks};
 use nethook::frontend::oci::Stage;
 use nethook::frontend::{hook, install};
-use nethook::kernel::link::Rtnl;
 use nethook::kernel::seam::Host;
 use nethook::model::network::Network;
-use nethook::state::{
-    Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV,
-};
+use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 
 #[derive(Parser)]
 #[command(
@@ -186,22 +183,7 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         } => {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
-            let _lock = store.lock()?;
-            net.check_conflicts(&store.list_networks()?)?;
-            check_host_routes(&net)?;
-            // A bridge of that name that nethook did not make for this network belongs to
-            // someone else: adding the gateway to it and deleting it at `network rm` would
-            // take it over.
-            if let Some((is_bridge, alias)) = Rtnl::open()?.bridge_owner(&net.bridge)? {
-                if !net.owns_bridge(is_bridge, alias.as_deref()) {
-                    bail!(
-                        "a link named {} already exists on this host and nethook did not make it for network {}; pass another --bridge",
-                        net.bridge,
-                        net.name
-                    );
-                }
-            }
-            store.create_network(&net)?;
+            networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }
         NetworkCommand::Ls { json } => {
@@ -223,56 +205,13 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         }
         NetworkCommand::Inspect { name } => print_json(&store.load_network(&name)?)?,
         NetworkCommand::Rm { name } => {
-            let _lock = store.lock()?;
-            let net = store.load_network(&name)?;
-            let users: Vec<String> = store
-                .list_endpoints()?
-                .into_iter()
-                .filter(|e| e.network == name)
-                .map(|e| e.id.to_string())
-                .collect();
-            if !users.is_empty() {
-                bail!(
-                    "network {name} is used by {} endpoint(s) ({}); stop those containers first",
-                    users.len(),
-                    users.join(", ")
+            let removed = networks::remove(store, &Host::new(), &name)?;
+            if let Some(bridge) = removed.foreign_bridge {
+                eprintln!(
+                    "nethook: {bridge} was not made by nethook for network {name} (no alias nethook-network:{name}): left alone"
                 );
             }
-            let had_file = store.remove_network(&name)?;
-            let rtnl = Rtnl::open()?;
-            let had_bridge = match rtnl.bridge_owner(&net.bridge)? {
-                None => false,
-                Some((is_bridge, alias)) if net.owns_bridge(is_bridge, alias.as_deref()) => {
-                    rtnl.delete(&net.bridge)?
-                }
-                Some(_) => {
-                    eprintln!(
-                        "nethook: {} was not made by nethook for network {name} (no alias {}): left alone",
-                        net.bridge,
-                        net.owner_tag()
-                    );
-                    false
-                }
-            };
-            if !had_file && !had_bridge {
-                bail!("network {name} is built in and has no bridge to remove");
-            }
             println!("{name}");
-        }
-    }
-    Ok(())
-}
-
-/// A subnet that overlaps a route the host already has would hijack or lose traffic.
-fn check_host_routes(net: &Network) -> Result<()> {
-    let Some(v4) = net.ipv4 else { return Ok(()) };
-    let rtnl = Rtnl::open()?;
-    for route in rtnl.ipv4_routes()? {
-        if route.prefix() > 0 && route.overlaps(v4.subnet) {
-            bail!(
-                "subnet {} overlaps the host route {route}; pick a subnet that does not",
-                v4.subnet
-            );
         }
     }
     Ok(())
@@ -291,18 +230,10 @@ fn list(store: &Store, json: bool) -> Result<()> {
     }
 }
 
-/// The endpoint records, read under the lock: a teardown finishing in the background holds
-/// it until its record is gone, and a setup until its endpoint is complete. A user who may
-/// read the records but not take the lock still gets them, as they stand.
+/// The endpoint records as they settled (see `list::settled`); each unreadable one gets a
+/// warning on stderr.
 fn settled_endpoints(store: &Store) -> Result<Vec<nethook::model::endpoint::Endpoint>> {
-    let _lock = match store.lock() {
-        Ok(lock) => Some(lock),
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (endpoints, unreadable) = store.list_endpoints_lenient()?;
+    let (endpoints, unreadable) = view::settled(store)?;
     for (path, why) in unreadable {
         eprintln!(
             "nethook: warning: skipped endpoint record {}: {why}; `nethook gc` moves it aside",

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
 use crate::model::ports::PortSpec;
+use crate::state::{Store, StoreError, Unreadable};
 
 /// One row of `nethook ls --json`. Stable field names: scripts depend on them.
 #[derive(Debug, Serialize)]
@@ -120,6 +121,23 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
         ],
         &rows,
     )
+}
+
+/// The endpoint records, read under the lock: a teardown finishing in the background holds
+/// it until its record is gone, and a setup until its endpoint is complete. A user who may
+/// read the records but not take the lock still gets them, as they stand. The records that
+/// cannot be read come second, with why.
+pub fn settled(store: &Store) -> Result<(Vec<Endpoint>, Vec<Unreadable>), StoreError> {
+    let _lock = match store.lock() {
+        Ok(lock) => Some(lock),
+        Err(StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    store.list_endpoints_lenient()
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! `gc`, `recover`). Nothing here knows OCI or CNI.
 
 pub mod attach;
+pub mod check;
 pub mod detach;
 pub mod gc;
 pub mod list;
+pub mod network;
 pub mod options;
 pub mod plan;
 pub mod recover;
 pub mod request;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

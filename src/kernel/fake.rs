@@ -14,6 +14,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use ipnetwork::Ipv4Network;
 use nix::errno::Errno;
 
 use crate::failpoint::Injected;
@@ -48,6 +49,8 @@ impl fmt::Display for Call {
 const QUERIES: &[&str] = &[
     "link.veth_state",
     "link.link_present",
+    "link.bridge_owner",
+    "link.ipv4_routes",
     "fw.missing_skeleton",
     "fw.table_exists",
     "sysctl.ip_forwarding",
@@ -65,6 +68,7 @@ struct State {
     skeleton: bool,
     forwarding: bool,
     route_localnet: BTreeSet<String>,
+    routes: Vec<Ipv4Network>,
 }
 
 /// The recording fake kernel.
@@ -151,6 +155,11 @@ impl Fake {
 
     pub fn has_link(&self, name: &str) -> bool {
         self.state.borrow().links.contains(name)
+    }
+
+    /// A route the host has (for overlap checks).
+    pub fn add_route(&self, route: Ipv4Network) {
+        self.state.borrow_mut().routes.push(route);
     }
 
     pub fn set_forwarding(&self, on: bool) {
@@ -299,6 +308,23 @@ impl Links for Fake {
         self.link_call("link.link_present", name.to_owned())?;
         let s = self.state.borrow();
         Ok(s.links.contains(name) || s.foreign.contains(name))
+    }
+
+    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
+        self.link_call("link.bridge_owner", name.to_owned())?;
+        let s = self.state.borrow();
+        Ok(if s.links.contains(name) {
+            Some((true, None))
+        } else if s.foreign.contains(name) {
+            Some((false, Some("not nethook's (fake)".into())))
+        } else {
+            None
+        })
+    }
+
+    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
+        self.link_call("link.ipv4_routes", String::new())?;
+        Ok(self.state.borrow().routes.clone())
     }
 
     fn configure_container(

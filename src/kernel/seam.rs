@@ -12,6 +12,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use ipnetwork::Ipv4Network;
+
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::kernel::conntrack::{self, ConntrackError};
@@ -51,6 +53,11 @@ pub trait Links {
     fn delete(&self, name: &str) -> Result<bool, LinkError>;
     /// One ioctl: is there a link of that name in the hook's namespace?
     fn link_present(&self, name: &str) -> Result<bool, LinkError>;
+    /// See `Rtnl::bridge_owner`: `None` when no link has the name, else whether it is a
+    /// bridge and its alias.
+    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError>;
+    /// Destinations of the host's IPv4 routes, for overlap checks.
+    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError>;
     /// Inside `netns`: loopback up, the address on `ifname`, `ifname` up, default route.
     fn configure_container(
         &self,
@@ -187,6 +194,14 @@ impl Links for Host {
 
     fn link_present(&self, name: &str) -> Result<bool, LinkError> {
         link::link_present(name)
+    }
+
+    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
+        self.rtnl()?.bridge_owner(name)
+    }
+
+    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
+        self.rtnl()?.ipv4_routes()
     }
 
     fn configure_container(

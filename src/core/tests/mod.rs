@@ -22,7 +22,7 @@ use crate::model::ports::parse_ports;
 use crate::state::Store;
 
 /// A store in a fresh directory, a fake kernel and a stand-in namespace file.
-pub(super) struct World {
+pub(crate) struct World {
     root: PathBuf,
     pub store: Store,
     pub fake: Fake,
@@ -87,6 +87,6 @@ impl Drop for World {
     }
 }
 
-pub(super) fn cid(id: &str) -> ContainerId {
+pub(crate) fn cid(id: &str) -> ContainerId {
     ContainerId::parse(id).unwrap()
 }
