@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::core::plan::{any_ethertype_elements, network_elements, port_elements, source_elements};
+use crate::core::plan::{firewall_elements, network_elements, port_elements};
 use crate::core::recover;
 use crate::driver::{self, DriverKernel};
-use crate::firewall::{Elements, FirewallError, PortMapping};
+use crate::firewall::{FirewallError, PortMapping};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::link::{LinkError, VethFate};
 use crate::kernel::seam::Kernel;
@@ -206,18 +206,19 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     // The anti-spoofing elements are keyed by the host veth, whose name derives from this
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
-    let ports = port_elements(ep);
-    let own = Elements {
-        ports: if owns_address {
-            ports.clone()
-        } else {
-            Vec::new()
-        },
-        sources: source_elements(ep),
-        any_ethertype: any_ethertype_elements(ep),
-        ..Elements::default()
+    // Built only through the element builders (their layout is the firewall's): the ports
+    // go only while the address is still this endpoint's.
+    let own = if owns_address {
+        firewall_elements(ep).own()
+    } else {
+        let unpublished = Endpoint {
+            ports: Vec::new(),
+            ..ep.clone()
+        };
+        firewall_elements(&unpublished).own()
     };
     k.firewall().delete(&own)?;
+    let ports = port_elements(ep);
     Ok(Unpublished {
         ipam,
         owns_address,

@@ -178,3 +178,33 @@ fn detach_of_a_container_whose_process_died_defers_the_link_work_to_the_caller()
     // The lock went with the work: the store can be locked again.
     drop(w.store.lock().unwrap());
 }
+
+#[test]
+fn detach_of_an_endpoint_whose_address_moved_on_leaves_its_ports_and_address_alone() {
+    let w = World::new("moved-on");
+    let ep = w.setup("c1", "5353:53/udp").unwrap();
+    let address = ep.ipv4.unwrap().address;
+    // gc freed it meanwhile and a newer container holds it now.
+    let ipam = w.store.ipam("nethook").unwrap();
+    assert!(ipam.release(address, "c1").unwrap());
+    let lease = crate::model::ipam::Lease {
+        address,
+        advances_cursor: false,
+    };
+    ipam.record(&lease, &cid("c2")).unwrap();
+    w.fake.clear_calls();
+    done(teardown(&w.store, &w.fake, &cid("c1")).unwrap());
+    let without_ports = Endpoint {
+        ports: Vec::new(),
+        ..ep.clone()
+    };
+    assert_eq!(
+        w.fake.change_calls(),
+        vec![
+            format!("fw.delete {:?}", firewall_elements(&without_ports).own()),
+            format!("link.delete_veth {} grace 0ms", ep.host_interface),
+        ]
+    );
+    assert_eq!(w.addresses(), vec![(address.into(), "c2".into())]);
+    assert_eq!(w.record("c1"), None);
+}
