@@ -15,12 +15,18 @@ use crate::kernel::seam::Host;
 use crate::log::{self, describe};
 use crate::model::ids::ContainerId;
 use crate::state::{Store, StoreError};
-use crate::sys::process::{exit_now, fork_background, Forked};
+use crate::sys::process::{exit_now, fork_background, set_keeper_dir, Forked};
 
 /// Runs the hook and returns its exit code. The caller exits with it at once
 /// (`exit_now`): the process is done.
+///
+/// Before its work, it lets its netfilter sockets go to a keeper listening in the run
+/// directory (see `sys::process::close_after_exit`; without it each hook's child would
+/// wait out its own grace period), and defers their release: closing a netfilter socket
+/// after a delete waits a grace period. The keeper binds only after the hook took the
+/// lock, which checked the directory. A long-lived caller of the core does neither.
 pub fn run(store: &Store, stage: Option<Stage>) -> u8 {
-    store.enable_socket_keeper();
+    set_keeper_dir(store.run_dir());
     firewall::defer_netfilter_release();
     let code = hook(store, stage);
     firewall::release_deferred_sockets();

@@ -455,12 +455,4 @@ impl Store {
         }
         Ok(bad)
     }
-
-    /// Lets this process's hooks hand their netfilter sockets to a keeper listening in the
-    /// run directory (see `sys::process::close_after_exit`); without this call each hook's
-    /// child waits out its own grace period. The hook calls it once, before its work: the
-    /// keeper binds only after the hook took the lock, which checked the directory.
-    pub fn enable_socket_keeper(&self) {
-        crate::sys::process::set_keeper_dir(&self.run_dir);
-    }
 }
