@@ -39,6 +39,7 @@ pub struct Report {
 }
 
 /// What `teardown` did, or left to do.
+#[must_use = "deferred teardown work must be run (or handed to a process that runs it)"]
 pub enum Teardown {
     /// Finished (or there was nothing to do).
     Done(Report),
@@ -50,7 +51,9 @@ pub enum Teardown {
 /// The rest of a teardown whose container's namespace is most likely about to go: wait a
 /// grace for it (it then takes the veth along), delete the veth if it did not, flush
 /// conntrack, free the address, drop the record. It holds the store's lock until it has
-/// run, so every later setup, `gc` or `ls` sees the teardown done.
+/// run, so every later setup, `gc` or `ls` sees the teardown done. Dropped unrun, it
+/// releases the lock and leaves the record for a later poststop or `gc`.
+#[must_use = "deferred teardown work must be run (or handed to a process that runs it)"]
 pub struct Deferred {
     store: Store,
     ep: Endpoint,
