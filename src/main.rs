@@ -6,19 +6,15 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use nethook::core::detach::TeardownError;
-use nethook::core::{attach as setup, detach as teardown, gc, list as view};
-use nethook::frontend::install;
-use nethook::frontend::oci::{self, Stage};
-use nethook::kernel::link::Rtnl;
-use nethook::model::ids::ContainerId;
+use nethook::core::{gc, list as view, network as networks};
+use nethook::frontend::oci::Stage;
+use nethook::frontend::{hook, install};
+use nethook::kernel::seam::Host;
 use nethook::model::network::Network;
-use nethook::state::{
-    Store, StoreError, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV,
-};
+use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 
 #[derive(Parser)]
 #[command(
@@ -114,12 +110,12 @@ enum NetworkCommand {
 
 fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
-        nethook::exit_now(run_hook(&store, None));
+        nethook::exit_now(hook::run(&store, None));
     }
     let cli = Cli::parse();
     let store = Store::new(cli.config_dir, cli.run_dir);
     let result = match cli.command {
-        Command::Hook { stage } => nethook::exit_now(run_hook(&store, stage)),
+        Command::Hook { stage } => nethook::exit_now(hook::run(&store, stage)),
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
@@ -175,95 +171,6 @@ fn plain_hook_invocation() -> Option<Store> {
     ))
 }
 
-/// Exit codes: 0 done, 1 the kernel or state said no, 2 the input was bad.
-fn run_hook(store: &Store, stage: Option<Stage>) -> u8 {
-    store.enable_socket_keeper();
-    nethook::firewall::defer_netfilter_release();
-    let code = hook(store, stage);
-    nethook::firewall::release_deferred_sockets();
-    code
-}
-
-fn hook(store: &Store, stage: Option<Stage>) -> u8 {
-    let input = match oci::read_state(io::stdin().lock(), stage) {
-        Ok(i) => i,
-        Err(e) => return fail(&e, 2, None),
-    };
-    let id = Some(input.id.as_str());
-    match input.stage {
-        Stage::Setup => {
-            let req = match input.setup_request() {
-                Ok(r) => r,
-                Err(e) => return fail(&e, 2, id),
-            };
-            if req.options.disabled {
-                return 0;
-            }
-            match setup::setup(store, &req) {
-                Ok(ep) => {
-                    let addr = ep
-                        .ipv4
-                        .map(|a| format!("{}/{}", a.address, a.prefix))
-                        .unwrap_or_default();
-                    nethook::log::line(&format!(
-                        "{} on {}: {} {addr} (host {})",
-                        ep.id, ep.network, ep.interface, ep.host_interface
-                    ));
-                    0
-                }
-                Err(e) => fail(&e, 1, id),
-            }
-        }
-        Stage::Teardown => match teardown::teardown(store, &input.id) {
-            Ok(_) => 0,
-            Err(TeardownError::Store(e))
-                if e.unreadable_file() == Some(&store.endpoint_path(&input.id)) =>
-            {
-                quarantine_record(store, &input.id, &e)
-            }
-            Err(e) => fail(&e, 1, id),
-        },
-    }
-}
-
-/// poststop of a container whose record cannot be read: nothing says what to undo, so the
-/// record is moved aside (or it would fail every later reader and this container's id for
-/// good) and the hook fails with one line saying so. Exit 1, not 0: the runtime should show
-/// it, as the container's address stays held until `nethook gc` (its veth goes with its
-/// namespace, but its published ports' elements are not known any more).
-fn quarantine_record(store: &Store, id: &ContainerId, e: &StoreError) -> u8 {
-    let path = store.endpoint_path(id);
-    let moved = store
-        .lock()
-        .and_then(|_lock| match store.load_endpoint(id) {
-            // Still unreadable under the lock (not replaced by a new setup meanwhile).
-            Err(again) if again.unreadable_file() == Some(&path) => {
-                store.quarantine(&path).map(Some)
-            }
-            _ => Ok(None),
-        });
-    let line = match moved {
-        Ok(Some(to)) => format!(
-            "cannot tear down: endpoint record {} is unreadable ({}); moved it to {}; run `nethook gc` to free the container's address",
-            path.display(),
-            e.reason(),
-            to.display()
-        ),
-        // Gone, or readable now: a setup with this id replaced it meanwhile, and that is a
-        // new container's record, not this poststop's to undo.
-        Ok(None) => return 0,
-        Err(qe) => format!("cannot tear down: {}; moving it aside failed too: {}", nethook::describe(e), nethook::describe(&qe)),
-    };
-    nethook::log::failure(&line, Some(id.as_str()));
-    1
-}
-
-/// One line: the error and its causes, joined.
-fn fail(e: &dyn std::error::Error, code: u8, container: Option<&str>) -> u8 {
-    nethook::log::failure(&nethook::describe(e), container);
-    code
-}
-
 fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
     match cmd {
         NetworkCommand::Create {
@@ -276,22 +183,7 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         } => {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
-            let _lock = store.lock()?;
-            net.check_conflicts(&store.list_networks()?)?;
-            check_host_routes(&net)?;
-            // A bridge of that name that nethook did not make for this network belongs to
-            // someone else: adding the gateway to it and deleting it at `network rm` would
-            // take it over.
-            if let Some((is_bridge, alias)) = Rtnl::open()?.bridge_owner(&net.bridge)? {
-                if !net.owns_bridge(is_bridge, alias.as_deref()) {
-                    bail!(
-                        "a link named {} already exists on this host and nethook did not make it for network {}; pass another --bridge",
-                        net.bridge,
-                        net.name
-                    );
-                }
-            }
-            store.create_network(&net)?;
+            networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }
         NetworkCommand::Ls { json } => {
@@ -313,55 +205,13 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         }
         NetworkCommand::Inspect { name } => print_json(&store.load_network(&name)?)?,
         NetworkCommand::Rm { name } => {
-            let _lock = store.lock()?;
-            let net = store.load_network(&name)?;
-            let users: Vec<String> = store
-                .list_endpoints()?
-                .into_iter()
-                .filter(|e| e.network == name)
-                .map(|e| e.id.to_string())
-                .collect();
-            if !users.is_empty() {
-                bail!(
-                    "network {name} is used by {} endpoint(s) ({}); stop those containers first",
-                    users.len(),
-                    users.join(", ")
+            let removed = networks::remove(store, &Host::new(), &name)?;
+            if let Some(bridge) = removed.foreign_bridge {
+                eprintln!(
+                    "nethook: {bridge} was not made by nethook for network {name} (no alias nethook-network:{name}): left alone"
                 );
             }
-            let had_file = store.remove_network(&name)?;
-            let rtnl = Rtnl::open()?;
-            let had_bridge = match rtnl.bridge_owner(&net.bridge)? {
-                None => false,
-                Some((is_bridge, alias)) if net.owns_bridge(is_bridge, alias.as_deref()) => {
-                    rtnl.delete(&net.bridge)?
-                }
-                Some(_) => {
-                    eprintln!(
-                        "nethook: {} was not made by nethook for network {name} (no alias {}): left alone",
-                        net.bridge,
-                        net.owner_tag()
-                    );
-                    false
-                }
-            };
-            if !had_file && !had_bridge {
-                bail!("network {name} is built in and has no bridge to remove");
-            }
             println!("{name}");
-        }
-    }
-    Ok(())
-}
-
-/// A subnet that overlaps a route the host already has would hijack or lose traffic.
-fn check_host_routes(net: &Network) -> Result<()> {
-    let rtnl = Rtnl::open()?;
-    for route in rtnl.ipv4_routes()? {
-        if route.prefix() > 0 && route.overlaps(net.ipv4.subnet) {
-            bail!(
-                "subnet {} overlaps the host route {route}; pick a subnet that does not",
-                net.ipv4.subnet
-            );
         }
     }
     Ok(())
@@ -380,18 +230,10 @@ fn list(store: &Store, json: bool) -> Result<()> {
     }
 }
 
-/// The endpoint records, read under the lock: a teardown finishing in the background holds
-/// it until its record is gone, and a setup until its endpoint is complete. A user who may
-/// read the records but not take the lock still gets them, as they stand.
+/// The endpoint records as they settled (see `list::settled`); each unreadable one gets a
+/// warning on stderr.
 fn settled_endpoints(store: &Store) -> Result<Vec<nethook::model::endpoint::Endpoint>> {
-    let _lock = match store.lock() {
-        Ok(lock) => Some(lock),
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (endpoints, unreadable) = store.list_endpoints_lenient()?;
+    let (endpoints, unreadable) = view::settled(store)?;
     for (path, why) in unreadable {
         eprintln!(
             "nethook: warning: skipped endpoint record {}: {why}; `nethook gc` moves it aside",
@@ -402,7 +244,7 @@ fn settled_endpoints(store: &Store) -> Result<Vec<nethook::model::endpoint::Endp
 }
 
 fn run_gc(store: &Store, dry_run: bool) -> Result<()> {
-    let actions = gc::gc(store, dry_run)?;
+    let actions = gc::gc(store, &Host::new(), dry_run)?;
     let prefix = if dry_run { "would " } else { "" };
     for a in &actions {
         println!("{prefix}{a}");

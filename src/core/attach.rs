@@ -4,21 +4,19 @@
 //! (a write-ahead record): if the hook is killed half-way, the record names every
 //! object that may exist, and `gc` or poststop can remove them.
 
-use std::os::fd::AsFd;
-use std::thread::sleep;
-use std::time::Duration;
-
 use crate::core::detach;
 use crate::core::elements::firewall_elements;
 use crate::core::plan::{plan_endpoint, PlanError};
 use crate::core::recover::{self, RecoverError};
 use crate::core::request::Request;
-use crate::failpoint::{self, Injected};
-use crate::firewall::{self, Elements, FirewallError};
-use crate::kernel::hostports::{self, HostPortsError};
-use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethSpec, VethState};
+use crate::driver::{self, AttachContext, Driver, DriverError, DriverKernel};
+use crate::failpoint::Injected;
+use crate::firewall::{Elements, FirewallError};
+use crate::kernel::hostports::HostPortsError;
+use crate::kernel::link::{HostVeth, LinkError, VethState};
 use crate::kernel::netns::{Netns, NetnsError};
-use crate::kernel::sysctl::{self, SysctlError};
+use crate::kernel::seam::Kernel;
+use crate::kernel::sysctl::SysctlError;
 use crate::log;
 use crate::model::endpoint::Endpoint;
 use crate::model::mac::Mac;
@@ -75,35 +73,28 @@ pub enum SetupError {
         network: String,
         address: String,
     },
-    #[error("host interface {name} already exists; a link of an earlier container with this id is left over: run `nethook gc`")]
-    HostLinkExists { name: String },
-    #[error("interface {name} already exists in the container's network namespace; set nethook.ifname to another name")]
-    PeerExists { name: String },
-    #[error("network {network} is full: its bridge {bridge} already has {max} ports, the most a Linux bridge takes; put further containers on another network (`nethook network create`, annotation nethook.network)", max = MAX_BRIDGE_PORTS)]
-    BridgeFull { network: String, bridge: String },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
 }
 
-/// A Linux bridge numbers its ports with 10 bits and never uses 0 (`BR_MAX_PORTS`); the
-/// kernel answers EXFULL to one more.
-const MAX_BRIDGE_PORTS: usize = 1023;
-
 /// Gives the container its network. On error nothing of this attempt is left behind.
-pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
+pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, SetupError> {
     let mut steps = Steps::from_env();
     let netns = Netns::open(req.netns.as_deref().ok_or(SetupError::NoNetns)?)?;
     netns.ensure_not_own()?;
     let network = store.load_network(&req.options.network)?;
+    let driver = driver::of(&network);
+    driver.validate(&network)?;
     steps.mark("netns+network");
 
     let _lock = store.lock()?;
     steps.mark("lock");
-    let rtnl = Rtnl::open()?;
     if let Some(existing) = store.load_endpoint(&req.id)? {
         // A record whose host veth is gone belongs to an earlier container with this id
         // that died without poststop (a runtime that skips it when start fails): reclaim
         // it, as `gc` would. A live one means a second createRuntime: refuse. A link of
         // that name that is not this record's (another container's) does not count.
-        if rtnl.veth_state(&HostVeth::of(&existing))? == VethState::Ours {
+        if k.links().veth_state(&HostVeth::of(&existing))? == VethState::Ours {
             return Err(SetupError::AlreadyExists {
                 id: req.id.to_string(),
                 network: existing.network,
@@ -113,7 +104,7 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
                     .unwrap_or_default(),
             });
         }
-        detach::release(store, &rtnl, &existing)?;
+        detach::release(store, k, &existing)?;
     }
     let ipam = store.ipam(&network.name)?;
     let (mut endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
@@ -121,16 +112,16 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
         check_mac_free(store, &endpoint)?;
     }
     let claims = claims_of(&endpoint.ports);
-    check_host_sockets(&claims)?;
+    check_host_sockets(k, &claims)?;
     ipam.record(&lease, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
-        forget(store, &endpoint, &ipam);
+        forget(store, k, &endpoint, &ipam);
         return Err(e.into());
     }
     let claimed = Claims::new(store.run_dir())
         .claim(&endpoint.id, &claims, |owner| store.has_endpoint(owner));
     if let Err(e) = claimed {
-        forget(store, &endpoint, &ipam);
+        forget(store, k, &endpoint, &ipam);
         return Err(e.into());
     }
     steps.mark("plan+record");
@@ -138,7 +129,8 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
     let mut undo = Undo::default();
     match apply(
         store,
-        &rtnl,
+        k,
+        driver,
         &network,
         &mut endpoint,
         &netns,
@@ -150,8 +142,8 @@ pub fn setup(store: &Store, req: &Request) -> Result<Endpoint, SetupError> {
             Ok(endpoint)
         }
         Err(e) => {
-            undo.run(&rtnl);
-            forget(store, &endpoint, &ipam);
+            undo.run(k);
+            forget(store, k, &endpoint, &ipam);
             Err(name_port_owner(store, e))
         }
     }
@@ -214,9 +206,12 @@ fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
 }
 
 /// Refuses a host port a host process already serves (see `hostports`).
-fn check_host_sockets(claims: &[Claim]) -> Result<(), SetupError> {
+fn check_host_sockets(k: &dyn Kernel, claims: &[Claim]) -> Result<(), SetupError> {
     for claim in claims {
-        if let Some(busy) = hostports::busy(claim.proto, claim.host_ip, claim.port)? {
+        if let Some(busy) = k
+            .host_ports()
+            .busy(claim.proto, claim.host_ip, claim.port)?
+        {
             return Err(SetupError::HostPortInUse {
                 proto: claim.proto,
                 port: claim.port,
@@ -228,53 +223,35 @@ fn check_host_sockets(claims: &[Claim]) -> Result<(), SetupError> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     store: &Store,
-    rtnl: &Rtnl,
+    k: &dyn Kernel,
+    driver: &dyn Driver,
     net: &Network,
     ep: &mut Endpoint,
     netns: &Netns,
     undo: &mut Undo,
     steps: &mut Steps,
 ) -> Result<(), SetupError> {
-    failpoint::hit("recorded")?;
-    let bridge_mac = Mac::from_ipv4(net.ipv4.gateway);
-    let bridge_index = rtnl.ensure_bridge(
-        &net.bridge,
-        bridge_mac,
-        net.ipv4.gateway,
-        net.ipv4.subnet.prefix(),
-        &net.owner_tag(),
-    )?;
-    recover::ensure_forwarding(store, Some(&ep.id))?;
+    k.failpoint("recorded")?;
+    let link = driver.ensure_network(DriverKernel::new(k), net)?;
+    recover::ensure_forwarding(store, k, Some(&ep.id))?;
     if recover::publishes_on_loopback(ep) {
-        sysctl::route_localnet(&net.bridge, true)?;
+        k.sysctls().route_localnet(&net.bridge, true)?;
     }
     steps.mark("bridge");
-    failpoint::hit("bridge")?;
+    k.failpoint("bridge")?;
 
-    create_veth(store, rtnl, ep, net, bridge_index, netns)?;
-    undo.links.push(ep.host_interface.clone());
-    sysctl::disable_ipv6(&ep.host_interface)?;
-    steps.mark("veth");
-    failpoint::hit("veth")?;
-
-    if let Some(v4) = ep.ipv4 {
-        // Only the socket is made inside the namespace; the calls on it act there from here.
-        // Nothing under /proc/sys is touched in there: each namespace that looks up
-        // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
-        // is compared against, so the cost would grow with every container running.
-        let sock = netns.enter_briefly(link::inet_socket)??;
-        link::configure_container(
-            sock.as_fd(),
-            &ep.interface,
-            v4.address,
-            v4.prefix,
-            v4.gateway,
-        )?;
-    }
-    steps.mark("container");
-    failpoint::hit("addresses")?;
+    let record = |ep: &Endpoint| store.save_endpoint(ep);
+    let mut cx = AttachContext {
+        kernel: DriverKernel::new(k),
+        netns,
+        record: &record,
+        created: &mut undo.links,
+        steps,
+    };
+    driver.attach(&mut cx, net, link, ep)?;
 
     let elements = firewall_elements(ep);
     if !elements.is_empty() {
@@ -284,109 +261,39 @@ fn apply(
         // two more netlink round trips on every setup.
         // A missing skeleton after earlier setups means another tool flushed the ruleset:
         // every other live endpoint's elements went with it and come back here too.
-        match firewall::add(&elements) {
+        match k.firewall().add(&elements) {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {
-                recover::ensure_skeleton(store, Some(&ep.id))?;
-                firewall::add(&elements)?;
+                recover::ensure_skeleton(store, k, Some(&ep.id))?;
+                k.firewall().add(&elements)?;
             }
             other => other?,
         }
         undo.elements = Some(elements);
     }
     steps.mark("firewall");
-    failpoint::hit("firewall")?;
+    k.failpoint("firewall")?;
     Ok(())
-}
-
-/// Creates the veth pair, telling apart the two names that can clash and a bridge with no
-/// port left. The kernel frees a deleted veth asynchronously, so a host name that this
-/// container's own earlier veth still holds right after a teardown of the same id gets a few
-/// short retries before it is reported. A host name held by any other link (another
-/// container's veth whose name collides, or a link planted there) is left to it: the
-/// container takes its id's second name instead, recorded before it is created.
-fn create_veth(
-    store: &Store,
-    rtnl: &Rtnl,
-    ep: &mut Endpoint,
-    net: &Network,
-    bridge_index: u32,
-    netns: &Netns,
-) -> Result<(), SetupError> {
-    let owner_tag = ep.id.owner_tag();
-    let mut attempts = 0;
-    loop {
-        let spec = VethSpec {
-            host_name: &ep.host_interface,
-            bridge_index,
-            peer_name: &ep.interface,
-            peer_mac: ep.mac,
-            owner_tag: &owner_tag,
-        };
-        match rtnl.create_veth(&spec, netns) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {
-                match rtnl.veth_state(&HostVeth::of(ep))? {
-                    VethState::Gone => {
-                        return Err(SetupError::PeerExists {
-                            name: ep.interface.clone(),
-                        })
-                    }
-                    VethState::Ours => {
-                        attempts += 1;
-                        if attempts > 25 {
-                            return Err(SetupError::HostLinkExists {
-                                name: ep.host_interface.clone(),
-                            });
-                        }
-                        sleep(Duration::from_millis(4));
-                    }
-                    VethState::NotOurs(foreign) => {
-                        let second = ep.id.alt_host_veth_name();
-                        if ep.host_interface == second {
-                            let first = ep.id.host_veth_name();
-                            return Err(LinkError::HostNamesTaken {
-                                id: ep.id.to_string(),
-                                first,
-                                second,
-                                why: foreign.why,
-                            }
-                            .into());
-                        }
-                        ep.host_interface = second;
-                        store.save_endpoint(ep)?;
-                    }
-                }
-            }
-            Err(e) if e.errno() == Some(nix::libc::EXFULL) => {
-                return Err(SetupError::BridgeFull {
-                    network: net.name.clone(),
-                    bridge: net.bridge.clone(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// Kernel objects this attempt created, undone in reverse order on failure.
 #[derive(Default)]
-struct Undo {
-    links: Vec<String>,
+pub(crate) struct Undo {
+    pub(crate) links: Vec<String>,
     /// Only this container's own elements are undone (`Elements::own`: ports, anti-spoofing):
     /// the per-network ones other endpoints share stay (forget() drops them when this was
     /// the network's last address).
-    elements: Option<Elements>,
+    pub(crate) elements: Option<Elements>,
 }
 
 impl Undo {
-    fn run(self, rtnl: &Rtnl) {
+    pub(crate) fn run(self, k: &dyn Kernel) {
         if let Some(elements) = self.elements {
-            if let Err(e) = firewall::delete(&elements.own()) {
+            if let Err(e) = k.firewall().delete(&elements.own()) {
                 log_undo_failure("its nftables elements", &e);
             }
         }
         for name in self.links.iter().rev() {
-            if let Err(e) = rtnl.delete(name) {
+            if let Err(e) = k.links().delete(name) {
                 log_undo_failure(name, &e);
             }
         }
@@ -400,8 +307,8 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
 }
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
-fn forget(store: &Store, ep: &Endpoint, ipam: &crate::state::IpamDir) {
-    if let Err(e) = detach::forget(store, ep, ipam) {
+fn forget(store: &Store, k: &dyn Kernel, ep: &Endpoint, ipam: &crate::state::IpamDir) {
+    if let Err(e) = detach::forget(store, k, ep, ipam) {
         log::line(&format!(
             "rollback could not drop the record of {}: {e}; run `nethook gc`",
             ep.id

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use crate::core::elements::{network_elements, own_elements, port_elements};
 use crate::core::recover;
-use crate::firewall::{self, FirewallError, PortMapping};
-use crate::kernel::conntrack::{self, ConntrackError};
-use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethFate};
+use crate::driver::{self, DriverKernel};
+use crate::firewall::{FirewallError, PortMapping};
+use crate::kernel::conntrack::ConntrackError;
+use crate::kernel::link::{LinkError, VethFate};
+use crate::kernel::seam::Kernel;
 use crate::log::{self, describe};
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::ContainerId;
@@ -15,7 +17,6 @@ use crate::model::ipam::Allocations;
 use crate::model::ports::Proto;
 use crate::state::claims::{claims_of, Claims};
 use crate::state::{IpamDir, Lock, Store, StoreError};
-use crate::sys::process::{exit_now, fork_background, Forked};
 use crate::timing::Steps;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,77 +34,154 @@ pub struct Report {
     /// An endpoint record existed for the id.
     pub found: bool,
     /// The host veth still existed and was deleted (usually it vanished with the netns).
-    /// False when the rest of the teardown was left to a child process (see `teardown`).
+    /// False when the rest of the teardown was deferred (see `teardown`).
     pub link_deleted: bool,
+}
+
+/// What `teardown` did, or left to do.
+#[must_use = "deferred teardown work must be run (or handed to a process that runs it)"]
+pub enum Teardown {
+    /// Finished (or there was nothing to do).
+    Done(Report),
+    /// Published ports are gone; the link, conntrack, address and record are left to the
+    /// caller, who runs the work now or hands it to another process (see `teardown`).
+    Deferred(Box<Deferred>),
+}
+
+/// The rest of a teardown whose container's namespace is most likely about to go: wait a
+/// grace for it (it then takes the veth along), delete the veth if it did not, flush
+/// conntrack, free the address, drop the record. It holds the store's lock until it has
+/// run, so every later setup, `gc` or `ls` sees the teardown done. Dropped unrun, it
+/// releases the lock and leaves the record for a later poststop or `gc`.
+#[must_use = "deferred teardown work must be run (or handed to a process that runs it)"]
+pub struct Deferred {
+    store: Store,
+    ep: Endpoint,
+    unpublished: Unpublished,
+    grace: Duration,
+    lock: Lock,
+    /// The teardown's step timings, reported by whichever process finishes its part.
+    steps: Option<Steps>,
+}
+
+impl Deferred {
+    /// The endpoint being torn down.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+
+    /// How long the work may wait for the namespace.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Does the work here, with `k` (in a child process: a kernel of its own, not one
+    /// shared with the parent), then lets go of the lock. A kernel error keeps the record
+    /// for a later poststop or `gc`.
+    pub fn run(self, k: &dyn Kernel) -> Result<Report, TeardownError> {
+        let Deferred {
+            store,
+            ep,
+            unpublished,
+            grace,
+            lock,
+            steps,
+        } = self;
+        let result = finish(&store, k, &ep, &unpublished, grace);
+        if let Some(mut steps) = steps {
+            steps.mark("finish");
+            steps.report("teardown");
+        }
+        // Unlocking explicitly, before the caller goes on: in a child, the parent may
+        // still be exiting, and while its copy of the lock's file is open the lock would
+        // outlive this process otherwise.
+        drop(lock);
+        Ok(Report {
+            found: true,
+            link_deleted: result?,
+        })
+    }
+
+    /// For the process that handed this work to a child (which has a copy of it, lock
+    /// included): the lock stays held, by the child. Releasing it here would release it
+    /// for the child too (one open file, one lock), so it is left to the exit.
+    pub fn leave_to_child(self) -> Report {
+        if let Some(steps) = &self.steps {
+            steps.report("teardown");
+        }
+        std::mem::forget(self.lock);
+        Report {
+            found: true,
+            link_deleted: false,
+        }
+    }
+
+    /// A copy in a child process reports no timing: the parent did.
+    pub fn without_timing(mut self) -> Self {
+        self.steps = None;
+        self
+    }
 }
 
 /// poststop. Published ports are gone when this returns.
 ///
-/// Once the container's process has died, the veth, address and record are left to a
-/// child process. Its namespace then goes soon, taking the veth with it, but not always
-/// before poststop: runc's own netlink socket in there is freed a grace period after the
-/// container's last process exits, and under runc a short container's namespace outlived
-/// it by up to several ms. Deleting the veth ourselves would cost the kernel's RCU barrier
-/// (15–25 ms). So the child waits for the namespace (deleting the veth after the grace),
-/// then frees the address and drops the record. It holds the store's lock throughout, so
-/// every later setup, `gc` or `ls` sees the teardown done, and a runtime waiting for its
-/// hook waits for none of it. Should the child die, the record is still there for `gc`.
+/// Once the container's process has died, the veth, address and record are left to the
+/// caller as `Deferred` work. The container's namespace then goes soon, taking the veth
+/// with it, but not always before poststop: runc's own netlink socket in there is freed a
+/// grace period after the container's last process exits, and under runc a short
+/// container's namespace outlived it by up to several ms. Deleting the veth ourselves
+/// would cost the kernel's RCU barrier (15–25 ms). So the work waits for the namespace
+/// (deleting the veth after the grace), then frees the address and drops the record. The
+/// OCI hook runs it in a child process, so a runtime waiting for its hook waits for none
+/// of it; a caller that may wait runs it at once. Should it never run, the record is
+/// still there for `gc`.
 ///
 /// Usually the namespace has gone already and the veth with it; one ioctl tells, and then
-/// there is no link work to wait for and the hook finishes itself. Forking a process that
-/// has mapped a few MiB, and the copy-on-write faults on both sides after it, cost ~0.5 ms
-/// of a ~2 ms poststop; a netlink runtime for the look-up would cost more than the ioctl.
-pub fn teardown(store: &Store, id: &ContainerId) -> Result<Report, TeardownError> {
+/// there is no link work to wait for and the teardown finishes here. (For the hook, a fork
+/// and the copy-on-write faults after it cost ~0.5 ms of a ~2 ms poststop; a netlink
+/// runtime for the look-up would cost more than the ioctl.)
+pub fn teardown(
+    store: &Store,
+    k: &dyn Kernel,
+    id: &ContainerId,
+) -> Result<Teardown, TeardownError> {
     let mut steps = Steps::from_env();
     let lock = store.lock()?;
     let Some(ep) = store.load_endpoint(id)? else {
-        return Ok(Report::default());
+        return Ok(Teardown::Done(Report::default()));
     };
     steps.mark("lock+record");
-    let unpublished = unpublish(store, &ep)?;
+    let unpublished = unpublish(store, k, &ep)?;
     steps.mark("unpublish");
-    if !link::link_present(&ep.host_interface)? {
-        settle(store, &ep, &unpublished)?;
+    if !k.links().link_present(&ep.host_interface)? {
+        settle(store, k, &ep, &unpublished)?;
         steps.mark("settle");
         steps.report("teardown");
-        return Ok(Report {
+        return Ok(Teardown::Done(Report {
             found: true,
             link_deleted: false,
-        });
+        }));
     }
     let grace = namespace_grace(&ep);
-    if !grace.is_zero() {
-        match fork_background() {
-            Ok(Forked::Parent) => {
-                // The child's copy of the lock's file keeps the lock; releasing it here
-                // would release it for the child too (one open file, one lock).
-                std::mem::forget(lock);
-                steps.report("teardown");
-                return Ok(Report {
-                    found: true,
-                    link_deleted: false,
-                });
-            }
-            Ok(Forked::Child) => finish_in_background(store, &ep, &unpublished, grace, lock),
-            // Not worth failing a teardown for: finish it here, only later.
-            Err(_) => {}
-        }
+    let work = Deferred {
+        store: store.clone(),
+        ep,
+        unpublished,
+        grace,
+        lock,
+        steps: Some(steps),
+    };
+    if grace.is_zero() {
+        return work.run(k).map(Teardown::Done);
     }
-    let rtnl = Rtnl::open()?;
-    let link_deleted = finish(store, &rtnl, &ep, &unpublished, grace)?;
-    steps.mark("finish");
-    steps.report("teardown");
-    Ok(Report {
-        found: true,
-        link_deleted,
-    })
+    Ok(Teardown::Deferred(Box::new(work)))
 }
 
 /// Removes the endpoint's kernel objects, then its address and record. The caller holds
 /// the lock. A kernel error keeps the record so a later poststop or `gc` can retry.
-pub fn release(store: &Store, rtnl: &Rtnl, ep: &Endpoint) -> Result<Report, TeardownError> {
-    let unpublished = unpublish(store, ep)?;
-    let link_deleted = finish(store, rtnl, ep, &unpublished, namespace_grace(ep))?;
+pub fn release(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Report, TeardownError> {
+    let unpublished = unpublish(store, k, ep)?;
+    let link_deleted = finish(store, k, ep, &unpublished, namespace_grace(ep))?;
     Ok(Report {
         found: true,
         link_deleted,
@@ -122,7 +200,7 @@ struct Unpublished {
 
 /// Deletes the published ports and anti-spoofing elements first, so no new flow reaches
 /// the address while the rest goes.
-fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError> {
+fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished, TeardownError> {
     let ipam = store.ipam(&ep.network)?;
     let owns_address = match ep.ipv4 {
         Some(v4) => ipam.owner(v4.address)?.as_deref() == Some(ep.id.as_str()),
@@ -133,7 +211,7 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
     // moved on.
     let ports = port_elements(ep);
     let own = own_elements(ep, owns_address);
-    firewall::delete(&own)?;
+    k.firewall().delete(&own)?;
     Ok(Unpublished {
         ipam,
         owns_address,
@@ -144,24 +222,29 @@ fn unpublish(store: &Store, ep: &Endpoint) -> Result<Unpublished, TeardownError>
 /// The link, then what `settle` does. True when the veth had to be deleted.
 fn finish(
     store: &Store,
-    rtnl: &Rtnl,
+    k: &dyn Kernel,
     ep: &Endpoint,
     u: &Unpublished,
     grace: Duration,
 ) -> Result<bool, TeardownError> {
-    let fate = rtnl.delete_veth(&HostVeth::of(ep), grace)?;
+    let fate = driver::for_kind(ep.driver).detach(DriverKernel::new(k), ep, grace)?;
     if let VethFate::NotOurs(foreign) = &fate {
         log::line(&format!("{}: {foreign}", ep.id));
     }
     let link_deleted = fate == VethFate::Deleted;
-    settle(store, ep, u)?;
+    settle(store, k, ep, u)?;
     Ok(link_deleted)
 }
 
 /// Once the link is gone: conntrack entries (a restarted UDP service on the same host port
 /// must not be blackholed by an entry pointing at the old address), then the address and
 /// record.
-fn settle(store: &Store, ep: &Endpoint, u: &Unpublished) -> Result<(), TeardownError> {
+fn settle(
+    store: &Store,
+    k: &dyn Kernel,
+    ep: &Endpoint,
+    u: &Unpublished,
+) -> Result<(), TeardownError> {
     // Only connectionless mappings leave conntrack entries that blackhole the next
     // container on the same host port (UDP has no handshake to start a fresh entry; a
     // new TCP connection's SYN does). The flush walks the kernel's whole, all-namespace
@@ -174,42 +257,11 @@ fn settle(store: &Store, ep: &Endpoint, u: &Unpublished) -> Result<(), TeardownE
         .map(|p| (p.proto, p.host_port))
         .collect();
     if let (true, Some(v4), false) = (u.owns_address, ep.ipv4, connectionless.is_empty()) {
-        if let Err(e) = conntrack::flush_for(v4.address, &connectionless) {
+        if let Err(e) = k.conntrack().flush_for(v4.address, &connectionless) {
             log_conntrack(ep, &e);
         }
     }
-    forget(store, ep, &u.ipam)
-}
-
-/// The child's side of `teardown`: finishes, lets go of the lock, exits.
-fn finish_in_background(
-    store: &Store,
-    ep: &Endpoint,
-    u: &Unpublished,
-    grace: Duration,
-    lock: Lock,
-) -> ! {
-    // A netlink runtime of its own: the inherited one shares its epoll instance with the
-    // parent, whose exit takes the inherited socket out of it.
-    log::to_syslog();
-    let result = Rtnl::open()
-        .map_err(TeardownError::from)
-        .and_then(|rtnl| finish(store, &rtnl, ep, u, grace));
-    if let Err(e) = &result {
-        log::line(&format!(
-            "{}: teardown left unfinished, `nethook gc` will retry it: {}",
-            ep.id,
-            describe(e)
-        ));
-    }
-    // Unlocking explicitly: the parent may still be exiting, and while its copy of the
-    // lock's file is open the lock would outlive this process.
-    drop(lock);
-    // This copy holds duplicates of the parent's netfilter sockets, and its own if `forget`
-    // deleted elements. Outliving the keeper the parent handed its copies to, its exit would
-    // be their last release and stall other nftables commits (see `close_after_exit`).
-    firewall::release_deferred_sockets();
-    exit_now(u8::from(result.is_err()))
+    forget(store, k, ep, &u.ipam)
 }
 
 /// How long teardown waits for the container's namespace to start dying before deleting
@@ -245,17 +297,22 @@ fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
 /// masquerade set and its bridge the isolation sets.
 /// Its host-port claims go too, and `route_localnet` is cleared on the bridge when this
 /// was the network's last endpoint publishing on 127.0.0.1.
-pub fn forget(store: &Store, ep: &Endpoint, ipam: &IpamDir) -> Result<(), TeardownError> {
+pub fn forget(
+    store: &Store,
+    k: &dyn Kernel,
+    ep: &Endpoint,
+    ipam: &IpamDir,
+) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
         ipam.release(v4.address, ep.id.as_str())?;
     }
     if !ipam.has_addresses()? {
-        firewall::delete(&network_elements(ep))?;
+        k.firewall().delete(&network_elements(ep))?;
     }
     Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     store.remove_endpoint(&ep.id)?;
     if recover::publishes_on_loopback(ep) {
-        if let Err(e) = recover::sync_route_localnet(store, &ep.network, &ep.bridge) {
+        if let Err(e) = recover::sync_route_localnet(store, k, &ep.network, &ep.bridge) {
             log::line(&format!(
                 "{}: could not clear route_localnet on {}: {}; `nethook gc` retries",
                 ep.id,

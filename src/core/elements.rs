@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn a_network_without_masquerade_adds_no_subnet() {
         let mut net = Network::builtin_default();
-        net.masquerade = false;
+        net.ipv4.as_mut().unwrap().masquerade = false;
         let pool = Pool::default();
         let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
             .unwrap()

@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 
 use crate::core::detach::{self, TeardownError};
 use crate::core::recover::{self, RecoverError};
-use crate::firewall::{self, FirewallError};
-use crate::kernel::link::{HostVeth, VethState};
-use crate::kernel::link::{LinkError, Rtnl};
-use crate::kernel::sysctl::{self, SysctlError};
+use crate::firewall::FirewallError;
+use crate::kernel::link::{HostVeth, LinkError, VethState};
+use crate::kernel::seam::Kernel;
+use crate::kernel::sysctl::SysctlError;
 use crate::state::claims::{claims_of, ClaimError, Claims};
 use crate::state::{Store, StoreError, Unreadable};
 
@@ -36,9 +36,8 @@ pub enum GcError {
 }
 
 /// What gc did (or, dry, would do), one line per action.
-pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
+pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, GcError> {
     let _lock = store.lock()?;
-    let rtnl = Rtnl::open()?;
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
     let mut live_endpoints = Vec::new();
@@ -47,7 +46,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     for ep in endpoints {
         // A link of the record's name that is not its veth (another container's, or a
         // forged record's target) does not keep the record alive, and is left alone.
-        let why = match rtnl.veth_state(&HostVeth::of(&ep))? {
+        let why = match k.links().veth_state(&HostVeth::of(&ep))? {
             VethState::Ours => {
                 live.insert(ep.id.as_str().to_owned());
                 live_endpoints.push(ep);
@@ -61,7 +60,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             ep.id, ep.network, ep.host_interface
         ));
         if !dry_run {
-            detach::release(store, &rtnl, &ep)?;
+            detach::release(store, k, &ep)?;
         }
     }
     // Any missing part (ruleset flushed, or an older nethook's tables): create it. The live
@@ -70,7 +69,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
     // sets. Elements still there are fine.
     let needed = !live_endpoints.is_empty() || recover::owns_forwarding(store);
     let missing = if needed {
-        firewall::missing_skeleton()?
+        k.firewall().missing_skeleton()?
     } else {
         Vec::new()
     };
@@ -81,32 +80,32 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
         ));
         actions.extend(rest.iter().map(|part| format!("re-create {part}")));
     }
-    let has_tables = needed || firewall::table_exists()?;
+    let has_tables = needed || k.firewall().table_exists()?;
     if !dry_run && needed {
-        firewall::ensure_skeleton()?;
-        recover::restore(store, &live_endpoints)?;
+        k.firewall().ensure_skeleton()?;
+        recover::restore(store, k, &live_endpoints)?;
     } else if !dry_run && has_tables {
         // Nothing of nethook's is live and it does not own forwarding (the marker was
         // removed): the forward hook is no longer guarded.
-        firewall::guard_forwarding(false)?;
+        k.firewall().guard_forwarding(false)?;
     }
     // Elements no live record accounts for: a quarantined record's ports would otherwise
     // reach whoever gets its address next.
     if has_tables {
         let live_elements = recover::merged_elements(&live_endpoints);
-        actions.extend(firewall::prune(&live_elements, dry_run)?);
+        actions.extend(k.firewall().prune(&live_elements, dry_run)?);
     }
     for net in store.list_networks()? {
         let wanted = live_endpoints
             .iter()
             .any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));
-        if !wanted && sysctl::route_localnet_on(&net.bridge) {
+        if !wanted && k.sysctls().route_localnet_on(&net.bridge) {
             actions.push(format!(
                 "turn route_localnet off on {}: no container publishes on 127.0.0.1 there",
                 net.bridge
             ));
             if !dry_run {
-                sysctl::route_localnet(&net.bridge, false)?;
+                k.sysctls().route_localnet(&net.bridge, false)?;
             }
         }
     }
@@ -154,7 +153,7 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<Vec<String>, GcError> {
             };
             actions.push(format!("free address {ip} on {}: {why}", net.name));
             if let Some(ipam) = &ipam {
-                ipam.release(ip, &owner)?;
+                ipam.release_ip(ip, &owner)?;
             }
         }
     }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
 use crate::model::ports::PortSpec;
+use crate::state::{Store, StoreError, Unreadable};
 
 /// One row of `nethook ls --json`. Stable field names: scripts depend on them.
 #[derive(Debug, Serialize)]
@@ -102,9 +103,9 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
             vec![
                 n.name.clone(),
                 n.bridge.clone(),
-                n.ipv4.subnet.to_string(),
-                n.ipv4.gateway.to_string(),
-                if n.masquerade { "yes" } else { "no" }.into(),
+                n.ipv4.map(|v4| v4.subnet.to_string()).unwrap_or_default(),
+                n.ipv4.map(|v4| v4.gateway.to_string()).unwrap_or_default(),
+                if n.masquerades_ipv4() { "yes" } else { "no" }.into(),
                 count.to_string(),
             ]
         })
@@ -120,6 +121,23 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
         ],
         &rows,
     )
+}
+
+/// The endpoint records, read under the lock: a teardown finishing in the background holds
+/// it until its record is gone, and a setup until its endpoint is complete. A user who may
+/// read the records but not take the lock still gets them, as they stand. The records that
+/// cannot be read come second, with why.
+pub fn settled(store: &Store) -> Result<(Vec<Endpoint>, Vec<Unreadable>), StoreError> {
+    let _lock = match store.lock() {
+        Ok(lock) => Some(lock),
+        Err(StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    store.list_endpoints_lenient()
 }
 
 #[cfg(test)]

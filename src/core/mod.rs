@@ -3,11 +3,15 @@
 //! `gc`, `recover`). Nothing here knows OCI or CNI.
 
 pub mod attach;
+pub mod check;
 pub mod detach;
 pub mod elements;
 pub mod gc;
 pub mod list;
+pub mod network;
 pub mod options;
 pub mod plan;
 pub mod recover;
 pub mod request;
+#[cfg(test)]
+pub(crate) mod tests;

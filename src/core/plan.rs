@@ -3,14 +3,16 @@
 
 use crate::core::request::Request;
 use crate::model::endpoint::{Endpoint, Ipv4Attachment};
-use crate::model::ipam::{self, Allocations, IpamError, Lease};
+use crate::model::ipam::{self, Allocations, IpamError, Lease, Subnet};
 use crate::model::mac::Mac;
-use crate::model::network::Network;
+use crate::model::network::{Network, NetworkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
     HostIpInSubnet {
         ip: std::net::Ipv4Addr,
@@ -27,9 +29,10 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     net: &Network,
     allocs: &A,
 ) -> Result<(Endpoint, Lease), PlanError> {
+    let v4 = net.ipv4()?;
     for spec in &req.options.ports {
         if let Some(ip) = spec.host_ip {
-            if net.ipv4.subnet.contains(ip) {
+            if v4.subnet.contains(ip) {
                 return Err(PlanError::HostIpInSubnet {
                     ip,
                     network: net.name.clone(),
@@ -40,22 +43,24 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     if let Some(mac) = req.options.mac.filter(Mac::is_derived) {
         return Err(PlanError::ReservedMac { mac });
     }
-    let lease = ipam::choose(net, req.options.ip, allocs)?;
+    let lease = ipam::choose(&Subnet::v4(&net.name, v4), req.options.ip, allocs)?;
     let address = lease.address;
     let endpoint = Endpoint {
         id: req.id.clone(),
         network: net.name.clone(),
+        driver: net.driver,
         bridge: net.bridge.clone(),
         host_interface: req.id.host_veth_name(),
         interface: req.options.ifname.clone(),
         mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
         ipv4: Some(Ipv4Attachment {
             address,
-            prefix: net.ipv4.subnet.prefix(),
-            gateway: net.ipv4.gateway,
+            prefix: v4.subnet.prefix(),
+            gateway: v4.gateway,
         }),
+        ipv6: None,
         ports: req.options.ports.clone(),
-        masquerade: net.masquerade,
+        masquerade: v4.masquerade,
         any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };

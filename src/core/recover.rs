@@ -11,8 +11,9 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::core::elements::firewall_elements;
-use crate::firewall::{self, Elements, FirewallError};
-use crate::kernel::sysctl::{self, SysctlError};
+use crate::firewall::{Elements, FirewallError};
+use crate::kernel::seam::Kernel;
+use crate::kernel::sysctl::SysctlError;
 use crate::log::{self, describe};
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::ContainerId;
@@ -54,25 +55,30 @@ pub fn owns_forwarding(store: &Store) -> bool {
 /// `setting_up`: the endpoint being set up, whose elements its own setup adds.
 pub fn ensure_forwarding(
     store: &Store,
+    k: &dyn Kernel,
     setting_up: Option<&ContainerId>,
 ) -> Result<(), RecoverError> {
-    if sysctl::ip_forwarding()? {
+    if k.sysctls().ip_forwarding()? {
         return Ok(());
     }
     let marker = forwarding_marker(store);
     log::notice("turning net.ipv4.ip_forward on; forwarded traffic that neither enters nor leaves a nethook network is dropped from now on (see README: What nethook changes on your host)");
     fs::write(&marker, "nethook turned net.ipv4.ip_forward on; remove this file and run `nethook gc` to stop guarding the forward hook\n")
         .map_err(|source| RecoverError::Io { action: "write", path: marker.clone(), source })?;
-    ensure_skeleton(store, setting_up)?;
-    firewall::guard_forwarding(true)?;
-    sysctl::enable_ip_forwarding()?;
+    ensure_skeleton(store, k, setting_up)?;
+    k.firewall().guard_forwarding(true)?;
+    k.sysctls().enable_ip_forwarding()?;
     Ok(())
 }
 
 /// Creates what is missing of the skeleton and, when anything was, puts back every live
 /// record's elements (but `except`'s, whose setup adds its own) and the forwarding guard.
-pub fn ensure_skeleton(store: &Store, except: Option<&ContainerId>) -> Result<(), RecoverError> {
-    if !firewall::ensure_skeleton()? {
+pub fn ensure_skeleton(
+    store: &Store,
+    k: &dyn Kernel,
+    except: Option<&ContainerId>,
+) -> Result<(), RecoverError> {
+    if !k.firewall().ensure_skeleton()? {
         return Ok(());
     }
     let endpoints: Vec<Endpoint> = store
@@ -81,7 +87,7 @@ pub fn ensure_skeleton(store: &Store, except: Option<&ContainerId>) -> Result<()
         .into_iter()
         .filter(|ep| Some(&ep.id) != except)
         .collect();
-    restore(store, &endpoints)
+    restore(store, k, &endpoints)
 }
 
 /// Every element of these endpoints, as one set of elements (duplicates merged).
@@ -95,22 +101,22 @@ pub fn merged_elements(endpoints: &[Endpoint]) -> Elements {
 
 /// Re-adds these endpoints' elements (those still there are fine) and the forwarding
 /// guard when nethook owns forwarding, in one batch for the elements.
-pub fn restore(store: &Store, endpoints: &[Endpoint]) -> Result<(), RecoverError> {
+pub fn restore(store: &Store, k: &dyn Kernel, endpoints: &[Endpoint]) -> Result<(), RecoverError> {
     let all = merged_elements(endpoints);
     if !all.is_empty() {
-        if let Err(e) = firewall::restore(&all) {
+        if let Err(e) = k.firewall().restore(&all) {
             // One record's elements can clash with another's (two records naming one host
             // port, left by an older version's flush handling): then restore one endpoint at
             // a time, so a bad record cannot keep every other container cut off.
             log::line(&format!("restoring every endpoint's nftables elements at once failed ({}); restoring them one by one", describe(&e)));
             for ep in endpoints {
-                if let Err(e) = firewall::restore(&firewall_elements(ep)) {
+                if let Err(e) = k.firewall().restore(&firewall_elements(ep)) {
                     log::line(&format!("{}: could not restore its nftables elements: {}; stop the container or run `nethook gc`", ep.id, describe(&e)));
                 }
             }
         }
     }
-    firewall::guard_forwarding(owns_forwarding(store))?;
+    k.firewall().guard_forwarding(owns_forwarding(store))?;
     Ok(())
 }
 
@@ -125,6 +131,7 @@ pub fn publishes_on_loopback(ep: &Endpoint) -> bool {
 /// on 127.0.0.1. Returns whether the value changed.
 pub fn sync_route_localnet(
     store: &Store,
+    k: &dyn Kernel,
     network: &str,
     bridge: &str,
 ) -> Result<bool, RecoverError> {
@@ -133,5 +140,5 @@ pub fn sync_route_localnet(
         .0
         .iter()
         .any(|ep| ep.network == network && publishes_on_loopback(ep));
-    Ok(sysctl::route_localnet(bridge, wanted)?)
+    Ok(k.sysctls().route_localnet(bridge, wanted)?)
 }

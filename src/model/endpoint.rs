@@ -1,15 +1,16 @@
 //! The endpoint record: everything teardown needs, written before any kernel work
 //! so a crash mid-setup leaves something `gc` can act on.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::ids::ContainerId;
 use crate::model::mac::Mac;
+use crate::model::network::DriverKind;
 use crate::model::ports::PortSpec;
 
-/// The IPv4 side of an endpoint. IPv6 will be a sibling field, not a replacement.
+/// The IPv4 side of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv4Attachment {
     pub address: Ipv4Addr,
@@ -17,11 +18,28 @@ pub struct Ipv4Attachment {
     pub gateway: Ipv4Addr,
 }
 
+/// The IPv6 side of an endpoint. No version writes one yet; the type is here so IPv6
+/// fills in behaviour, not types. A record that has one loads (a newer version may have
+/// written it) and its other parts are torn down as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Attachment {
+    pub address: Ipv6Addr,
+    pub prefix: u8,
+    pub gateway: Ipv6Addr,
+    /// Whether the network masquerades IPv6 (IPv4's is the record's `masquerade`).
+    #[serde(default)]
+    pub masquerade: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     #[serde(with = "id_as_string")]
     pub id: ContainerId,
     pub network: String,
+    /// The network's driver when the endpoint was made: teardown asks it, not the network
+    /// definition, which may have changed or gone since.
+    #[serde(default, skip_serializing_if = "DriverKind::is_bridge")]
+    pub driver: DriverKind,
     pub bridge: String,
     /// Host end of the veth pair.
     pub host_interface: String,
@@ -30,10 +48,12 @@ pub struct Endpoint {
     pub mac: Mac,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<Ipv4Attachment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Attachment>,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
-    /// Whether the network masquerades; teardown drops the subnet from the masquerade
-    /// set when the last endpoint of a masquerading network goes.
+    /// Whether the network masquerades IPv4 (the name predates IPv6); teardown drops the
+    /// subnet from the masquerade set when the last endpoint of a masquerading network goes.
     #[serde(default)]
     pub masquerade: bool,
     /// The network lets this container send any ethertype (set `l2open`).
@@ -56,5 +76,24 @@ mod id_as_string {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ContainerId, D::Error> {
         let raw = String::deserialize(d)?;
         ContainerId::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_with_an_ipv6_part_loads_and_keeps_it() {
+        let text = r#"{"id":"c1","network":"nethook","bridge":"nethook0",
+            "host_interface":"nh0","interface":"eth0","mac":"02:00:00:00:00:01",
+            "ipv6":{"address":"fd00::2","prefix":64,"gateway":"fd00::1"}}"#;
+        let ep: Endpoint = serde_json::from_str(text).unwrap();
+        let v6 = ep.ipv6.unwrap();
+        assert_eq!(v6.address, "fd00::2".parse::<Ipv6Addr>().unwrap());
+        assert!(!v6.masquerade);
+        assert!(ep.ipv4.is_none());
+        let again: Endpoint = serde_json::from_str(&serde_json::to_string(&ep).unwrap()).unwrap();
+        assert_eq!(again, ep);
     }
 }

@@ -1,33 +1,135 @@
-//! Address allocation for one network. Pure: the choice reads a network's allocations
-//! through `Allocations`, which `store` implements over its per-address files (and
-//! `Pool` in memory, for tests); recording the choice is the store's job. Nothing here
-//! touches files or the kernel.
+//! Address allocation for one network, per address family. Pure: the choice reads a
+//! network's allocations of one family through `Allocations`, which `store` implements
+//! over its per-address files (and `Pool` in memory, for tests); recording the choice is
+//! the store's job. Nothing here touches files or the kernel.
+//!
+//! The walk is the same for both families (`Family` turns an address into a number and
+//! back); each family keeps its own round-robin cursor.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::Ipv4Addr;
+use std::fmt;
+use std::net::{AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde::Deserialize;
 
 use crate::model::ids::ContainerId;
-use crate::model::network::Network;
+use crate::model::network::{Ipv4Config, Ipv6Config, Network, NetworkError};
+
+/// An address family as IPAM sees it: addresses it can count with, a name for its cursor.
+pub trait Family:
+    Copy
+    + Ord
+    + fmt::Display
+    + fmt::Debug
+    + FromStr<Err = AddrParseError>
+    + Into<IpAddr>
+    + Send
+    + Sync
+    + 'static
+{
+    /// "IPv4" or "IPv6", for messages.
+    const NAME: &'static str;
+    /// The name of the family's round-robin cursor in a network's IPAM directory.
+    const CURSOR: &'static str;
+    fn to_bits(self) -> u128;
+    fn from_bits(bits: u128) -> Self;
+}
+
+impl Family for Ipv4Addr {
+    const NAME: &'static str = "IPv4";
+    const CURSOR: &'static str = "last";
+    fn to_bits(self) -> u128 {
+        u128::from(u32::from(self))
+    }
+    fn from_bits(bits: u128) -> Self {
+        // Only ever called with bits of an address inside an IPv4 subnet.
+        Ipv4Addr::from(bits as u32)
+    }
+}
+
+impl Family for Ipv6Addr {
+    const NAME: &'static str = "IPv6";
+    const CURSOR: &'static str = "last6";
+    fn to_bits(self) -> u128 {
+        u128::from(self)
+    }
+    fn from_bits(bits: u128) -> Self {
+        Ipv6Addr::from(bits)
+    }
+}
+
+/// One family's part of a network, as the choice needs it: which addresses a container
+/// may hold, and the gateway's.
+#[derive(Debug, Clone)]
+pub struct Subnet<A> {
+    /// The network's name, for errors.
+    pub network: String,
+    /// The subnet in CIDR form, for errors.
+    pub cidr: String,
+    /// The subnet's own (first) address; never handed out.
+    pub base: A,
+    /// The last address a container may hold (before the IPv4 broadcast address).
+    pub last_host: A,
+    /// Its broadcast address (IPv4 only), never handed out.
+    pub broadcast: Option<A>,
+    pub gateway: A,
+}
+
+impl Subnet<Ipv4Addr> {
+    pub fn v4(network: &str, c: &Ipv4Config) -> Self {
+        Subnet {
+            network: network.to_owned(),
+            cidr: c.subnet.to_string(),
+            base: c.subnet.network(),
+            last_host: Ipv4Addr::from(u32::from(c.subnet.broadcast()).saturating_sub(1)),
+            broadcast: Some(c.subnet.broadcast()),
+            gateway: c.gateway,
+        }
+    }
+
+    /// The IPv4 part of `net` (which every network has for now).
+    pub fn of(net: &Network) -> Result<Self, NetworkError> {
+        Ok(Self::v4(&net.name, net.ipv4()?))
+    }
+}
+
+impl Subnet<Ipv6Addr> {
+    pub fn v6(network: &str, c: &Ipv6Config) -> Self {
+        Subnet {
+            network: network.to_owned(),
+            cidr: c.subnet.to_string(),
+            base: c.subnet.network(),
+            last_host: c.subnet.broadcast(),
+            broadcast: None,
+            gateway: c.gateway,
+        }
+    }
+}
+
+impl<A: Family> Subnet<A> {
+    fn contains(&self, ip: A) -> bool {
+        self.base <= ip && ip <= self.broadcast.unwrap_or(self.last_host)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     #[error("address {ip} is outside network {network}'s subnet {subnet}; pick one inside it or drop nethook.ip")]
     OutsideSubnet {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         network: String,
         subnet: String,
     },
     #[error("address {ip} is the {what} of network {network}; pick another nethook.ip")]
     Reserved {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         what: &'static str,
         network: String,
     },
     #[error("address {ip} is already used by container {owner}; pick another nethook.ip or stop that container")]
-    Taken { ip: Ipv4Addr, owner: String },
+    Taken { ip: IpAddr, owner: String },
     #[error("network {network} ({subnet}) has no free address left; stop containers, run `nethook gc`, or use a larger subnet")]
     Exhausted { network: String, subnet: String },
     #[error("cannot read network {network}'s allocations")]
@@ -38,50 +140,53 @@ pub enum IpamError {
     },
 }
 
-/// What the choice needs to know about a network's allocations. Reading may fail for the
-/// real store, hence the error type; the caller holds the lock, so answers stay true
-/// until the choice is recorded.
-pub trait Allocations {
+/// What the choice needs to know about a network's allocations of one family. Reading
+/// may fail for the real store, hence the error type; the caller holds the lock, so
+/// answers stay true until the choice is recorded.
+pub trait Allocations<A: Family = Ipv4Addr> {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The container holding `ip`, if any.
-    fn owner(&self, ip: Ipv4Addr) -> Result<Option<String>, Self::Error>;
+    fn owner(&self, ip: A) -> Result<Option<String>, Self::Error>;
 
     /// Whether anything holds `ip`. The round-robin walk asks this of every address it
     /// passes and never needs the owner, so a store can answer without reading the file.
-    fn is_taken(&self, ip: Ipv4Addr) -> Result<bool, Self::Error> {
+    fn is_taken(&self, ip: A) -> Result<bool, Self::Error> {
         Ok(self.owner(ip)?.is_some())
     }
 
-    /// The address handed out last by round robin.
-    fn last(&self) -> Result<Option<Ipv4Addr>, Self::Error>;
+    /// The address of this family handed out last by round robin.
+    fn last(&self) -> Result<Option<A>, Self::Error>;
 }
 
 /// The address chosen for a container, and whether recording it moves the round-robin
 /// cursor (a static address does not, so it cannot make the walk skip a range).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    pub address: Ipv4Addr,
+pub struct Lease<A = Ipv4Addr> {
+    pub address: A,
     pub advances_cursor: bool,
 }
 
 /// Chooses `requested` if it is usable and free, else the first free address after the
 /// last one handed out. Allocation resumes after that one, so a just-freed address is not
 /// reused at once (stale ARP and conntrack entries age out first).
-pub fn choose<A: Allocations + ?Sized>(
-    net: &Network,
-    requested: Option<Ipv4Addr>,
-    allocs: &A,
-) -> Result<Lease, IpamError> {
-    let state = |source: A::Error| IpamError::State {
-        network: net.name.clone(),
+pub fn choose<A: Family, S: Allocations<A> + ?Sized>(
+    subnet: &Subnet<A>,
+    requested: Option<A>,
+    allocs: &S,
+) -> Result<Lease<A>, IpamError> {
+    let state = |source: S::Error| IpamError::State {
+        network: subnet.network.clone(),
         source: Box::new(source),
     };
     match requested {
         Some(ip) => {
-            check_requested(net, ip)?;
+            check_requested(subnet, ip)?;
             if let Some(owner) = allocs.owner(ip).map_err(state)? {
-                return Err(IpamError::Taken { ip, owner });
+                return Err(IpamError::Taken {
+                    ip: ip.into(),
+                    owner,
+                });
             }
             Ok(Lease {
                 address: ip,
@@ -89,21 +194,20 @@ pub fn choose<A: Allocations + ?Sized>(
             })
         }
         None => {
-            let s = net.ipv4.subnet;
-            let first = u32::from(s.network()) + 1;
-            let last = u32::from(s.broadcast()) - 1;
-            let size = last - first + 1;
-            let start = match allocs.last().map_err(state)?.map(u32::from) {
+            let first = subnet.base.to_bits() + 1;
+            let last = subnet.last_host.to_bits();
+            let size = (last + 1).saturating_sub(first);
+            let start = match allocs.last().map_err(state)?.map(Family::to_bits) {
                 Some(l) if (first..=last).contains(&l) => l - first + 1,
                 _ => 0,
             };
-            let gateway = u32::from(net.ipv4.gateway);
+            let gateway = subnet.gateway.to_bits();
             for i in 0..size {
                 let candidate = first + (start + i) % size;
                 if candidate == gateway {
                     continue;
                 }
-                let ip = Ipv4Addr::from(candidate);
+                let ip = A::from_bits(candidate);
                 if !allocs.is_taken(ip).map_err(state)? {
                     return Ok(Lease {
                         address: ip,
@@ -112,36 +216,35 @@ pub fn choose<A: Allocations + ?Sized>(
                 }
             }
             Err(IpamError::Exhausted {
-                network: net.name.clone(),
-                subnet: s.to_string(),
+                network: subnet.network.clone(),
+                subnet: subnet.cidr.clone(),
             })
         }
     }
 }
 
-fn check_requested(net: &Network, ip: Ipv4Addr) -> Result<(), IpamError> {
-    let s = net.ipv4.subnet;
-    if !s.contains(ip) {
+fn check_requested<A: Family>(subnet: &Subnet<A>, ip: A) -> Result<(), IpamError> {
+    if !subnet.contains(ip) {
         return Err(IpamError::OutsideSubnet {
-            ip,
-            network: net.name.clone(),
-            subnet: s.to_string(),
+            ip: ip.into(),
+            network: subnet.network.clone(),
+            subnet: subnet.cidr.clone(),
         });
     }
     let reserved = |what| {
         Err(IpamError::Reserved {
-            ip,
+            ip: ip.into(),
             what,
-            network: net.name.clone(),
+            network: subnet.network.clone(),
         })
     };
-    if ip == s.network() {
+    if ip == subnet.base {
         return reserved("network address");
     }
-    if ip == s.broadcast() {
+    if Some(ip) == subnet.broadcast {
         return reserved("broadcast address");
     }
-    if ip == net.ipv4.gateway {
+    if ip == subnet.gateway {
         return reserved("gateway");
     }
     Ok(())
@@ -210,7 +313,7 @@ mod tests {
         owner: &str,
         requested: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, IpamError> {
-        let lease = choose(net, requested, p)?;
+        let lease = choose(&Subnet::of(net).unwrap(), requested, p)?;
         p.record(&lease, &id(owner));
         Ok(lease.address)
     }
@@ -255,7 +358,9 @@ mod tests {
             ..Pool::default()
         };
         assert_eq!(
-            choose(&small(), None, &p).unwrap().address,
+            choose(&Subnet::of(&small()).unwrap(), None, &p)
+                .unwrap()
+                .address,
             Ipv4Addr::new(192, 168, 50, 2)
         );
     }
@@ -307,7 +412,12 @@ mod tests {
     #[test]
     fn a_static_address_does_not_move_the_cursor() {
         let p = Pool::default();
-        let lease = choose(&small(), Some(Ipv4Addr::new(192, 168, 50, 5)), &p).unwrap();
+        let lease = choose(
+            &Subnet::of(&small()).unwrap(),
+            Some(Ipv4Addr::new(192, 168, 50, 5)),
+            &p,
+        )
+        .unwrap();
         assert_eq!(
             lease,
             Lease {
@@ -315,7 +425,11 @@ mod tests {
                 advances_cursor: false
             }
         );
-        assert!(choose(&small(), None, &p).unwrap().advances_cursor);
+        assert!(
+            choose(&Subnet::of(&small()).unwrap(), None, &p)
+                .unwrap()
+                .advances_cursor
+        );
     }
 
     #[test]
@@ -333,5 +447,51 @@ mod tests {
             serde_json::from_str::<Pool>(r#"{"allocations": {}}"#).unwrap(),
             Pool::default()
         );
+    }
+
+    /// IPv6 allocations in memory, as the store keeps them beside the IPv4 ones.
+    #[derive(Default)]
+    struct Pool6 {
+        held: BTreeMap<Ipv6Addr, String>,
+        last: Option<Ipv6Addr>,
+    }
+
+    impl Allocations<Ipv6Addr> for Pool6 {
+        type Error = Infallible;
+        fn owner(&self, ip: Ipv6Addr) -> Result<Option<String>, Infallible> {
+            Ok(self.held.get(&ip).cloned())
+        }
+        fn last(&self) -> Result<Option<Ipv6Addr>, Infallible> {
+            Ok(self.last)
+        }
+    }
+
+    #[test]
+    fn ipv6_is_chosen_the_same_way_skipping_the_subnet_address_and_gateway() {
+        let c = crate::model::network::Ipv6Config {
+            subnet: "fd00::/126".parse().unwrap(),
+            gateway: "fd00::1".parse().unwrap(),
+            masquerade: true,
+        };
+        let subnet = Subnet::v6("v6", &c);
+        let mut p = Pool6::default();
+        let a = choose(&subnet, None, &p).unwrap();
+        assert_eq!(a.address, "fd00::2".parse::<Ipv6Addr>().unwrap());
+        p.held.insert(a.address, "a".into());
+        p.last = Some(a.address);
+        let b = choose(&subnet, None, &p).unwrap();
+        // No broadcast in IPv6: the subnet's last address is a host's.
+        assert_eq!(b.address, "fd00::3".parse::<Ipv6Addr>().unwrap());
+        p.held.insert(b.address, "b".into());
+        assert!(matches!(
+            choose(&subnet, None, &p),
+            Err(IpamError::Exhausted { .. })
+        ));
+        let taken = choose(&subnet, Some(a.address), &p).unwrap_err();
+        assert!(taken.to_string().contains("fd00::2"), "{taken}");
+        assert!(matches!(
+            choose(&subnet, Some("fd00::".parse().unwrap()), &p),
+            Err(IpamError::Reserved { .. })
+        ));
     }
 }

@@ -1,9 +1,12 @@
-//! Network definitions: which bridge, which subnet, whether to masquerade.
-//! Pure data and rules; `store` persists them.
+//! Network definitions: which driver and bridge, which subnets (IPv4, and room for IPv6),
+//! whether to masquerade each. Pure data and rules; `store` persists them in the layout
+//! of `file::NetworkFile`.
 
-use std::net::Ipv4Addr;
+pub mod file;
 
-use ipnetwork::Ipv4Network;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::{Deserialize, Serialize};
 
 use crate::core::options::DEFAULT_NETWORK;
@@ -23,38 +26,66 @@ pub enum NetworkError {
         subnet: Ipv4Network,
     },
     #[error("subnet {subnet} overlaps {other}; pick a subnet that does not")]
-    Overlap { subnet: Ipv4Network, other: String },
+    Overlap { subnet: String, other: String },
     #[error("bridge {bridge} is already used by network {other}; pass another --bridge")]
     BridgeTaken { bridge: String, other: String },
+    #[error(
+        "network {network}: IPv6 is not supported yet; remove the ipv6 part of its definition"
+    )]
+    Ipv6Unsupported { network: String },
+    #[error("network {network} has no IPv4 subnet, which nethook needs; add an ipv4 part to its definition or recreate it with `nethook network create {network} --subnet CIDR`")]
+    NoIpv4 { network: String },
 }
 
-/// The IPv4 side of a network. IPv6 will sit beside it as its own field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The IPv4 side of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Config {
     pub subnet: Ipv4Network,
     pub gateway: Ipv4Addr,
+    /// Masquerade IPv4 traffic that leaves the subnet (SNAT to the host's address).
+    pub masquerade: bool,
 }
 
+/// The IPv6 side of a network. The types are here so IPv6 fills in behaviour, not types;
+/// a definition with an IPv6 part is refused for now (`NetworkError::Ipv6Unsupported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Config {
+    pub subnet: Ipv6Network,
+    pub gateway: Ipv6Addr,
+    /// Masquerade IPv6 traffic that leaves the subnet.
+    pub masquerade: bool,
+}
+
+/// Which driver makes a network's links (see `driver`). Written only when not the
+/// bridge, so definitions of a bridge network read as they always did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// A Linux bridge per network, a veth per container (`driver::bridge`).
+    #[default]
+    Bridge,
+}
+
+impl DriverKind {
+    pub fn is_bridge(&self) -> bool {
+        *self == DriverKind::Bridge
+    }
+}
+
+/// A network definition. Read and written as `file::NetworkFile` (the layout older
+/// versions wrote), which is where an IPv6 part is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "file::NetworkFile", try_from = "file::NetworkFile")]
 pub struct Network {
     pub name: String,
+    pub driver: DriverKind,
+    /// The bridge driver's bridge.
     pub bridge: String,
-    pub ipv4: Ipv4Config,
-    /// Masquerade traffic that leaves the subnet (SNAT to the host's address).
-    #[serde(default = "default_true")]
-    pub masquerade: bool,
+    pub ipv4: Option<Ipv4Config>,
+    pub ipv6: Option<Ipv6Config>,
     /// Containers send only IPv4 and ARP frames (false: any ethertype, for protocols such
     /// as LLDP or STP a network needs; still only from their own MAC, never VLAN-tagged).
-    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub ethertype_filter: bool,
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl Network {
@@ -62,14 +93,16 @@ impl Network {
     pub fn builtin_default() -> Self {
         Network {
             name: DEFAULT_NETWORK.to_owned(),
+            driver: DriverKind::Bridge,
             bridge: "nethook0".to_owned(),
-            ipv4: Ipv4Config {
+            ipv4: Some(Ipv4Config {
                 // Invariant: a literal, valid /16.
                 subnet: Ipv4Network::new(Ipv4Addr::new(10, 77, 0, 0), 16)
                     .expect("valid literal subnet"),
                 gateway: Ipv4Addr::new(10, 77, 0, 1),
-            },
-            masquerade: true,
+                masquerade: true,
+            }),
+            ipv6: None,
             ethertype_filter: true,
         }
     }
@@ -119,12 +152,14 @@ impl Network {
         let gateway = gateway.unwrap_or(first_host);
         let net = Network {
             name: name.to_owned(),
+            driver: DriverKind::Bridge,
             bridge,
-            ipv4: Ipv4Config {
+            ipv4: Some(Ipv4Config {
                 subnet: parsed,
                 gateway,
-            },
-            masquerade,
+                masquerade,
+            }),
+            ipv6: None,
             ethertype_filter: true,
         };
         if !net.is_host_address(gateway) {
@@ -156,11 +191,25 @@ impl Network {
                 || (alias.is_none() && self.bridge == derived))
     }
 
-    /// True for addresses a container or the gateway may hold: inside the subnet,
+    /// The IPv4 side, which every network has for now (see `NetworkError::NoIpv4`).
+    pub fn ipv4(&self) -> Result<&Ipv4Config, NetworkError> {
+        self.ipv4.as_ref().ok_or_else(|| NetworkError::NoIpv4 {
+            network: self.name.clone(),
+        })
+    }
+
+    /// Whether IPv4 traffic leaving the subnet is masqueraded.
+    pub fn masquerades_ipv4(&self) -> bool {
+        self.ipv4.is_some_and(|v4| v4.masquerade)
+    }
+
+    /// True for addresses a container or the gateway may hold: inside the IPv4 subnet,
     /// not the network or broadcast address.
     pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {
-        let s = self.ipv4.subnet;
-        s.contains(ip) && ip != s.network() && ip != s.broadcast()
+        self.ipv4.is_some_and(|v4| {
+            let s = v4.subnet;
+            s.contains(ip) && ip != s.network() && ip != s.broadcast()
+        })
     }
 
     /// Refuses a new network that shares a subnet or bridge with an existing one.
@@ -172,11 +221,21 @@ impl Network {
             if other.name == self.name {
                 continue;
             }
-            if other.ipv4.subnet.overlaps(self.ipv4.subnet) {
-                return Err(NetworkError::Overlap {
-                    subnet: self.ipv4.subnet,
-                    other: format!("network {} ({})", other.name, other.ipv4.subnet),
-                });
+            if let (Some(mine), Some(theirs)) = (self.ipv4, other.ipv4) {
+                if theirs.subnet.overlaps(mine.subnet) {
+                    return Err(NetworkError::Overlap {
+                        subnet: mine.subnet.to_string(),
+                        other: format!("network {} ({})", other.name, theirs.subnet),
+                    });
+                }
+            }
+            if let (Some(mine), Some(theirs)) = (self.ipv6, other.ipv6) {
+                if theirs.subnet.overlaps(mine.subnet) {
+                    return Err(NetworkError::Overlap {
+                        subnet: mine.subnet.to_string(),
+                        other: format!("network {} ({})", other.name, theirs.subnet),
+                    });
+                }
             }
             if other.bridge == self.bridge {
                 return Err(NetworkError::BridgeTaken {
@@ -217,15 +276,17 @@ mod tests {
         let n = Network::builtin_default();
         assert_eq!(n.name, "nethook");
         assert_eq!(n.bridge, "nethook0");
-        assert_eq!(n.ipv4.subnet.to_string(), "10.77.0.0/16");
-        assert_eq!(n.ipv4.gateway, Ipv4Addr::new(10, 77, 0, 1));
-        assert!(n.masquerade);
+        let v4 = n.ipv4.unwrap();
+        assert_eq!(v4.subnet.to_string(), "10.77.0.0/16");
+        assert_eq!(v4.gateway, Ipv4Addr::new(10, 77, 0, 1));
+        assert!(v4.masquerade);
+        assert!(n.ipv6.is_none());
     }
 
     #[test]
     fn new_network_defaults_gateway_and_bridge() {
         let n = Network::new("backend", "10.88.0.0/24", None, None, true).unwrap();
-        assert_eq!(n.ipv4.gateway, Ipv4Addr::new(10, 88, 0, 1));
+        assert_eq!(n.ipv4.unwrap().gateway, Ipv4Addr::new(10, 88, 0, 1));
         assert_eq!(n.bridge, "nh-backend");
     }
 

@@ -7,6 +7,8 @@
 //! block every command that lists them.
 
 pub mod claims;
+#[cfg(test)]
+mod compat_tests;
 mod files;
 mod ipam_dir;
 #[cfg(test)]
@@ -14,7 +16,7 @@ mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::net::{AddrParseError, Ipv4Addr};
+use std::net::{AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,7 +25,8 @@ use crate::core::options::DEFAULT_NETWORK;
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::ContainerId;
 use crate::model::ipam::Pool;
-use crate::model::network::Network;
+use crate::model::network::file::NetworkFile;
+use crate::model::network::{Network, NetworkError};
 
 use files::{
     ensure_dir, io_err, list_json_stems, open_nofollow, read_json, remove_file, write_json,
@@ -64,9 +67,10 @@ pub enum StoreError {
         problem: String,
         fix: String,
     },
-    #[error("{path} does not hold an IPv4 address ({source}); remove it, it only says where allocation resumes")]
+    #[error("{path} does not hold an {family} address ({source}); remove it, it only says where allocation resumes")]
     BadCursor {
         path: PathBuf,
+        family: &'static str,
         #[source]
         source: AddrParseError,
     },
@@ -76,6 +80,12 @@ pub enum StoreError {
         lock: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Definition {
+        path: PathBuf,
+        #[source]
+        source: NetworkError,
     },
     #[error("unknown network {name:?}; create it with `nethook network create {name} --subnet CIDR` or use the default network")]
     UnknownNetwork { name: String },
@@ -94,7 +104,9 @@ impl StoreError {
             StoreError::NotPlain { .. } => "a symlink or not a regular file".into(),
             StoreError::NotRegular { .. } => "not a regular file".into(),
             StoreError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
-            StoreError::BadCursor { source, .. } => format!("not an IPv4 address ({source})"),
+            StoreError::BadCursor { source, family, .. } => {
+                format!("not an {family} address ({source})")
+            }
             StoreError::Unsafe { problem, .. } => problem.clone(),
             other => crate::log::describe(other),
         }
@@ -207,7 +219,7 @@ impl Store {
 
     /// The named network: its file if there is one, else the built-in default.
     pub fn load_network(&self, name: &str) -> Result<Network, StoreError> {
-        match read_json::<Network>(&self.network_path(name))? {
+        match self.read_network(&self.network_path(name))? {
             Some(n) => Ok(n),
             None if name == DEFAULT_NETWORK => Ok(Network::builtin_default()),
             None => Err(StoreError::UnknownNetwork {
@@ -220,7 +232,7 @@ impl Store {
     pub fn list_networks(&self) -> Result<Vec<Network>, StoreError> {
         let mut out: Vec<Network> = Vec::new();
         for name in list_json_stems(&self.networks_dir())? {
-            if let Some(n) = read_json::<Network>(&self.network_path(&name))? {
+            if let Some(n) = self.read_network(&self.network_path(&name))? {
                 out.push(n);
             }
         }
@@ -229,6 +241,20 @@ impl Store {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// A definition in the layout of `NetworkFile`; one this version cannot serve (an IPv6
+    /// part) is refused with its own one-line error rather than called corrupt.
+    fn read_network(&self, path: &Path) -> Result<Option<Network>, StoreError> {
+        let Some(file) = read_json::<NetworkFile>(path)? else {
+            return Ok(None);
+        };
+        Network::try_from(file)
+            .map(Some)
+            .map_err(|source| StoreError::Definition {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     pub fn create_network(&self, net: &Network) -> Result<(), StoreError> {
@@ -274,14 +300,23 @@ impl Store {
         Ok(dir)
     }
 
-    /// Every allocation of `network` by address, those still in an unconverted file of an
-    /// older version included. Changes nothing, for `gc --dry-run`.
-    pub fn list_allocations(&self, network: &str) -> Result<Vec<(Ipv4Addr, String)>, StoreError> {
+    /// Every allocation of `network` (both families) by address, those still in an
+    /// unconverted file of an older version included. Changes nothing, for `gc --dry-run`.
+    pub fn list_allocations(&self, network: &str) -> Result<Vec<(IpAddr, String)>, StoreError> {
         let dir = IpamDir {
             dir: self.ipam_dir(network),
             lock: self.run_dir.join("lock"),
         };
-        let mut out = dir.allocations()?;
+        let mut out: Vec<(IpAddr, String)> = dir
+            .allocations_of::<Ipv4Addr>()?
+            .into_iter()
+            .map(|(ip, owner)| (ip.into(), owner))
+            .collect();
+        out.extend(
+            dir.allocations_of::<Ipv6Addr>()?
+                .into_iter()
+                .map(|(ip, owner)| (ip.into(), owner)),
+        );
         // One that cannot be read is `gc`'s to report (`unreadable_ipam_files`).
         let legacy = read_json::<Pool>(&self.legacy_pool_path(network)).or_else(|e| {
             match e.unreadable_file() {
@@ -292,7 +327,7 @@ impl Store {
         if let Some(pool) = legacy {
             for (ip, owner) in pool.allocations {
                 if !out.iter().any(|(held, _)| *held == ip) {
-                    out.push((ip, owner));
+                    out.push((ip.into(), owner));
                 }
             }
             out.sort();
@@ -402,7 +437,11 @@ impl Store {
             dir: self.ipam_dir(network),
             lock: self.run_dir.join("lock"),
         };
-        if let Err(e) = dir.read_cursor() {
+        let cursors = [
+            dir.read_cursor::<Ipv4Addr>().err(),
+            dir.read_cursor::<Ipv6Addr>().err(),
+        ];
+        for e in cursors.into_iter().flatten() {
             match e.unreadable_file() {
                 Some(path) => bad.push((path.to_owned(), e.reason())),
                 None => return Err(e),
@@ -415,13 +454,5 @@ impl Store {
             }
         }
         Ok(bad)
-    }
-
-    /// Lets this process's hooks hand their netfilter sockets to a keeper listening in the
-    /// run directory (see `sys::process::close_after_exit`); without this call each hook's
-    /// child waits out its own grace period. The hook calls it once, before its work: the
-    /// keeper binds only after the hook took the lock, which checked the directory.
-    pub fn enable_socket_keeper(&self) {
-        crate::sys::process::set_keeper_dir(&self.run_dir);
     }
 }

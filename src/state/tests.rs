@@ -1,7 +1,7 @@
 //! Tests of the store and its IPAM directories.
 
 use super::*;
-use crate::model::ipam::{Allocations, Lease};
+use crate::model::ipam::{Allocations, Lease, Subnet};
 
 struct TempDir(PathBuf);
 impl TempDir {
@@ -106,18 +106,20 @@ fn choosing_through_the_directory_resumes_after_the_cursor() {
     let net = Network::builtin_default();
     let ipam = s.ipam("nethook").unwrap();
     for (n, expected) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
-        let l = crate::model::ipam::choose(&net, None, &ipam).unwrap();
+        let l = crate::model::ipam::choose(&Subnet::of(&net).unwrap(), None, &ipam).unwrap();
         assert_eq!(l.address, ip(expected));
         ipam.record(&l, &cid(n)).unwrap();
     }
     assert!(ipam.release(ip("10.77.0.2"), "a").unwrap());
     assert_eq!(
-        crate::model::ipam::choose(&net, None, &ipam)
+        crate::model::ipam::choose(&Subnet::of(&net).unwrap(), None, &ipam)
             .unwrap()
             .address,
         ip("10.77.0.4")
     );
-    let taken = crate::model::ipam::choose(&net, Some(ip("10.77.0.3")), &ipam).unwrap_err();
+    let taken =
+        crate::model::ipam::choose(&Subnet::of(&net).unwrap(), Some(ip("10.77.0.3")), &ipam)
+            .unwrap_err();
     assert!(taken.to_string().contains("container b"), "{taken}");
 }
 
@@ -180,8 +182,13 @@ fn a_cursor_that_is_not_an_address_restarts_round_robin_and_is_reported_for_gc()
     let ipam = s.ipam("nethook").unwrap();
     fs::write(s.ipam_dir("nethook").join("last"), b"banana").unwrap();
     // Setup goes on as if there were no cursor ...
-    assert_eq!(ipam.last().unwrap(), None);
-    let l = crate::model::ipam::choose(&Network::builtin_default(), None, &ipam).unwrap();
+    assert_eq!(Allocations::<Ipv4Addr>::last(&ipam).unwrap(), None);
+    let l = crate::model::ipam::choose(
+        &Subnet::of(&Network::builtin_default()).unwrap(),
+        None,
+        &ipam,
+    )
+    .unwrap();
     assert_eq!(l.address, ip("10.77.0.2"));
     // ... and gc is told which file to move aside, and why.
     let bad = s.unreadable_ipam_files("nethook").unwrap();
@@ -342,7 +349,12 @@ fn the_single_file_of_older_versions_is_converted_once() {
     assert_eq!(ipam.last().unwrap(), Some(ip("10.77.0.7")));
     assert_eq!(mode(&s.ipam_dir("nethook").join("10.77.0.2")), 0o600);
     // Allocation continues where the old file left off.
-    let next = crate::model::ipam::choose(&Network::builtin_default(), None, &ipam).unwrap();
+    let next = crate::model::ipam::choose(
+        &Subnet::of(&Network::builtin_default()).unwrap(),
+        None,
+        &ipam,
+    )
+    .unwrap();
     assert_eq!(next.address, ip("10.77.0.8"));
     ipam.record(&next, &cid("c")).unwrap();
     // Later loads find nothing to convert and change nothing.
@@ -401,7 +413,10 @@ fn symlinked_state_files_are_refused() {
     ));
     assert_eq!(fs::read_to_string(&target).unwrap(), "someone");
     std::os::unix::fs::symlink(&target, s.ipam_dir("nethook").join("last")).unwrap();
-    assert!(matches!(ipam.last(), Err(StoreError::NotPlain { .. })));
+    assert!(matches!(
+        Allocations::<Ipv4Addr>::last(&ipam),
+        Err(StoreError::NotPlain { .. })
+    ));
     // A network directory that is a symlink is refused before anything is read.
     std::os::unix::fs::symlink(&t.0, s.ipam_dir("other")).unwrap();
     assert!(matches!(s.ipam("other"), Err(StoreError::NotPlain { .. })));

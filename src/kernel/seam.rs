@@ -1,0 +1,289 @@
+//! The seam between the core and the kernel: every operation the core (attach, detach,
+//! gc, recover) and the drivers ask of the kernel, behind traits, so their order can be
+//! unit-tested without root through a recording fake (`kernel::fake`).
+//!
+//! `Host` is the real kernel: each method delegates to the typed functions of `link`,
+//! `firewall`, `conntrack`, `sysctl` and `hostports`, unchanged. The traits are grouped by
+//! what they touch, and `Kernel` hands each group out, so a driver can be given the link
+//! operations without the firewall (drivers do not touch nftables).
+
+use std::cell::OnceCell;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use ipnetwork::Ipv4Network;
+
+use crate::failpoint::{self, Injected};
+use crate::firewall::{self, Elements, FirewallError};
+use crate::kernel::conntrack::{self, ConntrackError};
+use crate::kernel::hostports::{self, Busy, HostPortsError};
+use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethFate, VethSpec, VethState};
+use crate::kernel::netns::{Netns, NetnsError};
+use crate::kernel::sysctl::{self, SysctlError};
+use crate::model::mac::Mac;
+use crate::model::ports::Proto;
+
+/// Why the container side could not be configured: entering its namespace, or the
+/// configuration itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// Links on the host and in a container's namespace.
+pub trait Links {
+    /// See `Rtnl::ensure_bridge`: the bridge exists, carries the gateway, is up; its index.
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        mac: Mac,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        owner_tag: &str,
+    ) -> Result<u32, LinkError>;
+    /// See `Rtnl::create_veth`: on error nothing of the pair is left.
+    fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError>;
+    fn veth_state(&self, veth: &HostVeth<'_>) -> Result<VethState, LinkError>;
+    fn delete_veth(&self, veth: &HostVeth<'_>, grace: Duration) -> Result<VethFate, LinkError>;
+    /// Deletes a link this process made (rollback); false when it was gone.
+    fn delete(&self, name: &str) -> Result<bool, LinkError>;
+    /// One ioctl: is there a link of that name in the hook's namespace?
+    fn link_present(&self, name: &str) -> Result<bool, LinkError>;
+    /// See `Rtnl::bridge_owner`: `None` when no link has the name, else whether it is a
+    /// bridge and its alias.
+    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError>;
+    /// Destinations of the host's IPv4 routes, for overlap checks.
+    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError>;
+    /// Inside `netns`: loopback up, the address on `ifname`, `ifname` up, default route.
+    fn configure_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), ContainerError>;
+}
+
+/// nftables elements and the skeleton they live in (see `firewall`).
+pub trait Firewall {
+    fn add(&self, elements: &Elements) -> Result<(), FirewallError>;
+    fn restore(&self, elements: &Elements) -> Result<(), FirewallError>;
+    fn delete(&self, elements: &Elements) -> Result<(), FirewallError>;
+    fn guard_forwarding(&self, on: bool) -> Result<(), FirewallError>;
+    /// True when anything had to be (re)created.
+    fn ensure_skeleton(&self) -> Result<bool, FirewallError>;
+    fn missing_skeleton(&self) -> Result<Vec<&'static str>, FirewallError>;
+    fn table_exists(&self) -> Result<bool, FirewallError>;
+    fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError>;
+}
+
+pub trait Conntrack {
+    /// Drops the entries of a container's address and of its connectionless mappings.
+    fn flush_for(
+        &self,
+        container_ip: Ipv4Addr,
+        mappings: &[(Proto, u16)],
+    ) -> Result<usize, ConntrackError>;
+}
+
+/// The kernel settings the core reads and changes.
+pub trait Sysctls {
+    fn ip_forwarding(&self) -> Result<bool, SysctlError>;
+    fn enable_ip_forwarding(&self) -> Result<bool, SysctlError>;
+    fn route_localnet(&self, bridge: &str, on: bool) -> Result<bool, SysctlError>;
+    fn route_localnet_on(&self, bridge: &str) -> bool;
+    fn disable_ipv6(&self, ifname: &str) -> Result<bool, SysctlError>;
+}
+
+/// Host sockets that a publish would take a port from.
+pub trait HostPorts {
+    fn busy(
+        &self,
+        proto: Proto,
+        host_ip: Option<Ipv4Addr>,
+        port: u16,
+    ) -> Result<Option<Busy>, HostPortsError>;
+}
+
+/// The whole kernel as the core sees it.
+pub trait Kernel {
+    fn links(&self) -> &dyn Links;
+    fn firewall(&self) -> &dyn Firewall;
+    fn conntrack(&self) -> &dyn Conntrack;
+    fn sysctls(&self) -> &dyn Sysctls;
+    fn host_ports(&self) -> &dyn HostPorts;
+    /// A point between two steps where a test may make the step fail (`failpoint`).
+    fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
+        failpoint::hit(name)
+    }
+}
+
+/// The real kernel, in the namespace of the thread that uses it. The route netlink
+/// connection (a tokio runtime) is opened on first use: a poststop whose veth is gone
+/// never needs it. Not to be shared across a fork: a child opens its own (`Host::new`).
+#[derive(Default)]
+pub struct Host {
+    rtnl: OnceCell<Rtnl>,
+}
+
+impl Host {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn rtnl(&self) -> Result<&Rtnl, LinkError> {
+        if let Some(rtnl) = self.rtnl.get() {
+            return Ok(rtnl);
+        }
+        let opened = Rtnl::open()?;
+        Ok(self.rtnl.get_or_init(|| opened))
+    }
+}
+
+impl Kernel for Host {
+    fn links(&self) -> &dyn Links {
+        self
+    }
+    fn firewall(&self) -> &dyn Firewall {
+        self
+    }
+    fn conntrack(&self) -> &dyn Conntrack {
+        self
+    }
+    fn sysctls(&self) -> &dyn Sysctls {
+        self
+    }
+    fn host_ports(&self) -> &dyn HostPorts {
+        self
+    }
+}
+
+impl Links for Host {
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        mac: Mac,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        owner_tag: &str,
+    ) -> Result<u32, LinkError> {
+        self.rtnl()?
+            .ensure_bridge(name, mac, gateway, prefix, owner_tag)
+    }
+
+    fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
+        self.rtnl()?.create_veth(spec, netns)
+    }
+
+    fn veth_state(&self, veth: &HostVeth<'_>) -> Result<VethState, LinkError> {
+        self.rtnl()?.veth_state(veth)
+    }
+
+    fn delete_veth(&self, veth: &HostVeth<'_>, grace: Duration) -> Result<VethFate, LinkError> {
+        self.rtnl()?.delete_veth(veth, grace)
+    }
+
+    fn delete(&self, name: &str) -> Result<bool, LinkError> {
+        self.rtnl()?.delete(name)
+    }
+
+    fn link_present(&self, name: &str) -> Result<bool, LinkError> {
+        link::link_present(name)
+    }
+
+    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
+        self.rtnl()?.bridge_owner(name)
+    }
+
+    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
+        self.rtnl()?.ipv4_routes()
+    }
+
+    fn configure_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), ContainerError> {
+        // Only the socket is made inside the namespace; the calls on it act there from here.
+        // Nothing under /proc/sys is touched in there: each namespace that looks up
+        // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
+        // is compared against, so the cost would grow with every container running.
+        let sock = netns.enter_briefly(link::inet_socket)??;
+        link::configure_container(sock.as_fd(), ifname, address, prefix, gateway)?;
+        Ok(())
+    }
+}
+
+impl Firewall for Host {
+    fn add(&self, elements: &Elements) -> Result<(), FirewallError> {
+        firewall::add(elements)
+    }
+    fn restore(&self, elements: &Elements) -> Result<(), FirewallError> {
+        firewall::restore(elements)
+    }
+    fn delete(&self, elements: &Elements) -> Result<(), FirewallError> {
+        firewall::delete(elements)
+    }
+    fn guard_forwarding(&self, on: bool) -> Result<(), FirewallError> {
+        firewall::guard_forwarding(on)
+    }
+    fn ensure_skeleton(&self) -> Result<bool, FirewallError> {
+        firewall::ensure_skeleton()
+    }
+    fn missing_skeleton(&self) -> Result<Vec<&'static str>, FirewallError> {
+        firewall::missing_skeleton()
+    }
+    fn table_exists(&self) -> Result<bool, FirewallError> {
+        firewall::table_exists()
+    }
+    fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError> {
+        firewall::prune(live, dry_run)
+    }
+}
+
+impl Conntrack for Host {
+    fn flush_for(
+        &self,
+        container_ip: Ipv4Addr,
+        mappings: &[(Proto, u16)],
+    ) -> Result<usize, ConntrackError> {
+        conntrack::flush_for(container_ip, mappings)
+    }
+}
+
+impl Sysctls for Host {
+    fn ip_forwarding(&self) -> Result<bool, SysctlError> {
+        sysctl::ip_forwarding()
+    }
+    fn enable_ip_forwarding(&self) -> Result<bool, SysctlError> {
+        sysctl::enable_ip_forwarding()
+    }
+    fn route_localnet(&self, bridge: &str, on: bool) -> Result<bool, SysctlError> {
+        sysctl::route_localnet(bridge, on)
+    }
+    fn route_localnet_on(&self, bridge: &str) -> bool {
+        sysctl::route_localnet_on(bridge)
+    }
+    fn disable_ipv6(&self, ifname: &str) -> Result<bool, SysctlError> {
+        sysctl::disable_ipv6(ifname)
+    }
+}
+
+impl HostPorts for Host {
+    fn busy(
+        &self,
+        proto: Proto,
+        host_ip: Option<Ipv4Addr>,
+        port: u16,
+    ) -> Result<Option<Busy>, HostPortsError> {
+        hostports::busy(proto, host_ip, port)
+    }
+}

@@ -1,0 +1,186 @@
+//! The on-disk layout of a network definition (`/etc/nethook/networks/NAME.json`). It is
+//! the layout every earlier version wrote, extended only by fields that are left out when
+//! they hold their default, so a bridge network with IPv4 only reads and writes exactly
+//! as before:
+//!
+//! ```json
+//! {"name": "backend", "bridge": "nh-backend",
+//!  "ipv4": {"subnet": "10.88.0.0/24", "gateway": "10.88.0.1"},
+//!  "masquerade": true}
+//! ```
+//!
+//! `masquerade` at the top level is IPv4's (it predates the per-family parts); IPv6's sits
+//! in its own part. `driver` is written when it is not `bridge`, `ethertype_filter` when
+//! it is false. An `ipv6` part is parsed (so its layout is fixed now) and refused: IPv6 is
+//! not supported yet.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{Ipv4Network, Ipv6Network};
+use serde::{Deserialize, Serialize};
+
+use super::{DriverKind, Ipv4Config, Ipv6Config, Network, NetworkError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkFile {
+    name: String,
+    #[serde(default, skip_serializing_if = "DriverKind::is_bridge")]
+    driver: DriverKind,
+    bridge: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ipv4: Option<Ipv4File>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ipv6: Option<Ipv6File>,
+    /// IPv4's.
+    #[serde(default = "default_true")]
+    masquerade: bool,
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    ethertype_filter: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Ipv4File {
+    subnet: Ipv4Network,
+    gateway: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Ipv6File {
+    subnet: Ipv6Network,
+    gateway: Ipv6Addr,
+    #[serde(default = "default_true")]
+    masquerade: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl From<Network> for NetworkFile {
+    fn from(n: Network) -> Self {
+        NetworkFile {
+            masquerade: n.masquerades_ipv4(),
+            name: n.name,
+            driver: n.driver,
+            bridge: n.bridge,
+            ipv4: n.ipv4.map(|v4| Ipv4File {
+                subnet: v4.subnet,
+                gateway: v4.gateway,
+            }),
+            ipv6: n.ipv6.map(|v6| Ipv6File {
+                subnet: v6.subnet,
+                gateway: v6.gateway,
+                masquerade: v6.masquerade,
+            }),
+            ethertype_filter: n.ethertype_filter,
+        }
+    }
+}
+
+impl TryFrom<NetworkFile> for Network {
+    type Error = NetworkError;
+
+    /// Refuses what this version cannot serve rather than ignore it: an IPv6 part, and a
+    /// network without IPv4.
+    fn try_from(f: NetworkFile) -> Result<Self, NetworkError> {
+        if f.ipv6.is_some() {
+            return Err(NetworkError::Ipv6Unsupported { network: f.name });
+        }
+        let Some(v4) = f.ipv4 else {
+            return Err(NetworkError::NoIpv4 { network: f.name });
+        };
+        Ok(Network {
+            name: f.name,
+            driver: f.driver,
+            bridge: f.bridge,
+            ipv4: Some(Ipv4Config {
+                subnet: v4.subnet,
+                gateway: v4.gateway,
+                masquerade: f.masquerade,
+            }),
+            ipv6: f.ipv6.map(|v6| Ipv6Config {
+                subnet: v6.subnet,
+                gateway: v6.gateway,
+                masquerade: v6.masquerade,
+            }),
+            ethertype_filter: f.ethertype_filter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A definition as the version before dual-stack types wrote it (`network create
+    /// backend --subnet 10.88.0.0/24`), byte for byte.
+    const TODAYS_FILE: &str = r#"{
+  "name": "backend",
+  "bridge": "nh-backend",
+  "ipv4": {
+    "subnet": "10.88.0.0/24",
+    "gateway": "10.88.0.1"
+  },
+  "masquerade": true
+}"#;
+
+    #[test]
+    fn a_definition_written_by_the_previous_version_loads() {
+        let n: Network = serde_json::from_str(TODAYS_FILE).unwrap();
+        assert_eq!(
+            n,
+            Network::new("backend", "10.88.0.0/24", None, None, true).unwrap()
+        );
+        assert_eq!(n.driver, DriverKind::Bridge);
+        assert!(n.ipv6.is_none());
+    }
+
+    #[test]
+    fn an_ipv4_bridge_network_is_written_exactly_as_before() {
+        let n = Network::new("backend", "10.88.0.0/24", None, None, true).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&n).unwrap(), TODAYS_FILE);
+    }
+
+    #[test]
+    fn the_opt_outs_are_written_as_before() {
+        let mut n = Network::new("lab", "10.89.0.0/24", None, Some("br-lab"), false).unwrap();
+        n.ethertype_filter = false;
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"lab","bridge":"br-lab","ipv4":{"subnet":"10.89.0.0/24","gateway":"10.89.0.1"},"masquerade":false,"ethertype_filter":false}"#
+        );
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn older_definitions_without_masquerade_masquerade() {
+        let n: Network = serde_json::from_str(
+            r#"{"name":"old","bridge":"nh-old","ipv4":{"subnet":"10.90.0.0/24","gateway":"10.90.0.1"}}"#,
+        )
+        .unwrap();
+        assert!(n.masquerades_ipv4());
+        assert!(n.ethertype_filter);
+    }
+
+    #[test]
+    fn an_ipv6_part_is_refused_not_ignored() {
+        let e = serde_json::from_str::<Network>(
+            r#"{"name":"v6","bridge":"nh-v6","ipv4":{"subnet":"10.91.0.0/24","gateway":"10.91.0.1"},
+                "ipv6":{"subnet":"fd00:91::/64","gateway":"fd00:91::1"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("IPv6 is not supported yet"), "{e}");
+    }
+
+    #[test]
+    fn a_network_without_ipv4_is_refused() {
+        let e =
+            serde_json::from_str::<Network>(r#"{"name":"none","bridge":"nh-none"}"#).unwrap_err();
+        assert!(e.to_string().contains("has no IPv4 subnet"), "{e}");
+    }
+}
