@@ -8,7 +8,7 @@ use common::*;
 
 use nethook::core::attach;
 use nethook::core::detach::{self, Teardown};
-use nethook::core::options::Options;
+use nethook::core::request::Options;
 use nethook::core::request::Request;
 use nethook::kernel::seam::Host;
 use nethook::model::ids::ContainerId;

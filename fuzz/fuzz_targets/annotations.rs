@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use nethook::core::options::{Options, DISABLE, IFNAME, IP, MAC, NETWORK, PORTS};
+use nethook::core::request::Options;
+use nethook::frontend::annotations::{DISABLE, IFNAME, IP, MAC, NETWORK, PORTS};
 use nethook::model::ports::parse_ports;
 
 fuzz_target!(|data: &[u8]| {

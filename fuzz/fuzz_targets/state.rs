@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // The options of a parsed state must not panic either.
             if let Some(annotations) = &input.annotations {
-                let _ = nethook::core::options::Options::from_annotations(annotations);
+                let _ = nethook::core::request::Options::from_annotations(annotations);
             }
         }
     }

@@ -108,8 +108,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::core::options::Options;
     use crate::core::plan::plan_endpoint;
+    use crate::core::request::Options;
     use crate::core::request::Request;
     use crate::model::ids::ContainerId;
     use crate::model::ipam::Pool;

@@ -9,7 +9,6 @@ pub mod elements;
 pub mod gc;
 pub mod list;
 pub mod network;
-pub mod options;
 pub mod plan;
 pub mod recover;
 pub mod request;

@@ -70,7 +70,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::options::Options;
+    use crate::core::request::Options;
     use crate::model::ids::ContainerId;
     use crate::model::ipam::Pool;
     use crate::model::ports::parse_ports;

@@ -1,9 +1,16 @@
-//! The one input every front end (OCI hook now, CNI later) produces for the core.
+//! The one input every front end (OCI hook now, CNI later) produces for the core: which
+//! container, its network namespace, and what it asks for (`Options`). How a front end
+//! reads the options (annotations, CNI config) is its own business.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::core::options::Options;
 use crate::model::ids::ContainerId;
+use crate::model::mac::Mac;
+pub use crate::model::network::DEFAULT_NETWORK;
+use crate::model::ports::PortSpec;
+
+pub const DEFAULT_IFNAME: &str = "eth0";
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -12,4 +19,28 @@ pub struct Request {
     /// teardown does not.
     pub netns: Option<PathBuf>,
     pub options: Options,
+}
+
+/// What a container asks of nethook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub network: String,
+    pub ports: Vec<PortSpec>,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<Mac>,
+    pub ifname: String,
+    pub disabled: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            network: DEFAULT_NETWORK.to_owned(),
+            ports: Vec::new(),
+            ip: None,
+            mac: None,
+            ifname: DEFAULT_IFNAME.to_owned(),
+            disabled: false,
+        }
+    }
 }

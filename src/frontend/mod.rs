@@ -1,6 +1,7 @@
 //! Front ends: turn what a runtime hands over into a `core::request::Request`, and write
 //! the files that make runtimes call nethook.
 
+pub mod annotations;
 pub mod hook;
 pub mod install;
 pub mod oci;

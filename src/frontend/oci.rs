@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{ContainerState, Spec, State};
 
-use crate::core::options::{Options, OptionsError};
+use crate::core::request::Options;
 use crate::core::request::Request;
+use crate::frontend::annotations::OptionsError;
 use crate::model::ids::{ContainerId, IdError};
 
 /// Larger states are refused: a real one is a few hundred bytes plus annotations.

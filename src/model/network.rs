@@ -9,8 +9,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use serde::{Deserialize, Serialize};
 
-use crate::core::options::DEFAULT_NETWORK;
 use crate::model::ids::validate_ifname;
+
+/// The network a container gets when it names none; it needs no definition.
+pub const DEFAULT_NETWORK: &str = "nethook";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetworkError {

@@ -21,11 +21,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::options::DEFAULT_NETWORK;
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::ContainerId;
 use crate::model::ipam::Pool;
 use crate::model::network::file::NetworkFile;
+use crate::model::network::DEFAULT_NETWORK;
 use crate::model::network::{Network, NetworkError};
 
 use files::{

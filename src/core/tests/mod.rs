@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::core::attach::{setup, SetupError};
-use crate::core::options::Options;
+use crate::core::request::Options;
 use crate::core::request::Request;
 use crate::kernel::fake::Fake;
 use crate::model::endpoint::Endpoint;

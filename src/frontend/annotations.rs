@@ -1,12 +1,13 @@
-//! What a container asks of nethook, read from its `nethook.*` annotations.
-//! Front ends (OCI hook now, CNI later) turn their input into these options.
+//! The `nethook.*` annotations of an OCI container: the hook front end's way of reading a
+//! container's `Options`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use crate::core::request::Options;
 use crate::model::ids::validate_ifname;
 use crate::model::mac::Mac;
-use crate::model::ports::{parse_ports, PortSpec, PortSpecError};
+use crate::model::ports::{parse_ports, PortSpecError};
 
 pub const NETWORK: &str = "nethook.network";
 pub const PORTS: &str = "nethook.ports";
@@ -14,9 +15,6 @@ pub const IP: &str = "nethook.ip";
 pub const MAC: &str = "nethook.mac";
 pub const IFNAME: &str = "nethook.ifname";
 pub const DISABLE: &str = "nethook.disable";
-
-pub const DEFAULT_NETWORK: &str = "nethook";
-pub const DEFAULT_IFNAME: &str = "eth0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
@@ -28,29 +26,6 @@ pub enum OptionsError {
         value: String,
         reason: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    pub network: String,
-    pub ports: Vec<PortSpec>,
-    pub ip: Option<Ipv4Addr>,
-    pub mac: Option<Mac>,
-    pub ifname: String,
-    pub disabled: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            network: DEFAULT_NETWORK.to_owned(),
-            ports: Vec::new(),
-            ip: None,
-            mac: None,
-            ifname: DEFAULT_IFNAME.to_owned(),
-            disabled: false,
-        }
-    }
 }
 
 impl Options {
