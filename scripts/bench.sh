@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: nethook against CNI bridge+host-local+portmap and netavark, side by
-# side, up to N containers (issue 5).
+# side, up to N containers.
 #
 # usage: scripts/bench.sh [--quick] [--n N] [--out DIR] [--no-docs] [--profile]
 #                         [--peer-budget SECONDS] [--phases LIST]
@@ -13,6 +13,9 @@
 #   --peer-budget S  stop a peer's setup loop after S seconds (default 200; 0 = none)
 #   --phases LIST    comma list of floor,kernel,nethook,nethook2,cni,netavark,conc,runc
 # Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
+#      NETHOOK_BASELINE_BIN=path  also run the nethook phases with this other build (phases
+#                       base, base2, each right before its nethook phase): compares two
+#                       builds in one run, rows "baseline", column nethook/baseline
 #
 # What it does: installs the peers from Debian, then re-executes itself in a
 # throwaway network + mount + pid namespace (nothing touches the machine's own
@@ -94,6 +97,11 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
     [[ -x $NETHOOK_BIN ]] || die "NETHOOK_BIN=$NETHOOK_BIN is not executable"
     NETHOOK_BIN="$(realpath "$NETHOOK_BIN")"
     export NETHOOK_BIN
+    if [[ -n ${NETHOOK_BASELINE_BIN:-} ]]; then
+        [[ -x $NETHOOK_BASELINE_BIN ]] || die "NETHOOK_BASELINE_BIN=$NETHOOK_BASELINE_BIN is not executable"
+        NETHOOK_BASELINE_BIN="$(realpath "$NETHOOK_BASELINE_BIN")"
+        export NETHOOK_BASELINE_BIN
+    fi
 
     [[ -n $OUT ]] || OUT="$(mktemp -d /tmp/nethook-bench.XXXXXX)"
     mkdir -p "$OUT"
@@ -129,7 +137,8 @@ mount --make-rprivate /
 mount -t tmpfs -o mode=0755 bench-run /run
 ip link set lo up
 
-docs=() prof=()
+docs=() prof=() base=()
+[[ -n ${NETHOOK_BASELINE_BIN:-} ]] && base=(--baseline-bin "$NETHOOK_BASELINE_BIN")
 ((DOCS)) && docs=(--docs "$REPO/docs")
 ((PROFILE)) && prof=(--profile)
 # Debian's python3: python3-matplotlib is installed for it, not for a pyenv/venv python.
@@ -138,6 +147,6 @@ PY=/usr/bin/python3
 rc=0
 "$PY" "$REPO/scripts/bench/bench.py" --n "$N" --run-dir "$OUT" --nethook-bin "$NETHOOK_BIN" \
     --peer-budget "$BUDGET" --phases "$PHASES" --skip "${NETHOOK_BENCH_SKIP:-}" \
-    "${docs[@]}" "${prof[@]}" || rc=$?
+    "${docs[@]}" "${prof[@]}" "${base[@]}" || rc=$?
 log "bench: results in $OUT"
 exit $rc

@@ -475,11 +475,12 @@ def wait_gone(ifname, timeout=10.0):
 FLOOR_EVERY = 20
 
 
-def phase_nethook(a, out, gone):
+def phase_nethook(a, out, gone, baseline=False):
     lo_up()
-    tool = "nethook"
+    tool = "baseline" if baseline else "nethook"
     rec = Recorder(tool)
-    nh = Nethook(a.nethook_bin, f"{a.state}/{'nethook2' if gone else 'nethook'}")
+    state = ("base" if baseline else "nethook") + ("2" if gone else "")
+    nh = Nethook(a.baseline_bin if baseline else a.nethook_bin, f"{a.state}/{state}")
     n = a.n
     cs = make_containers(n, "nh")
     keys = list(cs.procs)
@@ -528,7 +529,7 @@ def phase_nethook(a, out, gone):
     for i, key in enumerate(reversed(done)):
         nth = len(done) - i
         floor_op = {FLOOR_EVERY // 2: "rtm_dellink_same_n", 0: "ip_link_del_same_n"}.get(i % FLOOR_EVERY)
-        if not gone and i > 0 and floor_op and key in eps:
+        if not gone and not baseline and i > 0 and floor_op and key in eps:
             if floor_op == "rtm_dellink_same_n":
                 try:
                     ok, t = rtnl_dellink(sock, socket.if_nametoindex(eps[key]), nth)
@@ -753,6 +754,10 @@ PHASES = {
     "kernel": phase_kernel,
     "nethook": lambda a, o: phase_nethook(a, o, gone=False),
     "nethook2": lambda a, o: phase_nethook(a, o, gone=True),
+    # The same two phases with another nethook binary (--baseline-bin), to compare two
+    # builds in one run: the VM's speed moves between runs more than a change costs.
+    "base": lambda a, o: phase_nethook(a, o, gone=False, baseline=True),
+    "base2": lambda a, o: phase_nethook(a, o, gone=True, baseline=True),
     "cni": lambda a, o: phase_peer(a, o, "cni"),
     "netavark": lambda a, o: phase_peer(a, o, "netavark"),
     "conc": phase_conc,
@@ -831,6 +836,8 @@ def main():
     p.add_argument("--state", default=None)
     p.add_argument("--docs", default=None, help="write bench.csv/bench.png here")
     p.add_argument("--nethook-bin", required=True)
+    p.add_argument("--baseline-bin", default=None,
+                   help="another nethook binary, run in phases base/base2 beside nethook/nethook2")
     p.add_argument("--phases", default="floor,kernel,nethook,nethook2,cni,netavark,conc,runc")
     p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")
     p.add_argument("--floor-n", type=int, default=40)
@@ -852,11 +859,16 @@ def main():
                           else f"{a.run_dir}/state")
     if a.phase:
         return child_main(a)
+    if a.baseline_bin and "base" not in a.phases:
+        # Each baseline phase right before its nethook phase, so both see the same moment.
+        a.phases = a.phases.replace("nethook2", "base2,nethook2")
+        a.phases = ",".join("base,nethook" if ph == "nethook" else ph for ph in a.phases.split(","))
 
     os.makedirs(a.run_dir, exist_ok=True)
     os.makedirs(a.state, exist_ok=True)
     forward = ["--n", str(a.n), "--run-dir", a.run_dir, "--state", a.state,
-               "--nethook-bin", a.nethook_bin, "--floor-n", str(a.floor_n),
+               "--nethook-bin", a.nethook_bin] + (["--baseline-bin", a.baseline_bin] if a.baseline_bin else []) + [
+               "--floor-n", str(a.floor_n),
                "--rss-runs", str(a.rss_runs), "--conc", str(a.conc), "--burst", str(a.burst),
                "--runc-runs", str(a.runc_runs), "--every", str(a.every),
                "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else [])

@@ -60,7 +60,8 @@ def main():
     series = {}  # (tool, op) -> [(n, ms)]
     notes = {}
     failures = {}
-    for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("cni", "cni"),
+    for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("base", "baseline"),
+                        ("base2", "baseline"), ("cni", "cni"),
                         ("netavark", "netavark"), ("floor", "floor"), ("kernel", "floor")):
         d = load(rd, phase)
         if not d:
@@ -106,9 +107,11 @@ def main():
     out("")
     out(f"{'tool':<10} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
     out("-" * 100)
-    order = [("nethook", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
+    order = [("nethook", "setup"), ("baseline", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("cni", "teardown_alive"), ("netavark", "teardown_alive"),
-             ("nethook", "teardown_gone"), ("nethook", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
+             ("baseline", "setup_run2"), ("baseline", "teardown_alive"),
+             ("nethook", "teardown_gone"), ("baseline", "teardown_gone"), ("nethook", "teardown_gone_burst"),
+             ("baseline", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
              ("floor", "ip_link_del_same_n"), ("floor", "rtm_dellink"), ("floor", "ip_link_del"),
              ("floor", "nft_add_element"), ("floor", "nft_delete_element"), ("floor", "process_true"),
              ("floor", "process_nethook")]
@@ -119,7 +122,10 @@ def main():
         s = S[key]
         ratio = ""
         r = ref.get(key[1])
-        if key[0] in ("cni", "netavark") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
+        if key[0] == "baseline" and (k := S.get(("nethook", key[1]))) and s["first_p50"] and s["all_p50"]:
+            # For a baseline build the column is nethook / baseline: below 1 is faster.
+            ratio = f"{k['first_p50'] / s['first_p50']:.3f}/{k['all_p50'] / s['all_p50']:.3f}"
+        elif key[0] in ("cni", "netavark") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
             ratio = f"{s['first_p50'] / r['first_p50']:.1f}/{s['last_p50'] / r['last_p50']:.1f}"
         out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
