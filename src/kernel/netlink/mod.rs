@@ -6,10 +6,12 @@
 //! - `message`: netlink frames as plain bytes (`MsgBuilder`, `Messages`, `Attrs`), for the
 //!   netfilter side: nftables batches (payloads built by libnftnl, see `firewall`) and
 //!   ctnetlink (`conntrack`).
+//! - `route`: NETLINK_ROUTE with typed `netlink-packet-route` messages, for `link`.
 //!
-//! No unsafe code here.
+//! No unsafe code here, and no async runtime: see `kernel` for why.
 
 mod message;
+pub(crate) mod route;
 mod socket;
 
 pub(crate) use message::{Attrs, MsgBuilder};
