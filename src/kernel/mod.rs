@@ -7,10 +7,11 @@
 //! handful of requests one after the other: an async runtime only costs it (the `rtnetlink`
 //! crate needed tokio, a connection task and channels, built anew by every hook).
 //!
-//! - Route netlink (links, addresses, routes; `link`): typed messages from the rust-netlink
-//!   crates, `netlink-packet-route` built and parsed by `netlink-packet-core`, sent and
-//!   received through `netlink::route` (request → ack, lookup → one answer, dump). The
-//!   crates know every rtnetlink message and attribute; we add only the socket.
+//! - Route netlink (links, addresses, routes; `link`, and `conntrack`'s look at the local
+//!   addresses): typed messages from the rust-netlink crates, `netlink-packet-route` built
+//!   and parsed by `netlink-packet-core`, sent and received through `netlink::route`
+//!   (request → ack, lookup → one answer, dump). The crates know every rtnetlink message
+//!   and attribute; we add only the socket.
 //! - nftables (`firewall`): libnftnl builds the messages, so rules and sets are encoded as
 //!   `nft` itself encodes them; a batch goes over an `NlSocket` (`Bus::Netfilter`), whose
 //!   release can be deferred past the hook's exit (`netlink::defer_netfilter_release`).
