@@ -24,11 +24,14 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
 use crate::firewall::Proto;
+use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +77,6 @@ const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
 const IPS_DST_NAT: u32 = 1 << 5;
-
-const RTM_NEWADDR: u16 = 20;
-const RTM_GETADDR: u16 = 22;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
 
 /// Deletes sent before their ACKs are read.
 const DELETE_CHUNK: usize = 128;
@@ -227,26 +225,40 @@ fn dump_ipv4(sock: &NlSocket) -> Result<Vec<Entry>, ConntrackError> {
     }
 }
 
-/// IPv4 addresses configured in this netns (RTM_GETADDR dump).
+/// The dump request for this netns's IPv4 addresses (RTM_GETADDR, the kernel filters on
+/// the family).
+fn ipv4_addresses() -> RouteNetlinkMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    RouteNetlinkMessage::GetAddress(msg)
+}
+
+/// An address's own IPv4 address: IFA_LOCAL, or IFA_ADDRESS where there is no IFA_LOCAL
+/// (on a point-to-point link IFA_ADDRESS is the peer's).
+fn own_ipv4(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    let v4 = |a: &IpAddr| match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    };
+    let find = |local: bool| {
+        msg.attributes.iter().find_map(|attr| match attr {
+            AddressAttribute::Local(a) if local => v4(a),
+            AddressAttribute::Address(a) if !local => v4(a),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
+}
+
+/// IPv4 addresses configured in this netns.
 fn local_ipv4() -> Result<HashSet<Ipv4Addr>, ConntrackError> {
-    let sock = NlSocket::open(Bus::Route).map_err(nl_err("socket"))?;
-    let mut m = MsgBuilder::raw(RTM_GETADDR, netlink::NLM_F_DUMP, 1);
-    // struct ifaddrmsg { family, prefixlen, flags, scope, index: u32 }
-    m.bytes(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0]);
+    let sock = RouteSocket::open().map_err(nl_err("socket"))?;
     let mut out = HashSet::new();
-    sock.dump(&m.finish(), |msg| {
-        if msg.ty == RTM_NEWADDR && msg.payload.first() == Some(&(libc::AF_INET as u8)) {
-            let mut local = None;
-            let mut address = None;
-            for (ty, v) in Attrs::new(msg.payload.get(8..).unwrap_or_default()) {
-                let a = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
-                match ty {
-                    IFA_LOCAL => local = a,
-                    IFA_ADDRESS => address = a,
-                    _ => {}
-                }
+    sock.dump(ipv4_addresses(), |reply| {
+        if let RouteNetlinkMessage::NewAddress(msg) = route::decode(reply)? {
+            if msg.header.family == AddressFamily::Inet {
+                out.extend(own_ipv4(&msg));
             }
-            out.extend(local.or(address));
         }
         Ok(())
     })
@@ -437,5 +449,35 @@ mod tests {
             tuple([192, 0, 2, 1], host, 6, 80, 1),
             0
         )));
+    }
+
+    #[test]
+    fn the_address_dump_request_is_the_one_built_by_hand_before() {
+        // nlmsghdr (24 bytes, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq 1) + ifaddrmsg
+        // for AF_INET, all else zero.
+        let mut old = MsgBuilder::raw(22, netlink::NLM_F_DUMP, 1);
+        old.bytes(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(route::dump_request(ipv4_addresses(), 1), old.finish());
+    }
+
+    #[test]
+    fn an_address_is_its_local_one_else_its_address() {
+        let addr = |attrs: Vec<AddressAttribute>| {
+            let mut m = AddressMessage::default();
+            m.attributes = attrs;
+            m
+        };
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let p2p = addr(vec![
+            AddressAttribute::Address(b.into()),
+            AddressAttribute::Local(a.into()),
+        ]);
+        assert_eq!(own_ipv4(&p2p), Some(a));
+        assert_eq!(
+            own_ipv4(&addr(vec![AddressAttribute::Address(b.into())])),
+            Some(b)
+        );
+        let v6 = addr(vec![AddressAttribute::Local("::1".parse().unwrap())]);
+        assert_eq!(own_ipv4(&v6), None);
     }
 }

@@ -2,7 +2,7 @@
 //! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`, and the `SIOCGIF*` readers) on an AF_INET
 //! datagram socket.
 //!
-//! Why not rtnetlink here: these calls configure the container side, from a socket opened
+//! Why not route netlink here: these calls configure the container side, from a socket opened
 //! inside the container's network namespace. A netlink socket keeps a reference on its
 //! namespace until an RCU grace period after it is closed (10–20 ms here); a container that
 //! exits within that window (`runc run … true`) then finds its namespace still alive at

@@ -4,11 +4,11 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 
 use super::owner::{self, Foreign, HostVeth};
-use super::{errno_of, inet_socket, to_io, LinkError, Rtnl};
+use super::{inet_socket, is_errno, msg, LinkError, Rtnl};
 use crate::sys::ifconf;
 
 /// Whether the namespace of a veth's peer is being destroyed, from the peer's namespace
@@ -143,35 +143,22 @@ impl Rtnl {
     /// A namespace whose last reference is gone keeps its id until the kernel's cleanup
     /// runs, but can no longer be looked up by it: the kernel answers EINVAL.
     fn netns_dying(&self, nsid: i32) -> Result<bool, LinkError> {
-        self.rt.block_on(async {
-            let mut req = self.handle.link().get().match_index(1);
-            req.message_mut()
-                .attributes
-                .push(LinkAttribute::IfNetnsId(nsid));
-            match req.execute().try_next().await {
-                Ok(_) => Ok(false),
-                Err(e) if errno_of(&e) == Some(nix::libc::EINVAL) => Ok(true),
-                Err(e) => Err(LinkError::Netlink {
-                    op: format!("look up network namespace id {nsid}"),
-                    source: to_io(e),
-                }),
-            }
-        })
+        // The answer (the loopback link's message) is not read: that it came is enough.
+        let get = RouteNetlinkMessage::GetLink(msg::loopback_in(nsid));
+        match self.sock.get(get, |_| Ok(())) {
+            Ok(()) => Ok(false),
+            Err(e) if is_errno(&e, libc::EINVAL) => Ok(true),
+            Err(source) => Err(LinkError::Netlink {
+                op: format!("look up network namespace id {nsid}"),
+                source,
+            }),
+        }
     }
 
     /// Deletes the link with `index` (`name` is for the message); `Ok(false)` when it is
     /// already gone.
     fn delete_index(&self, index: u32, name: &str) -> Result<bool, LinkError> {
-        self.rt.block_on(async {
-            match self.handle.link().del(index).execute().await {
-                Ok(()) => Ok(true),
-                Err(e) if errno_of(&e) == Some(nix::libc::ENODEV) => Ok(false),
-                Err(e) => Err(LinkError::Netlink {
-                    op: format!("delete link {name}"),
-                    source: to_io(e),
-                }),
-            }
-        })
+        self.delete_link(msg::by_index(index), name)
     }
 }
 

@@ -1,30 +1,28 @@
-//! Thin synchronous wrappers over rtnetlink: the bridge, the veth pair, and the
-//! container side of the pair. Decisions (names, addresses) come from the plan.
+//! The bridge, the veth pair, and the container side of the pair: route netlink requests
+//! (typed messages, see `msg`) over one synchronous socket, and ioctls where those are
+//! faster (see `kernel`). Decisions (names, addresses) come from the plan.
 //!
 //! A host veth carries its container's owner tag in its alias, and nothing here deletes a
 //! veth an endpoint record names without checking it is that record's (see `owner`).
 
 mod delete;
+mod msg;
 mod owner;
 
 pub use delete::{VethFate, VethState};
 
 pub use owner::{Foreign, HostVeth};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use futures_util::stream::TryStreamExt;
 use ipnetwork::Ipv4Network;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::RouteNetlinkMessage;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoData, InfoPortData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
-};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
-};
 
+use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netns::Netns;
 use crate::model::mac::Mac;
 use crate::sys::ifconf;
@@ -61,18 +59,9 @@ impl LinkError {
     }
 }
 
-fn to_io(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(msg) => msg.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
-fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(msg) => Some(-msg.raw_code()),
-        _ => None,
-    }
+/// Whether `e` is the kernel's `errno`.
+fn is_errno(e: &io::Error, errno: i32) -> bool {
+    e.raw_os_error() == Some(errno)
 }
 
 /// An AF_INET datagram socket in the calling thread's namespace, for `configure_container`.
@@ -86,8 +75,9 @@ pub fn inet_socket() -> Result<OwnedFd, LinkError> {
     .map_err(|e| LinkError::Socket(e.into()))
 }
 
-/// Whether a link called `name` exists in the calling thread's namespace. One ioctl, no
-/// netlink runtime: a poststop asks it before deciding whether there is link work at all.
+/// Whether a link called `name` exists in the calling thread's namespace. One ioctl (6 µs,
+/// against 23 µs for a route socket and RTM_GETLINK): a poststop asks it before deciding
+/// whether there is link work at all.
 pub fn link_present(name: &str) -> Result<bool, LinkError> {
     let sock = inet_socket()?;
     ifconf::index_if_present(sock.as_fd(), name)
@@ -117,10 +107,9 @@ pub fn configure_container(
         .map_err(op(format!("add default route via {gateway} on {ifname}")))
 }
 
-/// A route netlink connection bound to the namespace of the thread that opened it.
+/// A route netlink socket bound to the namespace of the thread that opened it.
 pub struct Rtnl {
-    rt: tokio::runtime::Runtime,
-    handle: Handle,
+    sock: RouteSocket,
 }
 
 /// What the veth pair looks like; the plan fills it in.
@@ -136,39 +125,26 @@ pub struct VethSpec<'a> {
 
 impl Rtnl {
     pub fn open() -> Result<Self, LinkError> {
-        // One thread, no timers: the hook does a handful of sequential requests.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(LinkError::Open)?;
-        let handle = rt.block_on(async {
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            tokio::spawn(conn);
-            Ok::<_, io::Error>(handle)
-        });
         Ok(Self {
-            rt,
-            handle: handle.map_err(LinkError::Open)?,
+            sock: RouteSocket::open().map_err(LinkError::Open)?,
         })
     }
 
+    /// The link called `name` with the attributes an ownership check reads
+    /// (`msg::LOOKUP_ATTRS`); `None` when there is none.
     fn link(&self, name: &str) -> Result<Option<LinkMessage>, LinkError> {
-        self.rt.block_on(async {
-            let mut stream = self
-                .handle
-                .link()
-                .get()
-                .match_name(name.to_owned())
-                .execute();
-            match stream.try_next().await {
-                Ok(found) => Ok(found),
-                Err(e) if errno_of(&e) == Some(nix::libc::ENODEV) => Ok(None),
-                Err(e) => Err(LinkError::Netlink {
-                    op: format!("look up link {name}"),
-                    source: to_io(e),
-                }),
-            }
-        })
+        let get = RouteNetlinkMessage::GetLink(msg::by_name(name));
+        match self
+            .sock
+            .get(get, |reply| route::decode_link(reply, &msg::LOOKUP_ATTRS))
+        {
+            Ok(link) => Ok(Some(link)),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(source) => Err(LinkError::Netlink {
+                op: format!("look up link {name}"),
+                source,
+            }),
+        }
     }
 
     pub fn exists(&self, name: &str) -> Result<bool, LinkError> {
@@ -204,29 +180,16 @@ impl Rtnl {
         let index = match ifconf::index_if_present(sock.as_fd(), name) {
             Ok(Some(index)) => index,
             Ok(None) => {
-                self.rt.block_on(async {
-                    match self
-                        .handle
-                        .link()
-                        .add(
-                            LinkBridge::new(name)
-                                .address(mac.0.to_vec())
-                                .mcast_snooping(false)
-                                .up()
-                                .build(),
-                        )
-                        .execute()
-                        .await
-                    {
-                        Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => {
-                            Err(LinkError::Netlink {
-                                op: op("create"),
-                                source: to_io(e),
-                            })
-                        }
-                        _ => Ok(()),
+                let create = RouteNetlinkMessage::NewLink(msg::bridge(name, mac));
+                match self.sock.ack(create, msg::CREATE) {
+                    Err(source) if !is_errno(&source, libc::EEXIST) => {
+                        return Err(LinkError::Netlink {
+                            op: op("create"),
+                            source,
+                        })
                     }
-                })?;
+                    _ => {}
+                }
                 self.set_alias(name, owner_tag)?;
                 ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
                     op: op("find the new"),
@@ -244,21 +207,16 @@ impl Rtnl {
         // there (or an error) goes the long way, where the kernel's EEXIST decides.
         if !matches!(ifconf::primary_ipv4(sock.as_fd(), name), Ok(Some(a)) if a == (gateway, prefix))
         {
-            self.rt.block_on(async {
-                match self
-                    .handle
-                    .address()
-                    .add(index, IpAddr::V4(gateway), prefix)
-                    .execute()
-                    .await
-                {
-                    Err(e) if errno_of(&e) != Some(nix::libc::EEXIST) => Err(LinkError::Netlink {
+            let add = RouteNetlinkMessage::NewAddress(msg::ipv4_address(index, gateway, prefix));
+            match self.sock.ack(add, msg::CREATE) {
+                Err(source) if !is_errno(&source, libc::EEXIST) => {
+                    return Err(LinkError::Netlink {
                         op: format!("add gateway {gateway}/{prefix} to bridge {name}"),
-                        source: to_io(e),
-                    }),
-                    _ => Ok(()),
+                        source,
+                    })
                 }
-            })?;
+                _ => {}
+            }
         }
         // Just a read of its flags when it is up, as it is unless someone set it down.
         ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
@@ -285,36 +243,24 @@ impl Rtnl {
     /// `tag_and_hairpin`). On EEXIST nothing was created; on any later error the pair is
     /// deleted again before returning, so the caller has nothing to undo.
     pub fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(spec.peer_name.to_owned())
-            .address(spec.peer_mac.0.to_vec())
-            .setns_by_fd(netns.file().as_raw_fd())
-            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
-            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
-            .build();
-        let msg = LinkVeth::new(spec.host_name, spec.peer_name)
-            .controller(spec.bridge_index)
-            .up()
-            .append_extra_attribute(LinkAttribute::NumTxQueues(1))
-            .append_extra_attribute(LinkAttribute::NumRxQueues(1))
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .build();
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .add(msg)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink {
-                    op: format!(
-                        "create veth {} (peer {} in {})",
-                        spec.host_name,
-                        spec.peer_name,
-                        netns.path().display()
-                    ),
-                    source: to_io(e),
-                })
-        })?;
+        let veth = msg::veth(&msg::Veth {
+            host: spec.host_name,
+            bridge_index: spec.bridge_index,
+            peer: spec.peer_name,
+            peer_mac: spec.peer_mac,
+            netns_fd: netns.file().as_raw_fd(),
+        });
+        self.sock
+            .ack(RouteNetlinkMessage::NewLink(veth), msg::CREATE)
+            .map_err(|source| LinkError::Netlink {
+                op: format!(
+                    "create veth {} (peer {} in {})",
+                    spec.host_name,
+                    spec.peer_name,
+                    netns.path().display()
+                ),
+                source,
+            })?;
         if let Err(e) = self.tag_and_hairpin(spec.host_name, spec.owner_tag) {
             // Deleting the host end takes the peer with it.
             let _ = self.delete(spec.host_name);
@@ -334,38 +280,23 @@ impl Rtnl {
     /// RTM_SETLINK to the bridge (AF_BRIDGE, IFLA_PROTINFO) of its own, which is how it was set
     /// before the tag existed.
     fn tag_and_hairpin(&self, port: &str, tag: &str) -> Result<(), LinkError> {
-        let msg = LinkUnspec::new_with_name(port)
-            .append_extra_attribute(LinkAttribute::IfAlias(tag.to_owned()))
-            .append_extra_attribute(LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
-                InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)]),
-            )]))
-            .build();
-        self.change(msg, || {
+        self.change(msg::tag_and_hairpin(port, tag), || {
             format!("set the owner alias and hairpin mode of bridge port {port}")
         })
     }
 
     /// Sets a link's alias (IFLA_IFALIAS), which the kernel takes only on an existing link.
     fn set_alias(&self, name: &str, alias: &str) -> Result<(), LinkError> {
-        let msg = LinkUnspec::new_with_name(name)
-            .append_extra_attribute(LinkAttribute::IfAlias(alias.to_owned()))
-            .build();
-        self.change(msg, || format!("set the owner alias of {name}"))
+        self.change(msg::alias(name, alias), || {
+            format!("set the owner alias of {name}")
+        })
     }
 
     /// One RTM_NEWLINK that changes an existing link; `op` says what, for the error.
-    fn change(&self, msg: LinkMessage, op: impl FnOnce() -> String) -> Result<(), LinkError> {
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .change(msg)
-                .execute()
-                .await
-                .map_err(|e| LinkError::Netlink {
-                    op: op(),
-                    source: to_io(e),
-                })
-        })
+    fn change(&self, link: LinkMessage, op: impl FnOnce() -> String) -> Result<(), LinkError> {
+        self.sock
+            .ack(RouteNetlinkMessage::NewLink(link), msg::CHANGE)
+            .map_err(|source| LinkError::Netlink { op: op(), source })
     }
 
     /// Whose the link named `name` is, for a network's bridge: `None` when there is none,
@@ -382,54 +313,47 @@ impl Rtnl {
     /// network's bridge): a veth an endpoint record names goes through `delete_veth`,
     /// which checks it is that record's.
     pub fn delete(&self, name: &str) -> Result<bool, LinkError> {
-        self.rt.block_on(async {
-            match self
-                .handle
-                .link()
-                .del_with_message(LinkUnspec::new_with_name(name).build())
-                .execute()
-                .await
-            {
-                Ok(()) => Ok(true),
-                Err(e) if errno_of(&e) == Some(nix::libc::ENODEV) => Ok(false),
-                Err(e) => Err(LinkError::Netlink {
-                    op: format!("delete link {name}"),
-                    source: to_io(e),
-                }),
-            }
-        })
+        self.delete_link(msg::by_name(name), name)
+    }
+
+    /// Deletes the link `link` names (by name or index; `name` is for the message);
+    /// `Ok(false)` when it is already gone.
+    fn delete_link(&self, link: LinkMessage, name: &str) -> Result<bool, LinkError> {
+        match self
+            .sock
+            .ack(RouteNetlinkMessage::DelLink(link), msg::CHANGE)
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(source) => Err(LinkError::Netlink {
+                op: format!("delete link {name}"),
+                source,
+            }),
+        }
     }
 
     /// Destinations of every IPv4 route in every table, for overlap checks.
     pub fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
-        self.rt.block_on(async {
-            let mut routes = Vec::new();
-            let mut stream = self
-                .handle
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute();
-            loop {
-                match stream.try_next().await {
-                    Ok(Some(msg)) => {
-                        let prefix = msg.header.destination_prefix_length;
-                        for attr in &msg.attributes {
-                            if let RouteAttribute::Destination(RouteAddress::Inet(dst)) = attr {
-                                if let Ok(net) = Ipv4Network::new(*dst, prefix) {
-                                    routes.push(net);
-                                }
+        let mut routes = Vec::new();
+        let dump = RouteNetlinkMessage::GetRoute(msg::ipv4_routes());
+        self.sock
+            .dump(dump, |reply| {
+                if let RouteNetlinkMessage::NewRoute(msg) = route::decode(reply)? {
+                    let prefix = msg.header.destination_prefix_length;
+                    for attr in &msg.attributes {
+                        if let RouteAttribute::Destination(RouteAddress::Inet(dst)) = attr {
+                            if let Ok(net) = Ipv4Network::new(*dst, prefix) {
+                                routes.push(net);
                             }
                         }
                     }
-                    Ok(None) => return Ok(routes),
-                    Err(e) => {
-                        return Err(LinkError::Netlink {
-                            op: "list IPv4 routes".into(),
-                            source: to_io(e),
-                        })
-                    }
                 }
-            }
-        })
+                Ok(())
+            })
+            .map_err(|source| LinkError::Netlink {
+                op: "list IPv4 routes".into(),
+                source,
+            })?;
+        Ok(routes)
     }
 }

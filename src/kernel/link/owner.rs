@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::{ContainerId, OWNER_TAG_PREFIX};
@@ -143,7 +143,7 @@ pub(super) fn bridge_facts(link: &LinkMessage) -> (bool, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::packet_route::link::InfoKind;
+    use netlink_packet_route::link::InfoKind;
 
     fn link(kind: Option<InfoKind>, master: Option<u32>, alias: Option<&str>) -> LinkMessage {
         let mut msg = LinkMessage::default();

@@ -1,0 +1,164 @@
+//! The route netlink messages the link operations send, as `netlink-packet-route` values.
+//! Pure functions, so what goes to the kernel is tested byte for byte without it.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::AddressFamily;
+
+use crate::model::mac::Mac;
+
+/// Flags that make RTM_NEWLINK/RTM_NEWADDR create, and fail with EEXIST when the object is
+/// there already.
+pub(super) const CREATE: u16 = netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
+/// Flags of a request that changes an existing link (and creates nothing).
+pub(super) const CHANGE: u16 = 0;
+
+/// The attributes a lookup keeps (see `netlink::route::decode_link`): kind, bridge, alias,
+/// peer namespace.
+pub(super) const LOOKUP_ATTRS: [u16; 4] = [
+    libc::IFLA_LINKINFO,
+    libc::IFLA_MASTER,
+    libc::IFLA_IFALIAS,
+    libc::IFLA_LINK_NETNSID,
+];
+
+fn up(link: &mut LinkMessage) {
+    link.header.flags |= LinkFlags::Up;
+    link.header.change_mask |= LinkFlags::Up;
+}
+
+fn with_attrs(attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut link = LinkMessage::default();
+    link.attributes = attributes;
+    link
+}
+
+/// A link named `name`: to look up or delete by name.
+pub(super) fn by_name(name: &str) -> LinkMessage {
+    with_attrs(vec![LinkAttribute::IfName(name.to_owned())])
+}
+
+/// The link with `index`: to delete by index.
+pub(super) fn by_index(index: u32) -> LinkMessage {
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    link
+}
+
+/// A lookup of the loopback device (index 1, in every namespace) in the namespace with id
+/// `nsid`: it fails with EINVAL once that namespace is dying.
+pub(super) fn loopback_in(nsid: i32) -> LinkMessage {
+    let mut link = by_index(1);
+    link.attributes.push(LinkAttribute::IfNetnsId(nsid));
+    link
+}
+
+/// A new bridge, up, with its own MAC and multicast snooping off (see `Rtnl::ensure_bridge`).
+pub(super) fn bridge(name: &str, mac: Mac) -> LinkMessage {
+    let mut link = with_attrs(vec![
+        LinkAttribute::IfName(name.to_owned()),
+        LinkAttribute::Address(mac.0.to_vec()),
+        LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+        ]),
+    ]);
+    up(&mut link);
+    link
+}
+
+/// What a new veth pair looks like (see `Rtnl::create_veth`).
+pub(super) struct Veth<'a> {
+    pub host: &'a str,
+    pub bridge_index: u32,
+    pub peer: &'a str,
+    pub peer_mac: Mac,
+    /// The container's namespace, where the peer is born.
+    pub netns_fd: RawFd,
+}
+
+/// A new veth pair: the host end up and a port of the bridge, the peer in the container's
+/// namespace with its name and MAC; one TX and one RX queue on both ends.
+pub(super) fn veth(v: &Veth<'_>) -> LinkMessage {
+    let peer = with_attrs(vec![
+        LinkAttribute::IfName(v.peer.to_owned()),
+        LinkAttribute::Address(v.peer_mac.0.to_vec()),
+        LinkAttribute::NetNsFd(v.netns_fd),
+        LinkAttribute::NumTxQueues(1),
+        LinkAttribute::NumRxQueues(1),
+    ]);
+    let mut link = with_attrs(vec![
+        LinkAttribute::IfName(v.host.to_owned()),
+        LinkAttribute::Controller(v.bridge_index),
+        LinkAttribute::NumTxQueues(1),
+        LinkAttribute::NumRxQueues(1),
+        LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]),
+    ]);
+    up(&mut link);
+    link
+}
+
+/// `port`'s alias set to `tag` and hairpin mode on (see `Rtnl::tag_and_hairpin`).
+pub(super) fn tag_and_hairpin(port: &str, tag: &str) -> LinkMessage {
+    with_attrs(vec![
+        LinkAttribute::IfName(port.to_owned()),
+        LinkAttribute::IfAlias(tag.to_owned()),
+        LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(vec![
+            InfoBridgePort::HairpinMode(true),
+        ]))]),
+    ])
+}
+
+/// `name`'s alias set to `alias`.
+pub(super) fn alias(name: &str, alias: &str) -> LinkMessage {
+    with_attrs(vec![
+        LinkAttribute::IfName(name.to_owned()),
+        LinkAttribute::IfAlias(alias.to_owned()),
+    ])
+}
+
+/// `address/prefix` on the link with `index`, with the subnet's broadcast address (as `ip
+/// address add … brd +` does) below /31.
+pub(super) fn ipv4_address(index: u32, address: Ipv4Addr, prefix: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix;
+    msg.header.index = index;
+    msg.attributes = vec![
+        AddressAttribute::Address(address.into()),
+        AddressAttribute::Local(address.into()),
+    ];
+    if prefix < 31 {
+        let broadcast = Ipv4Addr::from(u32::MAX >> prefix | u32::from(address));
+        msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+    }
+    msg
+}
+
+/// A dump request for IPv4 routes. Without strict checking (which this socket does not ask
+/// for) the kernel reads only the family and dumps every table; the rest of the header is as
+/// the `rtnetlink` crate sent it before, so the request did not change.
+pub(super) fn ipv4_routes() -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg
+}
+
+#[cfg(test)]
+mod tests;
