@@ -512,7 +512,7 @@ fn a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel() {
         "a_veth_whose_peer_namespace_is_being_destroyed_is_left_to_the_kernel",
         {
             use nethook::kernel::link::{HostVeth, Rtnl, VethFate};
-            let rtnl = Rtnl::open().expect("rtnetlink");
+            let rtnl = Rtnl::open().expect("route netlink socket");
             // Teardown deletes only a veth tagged as the container's and on its bridge.
             let id = nethook::model::ids::ContainerId::parse("dying").unwrap();
             let veth = HostVeth {
@@ -604,7 +604,7 @@ fn a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted()
         "a_dead_containers_namespace_gets_a_moment_to_die_before_its_veth_is_deleted",
         {
             use nethook::kernel::link::{HostVeth, Rtnl, VethFate};
-            let rtnl = Rtnl::open().expect("rtnetlink");
+            let rtnl = Rtnl::open().expect("route netlink socket");
             // Teardown deletes only a veth tagged as the container's and on its bridge.
             let (held, kept) = (
                 nethook::model::ids::ContainerId::parse("held").unwrap(),

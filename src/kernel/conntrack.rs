@@ -30,7 +30,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use crate::firewall::Proto;
+use crate::model::ports::Proto;
 use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
 

@@ -237,8 +237,8 @@ pub(crate) enum Forked {
 /// and runs in a session of its own (so a Ctrl-C meant for the runtime's process group does
 /// not cut it short).
 ///
-/// Only for a process with a single thread, as the hook is (its netlink runtime is tokio's
-/// current-thread one, which starts none): the copy has only the calling thread, and a lock
+/// Only for a process with a single thread, as the hook is (its netlink sockets are plain
+/// synchronous ones; nothing starts a thread): the copy has only the calling thread, and a lock
 /// held by any other thread at the fork would stay locked in it for good.
 pub(crate) fn fork_background() -> io::Result<Forked> {
     let devnull = OpenOptions::new()
