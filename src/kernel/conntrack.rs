@@ -30,9 +30,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use crate::model::ports::Proto;
 use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netlink::{self, Attrs, Bus, MsgBuilder, NlSocket};
+use crate::model::ports::Proto;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {
