@@ -109,20 +109,11 @@ mod tests {
 
     use super::*;
     use crate::core::plan::plan_endpoint;
+    use crate::core::plan::tests::request;
     use crate::core::request::Options;
-    use crate::core::request::Request;
-    use crate::model::ids::ContainerId;
     use crate::model::ipam::Pool;
     use crate::model::network::Network;
     use crate::model::ports::parse_ports;
-
-    fn request(id: &str, opts: Options) -> Request {
-        Request {
-            id: ContainerId::parse(id).unwrap(),
-            netns: Some("/proc/1/ns/net".into()),
-            options: opts,
-        }
-    }
 
     #[test]
     fn elements_expand_ranges_and_carry_the_subnet() {

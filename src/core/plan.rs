@@ -68,7 +68,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::request::Options;
     use crate::model::ids::ContainerId;
@@ -76,7 +76,8 @@ mod tests {
     use crate::model::ports::parse_ports;
     use std::net::Ipv4Addr;
 
-    fn request(id: &str, opts: Options) -> Request {
+    /// A request for container `id` (unit tests of this module and of `core::elements`).
+    pub(crate) fn request(id: &str, opts: Options) -> Request {
         Request {
             id: ContainerId::parse(id).unwrap(),
             netns: Some("/proc/1/ns/net".into()),

@@ -150,19 +150,8 @@ mod tests {
     use ipnetwork::Ipv4Network;
 
     use super::*;
-    use crate::firewall::types::{source, Elements, Source};
+    use crate::firewall::types::{port, sample, Elements};
     use crate::firewall::units::element_units;
-    use crate::firewall::{PortMapping, Proto};
-
-    fn port(host_port: u16) -> PortMapping {
-        PortMapping {
-            host_ip: None,
-            proto: Proto::Tcp,
-            host_port,
-            container_ip: Ipv4Addr::new(10, 77, 0, 2),
-            container_port: 80,
-        }
-    }
 
     fn objects(elems: &Elements) -> Vec<String> {
         let sets = element_units(elems, true).unwrap();
@@ -173,20 +162,7 @@ mod tests {
 
     #[test]
     fn one_message_per_set_naming_a_lone_element() {
-        let elems = Elements {
-            masq4: vec!["10.77.1.2/16".parse().unwrap()],
-            bridges: vec!["nethook0".into()],
-            ports4: vec![port(8080)],
-            sources: vec![
-                source("nh0123456789ab", 2),
-                Source {
-                    ipv4: vec![],
-                    ..source("nh0123456789ac", 3)
-                },
-            ],
-            any_ethertype: vec!["nh0123456789ab".into()],
-            ..Elements::default()
-        };
+        let elems = sample();
         assert_eq!(
             objects(&elems),
             vec![

@@ -207,19 +207,41 @@ pub(super) fn source(veth: &str, last: u8) -> Source {
     }
 }
 
+/// A published TCP port for tests: `host_port` on every host address to 10.77.0.2:80.
+#[cfg(test)]
+pub(super) fn port(host_port: u16) -> PortMapping {
+    PortMapping {
+        host_ip: None,
+        proto: Proto::Tcp,
+        host_port,
+        container_ip: Ipv4Addr::new(10, 77, 0, 2),
+        container_port: 80,
+    }
+}
+
+/// Elements of every IPv4 kind for tests: a subnet, a bridge, a port, two endpoints' sources
+/// (one without an address) and one l2open veth.
+#[cfg(test)]
+pub(super) fn sample() -> Elements {
+    Elements {
+        masq4: vec!["10.77.1.2/16".parse().unwrap()],
+        bridges: vec!["nethook0".into()],
+        ports4: vec![port(8080)],
+        sources: vec![
+            source("nh0123456789ab", 2),
+            Source {
+                ipv4: vec![],
+                ..source("nh0123456789ac", 3)
+            },
+        ],
+        any_ethertype: vec!["nh0123456789ab".into()],
+        ..Elements::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn port(host_port: u16) -> PortMapping {
-        PortMapping {
-            host_ip: None,
-            proto: Proto::Tcp,
-            host_port,
-            container_ip: Ipv4Addr::new(10, 77, 0, 2),
-            container_port: 80,
-        }
-    }
 
     #[test]
     fn unspecified_host_ip_means_every_address() {

@@ -240,18 +240,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::firewall::types::source;
+    use crate::firewall::types::{port, sample, source};
     use crate::firewall::{PortMapping, PortMapping6, Proto};
-
-    pub(in crate::firewall) fn port(host_port: u16) -> PortMapping {
-        PortMapping {
-            host_ip: None,
-            proto: Proto::Tcp,
-            host_port,
-            container_ip: Ipv4Addr::new(10, 77, 0, 2),
-            container_port: 80,
-        }
-    }
 
     fn objects(sets: &[SetUnits]) -> Vec<String> {
         sets.iter()
@@ -261,26 +251,11 @@ mod tests {
 
     #[test]
     fn units_name_their_element_per_set_in_a_fixed_order() {
-        let elems = Elements {
-            masq4: vec!["10.77.1.2/16".parse().unwrap()],
-            bridges: vec!["nethook0".into()],
-            ports4: vec![
-                port(8080),
-                PortMapping {
-                    host_ip: Some(Ipv4Addr::UNSPECIFIED),
-                    ..port(8081)
-                },
-            ],
-            sources: vec![
-                source("nh0123456789ab", 2),
-                Source {
-                    ipv4: vec![],
-                    ..source("nh0123456789ac", 3)
-                },
-            ],
-            any_ethertype: vec!["nh0123456789ab".into()],
-            ..Elements::default()
-        };
+        let mut elems = sample();
+        elems.ports4.push(PortMapping {
+            host_ip: Some(Ipv4Addr::UNSPECIFIED),
+            ..port(8081)
+        });
         let sets = element_units(&elems, true).unwrap();
         assert_eq!(
             objects(&sets),

@@ -23,7 +23,9 @@ use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
 use crate::kernel::link::{Foreign, HostVeth, LinkError, VethFate, VethSpec, VethState};
 use crate::kernel::netns::Netns;
-use crate::kernel::seam::{Conntrack, ContainerError, Firewall, HostPorts, Kernel, Links, Sysctls};
+use crate::kernel::seam::{
+    Conntrack, ContainerError, Failpoints, Firewall, HostPorts, Links, Sysctls,
+};
 use crate::kernel::sysctl::SysctlError;
 use crate::model::mac::Mac;
 use crate::model::ports::Proto;
@@ -222,22 +224,7 @@ fn fw_error(errno: i32) -> FirewallError {
     }
 }
 
-impl Kernel for Fake {
-    fn links(&self) -> &dyn Links {
-        self
-    }
-    fn firewall(&self) -> &dyn Firewall {
-        self
-    }
-    fn conntrack(&self) -> &dyn Conntrack {
-        self
-    }
-    fn sysctls(&self) -> &dyn Sysctls {
-        self
-    }
-    fn host_ports(&self) -> &dyn HostPorts {
-        self
-    }
+impl Failpoints for Fake {
     fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
         match self.call("failpoint", name.to_owned()) {
             Some(_) => Err(Injected(name)),

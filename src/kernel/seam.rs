@@ -117,14 +117,45 @@ pub trait Kernel {
     fn conntrack(&self) -> &dyn Conntrack;
     fn sysctls(&self) -> &dyn Sysctls;
     fn host_ports(&self) -> &dyn HostPorts;
+    fn failpoints(&self) -> &dyn Failpoints;
     /// A point between two steps where a test may make the step fail (`failpoint`).
+    fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
+        self.failpoints().failpoint(name)
+    }
+}
+
+/// Points between two steps where a test may make the step fail: the failpoints feature's
+/// environment variable for the real kernel, a recorded call for the fake.
+pub trait Failpoints {
     fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
         failpoint::hit(name)
     }
 }
 
+/// Whatever implements every group is a kernel, handing itself out as each.
+impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + Failpoints> Kernel for T {
+    fn links(&self) -> &dyn Links {
+        self
+    }
+    fn firewall(&self) -> &dyn Firewall {
+        self
+    }
+    fn conntrack(&self) -> &dyn Conntrack {
+        self
+    }
+    fn sysctls(&self) -> &dyn Sysctls {
+        self
+    }
+    fn host_ports(&self) -> &dyn HostPorts {
+        self
+    }
+    fn failpoints(&self) -> &dyn Failpoints {
+        self
+    }
+}
+
 /// The real kernel, in the namespace of the thread that uses it. The route netlink
-/// connection (a tokio runtime) is opened on first use: a poststop whose veth is gone
+/// connection is opened on first use: a poststop whose veth is gone
 /// never needs it. Not to be shared across a fork: a child opens its own (`Host::new`).
 #[derive(Default)]
 pub struct Host {
@@ -145,23 +176,7 @@ impl Host {
     }
 }
 
-impl Kernel for Host {
-    fn links(&self) -> &dyn Links {
-        self
-    }
-    fn firewall(&self) -> &dyn Firewall {
-        self
-    }
-    fn conntrack(&self) -> &dyn Conntrack {
-        self
-    }
-    fn sysctls(&self) -> &dyn Sysctls {
-        self
-    }
-    fn host_ports(&self) -> &dyn HostPorts {
-        self
-    }
-}
+impl Failpoints for Host {}
 
 impl Links for Host {
     fn ensure_bridge(
