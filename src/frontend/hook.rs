@@ -96,8 +96,8 @@ fn finish_in_child(work: Deferred) -> ! {
     // Nobody reads the hook's stderr any more.
     log::to_syslog();
     let id = work.endpoint().id.clone();
-    // A netlink runtime of its own (`Host::new` opens one on first use): an inherited one
-    // would share its epoll instance with the parent, whose exit takes the socket out of it.
+    // A route socket of its own (`Host::new` opens one on first use): one shared with the
+    // parent across the fork could hand either process the other's replies.
     let result = work.run(&Host::new());
     if let Err(e) = &result {
         log::line(&format!(
