@@ -268,6 +268,33 @@ fn check_reports_a_veth_deleted_by_hand() {
 }
 
 #[test]
+fn check_reports_a_missing_route_and_address_inside_the_container() {
+    sandbox!(
+        "check_reports_a_missing_route_and_address_inside_the_container",
+        {
+            let nh = Nethook::new("cni-check-ns");
+            let c = FakeContainer::start("c1");
+            let ns = c.netns().display().to_string();
+            let cfg = conf(&nh, "1.1.0", json!({}));
+            let r = plugin("ADD", &env("c1", &ns), &cfg).ok().clone();
+            let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
+            let with_prev = conf(&nh, "1.1.0", json!({ "prevResult": r }));
+            c.sh("ip route del default");
+            let check = plugin("CHECK", &env("c1", &ns), &with_prev);
+            assert!(check.err() >= 100, "{}", check.raw);
+            let msg = check.out["msg"].as_str().unwrap();
+            assert!(msg.contains("default route via 10.99.0.1"), "{msg}");
+            assert!(!msg.contains("address"), "{msg}");
+            c.sh(&format!("ip addr del {addr} dev eth0"));
+            let check = plugin("CHECK", &env("c1", &ns), &with_prev);
+            assert!(check.err() >= 100, "{}", check.raw);
+            let msg = check.out["msg"].as_str().unwrap();
+            assert!(msg.contains(&format!("address {addr}")), "{msg}");
+        }
+    );
+}
+
+#[test]
 fn gc_removes_only_unlisted_attachments_and_never_hook_endpoints() {
     sandbox!(
         "gc_removes_only_unlisted_attachments_and_never_hook_endpoints",
