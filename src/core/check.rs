@@ -114,7 +114,7 @@ mod tests {
             .fake
             .calls()
             .iter()
-            .any(|c| c.to_string() == "link.inspect_container eth0"));
+            .any(|c| c == "link.inspect_container eth0"));
         // A record whose address the container does not have (the fake's is another).
         let mut ep = w.record("c1").unwrap();
         let v4 = ep.ipv4.as_mut().unwrap();

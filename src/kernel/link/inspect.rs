@@ -61,10 +61,7 @@ pub fn inspect_container(
         if let RouteNetlinkMessage::NewRoute(r) = route::decode(reply)? {
             let main = r.header.table == netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN;
             if main && r.header.destination_prefix_length == 0 {
-                let oif = r
-                    .attributes
-                    .iter()
-                    .any(|a| *a == RouteAttribute::Oif(index));
+                let oif = r.attributes.contains(&RouteAttribute::Oif(index));
                 let gw = r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
                     _ => None,
