@@ -295,6 +295,33 @@ fn check_reports_a_missing_route_and_address_inside_the_container() {
 }
 
 #[test]
+fn check_reports_a_missing_nftables_element() {
+    sandbox!("check_reports_a_missing_nftables_element", {
+        if !needs("nft") {
+            return;
+        }
+        let nh = Nethook::new("cni-check-nft");
+        let c = FakeContainer::start("c1");
+        let ns = c.netns().display().to_string();
+        let cfg = conf(
+            &nh,
+            "1.0.0",
+            json!({"runtimeConfig": {"portMappings": [
+                {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}),
+        );
+        let r = plugin("ADD", &env("c1", &ns), &cfg).ok().clone();
+        let with_prev = conf(&nh, "1.0.0", json!({ "prevResult": r }));
+        let check = plugin("CHECK", &env("c1", &ns), &with_prev);
+        assert_eq!(check.code, 0, "{}", check.raw);
+        sh("nft flush map inet nethook ports4");
+        let check = plugin("CHECK", &env("c1", &ns), &with_prev);
+        assert!(check.err() >= 100, "{}", check.raw);
+        let msg = check.out["msg"].as_str().unwrap();
+        assert!(msg.contains("nftables") && msg.contains("ports4"), "{msg}");
+    });
+}
+
+#[test]
 fn gc_removes_only_unlisted_attachments_and_never_hook_endpoints() {
     sandbox!(
         "gc_removes_only_unlisted_attachments_and_never_hook_endpoints",

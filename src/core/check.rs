@@ -1,8 +1,10 @@
 //! Whether a container's endpoint is whole: its record, its network, the links its
-//! driver made and, given the container's namespace, the address and default route in
+//! driver made, its nftables elements and, given the container's namespace, the address and default route in
 //! there. Changes nothing. For `CHECK` of the CNI front end and for people.
 
+use crate::core::elements::firewall_elements;
 use crate::driver::{self, DriverKernel};
+use crate::firewall::FirewallError;
 use crate::kernel::link::LinkError;
 use crate::kernel::netns::Netns;
 use crate::kernel::seam::{ContainerError, Kernel};
@@ -18,6 +20,8 @@ pub enum CheckError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Container(#[from] ContainerError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
 }
 
 /// What is missing of `id`'s endpoint, one line each; empty when it is whole. With
@@ -42,6 +46,7 @@ pub fn check(
         Err(e) => return Err(e.into()),
     };
     let mut missing = driver::for_kind(ep.driver).check(DriverKernel::new(k), &net, &ep)?;
+    missing.extend(k.firewall().missing_elements(&firewall_elements(&ep))?);
     if let Some(netns) = netns {
         missing.extend(check_container(k, netns, &ep)?);
     }

@@ -58,6 +58,7 @@ const QUERIES: &[&str] = &[
     "link.inspect_container",
     "fw.missing_skeleton",
     "fw.table_exists",
+    "fw.missing_elements",
     "sysctl.ip_forwarding",
     "sysctl.route_localnet_on",
     "ports.busy",
@@ -405,6 +406,15 @@ impl Firewall for Fake {
         let arg = format!("{live:?}{}", if dry_run { " dry" } else { "" });
         self.fw_call("fw.prune", arg)?;
         Ok(Vec::new())
+    }
+    /// The fake keeps no elements: all are there while the skeleton is, none without it.
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError> {
+        self.fw_call("fw.missing_elements", format!("{elements:?}"))?;
+        Ok(if self.state.borrow().skeleton || elements.is_empty() {
+            Vec::new()
+        } else {
+            vec!["nftables table inet nethook is missing".to_owned()]
+        })
     }
 }
 

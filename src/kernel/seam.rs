@@ -89,6 +89,8 @@ pub trait Firewall {
     fn missing_skeleton(&self) -> Result<Vec<&'static str>, FirewallError>;
     fn table_exists(&self) -> Result<bool, FirewallError>;
     fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError>;
+    /// One line per element of `elements` the kernel's sets do not hold (CHECK).
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError>;
 }
 
 pub trait Conntrack {
@@ -278,6 +280,9 @@ impl Firewall for Host {
     }
     fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError> {
         firewall::prune(live, dry_run)
+    }
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError> {
+        firewall::missing_elements(elements)
     }
 }
 
