@@ -38,7 +38,11 @@ impl Call {
 
 /// Runs the plugin binary with only the CNI variables (and PATH), as runtimes do.
 fn plugin(command: &str, env: &[(&str, &str)], stdin: &str) -> Call {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nethook"))
+    run_plugin(env!("CARGO_BIN_EXE_nethook"), command, env, stdin)
+}
+
+fn run_plugin(binary: &str, command: &str, env: &[(&str, &str)], stdin: &str) -> Call {
+    let mut child = std::process::Command::new(binary)
         .env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_PATH", "/opt/cni/bin")
@@ -485,4 +489,65 @@ fn a_prev_result_keeps_the_earlier_plugins_interfaces() {
         assert_eq!(r["ips"][0]["address"], "192.168.77.2/24");
         assert_eq!(r["ips"][1]["interface"], 2);
     });
+}
+
+/// Debian's containernetworking-plugins, where the package puts them.
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+#[test]
+fn nethook_chains_between_the_reference_loopback_and_tuning_plugins() {
+    sandbox!(
+        "nethook_chains_between_the_reference_loopback_and_tuning_plugins",
+        {
+            let (lo, tuning) = (
+                format!("{REFERENCE_PLUGINS}/loopback"),
+                format!("{REFERENCE_PLUGINS}/tuning"),
+            );
+            if !std::path::Path::new(&tuning).exists() || !std::path::Path::new(&lo).exists() {
+                eprintln!("SKIP: needs {lo} and {tuning} (containernetworking-plugins)");
+                return;
+            }
+            let nh = Nethook::new("cni-chain");
+            let c = FakeContainer::start("c1");
+            let ns = c.netns().display().to_string();
+            let e = env("c1", &ns);
+            let mut e_lo = e.clone();
+            e_lo[1] = ("CNI_IFNAME", "lo");
+            // As libcni runs a conflist: each plugin gets the one before's result.
+            let first = run_plugin(
+                &lo,
+                "ADD",
+                &e_lo,
+                &json!({"cniVersion": "1.0.0", "name": "pods", "type": "loopback"}).to_string(),
+            );
+            let prev = first.ok().clone();
+            let ours = plugin(
+                "ADD",
+                &e,
+                &conf(&nh, "1.0.0", json!({ "prevResult": prev })),
+            );
+            let ours = ours.ok().clone();
+            assert_eq!(ours["interfaces"][0]["name"], "lo", "{ours}");
+            let tuned = run_plugin(
+                &tuning,
+                "ADD",
+                &e,
+                &json!({"cniVersion": "1.0.0", "name": "pods", "type": "tuning",
+                        "mtu": 1400, "prevResult": ours})
+                .to_string(),
+            );
+            let tuned = tuned.ok();
+            assert_eq!(tuned["ips"], ours["ips"], "{tuned}");
+            assert!(c.sh("ip link show eth0").contains("mtu 1400"));
+            assert!(c.sh_ok("ping -c1 -W2 10.99.0.1"));
+            // DEL in reverse order, as libcni does.
+            let del_conf =
+                |t: &str| json!({"cniVersion": "1.0.0", "name": "pods", "type": t}).to_string();
+            assert_eq!(run_plugin(&tuning, "DEL", &e, &del_conf("tuning")).code, 0);
+            assert_eq!(plugin("DEL", &e, &conf(&nh, "1.0.0", json!({}))).code, 0);
+            assert_eq!(run_plugin(&lo, "DEL", &e_lo, &del_conf("loopback")).code, 0);
+            nh.settle();
+            assert_eq!(nh.records(), 0);
+        }
+    );
 }
