@@ -119,7 +119,9 @@ fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
         nethook::exit_now(hook::run(&store, None));
     }
-    if std::env::var_os("CNI_COMMAND").is_some() {
+    // Runtimes exec a CNI plugin with no arguments; a command line with some is the CLI,
+    // even from a shell that happens to export CNI_COMMAND.
+    if std::env::var_os("CNI_COMMAND").is_some() && std::env::args_os().len() == 1 {
         nethook::exit_now(cni_plugin());
     }
     let cli = Cli::parse();

@@ -551,3 +551,21 @@ fn nethook_chains_between_the_reference_loopback_and_tuning_plugins() {
         }
     );
 }
+
+#[test]
+fn a_command_line_with_arguments_is_the_cli_even_with_cni_command_set() {
+    let nh = Nethook::new("cni-cli");
+    let out = nh
+        .command()
+        .env("CNI_COMMAND", "ADD")
+        .args(["network", "ls", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nets: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(nets.is_array(), "{nets}");
+}
