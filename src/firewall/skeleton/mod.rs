@@ -202,7 +202,7 @@ pub(crate) const SETS: [SetSpec; 11] = [
         concat: &NOMASQ4_FIELDS,
         key_byteorder: None,
         comment: Some(
-            c"masq4 subnet . destination its traffic reaches unmasqueraded (--no-masquerade-to)",
+            c"subnet . CIDR it is routed to and from with its own addresses (--no-masquerade-to)",
         ),
     },
     SetSpec {
