@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use nethook::core::{gc, list as view, network as networks};
 use nethook::frontend::oci::Stage;
-use nethook::frontend::{hook, install};
+use nethook::frontend::{cni, hook, install};
 use nethook::kernel::seam::Host;
 use nethook::model::network::Network;
 use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
@@ -49,11 +49,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a Podman hooks.d file (nethook.json) that runs nethook for annotated containers.
+    /// Write a Podman hooks.d file (nethook.json) that runs nethook for annotated containers,
+    /// and/or install nethook as a CNI plugin.
     Install {
         /// The hooks directory given to `podman --hooks-dir`.
+        #[arg(long, required_unless_present = "cni_bin_dir")]
+        podman_hooks_dir: Option<PathBuf>,
+        /// Install this binary as the CNI plugin DIR/nethook (e.g. /opt/cni/bin).
         #[arg(long)]
-        podman_hooks_dir: PathBuf,
+        cni_bin_dir: Option<PathBuf>,
+        /// Write an example conflist (10-nethook.conflist) here (e.g. /etc/cni/net.d).
+        #[arg(long, requires = "cni_bin_dir")]
+        cni_conf_dir: Option<PathBuf>,
         /// Run for every container, not only those annotated nethook.network.
         #[arg(long)]
         always: bool,
@@ -116,6 +123,9 @@ fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
         nethook::exit_now(hook::run(&store, None));
     }
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        nethook::exit_now(cni_plugin());
+    }
     let cli = Cli::parse();
     let store = Store::new(cli.config_dir, cli.run_dir);
     let result = match cli.command {
@@ -125,12 +135,24 @@ fn main() -> ExitCode {
         Command::Gc { dry_run } => run_gc(&store, dry_run),
         Command::Install {
             podman_hooks_dir,
+            cni_bin_dir,
+            cni_conf_dir,
             always,
             binary,
         } => hook_binary(binary).and_then(|bin| {
-            let path =
-                install::install_podman_hook(&podman_hooks_dir, &bin, &hook_env(&store), always)?;
-            println!("{}", path.display());
+            if let Some(dir) = podman_hooks_dir {
+                let path = install::install_podman_hook(&dir, &bin, &hook_env(&store), always)?;
+                println!("{}", path.display());
+            }
+            if let Some(dir) = cni_bin_dir {
+                let done =
+                    install::install_cni(&dir, &bin, cni_conf_dir.as_deref(), &hook_env(&store))?;
+                println!("{}", done.plugin.display());
+                if let Some((path, written)) = done.conflist {
+                    let note = if written { "" } else { " (exists, left as is)" };
+                    println!("{}{note}", path.display());
+                }
+            }
             Ok(())
         }),
         Command::Inject { bundle, binary } => hook_binary(binary).and_then(|bin| {
@@ -154,6 +176,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The CNI plugin: reads all of stdin (a runtime may block writing it otherwise) and runs
+/// the command `CNI_COMMAND` names.
+fn cni_plugin() -> u8 {
+    let mut stdin = Vec::new();
+    if let Err(e) = io::Read::read_to_end(&mut io::stdin().lock(), &mut stdin) {
+        let e = cni::error::CniError::new(
+            cni::error::Code::Io,
+            format!("reading the network configuration from stdin: {e}"),
+        );
+        println!("{}", e.to_json(cni::version::NEWEST.as_str()));
+        return 1;
+    }
+    cni::run(&stdin)
 }
 
 /// `nethook hook` with no other argument, as every hook file and `inject` write it: the store
