@@ -100,6 +100,10 @@ enum NetworkCommand {
         /// Do not masquerade traffic leaving the subnet.
         #[arg(long)]
         no_masquerade: bool,
+        /// Keep the containers' source address for traffic to CIDR (repeatable), e.g. the
+        /// cluster CIDR whose node subnets are routed between hosts.
+        #[arg(long = "no-masquerade-to", value_name = "CIDR")]
+        no_masquerade_to: Vec<String>,
         /// Let containers send any ethertype (LLDP, STP, ...), not only IPv4 and ARP.
         #[arg(long)]
         any_ethertype: bool,
@@ -218,10 +222,12 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             gateway,
             bridge,
             no_masquerade,
+            no_masquerade_to,
             any_ethertype,
         } => {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
+            net.set_no_masquerade_to(&no_masquerade_to)?;
             networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }

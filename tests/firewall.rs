@@ -48,7 +48,8 @@ fn skeleton_matches_nft() {
             "map ports4 {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n",
             "map hports4 {\n\t\ttype ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service\n",
             "fib daddr type local jump publish comment",
-            "ip saddr @masq4 ip daddr != @masq4 masquerade comment",
+            "ip saddr @masq4 ip daddr != @masq4 ip saddr . ip daddr != @nomasq4 masquerade comment",
+            "set nomasq4 {\n\t\ttype ipv4_addr . ipv4_addr\n\t\tflags interval\n",
             "iif != \"lo\" ip daddr 127.0.0.0/8 drop comment \"CVE-2020-8558",
         ] {
             assert!(ours.contains(needle), "missing {needle:?} in\n{ours}");
@@ -67,6 +68,11 @@ fn skeleton_matches_nft() {
         // With elements too (our encoding vs nft's).
         firewall::add(&Elements {
             masq4: vec![net("10.77.0.0/16"), net("255.255.255.0/24")],
+            nomasq4: vec![
+                (net("10.77.0.0/16"), net("10.244.0.0/16")),
+                (net("10.77.0.0/16"), net("192.168.7.9/32")),
+                (net("255.255.255.0/24"), net("0.0.0.0/0")),
+            ],
             ports4: vec![
                 pm(None, Proto::Tcp, 8080, [10, 77, 0, 2], 80),
                 pm(Some([127, 0, 0, 1]), Proto::Udp, 53, [10, 77, 0, 2], 5353),
@@ -100,8 +106,9 @@ fn skeleton_matches_nft() {
             env!("CARGO_MANIFEST_DIR")
         ));
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
+        sh("nft add element inet nethook nomasq4 '{ 10.77.0.0/16 . 10.244.0.0/16, 10.77.0.0/16 . 192.168.7.9, 255.255.255.0/24 . 0.0.0.0/0 }'");
         // The probe elements every element batch re-adds (see firewall/probe.rs).
-        sh("nft add element inet nethook fwd_guard '{ 0 }'");
+        sh("nft add element inet nethook probe_nomasq4 '{ 0 }'");
         sh(r#"nft add element bridge nethook l2open '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
         sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
@@ -118,6 +125,40 @@ fn skeleton_matches_nft() {
         sh(r#"nft add element bridge nethook l2open '{ "nhffffffffffff" }'"#);
         assert_eq!(ours, sh("nft list table inet nethook"));
         assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
+    });
+}
+
+/// Masquerade exceptions are per-network elements like the subnet: re-added by every container
+/// of the network, deleted with its last, and gone from nft's listing then.
+#[test]
+fn masquerade_exceptions_add_and_delete() {
+    sandbox("masquerade_exceptions_add_and_delete", || {
+        firewall::ensure_skeleton().unwrap();
+        let pods = Elements {
+            masq4: vec![net("10.244.1.0/24")],
+            nomasq4: vec![(net("10.244.1.0/24"), net("10.244.0.0/16"))],
+            ..Default::default()
+        };
+        let other = Elements {
+            masq4: vec![net("10.77.0.0/16")],
+            nomasq4: vec![(net("10.77.0.0/16"), net("172.16.0.0/12"))],
+            ..Default::default()
+        };
+        firewall::add(&pods).unwrap();
+        firewall::add(&pods).unwrap();
+        firewall::add(&other).unwrap();
+        let set = sh("nft list set inet nethook nomasq4");
+        assert!(set.contains("10.244.1.0/24 . 10.244.0.0/16"), "{set}");
+        assert!(set.contains("10.77.0.0/16 . 172.16.0.0/12"), "{set}");
+        firewall::delete(&pods).unwrap();
+        let set = sh("nft list set inet nethook nomasq4");
+        assert!(!set.contains("10.244.1.0/24"), "{set}");
+        assert!(set.contains("10.77.0.0/16 . 172.16.0.0/12"), "{set}");
+        // Deleting again (teardown is idempotent), also as kernels before 6.3 delete.
+        firewall::delete(&pods).unwrap();
+        firewall::delete(&other).unwrap();
+        let set = sh("nft list set inet nethook nomasq4");
+        assert!(!set.contains("elements"), "{set}");
     });
 }
 

@@ -47,6 +47,10 @@ fn batches_to_delete(elems: &Elements) -> u64 {
 fn big_endpoint() -> Elements {
     Elements {
         masq4: vec!["10.77.0.0/16".parse().unwrap()],
+        nomasq4: vec![(
+            "10.77.0.0/16".parse().unwrap(),
+            "10.244.0.0/16".parse().unwrap(),
+        )],
         bridges: vec!["nethook0".into()],
         ports4: ports(20000, 1500),
         sources: vec![Source {
@@ -426,8 +430,14 @@ fn an_old_table_is_noticed_by_the_next_add_and_recreated() {
         let inet = sh("nft list table inet nethook");
         assert!(inet.contains("ip daddr 127.0.0.0/8 return"), "{inet}");
         assert!(inet.contains("meta nfproto @fwd_guard"), "{inet}");
+        assert!(
+            inet.contains("ip saddr . ip daddr != @nomasq4 masquerade"),
+            "{inet}"
+        );
         // The probe element stays (no packet matches it): re-adding it later is no kernel work.
-        assert!(sh("nft list set inet nethook fwd_guard").contains("elements = { 0 }"));
+        assert!(sh("nft list set inet nethook probe_nomasq4").contains("elements = { 0 }"));
+        // Re-created whole: the masquerade exceptions of the restored endpoints go in.
+        assert!(sh("nft list set inet nethook nomasq4").contains("10.77.0.0/16 . 10.244.0.0/16"));
         assert!(sh("nft list set bridge nethook l2open").contains("nh0123456789ab"));
     });
 }

@@ -23,11 +23,13 @@ pub fn firewall_elements(ep: &Endpoint) -> Elements {
 }
 
 /// The per-network elements the endpoint relies on: its subnet in the masquerade set (when the
-/// network masquerades) and its bridge in the isolation sets. Shared by the network's endpoints:
+/// network masquerades) with the destinations excluded from it, and its bridge in the
+/// isolation sets. Shared by the network's endpoints:
 /// added (non-exclusively) with each, deleted with the network's last.
 pub fn network_elements(ep: &Endpoint) -> Elements {
     Elements {
         masq4: masquerade_elements(ep),
+        nomasq4: masquerade_exceptions(ep),
         bridges: vec![ep.bridge.clone()],
         ..Elements::default()
     }
@@ -81,6 +83,15 @@ pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The masquerade exceptions of the endpoint's subnet: (subnet, destination) for each of
+/// the network's `no_masquerade_to`, when it masquerades at all.
+pub fn masquerade_exceptions(ep: &Endpoint) -> Vec<(Ipv4Network, Ipv4Network)> {
+    let Some(subnet) = masquerade_elements(ep).into_iter().next() else {
+        return Vec::new();
+    };
+    ep.no_masquerade_to.iter().map(|to| (subnet, *to)).collect()
 }
 
 /// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
@@ -179,6 +190,34 @@ mod tests {
         assert_eq!(e.bridges, vec!["nethook0".to_owned()]);
         assert_eq!(e.sources.len(), 1);
         assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn masquerade_exceptions_pair_the_subnet_with_each_destination() {
+        let mut net = Network::new("pods", "10.244.1.0/24", None, None, true).unwrap();
+        net.set_no_masquerade_to(&["10.244.0.0/16", "192.168.9.0/24"])
+            .unwrap();
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", Options::default()), &net, &pool)
+            .unwrap()
+            .0;
+        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
+        let shared = network_elements(&ep);
+        assert_eq!(shared.masq4, vec![n("10.244.1.0/24")]);
+        assert_eq!(
+            shared.nomasq4,
+            vec![
+                (n("10.244.1.0/24"), n("10.244.0.0/16")),
+                (n("10.244.1.0/24"), n("192.168.9.0/24"))
+            ]
+        );
+        assert!(firewall_elements(&ep).own().nomasq4.is_empty());
+        // A record without masquerade has no exceptions, whatever it lists.
+        let flat = Endpoint {
+            masquerade: false,
+            ..ep
+        };
+        assert!(network_elements(&flat).nomasq4.is_empty());
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         ipv6: None,
         ports: req.options.ports.clone(),
         masquerade: v4.masquerade,
+        no_masquerade_to: if v4.masquerade {
+            net.no_masquerade_to.clone()
+        } else {
+            Vec::new()
+        },
         any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };

@@ -47,6 +47,7 @@ fn endpoint(id: &str) -> Endpoint {
         ipv6: None,
         ports: Vec::new(),
         masquerade: true,
+        no_masquerade_to: Vec::new(),
         any_ethertype: false,
         netns: None,
     }

@@ -167,6 +167,7 @@ mod tests {
             objects(&elems),
             vec![
                 "masq4 element 10.77.0.0/16",
+                "nomasq4 element 10.77.0.0/16 . 10.0.0.0/8",
                 "nets element for bridge nethook0",
                 "intra element for bridge nethook0",
                 "ports4 element tcp . 8080",

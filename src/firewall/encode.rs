@@ -57,6 +57,12 @@ pub(crate) const MACS_KEY_LEN: u32 = IFNAME_LEN as u32 + 8;
 pub(crate) const ADDRS4_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR, TYPE_IPADDR]);
 pub(crate) const ADDRS4_KEY_LEN: u32 = IFNAME_LEN as u32 + 8 + 4;
 
+/// `ipv4_addr . ipv4_addr` (set `nomasq4`: source subnet . destination, both intervals)
+pub(crate) const NOMASQ4_KEY_TYPE: u32 = concat_type(&[TYPE_IPADDR, TYPE_IPADDR]);
+pub(crate) const NOMASQ4_KEY_LEN: u32 = 8;
+/// The field lengths of `nomasq4`'s key (`NFTA_SET_DESC_CONCAT`).
+pub(crate) const NOMASQ4_FIELDS: [u8; 2] = [4, 4];
+
 /// `ifname` (set `l2open`: host veths that may send any ethertype)
 pub(crate) const L2OPEN_KEY_TYPE: u32 = TYPE_IFNAME;
 pub(crate) const L2OPEN_KEY_LEN: u32 = IFNAME_LEN as u32;
@@ -198,6 +204,21 @@ pub(crate) fn interval_elems(net: Ipv4Network) -> Vec<ElemSpec> {
     }
 }
 
+/// The element of an interval concatenation (`nomasq4`) for (subnet, destination): the first
+/// address of each prefix as the key, the last of each as the inclusive end (`KEY_END`), as
+/// nft sends `10.244.1.0/24 . 10.244.0.0/16`.
+pub(crate) fn nomasq4_elem(subnet: Ipv4Network, destination: Ipv4Network) -> ElemSpec {
+    let mut key = subnet.network().octets().to_vec();
+    key.extend_from_slice(&destination.network().octets());
+    let mut end = subnet.broadcast().octets().to_vec();
+    end.extend_from_slice(&destination.broadcast().octets());
+    ElemSpec {
+        key,
+        key_end: Some(end),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +274,23 @@ mod tests {
         assert_eq!(
             addrs4_key(&veth, mac, Ipv4Addr::UNSPECIFIED).len() as u32,
             ADDRS4_KEY_LEN
+        );
+    }
+
+    #[test]
+    fn nomasq4_elements_match_nft() {
+        // nft --debug=netlink add element inet t nomasq4 { 10.244.1.0/24 . 10.244.0.0/16 }:
+        // "element 0001f40a 0000f40a  - ff01f40a fffff40a"
+        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
+        let e = nomasq4_elem(n("10.244.1.7/24"), n("10.244.0.0/16"));
+        assert_eq!(words(&e.key), "0001f40a 0000f40a");
+        assert_eq!(words(e.key_end.as_deref().unwrap()), "ff01f40a fffff40a");
+        assert_eq!((e.flags, e.data), (0, None));
+        assert_eq!(NOMASQ4_KEY_TYPE, 0x1c7);
+        assert_eq!(e.key.len() as u32, NOMASQ4_KEY_LEN);
+        assert_eq!(
+            NOMASQ4_FIELDS.iter().map(|f| u32::from(*f)).sum::<u32>(),
+            NOMASQ4_KEY_LEN
         );
     }
 

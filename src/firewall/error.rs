@@ -28,6 +28,11 @@ pub enum Object {
         index: usize,
     },
     Masq4(Ipv4Network),
+    /// A masquerade exception: traffic from the subnet to the destination (set `nomasq4`).
+    NoMasq4 {
+        subnet: Ipv4Network,
+        destination: Ipv4Network,
+    },
     /// A message holding several elements of one set.
     Elements {
         set: &'static str,
@@ -72,6 +77,10 @@ impl fmt::Display for Object {
                 "rule #{index} of chain {chain} of table {family} {TABLE_NAME}"
             ),
             Object::Masq4(n) => write!(f, "masq4 element {n}"),
+            Object::NoMasq4 {
+                subnet,
+                destination,
+            } => write!(f, "nomasq4 element {subnet} . {destination}"),
             Object::Elements { set, count } => write!(f, "{count} elements of set {set}"),
             Object::ForwardGuard => f.write_str("fwd_guard element ipv4"),
             Object::Bridge { set, bridge } => write!(f, "{set} element for bridge {bridge}"),

@@ -163,6 +163,16 @@ mod wire {
                 "10.77.0.0/16".parse().unwrap(),
                 "255.255.255.0/24".parse().unwrap(),
             ],
+            nomasq4: vec![
+                (
+                    "10.77.0.0/16".parse().unwrap(),
+                    "10.244.0.0/16".parse().unwrap(),
+                ),
+                (
+                    "10.77.0.0/16".parse().unwrap(),
+                    "0.0.0.0/0".parse().unwrap(),
+                ),
+            ],
             bridges: vec!["nethook0".into(), "nh-blue".into()],
             ports4: vec![
                 port(None, Proto::Tcp, 8080),

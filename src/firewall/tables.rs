@@ -277,6 +277,7 @@ pub(super) fn with_create_batch<R>(
                 spec.key_len,
                 spec.flags,
                 spec.data,
+                spec.concat,
                 &set_udata(spec),
             );
             (cstr_static(spec.name), set)

@@ -96,10 +96,11 @@ pub struct Source {
 /// each address family in fields of its own (`…4`, `…6`).
 ///
 /// Per network (shared by the containers of a network: adding an existing one succeeds; delete
-/// them only when the network's last endpoint goes): `masq4`, `masq6`, `bridges`.
+/// them only when the network's last endpoint goes): `masq4`, `masq6`, `nomasq4`, `nomasq6`,
+/// `bridges`.
 /// Per container (see [`Elements::own`]): `ports4`, `ports6`, `sources`, `any_ethertype`.
 ///
-/// The skeleton has no IPv6 sets yet: a non-empty IPv6 part (`masq6`, `ports6`,
+/// The skeleton has no IPv6 sets yet: a non-empty IPv6 part (`masq6`, `nomasq6`, `ports6`,
 /// [`Source::ipv6`]) makes every operation fail with [`FirewallError::Ipv6Unsupported`]
 /// (see `units.rs`), never silently drop it.
 ///
@@ -110,6 +111,11 @@ pub struct Elements {
     pub masq4: Vec<Ipv4Network>,
     /// IPv6 subnets whose outgoing traffic is masqueraded (for set `masq6`).
     pub masq6: Vec<Ipv6Network>,
+    /// Exceptions to masquerade (set `nomasq4`): traffic from a `masq4` subnet (first) to a
+    /// destination (second) keeps its source address.
+    pub nomasq4: Vec<(Ipv4Network, Ipv4Network)>,
+    /// IPv6 exceptions to masquerade (for set `nomasq6`).
+    pub nomasq6: Vec<(Ipv6Network, Ipv6Network)>,
     /// Bridges of nethook networks (sets `nets` and `intra`): isolation between networks, for
     /// both address families.
     pub bridges: Vec<String>,
@@ -130,6 +136,8 @@ impl Elements {
     pub fn is_empty(&self) -> bool {
         self.masq4.is_empty()
             && self.masq6.is_empty()
+            && self.nomasq4.is_empty()
+            && self.nomasq6.is_empty()
             && self.bridges.is_empty()
             && self.ports4.is_empty()
             && self.ports6.is_empty()
@@ -138,8 +146,8 @@ impl Elements {
     }
 
     /// Only what belongs to this container alone (ports, sources, any_ethertype): what a
-    /// rollback or teardown deletes. The per-network elements (masq4, masq6, bridges) go with
-    /// the network's last endpoint.
+    /// rollback or teardown deletes. The per-network elements (masq4, masq6, nomasq4,
+    /// nomasq6, bridges) go with the network's last endpoint.
     pub fn own(&self) -> Elements {
         Elements {
             ports4: self.ports4.clone(),
@@ -150,11 +158,13 @@ impl Elements {
         }
     }
 
-    /// Only the per-network elements (masq4, masq6, bridges).
+    /// Only the per-network elements (masq4, masq6, nomasq4, nomasq6, bridges).
     pub fn shared(&self) -> Elements {
         Elements {
             masq4: self.masq4.clone(),
             masq6: self.masq6.clone(),
+            nomasq4: self.nomasq4.clone(),
+            nomasq6: self.nomasq6.clone(),
             bridges: self.bridges.clone(),
             ..Elements::default()
         }
@@ -169,6 +179,10 @@ impl Elements {
         let norm6 = |n: Ipv6Network| Ipv6Network::new(n.network(), n.prefix()).unwrap_or(n);
         merge_normalised(&mut self.masq4, other.masq4, norm4);
         merge_normalised(&mut self.masq6, other.masq6, norm6);
+        let pair4 = |(a, b)| (norm4(a), norm4(b));
+        let pair6 = |(a, b)| (norm6(a), norm6(b));
+        merge_normalised(&mut self.nomasq4, other.nomasq4, pair4);
+        merge_normalised(&mut self.nomasq6, other.nomasq6, pair6);
         merge(&mut self.bridges, other.bridges);
         merge(&mut self.ports4, other.ports4);
         merge(&mut self.ports6, other.ports6);
@@ -219,12 +233,16 @@ pub(super) fn port(host_port: u16) -> PortMapping {
     }
 }
 
-/// Elements of every IPv4 kind for tests: a subnet, a bridge, a port, two endpoints' sources
+/// Elements of every IPv4 kind for tests: a subnet and an exception to its masquerade, a bridge, a port, two endpoints' sources
 /// (one without an address) and one l2open veth.
 #[cfg(test)]
 pub(super) fn sample() -> Elements {
     Elements {
         masq4: vec!["10.77.1.2/16".parse().unwrap()],
+        nomasq4: vec![(
+            "10.77.1.2/16".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        )],
         bridges: vec!["nethook0".into()],
         ports4: vec![port(8080)],
         sources: vec![
@@ -270,6 +288,11 @@ mod tests {
         let e = Elements {
             masq4: vec!["10.77.0.0/16".parse().unwrap()],
             masq6: vec!["fd00:77::/64".parse().unwrap()],
+            nomasq4: vec![(
+                "10.77.0.0/16".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            )],
+            nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
             bridges: vec!["nethook0".into()],
             sources: vec![source("nh0123456789ab", 2)],
             ..Elements::default()
@@ -277,12 +300,17 @@ mod tests {
         assert!(!e.is_empty() && Elements::default().is_empty());
         let own = e.own();
         assert!(own.masq4.is_empty() && own.masq6.is_empty() && own.bridges.is_empty());
+        assert!(own.nomasq4.is_empty() && own.nomasq6.is_empty());
         assert_eq!(own.sources, e.sources);
         let shared = e.shared();
         assert!(shared.sources.is_empty() && shared.ports4.is_empty());
         assert_eq!(
             (shared.masq4, shared.masq6, shared.bridges),
             (e.masq4.clone(), e.masq6.clone(), e.bridges.clone())
+        );
+        assert_eq!(
+            (shared.nomasq4, shared.nomasq6),
+            (e.nomasq4.clone(), e.nomasq6.clone())
         );
         let with_more = Elements {
             any_ethertype: vec!["nh0123456789ab".into()],
@@ -308,6 +336,10 @@ mod tests {
         for only6 in [
             Elements {
                 masq6: e.masq6.clone(),
+                ..Elements::default()
+            },
+            Elements {
+                nomasq6: e.nomasq6.clone(),
                 ..Elements::default()
             },
             Elements {
@@ -353,6 +385,25 @@ mod tests {
             vec!["fd00:77::/64".parse::<Ipv6Network>().unwrap()]
         );
         assert_eq!(all.bridges, vec!["nethook0", "nethook1"]);
+        let pair = |a: &str, b: &str| (a.parse().unwrap(), b.parse().unwrap());
+        all.extend(Elements {
+            nomasq4: vec![pair("10.77.0.2/16", "10.0.0.0/8")],
+            ..Elements::default()
+        });
+        all.extend(Elements {
+            nomasq4: vec![
+                pair("10.77.0.0/16", "10.0.0.0/8"),
+                pair("10.78.0.0/16", "10.0.0.0/8"),
+            ],
+            ..Elements::default()
+        });
+        assert_eq!(
+            all.nomasq4,
+            vec![
+                pair("10.77.0.0/16", "10.0.0.0/8"),
+                pair("10.78.0.0/16", "10.0.0.0/8")
+            ]
+        );
         assert_eq!(all.ports4, vec![port(80), port(81)]);
         assert_eq!(all.sources.len(), 2);
         assert_eq!(all.any_ethertype, vec!["nh0123456789ac"]);

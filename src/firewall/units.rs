@@ -13,7 +13,9 @@ use ipnetwork::Ipv4Network;
 
 use super::encode;
 use super::error::{FirewallError, Object};
-use super::skeleton::{ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, PORTS4};
+use super::skeleton::{
+    ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, NOMASQ4, PORTS4,
+};
 use super::tables::cstr_static;
 use super::types::{Elements, Source, TableFamily};
 use crate::sys::nft::ElemSpec;
@@ -79,6 +81,7 @@ pub(super) fn element_units(
     // the former, and the latter are keyed by the host veth, named after the container id, so
     // re-adding a live endpoint's own elements (restore) is fine.
     let mut masq4 = SetUnits::new(Inet, MASQ4, NLM_F_CREATE);
+    let mut nomasq4 = SetUnits::new(Inet, NOMASQ4, NLM_F_CREATE);
     let mut nets = SetUnits::new(Inet, NETS, NLM_F_CREATE);
     let mut intra = SetUnits::new(Inet, INTRA, NLM_F_CREATE);
     let port_flags = if exclusive_ports {
@@ -93,6 +96,11 @@ pub(super) fn element_units(
     let mut l2open = SetUnits::new(Bridge, L2OPEN, NLM_F_CREATE);
 
     masq4.units = elems.masq4.iter().map(|net| masq4_unit(*net)).collect();
+    nomasq4.units = elems
+        .nomasq4
+        .iter()
+        .map(|(subnet, to)| nomasq4_unit(*subnet, *to))
+        .collect();
     for name in &elems.bridges {
         let br = ifname_of("bridge", name)?;
         for (g, key) in [
@@ -157,10 +165,12 @@ pub(super) fn element_units(
             elems: one(veth.to_vec()),
         });
     }
-    Ok([masq4, nets, intra, ports4, hports4, macs, addrs4, l2open]
-        .into_iter()
-        .filter(|g| !g.units.is_empty())
-        .collect())
+    Ok([
+        masq4, nomasq4, nets, intra, ports4, hports4, macs, addrs4, l2open,
+    ]
+    .into_iter()
+    .filter(|g| !g.units.is_empty())
+    .collect())
 }
 
 /// IPv6 parts have no sets to go to yet: refuse them, naming the first, rather than drop
@@ -170,6 +180,12 @@ fn refuse_ipv6(elems: &Elements) -> Result<(), FirewallError> {
         .masq6
         .first()
         .map(|n| format!("masquerade subnet {n}"))
+        .or_else(|| {
+            elems
+                .nomasq6
+                .first()
+                .map(|(n, to)| format!("masquerade exception {n} to {to}"))
+        })
         .or_else(|| {
             elems.ports6.first().map(|m| {
                 format!(
@@ -203,6 +219,19 @@ fn masq4_unit(net: Ipv4Network) -> Unit {
     }
 }
 
+/// One masquerade exception in `nomasq4`: an interval of a concatenation (key, key end).
+fn nomasq4_unit(subnet: Ipv4Network, to: Ipv4Network) -> Unit {
+    let norm = |n: Ipv4Network| Ipv4Network::new(n.network(), n.prefix()).unwrap_or(n);
+    let (subnet, destination) = (norm(subnet), norm(to));
+    Unit {
+        object: Object::NoMasq4 {
+            subnet,
+            destination,
+        },
+        elems: vec![encode::nomasq4_elem(subnet, destination)],
+    }
+}
+
 fn source_object(set: &'static CStr, src: &Source) -> Object {
     Object::Source {
         set: cstr_static(set),
@@ -226,6 +255,7 @@ pub(super) fn set_of(object: &Object) -> Option<&'static str> {
         Object::Set(s) | Object::Elements { set: s, .. } => Some(s),
         Object::Bridge { set, .. } | Object::Source { set, .. } => Some(set),
         Object::Masq4(_) => Some(cstr_static(MASQ4)),
+        Object::NoMasq4 { .. } => Some(cstr_static(NOMASQ4)),
         Object::Port {
             host_ip: Some(_), ..
         } => Some(cstr_static(HPORTS4)),
@@ -261,6 +291,7 @@ mod tests {
             objects(&sets),
             vec![
                 "masq4 element 10.77.0.0/16",
+                "nomasq4 element 10.77.0.0/16 . 10.0.0.0/8",
                 "nets element for bridge nethook0",
                 "intra element for bridge nethook0",
                 "ports4 element tcp . 8080",
@@ -279,7 +310,7 @@ mod tests {
         );
         let flags = |sets: &[SetUnits]| -> Vec<u16> { sets.iter().map(|g| g.add_flags).collect() };
         let c = NLM_F_CREATE;
-        assert_eq!(flags(&sets), [c, c, c, c | NLM_F_EXCL, c, c, c]);
+        assert_eq!(flags(&sets), [c, c, c, c, c | NLM_F_EXCL, c, c, c]);
         let restore = element_units(&elems, false).unwrap();
         assert!(
             flags(&restore).iter().all(|f| *f == c),
@@ -292,6 +323,10 @@ mod tests {
         let sets = element_units(
             &Elements {
                 masq4: vec!["10.77.0.0/16".parse().unwrap()],
+                nomasq4: vec![(
+                    "10.77.0.0/16".parse().unwrap(),
+                    "10.0.0.0/8".parse().unwrap(),
+                )],
                 bridges: vec!["nethook0".into()],
                 ports4: vec![
                     port(1),
@@ -376,6 +411,13 @@ mod tests {
                     ..v4.clone()
                 },
                 "masquerade subnet fd00:77::/64",
+            ),
+            (
+                Elements {
+                    nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
+                    ..v4.clone()
+                },
+                "masquerade exception fd00:77::/64 to fd00::/8",
             ),
             (
                 Elements {

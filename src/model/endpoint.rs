@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ids::ContainerId;
@@ -56,6 +57,11 @@ pub struct Endpoint {
     /// subnet from the masquerade set when the last endpoint of a masquerading network goes.
     #[serde(default)]
     pub masquerade: bool,
+    /// IPv4 destinations the network does not masquerade traffic to (its
+    /// `no_masquerade_to` when the endpoint was made): teardown deletes the exceptions it
+    /// added, whatever the definition says by then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_masquerade_to: Vec<Ipv4Network>,
     /// The network lets this container send any ethertype (set `l2open`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub any_ethertype: bool,

@@ -35,6 +35,8 @@ pub enum NetworkError {
         "network {network}: IPv6 is not supported yet; remove the ipv6 part of its definition"
     )]
     Ipv6Unsupported { network: String },
+    #[error("--no-masquerade-to {cidr}: {reason}")]
+    BadNoMasquerade { cidr: String, reason: String },
     #[error("network {network} has no IPv4 subnet, which nethook needs; add an ipv4 part to its definition or recreate it with `nethook network create {network} --subnet CIDR`")]
     NoIpv4 { network: String },
 }
@@ -88,6 +90,11 @@ pub struct Network {
     /// Containers send only IPv4 and ARP frames (false: any ethertype, for protocols such
     /// as LLDP or STP a network needs; still only from their own MAC, never VLAN-tagged).
     pub ethertype_filter: bool,
+    /// IPv4 destinations that traffic from the subnet reaches with its own source address
+    /// although the network masquerades: a cluster CIDR whose other node subnets are routed
+    /// between hosts, so pod-to-pod traffic keeps the pod's address. Host bits cleared, each
+    /// once; empty unless the network masquerades.
+    pub no_masquerade_to: Vec<Ipv4Network>,
 }
 
 impl Network {
@@ -106,6 +113,7 @@ impl Network {
             }),
             ipv6: None,
             ethertype_filter: true,
+            no_masquerade_to: Vec::new(),
         }
     }
 
@@ -163,6 +171,7 @@ impl Network {
             }),
             ipv6: None,
             ethertype_filter: true,
+            no_masquerade_to: Vec::new(),
         };
         if !net.is_host_address(gateway) {
             return Err(NetworkError::BadGateway {
@@ -171,6 +180,27 @@ impl Network {
             });
         }
         Ok(net)
+    }
+
+    /// Sets the destinations excluded from masquerade (`--no-masquerade-to`, repeatable):
+    /// IPv4 CIDRs without host bits, refused on a network that does not masquerade (they
+    /// would change nothing there). Duplicates are kept once.
+    pub fn set_no_masquerade_to<S: AsRef<str>>(&mut self, cidrs: &[S]) -> Result<(), NetworkError> {
+        let mut out: Vec<Ipv4Network> = Vec::new();
+        for cidr in cidrs {
+            let parsed = parse_no_masquerade(cidr.as_ref())?;
+            if !out.contains(&parsed) {
+                out.push(parsed);
+            }
+        }
+        if !out.is_empty() && !self.masquerades_ipv4() {
+            return Err(NetworkError::BadNoMasquerade {
+                cidr: out[0].to_string(),
+                reason: "the network does not masquerade, so there is nothing to exclude; drop --no-masquerade or --no-masquerade-to".into(),
+            });
+        }
+        self.no_masquerade_to = out;
+        Ok(())
     }
 
     /// The alias nethook gives the bridge it creates for this network.
@@ -250,6 +280,26 @@ impl Network {
     }
 }
 
+/// One `--no-masquerade-to` value: an IPv4 CIDR (a bare address is a /32) with no host bits.
+fn parse_no_masquerade(cidr: &str) -> Result<Ipv4Network, NetworkError> {
+    let bad = |reason: String| NetworkError::BadNoMasquerade {
+        cidr: cidr.to_owned(),
+        reason,
+    };
+    let parsed: Ipv4Network = cidr
+        .trim()
+        .parse()
+        .map_err(|_| bad("not an IPv4 CIDR like 10.244.0.0/16".into()))?;
+    if parsed.ip() != parsed.network() {
+        return Err(bad(format!(
+            "has host bits set; did you mean {}/{}?",
+            parsed.network(),
+            parsed.prefix()
+        )));
+    }
+    Ok(parsed)
+}
+
 /// Network names become file names: `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`.
 pub fn validate_name(name: &str) -> Result<(), String> {
     let b = name.as_bytes();
@@ -317,6 +367,42 @@ mod tests {
             Network::new("a-very-long-network-name", "10.88.0.0/24", None, None, true).is_err()
         );
         assert!(Network::new("../etc", "10.88.0.0/24", None, None, true).is_err());
+    }
+
+    #[test]
+    fn no_masquerade_to_takes_ipv4_cidrs_once() {
+        let mut n = Network::new("pods", "10.244.1.0/24", None, None, true).unwrap();
+        n.set_no_masquerade_to(&["10.244.0.0/16", "192.168.7.9", "10.244.0.0/16"])
+            .unwrap();
+        let want: Vec<Ipv4Network> = vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "192.168.7.9/32".parse().unwrap(),
+        ];
+        assert_eq!(n.no_masquerade_to, want);
+        n.set_no_masquerade_to::<&str>(&[]).unwrap();
+        assert!(n.no_masquerade_to.is_empty());
+    }
+
+    #[test]
+    fn bad_no_masquerade_to_values_are_refused_in_one_line() {
+        let mut n = Network::new("pods", "10.244.1.0/24", None, None, true).unwrap();
+        for (bad, says) in [
+            ("10.244.0.0/33", "not an IPv4 CIDR"),
+            ("fd00::/64", "not an IPv4 CIDR"),
+            ("cluster", "not an IPv4 CIDR"),
+            ("10.244.1.0/16", "did you mean 10.244.0.0/16?"),
+        ] {
+            let e = n.set_no_masquerade_to(&[bad]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("--no-masquerade-to {bad}: ")), "{e}");
+            assert!(e.contains(says) && !e.contains('\n'), "{e}");
+        }
+        assert!(
+            n.no_masquerade_to.is_empty(),
+            "a refused list changes nothing"
+        );
+        let mut plain = Network::new("flat", "10.245.0.0/24", None, None, false).unwrap();
+        let e = plain.set_no_masquerade_to(&["10.244.0.0/16"]).unwrap_err();
+        assert!(e.to_string().contains("does not masquerade"), "{e}");
     }
 
     #[test]

@@ -80,13 +80,15 @@ unsafe impl<T: NlMsg + ?Sized> NlMsg for Borrowed<'_, T> {
 }
 
 /// Set attributes that `nftnl::set::Set` does not expose: key type/length (concatenations), flags,
-/// map data type/length, user data.
+/// map data type/length, the field lengths of an interval concatenation (`NFTA_SET_DESC_CONCAT`:
+/// the kernel picks its pipapo backend by them; empty for other sets), user data.
 pub(crate) fn configure_set<K>(
     set: &Set<'_, K>,
     key_type: u32,
     key_len: u32,
     flags: u32,
     data: Option<(u32, u32)>,
+    concat: &[u8],
     userdata: &[u8],
 ) {
     let s = set.as_ptr().as_ptr();
@@ -100,6 +102,18 @@ pub(crate) fn configure_set<K>(
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_TYPE as u16, ty);
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_LEN as u16, len);
         }
+    }
+    if !concat.is_empty() {
+        // SAFETY: as above; `concat` is valid for its length, which libnftnl checks against
+        // its field array (NFT_REG32_COUNT bytes) before copying.
+        unsafe {
+            sys::nftnl_set_set_data(
+                s,
+                sys::NFTNL_SET_DESC_CONCAT as u16,
+                concat.as_ptr().cast::<c_void>(),
+                concat.len() as u32,
+            )
+        };
     }
     if !userdata.is_empty() {
         // SAFETY: as above; `userdata` is valid for its length and copied by libnftnl.
@@ -118,6 +132,8 @@ pub(crate) fn configure_set<K>(
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct ElemSpec {
     pub key: Vec<u8>,
+    /// The inclusive end of an interval of a concatenation (`NFTA_SET_ELEM_KEY_END`).
+    pub key_end: Option<Vec<u8>>,
     pub data: Option<Vec<u8>>,
     /// `NFT_SET_ELEM_*` flags (e.g. `NFT_SET_ELEM_INTERVAL_END`).
     pub flags: u32,
@@ -175,6 +191,14 @@ impl ElemMsg {
                     e.key.as_ptr().cast::<c_void>(),
                     e.key.len() as u32,
                 );
+                if let Some(end) = &e.key_end {
+                    sys::nftnl_set_elem_set(
+                        el,
+                        sys::NFTNL_SET_ELEM_KEY_END as u16,
+                        end.as_ptr().cast::<c_void>(),
+                        end.len() as u32,
+                    );
+                }
                 if let Some(d) = &e.data {
                     sys::nftnl_set_elem_set(
                         el,

@@ -2,7 +2,7 @@
 //! guard, and isolation between networks.
 
 use super::expr::*;
-use super::{RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, MASQ4, NETS, PORTS4};
+use super::{RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, MASQ4, NETS, NOMASQ4, PORTS4};
 
 pub(super) fn base_rules() -> Vec<RuleSpec> {
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
@@ -84,7 +84,7 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"postrouting",
-            comment: c"containers reaching anything outside the masq4 subnets",
+            comment: c"containers reaching anything outside the masq4 subnets, but for the destinations nomasq4 pairs with their subnet",
             exprs: cat(vec![
                 is_ipv4().into(),
                 vec![
@@ -92,6 +92,10 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
                     lookup(MASQ4, None, false),
                     payload(nh, IP4_DADDR, 4, REG_1),
                     lookup(MASQ4, None, true),
+                    // One lookup of saddr . daddr, only for what would be masqueraded.
+                    payload(nh, IP4_SADDR, 4, REG_1),
+                    payload(nh, IP4_DADDR, 4, REG32_01),
+                    lookup(NOMASQ4, None, true),
                     masq(),
                 ],
             ]),
@@ -118,6 +122,7 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
 /// br_netfilter bridged IPv4/IPv6 too (iif = oif = the bridge), passes the forward hook; traffic the
 /// host itself sends to a container does not (output path), nor does traffic to the host.
 pub(super) fn isolation_rules() -> Vec<RuleSpec> {
+    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
     let rule = |chain, comment, exprs| RuleSpec {
         family: TableFamily::Inet,
         chain,
@@ -166,6 +171,19 @@ pub(super) fn isolation_rules() -> Vec<RuleSpec> {
                 lookup(INTRA, None, false),
                 verdict(NF_ACCEPT),
             ],
+        ),
+        rule(
+            c"isolate",
+            c"from where a network does not masquerade to (nomasq4: subnet . source), e.g. pods of other nodes",
+            cat(vec![
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_DADDR, 4, REG_1),
+                    payload(nh, IP4_SADDR, 4, REG32_01),
+                    lookup(NOMASQ4, None, false),
+                    verdict(NF_ACCEPT),
+                ],
+            ]),
         ),
         rule(
             c"isolate",

@@ -19,8 +19,8 @@ mod inet;
 use super::encode::{
     ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, DNAT4_DATA_LEN, DNAT4_DATA_TYPE, HPORTS4_KEY_LEN,
     HPORTS4_KEY_TYPE, INTRA_KEY_LEN, INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN,
-    MACS_KEY_TYPE, NETS_KEY_LEN, NETS_KEY_TYPE, PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR,
-    TYPE_NFPROTO,
+    MACS_KEY_TYPE, NETS_KEY_LEN, NETS_KEY_TYPE, NOMASQ4_FIELDS, NOMASQ4_KEY_LEN, NOMASQ4_KEY_TYPE,
+    PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR, TYPE_NFPROTO,
 };
 use super::types::TableFamily;
 use crate::sys::nft::RawExpr;
@@ -35,14 +35,25 @@ pub(crate) const MACS: &CStr = c"macs";
 pub(crate) const ADDRS4: &CStr = c"addrs4";
 pub(crate) const FWD_GUARD: &CStr = c"fwd_guard";
 pub(crate) const L2OPEN: &CStr = c"l2open";
+pub(crate) const NOMASQ4: &CStr = c"nomasq4";
+pub(crate) const PROBE_NOMASQ4: &CStr = c"probe_nomasq4";
 
 /// The newest set of each table: present means the table has today's skeleton. Every batch
 /// that adds elements to a table touches its probe (see `probe.rs`), so the first
 /// setup after an upgrade fails with ENOENT and re-creates the old table.
+///
+/// `table inet nethook`'s newest object is `nomasq4`, but its probe is a set of its own
+/// (`probe_nomasq4`, a hash set like `fwd_guard` before it): `nomasq4` is a pipapo set, where
+/// even re-adding an element that is there makes the kernel clone the set's lookup tables,
+/// a cost every setup would pay for networks that never use it.
 pub(crate) const PROBES: [(TableFamily, &CStr); 2] = [
-    (TableFamily::Inet, FWD_GUARD),
+    (TableFamily::Inet, PROBE_NOMASQ4),
     (TableFamily::Bridge, L2OPEN),
 ];
+
+/// `NFT_SET_CONCAT` (linux/netfilter/nf_tables.h; not in libc): a set of concatenations with
+/// intervals, which the kernel serves with its pipapo backend.
+const NFT_SET_CONCAT: u32 = 0x80;
 
 /// nftables' `NFTNL_UDATA_SET_KEYBYTEORDER` values.
 const BYTEORDER_INVALID: u32 = 0;
@@ -60,6 +71,8 @@ pub(crate) struct SetSpec {
     pub flags: u32,
     /// Map data (type, length).
     pub data: Option<(u32, u32)>,
+    /// Field lengths of an interval concatenation (`NFTA_SET_DESC_CONCAT`); empty otherwise.
+    pub concat: &'static [u8],
     /// Key byte order in the set's user data, as nft records it for single-type sets (nft needs
     /// it to print interval sets); `None` for maps and concatenations, as before.
     pub key_byteorder: Option<u32>,
@@ -67,7 +80,7 @@ pub(crate) struct SetSpec {
     pub comment: Option<&'static CStr>,
 }
 
-pub(crate) const SETS: [SetSpec; 9] = [
+pub(crate) const SETS: [SetSpec; 11] = [
     SetSpec {
         family: TableFamily::Inet,
         name: MASQ4,
@@ -76,6 +89,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: 4,
         flags: libc::NFT_SET_INTERVAL as u32,
         data: None,
+        concat: &[],
         key_byteorder: Some(BYTEORDER_BIG),
         comment: None,
     },
@@ -87,6 +101,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: PORTS4_KEY_LEN,
         flags: libc::NFT_SET_MAP as u32,
         data: Some((DNAT4_DATA_TYPE, DNAT4_DATA_LEN)),
+        concat: &[],
         key_byteorder: None,
         comment: None,
     },
@@ -98,6 +113,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: HPORTS4_KEY_LEN,
         flags: libc::NFT_SET_MAP as u32,
         data: Some((DNAT4_DATA_TYPE, DNAT4_DATA_LEN)),
+        concat: &[],
         key_byteorder: None,
         comment: None,
     },
@@ -109,6 +125,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: NETS_KEY_LEN,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: Some(BYTEORDER_HOST),
         comment: Some(c"bridge of every nethook network"),
     },
@@ -120,6 +137,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: INTRA_KEY_LEN,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: None,
         comment: Some(c"bridge . bridge of every nethook network: its containers talk freely"),
     },
@@ -131,6 +149,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: MACS_KEY_LEN,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: None,
         comment: Some(c"host veth . MAC of every endpoint"),
     },
@@ -142,6 +161,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: ADDRS4_KEY_LEN,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: None,
         comment: Some(c"host veth . MAC . IPv4 address of every endpoint"),
     },
@@ -153,6 +173,7 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: 1,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: Some(BYTEORDER_INVALID),
         comment: Some(
             c"ipv4 when nethook turned IPv4 forwarding on: forward only what touches its networks",
@@ -166,8 +187,35 @@ pub(crate) const SETS: [SetSpec; 9] = [
         key_len: L2OPEN_KEY_LEN,
         flags: 0,
         data: None,
+        concat: &[],
         key_byteorder: Some(BYTEORDER_HOST),
         comment: Some(c"host veth of every endpoint whose network lets it send any ethertype"),
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: NOMASQ4,
+        id: 10,
+        key_type: NOMASQ4_KEY_TYPE,
+        key_len: NOMASQ4_KEY_LEN,
+        flags: libc::NFT_SET_INTERVAL as u32 | NFT_SET_CONCAT,
+        data: None,
+        concat: &NOMASQ4_FIELDS,
+        key_byteorder: None,
+        comment: Some(
+            c"subnet . CIDR it is routed to and from with its own addresses (--no-masquerade-to)",
+        ),
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: PROBE_NOMASQ4,
+        id: 11,
+        key_type: TYPE_NFPROTO,
+        key_len: 1,
+        flags: 0,
+        data: None,
+        concat: &[],
+        key_byteorder: Some(BYTEORDER_INVALID),
+        comment: Some(c"version probe: tables without this set predate nomasq4 and are re-created"),
     },
 ];
 

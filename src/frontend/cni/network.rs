@@ -1,4 +1,5 @@
-//! The conflist's `network` and `subnet`: use a defined network, or define it on first use.
+//! The conflist's `network`, `subnet` and `noMasqueradeTo`: use a defined network, or define
+//! it on first use.
 
 use ipnetwork::Ipv4Network;
 
@@ -10,19 +11,16 @@ use crate::log::describe;
 use crate::model::network::Network;
 use crate::state::{Store, StoreError};
 
-/// Makes sure `cfg.network` is defined, defining it from `subnet` when it is not; a
-/// definition that differs from `subnet` is refused (code 7) rather than changed under
-/// containers that use it.
+/// Makes sure `cfg.network` is defined, defining it from `subnet` (and `noMasqueradeTo`)
+/// when it is not; a definition that differs from `subnet` or a given `noMasqueradeTo` is
+/// refused (code 7) rather than changed under containers that use it.
 pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniError> {
-    if !cfg.no_masquerade_to.is_empty() {
-        return Err(CniError::new(
-            Code::UnsupportedField,
-            "noMasqueradeTo is not supported by this nethook build; remove it from the conflist",
-        ));
-    }
     match (load(store, &cfg.network)?, &cfg.subnet) {
-        (Some(net), Some(subnet)) => same_subnet(&net, subnet),
-        (Some(_), None) => Ok(()),
+        (Some(net), Some(subnet)) => {
+            same_subnet(&net, subnet)?;
+            same_exceptions(&net, &cfg.no_masquerade_to)
+        }
+        (Some(net), None) => same_exceptions(&net, &cfg.no_masquerade_to),
         (None, None) => Err(CniError::new(
             Code::InvalidConfig,
             format!(
@@ -31,14 +29,19 @@ pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniErro
             ),
         )),
         (None, Some(subnet)) => {
-            let net = Network::new(&cfg.network, subnet, None, cfg.bridge.as_deref(), true)
+            let mut net = Network::new(&cfg.network, subnet, None, cfg.bridge.as_deref(), true)
                 .map_err(|e| invalid(format!("subnet/network of the conflist: {e}")))?;
+            net.set_no_masquerade_to(&cidrs(&cfg.no_masquerade_to))
+                .map_err(|e| invalid(format!("noMasqueradeTo of the conflist: {e}")))?;
             match networks::create(store, k, &net) {
                 Ok(()) => Ok(()),
                 // Another ADD defined it meanwhile: fine if it is the same.
                 Err(NetworkOpError::Store(StoreError::NetworkExists { .. })) => {
                     match load(store, &cfg.network)? {
-                        Some(net) => same_subnet(&net, subnet),
+                        Some(net) => {
+                            same_subnet(&net, subnet)?;
+                            same_exceptions(&net, &cfg.no_masquerade_to)
+                        }
                         None => Err(try_again(&cfg.network)),
                     }
                 }
@@ -77,6 +80,36 @@ fn same_subnet(net: &Network, subnet: &str) -> Result<(), CniError> {
     Err(invalid(format!(
         "nethook network {} is already defined with {have}, the conflist asks for {asked}; set subnet to {have}, drop it, or name another network",
         net.name
+    )))
+}
+
+fn cidrs(nets: &[Ipv4Network]) -> Vec<String> {
+    nets.iter().map(|n| n.to_string()).collect()
+}
+
+/// A `noMasqueradeTo` the conflist gives must be what the network was defined with (in any
+/// order); one it leaves out takes the definition's.
+fn same_exceptions(net: &Network, asked: &[Ipv4Network]) -> Result<(), CniError> {
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let mut wanted = net.clone();
+    wanted
+        .set_no_masquerade_to(&cidrs(asked))
+        .map_err(|e| invalid(format!("noMasqueradeTo of the conflist: {e}")))?;
+    let sorted = |v: &[Ipv4Network]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    if sorted(&wanted.no_masquerade_to) == sorted(&net.no_masquerade_to) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "nethook network {} is already defined with noMasqueradeTo [{}], the conflist asks for [{}]; make them the same, drop noMasqueradeTo, or name another network",
+        net.name,
+        cidrs(&net.no_masquerade_to).join(", "),
+        cidrs(&wanted.no_masquerade_to).join(", ")
     )))
 }
 

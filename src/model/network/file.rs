@@ -11,7 +11,7 @@
 //!
 //! `masquerade` at the top level is IPv4's (it predates the per-family parts); IPv6's sits
 //! in its own part. `driver` is written when it is not `bridge`, `ethertype_filter` when
-//! it is false. An `ipv6` part is parsed (so its layout is fixed now) and refused: IPv6 is
+//! it is false, `no_masquerade_to` (IPv4's, like `masquerade`) when it is not empty. An `ipv6` part is parsed (so its layout is fixed now) and refused: IPv6 is
 //! not supported yet.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -36,6 +36,9 @@ pub struct NetworkFile {
     masquerade: bool,
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     ethertype_filter: bool,
+    /// IPv4 destinations not masqueraded (`--no-masquerade-to`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    no_masquerade_to: Vec<Ipv4Network>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -77,6 +80,7 @@ impl From<Network> for NetworkFile {
                 masquerade: v6.masquerade,
             }),
             ethertype_filter: n.ethertype_filter,
+            no_masquerade_to: n.no_masquerade_to,
         }
     }
 }
@@ -93,7 +97,7 @@ impl TryFrom<NetworkFile> for Network {
         let Some(v4) = f.ipv4 else {
             return Err(NetworkError::NoIpv4 { network: f.name });
         };
-        Ok(Network {
+        let mut net = Network {
             name: f.name,
             driver: f.driver,
             bridge: f.bridge,
@@ -108,7 +112,12 @@ impl TryFrom<NetworkFile> for Network {
                 masquerade: v6.masquerade,
             }),
             ethertype_filter: f.ethertype_filter,
-        })
+            no_masquerade_to: Vec::new(),
+        };
+        // Validated as on the command line: a hand-edited file gets the same one-line error.
+        let cidrs: Vec<String> = f.no_masquerade_to.iter().map(|c| c.to_string()).collect();
+        net.set_no_masquerade_to(&cidrs)?;
+        Ok(net)
     }
 }
 
@@ -155,6 +164,34 @@ mod tests {
             r#"{"name":"lab","bridge":"br-lab","ipv4":{"subnet":"10.89.0.0/24","gateway":"10.89.0.1"},"masquerade":false,"ethertype_filter":false}"#
         );
         assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn no_masquerade_to_is_written_only_when_set_and_read_back() {
+        let mut n = Network::new("pods", "10.244.1.0/24", None, None, true).unwrap();
+        n.set_no_masquerade_to(&["10.244.0.0/16"]).unwrap();
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"pods","bridge":"nh-pods","ipv4":{"subnet":"10.244.1.0/24","gateway":"10.244.1.1"},"masquerade":true,"no_masquerade_to":["10.244.0.0/16"]}"#
+        );
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn a_hand_edited_no_masquerade_to_is_validated() {
+        let e = serde_json::from_str::<Network>(
+            r#"{"name":"p","bridge":"nh-p","ipv4":{"subnet":"10.244.1.0/24","gateway":"10.244.1.1"},
+                "masquerade":false,"no_masquerade_to":["10.244.0.0/16"]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not masquerade"), "{e}");
+        let e = serde_json::from_str::<Network>(
+            r#"{"name":"p","bridge":"nh-p","ipv4":{"subnet":"10.244.1.0/24","gateway":"10.244.1.1"},
+                "no_masquerade_to":["10.244.1.0/16"]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean 10.244.0.0/16"), "{e}");
     }
 
     #[test]
