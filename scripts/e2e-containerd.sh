@@ -119,7 +119,7 @@ nh_pass "containerd $(ctr version 2>/dev/null | awk '/Server:/{s=1} s&&/Version:
 nh_section "conflist: nethook -> tuning (mtu 1400) -> bandwidth (ingress 8 Mbit/s) -> spy"
 CONFLIST="$NH_CNI_CONF/10-nethook.conflist"
 MTU=1400
-nh_nethook_conflist "$CONFLIST" nethook \
+nh_nethook_conflist "$CONFLIST" nethook nethook \
     "{\"type\":\"tuning\",\"mtu\":$MTU}" \
     '{"type":"bandwidth","ingressRate":8000000,"ingressBurst":65536}'
 nh_check "$NH_CNI_BIN/nethook answers CNI VERSION" nh_cni_plugin_ok

@@ -104,16 +104,18 @@ for line in open(sys.argv[1]):
 PY
 }
 
-# nh_nethook_conflist FILE NAME [EXTRA-PLUGIN-JSON...]: a conflist named NAME whose
-# first plugin is nethook on this run's state dirs (network NAME's bridge is the
-# default network when NAME is nethook), then the extra plugins, then the spy.
+# nh_nethook_conflist FILE NAME NETWORK [EXTRA-PLUGIN-JSON...]: a conflist named NAME
+# whose first plugin is nethook on nethook network NETWORK (nethook: the default
+# network, the one hook containers join) with this run's state dirs, then the extra
+# plugins, then the spy.
 nh_nethook_conflist() {
-    local file=$1 name=$2
-    shift 2
-    python3 - "$file" "$name" "$NETHOOK_RUN_DIR" "$NETHOOK_CONFIG_DIR" "$NH_SPY_LOG" "$@" <<'PY'
+    local file=$1 name=$2 network=$3
+    shift 3
+    python3 - "$file" "$name" "$network" "$NETHOOK_RUN_DIR" "$NETHOOK_CONFIG_DIR" "$NH_SPY_LOG" "$@" <<'PY'
 import json, sys
-file, name, run_dir, config_dir, spy_log, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
-plugins = [{"type": "nethook", "network": name, "runDir": run_dir, "configDir": config_dir,
+file, name, network, run_dir, config_dir, spy_log = sys.argv[1:7]
+extra = sys.argv[7:]
+plugins = [{"type": "nethook", "network": network, "runDir": run_dir, "configDir": config_dir,
             "capabilities": {"portMappings": True, "ips": True, "mac": True}}]
 plugins += [json.loads(p) for p in extra]
 plugins.append({"type": "nethook-spy", "log": spy_log,
