@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use nethook::core::{gc, list as view, network as networks};
 use nethook::frontend::oci::Stage;
-use nethook::frontend::{hook, install};
+use nethook::frontend::{cni, hook, install};
 use nethook::kernel::seam::Host;
 use nethook::model::network::Network;
 use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
@@ -112,6 +112,9 @@ fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
         nethook::exit_now(hook::run(&store, None));
     }
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        nethook::exit_now(cni_plugin());
+    }
     let cli = Cli::parse();
     let store = Store::new(cli.config_dir, cli.run_dir);
     let result = match cli.command {
@@ -150,6 +153,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The CNI plugin: reads all of stdin (a runtime may block writing it otherwise) and runs
+/// the command `CNI_COMMAND` names.
+fn cni_plugin() -> u8 {
+    let mut stdin = Vec::new();
+    if let Err(e) = io::Read::read_to_end(&mut io::stdin().lock(), &mut stdin) {
+        let e = cni::error::CniError::new(
+            cni::error::Code::Io,
+            format!("reading the network configuration from stdin: {e}"),
+        );
+        println!("{}", e.to_json(cni::version::NEWEST.as_str()));
+        return 1;
+    }
+    cni::run(&stdin)
 }
 
 /// `nethook hook` with no other argument, as every hook file and `inject` write it: the store

@@ -145,6 +145,27 @@ pub fn teardown(
     k: &dyn Kernel,
     id: &ContainerId,
 ) -> Result<Teardown, TeardownError> {
+    teardown_with(store, k, id, false)
+}
+
+/// `teardown` for a caller that hands deferred work to another process whenever the veth
+/// is still there, also when its namespace is alive (a CNI DEL before the runtime removes
+/// the namespace): the veth delete's RCU wait (15–25 ms) then is not the caller's. The
+/// work holds the lock until done, so nobody sees the attachment half-removed.
+pub fn teardown_deferring_link(
+    store: &Store,
+    k: &dyn Kernel,
+    id: &ContainerId,
+) -> Result<Teardown, TeardownError> {
+    teardown_with(store, k, id, true)
+}
+
+fn teardown_with(
+    store: &Store,
+    k: &dyn Kernel,
+    id: &ContainerId,
+    defer_live: bool,
+) -> Result<Teardown, TeardownError> {
     let mut steps = Steps::from_env();
     let lock = store.lock()?;
     let Some(ep) = store.load_endpoint(id)? else {
@@ -171,7 +192,7 @@ pub fn teardown(
         lock,
         steps: Some(steps),
     };
-    if grace.is_zero() {
+    if grace.is_zero() && !defer_live {
         return work.run(k).map(Teardown::Done);
     }
     Ok(Teardown::Deferred(Box::new(work)))

@@ -2,6 +2,7 @@
 //! the files that make runtimes call nethook.
 
 pub mod annotations;
+pub mod cni;
 pub mod hook;
 pub mod install;
 pub mod oci;

@@ -75,7 +75,7 @@ mod id_as_string {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ContainerId, D::Error> {
         let raw = String::deserialize(d)?;
-        ContainerId::parse(&raw).map_err(serde::de::Error::custom)
+        ContainerId::parse_key(&raw).map_err(serde::de::Error::custom)
     }
 }
 

@@ -13,9 +13,19 @@ pub enum IdError {
     TooLong { len: usize },
     #[error("container id {id:?} has a character outside [A-Za-z0-9_.+-] or does not start with a letter or digit")]
     BadChar { id: String },
+    #[error("interface name {name:?} {reason}")]
+    BadIfname { name: String, reason: String },
 }
 
-/// A validated container id: `[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}`.
+/// What separates the container id from the interface name in a CNI attachment's key
+/// (`ID@IFNAME`). A container id never holds it (see `ContainerId::parse`), so no hook
+/// container's id can equal a CNI attachment's key, and the first one splits a key.
+pub const ATTACHMENT_SEPARATOR: char = '@';
+
+/// What endpoints are keyed by: a validated container id, `[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}`
+/// (a hook's container), or a CNI attachment's key `ID@IFNAME` (`ContainerId::attachment`).
+/// Everything derived from it (record file, host veth names, owner tag) takes the whole
+/// key, so a hook container and a CNI attachment never share one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerId(String);
 
@@ -39,6 +49,30 @@ impl ContainerId {
             });
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// The key of CNI attachment `ifname` of `container` (a CNI container id follows the
+    /// same rules as a hook's). The interface name is checked as the kernel would
+    /// (`validate_ifname`), so the key is also a safe file name: no `/`, no NUL.
+    pub fn attachment(container: &ContainerId, ifname: &str) -> Result<Self, IdError> {
+        validate_ifname(ifname).map_err(|reason| IdError::BadIfname {
+            name: ifname.chars().take(32).collect(),
+            reason,
+        })?;
+        Ok(Self(format!("{container}{ATTACHMENT_SEPARATOR}{ifname}")))
+    }
+
+    /// A key as records, IPAM and claim files hold it: a container id or an attachment key.
+    pub fn parse_key(raw: &str) -> Result<Self, IdError> {
+        match raw.split_once(ATTACHMENT_SEPARATOR) {
+            Some((container, ifname)) => Self::attachment(&Self::parse(container)?, ifname),
+            None => Self::parse(raw),
+        }
+    }
+
+    /// The container id and interface name of a CNI attachment's key; `None` for a hook's.
+    pub fn attachment_parts(&self) -> Option<(&str, &str)> {
+        self.0.split_once(ATTACHMENT_SEPARATOR)
     }
 
     pub fn as_str(&self) -> &str {
@@ -195,6 +229,36 @@ mod tests {
             "ünï",
         ] {
             assert!(ContainerId::parse(id).is_err(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn attachment_keys_never_equal_a_container_id_and_round_trip() {
+        let c = ContainerId::parse("abc").unwrap();
+        let key = ContainerId::attachment(&c, "eth0").unwrap();
+        assert_eq!(key.as_str(), "abc@eth0");
+        assert!(
+            ContainerId::parse(key.as_str()).is_err(),
+            "hook ids refuse the separator"
+        );
+        assert_eq!(ContainerId::parse_key(key.as_str()).unwrap(), key);
+        assert_eq!(ContainerId::parse_key("abc").unwrap(), c);
+        assert_eq!(key.attachment_parts(), Some(("abc", "eth0")));
+        assert_eq!(c.attachment_parts(), None);
+        assert_ne!(key.host_veth_name(), c.host_veth_name());
+        let other = ContainerId::attachment(&c, "net1").unwrap();
+        assert_ne!(key.host_veth_name(), other.host_veth_name());
+        // An interface name may hold the separator itself: the first one splits.
+        let odd = ContainerId::parse_key("abc@a@b").unwrap();
+        assert_eq!(odd.attachment_parts(), Some(("abc", "a@b")));
+        for bad in [
+            "abc@",
+            "abc@a/b",
+            "@eth0",
+            "a b@eth0",
+            "abc@sixteen-bytes-xx",
+        ] {
+            assert!(ContainerId::parse_key(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -191,7 +191,7 @@ impl Store {
 
     /// Whether `owner` (an id as IPAM and claim files hold it) has an endpoint record.
     pub fn has_endpoint(&self, owner: &str) -> bool {
-        ContainerId::parse(owner).is_ok_and(|id| self.endpoint_path(&id).exists())
+        ContainerId::parse_key(owner).is_ok_and(|id| self.endpoint_path(&id).exists())
     }
 
     /// Takes the exclusive lock, creating the run directory on first use and refusing one
@@ -356,7 +356,7 @@ impl Store {
     pub fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
         let mut out = Vec::new();
         for stem in list_json_stems(&self.run_dir.join("endpoints"))? {
-            let Ok(id) = ContainerId::parse(&stem) else {
+            let Ok(id) = ContainerId::parse_key(&stem) else {
                 continue;
             };
             if let Some(ep) = self.load_endpoint(&id)? {
@@ -411,7 +411,7 @@ impl Store {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for stem in list_json_stems(&self.run_dir.join("endpoints"))? {
-            let Ok(id) = ContainerId::parse(&stem) else {
+            let Ok(id) = ContainerId::parse_key(&stem) else {
                 continue;
             };
             match self.load_endpoint(&id) {

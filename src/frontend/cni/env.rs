@@ -1,0 +1,156 @@
+//! The `CNI_*` environment variables a runtime passes (SPEC.md, "Parameters").
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::error::{CniError, Code};
+use crate::model::ids::ContainerId;
+use crate::model::mac::Mac;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Gc,
+    Status,
+    Version,
+}
+
+impl Command {
+    pub fn parse(raw: &str) -> Result<Self, CniError> {
+        Ok(match raw {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "GC" => Command::Gc,
+            "STATUS" => Command::Status,
+            "VERSION" => Command::Version,
+            other => {
+                return Err(CniError::new(
+                    Code::InvalidEnv,
+                    format!(
+                    "CNI_COMMAND {other:?} is unknown; use ADD, DEL, CHECK, GC, STATUS or VERSION"
+                ),
+                ))
+            }
+        })
+    }
+}
+
+/// The environment of one invocation, read through `get` (the process's environment,
+/// or a map in tests).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub container_id: Option<String>,
+    pub netns: Option<String>,
+    pub ifname: Option<String>,
+    pub args: Option<String>,
+}
+
+impl Env {
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Self {
+        let non_empty = |k: &str| get(k).filter(|v| !v.is_empty());
+        Env {
+            container_id: non_empty("CNI_CONTAINERID"),
+            netns: non_empty("CNI_NETNS"),
+            ifname: non_empty("CNI_IFNAME"),
+            args: non_empty("CNI_ARGS"),
+        }
+    }
+
+    /// The attachment's key: container id + interface name (both required).
+    pub fn key(&self) -> Result<ContainerId, CniError> {
+        let cid = self.require("CNI_CONTAINERID", &self.container_id)?;
+        let cid = ContainerId::parse(cid)
+            .map_err(|e| CniError::new(Code::InvalidEnv, format!("CNI_CONTAINERID: {e}")))?;
+        let ifname = self.require("CNI_IFNAME", &self.ifname)?;
+        ContainerId::attachment(&cid, ifname)
+            .map_err(|e| CniError::new(Code::InvalidEnv, format!("CNI_IFNAME: {e}")))
+    }
+
+    pub fn require<'a>(&self, name: &str, value: &'a Option<String>) -> Result<&'a str, CniError> {
+        value.as_deref().ok_or_else(|| {
+            CniError::new(
+                Code::InvalidEnv,
+                format!("{name} is not set; the runtime must pass it"),
+            )
+        })
+    }
+
+    /// `IP=` and `MAC=` of CNI_ARGS (`K=V;K=V`), as the reference plugins take them; other
+    /// keys (K8S_POD_NAME, IgnoreUnknown...) are ignored.
+    pub fn args(&self) -> Result<CniArgs, CniError> {
+        let mut out = CniArgs::default();
+        let Some(raw) = &self.args else {
+            return Ok(out);
+        };
+        let pairs: BTreeMap<&str, &str> = raw
+            .split(';')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        if let Some(ip) = pairs.get("IP") {
+            out.ip = Some(ip.parse().map_err(|_| {
+                CniError::new(
+                    Code::InvalidEnv,
+                    format!("CNI_ARGS IP={ip} is not an IPv4 address; pass e.g. IP=10.88.0.5"),
+                )
+            })?);
+        }
+        if let Some(mac) = pairs.get("MAC") {
+            out.mac = Some(mac.parse().map_err(|e| {
+                CniError::new(Code::InvalidEnv, format!("CNI_ARGS MAC={mac}: {e}"))
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CniArgs {
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<Mac>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::read(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_key_is_container_id_and_ifname() {
+        let e = env(&[("CNI_CONTAINERID", "abc"), ("CNI_IFNAME", "eth0")]);
+        assert_eq!(e.key().unwrap().as_str(), "abc@eth0");
+        let e = env(&[("CNI_IFNAME", "eth0")]);
+        assert_eq!(e.key().unwrap_err().code, Code::InvalidEnv);
+        let e = env(&[("CNI_CONTAINERID", "a/b"), ("CNI_IFNAME", "eth0")]);
+        assert_eq!(e.key().unwrap_err().code, Code::InvalidEnv);
+    }
+
+    #[test]
+    fn cni_args_take_ip_and_mac_and_ignore_the_rest() {
+        let e = env(&[(
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.1.0.9;MAC=02:00:00:00:00:09",
+        )]);
+        let a = e.args().unwrap();
+        assert_eq!(a.ip, Some(Ipv4Addr::new(10, 1, 0, 9)));
+        assert_eq!(a.mac.unwrap().to_string(), "02:00:00:00:00:09");
+        let e = env(&[("CNI_ARGS", "IP=nope")]);
+        assert_eq!(e.args().unwrap_err().code, Code::InvalidEnv);
+    }
+
+    #[test]
+    fn commands_parse_and_unknown_ones_are_code_4() {
+        assert_eq!(Command::parse("ADD").unwrap(), Command::Add);
+        assert_eq!(Command::parse("add").unwrap_err().code, Code::InvalidEnv);
+    }
+}
