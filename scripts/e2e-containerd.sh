@@ -9,7 +9,7 @@
 #      sandbox's private mount namespace; /var/lib/cni is a tmpfs there;
 #   2. `ctr run --cni` (waiting for the task, run in the background): the container
 #      gets an address on the nethook network, `nethook ls` lists it (as ctr's id,
-#      NAMESPACE-ID), tuning set the MTU and bandwidth shaped the host veth, both
+#      NAMESPACE-ID@eth0), tuning set the MTU and bandwidth shaped the host veth, both
 #      finding their interface in nethook's result (prevResult);
 #   3. it and a runc container with the nethook hook reach each other;
 #   4. what ctr sends, as a pass-through spy plugin at the end of the chain records
@@ -151,16 +151,17 @@ ctr_exec() {
     shift
     ctr task exec --exec-id "x$RANDOM$RANDOM" "$id" "$@" </dev/null
 }
-fid() { echo "$NS-$1"; }
+fid() { echo "$NS-$1"; }   # CNI_CONTAINERID
+key() { echo "$NS-$1@eth0"; } # the attachment nethook ls lists: ID@IFNAME
 runc_stop() { NH_RT=runc nh_rt_stop "$1"; }
 
 # --- 2. ctr run --cni ----------------------------------------------------------
 nh_section "ctr run --cni --rootfs DIR $A sleep 3600 (ctr waits for the task)"
 nh_check "ctr run --cni $A" ctr_run_fg "$A" sleep 3600
-IP_A="$(nh_ls_field "$(fid "$A")" ipv4 2>/dev/null || true)"
-VETH_A="$(nh_ls_field "$(fid "$A")" host_interface 2>/dev/null || true)"
-echo "   $(fid "$A"): ${IP_A:-?} host veth ${VETH_A:-?}"
-nh_check "nethook ls lists $(fid "$A") with an address in $NH_SUBNET" nh_check_addresses "$IP_A"
+IP_A="$(nh_ls_field "$(key "$A")" ipv4 2>/dev/null || true)"
+VETH_A="$(nh_ls_field "$(key "$A")" host_interface 2>/dev/null || true)"
+echo "   $(key "$A"): ${IP_A:-?} host veth ${VETH_A:-?}"
+nh_check "nethook ls lists $(key "$A") with an address in $NH_SUBNET" nh_check_addresses "$IP_A"
 nh_check "host veth of $A ($VETH_A) is nh+hex and on $NH_BRIDGE" nh_check_host_veth "$VETH_A"
 nh_check "$A: eth0 $IP_A/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside ctr_exec "$A" "$IP_A"
 
@@ -218,8 +219,8 @@ nh_check "$A pings the gateway $NH_GATEWAY" ctr_exec "$A" ping -c 1 -W 3 "$NH_GA
 # --- 4. detached: no DEL from ctr ----------------------------------------------------
 nh_section "ctr run --cni -d $D: who sends DEL"
 nh_check "ctr run --cni -d $D" ctr run --cni -d --env "$CPATH" --rootfs "$ROOTFS" "$D" sleep 3600
-IP_D="$(nh_ls_field "$(fid "$D")" ipv4 2>/dev/null || true)"
-nh_check "nethook ls lists $(fid "$D") at ${IP_D:-?}" nh_check_addresses "$IP_A" "$IP_H" "$IP_D"
+IP_D="$(nh_ls_field "$(key "$D")" ipv4 2>/dev/null || true)"
+nh_check "nethook ls lists $(key "$D") at ${IP_D:-?}" nh_check_addresses "$IP_A" "$IP_H" "$IP_D"
 nh_check "$D pings $A" ctr_exec "$D" ping -c 1 -W 3 "$IP_A"
 task_gone() { ! ctr task ls -q 2>/dev/null | grep -qx "$1"; }
 stop_detached() {
@@ -236,11 +237,11 @@ no_del_for() { # FULLID
 }
 nh_check "ctr task kill + task delete + container rm $D" stop_detached
 nh_check "spy: ctr sent no DEL for the detached $D (task kill, task delete, c rm)" no_del_for "$(fid "$D")"
-nh_check "so its attachment is still listed by nethook ls" nh_ls_field "$(fid "$D")" ipv4
+nh_check "so its attachment is still listed by nethook ls" nh_ls_field "$(key "$D")" ipv4
 nh_check "DEL by hand (the conflist in reverse, CNI_NETNS empty, as ctr would send it) succeeds" \
     nh_cni_del_by_hand "$CONFLIST" "$(fid "$D")" eth0
 not_listed() { ! nh_ls_field "$1" id >/dev/null 2>&1 || { echo "$1 still listed"; return 1; }; }
-nh_check "and removes $(fid "$D") from nethook ls" not_listed "$(fid "$D")"
+nh_check "and removes $(key "$D") from nethook ls" not_listed "$(key "$D")"
 nh_check "a second DEL (idempotent) succeeds too" nh_cni_del_by_hand "$CONFLIST" "$(fid "$D")" eth0
 
 # --- 5. ctr sends DEL when the task it waits for ends ------------------------------
@@ -262,15 +263,15 @@ if r["netns"]:
     sys.exit("netns %r (expected empty)" % r["netns"])
 PY
 }
-nh_check "spy: ctr sent one DEL for $(fid "$A"), after deleting the task, with CNI_NETNS empty" spy_del_ok "$(fid "$A")"
-nh_check "$(fid "$A") is gone from nethook ls" not_listed "$(fid "$A")"
+nh_check "spy: ctr sent one DEL for $(fid "$A") when its task ended, with CNI_NETNS empty" spy_del_ok "$(fid "$A")"
+nh_check "$(key "$A") is gone from nethook ls" not_listed "$(key "$A")"
 ctr c rm "$A" >/dev/null 2>&1 || true
 
 # --- teardown -------------------------------------------------------------------------
 nh_section "teardown"
 nh_check "runc kill + delete $H (poststop hook)" runc_stop "$H"
 nh_check "no container left in containerd" bash -c "[[ -z \$(command ctr --address $SOCK c ls -q) ]]"
-nh_check_no_leftovers "$(fid "$A")" "$(fid "$D")" "$H" -- "$IP_A" "$IP_D" "$IP_H"
+nh_check_no_leftovers "$(key "$A")" "$(key "$D")" "$H" -- "$IP_A" "$IP_D" "$IP_H"
 nh_check "no ifb or other link of bandwidth's left" bash -c "[[ -z \$(ip -o link show | grep -Ev ': (lo|$NH_BRIDGE):') ]] || { ip -br link; exit 1; }"
 
 echo

@@ -114,13 +114,14 @@ podman_run() {
     tail -n 1 <<<"$out" >"$NH_TMP/$name.id"
 }
 cid() { cat "$NH_TMP/$1.id" 2>/dev/null; }
+key() { echo "$(cid "$1")@eth0"; } # the attachment nethook ls lists: ID@IFNAME
 pexec() { pod exec "$@"; }
 
 # --- 2. published port ---------------------------------------------------------------
 nh_section "podman run -d -p 8080:80 --network $NET --rootfs DIR busybox httpd"
 nh_check "podman run $WEB -p 8080:80" podman_run "$WEB" -p 8080:80 busybox httpd -f -p 80 -h /www
-IP_WEB="$(nh_ls_field "$(cid "$WEB")" ipv4 2>/dev/null || true)"
-echo "   $WEB: ${IP_WEB:-?} ($(cid "$WEB" | cut -c1-12)) ports $(nh_ls_field "$(cid "$WEB")" ports 2>/dev/null || echo '?')"
+IP_WEB="$(nh_ls_field "$(key "$WEB")" ipv4 2>/dev/null || true)"
+echo "   $WEB: ${IP_WEB:-?} ($(cid "$WEB" | cut -c1-12)) ports $(nh_ls_field "$(key "$WEB")" ports 2>/dev/null || echo '?')"
 nh_check "nethook ls lists $WEB by Podman's container id, with an address in $NH_SUBNET" nh_check_addresses "$IP_WEB"
 spy_add_ports() { # FULLID
     python3 - "$NH_SPY_LOG" "$1" <<'PY'
@@ -142,7 +143,7 @@ nh_check "the published port answers: sandbox host fetches http://$NH_GATEWAY:80
     nh_fetch_ok nh_host_wget "http://$NH_GATEWAY:8080/"
 
 nh_check "podman run $B --network $NET (sleep)" podman_run "$B" sleep 3600
-IP_B="$(nh_ls_field "$(cid "$B")" ipv4 2>/dev/null || true)"
+IP_B="$(nh_ls_field "$(key "$B")" ipv4 2>/dev/null || true)"
 echo "   $B: ${IP_B:-?}"
 nh_check "nethook ls: distinct addresses" nh_check_addresses "$IP_WEB" "$IP_B"
 nh_check "$B: eth0 $IP_B/16, default via $NH_GATEWAY, only lo+eth0" nh_check_inside pexec "$B" "$IP_B"
@@ -165,10 +166,10 @@ print("DEL: CNI_NETNS=%s (exists: %s) runtimeConfig=%s prevResult=%s" % (
 PY
 }
 not_listed() { ! nh_ls_field "$1" id >/dev/null 2>&1 || { echo "$1 still listed"; return 1; }; }
-IDS=("$(cid "$WEB")" "$(cid "$B")")
+IDS=("$(key "$WEB")" "$(key "$B")")
 nh_check "podman stop $WEB" pod stop --time 0 "$WEB"
 nh_check "spy: Podman sent one DEL for $WEB on stop" spy_del "$(cid "$WEB")"
-nh_check "$WEB is gone from nethook ls after podman stop" not_listed "$(cid "$WEB")"
+nh_check "$WEB is gone from nethook ls after podman stop" not_listed "$(key "$WEB")"
 nh_check "the published port is closed" nh_fetch_fails nh_host_wget "http://$NH_GATEWAY:8080/"
 nh_check "podman rm $WEB" pod rm "$WEB"
 nh_check "podman rm -f $B (running)" pod rm --force --time 0 "$B"
