@@ -274,5 +274,8 @@ nh_check "no container left in containerd" bash -c "[[ -z \$(command ctr --addre
 nh_check_no_leftovers "$(key "$A")" "$(key "$D")" "$H" -- "$IP_A" "$IP_D" "$IP_H"
 nh_check "no ifb or other link of bandwidth's left" bash -c "[[ -z \$(ip -o link show | grep -Ev ': (lo|$NH_BRIDGE):') ]] || { ip -br link; exit 1; }"
 
+nh_section "what the client sent (the spy's record)"
+nh_spy_report
+
 echo
 nh_summary

@@ -11,7 +11,9 @@
 #      passes the port mapping as runtimeConfig.portMappings, nethook publishes it and
 #      the port answers from the sandbox host and (hairpin) from a second container;
 #      `nethook ls` lists both by Podman's container id;
-#   3. podman stop sends DEL (netns still there), podman rm -f of a running container
+#   3. --ip/--mac-address: Podman 4.3 passes them as CNI_ARGS IP=/MAC=, which nethook
+#      applies;
+#   4. podman stop sends DEL (netns still there), podman rm -f of a running container
 #      too; afterwards nothing is left: no nh* veth, record, IPAM file, nft element,
 #      network namespace under /run/netns, container or mount.
 #
@@ -87,6 +89,7 @@ echo "binary: $NETHOOK_BIN"
 SFX=$RANDOM
 WEB=e2e-$SFX-web
 B=e2e-$SFX-b
+C=e2e-$SFX-static
 
 backend_is_cni() {
     local out
@@ -104,13 +107,17 @@ nh_check "podman info: network backend is cni" backend_is_cni
 nh_check "podman network ls shows $NET from $CONFLIST" network_listed
 nh_check "$NH_CNI_BIN/nethook answers CNI VERSION" nh_cni_plugin_ok
 
-# podman_run NAME ARGS...: podman run -d; the container id in $NH_TMP/NAME.id.
+# podman_run NAME [OPTION...] -- CMD...: podman run -d on network NET from a rootfs of
+# its own; the container id in $NH_TMP/NAME.id.
 podman_run() {
     local name=$1 out
+    local -a opts=()
+    shift
+    while (($#)) && [[ $1 != -- ]]; do opts+=("$1"); shift; done
     shift
     nh_make_rootfs "$NH_TMP/rootfs-$name"
     out="$(pod run --detach --name "$name" --network "$NET" "${ULIMITS[@]}" --cap-add NET_RAW \
-        --rootfs "$NH_TMP/rootfs-$name" "$@" 2>&1)" || { echo "$out"; return 1; }
+        "${opts[@]}" --rootfs "$NH_TMP/rootfs-$name" "$@" 2>&1)" || { echo "$out"; return 1; }
     tail -n 1 <<<"$out" >"$NH_TMP/$name.id"
 }
 cid() { cat "$NH_TMP/$1.id" 2>/dev/null; }
@@ -119,7 +126,7 @@ pexec() { pod exec "$@"; }
 
 # --- 2. published port ---------------------------------------------------------------
 nh_section "podman run -d -p 8080:80 --network $NET --rootfs DIR busybox httpd"
-nh_check "podman run $WEB -p 8080:80" podman_run "$WEB" -p 8080:80 busybox httpd -f -p 80 -h /www
+nh_check "podman run $WEB -p 8080:80" podman_run "$WEB" -p 8080:80 -- busybox httpd -f -p 80 -h /www
 IP_WEB="$(nh_ls_field "$(key "$WEB")" ipv4 2>/dev/null || true)"
 echo "   $WEB: ${IP_WEB:-?} ($(cid "$WEB" | cut -c1-12)) ports $(nh_ls_field "$(key "$WEB")" ports 2>/dev/null || echo '?')"
 nh_check "nethook ls lists $WEB by Podman's container id, with an address in $NH_SUBNET" nh_check_addresses "$IP_WEB"
@@ -142,7 +149,7 @@ nh_check "httpd answers directly on $IP_WEB:80" nh_fetch_ok nh_host_wget "http:/
 nh_check "the published port answers: sandbox host fetches http://$NH_GATEWAY:8080/" \
     nh_fetch_ok nh_host_wget "http://$NH_GATEWAY:8080/"
 
-nh_check "podman run $B --network $NET (sleep)" podman_run "$B" sleep 3600
+nh_check "podman run $B --network $NET (sleep)" podman_run "$B" -- sleep 3600
 IP_B="$(nh_ls_field "$(key "$B")" ipv4 2>/dev/null || true)"
 echo "   $B: ${IP_B:-?}"
 nh_check "nethook ls: distinct addresses" nh_check_addresses "$IP_WEB" "$IP_B"
@@ -150,6 +157,39 @@ nh_check "$B: eth0 $IP_B/16, default via $NH_GATEWAY, only lo+eth0" nh_check_ins
 nh_check "$B pings $WEB ($IP_WEB)" pexec "$B" ping -c 1 -W 3 "$IP_WEB"
 nh_check "$B fetches http://$NH_GATEWAY:8080/ (hairpin)" \
     nh_fetch_ok pexec "$B" timeout 5 wget -q -O - "http://$NH_GATEWAY:8080/"
+
+nh_section "static address and MAC: podman run --ip / --mac-address (capabilities ips, mac)"
+STATIC_IP=10.77.9.9
+STATIC_MAC=02:00:00:00:09:09
+nh_check "podman run $C --ip $STATIC_IP --mac-address $STATIC_MAC" \
+    podman_run "$C" --ip "$STATIC_IP" --mac-address "$STATIC_MAC" -- sleep 3600
+static_ok() {
+    local out
+    out="$(pexec "$C" ip -o link show dev eth0)" || return 1
+    [[ $out == *"link/ether $STATIC_MAC "* ]] || { echo "eth0: $out"; return 1; }
+    out="$(pexec "$C" ip -o -4 addr show dev eth0)" || return 1
+    [[ $out == *" inet $STATIC_IP/16 "* ]] || { echo "eth0: $out"; return 1; }
+}
+spy_static_args() { # FULLID: how Podman passed --ip/--mac-address
+    python3 - "$NH_SPY_LOG" "$1" "$STATIC_IP" "$STATIC_MAC" <<'PY'
+import json, sys
+log, cid, ip, mac = sys.argv[1:5]
+adds = [json.loads(l) for l in open(log)]
+adds = [r for r in adds if r["command"] == "ADD" and r["containerId"] == cid]
+if len(adds) != 1:
+    sys.exit("%d ADD calls for %s" % (len(adds), cid))
+args = dict(kv.split("=", 1) for kv in (adds[0]["args"] or "").split(";") if "=" in kv)
+if args.get("IP") != ip or args.get("MAC") != mac:
+    sys.exit("CNI_ARGS %r, runtimeConfig %r" % (adds[0]["args"], adds[0]["runtimeConfig"]))
+PY
+}
+nh_check "spy: Podman 4.3 passed them as CNI_ARGS IP=/MAC= (not as the ips/mac capabilities)" \
+    spy_static_args "$(cid "$C")"
+nh_check "$C: eth0 has $STATIC_IP/16 and $STATIC_MAC" static_ok
+nh_check "nethook ls lists $C at $STATIC_IP" \
+    bash -c '[[ "$1" == "$2" ]] || { echo "listed at $1"; exit 1; }' _ \
+    "$(nh_ls_field "$(key "$C")" ipv4 2>/dev/null)" "$STATIC_IP"
+nh_check "$B pings $C ($STATIC_IP)" pexec "$B" ping -c 1 -W 3 "$STATIC_IP"
 
 # --- 3. teardown ---------------------------------------------------------------------
 nh_section "teardown: podman stop / rm -f send DEL"
@@ -166,13 +206,14 @@ print("DEL: CNI_NETNS=%s (exists: %s) runtimeConfig=%s prevResult=%s" % (
 PY
 }
 not_listed() { ! nh_ls_field "$1" id >/dev/null 2>&1 || { echo "$1 still listed"; return 1; }; }
-IDS=("$(key "$WEB")" "$(key "$B")")
+IDS=("$(key "$WEB")" "$(key "$B")" "$(key "$C")")
 nh_check "podman stop $WEB" pod stop --time 0 "$WEB"
 nh_check "spy: Podman sent one DEL for $WEB on stop" spy_del "$(cid "$WEB")"
 nh_check "$WEB is gone from nethook ls after podman stop" not_listed "$(key "$WEB")"
 nh_check "the published port is closed" nh_fetch_fails nh_host_wget "http://$NH_GATEWAY:8080/"
 nh_check "podman rm $WEB" pod rm "$WEB"
 nh_check "podman rm -f $B (running)" pod rm --force --time 0 "$B"
+nh_check "podman rm -f $C (running)" pod rm --force --time 0 "$C"
 nh_check "spy: Podman sent one DEL for $B on rm -f" spy_del "$(cid "$B")"
 podman_empty() {
     local out
@@ -191,8 +232,11 @@ no_mounts_left() {
 }
 nh_check "podman ps -a is empty" podman_empty
 nh_check "no network namespace left under /run/netns" no_netns_left
-nh_check_no_leftovers "${IDS[@]}" -- "$IP_WEB" "$IP_B"
+nh_check_no_leftovers "${IDS[@]}" -- "$IP_WEB" "$IP_B" "$STATIC_IP"
 nh_check "nothing mounted under podman's storage or run root" no_mounts_left
+
+nh_section "what the client sent (the spy's record)"
+nh_spy_report
 
 echo
 nh_summary

@@ -156,3 +156,15 @@ for p in reversed(doc["plugins"]):
 sys.exit(rc)
 PY
 }
+
+# nh_spy_report: every call the spy saw, one line each (what the client sent).
+nh_spy_report() {
+    python3 - "$NH_SPY_LOG" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print("   %-5s %s if=%s netns=%r (exists: %s) CNI_ARGS=%r runtimeConfig=%s prevResult=%s" % (
+        r["command"], r["containerId"], r["ifname"], r["netns"], r["netnsExists"], r["args"],
+        json.dumps(r["runtimeConfig"]), "yes" if r["prevResult"] else "no"))
+PY
+}
