@@ -186,9 +186,8 @@ PY
 nh_check "spy: Podman 4.3 passed them as CNI_ARGS IP=/MAC= (not as the ips/mac capabilities)" \
     spy_static_args "$(cid "$C")"
 nh_check "$C: eth0 has $STATIC_IP/16 and $STATIC_MAC" static_ok
-nh_check "nethook ls lists $C at $STATIC_IP" \
-    bash -c '[[ "$1" == "$2" ]] || { echo "listed at $1"; exit 1; }' _ \
-    "$(nh_ls_field "$(key "$C")" ipv4 2>/dev/null)" "$STATIC_IP"
+listed_at() { [[ $1 == "$2" ]] || { echo "listed at '$1'"; return 1; }; }
+nh_check "nethook ls lists $C at $STATIC_IP" listed_at "$(nh_ls_field "$(key "$C")" ipv4 2>/dev/null)" "$STATIC_IP"
 nh_check "$B pings $C ($STATIC_IP)" pexec "$B" ping -c 1 -W 3 "$STATIC_IP"
 
 # --- 3. teardown ---------------------------------------------------------------------
