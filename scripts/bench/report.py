@@ -105,8 +105,8 @@ def main():
     out(f"nethook benchmark — N={n_target} containers per tool, one published TCP port each, masquerade on")
     out(f"run dir: {rd}")
     out("")
-    out(f"{'tool':<10} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
-    out("-" * 100)
+    out(f"{'tool':<12} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
+    out("-" * 102)
     order = [("nethook", "setup"), ("baseline", "setup"), ("nethook-cni", "setup"), ("cni", "setup"), ("netavark", "setup"),
              ("netavark2", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("nethook-cni", "teardown_alive"), ("cni", "teardown_alive"),
@@ -129,7 +129,7 @@ def main():
             ratio = f"{k['first_p50'] / s['first_p50']:.3f}/{k['all_p50'] / s['all_p50']:.3f}"
         elif key[0] in ("cni", "netavark", "netavark2", "nethook-cni") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
             ratio = f"{s['first_p50'] / r['first_p50']:.1f}/{s['last_p50'] / r['last_p50']:.1f}"
-        out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
+        out(f"{key[0]:<12} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
     out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook (hook) p50 at N≤20 / last 20;")
     out(" nethook-cni: nethook as a CNI plugin, setup = ADD with a portMappings capability, teardown_alive = DEL with prevResult;")
