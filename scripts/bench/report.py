@@ -193,7 +193,7 @@ def main():
 
     # ---- targets ---------------------------------------------------------------------
     out("")
-    out("targets (issue 5)")
+    out("targets (issue 5; the CNI rows: issue 19)")
     T = []
 
     def target(name, value, ok):
