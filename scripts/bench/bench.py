@@ -648,6 +648,10 @@ def phase_peer(a, out, name):
         if budget_hit(rec, "setup", i, t_start, a.peer_budget):
             break
     rec.notes["reached_n"] = len(done)
+    if name == "netavark2":
+        # Proof that the nftables driver did the work: its table, and no iptables NAT rule.
+        r = subprocess.run(["nft", "list", "tables"], capture_output=True)
+        rec.notes["nft_tables"] = r.stdout.decode(errors="replace").split("\n")[:-1]
     if name == "nhcni":
         rec.notes["endpoints_after_setup"] = tool.count()
     t_start = now()

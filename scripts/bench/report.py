@@ -156,7 +156,8 @@ def main():
     if notes.get("netavark"):
         out(f"netavark: firewall driver {notes['netavark'].get('firewall_driver')}")
     if notes.get("netavark2"):
-        out(f"netavark2: {notes['netavark2'].get('version')}, firewall driver {notes['netavark2'].get('firewall_driver')}")
+        out(f"netavark2: {notes['netavark2'].get('version')}, firewall driver {notes['netavark2'].get('firewall_driver')}, "
+            f"nftables tables after the setups: {', '.join(notes['netavark2'].get('nft_tables') or []) or 'none'}")
     if notes.get("nhcni"):
         out(f"nethook-cni: attachments after the ADDs {notes['nhcni'].get('endpoints_after_setup')}, "
             f"after the DELs {notes['nhcni'].get('endpoints_after_teardown')}")
