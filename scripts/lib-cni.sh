@@ -51,14 +51,9 @@ nh_cni_sandbox_dirs() {
     nh_write_cni_spy "$NH_CNI_BIN/nethook-spy"
     nh_cover_dir /etc/cni/net.d "$NH_CNI_CONF"
     nh_cover_dir /opt/cni/bin "$NH_CNI_BIN"
-    if [[ -d /var/lib/cni ]]; then
-        mount -t tmpfs -o mode=0755,size=16m nethook-e2e-cni /var/lib/cni
-    else
-        local d
-        d="$(mktemp -d "$NH_TMP/varlibcni.XXXXXX")"
-        nh_cover_dir /var/lib/cni "$d"
-        mount -t tmpfs -o mode=0755,size=16m nethook-e2e-cni /var/lib/cni
-    fi
+    # libcni caches every result there (and hands it back as DEL's prevResult).
+    [[ -d /var/lib/cni ]] || nh_cover_dir /var/lib/cni "$(mktemp -d "$NH_TMP/varlibcni.XXXXXX")"
+    mount -t tmpfs -o mode=0755,size=16m nethook-e2e-cni /var/lib/cni
 }
 
 # nh_write_cni_spy PATH: a pass-through CNI plugin for the end of a chain. It records
