@@ -49,11 +49,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a Podman hooks.d file (nethook.json) that runs nethook for annotated containers.
+    /// Write a Podman hooks.d file (nethook.json) that runs nethook for annotated containers,
+    /// and/or install nethook as a CNI plugin.
     Install {
         /// The hooks directory given to `podman --hooks-dir`.
+        #[arg(long, required_unless_present = "cni_bin_dir")]
+        podman_hooks_dir: Option<PathBuf>,
+        /// Install this binary as the CNI plugin DIR/nethook (e.g. /opt/cni/bin).
         #[arg(long)]
-        podman_hooks_dir: PathBuf,
+        cni_bin_dir: Option<PathBuf>,
+        /// Write an example conflist (10-nethook.conflist) here (e.g. /etc/cni/net.d).
+        #[arg(long, requires = "cni_bin_dir")]
+        cni_conf_dir: Option<PathBuf>,
         /// Run for every container, not only those annotated nethook.network.
         #[arg(long)]
         always: bool,
@@ -112,7 +119,9 @@ fn main() -> ExitCode {
     if let Some(store) = plain_hook_invocation() {
         nethook::exit_now(hook::run(&store, None));
     }
-    if std::env::var_os("CNI_COMMAND").is_some() {
+    // Runtimes exec a CNI plugin with no arguments; a command line with some is the CLI,
+    // even from a shell that happens to export CNI_COMMAND.
+    if std::env::var_os("CNI_COMMAND").is_some() && std::env::args_os().len() == 1 {
         nethook::exit_now(cni_plugin());
     }
     let cli = Cli::parse();
@@ -124,12 +133,24 @@ fn main() -> ExitCode {
         Command::Gc { dry_run } => run_gc(&store, dry_run),
         Command::Install {
             podman_hooks_dir,
+            cni_bin_dir,
+            cni_conf_dir,
             always,
             binary,
         } => hook_binary(binary).and_then(|bin| {
-            let path =
-                install::install_podman_hook(&podman_hooks_dir, &bin, &hook_env(&store), always)?;
-            println!("{}", path.display());
+            if let Some(dir) = podman_hooks_dir {
+                let path = install::install_podman_hook(&dir, &bin, &hook_env(&store), always)?;
+                println!("{}", path.display());
+            }
+            if let Some(dir) = cni_bin_dir {
+                let done =
+                    install::install_cni(&dir, &bin, cni_conf_dir.as_deref(), &hook_env(&store))?;
+                println!("{}", done.plugin.display());
+                if let Some((path, written)) = done.conflist {
+                    let note = if written { "" } else { " (exists, left as is)" };
+                    println!("{}{note}", path.display());
+                }
+            }
             Ok(())
         }),
         Command::Inject { bundle, binary } => hook_binary(binary).and_then(|bin| {

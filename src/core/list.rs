@@ -10,7 +10,12 @@ use crate::state::{Store, StoreError, Unreadable};
 /// One row of `nethook ls --json`. Stable field names: scripts depend on them.
 #[derive(Debug, Serialize)]
 pub struct EndpointView<'a> {
+    /// The record's key: a hook's container id, or `CONTAINER@IFNAME` for a CNI attachment.
     pub id: &'a str,
+    /// Who made it: "hook" (OCI hook) or "cni" (CNI plugin).
+    pub source: &'static str,
+    /// The container's id (for a CNI attachment, the part before `@`).
+    pub container: &'a str,
     pub network: &'a str,
     pub interface: &'a str,
     pub host_interface: &'a str,
@@ -21,8 +26,14 @@ pub struct EndpointView<'a> {
 
 impl<'a> From<&'a Endpoint> for EndpointView<'a> {
     fn from(ep: &'a Endpoint) -> Self {
+        let (source, container) = match ep.id.attachment_parts() {
+            Some((container, _)) => ("cni", container),
+            None => ("hook", ep.id.as_str()),
+        };
         EndpointView {
             id: ep.id.as_str(),
+            source,
+            container,
             network: &ep.network,
             interface: &ep.interface,
             host_interface: &ep.host_interface,

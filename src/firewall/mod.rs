@@ -58,6 +58,7 @@ mod batch;
 mod delete;
 mod encode;
 mod error;
+mod present;
 mod probe;
 mod prune;
 mod readback;
@@ -71,6 +72,7 @@ pub use batch::batches_sent;
 pub use delete::assume_no_destroy;
 pub use encode::Proto;
 pub use error::{FirewallError, Object};
+pub use present::missing_elements;
 pub use prune::prune;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 pub use types::{

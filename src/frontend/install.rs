@@ -152,6 +152,69 @@ pub fn inject(bundle: &Path, binary: &Path, env: &HookEnv) -> Result<bool, Insta
     Ok(true)
 }
 
+/// The file name of the example conflist `install_cni` writes; `10-` sorts it before most
+/// others, as runtimes that take the first conflist of the directory expect.
+pub const CNI_CONFLIST: &str = "10-nethook.conflist";
+
+/// What `install_cni` did: the plugin's path, and the conflist's with whether it was
+/// written (an existing one is left as it is: it may have been edited).
+#[derive(Debug)]
+pub struct CniInstalled {
+    pub plugin: PathBuf,
+    pub conflist: Option<(PathBuf, bool)>,
+}
+
+/// Installs `binary` as the CNI plugin `BIN_DIR/nethook` (a copy renamed into place, so a
+/// runtime never executes a half-written file) and, with `conf_dir`, an example conflist
+/// (cniVersion 1.0.0, which libcni 1.1 speaks; network "nethook"; port mappings).
+pub fn install_cni(
+    bin_dir: &Path,
+    binary: &Path,
+    conf_dir: Option<&Path>,
+    env: &HookEnv,
+) -> Result<CniInstalled, InstallError> {
+    let plugin = bin_dir.join("nethook");
+    fs::create_dir_all(bin_dir).map_err(io_err("create", bin_dir))?;
+    let same = fs::canonicalize(&plugin).is_ok_and(|p| p == binary);
+    if !same {
+        let tmp = bin_dir.join(".nethook.nethook-tmp");
+        fs::copy(binary, &tmp).map_err(io_err("copy the binary to", &tmp))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("set permissions of", &tmp))?;
+        fs::rename(&tmp, &plugin).map_err(io_err("rename into place", &plugin))?;
+    }
+    let conflist = match conf_dir {
+        None => None,
+        Some(dir) => {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+            let path = dir.join(CNI_CONFLIST);
+            let exists = path.symlink_metadata().is_ok();
+            if !exists {
+                write_atomically(&path, &cni_conflist(env), 0o644)?;
+            }
+            Some((path, !exists))
+        }
+    };
+    Ok(CniInstalled { plugin, conflist })
+}
+
+/// The example conflist; state directories that are not the defaults are carried as the
+/// plugin's `configDir`/`runDir` (a CNI plugin gets no environment of ours).
+pub fn cni_conflist(env: &HookEnv) -> Value {
+    let mut plugin = json!({
+        "type": "nethook",
+        "network": "nethook",
+        "capabilities": { "portMappings": true },
+    });
+    if let Some(d) = &env.config_dir {
+        plugin["configDir"] = json!(d);
+    }
+    if let Some(d) = &env.run_dir {
+        plugin["runDir"] = json!(d);
+    }
+    json!({ "cniVersion": "1.0.0", "name": "nethook", "plugins": [plugin] })
+}
+
 fn write_atomically(path: &Path, value: &Value, mode: u32) -> Result<(), InstallError> {
     let mut text =
         serde_json::to_vec_pretty(value).map_err(|e| io_err("serialise", path)(e.into()))?;
@@ -241,6 +304,37 @@ mod tests {
             fs::read_to_string(dir.join("config.json")).unwrap(),
             r#"{"hooks": []}"#
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn install_cni_copies_the_plugin_and_keeps_an_edited_conflist() {
+        let dir = std::env::temp_dir().join(format!("nethook-cni-install-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let src = dir.join("src-binary");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&src, b"#!binary").unwrap();
+        let env = HookEnv {
+            run_dir: Some("/tmp/run-x".into()),
+            ..HookEnv::default()
+        };
+        let got = install_cni(&dir.join("bin"), &src, Some(&dir.join("net.d")), &env).unwrap();
+        assert_eq!(fs::read(&got.plugin).unwrap(), b"#!binary");
+        let mode = fs::metadata(&got.plugin).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let (path, written) = got.conflist.unwrap();
+        assert!(written);
+        let conf: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(conf["cniVersion"], "1.0.0");
+        assert_eq!(conf["plugins"][0]["type"], "nethook");
+        assert_eq!(conf["plugins"][0]["network"], "nethook");
+        assert_eq!(conf["plugins"][0]["capabilities"]["portMappings"], true);
+        assert_eq!(conf["plugins"][0]["runDir"], "/tmp/run-x");
+        assert!(conf["plugins"][0].get("configDir").is_none());
+        fs::write(&path, b"edited").unwrap();
+        let again = install_cni(&dir.join("bin"), &src, Some(&dir.join("net.d")), &env).unwrap();
+        assert!(!again.conflist.unwrap().1);
+        assert_eq!(fs::read(&path).unwrap(), b"edited");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -21,7 +21,9 @@ use crate::failpoint::Injected;
 use crate::firewall::{Elements, FirewallError};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
-use crate::kernel::link::{Foreign, HostVeth, LinkError, VethFate, VethSpec, VethState};
+use crate::kernel::link::{
+    ContainerView, Foreign, HostVeth, LinkError, VethFate, VethSpec, VethState,
+};
 use crate::kernel::netns::Netns;
 use crate::kernel::seam::{
     Conntrack, ContainerError, Failpoints, Firewall, HostPorts, Links, Sysctls,
@@ -53,8 +55,10 @@ const QUERIES: &[&str] = &[
     "link.link_present",
     "link.bridge_owner",
     "link.ipv4_routes",
+    "link.inspect_container",
     "fw.missing_skeleton",
     "fw.table_exists",
+    "fw.missing_elements",
     "sysctl.ip_forwarding",
     "sysctl.route_localnet_on",
     "ports.busy",
@@ -71,6 +75,8 @@ struct State {
     forwarding: bool,
     route_localnet: BTreeSet<String>,
     routes: Vec<Ipv4Network>,
+    /// (ifname, address, prefix, gateway) of every `configure_container`.
+    containers: Vec<(String, Ipv4Addr, u8, Ipv4Addr)>,
 }
 
 /// The recording fake kernel.
@@ -323,7 +329,31 @@ impl Links for Fake {
         gateway: Ipv4Addr,
     ) -> Result<(), ContainerError> {
         let arg = format!("{ifname} {address}/{prefix} via {gateway}");
-        Ok(self.link_call("link.configure_container", arg)?)
+        self.link_call("link.configure_container", arg)?;
+        self.state
+            .borrow_mut()
+            .containers
+            .push((ifname.to_owned(), address, prefix, gateway));
+        Ok(())
+    }
+
+    /// What `configure_container` gave an interface of that name (the namespace is not
+    /// told apart: fake tests give each container its own address).
+    fn inspect_container(
+        &self,
+        _netns: &Netns,
+        ifname: &str,
+    ) -> Result<Option<ContainerView>, ContainerError> {
+        self.link_call("link.inspect_container", ifname.to_owned())?;
+        let s = self.state.borrow();
+        let mine: Vec<_> = s.containers.iter().filter(|c| c.0 == ifname).collect();
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ContainerView {
+            addresses: mine.iter().map(|c| (c.1, c.2)).collect(),
+            default_gateways: mine.iter().map(|c| c.3).collect(),
+        }))
     }
 }
 
@@ -376,6 +406,15 @@ impl Firewall for Fake {
         let arg = format!("{live:?}{}", if dry_run { " dry" } else { "" });
         self.fw_call("fw.prune", arg)?;
         Ok(Vec::new())
+    }
+    /// The fake keeps no elements: all are there while the skeleton is, none without it.
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError> {
+        self.fw_call("fw.missing_elements", format!("{elements:?}"))?;
+        Ok(if self.state.borrow().skeleton || elements.is_empty() {
+            Vec::new()
+        } else {
+            vec!["nftables table inet nethook is missing".to_owned()]
+        })
     }
 }
 

@@ -18,7 +18,9 @@ use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
 use crate::kernel::conntrack::{self, ConntrackError};
 use crate::kernel::hostports::{self, Busy, HostPortsError};
-use crate::kernel::link::{self, HostVeth, LinkError, Rtnl, VethFate, VethSpec, VethState};
+use crate::kernel::link::{
+    self, ContainerView, HostVeth, LinkError, Rtnl, VethFate, VethSpec, VethState,
+};
 use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::sysctl::{self, SysctlError};
 use crate::model::mac::Mac;
@@ -67,6 +69,13 @@ pub trait Links {
         prefix: u8,
         gateway: Ipv4Addr,
     ) -> Result<(), ContainerError>;
+    /// What the container's `ifname` has (addresses, default routes); `None` when there is
+    /// no such link. For CHECK: it makes a netlink socket inside the namespace.
+    fn inspect_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+    ) -> Result<Option<ContainerView>, ContainerError>;
 }
 
 /// nftables elements and the skeleton they live in (see `firewall`).
@@ -80,6 +89,8 @@ pub trait Firewall {
     fn missing_skeleton(&self) -> Result<Vec<&'static str>, FirewallError>;
     fn table_exists(&self) -> Result<bool, FirewallError>;
     fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError>;
+    /// One line per element of `elements` the kernel's sets do not hold (CHECK).
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError>;
 }
 
 pub trait Conntrack {
@@ -235,6 +246,14 @@ impl Links for Host {
         link::configure_container(sock.as_fd(), ifname, address, prefix, gateway)?;
         Ok(())
     }
+
+    fn inspect_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+    ) -> Result<Option<ContainerView>, ContainerError> {
+        link::inspect_container(netns, ifname)
+    }
 }
 
 impl Firewall for Host {
@@ -261,6 +280,9 @@ impl Firewall for Host {
     }
     fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError> {
         firewall::prune(live, dry_run)
+    }
+    fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError> {
+        firewall::missing_elements(elements)
     }
 }
 

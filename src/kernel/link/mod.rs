@@ -6,6 +6,7 @@
 //! veth an endpoint record names without checking it is that record's (see `owner`).
 
 mod delete;
+mod inspect;
 mod msg;
 mod owner;
 
@@ -26,6 +27,8 @@ use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netns::Netns;
 use crate::model::mac::Mac;
 use crate::sys::ifconf;
+
+pub use inspect::{inspect_container, ContainerView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
