@@ -4,7 +4,9 @@
 # nethook as its CNI plugin, chained with the reference plugins tuning and bandwidth,
 # next to a container runc starts with nethook as its OCI hook, on one network.
 #
-#   1. ctr reads the first conflist in /etc/cni/net.d and the plugins in /opt/cni/bin:
+#   1. nethook is installed by `nethook install --cni-bin-dir --cni-conf-dir`, and the
+#      example conflist it writes, with tuning, bandwidth and the spy appended, is the
+#      one ctr uses. ctr reads the first conflist in /etc/cni/net.d and the plugins in /opt/cni/bin:
 #      both are directories of this test's own, mounted over those paths in the
 #      sandbox's private mount namespace; /var/lib/cni is a tmpfs there;
 #   2. `ctr run --cni` (waiting for the task, run in the background): the container
@@ -115,13 +117,15 @@ fi
 nh_pass "containerd $(ctr version 2>/dev/null | awk '/Server:/{s=1} s&&/Version:/{print $2; exit}') up on $SOCK (root, state, opt in the sandbox)"
 
 # --- the conflist ------------------------------------------------------------
-nh_section "conflist: nethook -> tuning (mtu 1400) -> bandwidth (ingress 8 Mbit/s) -> spy"
+nh_section "conflist: nethook install's example + tuning (mtu 1400) -> bandwidth (ingress 8 Mbit/s) -> spy"
+nh_check "nethook install --cni-bin-dir --cni-conf-dir: a 1.0.0 conflist with this run's runDir/configDir" \
+    nh_example_conflist_ok
+nh_check "$NH_CNI_BIN/nethook (installed copy) answers CNI VERSION" nh_cni_plugin_ok
 CONFLIST="$NH_CNI_CONF/10-nethook.conflist"
 MTU=1400
-nh_nethook_conflist "$CONFLIST" nethook nethook \
+nh_conflist_from_example "$CONFLIST" \
     "{\"type\":\"tuning\",\"mtu\":$MTU}" \
     '{"type":"bandwidth","ingressRate":8000000,"ingressBurst":65536}'
-nh_check "$NH_CNI_BIN/nethook answers CNI VERSION" nh_cni_plugin_ok
 
 ROOTFS="$NH_TMP/rootfs"
 nh_make_rootfs "$ROOTFS"

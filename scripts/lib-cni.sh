@@ -42,8 +42,12 @@ nh_cni_sandbox_dirs() {
     export NH_CNI_CONF NH_CNI_BIN NH_SPY_LOG
     mkdir -p "$NH_CNI_CONF" "$NH_CNI_BIN"
     : >"$NH_SPY_LOG"
-    # A copy, as `nethook install --cni-bin-dir` makes one; the conflist's type is the file name.
-    cp "$NETHOOK_BIN" "$NH_CNI_BIN/nethook"
+    # As a user installs it: the plugin copied into the bin dir, and the example conflist
+    # (it carries this run's NETHOOK_RUN_DIR/NETHOOK_CONFIG_DIR as runDir/configDir).
+    NH_CNI_EXAMPLE="$NH_TMP/cni/example"
+    export NH_CNI_EXAMPLE
+    "$NETHOOK_BIN" install --cni-bin-dir "$NH_CNI_BIN" --cni-conf-dir "$NH_CNI_EXAMPLE" >/dev/null ||
+        nh_die "nethook install --cni-bin-dir $NH_CNI_BIN --cni-conf-dir $NH_CNI_EXAMPLE failed"
     local p
     for p in bandwidth tuning bridge host-local portmap loopback; do
         [[ -x $NH_CNI_REF/$p ]] && cp "$NH_CNI_REF/$p" "$NH_CNI_BIN/$p"
@@ -118,6 +122,40 @@ plugins.append({"type": "nethook-spy", "log": spy_log,
 with open(file, "w") as f:
     json.dump({"cniVersion": "1.0.0", "name": name, "plugins": plugins}, f, indent=2)
     f.write("\n")
+PY
+}
+
+# nh_conflist_from_example FILE [EXTRA-PLUGIN-JSON...]: the conflist `nethook install
+# --cni-conf-dir` wrote, with the extra plugins and then the spy appended to its chain.
+nh_conflist_from_example() {
+    local file=$1
+    shift
+    python3 - "$NH_CNI_EXAMPLE/10-nethook.conflist" "$file" "$NH_SPY_LOG" "$@" <<'PY'
+import json, sys
+example, file, spy_log, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+doc = json.load(open(example))
+doc["plugins"] += [json.loads(p) for p in extra]
+doc["plugins"].append({"type": "nethook-spy", "log": spy_log,
+                       "capabilities": {"portMappings": True, "ips": True, "mac": True}})
+with open(file, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+PY
+}
+
+# nh_example_conflist_ok: the example is a 1.0.0 conflist whose nethook plugin carries
+# this run's state dirs (a CNI plugin gets no NETHOOK_* environment).
+nh_example_conflist_ok() {
+    python3 - "$NH_CNI_EXAMPLE/10-nethook.conflist" "$NETHOOK_RUN_DIR" "$NETHOOK_CONFIG_DIR" <<'PY'
+import json, sys
+path, run_dir, config_dir = sys.argv[1:4]
+doc = json.load(open(path))
+p = doc["plugins"][0]
+print(json.dumps(doc))
+if doc.get("cniVersion") != "1.0.0" or p.get("type") != "nethook":
+    sys.exit("not a 1.0.0 conflist with nethook first")
+if p.get("runDir") != run_dir or p.get("configDir") != config_dir:
+    sys.exit("state dirs %r %r, not this run's" % (p.get("runDir"), p.get("configDir")))
 PY
 }
 
