@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: nethook against CNI bridge+host-local+portmap and netavark, side by
-# side, up to N containers.
+# Benchmark: nethook (as an OCI hook and as a CNI plugin) against CNI
+# bridge+host-local+portmap, Debian's netavark 1.4 (iptables) and netavark 2.1
+# (nftables), side by side, up to N containers.
 #
 # usage: scripts/bench.sh [--quick] [--n N] [--out DIR] [--no-docs] [--profile]
 #                         [--peer-budget SECONDS] [--phases LIST]
@@ -11,8 +12,11 @@
 #   --no-docs        do not
 #   --profile        also strace -T -f a few nethook setups/teardowns at N (RUN_DIR/profile)
 #   --peer-budget S  stop a peer's setup loop after S seconds (default 200; 0 = none)
-#   --phases LIST    comma list of floor,kernel,nethook,nethook2,cni,netavark,conc,runc
+#   --phases LIST    comma list of floor,kernel,nethook,nethook2,nhcni,cni,netavark,netavark2,conc,runc
+#                    (nhcni: nethook as a CNI plugin, ADD + DEL with the netns alive;
+#                    netavark2: netavark 2.1, nftables driver, built once into ~/.cache/nethook)
 # Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
+#      NETHOOK_NETAVARK=path  netavark 2.1 to use (else built once by cargo install, see lib.sh)
 #      NETHOOK_BASELINE_BIN=path  also run the nethook phases with this other build (phases
 #                       base, base2, each right before its nethook phase): compares two
 #                       builds in one run, rows "baseline", column nethook/baseline
@@ -31,7 +35,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-QUICK=0 N=1000 OUT="" DOCS="" PROFILE=0 BUDGET=200 PHASES="floor,kernel,nethook,nethook2,cni,netavark,conc,runc"
+QUICK=0 N=1000 OUT="" DOCS="" PROFILE=0 BUDGET=200
+PHASES="floor,kernel,nethook,nethook2,nhcni,cni,netavark,netavark2,conc,runc"
 while (($#)); do
     case $1 in
     --quick) QUICK=1 N=50 ;;
@@ -42,7 +47,8 @@ while (($#)); do
     --profile) PROFILE=1 ;;
     --peer-budget) BUDGET=$2; shift ;;
     --phases) PHASES=$2; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --netavark2) NETAVARK2_ARG=$2; shift ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -79,6 +85,17 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
     if ! install_pkgs netavark iptables || ! { command -v netavark || [[ -x /usr/lib/podman/netavark ]]; } >/dev/null; then
         log "bench: netavark unavailable: skipping it"
         SKIP+="netavark=netavark not installable;"
+    fi
+    NETAVARK2=""
+    if [[ ,$PHASES, == *,netavark2,* ]]; then
+        # Built once (several minutes on two cores) and cached; a failed build skips the
+        # phase with its reason instead of ending the run.
+        if NETAVARK2="$(nh_ensure_netavark >&2 && echo "$NH_NETAVARK")" && [[ -x $NETAVARK2 ]]; then
+            log "bench: netavark 2.1: $NETAVARK2"
+        else
+            log "bench: netavark 2.1 could not be built: skipping it"
+            SKIP+="netavark2=cargo install netavark 2.1.0 failed;"
+        fi
     fi
     if ! install_pkgs runc busybox-static; then
         log "bench: runc/busybox-static unavailable: skipping the runc overhead"
@@ -123,6 +140,7 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
     ((QUICK)) && args+=(--quick)
     args+=(--n "$N" --out "$OUT" --peer-budget "$BUDGET" --phases "$PHASES")
     ((PROFILE)) && args+=(--profile)
+    [[ -n $NETAVARK2 ]] && args+=(--netavark2 "$NETAVARK2")
     ((DOCS)) && args+=(--docs) || args+=(--no-docs)
     exec unshare --net --mount --pid --fork --mount-proc --kill-child=SIGKILL -- \
         bash "$(realpath "$0")" "${args[@]}"
@@ -137,7 +155,8 @@ mount --make-rprivate /
 mount -t tmpfs -o mode=0755 bench-run /run
 ip link set lo up
 
-docs=() prof=() base=()
+docs=() prof=() base=() nv2=()
+[[ -n ${NETAVARK2_ARG:-} ]] && nv2=(--netavark2-bin "$NETAVARK2_ARG")
 [[ -n ${NETHOOK_BASELINE_BIN:-} ]] && base=(--baseline-bin "$NETHOOK_BASELINE_BIN")
 ((DOCS)) && docs=(--docs "$REPO/docs")
 ((PROFILE)) && prof=(--profile)
@@ -147,6 +166,6 @@ PY=/usr/bin/python3
 rc=0
 "$PY" "$REPO/scripts/bench/bench.py" --n "$N" --run-dir "$OUT" --nethook-bin "$NETHOOK_BIN" \
     --peer-budget "$BUDGET" --phases "$PHASES" --skip "${NETHOOK_BENCH_SKIP:-}" \
-    "${docs[@]}" "${prof[@]}" "${base[@]}" || rc=$?
+    "${docs[@]}" "${prof[@]}" "${base[@]}" "${nv2[@]}" || rc=$?
 log "bench: results in $OUT"
 exit $rc

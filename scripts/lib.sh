@@ -437,6 +437,48 @@ nh_ensure_youki() {
     export NH_YOUKI
 }
 
+# --- netavark 2.1 -------------------------------------------------------------
+
+NH_NETAVARK_VERSION=2.1.0
+
+# nh_ensure_netavark: export NH_NETAVARK, netavark $NH_NETAVARK_VERSION (the bench's
+# strongest peer: its nftables driver). NETHOOK_NETAVARK=path picks one; otherwise it is
+# built once from crates.io into $NH_CACHE_DIR, as youki is (Debian 12 ships 1.4, which
+# has only the iptables driver). Its build script compiles protobuf definitions, so
+# Debian's protobuf-compiler is installed first. Nice'd: it takes several minutes on two
+# cores and must not starve a benchmark or a test running beside it. Outside the sandbox.
+nh_ensure_netavark() {
+    if [[ -n ${NETHOOK_NETAVARK:-} ]]; then
+        [[ -x $NETHOOK_NETAVARK ]] || nh_die "NETHOOK_NETAVARK=$NETHOOK_NETAVARK is not executable"
+        NH_NETAVARK="$(realpath "$NETHOOK_NETAVARK")"
+        export NH_NETAVARK
+        return 0
+    fi
+    local root="$NH_CACHE_DIR/netavark-$NH_NETAVARK_VERSION"
+    if [[ ! -x $root/bin/netavark ]]; then
+        nh_install_packages protobuf-compiler
+        nh_cargo_env
+        nh_log "building netavark $NH_NETAVARK_VERSION into $root (several minutes, once)"
+        local start=$SECONDS
+        mkdir -p "$NH_CACHE_DIR"
+        (
+            target="$(mktemp -d /tmp/nethook-netavark-build.XXXXXX)"
+            trap 'rm -rf "$target" "$root.partial"' EXIT
+            trap 'exit 143' TERM
+            trap 'exit 130' INT
+            rm -rf "$root.partial"
+            cd /
+            CARGO_TARGET_DIR="$target" nice -n 10 cargo install netavark \
+                --version "=$NH_NETAVARK_VERSION" --locked --root "$root.partial" --quiet \
+                </dev/null >&2 || exit 1
+            mv "$root.partial" "$root"
+        ) || nh_die "cargo install netavark failed"
+        nh_log "netavark built in $((SECONDS - start)) s"
+    fi
+    NH_NETAVARK="$root/bin/netavark"
+    export NH_NETAVARK
+}
+
 # --- crun and the hybrid cgroup layout -----------------------------------------
 
 # nh_drop_cgroup2_unified: crun 1.8 refuses a hybrid cgroup layout (v1

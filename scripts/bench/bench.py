@@ -16,7 +16,9 @@ Phases (each writes RUN_DIR/<phase>.json):
   nethook2   N setups, then per container (reverse order): kill it, wait until
              its host veth vanished, time the poststop (netns gone)
   cni        bridge+host-local+portmap chain: N ADD, N DEL
-  netavark   N setup, N teardown
+  nhcni      nethook as a CNI plugin: N ADD (portMappings), N DEL with the netns alive
+  netavark   N setup, N teardown (Debian's netavark 1.4, iptables driver)
+  netavark2  N setup, N teardown (netavark 2.1 built from crates.io, nftables driver)
   conc       64 nethook setups started at once
   runc       `runc run` of a trivial container with nethook hooks vs /bin/true
   profile    strace -T -f of nethook setup/teardown at the end of the curve
@@ -36,6 +38,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from cni_tools import NethookCni  # noqa: E402
 CNI_PATH = "/usr/lib/cni"
 NETAVARK = shutil.which("netavark") or "/usr/lib/podman/netavark"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -216,8 +220,9 @@ class Netavark:
 
     NET = "benchnet"
 
-    def __init__(self, state, fw):
-        self.config = f"{state}/netavark"
+    def __init__(self, state, fw, binary=NETAVARK, tag="netavark"):
+        self.bin = binary
+        self.config = f"{state}/{tag}"
         os.makedirs(self.config, exist_ok=True)
         self.env = {"PATH": PATH_ENV, "NETAVARK_FW": fw}
         self.opts = {}
@@ -241,12 +246,12 @@ class Netavark:
     def setup(self, cid, pid, port, i):
         o = json.dumps(self.options(cid, i, port)).encode()
         self.opts[cid] = o
-        r, t = run([NETAVARK, "--config", self.config, "setup", f"/proc/{pid}/ns/net"], o, self.env)
+        r, t = run([self.bin, "--config", self.config, "setup", f"/proc/{pid}/ns/net"], o, self.env)
         return r.returncode == 0, t, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
 
     def teardown(self, cid, pid):
         o = self.opts.pop(cid)
-        r, t = run([NETAVARK, "--config", self.config, "teardown", f"/proc/{pid}/ns/net"], o, self.env)
+        r, t = run([self.bin, "--config", self.config, "teardown", f"/proc/{pid}/ns/net"], o, self.env)
         return r.returncode == 0, t, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
 
 
@@ -614,6 +619,13 @@ def phase_peer(a, out, name):
     if name == "cni":
         tool = Cni(f"{a.state}/cni")
         rec.notes["portmap_backend"] = "iptables (" + os.path.basename(os.path.realpath(shutil.which("iptables") or "?")) + ")"
+    elif name == "nhcni":
+        tool = NethookCni(a.nethook_bin, f"{a.state}/nhcni")
+    elif name == "netavark2":
+        tool = Netavark(f"{a.state}", "nftables", a.netavark2_bin, "netavark2")
+        r = subprocess.run([a.netavark2_bin, "--version"], capture_output=True)
+        rec.notes["version"] = r.stdout.decode(errors="replace").strip()
+        rec.notes["firewall_driver"] = "nftables"
     else:
         fw = "iptables"
         tool = Netavark(f"{a.state}", fw)
@@ -625,7 +637,7 @@ def phase_peer(a, out, name):
     done = []
     for i, key in enumerate(keys):
         pid = cs.procs[key].pid
-        if name == "cni":
+        if name in ("cni", "nhcni"):
             ok, t, err = tool.setup(key, pid, PORT_BASE + i)
         else:
             ok, t, err = tool.setup(key, pid, PORT_BASE + i, i)
@@ -636,11 +648,19 @@ def phase_peer(a, out, name):
         if budget_hit(rec, "setup", i, t_start, a.peer_budget):
             break
     rec.notes["reached_n"] = len(done)
+    if name == "netavark2":
+        # Proof that the nftables driver did the work: its table, and no iptables NAT rule.
+        r = subprocess.run(["nft", "list", "tables"], capture_output=True)
+        rec.notes["nft_tables"] = r.stdout.decode(errors="replace").split("\n")[:-1]
+    if name == "nhcni":
+        rec.notes["endpoints_after_setup"] = tool.count()
     t_start = now()
     for i, key in enumerate(reversed(done)):
         ok, t, err = tool.teardown(key, cs.procs[key].pid)
         rec.add(len(done) - i, "teardown_alive", ok, t, err)
         progress(name, "teardown_alive", i, len(done), t_start, a.every)
+    if name == "nhcni":
+        rec.notes["endpoints_after_teardown"] = tool.count()
     cs.kill_all()
     rec.dump(out)
 
@@ -760,6 +780,8 @@ PHASES = {
     "base2": lambda a, o: phase_nethook(a, o, gone=True, baseline=True),
     "cni": lambda a, o: phase_peer(a, o, "cni"),
     "netavark": lambda a, o: phase_peer(a, o, "netavark"),
+    "nhcni": lambda a, o: phase_peer(a, o, "nhcni"),
+    "netavark2": lambda a, o: phase_peer(a, o, "netavark2"),
     "conc": phase_conc,
     "runc": phase_runc,
 }
@@ -838,7 +860,8 @@ def main():
     p.add_argument("--nethook-bin", required=True)
     p.add_argument("--baseline-bin", default=None,
                    help="another nethook binary, run in phases base/base2 beside nethook/nethook2")
-    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,cni,netavark,conc,runc")
+    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,nhcni,cni,netavark,netavark2,conc,runc")
+    p.add_argument("--netavark2-bin", default=None, help="netavark 2.1 (phase netavark2)")
     p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")
     p.add_argument("--floor-n", type=int, default=40)
     p.add_argument("--rss-runs", type=int, default=5)
@@ -871,7 +894,8 @@ def main():
                "--floor-n", str(a.floor_n),
                "--rss-runs", str(a.rss_runs), "--conc", str(a.conc), "--burst", str(a.burst),
                "--runc-runs", str(a.runc_runs), "--every", str(a.every),
-               "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else [])
+               "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else []) + (
+               ["--netavark2-bin", a.netavark2_bin] if a.netavark2_bin else [])
     skipped = dict(x.split("=", 1) for x in a.skip.split(";") if "=" in x)
     t0 = now()
     for ph in a.phases.split(","):

@@ -61,8 +61,8 @@ def main():
     notes = {}
     failures = {}
     for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("base", "baseline"),
-                        ("base2", "baseline"), ("cni", "cni"),
-                        ("netavark", "netavark"), ("floor", "floor"), ("kernel", "floor")):
+                        ("base2", "baseline"), ("cni", "cni"), ("nhcni", "nethook-cni"),
+                        ("netavark", "netavark"), ("netavark2", "netavark2"), ("floor", "floor"), ("kernel", "floor")):
         d = load(rd, phase)
         if not d:
             continue
@@ -105,10 +105,12 @@ def main():
     out(f"nethook benchmark — N={n_target} containers per tool, one published TCP port each, masquerade on")
     out(f"run dir: {rd}")
     out("")
-    out(f"{'tool':<10} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
-    out("-" * 100)
-    order = [("nethook", "setup"), ("baseline", "setup"), ("cni", "setup"), ("netavark", "setup"), ("nethook", "setup_run2"),
-             ("nethook", "teardown_alive"), ("cni", "teardown_alive"), ("netavark", "teardown_alive"),
+    out(f"{'tool':<12} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
+    out("-" * 102)
+    order = [("nethook", "setup"), ("baseline", "setup"), ("nethook-cni", "setup"), ("cni", "setup"), ("netavark", "setup"),
+             ("netavark2", "setup"), ("nethook", "setup_run2"),
+             ("nethook", "teardown_alive"), ("nethook-cni", "teardown_alive"), ("cni", "teardown_alive"),
+             ("netavark", "teardown_alive"), ("netavark2", "teardown_alive"),
              ("baseline", "setup_run2"), ("baseline", "teardown_alive"),
              ("nethook", "teardown_gone"), ("baseline", "teardown_gone"), ("nethook", "teardown_gone_burst"),
              ("baseline", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
@@ -125,11 +127,13 @@ def main():
         if key[0] == "baseline" and (k := S.get(("nethook", key[1]))) and s["first_p50"] and s["all_p50"]:
             # For a baseline build the column is nethook / baseline: below 1 is faster.
             ratio = f"{k['first_p50'] / s['first_p50']:.3f}/{k['all_p50'] / s['all_p50']:.3f}"
-        elif key[0] in ("cni", "netavark") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
+        elif key[0] in ("cni", "netavark", "netavark2", "nethook-cni") and r and r["first_p50"] and r["last_p50"] and s["last_p50"]:
             ratio = f"{s['first_p50'] / r['first_p50']:.1f}/{s['last_p50'] / r['last_p50']:.1f}"
-        out(f"{key[0]:<10} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
+        out(f"{key[0]:<12} {key[1]:<16} {s['max_n'] or 0:>5} | {fmt(s['first_p50']):>9} {fmt(s['first_p90']):>8} | "
             f"{fmt(s['last_p50']):>10} {fmt(s['last_p90']):>8} | {fmt(s['all_p50']):>8} | {ratio:>9}")
-    out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook p50 at N≤20 / last 20;")
+    out("(ms, wall time per operation incl. process start; '×nethook' = peer p50 / nethook (hook) p50 at N≤20 / last 20;")
+    out(" nethook-cni: nethook as a CNI plugin, setup = ADD with a portMappings capability, teardown_alive = DEL with prevResult;")
+    out(" netavark = Debian's 1.4 (iptables driver), netavark2 = 2.1 (nftables driver);")
     out(" teardown rows: n = containers present before the teardown; teardown_gone_burst: all namespaces gone first, then")
     out(" the hooks back to back (not a target); veth_add_up: n = containers on the bridge after it,")
     out(" the link part of a setup (veth with its peer in the container's netns and the bridge as master, IPv6 off, up)")
@@ -143,7 +147,7 @@ def main():
             out(f"FAILURES in {phase}: {len(fl)}; first: {fl[0]['op']} #{fl[0]['n']}: {fl[0]['error'][:200]}")
     for ph, why in skipped.items():
         out(f"skipped {ph}: {why}")
-    for ph in ("cni", "netavark"):
+    for ph in ("cni", "netavark", "netavark2", "nhcni"):
         nt = notes.get(ph, {})
         if nt.get("setup_stopped_at"):
             out(f"{ph}: time budget reached, curve stops at N={nt['setup_stopped_at']}")
@@ -151,6 +155,12 @@ def main():
         out(f"cni: containernetworking-plugins bridge+host-local+portmap, portmap/ipMasq backend: {notes['cni'].get('portmap_backend')}")
     if notes.get("netavark"):
         out(f"netavark: firewall driver {notes['netavark'].get('firewall_driver')}")
+    if notes.get("netavark2"):
+        out(f"netavark2: {notes['netavark2'].get('version')}, firewall driver {notes['netavark2'].get('firewall_driver')}, "
+            f"nftables tables after the setups: {', '.join(notes['netavark2'].get('nft_tables') or []) or 'none'}")
+    if notes.get("nhcni"):
+        out(f"nethook-cni: attachments after the ADDs {notes['nhcni'].get('endpoints_after_setup')}, "
+            f"after the DELs {notes['nhcni'].get('endpoints_after_teardown')}")
 
     # ---- extras ----------------------------------------------------------------------
     extra = {}
@@ -184,7 +194,7 @@ def main():
 
     # ---- targets ---------------------------------------------------------------------
     out("")
-    out("targets (issue 5)")
+    out("targets (issue 5; the CNI rows: issue 19)")
     T = []
 
     def target(name, value, ok):
@@ -237,6 +247,20 @@ def main():
     if "runc" in extra:
         d = extra["runc"]["nethook"] - extra["runc"]["noop"]
         target("runc run overhead ≤ 5 ms over a no-op hook", f"{d:.1f} ms", d <= 5)
+    ca = S.get(("nethook-cni", "setup"))
+    if ca:
+        # Issue 19: the CNI plugin against the chain's ADD and netavark 2.1's setup.
+        for peer, label in (("cni", "the bridge+host-local+portmap chain's ADD"), ("netavark2", "netavark 2.1's setup")):
+            ps = S.get((peer, "setup"))
+            if ps:
+                target(f"CNI ADD p50 ≥ 10× faster than {label} (N≤20 / last 20)",
+                       f"{ps['first_p50'] / ca['first_p50']:.1f}× / {ps['last_p50'] / ca['last_p50']:.1f}×",
+                       ps["first_p50"] / ca["first_p50"] >= 10 and ps["last_p50"] / ca["last_p50"] >= 10)
+            else:
+                target(f"CNI ADD p50 ≥ 10× faster than {label}", "peer did not run", None)
+    cd = S.get(("nethook-cni", "teardown_alive"))
+    if cd:
+        target("CNI DEL p50 ≤ 5 ms, netns alive", f"{cd['all_p50']:.2f} ms", cd["all_p50"] <= 5)
     w = max(len(t["target"]) for t in T) if T else 10
     for t in T:
         out(f"  {(t['result'] or 'n/a'):<5} {t['target']:<{w}}  {t['value']}")
