@@ -113,6 +113,12 @@ for script in scripts/e2e-*.sh; do
     rc=${PIPESTATUS[0]}
     set -e
     last="$(tail -n 1 "$log")"
+    if [[ $last == SKIP:* ]]; then
+        # A script that could not install what it needs tested nothing: a developer sees
+        # it in the summary; in CI, where every package must install, it fails the run.
+        if [[ ${CI:-} == true ]]; then record 1 "$script: $last"; else summary+=("skip  $script: $last"); fi
+        continue
+    fi
     [[ $last =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]] || last="exit status $rc"
     record "$rc" "$script: $last"
 done
