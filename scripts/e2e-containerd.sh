@@ -70,9 +70,7 @@ cleanup() {
         wait "$CTRD_PID" 2>/dev/null
     fi
     nh_stop_all
-    findmnt -rn -o TARGET | grep -E "^($NH_TMP|/run/|/var/lib/cni|/etc/cni|/opt)" | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null; done
-    mountpoint -q /run && umount -l /run
+    nh_unmount_sandbox '/var/lib/cni|/etc/cni|/opt'
     (exit "$rc")
     nh_cleanup
 }

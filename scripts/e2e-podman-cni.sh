@@ -55,9 +55,7 @@ cleanup() {
     local rc=$?
     set +e
     pod rm --all --force --time 0 >/dev/null 2>&1
-    findmnt -rn -o TARGET | grep -E "^($NH_TMP|/run/|/var/lib/cni|/etc/cni|/opt)" | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null; done
-    mountpoint -q /run && umount -l /run
+    nh_unmount_sandbox '/var/lib/cni|/etc/cni|/opt'
     (exit "$rc")
     nh_cleanup
 }

@@ -64,12 +64,7 @@ cleanup() {
     local rc=$?
     set +e
     pod rm --all --force --time 0 >/dev/null 2>&1
-    # Anything podman or runc mounted under the temp dir or the tmpfs, deepest
-    # first, then the tmpfs itself. Private mount namespace: nothing here
-    # reaches the machine.
-    findmnt -rn -o TARGET | grep -E "^($NH_TMP|/run/)" | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null; done
-    mountpoint -q /run && umount -l /run
+    nh_unmount_sandbox
     (exit "$rc")
     nh_cleanup
 }

@@ -526,6 +526,15 @@ nh_require_private_mntns() {
     [[ "$(findmnt -n -o PROPAGATION /)" == private ]] || nh_die "/ is not a private mount here"
 }
 
+# nh_unmount_sandbox [REGEX]: unmounts what the test mounted under $NH_TMP and /run (and
+# under paths matching REGEX, e.g. covered CNI dirs), deepest first, then the tmpfs on /run.
+# Only in the script's private mount namespace: nothing here reaches the machine.
+nh_unmount_sandbox() {
+    findmnt -rn -o TARGET | grep -E "^($NH_TMP|/run/${1:+|$1})" | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null; done
+    mountpoint -q /run && umount -l /run
+}
+
 # --- OCI runtimes driven with a bundle (crun, youki; runc works too) ------------
 
 # NH_RT names the runtime: crun, youki (binary NH_YOUKI) or runc. Its state
