@@ -44,9 +44,7 @@ if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
         echo "SKIP: Debian packages containerd/containernetworking-plugins cannot be installed here: nothing tested"
         exit 0
     fi
-    for cmd in containerd ctr runc busybox python3 ip nft tc unshare; do
-        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
-    done
+    nh_require_cmds containerd ctr runc busybox python3 ip nft tc unshare
     nh_build
 fi
 nh_enter_sandbox_pidns "$0" "$@"

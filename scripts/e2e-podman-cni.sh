@@ -37,9 +37,7 @@ if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
         echo "SKIP: Debian packages podman/containernetworking-plugins cannot be installed here: nothing tested"
         exit 0
     fi
-    for cmd in podman conmon runc busybox python3 ip nft unshare; do
-        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
-    done
+    nh_require_cmds podman conmon runc busybox python3 ip nft unshare
     nh_build
 fi
 nh_enter_sandbox_pidns "$0" "$@"

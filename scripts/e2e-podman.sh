@@ -39,9 +39,7 @@ set -euo pipefail
 if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
     nh_require_root
     nh_install_packages podman runc conmon
-    for cmd in podman conmon runc busybox python3 ip nft unshare nsenter; do
-        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
-    done
+    nh_require_cmds podman conmon runc busybox python3 ip nft unshare nsenter
     # Build before entering the sandbox: cargo may need the network.
     nh_build
 fi

@@ -37,9 +37,7 @@ set -euo pipefail
 
 if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
     nh_require_root
-    for cmd in runc busybox python3 ip nft unshare nsenter; do
-        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
-    done
+    nh_require_cmds runc busybox python3 ip nft unshare nsenter
     # Both need the network (crates.io): before entering the sandbox.
     nh_ensure_youki
     nh_build

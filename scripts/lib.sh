@@ -518,6 +518,14 @@ nh_enter_sandbox_pidns() {
 
 # nh_require_private_mntns: die unless this is a mount namespace of our own
 # (entered by nh_enter_sandbox_pidns) with / private.
+# nh_require_cmds CMD...: every command is on PATH, or one line says which is missing.
+nh_require_cmds() {
+    local cmd
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null 2>&1 || nh_die "$cmd not found (run scripts/test.sh, which installs dependencies)"
+    done
+}
+
 nh_require_private_mntns() {
     local here
     here="$(readlink /proc/self/ns/mnt)"

@@ -8,29 +8,19 @@
 use std::io;
 
 use crate::core::attach;
-use crate::core::detach::{self, Deferred, Teardown, TeardownError};
-use crate::firewall;
+use crate::core::detach::{self, Teardown, TeardownError};
 use crate::frontend::oci::{self, Stage};
+use crate::frontend::process::{finish_later, with_socket_keeper};
 use crate::kernel::seam::Host;
 use crate::log::{self, describe};
 use crate::model::ids::ContainerId;
 use crate::state::{Store, StoreError};
-use crate::sys::process::{exit_now, fork_background, set_keeper_dir, Forked};
 
 /// Runs the hook and returns its exit code. The caller exits with it at once
-/// (`exit_now`): the process is done.
-///
-/// Before its work, it lets its netfilter sockets go to a keeper listening in the run
-/// directory (see `sys::process::close_after_exit`; without it each hook's child would
-/// wait out its own grace period), and defers their release: closing a netfilter socket
-/// after a delete waits a grace period. The keeper binds only after the hook took the
-/// lock, which checked the directory. A long-lived caller of the core does neither.
+/// (`exit_now`): the process is done. Its netfilter sockets go to a keeper
+/// (`process::with_socket_keeper`).
 pub fn run(store: &Store, stage: Option<Stage>) -> u8 {
-    set_keeper_dir(store.run_dir());
-    firewall::defer_netfilter_release();
-    let code = hook(store, stage);
-    firewall::release_deferred_sockets();
-    code
+    with_socket_keeper(store, || hook(store, stage))
 }
 
 fn hook(store: &Store, stage: Option<Stage>) -> u8 {
@@ -66,7 +56,7 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
         }
         Stage::Teardown => match detach::teardown(store, &kernel, &input.id) {
             Ok(Teardown::Done(_)) => 0,
-            Ok(Teardown::Deferred(work)) => match finish_later(*work) {
+            Ok(Teardown::Deferred(work)) => match finish_later(*work, "teardown") {
                 Ok(_) => 0,
                 Err(e) => fail(&e, 1, id),
             },
@@ -78,39 +68,6 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             Err(e) => fail(&e, 1, id),
         },
     }
-}
-
-/// The hook's answer to deferred teardown work: a child process does it, holding the
-/// store's lock, and the hook returns; the runtime waits for none of it. A fork that fails
-/// is not worth failing a teardown for: the work is done here, only later.
-fn finish_later(work: Deferred) -> Result<detach::Report, TeardownError> {
-    match fork_background() {
-        Ok(Forked::Parent) => Ok(work.leave_to_child()),
-        Ok(Forked::Child) => finish_in_child(work.without_timing()),
-        Err(_) => work.run(&Host::new()),
-    }
-}
-
-/// The child's side: finishes, lets go of the lock (`Deferred::run` does), exits.
-fn finish_in_child(work: Deferred) -> ! {
-    // Nobody reads the hook's stderr any more.
-    log::to_syslog();
-    let id = work.endpoint().id.clone();
-    // A route socket of its own (`Host::new` opens one on first use): one shared with the
-    // parent across the fork could hand either process the other's replies.
-    let result = work.run(&Host::new());
-    if let Err(e) = &result {
-        log::line(&format!(
-            "{id}: teardown left unfinished, `nethook gc` will retry it: {}",
-            describe(e)
-        ));
-    }
-    // This copy holds duplicates of the parent's netfilter sockets, and its own if the
-    // work deleted elements. Outliving the keeper the parent handed its copies to, its exit
-    // would be their last release and stall other nftables commits (see
-    // `close_after_exit`).
-    firewall::release_deferred_sockets();
-    exit_now(u8::from(result.is_err()))
 }
 
 /// poststop of a container whose record cannot be read: nothing says what to undo, so the

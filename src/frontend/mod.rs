@@ -6,3 +6,4 @@ pub mod cni;
 pub mod hook;
 pub mod install;
 pub mod oci;
+mod process;

@@ -22,9 +22,8 @@ use self::config::Config;
 use self::env::{Command, Env};
 use self::error::CniError;
 use self::version::{Version, NEWEST};
-use crate::firewall;
+use crate::frontend::process::with_socket_keeper;
 use crate::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
-use crate::sys::process::set_keeper_dir;
 
 /// Runs one CNI command with `stdin` (read whole by the caller) and returns the exit code.
 /// The caller exits with it at once.
@@ -89,11 +88,7 @@ fn invoke(command: &str, env: &Env, stdin: &[u8]) -> (&'static str, Outcome) {
         let store = store_of(&cfg);
         // As in the hook: netfilter sockets go to a keeper instead of making this process's
         // exit wait a grace period (the keeper closes stdout first; see `close_after_exit`).
-        set_keeper_dir(store.run_dir());
-        firewall::defer_netfilter_release();
-        let outcome = dispatch(command, &cfg, env, &store);
-        firewall::release_deferred_sockets();
-        outcome
+        with_socket_keeper(&store, || dispatch(command, &cfg, env, &store))
     });
     (speak, outcome)
 }

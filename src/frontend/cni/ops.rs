@@ -15,13 +15,12 @@ use crate::core::attach::{self, SetupError};
 use crate::core::check;
 use crate::core::detach::{self, Deferred, Teardown, TeardownError};
 use crate::core::request::{Options, Request};
-use crate::firewall;
+use crate::frontend::process;
 use crate::kernel::netns::Netns;
 use crate::kernel::seam::{Host, Kernel};
-use crate::log::{self, describe};
+use crate::log::describe;
 use crate::model::ids::ContainerId;
 use crate::state::{Store, StoreError};
-use crate::sys::process::{exit_now, fork_background, Forked};
 
 pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
     let key = env.key()?;
@@ -94,27 +93,7 @@ fn finish_later(work: Deferred) -> Result<(), TeardownError> {
     if std::env::var_os("NETHOOK_TEST_CNI_DEL_INLINE").is_some() {
         return work.run(&Host::new()).map(drop);
     }
-    match fork_background() {
-        Ok(Forked::Parent) => {
-            let _ = work.leave_to_child();
-            Ok(())
-        }
-        Ok(Forked::Child) => {
-            log::to_syslog();
-            let id = work.endpoint().id.clone();
-            // Its own route socket: one shared across the fork could mix replies.
-            let result = work.without_timing().run(&Host::new());
-            if let Err(e) = &result {
-                log::line(&format!(
-                    "{id}: DEL left unfinished, `nethook gc` will retry it: {}",
-                    describe(e)
-                ));
-            }
-            firewall::release_deferred_sockets();
-            exit_now(u8::from(result.is_err()))
-        }
-        Err(_) => work.run(&Host::new()).map(drop),
-    }
+    process::finish_later(work, "DEL").map(drop)
 }
 
 pub fn check(cfg: &Config, env: &Env, store: &Store) -> Result<(), CniError> {
