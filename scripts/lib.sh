@@ -53,10 +53,39 @@ nh_install_deps() {
     local -a apt=(apt-get -qq -y -o Dpkg::Use-Pty=0 --no-install-recommends)
     # Only refresh the package lists when installing from the current ones
     # fails (fresh images ship without lists; others usually have them).
-    if ! "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1; then
+    if ! nh_without_service_starts "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1; then
         apt-get -qq update >/dev/null
-        "${apt[@]}" install "${missing[@]}" >/dev/null
+        nh_without_service_starts "${apt[@]}" install "${missing[@]}" >/dev/null
     fi
+}
+
+# nh_without_service_starts CMD...: run CMD (an apt-get install) with maintainer scripts
+# forbidden to start services. On a host running systemd, the postinst of Debian's
+# containerd starts containerd.service and podman's starts podman.socket/.service and
+# podman-restart: daemons of the machine's own that the tests, which start their own
+# inside a sandbox, never asked for. /usr/sbin/policy-rc.d exiting 101 ("action
+# forbidden") is Debian's way to say so (invoke-rc.d and deb-systemd-invoke honour it).
+# It is written only when none exists, with O_EXCL (set -C), and removed when CMD ends,
+# however it ends: a host's own policy-rc.d is never replaced or removed. It does not
+# stop a postinst from *enabling* a unit, which then starts at the next boot.
+nh_without_service_starts() {
+    (
+        policy=/usr/sbin/policy-rc.d
+        created=0
+        trap '((created)) && rm -f "$policy"' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        set -C # the redirection below fails on an existing file (O_EXCL)
+        if [[ ! -e $policy && ! -L $policy ]] &&
+            printf '#!/bin/sh\n# nethook scripts/lib.sh: no service starts during its apt-get install\nexit 101\n' \
+                2>/dev/null >"$policy"; then
+            # shellcheck disable=SC2034 # read by the EXIT trap
+            created=1
+            chmod 0755 "$policy"
+        fi
+        set +C
+        "$@"
+    )
 }
 
 # --- build ------------------------------------------------------------------
