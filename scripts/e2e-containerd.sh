@@ -179,13 +179,11 @@ nh_check "bandwidth (after tuning) put a tbf qdisc on host veth $VETH_A: it foun
     tbf_on "$VETH_A"
 
 spy_add_ok() { # FULLID: the spy got ADD with a /proc netns, no runtimeConfig, and nethook's result
-    python3 - "$NH_SPY_LOG" "$1" <<'PY'
+    local rec
+    rec="$(nh_spy_one ADD "$1")" || return 1
+    python3 - "$rec" <<'PY'
 import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1])]
-adds = [r for r in recs if r["command"] == "ADD" and r["containerId"] == sys.argv[2]]
-if len(adds) != 1:
-    sys.exit("%d ADD calls for %s" % (len(adds), sys.argv[2]))
-r = adds[0]
+r = json.loads(sys.argv[1])
 print("ADD: CNI_NETNS=%s CNI_IFNAME=%s CNI_ARGS=%r runtimeConfig=%r" % (r["netns"], r["ifname"], r["args"], r["runtimeConfig"]))
 if not (r["netns"] or "").startswith("/proc/"):
     sys.exit("netns %r" % r["netns"])
@@ -250,13 +248,11 @@ nh_check "ctr task kill $A" ctr task kill -s KILL "$A"
 nh_wait_until 10 ctr_exited "$A" || true
 nh_check "the ctr run of $A has exited" ctr_exited "$A"
 spy_del_ok() { # FULLID
-    python3 - "$NH_SPY_LOG" "$1" <<'PY'
+    local rec
+    rec="$(nh_spy_one DEL "$1")" || return 1
+    python3 - "$rec" <<'PY'
 import json, sys
-dels = [json.loads(l) for l in open(sys.argv[1])]
-dels = [r for r in dels if r["command"] == "DEL" and r["containerId"] == sys.argv[2]]
-if len(dels) != 1:
-    sys.exit("%d DEL calls for %s" % (len(dels), sys.argv[2]))
-r = dels[0]
+r = json.loads(sys.argv[1])
 print("DEL: CNI_NETNS=%r prevResult=%s" % (r["netns"], "yes" if r["prevResult"] else "no"))
 if r["netns"]:
     sys.exit("netns %r (expected empty)" % r["netns"])

@@ -126,13 +126,11 @@ IP_WEB="$(nh_ls_field "$(key "$WEB")" ipv4 2>/dev/null || true)"
 echo "   $WEB: ${IP_WEB:-?} ($(cid "$WEB" | cut -c1-12)) ports $(nh_ls_field "$(key "$WEB")" ports 2>/dev/null || echo '?')"
 nh_check "nethook ls lists $WEB by Podman's container id, with an address in $NH_SUBNET" nh_check_addresses "$IP_WEB"
 spy_add_ports() { # FULLID
-    python3 - "$NH_SPY_LOG" "$1" <<'PY'
+    local rec
+    rec="$(nh_spy_one ADD "$1")" || return 1
+    python3 - "$rec" <<'PY'
 import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1])]
-adds = [r for r in recs if r["command"] == "ADD" and r["containerId"] == sys.argv[2]]
-if len(adds) != 1:
-    sys.exit("%d ADD calls for %s" % (len(adds), sys.argv[2]))
-r = adds[0]
+r = json.loads(sys.argv[1])
 print("ADD: CNI_NETNS=%s CNI_IFNAME=%s CNI_ARGS=%r runtimeConfig=%s" % (r["netns"], r["ifname"], r["args"], json.dumps(r["runtimeConfig"])))
 pm = (r["runtimeConfig"] or {}).get("portMappings") or []
 if not any(p.get("hostPort") == 8080 and p.get("containerPort") == 80 and p.get("protocol") == "tcp" for p in pm):
@@ -166,16 +164,14 @@ static_ok() {
     [[ $out == *" inet $STATIC_IP/16 "* ]] || { echo "eth0: $out"; return 1; }
 }
 spy_static_args() { # FULLID: how Podman passed --ip/--mac-address
-    python3 - "$NH_SPY_LOG" "$1" "$STATIC_IP" "$STATIC_MAC" <<'PY'
+    local rec
+    rec="$(nh_spy_one ADD "$1")" || return 1
+    python3 - "$rec" "$STATIC_IP" "$STATIC_MAC" <<'PY'
 import json, sys
-log, cid, ip, mac = sys.argv[1:5]
-adds = [json.loads(l) for l in open(log)]
-adds = [r for r in adds if r["command"] == "ADD" and r["containerId"] == cid]
-if len(adds) != 1:
-    sys.exit("%d ADD calls for %s" % (len(adds), cid))
-args = dict(kv.split("=", 1) for kv in (adds[0]["args"] or "").split(";") if "=" in kv)
+r, ip, mac = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+args = dict(kv.split("=", 1) for kv in (r["args"] or "").split(";") if "=" in kv)
 if args.get("IP") != ip or args.get("MAC") != mac:
-    sys.exit("CNI_ARGS %r, runtimeConfig %r" % (adds[0]["args"], adds[0]["runtimeConfig"]))
+    sys.exit("CNI_ARGS %r, runtimeConfig %r" % (r["args"], r["runtimeConfig"]))
 PY
 }
 nh_check "spy: Podman 4.3 passed them as CNI_ARGS IP=/MAC= (not as the ips/mac capabilities)" \
@@ -188,13 +184,11 @@ nh_check "$B pings $C ($STATIC_IP)" pexec "$B" ping -c 1 -W 3 "$STATIC_IP"
 # --- 3. teardown ---------------------------------------------------------------------
 nh_section "teardown: podman stop / rm -f send DEL"
 spy_del() { # FULLID: exactly one DEL, and say what came with it
-    python3 - "$NH_SPY_LOG" "$1" <<'PY'
+    local rec
+    rec="$(nh_spy_one DEL "$1")" || return 1
+    python3 - "$rec" <<'PY'
 import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1])]
-dels = [r for r in recs if r["command"] == "DEL" and r["containerId"] == sys.argv[2]]
-if len(dels) != 1:
-    sys.exit("%d DEL calls for %s" % (len(dels), sys.argv[2]))
-r = dels[0]
+r = json.loads(sys.argv[1])
 print("DEL: CNI_NETNS=%s (exists: %s) runtimeConfig=%s prevResult=%s" % (
     r["netns"], r["netnsExists"], json.dumps(r["runtimeConfig"]), "yes" if r["prevResult"] else "no"))
 PY

@@ -103,6 +103,20 @@ for line in open(sys.argv[1]):
 PY
 }
 
+# nh_spy_one COMMAND CONTAINERID: the spy's record of the one COMMAND call for
+# CONTAINERID, as JSON on stdout; fails saying how many there were unless exactly one.
+# The checks that assert what a client sent start from it.
+nh_spy_one() {
+    python3 - "$NH_SPY_LOG" "$1" "$2" <<'PY'
+import json, sys
+log, cmd, cid = sys.argv[1:4]
+recs = [r for r in map(json.loads, open(log)) if r["command"] == cmd and r["containerId"] == cid]
+if len(recs) != 1:
+    sys.exit("%d %s calls for %s" % (len(recs), cmd, cid))
+print(json.dumps(recs[0]))
+PY
+}
+
 # nh_nethook_conflist FILE NAME NETWORK [EXTRA-PLUGIN-JSON...]: a conflist named NAME
 # whose first plugin is nethook on nethook network NETWORK (nethook: the default
 # network, the one hook containers join) with this run's state dirs, then the extra
