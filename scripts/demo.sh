@@ -8,7 +8,9 @@
 # namespace (your machine's own network and firewall are never touched),
 # starts busybox containers under runc with nethook as their OCI hook, shows
 # their addresses, traffic between them, a published port, the nftables table
-# nethook manages, and finally that stopping them leaves nothing behind.
+# nethook manages, then the same binary run as a CNI plugin (as containerd,
+# Podman and kubelet run it) putting one more namespace on the same network,
+# and finally that stopping them leaves nothing behind.
 # Everything it creates is removed when it exits, even on Ctrl-C.
 #
 # Env: NETHOOK_BIN=path to skip building; NETHOOK_SKIP_PORTS=1 to skip the
@@ -26,11 +28,13 @@ if [[ -t 1 ]]; then
 fi
 heading() { printf '\n%s## %s%s\n' "$bold" "$*" "$reset"; }
 # show CMD...: print the command as a user would type it, then its output.
+# Paths under this demo's scratch directory read as $TMP.
 show() {
     local shown=${SHOW_AS:-$*}
-    printf '$ %s\n' "$shown"
-    "$@" 2>&1 | sed 's/^/  /'
+    printf '$ %s\n' "$shown" | tmp_as_var
+    "$@" 2>&1 | tmp_as_var | sed 's/^/  /'
 }
+tmp_as_var() { if [[ -n ${NH_TMP:-} ]]; then sed "s|$NH_TMP|\$TMP|g"; else cat; fi; }
 
 if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
     nh_require_root
@@ -44,7 +48,20 @@ fi
 nh_enter_sandbox "$0" "$@"
 
 nh_setup_tmp
-trap nh_cleanup EXIT
+CNI_NETNS="" # the CNI section's network namespace, once it exists
+demo_cleanup() {
+    local rc=$?
+    set +e
+    if [[ -n $CNI_NETNS ]]; then
+        # DEL is idempotent: harmless when the CNI section already sent it. The netns file
+        # is a bind mount: unmounted, so the scratch directory can be removed.
+        cni DEL >/dev/null 2>&1
+        umount "$CNI_NETNS" 2>/dev/null
+    fi
+    (exit "$rc")
+    nh_cleanup
+}
+trap demo_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -105,6 +122,46 @@ if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
     show nft list table inet nethook || echo "  (no table)"
 fi
 
+heading "The same binary as a CNI plugin"
+echo "  containerd (ctr run --cni, nerdctl), Podman's CNI backend and kubelet run CNI plugins."
+echo "  Installed as one, nethook puts their containers on the same network, with the same IPAM:"
+CNI_DIR="$NH_TMP/cni"
+show nethook install --cni-bin-dir "$CNI_DIR/bin" --cni-conf-dir "$CNI_DIR/net.d"
+show cat "$CNI_DIR/net.d/10-nethook.conflist"
+echo "  A runtime makes the container's network namespace (here: one pinned to a file),"
+CNI_NETNS="$CNI_DIR/netns-demo-cni"
+touch "$CNI_NETNS"
+show unshare --net="$CNI_NETNS" true
+echo "  then runs each plugin of the list with CNI_* variables and, on stdin, the plugin's"
+echo "  entry with the list's name and cniVersion. Done by hand:"
+python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+entry = dict(doc["plugins"][0], name=doc["name"], cniVersion=doc["cniVersion"])
+open(sys.argv[2], "w").write(json.dumps(entry) + "\n")' "$CNI_DIR/net.d/10-nethook.conflist" "$CNI_DIR/stdin.json"
+show cat "$CNI_DIR/stdin.json"
+# cni COMMAND: the plugin called as a runtime calls it, for container demo-cni.
+cni() {
+    CNI_COMMAND=$1 CNI_CONTAINERID=demo-cni CNI_NETNS=$CNI_NETNS CNI_IFNAME=eth0 \
+        CNI_PATH=$CNI_DIR/bin "$CNI_DIR/bin/nethook" <"$CNI_DIR/stdin.json"
+}
+cni_env="CNI_CONTAINERID=demo-cni CNI_NETNS=$CNI_NETNS CNI_IFNAME=eth0 CNI_PATH=$CNI_DIR/bin"
+echo "  ADD prints the CNI result: the interfaces, the address, the route:"
+cni_add_pretty() { cni ADD | python3 -m json.tool; }
+SHOW_AS="CNI_COMMAND=ADD $cni_env $CNI_DIR/bin/nethook < $CNI_DIR/stdin.json | python3 -m json.tool" \
+    show cni_add_pretty
+echo "  nethook ls lists the attachment as CONTAINERID@IFNAME, next to the runc containers:"
+show nethook ls
+IP_CNI="$(ip_of demo-cni@eth0)"
+show nsenter --net="$CNI_NETNS" ip -br addr
+echo "  From demo-cni's namespace to demo-b (a runc container) and back:"
+show nsenter --net="$CNI_NETNS" busybox ping -c 2 "$IP_B"
+show runc exec demo-b ping -c 1 "$IP_CNI"
+echo "  DEL (a runtime sends it when the container goes) removes it:"
+SHOW_AS="CNI_COMMAND=DEL $cni_env $CNI_DIR/bin/nethook < $CNI_DIR/stdin.json" show cni DEL
+show nethook ls
+echo "  (README, \"Kubernetes and CNI\": conflists for containerd, Podman and kubelet.)"
+
 heading "Stopping the containers (runc kill + delete runs the poststop hook)"
 while read -r id; do
     [[ -n $id ]] || continue
@@ -125,9 +182,12 @@ if [[ -d $NETHOOK_RUN_DIR/ipam/nethook ]]; then
     SHOW_AS="ls -A \$NETHOOK_RUN_DIR/ipam/nethook" show ls -A "$NETHOOK_RUN_DIR/ipam/nethook"
 fi
 if [[ ${NETHOOK_SKIP_PORTS:-0} != 1 ]]; then
-    echo "  nftables elements (published ports, addresses) in table inet nethook:"
-    left="$(nft list table inet nethook 2>/dev/null | grep -A2 'elements = ' || true)"
-    if [[ -n $left ]]; then printf '%s\n' "$left" | sed 's/^/  /'; else echo "  (none)"; fi
+    # The other sets hold per-network entries (subnets, bridges), which stay with the network.
+    echo "  Published ports in table inet nethook (maps ports4, hports4; elements come and go with containers):"
+    for map in ports4 hports4; do
+        elements="$(nft list map inet nethook "$map" 2>/dev/null | grep -A1 'elements = ' || true)"
+        printf '  %s: %s\n' "$map" "${elements:-(none)}"
+    done
 fi
 
 heading "Done"
