@@ -939,13 +939,22 @@ nh_no_record() {
     [[ ! -e $NETHOOK_RUN_DIR/endpoints/$1.json ]] || { echo "record of $1 left"; return 1; }
 }
 
-# nh_settle: wait until no nethook process holds the store's lock. A poststop
-# whose container has just died leaves the end of its teardown (veth, address,
-# record) to a background child that holds the lock until it is done; reading
-# the store's files directly, as these checks do, means taking the lock first.
+# nh_settle: wait until no nethook process holds the store's lock, then until
+# no teardown is finishing in the background. A poststop (or CNI DEL) whose veth
+# is still there leaves the end of its teardown (veth, address, record) to a
+# child that holds the attachment's mark, $NETHOOK_RUN_DIR/deleting/ID, locked
+# until it is done; reading the store's files directly, as these checks do,
+# means waiting for both. A mark is opened without creating it (flock FILE
+# would create one, which nethook would read as an abandoned teardown).
 nh_settle() {
     [[ -e $NETHOOK_RUN_DIR/lock ]] || return 0
     flock "$NETHOOK_RUN_DIR/lock" true
+    local mark fd
+    for mark in "$NETHOOK_RUN_DIR"/deleting/*; do
+        { exec {fd}<"$mark"; } 2>/dev/null || continue
+        flock -s "$fd"
+        exec {fd}<&-
+    done
 }
 
 nh_netns_has_eth0() {

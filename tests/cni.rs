@@ -223,3 +223,58 @@ fn a_command_line_with_arguments_is_the_cli_even_with_cni_command_set() {
     let nets: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(nets.is_array(), "{nets}");
 }
+
+#[test]
+fn an_add_right_after_a_del_gets_the_same_key_and_address_and_ls_never_shows_it_half_gone() {
+    sandbox!(
+        "an_add_right_after_a_del_gets_the_same_key_and_address_and_ls_never_shows_it_half_gone",
+        {
+            let nh = Nethook::new("cni-del-add");
+            let c = FakeContainer::start("c1");
+            let netns = pinned_netns(&c, &nh.dirs.0);
+            let pinned = json!({"runtimeConfig": {"ips": ["10.99.0.50/24"]}});
+            let del = |cid: &str| {
+                let d = plugin("DEL", &env(cid, &netns), &conf(&nh, "1.0.0", json!({})));
+                assert_eq!(d.code, 0, "DEL {cid}: {}", d.raw);
+            };
+            let add = |cid: &str| {
+                plugin(
+                    "ADD",
+                    &env(cid, &netns),
+                    &conf(&nh, "1.0.0", pinned.clone()),
+                )
+                .ok()
+                .clone()
+            };
+            let first = add("c1");
+            let old_host = first["interfaces"][0]["name"].as_str().unwrap().to_owned();
+            // DEL returns while a child of it still deletes the veth (the namespace is
+            // alive, as under kubelet): `ls` waits for that rather than show it.
+            del("c1");
+            let (ok, ls, err) = nh.cli(&["ls", "--json"]);
+            assert!(ok, "{err}");
+            assert_eq!(ls.trim(), "[]", "ls right after DEL");
+            // The same key into the same namespace (eth0 again) with the same address,
+            // straight after DEL: the ADD waits for the old veth and gets both.
+            del("c1");
+            let again = add("c1");
+            assert_eq!(again["ips"][0]["address"], "10.99.0.50/24", "{again}");
+            assert!(c.sh_ok("ping -c1 -W2 10.99.0.1"), "gateway unreachable");
+            // Another container asking for the address the DEL is freeing gets it too.
+            del("c1");
+            let other = add("c2");
+            assert_eq!(other["ips"][0]["address"], "10.99.0.50/24", "{other}");
+            assert!(c.sh_ok("ping -c1 -W2 10.99.0.1"), "gateway unreachable");
+            del("c2");
+            nh.settle();
+            assert_eq!(nh.records(), 0);
+            assert_eq!(nh.allocations("pods"), 0);
+            assert!(!host_veths().contains(&old_host));
+            assert!(std::fs::read_dir(nh.run_dir().join("deleting"))
+                .unwrap()
+                .next()
+                .is_none());
+            sh(&format!("umount {netns}"));
+        }
+    );
+}

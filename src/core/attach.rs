@@ -4,6 +4,8 @@
 //! (a write-ahead record): if the hook is killed half-way, the record names every
 //! object that may exist, and `gc` or poststop can remove them.
 
+use std::time::{Duration, Instant};
+
 use crate::core::detach;
 use crate::core::elements::firewall_elements;
 use crate::core::plan::{plan_endpoint, PlanError};
@@ -19,12 +21,18 @@ use crate::kernel::seam::Kernel;
 use crate::kernel::sysctl::SysctlError;
 use crate::log;
 use crate::model::endpoint::Endpoint;
+use crate::model::ids::ContainerId;
+use crate::model::ipam::Allocations;
 use crate::model::mac::Mac;
 use crate::model::network::Network;
 use crate::model::ports::Proto;
 use crate::state::claims::{claims_of, Claim, ClaimError, Claims};
-use crate::state::{Store, StoreError};
+use crate::state::{Deletion, Lock, Store, StoreError};
 use crate::timing::Steps;
+
+/// How long a setup waits for a teardown it would run into (see `lock_for`). One takes
+/// ~20–50 ms; a stuck one is the caller's to hear about, not to wait for forever.
+const DELETION_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -75,6 +83,40 @@ pub enum SetupError {
     },
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error("the teardown of container {id} is still under way after {}s; try again in a moment, or run `nethook gc` if it stays", DELETION_WAIT.as_secs())]
+    StillDeleting { id: String },
+}
+
+/// The store's lock, once no teardown this setup would run into is under way: one of the
+/// same key (a container restarted under its id, a CNI DEL then ADD), or of the holder of
+/// the static address asked for. Their records go only when their veth has, and a setup
+/// must not fail on what is about to be gone. One `open` when there is nothing to wait for.
+fn lock_for(store: &Store, req: &Request) -> Result<Lock, SetupError> {
+    let deadline = Instant::now() + DELETION_WAIT;
+    loop {
+        let lock = store.lock()?;
+        let Some(id) = deletion_in_the_way(store, req)? else {
+            return Ok(lock);
+        };
+        drop(lock);
+        if !store.wait_for_deletion(&id, deadline)? {
+            return Err(SetupError::StillDeleting { id: id.to_string() });
+        }
+    }
+}
+
+fn deletion_in_the_way(store: &Store, req: &Request) -> Result<Option<ContainerId>, StoreError> {
+    if store.deletion(&req.id)? == Deletion::Running {
+        return Ok(Some(req.id.clone()));
+    }
+    let Some(ip) = req.options.ip else {
+        return Ok(None);
+    };
+    let holder = store.ipam(&req.options.network)?.owner(ip)?;
+    match holder.map(|owner| ContainerId::parse_key(&owner)) {
+        Some(Ok(id)) if store.deletion(&id)? == Deletion::Running => Ok(Some(id)),
+        _ => Ok(None),
+    }
 }
 
 /// Gives the container its network. On error nothing of this attempt is left behind.
@@ -87,14 +129,17 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
     driver.validate(&network)?;
     steps.mark("netns+network");
 
-    let _lock = store.lock()?;
+    let _lock = lock_for(store, req)?;
     steps.mark("lock");
     if let Some(existing) = store.load_endpoint(&req.id)? {
         // A record whose host veth is gone belongs to an earlier container with this id
         // that died without poststop (a runtime that skips it when start fails): reclaim
-        // it, as `gc` would. A live one means a second createRuntime: refuse. A link of
-        // that name that is not this record's (another container's) does not count.
-        if k.links().veth_state(&HostVeth::of(&existing))? == VethState::Ours {
+        // it, as `gc` would; so is one whose teardown was abandoned half-way. A live one
+        // means a second createRuntime: refuse. A link of that name that is not this
+        // record's (another container's) does not count.
+        if k.links().veth_state(&HostVeth::of(&existing))? == VethState::Ours
+            && store.deletion(&req.id)? != Deletion::Abandoned
+        {
             return Err(SetupError::AlreadyExists {
                 id: req.id.to_string(),
                 network: existing.network,

@@ -35,6 +35,9 @@ pub fn check(
     let Some(ep) = store.load_endpoint(id)? else {
         return Ok(vec![format!("container {id} has no endpoint record")]);
     };
+    if store.is_deleting(id) {
+        return Ok(vec![format!("container {id} is being torn down")]);
+    }
     let net = match store.load_network(&ep.network) {
         Ok(net) => net,
         Err(StoreError::UnknownNetwork { .. }) => {

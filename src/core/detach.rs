@@ -16,7 +16,7 @@ use crate::model::ids::ContainerId;
 use crate::model::ipam::Allocations;
 use crate::model::ports::Proto;
 use crate::state::claims::{claims_of, Claims};
-use crate::state::{IpamDir, Lock, Store, StoreError};
+use crate::state::{Deletion, DeletionMark, IpamDir, Store, StoreError};
 use crate::timing::Steps;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +48,20 @@ pub enum Teardown {
     Deferred(Box<Deferred>),
 }
 
-/// The rest of a teardown whose container's namespace is most likely about to go: wait a
-/// grace for it (it then takes the veth along), delete the veth if it did not, flush
-/// conntrack, free the address, drop the record. It holds the store's lock until it has
-/// run, so every later setup, `gc` or `ls` sees the teardown done. Dropped unrun, it
-/// releases the lock and leaves the record for a later poststop or `gc`.
+/// The rest of a teardown whose veth is still there: wait a grace for the namespace (it
+/// then takes the veth along), delete the veth if it did not, flush conntrack, free the
+/// address, drop the record. The link work runs without the store's lock (the kernel's
+/// RCU wait would hold up every other setup and teardown); the attachment's deletion mark
+/// (`state::deleting`) is held instead until the record is gone, so whoever would see it
+/// half-removed waits for it. Dropped unrun, the mark is left abandoned with the record,
+/// for a later teardown or `gc`.
 #[must_use = "deferred teardown work must be run (or handed to a process that runs it)"]
 pub struct Deferred {
     store: Store,
     ep: Endpoint,
     unpublished: Unpublished,
     grace: Duration,
-    lock: Lock,
+    mark: DeletionMark,
     /// The teardown's step timings, reported by whichever process finishes its part.
     steps: Option<Steps>,
 }
@@ -76,40 +78,40 @@ impl Deferred {
     }
 
     /// Does the work here, with `k` (in a child process: a kernel of its own, not one
-    /// shared with the parent), then lets go of the lock. A kernel error keeps the record
-    /// for a later poststop or `gc`.
+    /// shared with the parent): the link without the store's lock, the rest with it. A
+    /// kernel error keeps the record (and the mark, abandoned) for a later teardown or `gc`.
     pub fn run(self, k: &dyn Kernel) -> Result<Report, TeardownError> {
         let Deferred {
             store,
             ep,
             unpublished,
             grace,
-            lock,
+            mark,
             steps,
         } = self;
-        let result = finish(&store, k, &ep, &unpublished, grace);
+        let result = detach_link(k, &ep, grace).and_then(|link_deleted| {
+            let _lock = store.lock()?;
+            settle(&store, k, &ep, &unpublished)?;
+            Ok(link_deleted)
+        });
         if let Some(mut steps) = steps {
             steps.mark("finish");
             steps.report("teardown");
         }
-        // Unlocking explicitly, before the caller goes on: in a child, the parent may
-        // still be exiting, and while its copy of the lock's file is open the lock would
-        // outlive this process otherwise.
-        drop(lock);
+        drop(mark);
         Ok(Report {
             found: true,
             link_deleted: result?,
         })
     }
 
-    /// For the process that handed this work to a child (which has a copy of it, lock
-    /// included): the lock stays held, by the child. Releasing it here would release it
-    /// for the child too (one open file, one lock), so it is left to the exit.
+    /// For the process that handed this work to a child (which has a copy of it, mark
+    /// included): the mark stays held, by the child.
     pub fn leave_to_child(self) -> Report {
         if let Some(steps) = &self.steps {
             steps.report("teardown");
         }
-        std::mem::forget(self.lock);
+        self.mark.leave_to_child();
         Report {
             found: true,
             link_deleted: false,
@@ -151,7 +153,7 @@ pub fn teardown(
 /// `teardown` for a caller that hands deferred work to another process whenever the veth
 /// is still there, also when its namespace is alive (a CNI DEL before the runtime removes
 /// the namespace): the veth delete's RCU wait (15–25 ms) then is not the caller's. The
-/// work holds the lock until done, so nobody sees the attachment half-removed.
+/// work holds the attachment's deletion mark until done, so nobody sees it half-removed.
 pub fn teardown_deferring_link(
     store: &Store,
     k: &dyn Kernel,
@@ -171,6 +173,13 @@ fn teardown_with(
     let Some(ep) = store.load_endpoint(id)? else {
         return Ok(Teardown::Done(Report::default()));
     };
+    if store.deletion(id)? == Deletion::Running {
+        // A second poststop or DEL: the first one's child is finishing it.
+        return Ok(Teardown::Done(Report {
+            found: true,
+            link_deleted: false,
+        }));
+    }
     steps.mark("lock+record");
     let unpublished = unpublish(store, k, &ep)?;
     steps.mark("unpublish");
@@ -184,12 +193,14 @@ fn teardown_with(
         }));
     }
     let grace = namespace_grace(&ep);
+    let mark = store.begin_deletion(&ep.id)?;
+    drop(lock);
     let work = Deferred {
         store: store.clone(),
         ep,
         unpublished,
         grace,
-        lock,
+        mark,
         steps: Some(steps),
     };
     if grace.is_zero() && !defer_live {
@@ -233,6 +244,9 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     let ports = port_elements(ep);
     let own = own_elements(ep, owns_address);
     k.firewall().delete(&own)?;
+    // The host ports are free from here on: a container publishing them next need not wait
+    // for the rest of this teardown.
+    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     Ok(Unpublished {
         ipam,
         owns_address,
@@ -248,13 +262,18 @@ fn finish(
     u: &Unpublished,
     grace: Duration,
 ) -> Result<bool, TeardownError> {
+    let link_deleted = detach_link(k, ep, grace)?;
+    settle(store, k, ep, u)?;
+    Ok(link_deleted)
+}
+
+/// The driver's link work. True when the veth had to be deleted.
+fn detach_link(k: &dyn Kernel, ep: &Endpoint, grace: Duration) -> Result<bool, TeardownError> {
     let fate = driver::for_kind(ep.driver).detach(DriverKernel::new(k), ep, grace)?;
     if let VethFate::NotOurs(foreign) = &fate {
         log::line(&format!("{}: {foreign}", ep.id));
     }
-    let link_deleted = fate == VethFate::Deleted;
-    settle(store, k, ep, u)?;
-    Ok(link_deleted)
+    Ok(fate == VethFate::Deleted)
 }
 
 /// Once the link is gone: conntrack entries (a restarted UDP service on the same host port
@@ -332,6 +351,7 @@ pub fn forget(
     }
     Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     store.remove_endpoint(&ep.id)?;
+    store.clear_deletion(&ep.id)?;
     if recover::publishes_on_loopback(ep) {
         if let Err(e) = recover::sync_route_localnet(store, k, &ep.network, &ep.bridge) {
             log::line(&format!(

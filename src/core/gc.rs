@@ -7,6 +7,7 @@
 //! anything.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::core::detach::{self, TeardownError};
 use crate::core::recover::{self, RecoverError};
@@ -15,7 +16,11 @@ use crate::kernel::link::{HostVeth, LinkError, VethState};
 use crate::kernel::seam::Kernel;
 use crate::kernel::sysctl::SysctlError;
 use crate::state::claims::{claims_of, ClaimError, Claims};
-use crate::state::{Store, StoreError, Unreadable};
+use crate::state::{Deletion, Store, StoreError, Unreadable};
+
+/// How long gc waits for teardowns under way before it looks at the records (see
+/// `state::deleting`); one still running after that is left to its process.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -37,16 +42,25 @@ pub enum GcError {
 
 /// What gc did (or, dry, would do), one line per action.
 pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, GcError> {
-    let _lock = store.lock()?;
+    let _lock = store.lock_settled(SETTLE_WAIT)?;
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
     let mut live_endpoints = Vec::new();
     let (endpoints, unreadable) = store.list_endpoints_lenient()?;
     quarantine(store, "endpoint record", unreadable, dry_run, &mut actions)?;
     for ep in endpoints {
+        let deletion = store.deletion(&ep.id)?;
+        if deletion == Deletion::Running {
+            // Its process is finishing it; its address and claims are not free yet.
+            live.insert(ep.id.as_str().to_owned());
+            continue;
+        }
         // A link of the record's name that is not its veth (another container's, or a
         // forged record's target) does not keep the record alive, and is left alone.
         let why = match k.links().veth_state(&HostVeth::of(&ep))? {
+            VethState::Ours if deletion == Deletion::Abandoned => {
+                "is still there: its teardown was interrupted".to_owned()
+            }
             VethState::Ours => {
                 live.insert(ep.id.as_str().to_owned());
                 live_endpoints.push(ep);

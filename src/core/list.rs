@@ -1,5 +1,7 @@
 //! How state is shown to people (tables) and scripts (JSON).
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::model::endpoint::Endpoint;
@@ -134,12 +136,16 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
     )
 }
 
-/// The endpoint records, read under the lock: a teardown finishing in the background holds
-/// it until its record is gone, and a setup until its endpoint is complete. A user who may
+/// How long `ls` waits for teardowns finishing in the background (~20–50 ms each).
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+/// The endpoint records, read under the lock once no teardown is finishing in the
+/// background (it holds the attachment's deletion mark until its record is gone), and no
+/// setup is half-way (it holds the lock until its endpoint is complete). A user who may
 /// read the records but not take the lock still gets them, as they stand. The records that
 /// cannot be read come second, with why.
 pub fn settled(store: &Store) -> Result<(Vec<Endpoint>, Vec<Unreadable>), StoreError> {
-    let _lock = match store.lock() {
+    let _lock = match store.lock_settled(SETTLE_WAIT) {
         Ok(lock) => Some(lock),
         Err(StoreError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>

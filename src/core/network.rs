@@ -1,6 +1,8 @@
 //! Network definitions: create and remove them, with the checks against the host they
 //! need (routes a subnet would shadow, bridges nethook did not make).
 
+use std::time::Duration;
+
 use crate::driver::{self, DriverError};
 use crate::kernel::link::LinkError;
 use crate::kernel::seam::Kernel;
@@ -80,7 +82,8 @@ pub struct Removed {
 /// Deletes a network that no endpoint uses: its definition and address directory, and
 /// its bridge when nethook made it.
 pub fn remove(store: &Store, k: &dyn Kernel, name: &str) -> Result<Removed, NetworkOpError> {
-    let _lock = store.lock()?;
+    // Endpoints being torn down still use it until their records go.
+    let _lock = store.lock_settled(Duration::from_secs(5))?;
     let net = store.load_network(name)?;
     let users: Vec<String> = store
         .list_endpoints()?

@@ -85,7 +85,7 @@ pub fn ensure_skeleton(
         .list_endpoints_lenient()?
         .0
         .into_iter()
-        .filter(|ep| Some(&ep.id) != except)
+        .filter(|ep| Some(&ep.id) != except && !store.is_deleting(&ep.id))
         .collect();
     restore(store, k, &endpoints)
 }

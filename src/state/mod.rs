@@ -9,6 +9,7 @@
 pub mod claims;
 #[cfg(test)]
 mod compat_tests;
+mod deleting;
 mod files;
 mod ipam_dir;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::model::network::file::NetworkFile;
 use crate::model::network::DEFAULT_NETWORK;
 use crate::model::network::{Network, NetworkError};
 
+pub use deleting::{Deletion, DeletionMark};
 use files::{
     ensure_dir, io_err, list_json_stems, open_nofollow, read_json, remove_file, write_json,
 };

@@ -294,12 +294,24 @@ impl Nethook {
     /// Waits until no nethook process holds the store's lock. A poststop whose container
     /// has just died leaves the end of its teardown to a background child, which holds the
     /// lock until it is done: the state behind the lock is what a test checks.
+    /// Waits for every nethook process at work on this store: one holding the store's
+    /// lock, then every teardown finishing in a background child (which holds its mark in
+    /// `deleting/` locked until the attachment's record is gone).
     pub fn settle(&self) {
         let Ok(file) = std::fs::File::open(self.run_dir().join("lock")) else {
             return;
         };
         let mut lock = fd_lock::RwLock::new(file);
         drop(lock.write().expect("take the store lock"));
+        let Ok(marks) = std::fs::read_dir(self.run_dir().join("deleting")) else {
+            return;
+        };
+        for mark in marks.flatten() {
+            // Opened, not created: a mark that went meanwhile is no teardown to wait for.
+            if let Ok(file) = std::fs::File::open(mark.path()) {
+                file.lock_shared().expect("wait for a teardown's mark");
+            }
+        }
     }
 
     pub fn setup(&self, c: &FakeContainer, annotations: &[(&str, &str)]) {

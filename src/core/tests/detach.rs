@@ -2,8 +2,9 @@
 //! then the address and the record; idempotent; deferred when the namespace is dying.
 
 use super::*;
-use crate::core::detach::{teardown, Report, Teardown};
+use crate::core::detach::{teardown, teardown_deferring_link, Report, Teardown};
 use crate::core::elements::{firewall_elements, network_elements};
+use crate::state::Deletion;
 
 fn done(t: Teardown) -> Report {
     match t {
@@ -206,5 +207,69 @@ fn detach_of_an_endpoint_whose_address_moved_on_leaves_its_ports_and_address_alo
         ]
     );
     assert_eq!(w.addresses(), vec![(address.into(), "c2".into())]);
+    assert_eq!(w.record("c1"), None);
+}
+
+#[test]
+fn a_deferred_teardown_frees_the_store_lock_and_marks_the_attachment_until_its_record_is_gone() {
+    let w = World::new("mark");
+    w.setup("c1", "").unwrap();
+    w.fake.clear_calls();
+    let Teardown::Deferred(work) = teardown_deferring_link(&w.store, &w.fake, &cid("c1")).unwrap()
+    else {
+        panic!("a live veth's delete should be deferred");
+    };
+    // Other setups and teardowns need not wait for the veth delete...
+    drop(w.store.lock().unwrap());
+    // ...while the attachment is visibly being torn down, its record and address kept.
+    assert_eq!(w.store.deletion(&cid("c1")).unwrap(), Deletion::Running);
+    assert!(w.record("c1").is_some());
+    assert_eq!(w.addresses().len(), 1);
+    // A second teardown (DEL twice, poststop twice) leaves it to the first.
+    w.fake.clear_calls();
+    let Teardown::Done(again) = teardown(&w.store, &w.fake, &cid("c1")).unwrap() else {
+        panic!("a second teardown should not defer anything");
+    };
+    assert!(again.found);
+    assert!(w.fake.changes().is_empty(), "{:?}", w.fake.changes());
+    work.run(&w.fake).unwrap();
+    assert_eq!(w.store.deletion(&cid("c1")).unwrap(), Deletion::None);
+    assert_eq!(w.record("c1"), None);
+    assert!(w.addresses().is_empty());
+}
+
+#[test]
+fn an_abandoned_teardown_is_finished_by_the_next_one_and_its_elements_are_not_restored() {
+    let w = World::new("abandoned");
+    w.setup("c1", "8080:80").unwrap();
+    w.setup("c2", "9090:90").unwrap();
+    let Teardown::Deferred(work) = teardown_deferring_link(&w.store, &w.fake, &cid("c1")).unwrap()
+    else {
+        panic!("a live veth's delete should be deferred");
+    };
+    // The process finishing it died.
+    drop(work);
+    assert_eq!(w.store.deletion(&cid("c1")).unwrap(), Deletion::Abandoned);
+    // A firewall reload meanwhile must not bring its published port back.
+    w.fake.set_skeleton(false);
+    w.fake.clear_calls();
+    crate::core::recover::ensure_skeleton(&w.store, &w.fake, None).unwrap();
+    let restored: Vec<String> = w
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("fw.restore"))
+        .collect();
+    assert!(restored.iter().any(|c| c.contains("9090")), "{restored:?}");
+    assert!(!restored.iter().any(|c| c.contains("8080")), "{restored:?}");
+    w.fake.clear_calls();
+    let report = done(teardown(&w.store, &w.fake, &cid("c1")).unwrap());
+    assert!(report.found);
+    assert!(
+        w.fake.changes().contains(&"link.delete_veth"),
+        "{:?}",
+        w.fake.changes()
+    );
+    assert_eq!(w.store.deletion(&cid("c1")).unwrap(), Deletion::None);
     assert_eq!(w.record("c1"), None);
 }

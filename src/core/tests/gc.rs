@@ -68,3 +68,28 @@ fn gc_with_nothing_live_lifts_the_forwarding_guard() {
         w.fake.change_calls()
     );
 }
+
+#[test]
+fn gc_finishes_a_teardown_whose_process_died_although_its_veth_is_still_there() {
+    let w = World::new("gc-abandoned");
+    let ep = w.setup("c1", "").unwrap();
+    let crate::core::detach::Teardown::Deferred(work) =
+        crate::core::detach::teardown_deferring_link(&w.store, &w.fake, &cid("c1")).unwrap()
+    else {
+        panic!("a live veth's delete should be deferred");
+    };
+    drop(work);
+    assert!(w.fake.has_link(&ep.host_interface));
+    let actions = gc(&w.store, &w.fake, false).unwrap();
+    assert!(
+        actions[0].ends_with("is still there: its teardown was interrupted"),
+        "{actions:?}"
+    );
+    assert!(!w.fake.has_link(&ep.host_interface));
+    assert_eq!(w.record("c1"), None);
+    assert!(w.addresses().is_empty());
+    assert_eq!(
+        w.store.deletion(&cid("c1")).unwrap(),
+        crate::state::Deletion::None
+    );
+}

@@ -57,6 +57,7 @@ fn setup_error(e: SetupError) -> CniError {
         SetupError::Plan(_) | SetupError::Store(StoreError::UnknownNetwork { .. }) => {
             Code::InvalidConfig
         }
+        SetupError::StillDeleting { .. } => Code::TryAgainLater,
         _ => Code::Setup,
     };
     CniError::new(code, describe(&e))
