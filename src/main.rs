@@ -13,7 +13,7 @@ use nethook::core::{gc, list as view, network as networks};
 use nethook::frontend::oci::Stage;
 use nethook::frontend::{cni, hook, install};
 use nethook::kernel::seam::Host;
-use nethook::model::network::Network;
+use nethook::model::network::{DriverKind, Network};
 use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 
 #[derive(Parser)]
@@ -107,6 +107,13 @@ enum NetworkCommand {
         /// Let containers send any ethertype (LLDP, STP, ...), not only IPv4 and ARP.
         #[arg(long)]
         any_ethertype: bool,
+        /// bridge (a Linux bridge, the default), routed (no bridge: a /32 route per
+        /// container) or macvlan (containers join the LAN of --parent).
+        #[arg(long, default_value = "bridge", value_name = "DRIVER")]
+        driver: DriverKind,
+        /// The host interface whose LAN macvlan containers join.
+        #[arg(long, value_name = "IFACE")]
+        parent: Option<String>,
     },
     /// List networks.
     Ls {
@@ -224,10 +231,13 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             no_masquerade,
             no_masquerade_to,
             any_ethertype,
+            driver,
+            parent,
         } => {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
             net.set_no_masquerade_to(&no_masquerade_to)?;
+            net.set_driver(driver, parent.as_deref(), gateway.is_some(), bridge.is_some())?;
             networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }
@@ -248,7 +258,15 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
                 print!("{}", view::networks_table(&nets));
             }
         }
-        NetworkCommand::Inspect { name } => print_json(&store.load_network(&name)?)?,
+        NetworkCommand::Inspect { name } => {
+            // As the file has it, and the driver even where the file leaves it out (bridge).
+            let net = store.load_network(&name)?;
+            let mut shown = serde_json::to_value(&net)?;
+            if let Some(fields) = shown.as_object_mut() {
+                fields.insert("driver".into(), net.driver.name().into());
+            }
+            print_json(&shown)?;
+        }
         NetworkCommand::Rm { name } => {
             let removed = networks::remove(store, &Host::new(), &name)?;
             if let Some(bridge) = removed.foreign_bridge {

@@ -10,29 +10,54 @@ use ipnetwork::Ipv4Network;
 
 use crate::firewall::{Elements, PortMapping4, Source};
 use crate::model::endpoint::Endpoint;
+use crate::model::network::DriverKind;
 
 /// Everything setup adds to the nftables sets and maps for this endpoint, in one batch:
-/// the per-network elements, its published ports and its anti-spoofing elements.
+/// the per-network elements, its published ports and its anti-spoofing elements. The
+/// driver decides where the anti-spoofing goes: a bridge port's in the bridge table, a routed
+/// veth's in the inet table. A macvlan endpoint has none at all: its frames leave by the
+/// parent without passing the host's netfilter hooks, and it publishes no ports.
 pub fn firewall_elements(ep: &Endpoint) -> Elements {
+    let (sources, routed_sources) = match ep.driver {
+        DriverKind::Bridge => (source_elements(ep), Vec::new()),
+        DriverKind::Routed => (Vec::new(), source_elements(ep)),
+        DriverKind::Macvlan => return Elements::default(),
+    };
     Elements {
         ports4: port_elements(ep),
-        sources: source_elements(ep),
+        sources,
+        routed_sources,
         any_ethertype: any_ethertype_elements(ep),
         ..network_elements(ep)
     }
 }
 
 /// The per-network elements the endpoint relies on: its subnet in the masquerade set (when the
-/// network masquerades) with the destinations excluded from it, and its bridge in the
-/// isolation sets. Shared by the network's endpoints:
-/// added (non-exclusively) with each, deleted with the network's last.
+/// network masquerades) with the destinations excluded from it, and what isolates its
+/// network from others: its bridge in the isolation sets, or, routed, its subnet in
+/// `intra4`. Shared by the network's endpoints: added (non-exclusively) with each, deleted
+/// with the network's last.
 pub fn network_elements(ep: &Endpoint) -> Elements {
+    let (bridges, intra4) = match ep.driver {
+        DriverKind::Bridge => (vec![ep.bridge.clone()], Vec::new()),
+        DriverKind::Routed => (Vec::new(), subnet(ep).into_iter().collect()),
+        DriverKind::Macvlan => return Elements::default(),
+    };
     Elements {
         masq4: masquerade_elements(ep),
         nomasq4: masquerade_exceptions(ep),
-        bridges: vec![ep.bridge.clone()],
+        bridges,
+        intra4,
         ..Elements::default()
     }
+}
+
+/// The endpoint's IPv4 subnet (the record keeps the network's prefix for every driver).
+fn subnet(ep: &Endpoint) -> Option<Ipv4Network> {
+    let v4 = ep.ipv4?;
+    Ipv4Network::new(v4.address, v4.prefix)
+        .ok()
+        .and_then(|n| Ipv4Network::new(n.network(), v4.prefix).ok())
 }
 
 /// What teardown deletes for this endpoint alone: its anti-spoofing and ethertype elements,
@@ -75,14 +100,10 @@ pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping4> {
 
 /// The endpoint's subnet in the masquerade set, when its network masquerades.
 pub fn masquerade_elements(ep: &Endpoint) -> Vec<Ipv4Network> {
-    match ep.ipv4 {
-        Some(v4) if ep.masquerade => Ipv4Network::new(v4.address, v4.prefix)
-            .ok()
-            .and_then(|n| Ipv4Network::new(n.network(), v4.prefix).ok())
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
+    if !ep.masquerade {
+        return Vec::new();
     }
+    subnet(ep).into_iter().collect()
 }
 
 /// The masquerade exceptions of the endpoint's subnet: (subnet, destination) for each of

@@ -109,16 +109,39 @@ pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
     )
 }
 
+/// "yes", "no", or "yes, not to CIDR,..." when the network keeps the source address of
+/// traffic to some destinations (a cluster's pod CIDR).
+fn masquerade_cell(n: &Network) -> String {
+    if !n.masquerades_ipv4() {
+        return "no".into();
+    }
+    if n.no_masquerade_to.is_empty() {
+        return "yes".into();
+    }
+    let cidrs: Vec<String> = n.no_masquerade_to.iter().map(ToString::to_string).collect();
+    format!("yes, not to {}", cidrs.join(","))
+}
+
+/// The network's own link: its bridge, a macvlan network's parent, "-" for none.
+fn link_cell(n: &Network) -> String {
+    match (&n.parent, n.bridge.as_str()) {
+        (Some(parent), _) => format!("parent {parent}"),
+        (None, "") => "-".into(),
+        (None, bridge) => bridge.into(),
+    }
+}
+
 pub fn networks_table(networks: &[(Network, usize)]) -> String {
     let rows: Vec<Vec<String>> = networks
         .iter()
         .map(|(n, count)| {
             vec![
                 n.name.clone(),
-                n.bridge.clone(),
+                n.driver.to_string(),
+                link_cell(n),
                 n.ipv4.map(|v4| v4.subnet.to_string()).unwrap_or_default(),
                 n.ipv4.map(|v4| v4.gateway.to_string()).unwrap_or_default(),
-                if n.masquerades_ipv4() { "yes" } else { "no" }.into(),
+                masquerade_cell(n),
                 count.to_string(),
             ]
         })
@@ -126,7 +149,8 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
     table(
         &[
             "NAME",
-            "BRIDGE",
+            "DRIVER",
+            "LINK",
             "SUBNET",
             "GATEWAY",
             "MASQUERADE",
@@ -160,6 +184,14 @@ pub fn settled(store: &Store) -> Result<(Vec<Endpoint>, Vec<Unreadable>), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_masquerade_column_names_the_destinations_it_spares() {
+        let mut n = Network::builtin_default();
+        assert_eq!(masquerade_cell(&n), "yes");
+        n.set_no_masquerade_to(&["10.244.0.0/16", "10.96.0.0/12"]).unwrap();
+        assert_eq!(masquerade_cell(&n), "yes, not to 10.244.0.0/16,10.96.0.0/12");
+    }
 
     #[test]
     fn table_aligns_columns_and_keeps_the_last_unpadded() {

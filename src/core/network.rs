@@ -45,6 +45,10 @@ pub fn create(store: &Store, k: &dyn Kernel, net: &Network) -> Result<(), Networ
     // A bridge of that name that nethook did not make for this network belongs to
     // someone else: adding the gateway to it and deleting it at `network rm` would take
     // it over.
+    if !net.driver.is_bridge() {
+        store.create_network(net)?;
+        return Ok(());
+    }
     if let Some((is_bridge, alias)) = k.links().bridge_owner(&net.bridge)? {
         if !net.owns_bridge(is_bridge, alias.as_deref()) {
             return Err(NetworkOpError::BridgeNotOurs {
@@ -100,6 +104,9 @@ pub fn remove(store: &Store, k: &dyn Kernel, name: &str) -> Result<Removed, Netw
     }
     let had_file = store.remove_network(name)?;
     let mut removed = Removed::default();
+    if !net.driver.is_bridge() {
+        return Ok(removed);
+    }
     let had_bridge = match k.links().bridge_owner(&net.bridge)? {
         None => false,
         Some((is_bridge, alias)) if net.owns_bridge(is_bridge, alias.as_deref()) => {

@@ -119,12 +119,19 @@ pub struct Elements {
     /// Bridges of nethook networks (sets `nets` and `intra`): isolation between networks, for
     /// both address families.
     pub bridges: Vec<String>,
+    /// Subnets of routed networks (set `intra4`, as `subnet . subnet`): their containers
+    /// reach each other through the host. Per network.
+    pub intra4: Vec<Ipv4Network>,
     /// Published IPv4 ports (maps `ports4`, `hports4`), added exclusively.
     pub ports4: Vec<PortMapping4>,
     /// Published IPv6 ports (for maps `ports6`, `hports6`), added exclusively.
     pub ports6: Vec<PortMapping6>,
     /// Anti-spoofing (sets `macs`, `addrs4` of `table bridge nethook`).
     pub sources: Vec<Source>,
+    /// Anti-spoofing of routed endpoints (set `raddrs4` of `table inet nethook`: host veth .
+    /// MAC . IPv4 address); their host veths (`nr…`) are no bridge ports, so the bridge
+    /// table never sees them. Per container.
+    pub routed_sources: Vec<Source>,
     /// Host veths of endpoints whose network opted out of the ethertype filter: their frames
     /// may carry other ethertypes than IPv4 and ARP (set `l2open`; MAC, IPv6 and VLAN checks
     /// stay). Per container: keyed by the host veth, because `meta ibrname` needs the
@@ -139,26 +146,29 @@ impl Elements {
             && self.nomasq4.is_empty()
             && self.nomasq6.is_empty()
             && self.bridges.is_empty()
+            && self.intra4.is_empty()
             && self.ports4.is_empty()
             && self.ports6.is_empty()
             && self.sources.is_empty()
+            && self.routed_sources.is_empty()
             && self.any_ethertype.is_empty()
     }
 
-    /// Only what belongs to this container alone (ports, sources, any_ethertype): what a
-    /// rollback or teardown deletes. The per-network elements (masq4, masq6, nomasq4,
-    /// nomasq6, bridges) go with the network's last endpoint.
+    /// Only what belongs to this container alone (ports, sources, routed_sources,
+    /// any_ethertype): what a rollback or teardown deletes. The per-network elements (masq4,
+    /// masq6, nomasq4, nomasq6, bridges, intra4) go with the network's last endpoint.
     pub fn own(&self) -> Elements {
         Elements {
             ports4: self.ports4.clone(),
             ports6: self.ports6.clone(),
             sources: self.sources.clone(),
+            routed_sources: self.routed_sources.clone(),
             any_ethertype: self.any_ethertype.clone(),
             ..Elements::default()
         }
     }
 
-    /// Only the per-network elements (masq4, masq6, nomasq4, nomasq6, bridges).
+    /// Only the per-network elements (masq4, masq6, nomasq4, nomasq6, bridges, intra4).
     pub fn shared(&self) -> Elements {
         Elements {
             masq4: self.masq4.clone(),
@@ -166,6 +176,7 @@ impl Elements {
             nomasq4: self.nomasq4.clone(),
             nomasq6: self.nomasq6.clone(),
             bridges: self.bridges.clone(),
+            intra4: self.intra4.clone(),
             ..Elements::default()
         }
     }
@@ -184,11 +195,17 @@ impl Elements {
         merge_normalised(&mut self.nomasq4, other.nomasq4, pair4);
         merge_normalised(&mut self.nomasq6, other.nomasq6, pair6);
         merge(&mut self.bridges, other.bridges);
+        merge_normalised(&mut self.intra4, other.intra4, norm4);
         merge(&mut self.ports4, other.ports4);
         merge(&mut self.ports6, other.ports6);
         for src in other.sources {
             if !self.sources.contains(&src) {
                 self.sources.push(src);
+            }
+        }
+        for src in other.routed_sources {
+            if !self.routed_sources.contains(&src) {
+                self.routed_sources.push(src);
             }
         }
         merge(&mut self.any_ethertype, other.any_ethertype);

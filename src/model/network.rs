@@ -39,6 +39,16 @@ pub enum NetworkError {
     BadNoMasquerade { cidr: String, reason: String },
     #[error("network {network} has no IPv4 subnet, which nethook needs; add an ipv4 part to its definition or recreate it with `nethook network create {network} --subnet CIDR`")]
     NoIpv4 { network: String },
+    #[error("{option} does not go with --driver {driver}: {reason}")]
+    DriverOption {
+        option: &'static str,
+        driver: DriverKind,
+        reason: &'static str,
+    },
+    #[error("--driver macvlan needs --parent IFACE: the host interface on the LAN the containers join")]
+    NoParent,
+    #[error("parent {name:?} {reason}")]
+    BadParent { name: String, reason: String },
 }
 
 /// The IPv4 side of a network.
@@ -68,11 +78,50 @@ pub enum DriverKind {
     /// A Linux bridge per network, a veth per container (`driver::bridge`).
     #[default]
     Bridge,
+    /// No bridge: a veth per container and a /32 route to it; the host routes between
+    /// containers (`driver::routed`).
+    Routed,
+    /// The container's interface is a macvlan of a host interface (`parent`): it sits on
+    /// that LAN with a MAC of its own (`driver::macvlan`).
+    Macvlan,
 }
+
+/// The gateway a routed network's containers use: link-local, never an address of the
+/// subnet, answered by a permanent neighbour entry naming the host veth's MAC.
+pub const ROUTED_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
 impl DriverKind {
     pub fn is_bridge(&self) -> bool {
         *self == DriverKind::Bridge
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            DriverKind::Bridge => "bridge",
+            DriverKind::Routed => "routed",
+            DriverKind::Macvlan => "macvlan",
+        }
+    }
+}
+
+impl std::fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DriverKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bridge" => Ok(DriverKind::Bridge),
+            "routed" => Ok(DriverKind::Routed),
+            "macvlan" => Ok(DriverKind::Macvlan),
+            other => Err(format!(
+                "unknown driver {other:?}; use bridge, routed or macvlan"
+            )),
+        }
     }
 }
 
@@ -83,8 +132,10 @@ impl DriverKind {
 pub struct Network {
     pub name: String,
     pub driver: DriverKind,
-    /// The bridge driver's bridge.
+    /// The bridge driver's bridge; empty for the other drivers.
     pub bridge: String,
+    /// The macvlan driver's parent: the host interface whose LAN the containers join.
+    pub parent: Option<String>,
     pub ipv4: Option<Ipv4Config>,
     pub ipv6: Option<Ipv6Config>,
     /// Containers send only IPv4 and ARP frames (false: any ethertype, for protocols such
@@ -114,6 +165,7 @@ impl Network {
             ipv6: None,
             ethertype_filter: true,
             no_masquerade_to: Vec::new(),
+            parent: None,
         }
     }
 
@@ -172,6 +224,7 @@ impl Network {
             ipv6: None,
             ethertype_filter: true,
             no_masquerade_to: Vec::new(),
+            parent: None,
         };
         if !net.is_host_address(gateway) {
             return Err(NetworkError::BadGateway {
@@ -180,6 +233,75 @@ impl Network {
             });
         }
         Ok(net)
+    }
+
+    /// Makes a definition from `new` one of `driver`'s, refusing what the driver has no use
+    /// for. `gateway_given`, `bridge_given`: whether the user named them. Call it last, after
+    /// the other options are set: it checks them.
+    pub fn set_driver(
+        &mut self,
+        driver: DriverKind,
+        parent: Option<&str>,
+        gateway_given: bool,
+        bridge_given: bool,
+    ) -> Result<(), NetworkError> {
+        let refuse = |option, reason| {
+            Err(NetworkError::DriverOption {
+                option,
+                driver,
+                reason,
+            })
+        };
+        match driver {
+            DriverKind::Bridge => {
+                if parent.is_some() {
+                    return refuse("--parent", "a bridge network makes its own bridge; --parent is for --driver macvlan");
+                }
+            }
+            DriverKind::Routed => {
+                if parent.is_some() {
+                    return refuse("--parent", "a routed network has no parent interface; --parent is for --driver macvlan");
+                }
+                if bridge_given {
+                    return refuse("--bridge", "a routed network has no bridge; drop --bridge");
+                }
+                if gateway_given {
+                    return refuse("--gateway", "the containers of a routed network use 169.254.1.1, which the host answers; drop --gateway");
+                }
+                if !self.ethertype_filter {
+                    return refuse("--any-ethertype", "the host routes only IP between routed containers; drop --any-ethertype");
+                }
+                self.bridge.clear();
+                if let Some(v4) = &mut self.ipv4 {
+                    v4.gateway = ROUTED_GATEWAY;
+                }
+            }
+            DriverKind::Macvlan => {
+                let Some(parent) = parent else {
+                    return Err(NetworkError::NoParent);
+                };
+                validate_ifname(parent).map_err(|reason| NetworkError::BadParent {
+                    name: parent.to_owned(),
+                    reason,
+                })?;
+                if bridge_given {
+                    return refuse("--bridge", "a macvlan network has no bridge; name the LAN's interface with --parent");
+                }
+                if !self.no_masquerade_to.is_empty() {
+                    return refuse("--no-masquerade-to", "macvlan containers are hosts of the LAN with addresses of its own: nothing is masqueraded");
+                }
+                if !self.ethertype_filter {
+                    return refuse("--any-ethertype", "macvlan frames never pass nethook's bridge table, so there is no filter to open");
+                }
+                self.bridge.clear();
+                self.parent = Some(parent.to_owned());
+                if let Some(v4) = &mut self.ipv4 {
+                    v4.masquerade = false;
+                }
+            }
+        }
+        self.driver = driver;
+        Ok(())
     }
 
     /// Sets the destinations excluded from masquerade (`--no-masquerade-to`, repeatable):
@@ -269,7 +391,7 @@ impl Network {
                     });
                 }
             }
-            if other.bridge == self.bridge {
+            if !self.bridge.is_empty() && other.bridge == self.bridge {
                 return Err(NetworkError::BridgeTaken {
                     bridge: self.bridge.clone(),
                     other: other.name.clone(),

@@ -39,6 +39,9 @@ pub struct NetworkFile {
     /// IPv4 destinations not masqueraded (`--no-masquerade-to`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     no_masquerade_to: Vec<Ipv4Network>,
+    /// The macvlan driver's parent interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -81,6 +84,7 @@ impl From<Network> for NetworkFile {
             }),
             ethertype_filter: n.ethertype_filter,
             no_masquerade_to: n.no_masquerade_to,
+            parent: n.parent,
         }
     }
 }
@@ -113,6 +117,7 @@ impl TryFrom<NetworkFile> for Network {
             }),
             ethertype_filter: f.ethertype_filter,
             no_masquerade_to: Vec::new(),
+            parent: f.parent,
         };
         // Validated as on the command line: a hand-edited file gets the same one-line error.
         let cidrs: Vec<String> = f.no_masquerade_to.iter().map(|c| c.to_string()).collect();
