@@ -237,7 +237,12 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
             net.set_no_masquerade_to(&no_masquerade_to)?;
-            net.set_driver(driver, parent.as_deref(), gateway.is_some(), bridge.is_some())?;
+            net.set_driver(
+                driver,
+                parent.as_deref(),
+                gateway.is_some(),
+                bridge.is_some(),
+            )?;
             networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }

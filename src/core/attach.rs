@@ -282,7 +282,8 @@ fn apply(
     k.failpoint("recorded")?;
     let link = driver.ensure_network(DriverKernel::new(k), net)?;
     recover::ensure_forwarding(store, k, Some(&ep.id))?;
-    if recover::publishes_on_loopback(ep) {
+    // On a bridge network the switch is the bridge's (a routed driver sets its veth's).
+    if recover::publishes_on_loopback(ep) && net.driver.is_bridge() {
         k.sysctls().route_localnet(&net.bridge, true)?;
     }
     steps.mark("bridge");

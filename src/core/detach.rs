@@ -352,7 +352,8 @@ pub fn forget(
     Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     store.remove_endpoint(&ep.id)?;
     store.clear_deletion(&ep.id)?;
-    if recover::publishes_on_loopback(ep) {
+    // A routed veth's own switch went with it.
+    if recover::publishes_on_loopback(ep) && !ep.bridge.is_empty() {
         if let Err(e) = recover::sync_route_localnet(store, k, &ep.network, &ep.bridge) {
             log::line(&format!(
                 "{}: could not clear route_localnet on {}: {}; `nethook gc` retries",

@@ -109,7 +109,11 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
         let live_elements = recover::merged_elements(&live_endpoints);
         actions.extend(k.firewall().prune(&live_elements, dry_run)?);
     }
-    for net in store.list_networks()? {
+    for net in store
+        .list_networks()?
+        .into_iter()
+        .filter(|n| !n.bridge.is_empty())
+    {
         let wanted = live_endpoints
             .iter()
             .any(|ep| ep.network == net.name && recover::publishes_on_loopback(ep));

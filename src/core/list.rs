@@ -189,8 +189,12 @@ mod tests {
     fn the_masquerade_column_names_the_destinations_it_spares() {
         let mut n = Network::builtin_default();
         assert_eq!(masquerade_cell(&n), "yes");
-        n.set_no_masquerade_to(&["10.244.0.0/16", "10.96.0.0/12"]).unwrap();
-        assert_eq!(masquerade_cell(&n), "yes, not to 10.244.0.0/16,10.96.0.0/12");
+        n.set_no_masquerade_to(&["10.244.0.0/16", "10.96.0.0/12"])
+            .unwrap();
+        assert_eq!(
+            masquerade_cell(&n),
+            "yes, not to 10.244.0.0/16,10.96.0.0/12"
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 use crate::core::request::Request;
 use crate::model::endpoint::{Endpoint, Ipv4Attachment};
+use crate::model::ids::routed_veth_name;
 use crate::model::ipam::{self, Allocations, IpamError, Lease, Subnet};
 use crate::model::mac::Mac;
-use crate::model::network::{Network, NetworkError};
+use crate::model::network::{DriverKind, Network, NetworkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -20,6 +21,8 @@ pub enum PlanError {
     },
     #[error("MAC {mac} is in 02:4e:00:00:00:00/16, the range nethook derives containers' and bridges' MACs from (02:4e: + the IPv4 address); pick a MAC outside it or leave nethook.mac unset")]
     ReservedMac { mac: Mac },
+    #[error("network {network} is a macvlan network: its containers sit on the LAN with addresses of their own, so there is nothing to publish; drop the published ports and reach the container at its address")]
+    PortsOnMacvlan { network: String },
 }
 
 /// Chooses the address and fixes every name the apply step uses. The lease is the
@@ -30,6 +33,11 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
     allocs: &A,
 ) -> Result<(Endpoint, Lease), PlanError> {
     let v4 = net.ipv4()?;
+    if net.driver == DriverKind::Macvlan && !req.options.ports.is_empty() {
+        return Err(PlanError::PortsOnMacvlan {
+            network: net.name.clone(),
+        });
+    }
     for spec in &req.options.ports {
         if let Some(ip) = spec.host_ip {
             if v4.subnet.contains(ip) {
@@ -50,7 +58,10 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         network: net.name.clone(),
         driver: net.driver,
         bridge: net.bridge.clone(),
-        host_interface: req.id.host_veth_name(),
+        host_interface: match net.driver {
+            DriverKind::Routed => routed_veth_name(&req.id.host_veth_name()),
+            DriverKind::Bridge | DriverKind::Macvlan => req.id.host_veth_name(),
+        },
         interface: req.options.ifname.clone(),
         mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
         ipv4: Some(Ipv4Attachment {

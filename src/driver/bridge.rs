@@ -2,11 +2,11 @@
 //! container a veth pair whose host end is a port of the bridge and whose peer is created
 //! directly inside the container's namespace.
 
-use std::thread::sleep;
 use std::time::Duration;
 
+use crate::driver::veth::create_veth;
 use crate::driver::{AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
-use crate::kernel::link::{HostVeth, LinkError, VethFate, VethSpec, VethState};
+use crate::kernel::link::{HostVeth, LinkError, VethFate, VethState};
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::validate_ifname;
 use crate::model::mac::Mac;
@@ -60,7 +60,7 @@ impl Driver for Bridge {
         link: NetworkLink,
         ep: &mut Endpoint,
     ) -> Result<(), DriverError> {
-        create_veth(cx, ep, net, link.index)?;
+        create_veth(cx, ep, net, link.index, None)?;
         cx.created.push(ep.host_interface.clone());
         cx.kernel.sysctls().disable_ipv6(&ep.host_interface)?;
         cx.steps.mark("veth");
@@ -111,74 +111,5 @@ impl Driver for Bridge {
             VethState::NotOurs(foreign) => missing.push(foreign.to_string()),
         }
         Ok(missing)
-    }
-}
-
-/// Creates the veth pair, telling apart the two names that can clash and a bridge with no
-/// port left. The kernel frees a deleted veth asynchronously, so a host name that this
-/// container's own earlier veth still holds right after a teardown of the same id gets a few
-/// short retries before it is reported. A host name held by any other link (another
-/// container's veth whose name collides, or a link planted there) is left to it: the
-/// container takes its id's second name instead, recorded before it is created.
-fn create_veth(
-    cx: &mut AttachContext<'_>,
-    ep: &mut Endpoint,
-    net: &Network,
-    bridge_index: u32,
-) -> Result<(), DriverError> {
-    let links = cx.kernel.links();
-    let owner_tag = ep.id.owner_tag();
-    let mut attempts = 0;
-    loop {
-        let spec = VethSpec {
-            host_name: &ep.host_interface,
-            bridge_index,
-            peer_name: &ep.interface,
-            peer_mac: ep.mac,
-            owner_tag: &owner_tag,
-        };
-        match links.create_veth(&spec, cx.netns) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                match links.veth_state(&HostVeth::of(ep))? {
-                    VethState::Gone => {
-                        return Err(DriverError::PeerExists {
-                            name: ep.interface.clone(),
-                        })
-                    }
-                    VethState::Ours => {
-                        attempts += 1;
-                        if attempts > 25 {
-                            return Err(DriverError::HostLinkExists {
-                                name: ep.host_interface.clone(),
-                            });
-                        }
-                        sleep(Duration::from_millis(4));
-                    }
-                    VethState::NotOurs(foreign) => {
-                        let second = ep.id.alt_host_veth_name();
-                        if ep.host_interface == second {
-                            let first = ep.id.host_veth_name();
-                            return Err(LinkError::HostNamesTaken {
-                                id: ep.id.to_string(),
-                                first,
-                                second,
-                                why: foreign.why,
-                            }
-                            .into());
-                        }
-                        ep.host_interface = second;
-                        (cx.record)(ep)?;
-                    }
-                }
-            }
-            Err(e) if e.errno() == Some(libc::EXFULL) => {
-                return Err(DriverError::BridgeFull {
-                    network: net.name.clone(),
-                    bridge: net.bridge.clone(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
     }
 }

@@ -7,6 +7,9 @@
 //! `model::network::DriverKind`, the data a definition names it by).
 
 pub mod bridge;
+pub mod macvlan;
+pub mod routed;
+mod veth;
 
 use std::time::Duration;
 
@@ -148,6 +151,8 @@ pub trait Driver: Sync {
 pub fn for_kind(kind: DriverKind) -> &'static dyn Driver {
     match kind {
         DriverKind::Bridge => &bridge::Bridge,
+        DriverKind::Routed => &routed::Routed,
+        DriverKind::Macvlan => &macvlan::Macvlan,
     }
 }
 

@@ -337,6 +337,27 @@ impl Links for Fake {
         Ok(())
     }
 
+    fn configure_routed_container(
+        &self,
+        _netns: &Netns,
+        ifname: &str,
+        address: Ipv4Addr,
+        gateway: Ipv4Addr,
+        gateway_mac: Mac,
+    ) -> Result<(), ContainerError> {
+        let arg = format!("{ifname} {address}/32 via {gateway} at {gateway_mac}");
+        self.link_call("link.configure_routed_container", arg)?;
+        self.state
+            .borrow_mut()
+            .containers
+            .push((ifname.to_owned(), address, 32, gateway));
+        Ok(())
+    }
+
+    fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError> {
+        self.link_call("link.add_host_route", format!("{dst}/32 dev {ifname}"))
+    }
+
     /// What `configure_container` gave an interface of that name (the namespace is not
     /// told apart: fake tests give each container its own address).
     fn inspect_container(

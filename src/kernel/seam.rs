@@ -69,6 +69,18 @@ pub trait Links {
         prefix: u8,
         gateway: Ipv4Addr,
     ) -> Result<(), ContainerError>;
+    /// Inside `netns`, for a routed network: the address as a /32, a default route via
+    /// `gateway` and a permanent neighbour entry for it at `gateway_mac`.
+    fn configure_routed_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+        address: Ipv4Addr,
+        gateway: Ipv4Addr,
+        gateway_mac: Mac,
+    ) -> Result<(), ContainerError>;
+    /// The host's route to `dst`/32 out of the link `ifname` (routed networks).
+    fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError>;
     /// What the container's `ifname` has (addresses, default routes); `None` when there is
     /// no such link. For CHECK: it makes a netlink socket inside the namespace.
     fn inspect_container(
@@ -245,6 +257,24 @@ impl Links for Host {
         let sock = netns.enter_briefly(link::inet_socket)??;
         link::configure_container(sock.as_fd(), ifname, address, prefix, gateway)?;
         Ok(())
+    }
+
+    fn configure_routed_container(
+        &self,
+        netns: &Netns,
+        ifname: &str,
+        address: Ipv4Addr,
+        gateway: Ipv4Addr,
+        gateway_mac: Mac,
+    ) -> Result<(), ContainerError> {
+        // As `configure_container`: only the socket is made inside the namespace.
+        let sock = netns.enter_briefly(link::inet_socket)??;
+        link::configure_routed_container(sock.as_fd(), ifname, address, gateway, gateway_mac)?;
+        Ok(())
+    }
+
+    fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError> {
+        self.rtnl()?.add_host_route(ifname, dst)
     }
 
     fn inspect_container(

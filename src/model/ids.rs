@@ -115,11 +115,15 @@ impl ContainerId {
     }
 
     /// Every name a host veth of this id may have had: the names an alias-less veth of
-    /// this id can carry (see `link::HostVeth`).
-    pub fn host_veth_names(&self) -> [String; 3] {
+    /// this id can carry (see `link::HostVeth`), routed ones included.
+    pub fn host_veth_names(&self) -> [String; 5] {
+        let first = self.host_veth_name();
+        let second = self.alt_host_veth_name();
         [
-            self.host_veth_name(),
-            self.alt_host_veth_name(),
+            routed_veth_name(&first),
+            routed_veth_name(&second),
+            first,
+            second,
             self.legacy_host_veth_name(),
         ]
     }
@@ -131,6 +135,19 @@ impl ContainerId {
         format!("{OWNER_TAG_PREFIX}{}", self.0)
     }
 }
+
+/// A routed network's host veth name for a bridge port's name (`nh…` → `nr…`): the firewall
+/// tells routed veths apart by the prefix alone, so no per-container element is needed to
+/// isolate them or to send them to their anti-spoofing chain.
+pub fn routed_veth_name(name: &str) -> String {
+    match name.strip_prefix("nh") {
+        Some(rest) => format!("{ROUTED_VETH_PREFIX}{rest}"),
+        None => name.to_owned(),
+    }
+}
+
+/// What the names of routed networks' host veths start with.
+pub const ROUTED_VETH_PREFIX: &str = "nr";
 
 /// What every host veth's alias starts with; the container id follows.
 pub const OWNER_TAG_PREFIX: &str = "nethook:";

@@ -45,7 +45,9 @@ pub enum NetworkError {
         driver: DriverKind,
         reason: &'static str,
     },
-    #[error("--driver macvlan needs --parent IFACE: the host interface on the LAN the containers join")]
+    #[error(
+        "--driver macvlan needs --parent IFACE: the host interface on the LAN the containers join"
+    )]
     NoParent,
     #[error("parent {name:?} {reason}")]
     BadParent { name: String, reason: String },
@@ -255,7 +257,10 @@ impl Network {
         match driver {
             DriverKind::Bridge => {
                 if parent.is_some() {
-                    return refuse("--parent", "a bridge network makes its own bridge; --parent is for --driver macvlan");
+                    return refuse(
+                        "--parent",
+                        "a bridge network makes its own bridge; --parent is for --driver macvlan",
+                    );
                 }
             }
             DriverKind::Routed => {
@@ -269,7 +274,10 @@ impl Network {
                     return refuse("--gateway", "the containers of a routed network use 169.254.1.1, which the host answers; drop --gateway");
                 }
                 if !self.ethertype_filter {
-                    return refuse("--any-ethertype", "the host routes only IP between routed containers; drop --any-ethertype");
+                    return refuse(
+                        "--any-ethertype",
+                        "the host routes only IP between routed containers; drop --any-ethertype",
+                    );
                 }
                 self.bridge.clear();
                 if let Some(v4) = &mut self.ipv4 {
@@ -285,7 +293,10 @@ impl Network {
                     reason,
                 })?;
                 if bridge_given {
-                    return refuse("--bridge", "a macvlan network has no bridge; name the LAN's interface with --parent");
+                    return refuse(
+                        "--bridge",
+                        "a macvlan network has no bridge; name the LAN's interface with --parent",
+                    );
                 }
                 if !self.no_masquerade_to.is_empty() {
                     return refuse("--no-masquerade-to", "macvlan containers are hosts of the LAN with addresses of its own: nothing is masqueraded");

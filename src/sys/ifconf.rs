@@ -160,13 +160,44 @@ pub(crate) fn add_default_route(
     name: &str,
     gateway: Ipv4Addr,
 ) -> io::Result<()> {
+    add_route(
+        sock,
+        name,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        gateway,
+        libc::RTF_UP | libc::RTF_GATEWAY,
+    )
+}
+
+/// Adds a route to the single address `dst` straight out of `name`, no gateway (scope link):
+/// what makes a gateway outside the interface's subnet reachable (the ioctl has no "onlink").
+pub(crate) fn add_link_route(sock: BorrowedFd<'_>, name: &str, dst: Ipv4Addr) -> io::Result<()> {
+    add_route(
+        sock,
+        name,
+        dst,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::UNSPECIFIED,
+        libc::RTF_UP | libc::RTF_HOST,
+    )
+}
+
+fn add_route(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    dst: Ipv4Addr,
+    mask: Ipv4Addr,
+    gateway: Ipv4Addr,
+    flags: libc::c_ushort,
+) -> io::Result<()> {
     let dev = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let route = libc::rtentry {
         rt_pad1: 0,
-        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        rt_dst: sockaddr_v4(dst),
         rt_gateway: sockaddr_v4(gateway),
-        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
-        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        rt_genmask: sockaddr_v4(mask),
+        rt_flags: flags,
         rt_pad2: 0,
         rt_pad3: 0,
         rt_tos: 0,
@@ -182,6 +213,50 @@ pub(crate) fn add_default_route(
     // SAFETY: `route` is a complete rtentry and `dev`, which `rt_dev` points into, outlives
     // the call; the kernel only reads both.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &route) })
+}
+
+/// Sets `name`'s IPv4 broadcast address. A /32 keeps the classful broadcast SIOCSIFADDR gave
+/// it (10.255.255.255 for a 10.x address: SIOCSIFNETMASK recomputes it only below /31), and
+/// with it a broadcast route; 0.0.0.0 removes both.
+pub(crate) fn set_broadcast(sock: BorrowedFd<'_>, name: &str, addr: Ipv4Addr) -> io::Result<()> {
+    let req = ifreq(
+        name,
+        libc::__c_anonymous_ifr_ifru {
+            ifru_broadaddr: sockaddr_v4(addr),
+        },
+    )?;
+    // SAFETY: `req` is a valid ifreq that lives across the call; the kernel only reads it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFBRDADDR, &req) })
+}
+
+/// `linux/if_arp.h`: a complete entry, and one that never expires (not in the libc crate).
+const ATF_COM: libc::c_int = 0x02;
+const ATF_PERM: libc::c_int = 0x04;
+
+/// A permanent neighbour entry on `name`: `ip` is at `mac`. No ARP is ever sent for it.
+pub(crate) fn set_permanent_neighbour(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+) -> io::Result<()> {
+    let dev = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_ifindex: 0 })?.ifr_name;
+    let mut hw = [0 as libc::c_char; 14];
+    for (slot, byte) in hw.iter_mut().zip(mac) {
+        *slot = byte as libc::c_char;
+    }
+    let req = libc::arpreq {
+        arp_pa: sockaddr_v4(ip),
+        arp_ha: libc::sockaddr {
+            sa_family: libc::ARPHRD_ETHER,
+            sa_data: hw,
+        },
+        arp_flags: ATF_PERM | ATF_COM,
+        arp_netmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        arp_dev: dev,
+    };
+    // SAFETY: `req` is a complete arpreq that lives across the call; the kernel only reads it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSARP, &req) })
 }
 
 #[cfg(test)]

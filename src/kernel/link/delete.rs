@@ -124,6 +124,9 @@ impl Rtnl {
 
     /// The index of bridge `name`, `None` when there is none.
     fn bridge_index(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        if name.is_empty() {
+            return Ok(None);
+        }
         let sock = inet_socket()?;
         ifconf::index_if_present(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
             op: format!("look up bridge {name}"),

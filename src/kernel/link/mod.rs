@@ -110,6 +110,34 @@ pub fn configure_container(
         .map_err(op(format!("add default route via {gateway} on {ifname}")))
 }
 
+/// The container side of a routed network, on a socket made inside its namespace (see
+/// `configure_container`): the address as a /32 with no broadcast, a link route to the
+/// gateway (169.254.1.1, outside any subnet: the ioctl has no "onlink", so the default route
+/// needs it first), the default route, and a permanent neighbour entry saying the gateway is
+/// the host veth's MAC, so the container never asks for it and the host needs no proxy ARP.
+pub fn configure_routed_container(
+    sock: BorrowedFd<'_>,
+    ifname: &str,
+    address: Ipv4Addr,
+    gateway: Ipv4Addr,
+    gateway_mac: Mac,
+) -> Result<(), LinkError> {
+    let op = |op: String| move |source| LinkError::Netlink { op, source };
+    ifconf::set_up(sock, "lo").map_err(op("set lo up in the container".into()))?;
+    ifconf::set_ipv4(sock, ifname, address, 32)
+        .map_err(op(format!("add {address}/32 to {ifname}")))?;
+    ifconf::set_broadcast(sock, ifname, Ipv4Addr::UNSPECIFIED)
+        .map_err(op(format!("clear the broadcast address of {ifname}")))?;
+    ifconf::set_up(sock, ifname).map_err(op(format!("set {ifname} up")))?;
+    ifconf::add_link_route(sock, ifname, gateway)
+        .map_err(op(format!("add the route to {gateway} on {ifname}")))?;
+    ifconf::add_default_route(sock, ifname, gateway)
+        .map_err(op(format!("add default route via {gateway} on {ifname}")))?;
+    ifconf::set_permanent_neighbour(sock, ifname, gateway, gateway_mac.0).map_err(op(format!(
+        "add the neighbour entry of {gateway} on {ifname}"
+    )))
+}
+
 /// A route netlink socket bound to the namespace of the thread that opened it.
 pub struct Rtnl {
     sock: RouteSocket,
@@ -119,7 +147,11 @@ pub struct Rtnl {
 #[derive(Debug, Clone)]
 pub struct VethSpec<'a> {
     pub host_name: &'a str,
+    /// The bridge the host end becomes a port of; 0 for none (routed).
     pub bridge_index: u32,
+    /// The host end's MAC (routed: the one the container's gateway entry names); `None`
+    /// lets the kernel pick one.
+    pub host_mac: Option<Mac>,
     pub peer_name: &'a str,
     pub peer_mac: Mac,
     /// The host end's alias: `ContainerId::owner_tag`.
@@ -249,6 +281,7 @@ impl Rtnl {
         let veth = msg::veth(&msg::Veth {
             host: spec.host_name,
             bridge_index: spec.bridge_index,
+            host_mac: spec.host_mac,
             peer: spec.peer_name,
             peer_mac: spec.peer_mac,
             netns_fd: netns.file().as_raw_fd(),
@@ -264,7 +297,13 @@ impl Rtnl {
                 ),
                 source,
             })?;
-        if let Err(e) = self.tag_and_hairpin(spec.host_name, spec.owner_tag) {
+        // A veth with no bridge (routed) has no port flag to set: the alias alone.
+        let tagged = if spec.bridge_index == 0 {
+            self.set_alias(spec.host_name, spec.owner_tag)
+        } else {
+            self.tag_and_hairpin(spec.host_name, spec.owner_tag)
+        };
+        if let Err(e) = tagged {
             // Deleting the host end takes the peer with it.
             let _ = self.delete(spec.host_name);
             return Err(e);
@@ -333,6 +372,19 @@ impl Rtnl {
                 source,
             }),
         }
+    }
+
+    /// Adds the route to `dst`/32 out of the link `ifname` (routed networks). The route goes
+    /// with the link: teardown has nothing to remove. EEXIST: another link has the route.
+    pub fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError> {
+        let op = || format!("add the route to {dst}/32 via {ifname}");
+        let sock = inet_socket()?;
+        let index = ifconf::index(sock.as_fd(), ifname)
+            .map_err(|source| LinkError::Netlink { op: op(), source })?;
+        let add = RouteNetlinkMessage::NewRoute(msg::host_route(index, dst));
+        self.sock
+            .ack(add, msg::CREATE)
+            .map_err(|source| LinkError::Netlink { op: op(), source })
     }
 
     /// Destinations of every IPv4 route in every table, for overlap checks.

@@ -10,7 +10,7 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::AddressFamily;
 
@@ -79,7 +79,10 @@ pub(super) fn bridge(name: &str, mac: Mac) -> LinkMessage {
 /// What a new veth pair looks like (see `Rtnl::create_veth`).
 pub(super) struct Veth<'a> {
     pub host: &'a str,
+    /// The bridge the host end becomes a port of; 0 for none (routed).
     pub bridge_index: u32,
+    /// The host end's MAC; `None` lets the kernel pick one.
+    pub host_mac: Option<Mac>,
     pub peer: &'a str,
     pub peer_mac: Mac,
     /// The container's namespace, where the peer is born.
@@ -96,9 +99,14 @@ pub(super) fn veth(v: &Veth<'_>) -> LinkMessage {
         LinkAttribute::NumTxQueues(1),
         LinkAttribute::NumRxQueues(1),
     ]);
-    let mut link = with_attrs(vec![
-        LinkAttribute::IfName(v.host.to_owned()),
-        LinkAttribute::Controller(v.bridge_index),
+    let mut attributes = vec![LinkAttribute::IfName(v.host.to_owned())];
+    if v.bridge_index != 0 {
+        attributes.push(LinkAttribute::Controller(v.bridge_index));
+    }
+    if let Some(mac) = v.host_mac {
+        attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    attributes.extend([
         LinkAttribute::NumTxQueues(1),
         LinkAttribute::NumRxQueues(1),
         LinkAttribute::LinkInfo(vec![
@@ -106,8 +114,27 @@ pub(super) fn veth(v: &Veth<'_>) -> LinkMessage {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]),
     ]);
+    let mut link = with_attrs(attributes);
     up(&mut link);
     link
+}
+
+/// A route to `dst`/32 straight out of the link with `index` (main table, scope link, no
+/// gateway): how the host reaches a routed network's container. Created exclusively: a
+/// route that is there already means another link has the address.
+pub(super) fn host_route(index: u32, dst: Ipv4Addr) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 32;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Link;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes = vec![
+        RouteAttribute::Destination(RouteAddress::Inet(dst)),
+        RouteAttribute::Oif(index),
+    ];
+    msg
 }
 
 /// `port`'s alias set to `tag` and hairpin mode on (see `Rtnl::tag_and_hairpin`).

@@ -16,7 +16,7 @@ use crate::model::ids::{ContainerId, OWNER_TAG_PREFIX};
 #[derive(Debug, Clone, Copy)]
 pub struct HostVeth<'a> {
     pub name: &'a str,
-    /// The bridge the veth is a port of.
+    /// The bridge the veth is a port of; empty for a routed network's veth, which is none.
     pub bridge: &'a str,
     pub owner: &'a ContainerId,
 }
@@ -81,7 +81,15 @@ pub(crate) fn check(
         Some(other) => return Err(foreign(format!("it is a {other} link, not a veth"), None)),
         None => return Err(foreign("it is not a veth".into(), None)),
     }
-    if master.is_none() || master != bridge_index {
+    if veth.bridge.is_empty() {
+        // A routed veth: a port of any bridge is not one nethook made for it.
+        if master.is_some() {
+            return Err(foreign(
+                "it is a port of a bridge, and a routed network's veth is not".into(),
+                None,
+            ));
+        }
+    } else if master.is_none() || master != bridge_index {
         return Err(foreign(
             format!("it is not a port of bridge {}", veth.bridge),
             None,
