@@ -390,7 +390,7 @@ nh_summary() {
 # Names of host-side veths nethook made (nh + 13 base32hex digits, or an older
 # nethook's 12 hex), one per line.
 nh_host_veths() {
-    ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E '^nh[0-9a-v]{12,13}$' || true
+    ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E "^n[hr][0-9a-v]{12,13}$" || true
 }
 
 nh_no_host_veths() { [[ -z "$(nh_host_veths)" ]]; }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::error::{CniError, Code};
 use super::version::Version;
 use crate::model::mac::Mac;
+use crate::model::network::DriverKind;
 use crate::model::ports::{parse_ports, PortSpec};
 
 /// What nethook reads of a network configuration.
@@ -25,6 +26,10 @@ pub struct Config {
     pub subnet: Option<String>,
     /// The bridge of a network defined here (default `nh-NETWORK`).
     pub bridge: Option<String>,
+    /// The driver of a network defined here (default bridge); a defined network's must match.
+    pub driver: Option<DriverKind>,
+    /// The macvlan parent of a network defined here.
+    pub parent: Option<String>,
     pub run_dir: Option<PathBuf>,
     pub config_dir: Option<PathBuf>,
     /// Destinations whose traffic keeps its source address (a cluster CIDR).
@@ -44,6 +49,8 @@ struct Raw {
     network: Option<String>,
     subnet: Option<String>,
     bridge: Option<String>,
+    driver: Option<String>,
+    parent: Option<String>,
     run_dir: Option<PathBuf>,
     config_dir: Option<PathBuf>,
     #[serde(default)]
@@ -140,6 +147,11 @@ pub fn parse(v: &Value) -> Result<Config, CniError> {
         network,
         subnet: raw.subnet,
         bridge: raw.bridge,
+        driver: raw
+            .driver
+            .map(|d| d.parse().map_err(|e| invalid(format!("driver: {e}"))))
+            .transpose()?,
+        parent: raw.parent,
         run_dir: raw.run_dir,
         config_dir: raw.config_dir,
         no_masquerade_to,

@@ -15,6 +15,14 @@ use crate::state::{Store, StoreError};
 /// when it is not; a definition that differs from `subnet` or a given `noMasqueradeTo` is
 /// refused (code 7) rather than changed under containers that use it.
 pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniError> {
+    if let (Some(net), Some(asked)) = (load(store, &cfg.network)?, cfg.driver) {
+        if net.driver != asked {
+            return Err(invalid(format!(
+                "nethook network {} uses the {} driver, the conflist asks for {asked}; set driver to {}, drop it, or name another network",
+                net.name, net.driver, net.driver
+            )));
+        }
+    }
     match (load(store, &cfg.network)?, &cfg.subnet) {
         (Some(net), Some(subnet)) => {
             same_subnet(&net, subnet)?;
@@ -33,6 +41,13 @@ pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniErro
                 .map_err(|e| invalid(format!("subnet/network of the conflist: {e}")))?;
             net.set_no_masquerade_to(&cidrs(&cfg.no_masquerade_to))
                 .map_err(|e| invalid(format!("noMasqueradeTo of the conflist: {e}")))?;
+            net.set_driver(
+                cfg.driver.unwrap_or_default(),
+                cfg.parent.as_deref(),
+                false,
+                cfg.bridge.is_some(),
+            )
+            .map_err(|e| invalid(format!("driver/parent of the conflist: {e}")))?;
             match networks::create(store, k, &net) {
                 Ok(()) => Ok(()),
                 // Another ADD defined it meanwhile: fine if it is the same.

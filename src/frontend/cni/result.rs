@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::version::Version;
 use crate::model::endpoint::Endpoint;
+use crate::model::network::DriverKind;
 
 /// What ADD made, as the result reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,12 @@ impl Attached {
             mac: ep.mac.to_string(),
             sandbox: sandbox.to_owned(),
             address: v4.address,
-            prefix: v4.prefix,
+            // What the container has: a routed network's container holds its address alone.
+            prefix: if ep.driver == DriverKind::Routed {
+                32
+            } else {
+                v4.prefix
+            },
             gateway: v4.gateway,
         })
     }

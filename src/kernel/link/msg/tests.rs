@@ -35,6 +35,7 @@ fn veth_with_its_peer_in_the_container_namespace() {
     let v = Veth {
         host: "nh-abc",
         bridge_index: 7,
+        host_mac: None,
         peer: "eth0",
         peer_mac: Mac([0x02, 0, 0, 0, 0, 9]),
         netns_fd: 5,
@@ -118,5 +119,41 @@ fn lookups_and_deletes() {
             0
         )),
         "1c0000001a000103000000000000000002000000fe04000100000000"
+    );
+}
+
+#[test]
+fn a_routed_veth_is_no_bridge_port_and_has_the_gateway_mac() {
+    use netlink_packet_route::link::LinkAttribute;
+    let mac = Mac([0x02, 0x4e, 0xa9, 0xfe, 1, 1]);
+    let link = super::veth(&Veth {
+        host: "nr-abc",
+        bridge_index: 0,
+        host_mac: Some(mac),
+        peer: "eth0",
+        peer_mac: Mac([0x02, 0, 0, 0, 0, 9]),
+        netns_fd: 5,
+    });
+    assert!(!link
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::Controller(_))));
+    assert!(link
+        .attributes
+        .contains(&LinkAttribute::Address(mac.0.to_vec())));
+}
+
+#[test]
+fn a_host_route_is_a_scope_link_slash_32_out_of_the_veth() {
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
+    let r = super::host_route(42, Ipv4Addr::new(10, 60, 0, 7));
+    assert_eq!(r.header.destination_prefix_length, 32);
+    assert_eq!(r.header.scope, RouteScope::Link);
+    assert_eq!(
+        r.attributes,
+        vec![
+            RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 60, 0, 7))),
+            RouteAttribute::Oif(42),
+        ]
     );
 }
