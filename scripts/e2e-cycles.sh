@@ -4,15 +4,18 @@
 # calls it. A window of 8 containers is alive at any time, so addresses and host ports
 # are reused while others hold theirs; half the teardowns run after the container died
 # (the usual poststop), half while its netns is still alive. At the end nothing may be
-# left: no host veth, endpoint record, allocation or nftables element.
+# left: no host veth, endpoint record, allocation or nftables element. Once per driver
+# (DRIVERS, default "bridge routed": the default network, then a routed network).
 #
-#   bash scripts/e2e-cycles.sh            CYCLES=200 bash scripts/e2e-cycles.sh
+#   bash scripts/e2e-cycles.sh            CYCLES=200 DRIVERS=routed bash scripts/e2e-cycles.sh
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cycles="${CYCLES:-1000}"
+drivers="${DRIVERS:-bridge routed}"
 window=8
+network_annotation=
 nh_install_deps
 nh_build
 nh_enter_sandbox "$0" "$@"
@@ -39,8 +42,8 @@ start_ctr() {
 hook() { # STATUS I [PID]
     local pid_field=""
     [[ -n ${3:-} ]] && pid_field="\"pid\":$3,"
-    printf '{"ociVersion":"1.0.2","id":"cycle-%d","status":"%s",%s"bundle":"/x","annotations":{"nethook.ports":"%d:80,%d:53/udp"}}' \
-        "$2" "$1" "$pid_field" $((20000 + $2 % 16)) $((21000 + $2 % 16)) |
+    printf '{"ociVersion":"1.0.2","id":"cycle-%d","status":"%s",%s"bundle":"/x","annotations":{%s"nethook.ports":"%d:80,%d:53/udp"}}' \
+        "$2" "$1" "$pid_field" "$network_annotation" $((20000 + $2 % 16)) $((21000 + $2 % 16)) |
         env -i NETHOOK_RUN_DIR="$NETHOOK_RUN_DIR" NETHOOK_CONFIG_DIR="$NETHOOK_CONFIG_DIR" "$NETHOOK_BIN" hook
 }
 
@@ -56,6 +59,16 @@ stop_ctr() { # I
     unset "pids[$i]"
 }
 
+map_size() { nft -j list "$1" "${3:-inet}" nethook "$2" | python3 -c 'import json,sys; print(sum(len(o[k].get("elem",[])) for o in json.load(sys.stdin)["nftables"] for k in ("set","map") if k in o))'; }
+
+for driver in $drivers; do
+echo "== $cycles cycles, $driver driver"
+if [[ $driver == bridge ]]; then
+    network_annotation=""
+else
+    nh network create "cyc-$driver" --subnet 10.62.0.0/24 --driver "$driver" >/dev/null
+    network_annotation="\"nethook.network\":\"cyc-$driver\","
+fi
 errors=0
 start=$(date +%s.%N)
 for ((i = 0; i < cycles; i++)); do
@@ -70,16 +83,19 @@ for i in "${!pids[@]}"; do stop_ctr "$i" || errors=$((errors + 1)); done
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 echo "$cycles cycles in ${elapsed}s"
 
-map_size() { nft -j list "$1" "${3:-inet}" nethook "$2" | python3 -c 'import json,sys; print(sum(len(o[k].get("elem",[])) for o in json.load(sys.stdin)["nftables"] for k in ("set","map") if k in o))'; }
-nh_check "every hook call succeeded" test "$errors" -eq 0
+nh_check "$driver: every hook call succeeded" test "$errors" -eq 0
 nh_wait_until 10 nh_no_host_veths || true
-nh_check "no host veth left" nh_no_host_veths
-nh_check "no endpoint left (nethook ls)" test "$(nh ls --json | tr -d '[:space:]')" = "[]"
-nh_check "no endpoint record left" test -z "$(ls -A "$NETHOOK_RUN_DIR/endpoints")"
-nh_check "no address allocated" nh_ipam_empty
-nh_check "ports4 map empty" test "$(map_size map ports4)" -eq 0
-nh_check "hports4 map empty" test "$(map_size map hports4)" -eq 0
-nh_check "masq4 set empty" test "$(map_size set masq4)" -eq 0
-nh_check "network sets nets and intra empty" test "$(($(map_size set nets) + $(map_size set intra)))" -eq 0
-nh_check "anti-spoofing sets macs and addrs4 empty" test "$(($(map_size set macs bridge) + $(map_size set addrs4 bridge)))" -eq 0
+nh_settle
+nh_check "$driver: no host veth left" nh_no_host_veths
+nh_check "$driver: no endpoint left (nethook ls)" test "$(nh ls --json | tr -d '[:space:]')" = "[]"
+nh_check "$driver: no endpoint record left" test -z "$(ls -A "$NETHOOK_RUN_DIR/endpoints")"
+nh_check "$driver: no address allocated" nh_ipam_empty
+nh_check "$driver: ports4 map empty" test "$(map_size map ports4)" -eq 0
+nh_check "$driver: hports4 map empty" test "$(map_size map hports4)" -eq 0
+nh_check "$driver: masq4 set empty" test "$(map_size set masq4)" -eq 0
+nh_check "$driver: network sets nets, intra and intra4 empty" test "$(($(map_size set nets) + $(map_size set intra) + $(map_size set intra4)))" -eq 0
+nh_check "$driver: anti-spoofing sets macs, addrs4 and raddrs4 empty" test "$(($(map_size set macs bridge) + $(map_size set addrs4 bridge) + $(map_size set raddrs4)))" -eq 0
+nh_check "$driver: no host route to a container left" test -z "$(ip route show | grep '^10\.62\.' || true)"
+[[ $driver == bridge ]] || nh_check "$driver: network rm" nh network rm "cyc-$driver"
+done
 nh_summary

@@ -128,15 +128,18 @@ def run(argv, stdin=b"", env=None):
 
 
 class Nethook:
-    def __init__(self, bin_, state):
+    def __init__(self, bin_, state, network=None):
         self.bin = bin_
         self.env = {"NETHOOK_RUN_DIR": f"{state}/run", "NETHOOK_CONFIG_DIR": f"{state}/etc"}
+        self.network = network
 
     def state(self, cid, pid=None, port=None):
         s = {"ociVersion": "1.0.2", "id": cid, "bundle": "/nonexistent"}
         if pid is not None:
-            s.update(status="creating", pid=pid,
-                     annotations={"nethook.ports": f"{port}:80"})
+            annotations = {"nethook.ports": f"{port}:80"}
+            if self.network:
+                annotations["nethook.network"] = self.network
+            s.update(status="creating", pid=pid, annotations=annotations)
         else:
             s["status"] = "stopped"
         return json.dumps(s).encode()
@@ -769,7 +772,44 @@ def phase_runc(a, out):
 # orchestration
 
 
+def phase_routed(a, out):
+    """nethook's routed driver: 2×N containers (2000 by default) on one routed network, each
+    with a published port, then the usual poststop (namespace gone first)."""
+    lo_up()
+    # A host without any global IPv4 address makes the kernel walk every device for a
+    # source address at each route add (a sandbox artifact: real hosts have an uplink).
+    subprocess.run(["ip", "addr", "add", "192.0.2.250/32", "dev", "lo"], check=True)
+    rec = Recorder("routed")
+    nh = Nethook(a.nethook_bin, f"{a.state}/routed", network="flat")
+    subprocess.run([nh.bin, "network", "create", "flat", "--subnet", "10.200.0.0/20",
+                    "--driver", "routed"], env=nh.env, check=True, capture_output=True)
+    n = a.routed_n or 2 * a.n
+    cs = make_containers(n, "rt")
+    keys = list(cs.procs)
+    t_start = now()
+    done = []
+    for i, key in enumerate(keys):
+        ok, t, err = nh.setup(key, cs.procs[key].pid, PORT_BASE + i)
+        rec.add(i + 1, "setup", ok, t, err)
+        if ok:
+            done.append(key)
+        progress("routed", "setup", i, n, t_start, a.every)
+    eps = host_veths(nh)
+    rec.notes["endpoints_after_setup"] = len(eps)
+    t_start = now()
+    for i, key in enumerate(reversed(done)):
+        cs.kill(key)
+        wait_gone(eps.get(key, "none"))
+        ok, t, err = nh.teardown(key)
+        rec.add(len(done) - i, "teardown_gone", ok, t, err)
+        progress("routed", "teardown_gone", i, len(done), t_start, a.every)
+    rec.notes["endpoints_after_teardown"] = len(nh.ls())
+    cs.kill_all()
+    rec.dump(out)
+
+
 PHASES = {
+    "routed": phase_routed,
     "floor": phase_floor,
     "kernel": phase_kernel,
     "nethook": lambda a, o: phase_nethook(a, o, gone=False),
@@ -860,7 +900,8 @@ def main():
     p.add_argument("--nethook-bin", required=True)
     p.add_argument("--baseline-bin", default=None,
                    help="another nethook binary, run in phases base/base2 beside nethook/nethook2")
-    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,nhcni,cni,netavark,netavark2,conc,runc")
+    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,routed,nhcni,cni,netavark,netavark2,conc,runc")
+    p.add_argument("--routed-n", type=int, default=0, help="containers of the routed phase (0 = 2×N)")
     p.add_argument("--netavark2-bin", default=None, help="netavark 2.1 (phase netavark2)")
     p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")
     p.add_argument("--floor-n", type=int, default=40)
@@ -893,7 +934,7 @@ def main():
                "--nethook-bin", a.nethook_bin] + (["--baseline-bin", a.baseline_bin] if a.baseline_bin else []) + [
                "--floor-n", str(a.floor_n),
                "--rss-runs", str(a.rss_runs), "--conc", str(a.conc), "--burst", str(a.burst),
-               "--runc-runs", str(a.runc_runs), "--every", str(a.every),
+               "--runc-runs", str(a.runc_runs), "--every", str(a.every), "--routed-n", str(a.routed_n),
                "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else []) + (
                ["--netavark2-bin", a.netavark2_bin] if a.netavark2_bin else [])
     skipped = dict(x.split("=", 1) for x in a.skip.split(";") if "=" in x)

@@ -23,6 +23,8 @@ STYLE = {
     ("netavark", "setup"): ("netavark 1.4 (iptables)", "tab:orange"),
     ("netavark2", "setup"): ("netavark 2.1 (nftables)", "tab:red"),
     ("nethook-cni", "setup"): ("nethook as CNI plugin (ADD)", "tab:purple"),
+    ("routed", "setup"): ("nethook, routed driver", "tab:pink"),
+    ("routed", "teardown_gone"): ("nethook, routed driver, netns gone", "tab:pink"),
     ("floor", "veth_add_up"): ("kernel link work alone (raw netlink)", "tab:grey"),
     ("nethook", "teardown_alive"): ("nethook, netns alive", "tab:green"),
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),

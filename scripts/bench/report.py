@@ -258,6 +258,15 @@ def main():
                        ps["first_p50"] / ca["first_p50"] >= 10 and ps["last_p50"] / ca["last_p50"] >= 10)
             else:
                 target(f"CNI ADD p50 ≥ 10× faster than {label}", "peer did not run", None)
+    rs = S.get(("routed", "setup"))
+    if rs:
+        # Issue 20: the routed driver against the bridge, and against itself at N=1.
+        if su:
+            target("routed setup p50 no slower than bridge setup (all N)",
+                   f"{rs['all_p50']:.2f} vs {su['all_p50']:.2f} ms", rs["all_p50"] <= su["all_p50"])
+        target(f"routed setup at N={rs['max_n']} within 1.2× of N=1 (p50 last 20 / N≤20)",
+               f"{rs['last_p50'] / rs['first_p50']:.2f}× ({rs['first_p50']:.2f} → {rs['last_p50']:.2f} ms)",
+               rs["last_p50"] / rs["first_p50"] <= 1.2)
     cd = S.get(("nethook-cni", "teardown_alive"))
     if cd:
         target("CNI DEL p50 ≤ 5 ms, netns alive", f"{cd['all_p50']:.2f} ms", cd["all_p50"] <= 5)
