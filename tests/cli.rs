@@ -97,3 +97,72 @@ fn ls_by_a_user_who_may_read_the_records_but_not_take_the_lock_lists_them() {
         }
     );
 }
+
+#[test]
+fn driver_options_that_do_not_fit_are_refused_with_one_line_each() {
+    sandbox!(
+        "driver_options_that_do_not_fit_are_refused_with_one_line_each",
+        {
+            let nh = Nethook::new("drivers");
+            let refused = |args: &[&str], says: &str| {
+                let mut all = vec!["network", "create", "x", "--subnet", "10.93.0.0/24"];
+                all.extend_from_slice(args);
+                let (ok, _, err) = nh.cli(&all);
+                assert!(!ok, "{args:?} was accepted");
+                assert!(err.contains(says), "{args:?}: {err}");
+                assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+            };
+            refused(
+                &["--driver", "routed", "--gateway", "10.93.0.1"],
+                "169.254.1.1",
+            );
+            refused(&["--driver", "routed", "--bridge", "br-x"], "no bridge");
+            refused(
+                &["--driver", "routed", "--parent", "eth0"],
+                "--parent is for --driver macvlan",
+            );
+            refused(&["--parent", "eth0"], "--parent is for --driver macvlan");
+            refused(&["--driver", "macvlan"], "needs --parent");
+            // A value clap cannot parse gets clap's usage error (and its help hint).
+            let (ok, _, err) = nh.cli(&[
+                "network",
+                "create",
+                "x",
+                "--subnet",
+                "10.93.0.0/24",
+                "--driver",
+                "vxlan",
+            ]);
+            assert!(
+                !ok && err.contains("use bridge, routed or macvlan"),
+                "{err}"
+            );
+            let (ok, _, err) = nh.cli(&[
+                "network",
+                "create",
+                "flat",
+                "--subnet",
+                "10.93.0.0/24",
+                "--driver",
+                "routed",
+            ]);
+            assert!(ok, "{err}");
+            let (_, out, _) = nh.cli(&["network", "ls"]);
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("flat") && l.contains("routed")),
+                "{out}"
+            );
+            let (_, out, _) = nh.cli(&["network", "inspect", "flat"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["driver"], "routed");
+            assert_eq!(v["ipv4"]["gateway"], "169.254.1.1");
+            let (_, out, _) = nh.cli(&["network", "inspect", "nethook"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                v["driver"], "bridge",
+                "inspect shows the driver of a bridge too"
+            );
+        }
+    );
+}
