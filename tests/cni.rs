@@ -278,3 +278,51 @@ fn an_add_right_after_a_del_gets_the_same_key_and_address_and_ls_never_shows_it_
         }
     );
 }
+
+#[test]
+fn a_conflist_can_define_a_routed_network_and_the_result_shows_the_slash_32() {
+    sandbox!(
+        "a_conflist_can_define_a_routed_network_and_the_result_shows_the_slash_32",
+        {
+            let nh = Nethook::new("cni-routed");
+            // The host's own address for the container to reach (a routed host needs one).
+            sh("ip addr add 192.0.2.250/32 dev lo");
+            let c = FakeContainer::start("r1");
+            let netns = pinned_netns(&c, &nh.dirs.0);
+            let routed = json!({"driver": "routed", "subnet": "10.98.0.0/24", "name": "flat"});
+            let r = plugin(
+                "ADD",
+                &env("r1", &netns),
+                &conf(&nh, "1.0.0", routed.clone()),
+            )
+            .ok()
+            .clone();
+            assert_eq!(r["ips"][0]["address"], "10.98.0.1/32", "{r}");
+            assert_eq!(r["ips"][0]["gateway"], "169.254.1.1", "{r}");
+            let host = r["interfaces"][0]["name"].as_str().unwrap().to_owned();
+            assert!(host.starts_with("nr"), "{host}");
+            assert!(c.sh("ip -o -4 addr show dev eth0").contains("10.98.0.1/32"));
+            assert!(
+                c.sh_ok("ping -c1 -W2 192.0.2.250"),
+                "the host is unreachable"
+            );
+            // The same network asked for with another driver is refused, not changed.
+            let bridge = json!({"driver": "bridge", "subnet": "10.98.0.0/24", "name": "flat"});
+            let other = FakeContainer::start("r2");
+            let netns2 = pinned_netns(&other, &nh.dirs.0);
+            let refused = plugin("ADD", &env("r2", &netns2), &conf(&nh, "1.0.0", bridge));
+            assert_eq!(refused.err(), 7, "{}", refused.raw);
+            assert!(
+                refused.raw.contains("uses the routed driver"),
+                "{}",
+                refused.raw
+            );
+            let del = plugin("DEL", &env("r1", &netns), &conf(&nh, "1.0.0", routed));
+            assert_eq!(del.code, 0, "{}", del.raw);
+            nh.settle();
+            assert!(!host_veths().contains(&host));
+            assert_eq!(nh.records(), 0);
+            sh(&format!("umount {netns} {netns2}"));
+        }
+    );
+}

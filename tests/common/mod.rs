@@ -390,7 +390,7 @@ pub fn host_veths() -> Vec<String> {
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-        .filter(|n| n.starts_with("nh"))
+        .filter(|n| n.starts_with("nh") || n.starts_with("nr"))
         .collect()
 }
 
