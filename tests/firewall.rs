@@ -51,6 +51,10 @@ fn skeleton_matches_nft() {
             "ip saddr @masq4 ip daddr != @masq4 ip saddr . ip daddr != @nomasq4 masquerade comment",
             "set nomasq4 {\n\t\ttype ipv4_addr . ipv4_addr\n\t\tflags interval\n",
             "iif != \"lo\" ip daddr 127.0.0.0/8 drop comment \"CVE-2020-8558",
+            "iifname \"nr*\" jump rantispoof comment",
+            "iifname . ether saddr . ip saddr != @raddrs4 drop comment",
+            "oifname \"nr*\" jump isolate comment",
+            "iifname \"nr*\" ip saddr . ip daddr @intra4 accept comment",
         ] {
             assert!(ours.contains(needle), "missing {needle:?} in\n{ours}");
         }
@@ -94,6 +98,13 @@ fn skeleton_matches_nft() {
                 },
             ],
             any_ethertype: vec!["nhffffffffffff".into()],
+            intra4: vec![net("10.88.0.0/24"), net("10.89.0.7/16")],
+            routed_sources: vec![Source {
+                host_interface: "nr0123456789ab".into(),
+                mac: Mac([0x02, 0x4e, 10, 88, 0, 2]),
+                ipv4: vec![Ipv4Addr::new(10, 88, 0, 2)],
+                ipv6: vec![],
+            }],
             ..Default::default()
         })
         .unwrap();
@@ -108,7 +119,7 @@ fn skeleton_matches_nft() {
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
         sh("nft add element inet nethook nomasq4 '{ 10.77.0.0/16 . 10.244.0.0/16, 10.77.0.0/16 . 192.168.7.9, 255.255.255.0/24 . 0.0.0.0/0 }'");
         // The probe elements every element batch re-adds (see firewall/probe.rs).
-        sh("nft add element inet nethook probe_nomasq4 '{ 0 }'");
+        sh("nft add element inet nethook probe_routed '{ 0 }'");
         sh(r#"nft add element bridge nethook l2open '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
         sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
@@ -123,6 +134,10 @@ fn skeleton_matches_nft() {
             r#"nft add element bridge nethook addrs4 '{ "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2, "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.9 }'"#,
         );
         sh(r#"nft add element bridge nethook l2open '{ "nhffffffffffff" }'"#);
+        sh("nft add element inet nethook intra4 '{ 10.88.0.0/24 . 10.88.0.0/24, 10.89.0.0/16 . 10.89.0.0/16 }'");
+        sh(
+            r#"nft add element inet nethook raddrs4 '{ "nr0123456789ab" . 02:4e:0a:58:00:02 . 10.88.0.2 }'"#,
+        );
         assert_eq!(ours, sh("nft list table inet nethook"));
         assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
     });

@@ -63,6 +63,17 @@ pub(crate) const NOMASQ4_KEY_LEN: u32 = 8;
 /// The field lengths of `nomasq4`'s key (`NFTA_SET_DESC_CONCAT`).
 pub(crate) const NOMASQ4_FIELDS: [u8; 2] = [4, 4];
 
+/// `ifname . ether_addr . ipv4_addr` (set `raddrs4`: routed host veth . MAC . IPv4), the key
+/// of `addrs4` in the inet table.
+pub(crate) const RADDRS4_KEY_TYPE: u32 = ADDRS4_KEY_TYPE;
+pub(crate) const RADDRS4_KEY_LEN: u32 = ADDRS4_KEY_LEN;
+
+/// `ipv4_addr . ipv4_addr` (set `intra4`: a routed network's subnet twice, both intervals),
+/// the shape of `nomasq4`.
+pub(crate) const INTRA4_KEY_TYPE: u32 = NOMASQ4_KEY_TYPE;
+pub(crate) const INTRA4_KEY_LEN: u32 = NOMASQ4_KEY_LEN;
+pub(crate) const INTRA4_FIELDS: [u8; 2] = NOMASQ4_FIELDS;
+
 /// `ifname` (set `l2open`: host veths that may send any ethertype)
 pub(crate) const L2OPEN_KEY_TYPE: u32 = TYPE_IFNAME;
 pub(crate) const L2OPEN_KEY_LEN: u32 = IFNAME_LEN as u32;
@@ -208,6 +219,17 @@ pub(crate) fn interval_elems(net: Ipv4Network) -> Vec<ElemSpec> {
 /// address of each prefix as the key, the last of each as the inclusive end (`KEY_END`), as
 /// nft sends `10.244.1.0/24 . 10.244.0.0/16`.
 pub(crate) fn nomasq4_elem(subnet: Ipv4Network, destination: Ipv4Network) -> ElemSpec {
+    subnet_pair_elem(subnet, destination)
+}
+
+/// The element of `intra4` for a routed network's subnet: `subnet . subnet`, so that a
+/// packet whose source and destination are both in it matches.
+pub(crate) fn intra4_elem(subnet: Ipv4Network) -> ElemSpec {
+    subnet_pair_elem(subnet, subnet)
+}
+
+/// `a . b` of two prefixes in an interval concatenation of two `ipv4_addr` fields.
+fn subnet_pair_elem(subnet: Ipv4Network, destination: Ipv4Network) -> ElemSpec {
     let mut key = subnet.network().octets().to_vec();
     key.extend_from_slice(&destination.network().octets());
     let mut end = subnet.broadcast().octets().to_vec();
@@ -292,6 +314,31 @@ mod tests {
             NOMASQ4_FIELDS.iter().map(|f| u32::from(*f)).sum::<u32>(),
             NOMASQ4_KEY_LEN
         );
+    }
+
+    #[test]
+    fn routed_keys_match_nft() {
+        // nft --debug=netlink add element inet nethook intra4 { 10.88.0.0/24 . 10.88.0.0/24 }:
+        // "element 0000580a 0000580a  - ff00580a ff00580a"
+        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
+        let e = intra4_elem(n("10.88.0.7/24"));
+        assert_eq!(words(&e.key), "0000580a 0000580a");
+        assert_eq!(words(e.key_end.as_deref().unwrap()), "ff00580a ff00580a");
+        assert_eq!((e.flags, e.data), (0, None));
+        assert_eq!(e.key.len() as u32, INTRA4_KEY_LEN);
+        // raddrs4 { "nr0123456789ab" . 02:4e:0a:58:00:02 . 10.88.0.2 }: addrs4's layout.
+        let veth = ifname("nr0123456789ab").unwrap();
+        let key = addrs4_key(
+            &veth,
+            [0x02, 0x4e, 10, 88, 0, 2],
+            Ipv4Addr::new(10, 88, 0, 2),
+        );
+        assert_eq!(
+            words(&key),
+            "3130726e 35343332 39383736 00006261 580a4e02 00000200 0200580a"
+        );
+        assert_eq!(key.len() as u32, RADDRS4_KEY_LEN);
+        assert_eq!((RADDRS4_KEY_TYPE, INTRA4_KEY_TYPE), (0x29247, 0x1c7));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Object {
         subnet: Ipv4Network,
         destination: Ipv4Network,
     },
+    /// A routed network's subnet in set `intra4` (as `subnet . subnet`).
+    Intra4(Ipv4Network),
     /// A message holding several elements of one set.
     Elements {
         set: &'static str,
@@ -45,7 +47,8 @@ pub enum Object {
         set: &'static str,
         bridge: String,
     },
-    /// An endpoint's anti-spoofing element in set `set` (`macs` or `addrs4`).
+    /// An endpoint's anti-spoofing element in set `set` (`macs`, `addrs4`, or `raddrs4` for
+    /// a routed endpoint).
     Source {
         set: &'static str,
         host_interface: String,
@@ -81,6 +84,7 @@ impl fmt::Display for Object {
                 subnet,
                 destination,
             } => write!(f, "nomasq4 element {subnet} . {destination}"),
+            Object::Intra4(n) => write!(f, "intra4 element {n} . {n}"),
             Object::Elements { set, count } => write!(f, "{count} elements of set {set}"),
             Object::ForwardGuard => f.write_str("fwd_guard element ipv4"),
             Object::Bridge { set, bridge } => write!(f, "{set} element for bridge {bridge}"),

@@ -57,6 +57,8 @@ fn skeleton_rules_match_nft() {
 fn every_family_is_pinned() {
     let expected = blocks(EXPECTED);
     for header in [
+        "inet nethook guard",
+        "inet nethook rantispoof",
         "inet nethook forward",
         "inet nethook isolate",
         "bridge nethook prerouting",
@@ -187,6 +189,14 @@ mod wire {
                 },
             ],
             any_ethertype: vec!["nhffffffffffff".into()],
+            intra4: vec!["10.88.0.0/24".parse().unwrap()],
+            routed_sources: vec![
+                source("nr0123456789ab", 5),
+                Source {
+                    ipv4: vec![],
+                    ..source("nrffffffffffff", 6)
+                },
+            ],
             ..Elements::default()
         };
         // Enough ports for two messages of one set.
@@ -221,6 +231,11 @@ mod wire {
         let old = [(TableFamily::Bridge, TableState::Old)];
         out.push_str(&with_create_batch(&old, |batch| {
             wire("re-create bridge", &batch)
+        }));
+        // What a host upgraded to routed networks gets: the inet table deleted and made anew.
+        let old = [(TableFamily::Inet, TableState::Old)];
+        out.push_str(&with_create_batch(&old, |batch| {
+            wire("re-create inet", &batch)
         }));
         out
     }

@@ -2,9 +2,13 @@
 //! created once, and per-container set/map elements added and deleted in one atomic batch each.
 //!
 //! - `table inet nethook`: published ports (DNAT maps), masquerade, the 127.0.0.1 guard,
-//!   isolation between networks (forward hook: into a nethook bridge only replies, published
-//!   ports and traffic within the same network), and the forwarding guard (when nethook turned
-//!   IPv4 forwarding on, nothing that neither enters nor leaves a nethook network is forwarded).
+//!   isolation between networks (forward hook: into a nethook bridge or a routed host veth
+//!   `nr…` only replies, published ports and traffic within the same network), the forwarding
+//!   guard (when nethook turned IPv4 forwarding on, nothing that neither enters nor leaves a
+//!   nethook network is forwarded), and anti-spoofing of routed networks (raw prerouting: a
+//!   packet from a routed host veth carries its container's MAC and IPv4 address, set
+//!   `raddrs4`; no IPv6). Routed veths are told apart by their `nr` prefix, so isolating them
+//!   needs no per-container element: a routed network adds its subnet to `intra4`.
 //! - `table bridge nethook`: anti-spoofing where a container's frames enter the bridge (the host
 //!   end of its veth): its MAC, and its IPv4 address in IPv4 and ARP, must be its own; only IPv4
 //!   and ARP pass unless its network opted out.

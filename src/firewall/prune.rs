@@ -11,7 +11,7 @@ use super::delete::delete_units;
 use super::error::{nl_err, FirewallError, Object};
 use super::probe::is_probe;
 use super::readback::dump_set;
-use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4};
+use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4, RADDRS4};
 use super::tables::cstr_static;
 use super::types::{Elements, TableFamily};
 use super::units::{element_units, SetUnits, Unit};
@@ -19,10 +19,12 @@ use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::ElemSpec;
 
 /// The sets whose every element belongs to one container. The per-network sets (masq4,
-/// nets, intra) go with the network's last endpoint, and a stale one opens nothing.
-const PER_CONTAINER: [(TableFamily, &CStr); 5] = [
+/// nomasq4, nets, intra, intra4) go with the network's last endpoint, and a stale one opens
+/// nothing to anyone but a later network with the same subnet or bridge.
+const PER_CONTAINER: [(TableFamily, &CStr); 6] = [
     (TableFamily::Inet, PORTS4),
     (TableFamily::Inet, HPORTS4),
+    (TableFamily::Inet, RADDRS4),
     (TableFamily::Bridge, MACS),
     (TableFamily::Bridge, ADDRS4),
     (TableFamily::Bridge, L2OPEN),
@@ -164,5 +166,17 @@ mod tests {
             ..ElemSpec::default()
         };
         assert_eq!(describe(MACS, &mac), "host interface \"nhabc\"");
+        let routed = ElemSpec {
+            key: encode::addrs4_key(
+                &encode::ifname("nr0123456789ab").unwrap(),
+                [2, 0, 0, 0, 0, 1],
+                Ipv4Addr::new(10, 88, 0, 2),
+            ),
+            ..ElemSpec::default()
+        };
+        assert_eq!(
+            describe(RADDRS4, &routed),
+            "host interface \"nr0123456789ab\""
+        );
     }
 }

@@ -79,7 +79,9 @@ impl<A: Copy + Into<IpAddr>> PortMapping<A> {
 
 /// Who may send from one host veth (anti-spoofing): frames entering the bridge from
 /// `host_interface` must carry `mac`, and IPv4/ARP one of `ipv4`. A host veth (`nh…`) with no
-/// element sends nothing.
+/// element sends nothing. As a routed source ([`Elements::routed_sources`], host veth `nr…`):
+/// IPv4 packets from it must carry `mac` and one of `ipv4` (set `raddrs4`); with no `ipv4` it
+/// sends nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     /// Host end of the container's veth (≤ 15 bytes).

@@ -2,7 +2,8 @@
 //! data) of what one container, or every live one, puts in it, each with the [`Object`] an
 //! error would name. The bytes of each key are `encode.rs`; sending them is `batch.rs`.
 //!
-//! Per address family: the IPv4 parts go to `masq4`, `ports4`/`hports4` and `addrs4`. The
+//! Per address family: the IPv4 parts go to `masq4`, `ports4`/`hports4`, `addrs4`, and for
+//! routed networks `intra4` and `raddrs4`. The
 //! skeleton has no IPv6 sets yet, so a non-empty IPv6 part is refused here (see
 //! [`refuse_ipv6`]) before anything is built or sent: add, restore, delete and prune all pass
 //! through [`element_units`].
@@ -14,7 +15,7 @@ use ipnetwork::Ipv4Network;
 use super::encode;
 use super::error::{FirewallError, Object};
 use super::skeleton::{
-    ADDRS4, FWD_GUARD, HPORTS4, INTRA, L2OPEN, MACS, MASQ4, NETS, NOMASQ4, PORTS4,
+    ADDRS4, FWD_GUARD, HPORTS4, INTRA, INTRA4, L2OPEN, MACS, MASQ4, NETS, NOMASQ4, PORTS4, RADDRS4,
 };
 use super::tables::cstr_static;
 use super::types::{Elements, Source, TableFamily};
@@ -84,6 +85,7 @@ pub(super) fn element_units(
     let mut nomasq4 = SetUnits::new(Inet, NOMASQ4, NLM_F_CREATE);
     let mut nets = SetUnits::new(Inet, NETS, NLM_F_CREATE);
     let mut intra = SetUnits::new(Inet, INTRA, NLM_F_CREATE);
+    let mut intra4 = SetUnits::new(Inet, INTRA4, NLM_F_CREATE);
     let port_flags = if exclusive_ports {
         NLM_F_CREATE | NLM_F_EXCL
     } else {
@@ -91,6 +93,7 @@ pub(super) fn element_units(
     };
     let mut ports4 = SetUnits::new(Inet, PORTS4, port_flags);
     let mut hports4 = SetUnits::new(Inet, HPORTS4, port_flags);
+    let mut raddrs4 = SetUnits::new(Inet, RADDRS4, NLM_F_CREATE);
     let mut macs = SetUnits::new(Bridge, MACS, NLM_F_CREATE);
     let mut addrs4 = SetUnits::new(Bridge, ADDRS4, NLM_F_CREATE);
     let mut l2open = SetUnits::new(Bridge, L2OPEN, NLM_F_CREATE);
@@ -116,6 +119,7 @@ pub(super) fn element_units(
             });
         }
     }
+    intra4.units = elems.intra4.iter().map(|net| intra4_unit(*net)).collect();
     for m in &elems.ports4 {
         let host_ip = m.host_ip();
         let (g, key) = match host_ip {
@@ -155,6 +159,25 @@ pub(super) fn element_units(
             });
         }
     }
+    // Routed endpoints: MAC and address checked together in one set of the inet table (no
+    // MAC-only set: IPv6 from routed veths is dropped whole, and other ethertypes never reach
+    // the inet hooks). Without an IPv4 address a routed veth gets no element: it sends nothing.
+    for src in &elems.routed_sources {
+        let veth = ifname_of("host interface", &src.host_interface)?;
+        if !src.ipv4.is_empty() {
+            raddrs4.units.push(Unit {
+                object: source_object(RADDRS4, src),
+                elems: src
+                    .ipv4
+                    .iter()
+                    .map(|ip| ElemSpec {
+                        key: encode::addrs4_key(&veth, src.mac.0, *ip),
+                        ..Default::default()
+                    })
+                    .collect(),
+            });
+        }
+    }
     for name in &elems.any_ethertype {
         let veth = ifname_of("host interface", name)?;
         l2open.units.push(Unit {
@@ -166,7 +189,7 @@ pub(super) fn element_units(
         });
     }
     Ok([
-        masq4, nomasq4, nets, intra, ports4, hports4, macs, addrs4, l2open,
+        masq4, nomasq4, nets, intra, intra4, ports4, hports4, raddrs4, macs, addrs4, l2open,
     ]
     .into_iter()
     .filter(|g| !g.units.is_empty())
@@ -195,13 +218,17 @@ fn refuse_ipv6(elems: &Elements) -> Result<(), FirewallError> {
             })
         })
         .or_else(|| {
-            elems.sources.iter().find_map(|s| {
-                let ip = s.ipv6.first()?;
-                Some(format!(
-                    "address {ip} of host interface {}",
-                    s.host_interface
-                ))
-            })
+            elems
+                .sources
+                .iter()
+                .chain(&elems.routed_sources)
+                .find_map(|s| {
+                    let ip = s.ipv6.first()?;
+                    Some(format!(
+                        "address {ip} of host interface {}",
+                        s.host_interface
+                    ))
+                })
         });
     match first {
         None => Ok(()),
@@ -232,6 +259,15 @@ fn nomasq4_unit(subnet: Ipv4Network, to: Ipv4Network) -> Unit {
     }
 }
 
+/// One routed network's subnet in `intra4`: `subnet . subnet`, an interval concatenation.
+fn intra4_unit(subnet: Ipv4Network) -> Unit {
+    let subnet = Ipv4Network::new(subnet.network(), subnet.prefix()).unwrap_or(subnet);
+    Unit {
+        object: Object::Intra4(subnet),
+        elems: vec![encode::intra4_elem(subnet)],
+    }
+}
+
 fn source_object(set: &'static CStr, src: &Source) -> Object {
     Object::Source {
         set: cstr_static(set),
@@ -256,6 +292,7 @@ pub(super) fn set_of(object: &Object) -> Option<&'static str> {
         Object::Bridge { set, .. } | Object::Source { set, .. } => Some(set),
         Object::Masq4(_) => Some(cstr_static(MASQ4)),
         Object::NoMasq4 { .. } => Some(cstr_static(NOMASQ4)),
+        Object::Intra4(_) => Some(cstr_static(INTRA4)),
         Object::Port {
             host_ip: Some(_), ..
         } => Some(cstr_static(HPORTS4)),
@@ -266,189 +303,5 @@ pub(super) fn set_of(object: &Object) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use super::*;
-    use crate::firewall::types::{port, sample, source};
-    use crate::firewall::{PortMapping, PortMapping6, Proto};
-
-    fn objects(sets: &[SetUnits]) -> Vec<String> {
-        sets.iter()
-            .flat_map(|g| g.units.iter().map(|u| u.object.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn units_name_their_element_per_set_in_a_fixed_order() {
-        let mut elems = sample();
-        elems.ports4.push(PortMapping {
-            host_ip: Some(Ipv4Addr::UNSPECIFIED),
-            ..port(8081)
-        });
-        let sets = element_units(&elems, true).unwrap();
-        assert_eq!(
-            objects(&sets),
-            vec![
-                "masq4 element 10.77.0.0/16",
-                "nomasq4 element 10.77.0.0/16 . 10.0.0.0/8",
-                "nets element for bridge nethook0",
-                "intra element for bridge nethook0",
-                "ports4 element tcp . 8080",
-                // 0.0.0.0 is every address.
-                "ports4 element tcp . 8081",
-                "macs element for host interface nh0123456789ab",
-                "macs element for host interface nh0123456789ac",
-                // No IPv4 address: a MAC element only (IPv4 and ARP from it are dropped).
-                "addrs4 element for host interface nh0123456789ab",
-                "l2open element for host interface nh0123456789ab",
-            ]
-        );
-        assert!(
-            sets.iter().all(|g| g.name() != "hports4"),
-            "empty sets are left out"
-        );
-        let flags = |sets: &[SetUnits]| -> Vec<u16> { sets.iter().map(|g| g.add_flags).collect() };
-        let c = NLM_F_CREATE;
-        assert_eq!(flags(&sets), [c, c, c, c, c | NLM_F_EXCL, c, c, c]);
-        let restore = element_units(&elems, false).unwrap();
-        assert!(
-            flags(&restore).iter().all(|f| *f == c),
-            "restore: nothing exclusive"
-        );
-    }
-
-    #[test]
-    fn error_objects_name_their_set() {
-        let sets = element_units(
-            &Elements {
-                masq4: vec!["10.77.0.0/16".parse().unwrap()],
-                nomasq4: vec![(
-                    "10.77.0.0/16".parse().unwrap(),
-                    "10.0.0.0/8".parse().unwrap(),
-                )],
-                bridges: vec!["nethook0".into()],
-                ports4: vec![
-                    port(1),
-                    PortMapping {
-                        host_ip: Some(Ipv4Addr::LOCALHOST),
-                        ..port(2)
-                    },
-                ],
-                sources: vec![source("nh0123456789ab", 2)],
-                any_ethertype: vec!["nh0123456789ab".into()],
-                ..Elements::default()
-            },
-            false,
-        )
-        .unwrap();
-        for g in &sets {
-            for u in &g.units {
-                assert_eq!(set_of(&u.object), Some(g.name()), "{}", u.object);
-            }
-        }
-        assert_eq!(set_of(&Object::ForwardGuard), Some("fwd_guard"));
-        assert_eq!(set_of(&Object::Batch), None);
-    }
-
-    #[test]
-    fn bad_interface_names_are_refused_before_the_kernel() {
-        for (elems, what) in [
-            (
-                Elements {
-                    bridges: vec!["a-bridge-name-too-long".into()],
-                    ..Elements::default()
-                },
-                "bridge",
-            ),
-            (
-                Elements {
-                    sources: vec![source("", 2)],
-                    ..Elements::default()
-                },
-                "host interface",
-            ),
-            (
-                Elements {
-                    any_ethertype: vec!["x".repeat(16)],
-                    ..Elements::default()
-                },
-                "host interface",
-            ),
-        ] {
-            match element_units(&elems, true) {
-                Err(e @ FirewallError::InterfaceName { .. }) => {
-                    assert!(e.to_string().contains(what), "{e}");
-                    assert_eq!(e.errno(), None);
-                }
-                Err(e) => panic!("unexpected error {e}"),
-                Ok(_) => panic!("accepted {elems:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn ipv6_parts_are_refused_not_dropped() {
-        let v4 = Elements {
-            masq4: vec!["10.77.0.0/16".parse().unwrap()],
-            ports4: vec![port(80)],
-            sources: vec![source("nh0123456789ab", 2)],
-            ..Elements::default()
-        };
-        let port6 = PortMapping6 {
-            host_ip: None,
-            proto: Proto::Udp,
-            host_port: 53,
-            container_ip: "fd00:77::2".parse().unwrap(),
-            container_port: 5353,
-        };
-        let mut src6 = source("nh0123456789ab", 2);
-        src6.ipv6 = vec!["fd00:77::2".parse().unwrap()];
-        for (elems, named) in [
-            (
-                Elements {
-                    masq6: vec!["fd00:77::/64".parse().unwrap()],
-                    ..v4.clone()
-                },
-                "masquerade subnet fd00:77::/64",
-            ),
-            (
-                Elements {
-                    nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
-                    ..v4.clone()
-                },
-                "masquerade exception fd00:77::/64 to fd00::/8",
-            ),
-            (
-                Elements {
-                    ports6: vec![port6],
-                    ..v4.clone()
-                },
-                "published port 53/udp to [fd00:77::2]:5353",
-            ),
-            (
-                Elements {
-                    sources: vec![src6],
-                    ..v4.clone()
-                },
-                "address fd00:77::2 of host interface nh0123456789ab",
-            ),
-        ] {
-            for exclusive in [true, false] {
-                match element_units(&elems, exclusive) {
-                    Err(e @ FirewallError::Ipv6Unsupported { .. }) => {
-                        let text = e.to_string();
-                        assert!(text.contains(named), "{text}");
-                        assert!(
-                            text.contains("IPv6 is not supported on this network yet"),
-                            "{text}"
-                        );
-                        assert_eq!(e.errno(), None);
-                    }
-                    other => panic!("IPv6 part of {elems:?} not refused: {other:?}"),
-                }
-            }
-        }
-        assert!(element_units(&v4, true).is_ok(), "IPv4 alone is fine");
-    }
-}
+#[path = "units_tests.rs"]
+mod tests;

@@ -34,6 +34,9 @@ pub(super) const ETH_TYPE: u32 = 12;
 pub(super) const ARP_SHA: u32 = 8;
 pub(super) const ARP_SPA: u32 = 14;
 pub(super) const NFPROTO_IPV4: u8 = 2;
+pub(super) const NFPROTO_IPV6: u8 = 10;
+/// `meta iiftype ether` (ARPHRD_ETHER, a u16 in host order).
+pub(super) const ARPHRD_ETHER: u16 = 1;
 pub(super) const RTN_LOCAL: u32 = 2;
 pub(super) const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 pub(super) const NFTA_FIB_F_DADDR: u32 = 1 << 1;
@@ -192,6 +195,33 @@ pub(super) fn jump(chain: &CStr) -> RawExpr {
             (sys::NFTNL_EXPR_IMM_CHAIN, Val::Str(CString::from(chain))),
         ],
     )
+}
+
+/// `iifname "<prefix>*"` / `oifname != "<prefix>*"` (`key`: NFT_META_IIFNAME or
+/// NFT_META_OIFNAME; `op`: NFT_CMP_EQ or NFT_CMP_NEQ): nft compares only the prefix's bytes.
+pub(super) fn ifname_prefix(key: i32, op: i32, prefix: &str) -> [RawExpr; 2] {
+    [meta(key, REG_1), cmp(op, prefix.as_bytes().to_vec())]
+}
+
+/// `meta nfproto ipv6`
+pub(super) fn is_ipv6() -> [RawExpr; 2] {
+    [
+        meta(libc::NFT_META_NFPROTO, REG_1),
+        cmp(libc::NFT_CMP_EQ, vec![NFPROTO_IPV6]),
+    ]
+}
+
+/// The dependencies nft puts before `ether saddr` ... `ip saddr` in an inet table: the input
+/// interface is Ethernet (`meta iiftype ether`), and the frame carries IPv4 (`ether type ip`,
+/// which in an inet table nft takes instead of `meta nfproto ipv4`).
+pub(super) fn inet_ether_ipv4() -> [RawExpr; 4] {
+    let [load_type, is_ip] = ether_type(ETH_P_IP);
+    [
+        meta(libc::NFT_META_IIFTYPE, REG_1),
+        cmp(libc::NFT_CMP_EQ, ARPHRD_ETHER.to_ne_bytes().to_vec()),
+        load_type,
+        is_ip,
+    ]
 }
 
 /// `ether type <t>` (bridge family: the link-layer header)

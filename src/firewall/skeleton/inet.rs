@@ -1,8 +1,11 @@
 //! The rules of `table inet nethook`: published ports (DNAT), masquerade, the 127.0.0.1
-//! guard, and isolation between networks.
+//! guard, anti-spoofing of routed networks' host veths, and isolation between networks.
 
 use super::expr::*;
-use super::{RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, MASQ4, NETS, NOMASQ4, PORTS4};
+use super::{
+    RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, INTRA4, MASQ4, NETS, NOMASQ4, PORTS4, RADDRS4,
+};
+use crate::model::ids::ROUTED_VETH_PREFIX as NR;
 
 pub(super) fn base_rules() -> Vec<RuleSpec> {
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
@@ -118,6 +121,55 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
     ]
 }
 
+/// Anti-spoofing of routed networks (raw-priority prerouting, before conntrack: a spoofed
+/// packet leaves no connection behind). A routed host veth (`nr…`) is no bridge port, so the
+/// bridge table never sees its frames; here every IPv4 packet from it must carry the
+/// endpoint's MAC and address (`raddrs4`), and IPv6 is dropped (routed networks are
+/// IPv4-only). A routed veth without elements sends nothing (fail closed). ARP is not
+/// filtered (inet hooks never see it): on a point-to-point veth only the host hears it, and the
+/// host routes each address by its /32 to its own veth, so a lie only misleads the liar.
+/// The jump is on the prefix, not on every host veth: with br_netfilter, bridged IPv4 of bridge
+/// networks passes here with iif = the bridge port (`nh…`), which has no `raddrs4` element.
+pub(super) fn routed_antispoof_rules() -> Vec<RuleSpec> {
+    let ll = libc::NFT_PAYLOAD_LL_HEADER;
+    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
+    let rule = |chain, comment, exprs| RuleSpec {
+        family: TableFamily::Inet,
+        chain,
+        comment,
+        exprs,
+    };
+    vec![
+        rule(
+            c"guard",
+            c"packets from a routed container's host veth (nr...)",
+            cat(vec![
+                ifname_prefix(libc::NFT_META_IIFNAME, libc::NFT_CMP_EQ, NR).into(),
+                vec![jump(c"rantispoof")],
+            ]),
+        ),
+        rule(
+            c"rantispoof",
+            c"routed networks are IPv4-only: no IPv6 from their containers",
+            cat(vec![is_ipv6().into(), vec![verdict(NF_DROP)]]),
+        ),
+        rule(
+            c"rantispoof",
+            c"a routed container sends from its own MAC and address only",
+            cat(vec![
+                inet_ether_ipv4().into(),
+                vec![
+                    meta(libc::NFT_META_IIFNAME, REG_1),
+                    payload(ll, ETH_SADDR, 6, REG_2),
+                    payload(nh, IP4_SADDR, 4, REG32_06),
+                    lookup(RADDRS4, None, true),
+                    verdict(NF_DROP),
+                ],
+            ]),
+        ),
+    ]
+}
+
 /// Isolation between networks (inet forward hook). Routed traffic between bridges, and with
 /// br_netfilter bridged IPv4/IPv6 too (iif = oif = the bridge), passes the forward hook; traffic the
 /// host itself sends to a container does not (output path), nor does traffic to the host.
@@ -141,16 +193,27 @@ pub(super) fn isolation_rules() -> Vec<RuleSpec> {
         ),
         rule(
             c"forward",
+            c"isolation: what is routed to a routed network's container (nr...) passes chain isolate",
+            cat(vec![
+                ifname_prefix(libc::NFT_META_OIFNAME, libc::NFT_CMP_EQ, NR).into(),
+                vec![jump(c"isolate")],
+            ]),
+        ),
+        rule(
+            c"forward",
             c"forwarding nethook turned on (fwd_guard) is for its networks only: the host routes nothing else",
-            vec![
-                meta(libc::NFT_META_NFPROTO, REG_1),
-                lookup(FWD_GUARD, None, false),
-                meta(libc::NFT_META_IIFNAME, REG_1),
-                lookup(NETS, None, true),
-                meta(libc::NFT_META_OIFNAME, REG_1),
-                lookup(NETS, None, true),
-                verdict(NF_DROP),
-            ],
+            cat(vec![
+                vec![
+                    meta(libc::NFT_META_NFPROTO, REG_1),
+                    lookup(FWD_GUARD, None, false),
+                    meta(libc::NFT_META_IIFNAME, REG_1),
+                    lookup(NETS, None, true),
+                ],
+                ifname_prefix(libc::NFT_META_IIFNAME, libc::NFT_CMP_NEQ, NR).into(),
+                vec![meta(libc::NFT_META_OIFNAME, REG_1), lookup(NETS, None, true)],
+                ifname_prefix(libc::NFT_META_OIFNAME, libc::NFT_CMP_NEQ, NR).into(),
+                vec![verdict(NF_DROP)],
+            ]),
         ),
         rule(
             c"isolate",
@@ -181,6 +244,22 @@ pub(super) fn isolation_rules() -> Vec<RuleSpec> {
                     payload(nh, IP4_DADDR, 4, REG_1),
                     payload(nh, IP4_SADDR, 4, REG32_01),
                     lookup(NOMASQ4, None, false),
+                    verdict(NF_ACCEPT),
+                ],
+            ]),
+        ),
+        rule(
+            c"isolate",
+            c"within one routed network: from a routed veth (rantispoof pinned the source), subnet . subnet in intra4",
+            cat(vec![
+                // The interface check keeps an outside host that claims a source in the subnet
+                // out: only packets from routed veths had their source pinned.
+                ifname_prefix(libc::NFT_META_IIFNAME, libc::NFT_CMP_EQ, NR).into(),
+                is_ipv4().into(),
+                vec![
+                    payload(nh, IP4_SADDR, 4, REG_1),
+                    payload(nh, IP4_DADDR, 4, REG32_01),
+                    lookup(INTRA4, None, false),
                     verdict(NF_ACCEPT),
                 ],
             ]),

@@ -1,5 +1,6 @@
 //! The static part of nethook's two tables, described as data: `table inet nethook` (NAT for
-//! published ports and masquerade, the 127.0.0.1 guard, isolation between networks) and
+//! published ports and masquerade, the 127.0.0.1 guard, isolation between networks,
+//! anti-spoofing of routed networks' host veths) and
 //! `table bridge nethook` (anti-spoofing at the host end of every container's veth).
 //!
 //! Versions: each table has a probe set ([`PROBES`]), the newest object of that table. A table
@@ -18,9 +19,10 @@ mod inet;
 
 use super::encode::{
     ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, DNAT4_DATA_LEN, DNAT4_DATA_TYPE, HPORTS4_KEY_LEN,
-    HPORTS4_KEY_TYPE, INTRA_KEY_LEN, INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN,
-    MACS_KEY_TYPE, NETS_KEY_LEN, NETS_KEY_TYPE, NOMASQ4_FIELDS, NOMASQ4_KEY_LEN, NOMASQ4_KEY_TYPE,
-    PORTS4_KEY_LEN, PORTS4_KEY_TYPE, TYPE_IPADDR, TYPE_NFPROTO,
+    HPORTS4_KEY_TYPE, INTRA4_FIELDS, INTRA4_KEY_LEN, INTRA4_KEY_TYPE, INTRA_KEY_LEN,
+    INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN, MACS_KEY_TYPE, NETS_KEY_LEN,
+    NETS_KEY_TYPE, NOMASQ4_FIELDS, NOMASQ4_KEY_LEN, NOMASQ4_KEY_TYPE, PORTS4_KEY_LEN,
+    PORTS4_KEY_TYPE, RADDRS4_KEY_LEN, RADDRS4_KEY_TYPE, TYPE_IPADDR, TYPE_NFPROTO,
 };
 use super::types::TableFamily;
 use crate::sys::nft::RawExpr;
@@ -36,18 +38,22 @@ pub(crate) const ADDRS4: &CStr = c"addrs4";
 pub(crate) const FWD_GUARD: &CStr = c"fwd_guard";
 pub(crate) const L2OPEN: &CStr = c"l2open";
 pub(crate) const NOMASQ4: &CStr = c"nomasq4";
-pub(crate) const PROBE_NOMASQ4: &CStr = c"probe_nomasq4";
+pub(crate) const RADDRS4: &CStr = c"raddrs4";
+pub(crate) const INTRA4: &CStr = c"intra4";
+pub(crate) const PROBE_ROUTED: &CStr = c"probe_routed";
 
 /// The newest set of each table: present means the table has today's skeleton. Every batch
 /// that adds elements to a table touches its probe (see `probe.rs`), so the first
 /// setup after an upgrade fails with ENOENT and re-creates the old table.
 ///
-/// `table inet nethook`'s newest object is `nomasq4`, but its probe is a set of its own
-/// (`probe_nomasq4`, a hash set like `fwd_guard` before it): `nomasq4` is a pipapo set, where
-/// even re-adding an element that is there makes the kernel clone the set's lookup tables,
-/// a cost every setup would pay for networks that never use it.
+/// `table inet nethook`'s newest objects are those of routed networks (`raddrs4`, `intra4`,
+/// chain `rantispoof`), but its probe is a set of its own (`probe_routed`, a hash set, as
+/// `probe_nomasq4` and `fwd_guard` were before it): `intra4` is a pipapo set, where even
+/// re-adding an element that is there makes the kernel clone the set's lookup tables, a cost
+/// every setup would pay for networks that never use it. The probe replaced `probe_nomasq4`:
+/// a table with that one and without this one predates routed networks.
 pub(crate) const PROBES: [(TableFamily, &CStr); 2] = [
-    (TableFamily::Inet, PROBE_NOMASQ4),
+    (TableFamily::Inet, PROBE_ROUTED),
     (TableFamily::Bridge, L2OPEN),
 ];
 
@@ -80,7 +86,7 @@ pub(crate) struct SetSpec {
     pub comment: Option<&'static CStr>,
 }
 
-pub(crate) const SETS: [SetSpec; 11] = [
+pub(crate) const SETS: [SetSpec; 13] = [
     SetSpec {
         family: TableFamily::Inet,
         name: MASQ4,
@@ -207,15 +213,41 @@ pub(crate) const SETS: [SetSpec; 11] = [
     },
     SetSpec {
         family: TableFamily::Inet,
-        name: PROBE_NOMASQ4,
+        name: RADDRS4,
         id: 11,
+        key_type: RADDRS4_KEY_TYPE,
+        key_len: RADDRS4_KEY_LEN,
+        flags: 0,
+        data: None,
+        concat: &[],
+        key_byteorder: None,
+        comment: Some(c"routed host veth . container MAC . IPv4 address of every routed endpoint"),
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: INTRA4,
+        id: 12,
+        key_type: INTRA4_KEY_TYPE,
+        key_len: INTRA4_KEY_LEN,
+        flags: libc::NFT_SET_INTERVAL as u32 | NFT_SET_CONCAT,
+        data: None,
+        concat: &INTRA4_FIELDS,
+        key_byteorder: None,
+        comment: Some(c"subnet . subnet of every routed network: its containers talk freely"),
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: PROBE_ROUTED,
+        id: 13,
         key_type: TYPE_NFPROTO,
         key_len: 1,
         flags: 0,
         data: None,
         concat: &[],
         key_byteorder: Some(BYTEORDER_INVALID),
-        comment: Some(c"version probe: tables without this set predate nomasq4 and are re-created"),
+        comment: Some(
+            c"version probe: tables without this set predate routed networks and are re-created",
+        ),
     },
 ];
 
@@ -282,6 +314,7 @@ pub(crate) fn chains() -> Vec<ChainSpec> {
             H::PreRouting,
             PRIO_RAW,
         ),
+        regular(TableFamily::Inet, c"rantispoof"),
         base(
             TableFamily::Inet,
             c"forward",
@@ -314,6 +347,7 @@ pub(crate) struct RuleSpec {
 /// All rules of the skeleton, in chain order. Mirrors testdata/nft/skeleton.nft exactly.
 pub(crate) fn rules() -> Vec<RuleSpec> {
     let mut all = inet::base_rules();
+    all.extend(inet::routed_antispoof_rules());
     all.extend(inet::isolation_rules());
     all.extend(bridge::antispoof_rules());
     all
