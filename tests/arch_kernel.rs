@@ -65,6 +65,7 @@ fn every_link_operation_leaves_the_kernel_as_described() {
         let spec = VethSpec {
             host_name: &host,
             bridge_index: index,
+            host_mac: None,
             peer_name: "eth0",
             peer_mac: Mac([0x02, 0x4e, 0x0a, 0x63, 0, 2]),
             owner_tag: &tag,
@@ -167,6 +168,7 @@ fn ioctl_lookups_timed_against_netlink() {
             let spec = VethSpec {
                 host_name: &host,
                 bridge_index: index,
+                host_mac: None,
                 peer_name: &peer,
                 peer_mac: Mac([0x02, 0x4e, 0, 0, 1, i]),
                 owner_tag: "nethook:t",

@@ -71,6 +71,20 @@ pub struct Endpoint {
     pub netns: Option<String>,
 }
 
+impl Endpoint {
+    /// The prefix length the container's address has inside it: the subnet's, but a routed
+    /// network's container holds its address alone (/32). The record's `ipv4.prefix` stays
+    /// the subnet's, which the firewall's per-network elements are made from.
+    pub fn container_prefix(&self) -> Option<u8> {
+        let v4 = self.ipv4?;
+        Some(if self.driver == DriverKind::Routed {
+            32
+        } else {
+            v4.prefix
+        })
+    }
+}
+
 mod id_as_string {
     use super::ContainerId;
     use serde::{Deserialize, Deserializer, Serializer};

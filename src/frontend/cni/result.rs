@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 
 use super::version::Version;
 use crate::model::endpoint::Endpoint;
-use crate::model::network::DriverKind;
 
 /// What ADD made, as the result reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +32,7 @@ impl Attached {
             mac: ep.mac.to_string(),
             sandbox: sandbox.to_owned(),
             address: v4.address,
-            // What the container has: a routed network's container holds its address alone.
-            prefix: if ep.driver == DriverKind::Routed {
-                32
-            } else {
-                v4.prefix
-            },
+            prefix: ep.container_prefix().unwrap_or(v4.prefix),
             gateway: v4.gateway,
         })
     }
