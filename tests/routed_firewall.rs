@@ -309,8 +309,16 @@ fn routed_containers_reach_their_network_only_from_their_own_address() {
                 !raddrs4.contains(c1.veth) && raddrs4.contains(c2.veth),
                 "{raddrs4}"
             );
-            // The per-network element stays while the network has endpoints.
-            assert!(sh("nft list set inet nethook intra4").contains("10.88.0.0/24 . 10.88.0.0/24"));
+            // The per-network element stays while the network has endpoints; the last endpoint
+            // of network B takes B's with it (twice: teardown is idempotent).
+            firewall::delete(&c3.elements()).unwrap();
+            firewall::delete(&c3.elements()).unwrap();
+            let intra4 = sh("nft list set inet nethook intra4");
+            assert!(
+                intra4.contains("10.88.0.0/24 . 10.88.0.0/24") && !intra4.contains("10.89."),
+                "{intra4}"
+            );
+            assert!(!c3.ping("192.0.2.1"), "c3 sends after teardown");
         }
     );
 }
