@@ -18,16 +18,17 @@ use crate::model::network::DriverKind;
 /// veth's in the inet table. A macvlan endpoint has none at all: its frames leave by the
 /// parent without passing the host's netfilter hooks, and it publishes no ports.
 pub fn firewall_elements(ep: &Endpoint) -> Elements {
-    let (sources, routed_sources) = match ep.driver {
-        DriverKind::Bridge => (source_elements(ep), Vec::new()),
-        DriverKind::Routed => (Vec::new(), source_elements(ep)),
+    // The ethertype opt-out is the bridge table's; a routed network cannot have it.
+    let (sources, routed_sources, any_ethertype) = match ep.driver {
+        DriverKind::Bridge => (source_elements(ep), Vec::new(), any_ethertype_elements(ep)),
+        DriverKind::Routed => (Vec::new(), source_elements(ep), Vec::new()),
         DriverKind::Macvlan => return Elements::default(),
     };
     Elements {
         ports4: port_elements(ep),
         sources,
         routed_sources,
-        any_ethertype: any_ethertype_elements(ep),
+        any_ethertype,
         ..network_elements(ep)
     }
 }
