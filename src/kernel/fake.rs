@@ -22,7 +22,8 @@ use crate::firewall::{Elements, FirewallError};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
 use crate::kernel::link::{
-    ContainerView, Foreign, HostVeth, LinkError, VethFate, VethSpec, VethState,
+    ContainerMacvlan, ContainerView, DeviceRoute, Foreign, HostVeth, LinkError, MacvlanSpec,
+    ParentView, VethFate, VethSpec, VethState,
 };
 use crate::kernel::netns::Netns;
 use crate::kernel::seam::{
@@ -56,6 +57,9 @@ const QUERIES: &[&str] = &[
     "link.bridge_owner",
     "link.ipv4_routes",
     "link.inspect_container",
+    "link.macvlan_state",
+    "link.parent_view",
+    "link.ipv4_device_routes",
     "fw.missing_skeleton",
     "fw.table_exists",
     "fw.missing_elements",
@@ -77,6 +81,11 @@ struct State {
     routes: Vec<Ipv4Network>,
     /// (ifname, address, prefix, gateway) of every `configure_container`.
     containers: Vec<(String, Ipv4Addr, u8, Ipv4Addr)>,
+    /// (namespace path, name) of every macvlan made in a container.
+    macvlans: BTreeSet<(String, String)>,
+    /// Host interfaces a macvlan network may name as its parent.
+    parents: Vec<(String, ParentView)>,
+    device_routes: Vec<DeviceRoute>,
 }
 
 /// The recording fake kernel.
@@ -168,6 +177,31 @@ impl Fake {
     /// A route the host has (for overlap checks).
     pub fn add_route(&self, route: Ipv4Network) {
         self.state.borrow_mut().routes.push(route);
+    }
+
+    /// A host interface that can be a macvlan parent.
+    pub fn add_parent(&self, name: &str, view: ParentView) {
+        self.state
+            .borrow_mut()
+            .parents
+            .push((name.to_owned(), view));
+    }
+
+    /// A route the host has, leaving by the device with index `oif`.
+    pub fn add_device_route(&self, route: Ipv4Network, oif: Option<u32>) {
+        self.state.borrow_mut().device_routes.push((route, oif));
+    }
+
+    /// Whether a container macvlan `name` exists in the namespace at `netns`.
+    pub fn has_macvlan(&self, netns: &str, name: &str) -> bool {
+        let key = (netns.to_owned(), name.to_owned());
+        self.state.borrow().macvlans.contains(&key)
+    }
+
+    /// As when the container's namespace goes, taking its macvlan along.
+    pub fn remove_macvlan(&self, netns: &str, name: &str) {
+        let key = (netns.to_owned(), name.to_owned());
+        self.state.borrow_mut().macvlans.remove(&key);
     }
 
     pub fn set_forwarding(&self, on: bool) {
@@ -375,6 +409,65 @@ impl Links for Fake {
             addresses: mine.iter().map(|c| (c.1, c.2)).collect(),
             default_gateways: mine.iter().map(|c| c.3).collect(),
         }))
+    }
+
+    fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
+        let arg = format!("{} of {}", spec.name, spec.parent);
+        self.link_call("link.create_macvlan", arg.clone())?;
+        let mut s = self.state.borrow_mut();
+        let errno = if !s.parents.iter().any(|(n, _)| n == spec.parent) {
+            Some(libc::ENODEV)
+        } else if s
+            .parents
+            .iter()
+            .any(|(n, v)| n == spec.parent && v.master.is_some())
+        {
+            Some(libc::EBUSY)
+        } else {
+            let key = (netns.path().display().to_string(), spec.name.to_owned());
+            (!s.macvlans.insert(key)).then_some(libc::EEXIST)
+        };
+        match errno {
+            Some(errno) => Err(LinkError::Netlink {
+                op: format!("create macvlan {arg} (fake)"),
+                source: io::Error::from_raw_os_error(errno),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError> {
+        self.link_call("link.macvlan_state", c.name.to_owned())?;
+        let key = (c.netns.display().to_string(), c.name.to_owned());
+        Ok(if self.state.borrow().macvlans.contains(&key) {
+            VethState::Ours
+        } else {
+            VethState::Gone
+        })
+    }
+
+    fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError> {
+        self.link_call("link.delete_macvlan", c.name.to_owned())?;
+        let key = (c.netns.display().to_string(), c.name.to_owned());
+        Ok(if self.state.borrow_mut().macvlans.remove(&key) {
+            VethFate::Deleted
+        } else {
+            VethFate::Gone
+        })
+    }
+
+    fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError> {
+        self.link_call("link.parent_view", name.to_owned())?;
+        let s = self.state.borrow();
+        Ok(s.parents
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone()))
+    }
+
+    fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
+        self.link_call("link.ipv4_device_routes", String::new())?;
+        Ok(self.state.borrow().device_routes.clone())
     }
 }
 
