@@ -6,6 +6,7 @@
 mod attach;
 mod detach;
 mod gc;
+mod macvlan;
 
 use std::fs;
 use std::path::PathBuf;

@@ -35,6 +35,7 @@ fn veth_with_its_peer_in_the_container_namespace() {
     let v = Veth {
         host: "nh-abc",
         bridge_index: 7,
+        host_mac: None,
         peer: "eth0",
         peer_mac: Mac([0x02, 0, 0, 0, 0, 9]),
         netns_fd: 5,
