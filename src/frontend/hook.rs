@@ -45,9 +45,14 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
                         .ipv4
                         .map(|a| format!("{}/{}", a.address, a.prefix))
                         .unwrap_or_default();
+                    // A macvlan endpoint has no host interface.
+                    let host = match ep.host_interface.as_str() {
+                        "" => String::new(),
+                        h => format!(" (host {h})"),
+                    };
                     log::line(&format!(
-                        "{} on {}: {} {addr} (host {})",
-                        ep.id, ep.network, ep.interface, ep.host_interface
+                        "{} on {}: {} {addr}{host}",
+                        ep.id, ep.network, ep.interface
                     ));
                     0
                 }
