@@ -24,7 +24,10 @@
 #   5. CYCLES (default 100) runc create/stop cycles, timed, then nothing left;
 #   6. HOOK_CYCLES (default 1000) cycles through `nethook hook` as a runtime
 #      calls it, half of the teardowns while the netns is alive (nethook must
-#      delete the macvlan in there), half after it died; nothing left.
+#      delete the macvlan in there), half after it died; nothing left;
+#   7. as a CNI plugin: ADD (its result lists no host interface), CHECK, DEL
+#      while the netns lives (the macvlan deleted in there), DEL again, DEL
+#      after the netns died; nothing left.
 #
 # Everything runs in a throwaway network+mount namespace (see lib.sh).
 # Env: NETHOOK_BIN=path  use this binary instead of building
@@ -273,6 +276,39 @@ nh_check "$HOOK_CYCLES hook cycles without an error ($hook_errors)" test "$hook_
 nh_check "every teardown with the netns alive deleted the macvlan in it ($live_deleted of $((HOOK_CYCLES / 2 + HOOK_CYCLES % 2)))" \
     test "$live_deleted" -eq $((HOOK_CYCLES / 2 + HOOK_CYCLES % 2))
 nh_check "after the hook cycles nothing is left" nothing_left
+section "CNI: ADD, CHECK, DEL with the netns alive"
+cni() { # COMMAND ID PID
+    printf '{"cniVersion":"1.0.0","name":"lan","type":"nethook","network":"lan","runDir":"%s","configDir":"%s"}' \
+        "$NETHOOK_RUN_DIR" "$NETHOOK_CONFIG_DIR" |
+        env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND="$1" CNI_CONTAINERID="$2" \
+            CNI_NETNS="/proc/$3/ns/net" CNI_IFNAME=eth0 CNI_PATH=/nonexistent "$NETHOOK_BIN"
+}
+cni_add_ok() { # ID PID: the result lists the container interface and no empty host one
+    local out
+    out="$(cni ADD "$1" "$2")" || { echo "$out"; return 1; }
+    python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+names = [i.get("name") for i in r["interfaces"]]
+sys.exit(0 if names == ["eth0"] and r["ips"][0]["address"].startswith("192.168.50.") else "result: %s" % r)
+' <<<"$out"
+}
+unshare --net sleep 600 &
+CNI_PID=$!
+HOOK_PIDS=("$CNI_PID")
+while [[ "$(readlink "/proc/$CNI_PID/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.01; done
+nh_check "CNI ADD on lan" cni_add_ok cni-1 "$CNI_PID"
+nh_check "the netns has a macvlan eth0" has_eth0 "$CNI_PID"
+nh_check "CNI CHECK finds it whole" cni CHECK cni-1 "$CNI_PID"
+nh_check "CNI DEL with the netns alive" cni DEL cni-1 "$CNI_PID"
+nh_settle
+nh_check "DEL deleted the macvlan in the live netns" bash -c "! nsenter -t $CNI_PID -n ip link show dev eth0"
+nh_check "a second DEL is a no-op" cni DEL cni-1 "$CNI_PID"
+nh_check "CNI ADD again" cni_add_ok cni-2 "$CNI_PID"
+kill "$CNI_PID"; wait "$CNI_PID" 2>/dev/null || true
+HOOK_PIDS=()
+nh_check "CNI DEL after the netns died" cni DEL cni-2 "$CNI_PID"
+nh_check "after CNI nothing is left" nothing_left
 nh_check "network rm lan" nh network rm lan
 
 nh_summary
