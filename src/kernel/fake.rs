@@ -33,6 +33,8 @@ use crate::kernel::sysctl::SysctlError;
 use crate::model::mac::Mac;
 use crate::model::ports::Proto;
 
+mod macvlan;
+
 /// One call the core made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -81,11 +83,7 @@ struct State {
     routes: Vec<Ipv4Network>,
     /// (ifname, address, prefix, gateway) of every `configure_container`.
     containers: Vec<(String, Ipv4Addr, u8, Ipv4Addr)>,
-    /// (namespace path, name) of every macvlan made in a container.
-    macvlans: BTreeSet<(String, String)>,
-    /// Host interfaces a macvlan network may name as its parent.
-    parents: Vec<(String, ParentView)>,
-    device_routes: Vec<DeviceRoute>,
+    macvlan: macvlan::State,
 }
 
 /// The recording fake kernel.
@@ -177,31 +175,6 @@ impl Fake {
     /// A route the host has (for overlap checks).
     pub fn add_route(&self, route: Ipv4Network) {
         self.state.borrow_mut().routes.push(route);
-    }
-
-    /// A host interface that can be a macvlan parent.
-    pub fn add_parent(&self, name: &str, view: ParentView) {
-        self.state
-            .borrow_mut()
-            .parents
-            .push((name.to_owned(), view));
-    }
-
-    /// A route the host has, leaving by the device with index `oif`.
-    pub fn add_device_route(&self, route: Ipv4Network, oif: Option<u32>) {
-        self.state.borrow_mut().device_routes.push((route, oif));
-    }
-
-    /// Whether a container macvlan `name` exists in the namespace at `netns`.
-    pub fn has_macvlan(&self, netns: &str, name: &str) -> bool {
-        let key = (netns.to_owned(), name.to_owned());
-        self.state.borrow().macvlans.contains(&key)
-    }
-
-    /// As when the container's namespace goes, taking its macvlan along.
-    pub fn remove_macvlan(&self, netns: &str, name: &str) {
-        let key = (netns.to_owned(), name.to_owned());
-        self.state.borrow_mut().macvlans.remove(&key);
     }
 
     pub fn set_forwarding(&self, on: bool) {
@@ -412,62 +385,23 @@ impl Links for Fake {
     }
 
     fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
-        let arg = format!("{} of {}", spec.name, spec.parent);
-        self.link_call("link.create_macvlan", arg.clone())?;
-        let mut s = self.state.borrow_mut();
-        let errno = if !s.parents.iter().any(|(n, _)| n == spec.parent) {
-            Some(libc::ENODEV)
-        } else if s
-            .parents
-            .iter()
-            .any(|(n, v)| n == spec.parent && v.master.is_some())
-        {
-            Some(libc::EBUSY)
-        } else {
-            let key = (netns.path().display().to_string(), spec.name.to_owned());
-            (!s.macvlans.insert(key)).then_some(libc::EEXIST)
-        };
-        match errno {
-            Some(errno) => Err(LinkError::Netlink {
-                op: format!("create macvlan {arg} (fake)"),
-                source: io::Error::from_raw_os_error(errno),
-            }),
-            None => Ok(()),
-        }
+        self.mv_create(spec, netns)
     }
 
     fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError> {
-        self.link_call("link.macvlan_state", c.name.to_owned())?;
-        let key = (c.netns.display().to_string(), c.name.to_owned());
-        Ok(if self.state.borrow().macvlans.contains(&key) {
-            VethState::Ours
-        } else {
-            VethState::Gone
-        })
+        self.mv_state(c)
     }
 
     fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError> {
-        self.link_call("link.delete_macvlan", c.name.to_owned())?;
-        let key = (c.netns.display().to_string(), c.name.to_owned());
-        Ok(if self.state.borrow_mut().macvlans.remove(&key) {
-            VethFate::Deleted
-        } else {
-            VethFate::Gone
-        })
+        self.mv_delete(c)
     }
 
     fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError> {
-        self.link_call("link.parent_view", name.to_owned())?;
-        let s = self.state.borrow();
-        Ok(s.parents
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone()))
+        self.mv_parent(name)
     }
 
     fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
-        self.link_call("link.ipv4_device_routes", String::new())?;
-        Ok(self.state.borrow().device_routes.clone())
+        self.mv_routes()
     }
 }
 

@@ -327,27 +327,6 @@ mod tests {
     }
 
     #[test]
-    fn with_an_ip_range_addresses_come_only_from_it_and_a_static_one_from_the_subnet() {
-        let mut p = Pool::default();
-        let mut net = Network::new("lan", "192.168.50.0/24", None, None, false).unwrap();
-        net.set_ip_range("192.168.50.200/30").unwrap();
-        let got: Vec<Ipv4Addr> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|o| allocate(&mut p, &net, o, None).unwrap())
-            .collect();
-        let want: Vec<Ipv4Addr> = (200..=203)
-            .map(|i| Ipv4Addr::new(192, 168, 50, i))
-            .collect();
-        assert_eq!(got, want);
-        assert!(matches!(
-            allocate(&mut p, &net, "e", None),
-            Err(IpamError::Exhausted { .. })
-        ));
-        let fixed = Ipv4Addr::new(192, 168, 50, 20);
-        assert_eq!(allocate(&mut p, &net, "f", Some(fixed)).unwrap(), fixed);
-    }
-
-    #[test]
     fn first_allocation_skips_network_and_gateway() {
         let mut p = Pool::default();
         let net = Network::builtin_default();

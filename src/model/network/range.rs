@@ -40,7 +40,23 @@ impl Network {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+    use crate::model::ids::ContainerId;
+    use crate::model::ipam::{choose, IpamError, Pool, Subnet};
+
+    /// Choose and record, as setup does through the store.
+    fn allocate(
+        p: &mut Pool,
+        net: &Network,
+        owner: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, IpamError> {
+        let lease = choose(&Subnet::of(net).unwrap(), requested, p)?;
+        p.record(&lease, &ContainerId::parse(owner).unwrap());
+        Ok(lease.address)
+    }
 
     fn lan() -> Network {
         Network::new(
@@ -77,5 +93,26 @@ mod tests {
         let e = net.set_ip_range("192.168.50.129/26").unwrap_err();
         assert!(e.to_string().contains("host bits"), "{e}");
         assert_eq!(net.ipv4.unwrap().range, None);
+    }
+
+    #[test]
+    fn with_an_ip_range_addresses_come_only_from_it_and_a_static_one_from_the_subnet() {
+        let mut p = Pool::default();
+        let mut net = Network::new("lan", "192.168.50.0/24", None, None, false).unwrap();
+        net.set_ip_range("192.168.50.200/30").unwrap();
+        let got: Vec<Ipv4Addr> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|o| allocate(&mut p, &net, o, None).unwrap())
+            .collect();
+        let want: Vec<Ipv4Addr> = (200..=203)
+            .map(|i| Ipv4Addr::new(192, 168, 50, i))
+            .collect();
+        assert_eq!(got, want);
+        assert!(matches!(
+            allocate(&mut p, &net, "e", None),
+            Err(IpamError::Exhausted { .. })
+        ));
+        let fixed = Ipv4Addr::new(192, 168, 50, 20);
+        assert_eq!(allocate(&mut p, &net, "f", Some(fixed)).unwrap(), fixed);
     }
 }
