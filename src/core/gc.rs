@@ -71,9 +71,14 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
             VethState::Gone => "is gone".to_owned(),
             VethState::NotOurs(foreign) => format!("is not its own ({})", foreign.why),
         };
+        // A macvlan endpoint's link is its container interface; there is no host one.
+        let link = match ep.host_interface.as_str() {
+            "" => format!("macvlan {}", ep.interface),
+            host => format!("host interface {host}"),
+        };
         actions.push(format!(
-            "remove endpoint {} ({}): host interface {} {why}",
-            ep.id, ep.network, ep.host_interface
+            "remove endpoint {} ({}): {link} {why}",
+            ep.id, ep.network
         ));
         if !dry_run {
             detach::release(store, k, &ep)?;

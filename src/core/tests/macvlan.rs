@@ -174,7 +174,7 @@ fn gc_keeps_a_macvlan_record_while_its_link_lives_and_drops_it_once_gone() {
     w.fake.remove_macvlan(&netns(&w), "eth0");
     let actions = gc(&w.store, &w.fake, false).unwrap();
     assert!(
-        actions[0].starts_with("remove endpoint c1 (lan)"),
+        actions[0].starts_with("remove endpoint c1 (lan): macvlan eth0 is gone"),
         "{actions:?}"
     );
     assert_eq!(w.record("c1"), None);
