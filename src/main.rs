@@ -114,6 +114,10 @@ enum NetworkCommand {
         /// The host interface whose LAN macvlan containers join.
         #[arg(long, value_name = "IFACE")]
         parent: Option<String>,
+        /// Hand out addresses only from CIDR, inside the subnet (a macvlan network's subnet
+        /// is the LAN's: leave out its router, other hosts and DHCP pool).
+        #[arg(long = "ip-range", value_name = "CIDR")]
+        ip_range: Option<String>,
     },
     /// List networks.
     Ls {
@@ -233,6 +237,7 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             any_ethertype,
             driver,
             parent,
+            ip_range,
         } => {
             let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
             net.ethertype_filter = !any_ethertype;
@@ -243,6 +248,9 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
                 gateway.is_some(),
                 bridge.is_some(),
             )?;
+            if let Some(range) = &ip_range {
+                net.set_ip_range(range)?;
+            }
             networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
         }

@@ -62,7 +62,8 @@ def main():
     failures = {}
     for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("base", "baseline"),
                         ("base2", "baseline"), ("cni", "cni"), ("nhcni", "nethook-cni"),
-                        ("netavark", "netavark"), ("netavark2", "netavark2"), ("floor", "floor"), ("kernel", "floor")):
+                        ("netavark", "netavark"), ("netavark2", "netavark2"), ("routed", "routed"),
+                        ("floor", "floor"), ("kernel", "floor")):
         d = load(rd, phase)
         if not d:
             continue
@@ -108,11 +109,12 @@ def main():
     out(f"{'tool':<12} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
     out("-" * 102)
     order = [("nethook", "setup"), ("baseline", "setup"), ("nethook-cni", "setup"), ("cni", "setup"), ("netavark", "setup"),
-             ("netavark2", "setup"), ("nethook", "setup_run2"),
+             ("netavark2", "setup"), ("routed", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("nethook-cni", "teardown_alive"), ("cni", "teardown_alive"),
              ("netavark", "teardown_alive"), ("netavark2", "teardown_alive"),
              ("baseline", "setup_run2"), ("baseline", "teardown_alive"),
-             ("nethook", "teardown_gone"), ("baseline", "teardown_gone"), ("nethook", "teardown_gone_burst"),
+             ("nethook", "teardown_gone"), ("routed", "teardown_gone"), ("baseline", "teardown_gone"),
+             ("nethook", "teardown_gone_burst"),
              ("baseline", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
              ("floor", "ip_link_del_same_n"), ("floor", "rtm_dellink"), ("floor", "ip_link_del"),
              ("floor", "nft_add_element"), ("floor", "nft_delete_element"), ("floor", "process_true"),
@@ -194,7 +196,7 @@ def main():
 
     # ---- targets ---------------------------------------------------------------------
     out("")
-    out("targets (issue 5; the CNI rows: issue 19)")
+    out("targets (issue 5; the CNI rows: issue 19; the routed rows: issue 20)")
     T = []
 
     def target(name, value, ok):

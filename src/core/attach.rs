@@ -15,7 +15,7 @@ use crate::driver::{self, AttachContext, Driver, DriverError, DriverKernel};
 use crate::failpoint::Injected;
 use crate::firewall::{Elements, FirewallError};
 use crate::kernel::hostports::HostPortsError;
-use crate::kernel::link::{HostVeth, LinkError, VethState};
+use crate::kernel::link::{LinkError, VethState};
 use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::seam::Kernel;
 use crate::kernel::sysctl::SysctlError;
@@ -137,7 +137,8 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         // it, as `gc` would; so is one whose teardown was abandoned half-way. A live one
         // means a second createRuntime: refuse. A link of that name that is not this
         // record's (another container's) does not count.
-        if k.links().veth_state(&HostVeth::of(&existing))? == VethState::Ours
+        if crate::driver::for_kind(existing.driver).link_state(DriverKernel::new(k), &existing)?
+            == VethState::Ours
             && store.deletion(&req.id)? != Deletion::Abandoned
         {
             return Err(SetupError::AlreadyExists {

@@ -183,7 +183,7 @@ fn teardown_with(
     steps.mark("lock+record");
     let unpublished = unpublish(store, k, &ep)?;
     steps.mark("unpublish");
-    if !k.links().link_present(&ep.host_interface)? {
+    if !driver::for_kind(ep.driver).link_may_remain(DriverKernel::new(k), &ep)? {
         settle(store, k, &ep, &unpublished)?;
         steps.mark("settle");
         steps.report("teardown");

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::core::detach::{self, TeardownError};
 use crate::core::recover::{self, RecoverError};
+use crate::driver::{self, DriverKernel};
 use crate::firewall::FirewallError;
-use crate::kernel::link::{HostVeth, LinkError, VethState};
+use crate::kernel::link::{LinkError, VethState};
 use crate::kernel::seam::Kernel;
 use crate::kernel::sysctl::SysctlError;
 use crate::state::claims::{claims_of, ClaimError, Claims};
@@ -57,7 +58,8 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
         }
         // A link of the record's name that is not its veth (another container's, or a
         // forged record's target) does not keep the record alive, and is left alone.
-        let why = match k.links().veth_state(&HostVeth::of(&ep))? {
+        let state = driver::for_kind(ep.driver).link_state(DriverKernel::new(k), &ep)?;
+        let why = match state {
             VethState::Ours if deletion == Deletion::Abandoned => {
                 "is still there: its teardown was interrupted".to_owned()
             }
@@ -69,9 +71,14 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
             VethState::Gone => "is gone".to_owned(),
             VethState::NotOurs(foreign) => format!("is not its own ({})", foreign.why),
         };
+        // A macvlan endpoint's link is its container interface; there is no host one.
+        let link = match ep.host_interface.as_str() {
+            "" => format!("macvlan {}", ep.interface),
+            host => format!("host interface {host}"),
+        };
         actions.push(format!(
-            "remove endpoint {} ({}): host interface {} {why}",
-            ep.id, ep.network, ep.host_interface
+            "remove endpoint {} ({}): {link} {why}",
+            ep.id, ep.network
         ));
         if !dry_run {
             detach::release(store, k, &ep)?;

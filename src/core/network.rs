@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::driver::{self, DriverError};
 use crate::kernel::link::LinkError;
+use crate::kernel::link::ParentView;
 use crate::kernel::seam::Kernel;
-use crate::model::network::{Network, NetworkError};
+use crate::model::network::{DriverKind, Network, NetworkError};
 use crate::state::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum NetworkOpError {
         count: usize,
         users: String,
     },
+    #[error("{0}")]
+    Parent(String),
     #[error("network {name} is built in and has no bridge to remove")]
     BuiltIn { name: String },
 }
@@ -41,6 +44,11 @@ pub fn create(store: &Store, k: &dyn Kernel, net: &Network) -> Result<(), Networ
     driver::of(net).validate(net)?;
     let _lock = store.lock()?;
     net.check_conflicts(&store.list_networks()?)?;
+    if net.driver == DriverKind::Macvlan {
+        check_parent(k, net)?;
+        store.create_network(net)?;
+        return Ok(());
+    }
     check_host_routes(k, net)?;
     // A bridge of that name that nethook did not make for this network belongs to
     // someone else: adding the gateway to it and deleting it at `network rm` would take
@@ -71,6 +79,76 @@ fn check_host_routes(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError
                 route: route.to_string(),
             });
         }
+    }
+    Ok(())
+}
+
+/// A macvlan network joins a LAN the host is already on, so the host-route check turns
+/// around: the parent must exist, be able to carry macvlans (not loopback, not a bridge or
+/// bond port, whose frames that master takes first), and have a route covering the subnet
+/// (the LAN's connected route: it says the subnet is that LAN's); no route on another
+/// device may overlap it; the gateway (the LAN's router) must not be the host itself,
+/// which its macvlan containers cannot reach; and no address of the host's on the parent
+/// may be one nethook hands out.
+fn check_parent(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
+    let (Some(parent), Some(v4)) = (net.parent.as_deref(), net.ipv4) else {
+        return Ok(());
+    };
+    let refuse = |why: String| Err(NetworkOpError::Parent(why));
+    let Some(ParentView {
+        index,
+        master,
+        loopback,
+        addresses,
+    }) = k.links().parent_view(parent)?
+    else {
+        return refuse(format!(
+            "parent {parent} does not exist on this host; name an existing interface on the LAN with --parent"
+        ));
+    };
+    if loopback {
+        return refuse(format!(
+            "parent {parent} is the loopback device, which has no LAN; name the host's LAN interface with --parent"
+        ));
+    }
+    if master.is_some() {
+        return refuse(format!(
+            "parent {parent} is a port of a bridge or bond, which takes its frames before a macvlan could; name the bridge itself or another interface with --parent"
+        ));
+    }
+    let subnet = v4.subnet;
+    let routes = k.links().ipv4_device_routes()?;
+    let covered = routes.iter().any(|(r, oif)| {
+        *oif == Some(index)
+            && r.prefix() > 0
+            && r.prefix() <= subnet.prefix()
+            && r.contains(subnet.network())
+    });
+    if !covered {
+        return refuse(format!(
+            "no route on parent {parent} covers {subnet}, so it is not that LAN's subnet; give the LAN's subnet with --subnet (the host needs an address on {parent} in it)"
+        ));
+    }
+    if let Some((route, _)) = routes
+        .iter()
+        .find(|(r, oif)| *oif != Some(index) && r.prefix() > 0 && r.overlaps(subnet))
+    {
+        return Err(NetworkOpError::RouteOverlap {
+            subnet: subnet.to_string(),
+            route: format!("{route} (on another interface than parent {parent})"),
+        });
+    }
+    if addresses.contains(&v4.gateway) {
+        return refuse(format!(
+            "gateway {} is this host's own address on {parent}, which macvlan containers cannot reach through it; give the LAN's router with --gateway",
+            v4.gateway
+        ));
+    }
+    let pool = v4.range.unwrap_or(subnet);
+    if let Some(own) = addresses.iter().find(|a| pool.contains(**a)) {
+        return refuse(format!(
+            "{own} is this host's address on {parent} and inside {pool}, which nethook would hand to containers; pass --ip-range CIDR, a part of {subnet} that holds no host of the LAN"
+        ));
     }
     Ok(())
 }
@@ -144,6 +222,121 @@ mod tests {
         let net = Network::new("red", "10.90.0.0/24", None, None, true).unwrap();
         create(&w.store, &w.fake, &net).unwrap();
         assert_eq!(w.store.load_network("red").unwrap(), net);
+    }
+
+    fn macvlan(subnet: &str, parent: &str, range: Option<&str>) -> Network {
+        let mut net = Network::new("lan", subnet, None, None, false).unwrap();
+        net.set_driver(DriverKind::Macvlan, Some(parent), false, false)
+            .unwrap();
+        if let Some(r) = range {
+            net.set_ip_range(r).unwrap();
+        }
+        net
+    }
+
+    /// A host on 192.168.50.0/24 through lan0 (index 7, address .10), a default route via
+    /// eth0 (index 2), and 10.1.0.0/16 on eth0.
+    fn lan_host(w: &World) {
+        let view = |index, master| ParentView {
+            index,
+            master,
+            loopback: false,
+            addresses: vec!["192.168.50.10".parse().unwrap()],
+        };
+        w.fake.add_parent("lan0", view(7, None));
+        w.fake.add_parent("port0", view(8, Some(9)));
+        w.fake.add_parent(
+            "lo",
+            ParentView {
+                index: 1,
+                loopback: true,
+                ..ParentView::default()
+            },
+        );
+        for (route, oif) in [
+            ("0.0.0.0/0", 2),
+            ("10.1.0.0/16", 2),
+            ("192.168.50.0/24", 7),
+            ("192.168.50.10/32", 7),
+        ] {
+            w.fake.add_device_route(route.parse().unwrap(), Some(oif));
+        }
+    }
+
+    fn refusal(w: &World, net: &Network) -> String {
+        let e = create(&w.store, &w.fake, net).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            w.store.load_network(&net.name).is_err(),
+            "refused, yet recorded"
+        );
+        e
+    }
+
+    #[test]
+    fn a_macvlan_network_needs_an_existing_parent_that_can_carry_macvlans() {
+        let w = World::new("mv-create-parent");
+        lan_host(&w);
+        let e = refusal(
+            &w,
+            &macvlan("192.168.50.0/24", "nope0", Some("192.168.50.128/26")),
+        );
+        assert!(e.contains("parent nope0 does not exist"), "{e}");
+        let e = refusal(
+            &w,
+            &macvlan("192.168.50.0/24", "port0", Some("192.168.50.128/26")),
+        );
+        assert!(e.contains("port of a bridge or bond"), "{e}");
+        let e = refusal(
+            &w,
+            &macvlan("192.168.50.0/24", "lo", Some("192.168.50.128/26")),
+        );
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn a_macvlan_subnet_must_be_the_parents_lan_and_overlap_no_other_route() {
+        let w = World::new("mv-create-routes");
+        lan_host(&w);
+        let e = refusal(&w, &macvlan("192.168.60.0/24", "lan0", None));
+        assert!(
+            e.contains("no route on parent lan0 covers 192.168.60.0/24"),
+            "{e}"
+        );
+        w.fake
+            .add_device_route("10.1.2.0/24".parse().unwrap(), Some(7));
+        let e = refusal(&w, &macvlan("10.1.2.0/24", "lan0", None));
+        assert!(
+            e.contains("overlaps the host route 10.1.0.0/16 (on another interface"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_macvlan_network_never_hands_out_the_hosts_own_address_nor_routes_via_it() {
+        let w = World::new("mv-create-own");
+        lan_host(&w);
+        let e = refusal(&w, &macvlan("192.168.50.0/24", "lan0", None));
+        assert!(
+            e.contains("192.168.50.10 is this host's address on lan0"),
+            "{e}"
+        );
+        assert!(e.contains("--ip-range"), "{e}");
+        let e = refusal(
+            &w,
+            &macvlan("192.168.50.0/24", "lan0", Some("192.168.50.0/28")),
+        );
+        assert!(e.contains("192.168.50.10 is this host's address"), "{e}");
+        let mut net = macvlan("192.168.50.0/24", "lan0", Some("192.168.50.128/26"));
+        net.ipv4.as_mut().unwrap().gateway = "192.168.50.10".parse().unwrap();
+        let e = refusal(&w, &net);
+        assert!(
+            e.contains("gateway 192.168.50.10 is this host's own address"),
+            "{e}"
+        );
+        let net = macvlan("192.168.50.0/24", "lan0", Some("192.168.50.128/26"));
+        create(&w.store, &w.fake, &net).unwrap();
+        assert_eq!(w.store.load_network("lan").unwrap(), net);
     }
 
     #[test]

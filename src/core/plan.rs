@@ -60,7 +60,9 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         bridge: net.bridge.clone(),
         host_interface: match net.driver {
             DriverKind::Routed => routed_veth_name(&req.id.host_veth_name()),
-            DriverKind::Bridge | DriverKind::Macvlan => req.id.host_veth_name(),
+            DriverKind::Bridge => req.id.host_veth_name(),
+            // Its link lives in the container's namespace only (`driver::macvlan`).
+            DriverKind::Macvlan => String::new(),
         },
         interface: req.options.ifname.clone(),
         mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),

@@ -14,7 +14,7 @@ mod veth;
 use std::time::Duration;
 
 use crate::failpoint::Injected;
-use crate::kernel::link::{LinkError, VethFate};
+use crate::kernel::link::{HostVeth, LinkError, VethFate, VethState};
 use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::seam::{ContainerError, Kernel, Links, Sysctls};
 use crate::kernel::sysctl::SysctlError;
@@ -48,6 +48,10 @@ pub enum DriverError {
     PeerExists { name: String },
     #[error("network {network} is full: its bridge {bridge} already has {max} ports, the most a Linux bridge takes; put further containers on another network (`nethook network create`, annotation nethook.network)", max = bridge::MAX_BRIDGE_PORTS)]
     BridgeFull { network: String, bridge: String },
+    #[error("parent {parent} of network {network} does not exist on this host; create it, or recreate the network with an existing --parent")]
+    ParentMissing { network: String, parent: String },
+    #[error("parent {parent} of network {network} is a port of a bridge or bond, which takes its frames before a macvlan could; recreate the network with --parent naming the bridge itself or another interface")]
+    ParentBusy { network: String, parent: String },
 }
 
 impl From<ContainerError> for DriverError {
@@ -136,6 +140,19 @@ pub trait Driver: Sync {
         ep: &Endpoint,
         grace: Duration,
     ) -> Result<VethFate, LinkError>;
+
+    /// Whose the endpoint's link is: gc and a setup that finds an earlier record of the id
+    /// keep the record while it is `Ours`. Default: the host veth the record names.
+    fn link_state(&self, k: DriverKernel<'_>, ep: &Endpoint) -> Result<VethState, LinkError> {
+        k.links().veth_state(&HostVeth::of(ep))
+    }
+
+    /// One cheap look at teardown: false when the endpoint's link is surely gone already
+    /// (its namespace took it), so there is no link work. Default: whether a host link has
+    /// the record's host veth name.
+    fn link_may_remain(&self, k: DriverKernel<'_>, ep: &Endpoint) -> Result<bool, LinkError> {
+        k.links().link_present(&ep.host_interface)
+    }
 
     /// What of the endpoint's links is missing or not its own, one line each (empty: all
     /// there).

@@ -43,11 +43,17 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
                 Ok(ep) => {
                     let addr = ep
                         .ipv4
-                        .map(|a| format!("{}/{}", a.address, a.prefix))
+                        .zip(ep.container_prefix())
+                        .map(|(a, prefix)| format!("{}/{prefix}", a.address))
                         .unwrap_or_default();
+                    // A macvlan endpoint has no host interface.
+                    let host = match ep.host_interface.as_str() {
+                        "" => String::new(),
+                        h => format!(" (host {h})"),
+                    };
                     log::line(&format!(
-                        "{} on {}: {} {addr} (host {})",
-                        ep.id, ep.network, ep.interface, ep.host_interface
+                        "{} on {}: {} {addr}{host}",
+                        ep.id, ep.network, ep.interface
                     ));
                     0
                 }

@@ -22,7 +22,8 @@ use crate::firewall::{Elements, FirewallError};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
 use crate::kernel::link::{
-    ContainerView, Foreign, HostVeth, LinkError, VethFate, VethSpec, VethState,
+    ContainerMacvlan, ContainerView, DeviceRoute, Foreign, HostVeth, LinkError, MacvlanSpec,
+    ParentView, VethFate, VethSpec, VethState,
 };
 use crate::kernel::netns::Netns;
 use crate::kernel::seam::{
@@ -31,6 +32,8 @@ use crate::kernel::seam::{
 use crate::kernel::sysctl::SysctlError;
 use crate::model::mac::Mac;
 use crate::model::ports::Proto;
+
+mod macvlan;
 
 /// One call the core made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,9 @@ const QUERIES: &[&str] = &[
     "link.bridge_owner",
     "link.ipv4_routes",
     "link.inspect_container",
+    "link.macvlan_state",
+    "link.parent_view",
+    "link.ipv4_device_routes",
     "fw.missing_skeleton",
     "fw.table_exists",
     "fw.missing_elements",
@@ -77,6 +83,7 @@ struct State {
     routes: Vec<Ipv4Network>,
     /// (ifname, address, prefix, gateway) of every `configure_container`.
     containers: Vec<(String, Ipv4Addr, u8, Ipv4Addr)>,
+    macvlan: macvlan::State,
 }
 
 /// The recording fake kernel.
@@ -375,6 +382,26 @@ impl Links for Fake {
             addresses: mine.iter().map(|c| (c.1, c.2)).collect(),
             default_gateways: mine.iter().map(|c| c.3).collect(),
         }))
+    }
+
+    fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
+        self.mv_create(spec, netns)
+    }
+
+    fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError> {
+        self.mv_state(c)
+    }
+
+    fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError> {
+        self.mv_delete(c)
+    }
+
+    fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError> {
+        self.mv_parent(name)
+    }
+
+    fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
+        self.mv_routes()
     }
 }
 

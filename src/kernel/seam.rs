@@ -19,7 +19,8 @@ use crate::firewall::{self, Elements, FirewallError};
 use crate::kernel::conntrack::{self, ConntrackError};
 use crate::kernel::hostports::{self, Busy, HostPortsError};
 use crate::kernel::link::{
-    self, ContainerView, HostVeth, LinkError, Rtnl, VethFate, VethSpec, VethState,
+    self, ContainerMacvlan, ContainerView, DeviceRoute, HostVeth, LinkError, MacvlanSpec,
+    ParentView, Rtnl, VethFate, VethSpec, VethState,
 };
 use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::sysctl::{self, SysctlError};
@@ -88,6 +89,16 @@ pub trait Links {
         netns: &Netns,
         ifname: &str,
     ) -> Result<Option<ContainerView>, ContainerError>;
+    /// See `Rtnl::create_macvlan`: the container's interface, a macvlan of the parent.
+    fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError>;
+    /// See `link::macvlan_state`: whose the link the record names in its namespace is.
+    fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError>;
+    /// See `link::delete_macvlan`: deletes it inside its namespace when it is the record's.
+    fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError>;
+    /// See `Rtnl::parent_view`: a would-be macvlan parent; `None` when there is none.
+    fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError>;
+    /// The host's IPv4 routes with the device each leaves by (macvlan overlap checks).
+    fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError>;
 }
 
 /// nftables elements and the skeleton they live in (see `firewall`).
@@ -283,6 +294,26 @@ impl Links for Host {
         ifname: &str,
     ) -> Result<Option<ContainerView>, ContainerError> {
         link::inspect_container(netns, ifname)
+    }
+
+    fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
+        self.rtnl()?.create_macvlan(spec, netns)
+    }
+
+    fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError> {
+        link::macvlan_state(c)
+    }
+
+    fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError> {
+        link::delete_macvlan(c)
+    }
+
+    fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError> {
+        self.rtnl()?.parent_view(name)
+    }
+
+    fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
+        self.rtnl()?.ipv4_device_routes()
     }
 }
 

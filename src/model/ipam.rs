@@ -75,6 +75,9 @@ pub struct Subnet<A> {
     /// Its broadcast address (IPv4 only), never handed out.
     pub broadcast: Option<A>,
     pub gateway: A,
+    /// The first and last address the round-robin walk may hand out (`--ip-range`);
+    /// `None`: the whole subnet. A requested address need only be in the subnet.
+    pub range: Option<(A, A)>,
 }
 
 impl Subnet<Ipv4Addr> {
@@ -86,6 +89,7 @@ impl Subnet<Ipv4Addr> {
             last_host: Ipv4Addr::from(u32::from(c.subnet.broadcast()).saturating_sub(1)),
             broadcast: Some(c.subnet.broadcast()),
             gateway: c.gateway,
+            range: c.range.map(|r| (r.network(), r.broadcast())),
         }
     }
 
@@ -104,6 +108,7 @@ impl Subnet<Ipv6Addr> {
             last_host: c.subnet.broadcast(),
             broadcast: None,
             gateway: c.gateway,
+            range: None,
         }
     }
 }
@@ -194,8 +199,11 @@ pub fn choose<A: Family, S: Allocations<A> + ?Sized>(
             })
         }
         None => {
-            let first = subnet.base.to_bits() + 1;
-            let last = subnet.last_host.to_bits();
+            let (mut first, mut last) = (subnet.base.to_bits() + 1, subnet.last_host.to_bits());
+            if let Some((from, to)) = subnet.range {
+                first = first.max(from.to_bits());
+                last = last.min(to.to_bits());
+            }
             let size = (last + 1).saturating_sub(first);
             let start = match allocs.last().map_err(state)?.map(Family::to_bits) {
                 Some(l) if (first..=last).contains(&l) => l - first + 1,

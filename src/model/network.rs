@@ -3,6 +3,7 @@
 //! of `file::NetworkFile`.
 
 pub mod file;
+mod range;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -51,6 +52,8 @@ pub enum NetworkError {
     NoParent,
     #[error("parent {name:?} {reason}")]
     BadParent { name: String, reason: String },
+    #[error("--ip-range {range}: {reason}")]
+    BadRange { range: String, reason: String },
 }
 
 /// The IPv4 side of a network.
@@ -60,6 +63,9 @@ pub struct Ipv4Config {
     pub gateway: Ipv4Addr,
     /// Masquerade IPv4 traffic that leaves the subnet (SNAT to the host's address).
     pub masquerade: bool,
+    /// The part of the subnet addresses are handed out from (`--ip-range`); `None`: all of
+    /// it. A static `nethook.ip` may still be anywhere in the subnet.
+    pub range: Option<Ipv4Network>,
 }
 
 /// The IPv6 side of a network. The types are here so IPv6 fills in behaviour, not types;
@@ -163,6 +169,7 @@ impl Network {
                     .expect("valid literal subnet"),
                 gateway: Ipv4Addr::new(10, 77, 0, 1),
                 masquerade: true,
+                range: None,
             }),
             ipv6: None,
             ethertype_filter: true,
@@ -222,6 +229,7 @@ impl Network {
                 subnet: parsed,
                 gateway,
                 masquerade,
+                range: None,
             }),
             ipv6: None,
             ethertype_filter: true,

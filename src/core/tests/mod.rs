@@ -6,6 +6,7 @@
 mod attach;
 mod detach;
 mod gc;
+mod macvlan;
 mod routed;
 
 use std::fs;

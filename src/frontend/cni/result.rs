@@ -50,7 +50,10 @@ pub fn render(version: Version, a: &Attached, prev: Option<&Value>) -> Value {
     let mut interfaces = list("interfaces");
     let mut ips = list("ips");
     let mut routes = list("routes");
-    interfaces.push(json!({ "name": a.host_ifname }));
+    // A macvlan endpoint has no host-side interface.
+    if !a.host_ifname.is_empty() {
+        interfaces.push(json!({ "name": a.host_ifname }));
+    }
     let index = interfaces.len();
     interfaces.push(json!({ "name": a.ifname, "mac": a.mac, "sandbox": a.sandbox }));
     let mut ip = Map::new();

@@ -7,6 +7,7 @@
 
 mod delete;
 mod inspect;
+mod macvlan;
 mod msg;
 mod owner;
 
@@ -29,6 +30,9 @@ use crate::model::mac::Mac;
 use crate::sys::ifconf;
 
 pub use inspect::{inspect_container, ContainerView};
+pub use macvlan::{
+    delete_macvlan, macvlan_state, ContainerMacvlan, DeviceRoute, MacvlanSpec, ParentView,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {

@@ -48,6 +48,9 @@ pub struct NetworkFile {
 struct Ipv4File {
     subnet: Ipv4Network,
     gateway: Ipv4Addr,
+    /// `--ip-range`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    range: Option<Ipv4Network>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -76,6 +79,7 @@ impl From<Network> for NetworkFile {
             ipv4: n.ipv4.map(|v4| Ipv4File {
                 subnet: v4.subnet,
                 gateway: v4.gateway,
+                range: v4.range,
             }),
             ipv6: n.ipv6.map(|v6| Ipv6File {
                 subnet: v6.subnet,
@@ -109,6 +113,7 @@ impl TryFrom<NetworkFile> for Network {
                 subnet: v4.subnet,
                 gateway: v4.gateway,
                 masquerade: f.masquerade,
+                range: None,
             }),
             ipv6: f.ipv6.map(|v6| Ipv6Config {
                 subnet: v6.subnet,
@@ -122,6 +127,9 @@ impl TryFrom<NetworkFile> for Network {
         // Validated as on the command line: a hand-edited file gets the same one-line error.
         let cidrs: Vec<String> = f.no_masquerade_to.iter().map(|c| c.to_string()).collect();
         net.set_no_masquerade_to(&cidrs)?;
+        if let Some(range) = v4.range {
+            net.set_ip_range(&range.to_string())?;
+        }
         Ok(net)
     }
 }
