@@ -10,7 +10,7 @@
 # their addresses, traffic between them, a published port, the nftables table
 # nethook manages, then the same binary run as a CNI plugin (as containerd,
 # Podman and kubelet run it) putting one more namespace on the same network,
-# and finally that stopping them leaves nothing behind.
+# a routed network (no bridge), and finally that stopping them leaves nothing behind.
 # Everything it creates is removed when it exits, even on Ctrl-C.
 #
 # Env: NETHOOK_BIN=path to skip building; NETHOOK_SKIP_PORTS=1 to skip the
@@ -161,6 +161,22 @@ echo "  DEL (a runtime sends it when the container goes) removes it:"
 SHOW_AS="CNI_COMMAND=DEL $cni_env $CNI_DIR/bin/nethook < $CNI_DIR/stdin.json" show cni DEL
 show nethook ls
 echo "  (README, \"Kubernetes and CNI\": conflists for containerd, Podman and kubelet.)"
+
+heading "A routed network: no bridge, a /32 route per container"
+show nethook network create flat --subnet 10.60.0.0/24 --driver routed
+show nethook network ls
+nh_make_bundle "$NH_TMP/bundles/demo-routed" demo-routed nethook.network=flat
+SHOW_AS="runc run --detach --bundle bundles/demo-routed demo-routed" \
+    show nh_run_container "$NH_TMP/bundles/demo-routed" demo-routed
+IP_R="$(ip_of demo-routed)"
+echo "  Inside: its address alone (/32), the gateway 169.254.1.1 known by a permanent entry:"
+show runc exec demo-routed ip -4 addr show dev eth0
+show runc exec demo-routed ip route
+show runc exec demo-routed ip neigh
+echo "  On the host: a route to it out of its veth (nr...), which has no address:"
+show ip route show "$IP_R"
+echo "  Isolation holds as between bridge networks: demo-a (bridge network) cannot reach it."
+show runc exec demo-a ping -c 1 -W 1 "$IP_R" || echo "  (no answer, as it should be)"
 
 heading "Stopping the containers (runc kill + delete runs the poststop hook)"
 while read -r id; do
