@@ -184,6 +184,7 @@ nh_check "outside sees $A as $UPLINK_IP (masquerade)" outside_sees "$A" "$UPLINK
 start "$W" "runc run $W on r1 with nethook.ports=8080:80,127.0.0.1:8080:80" \
     --httpd nethook.network=r1 nethook.ports=8080:80,127.0.0.1:8080:80
 IP_W="$(nh_ls_field "$W" ipv4 || true)"
+nh_check "host fetches http://$IP_W:80/ directly (before NAT)" fetch_ok host_wget "http://$IP_W:80/"
 nh_check "outside fetches http://$UPLINK_IP:8080/" fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://$UPLINK_IP:8080/" fetch_ok host_wget "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://127.0.0.1:8080/" fetch_ok host_wget "http://127.0.0.1:8080/"
