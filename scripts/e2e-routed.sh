@@ -9,7 +9,8 @@
 #      the host reaches them;
 #   2. an "outside" namespace sees their traffic masqueraded to the host's
 #      address; a published port answers from outside, from the host (also on
-#      127.0.0.1) and from another container (hairpin);
+#      127.0.0.1, on one host address, a range) and from another container
+#      (hairpin);
 #   3. isolation: a container of a second routed network and one of the default
 #      bridge network reach no routed container, nor the other way round;
 #   4. anti-spoofing: a packet from another source address is dropped;
@@ -74,7 +75,7 @@ pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys
 ping_from() { nh_exec "$1" ping -c 1 -W 2 "$2"; }
 no_ping_from() { ! nh_exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 ping_ok() { busybox ping -c 1 -W 2 "$1"; }
-in_outside() { ip netns exec nh-outside "$@"; }
+in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 
 fetch_ok() {
     local out
@@ -140,24 +141,35 @@ nothing_left() {
 echo "== nethook routed driver e2e (sandbox netns $(readlink /proc/self/ns/net))"
 echo "binary: $NETHOOK_BIN"
 
-# "Outside": a namespace behind an uplink, with a TCP service that tells a
-# client its source address.
-mkdir -p /run/netns
-ip netns add nh-outside
-ip link add up0 type veth peer name eth0 netns nh-outside
+# "Outside": a namespace behind an uplink (held by a process of its own, so nothing
+# is named in /run/netns), with a TCP service that tells a client its source address.
+unshare --net sleep 100000 &
+OUTSIDE_NS_PID=$!
+own="$(readlink /proc/self/ns/net)"
+while [[ "$(readlink "/proc/$OUTSIDE_NS_PID/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.01; done
+ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
 ip addr add "$UPLINK_IP/24" dev up0
 ip link set up0 up
 in_outside ip addr add "$OUTSIDE_IP/24" dev eth0
 in_outside ip link set eth0 up
 in_outside ip link set lo up
-in_outside python3 -c '
+# Started directly (not through a function, which would fork a subshell): nsenter execs
+# python, so $! is the server's own pid, which the EXIT trap ends.
+nsenter -t "$OUTSIDE_NS_PID" -n python3 -c '
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 7000)); s.listen()
 while True:
-    c, peer = s.accept(); c.sendall((peer[0] + "\n").encode()); c.close()' &
+    c, peer = s.accept(); c.sendall((peer[0] + "\n").encode()); c.close()' >/dev/null 2>&1 &
 OUTSIDE_PID=$!
-trap 'kill $OUTSIDE_PID 2>/dev/null; ip netns del nh-outside 2>/dev/null; nh_cleanup' EXIT
+stop_outside() {
+    local p
+    for p in "$OUTSIDE_PID" "$OUTSIDE_NS_PID"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+trap 'stop_outside; nh_cleanup' EXIT
 
 # --- 1. containers on a routed network ------------------------------------------
 section "two containers on routed network r1 ($R1)"
@@ -181,13 +193,18 @@ nh_check "$A pings the host's uplink $UPLINK_IP" ping_from "$A" "$UPLINK_IP"
 # --- 2. masquerade and published ports -------------------------------------------
 section "outside world and published ports"
 nh_check "outside sees $A as $UPLINK_IP (masquerade)" outside_sees "$A" "$UPLINK_IP"
-start "$W" "runc run $W on r1 with nethook.ports=8080:80,127.0.0.1:8080:80" \
-    --httpd nethook.network=r1 nethook.ports=8080:80,127.0.0.1:8080:80
+WEB_PORTS="8080:80,127.0.0.1:8080:80,$UPLINK_IP:8081:80,8090-8091:80-81"
+start "$W" "runc run $W on r1 with nethook.ports=$WEB_PORTS" \
+    --httpd nethook.network=r1 "nethook.ports=$WEB_PORTS"
 IP_W="$(nh_ls_field "$W" ipv4 || true)"
 nh_check "host fetches http://$IP_W:80/ directly (before NAT)" fetch_ok host_wget "http://$IP_W:80/"
 nh_check "outside fetches http://$UPLINK_IP:8080/" fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://$UPLINK_IP:8080/" fetch_ok host_wget "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://127.0.0.1:8080/" fetch_ok host_wget "http://127.0.0.1:8080/"
+nh_check "outside fetches http://$UPLINK_IP:8081/ (published on that host address only)" \
+    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8081/"
+nh_check "outside fetches http://$UPLINK_IP:8090/ (a published range)" \
+    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8090/"
 nh_check "$A fetches http://$UPLINK_IP:8080/ (hairpin)" \
     fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "$W fetches its own published port (hairpin to itself)" \

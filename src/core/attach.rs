@@ -24,7 +24,7 @@ use crate::model::endpoint::Endpoint;
 use crate::model::ids::ContainerId;
 use crate::model::ipam::Allocations;
 use crate::model::mac::Mac;
-use crate::model::network::Network;
+use crate::model::network::{DriverKind, Network};
 use crate::model::ports::Proto;
 use crate::state::claims::{claims_of, Claim, ClaimError, Claims};
 use crate::state::{Deletion, Lock, Store, StoreError};
@@ -282,7 +282,10 @@ fn apply(
 ) -> Result<(), SetupError> {
     k.failpoint("recorded")?;
     let link = driver.ensure_network(DriverKernel::new(k), net)?;
-    recover::ensure_forwarding(store, k, Some(&ep.id))?;
+    // A macvlan container's traffic leaves by the parent, never through the host's routing.
+    if net.driver != DriverKind::Macvlan {
+        recover::ensure_forwarding(store, k, Some(&ep.id))?;
+    }
     // On a bridge network the switch is the bridge's (a routed driver sets its veth's).
     if recover::publishes_on_loopback(ep) && net.driver.is_bridge() {
         k.sysctls().route_localnet(&net.bridge, true)?;
