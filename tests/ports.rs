@@ -258,3 +258,36 @@ fn gc_restores_the_table_and_live_elements_after_another_tool_flushed_the_rulese
         }
     );
 }
+
+#[test]
+fn a_port_published_over_ipv4_leaves_the_hosts_ipv6_only_service_on_that_port_alone() {
+    sandbox!(
+        "a_port_published_over_ipv4_leaves_the_hosts_ipv6_only_service_on_that_port_alone",
+        {
+            if !needs("nft python3") {
+                return;
+            }
+            let nh = Nethook::new("v6only");
+            let c = FakeContainer::start("ctr-v4");
+            // The host serves 18080 over IPv6 only (IPV6_V6ONLY), which an IPv4 publish of
+            // 18080 does not clash with; nethook's IPv4 DNAT must not take its connections.
+            let mut server = std::process::Command::new("python3")
+                .args(["-c", "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\ns.bind(('::1', 18080)); s.listen()\nwhile True:\n    c,_=s.accept(); c.sendall(b'host-v6\\n'); c.close()"])
+                .spawn()
+                .expect("start the IPv6 service");
+            wait_until(5, "the IPv6 service listens", || {
+                sh("ss -ltnH 'sport = :18080'").contains("[::1]")
+            });
+            nh.setup(&c, &[("nethook.ports", "18080:80")]);
+            let got = sh("python3 -c \"import socket; s=socket.create_connection(('::1', 18080), timeout=3); print(s.recv(64).decode().strip())\"");
+            let _ = server.kill();
+            let _ = server.wait();
+            assert_eq!(
+                got.trim(),
+                "host-v6",
+                "the IPv6 connection went elsewhere: {got}"
+            );
+            nh.teardown(&c);
+        }
+    );
+}
