@@ -358,6 +358,7 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
 fn forget(store: &Store, k: &dyn Kernel, ep: &Endpoint, ipam: &crate::state::IpamDir) {
+    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     if let Err(e) = detach::forget(store, k, ep, ipam) {
         log::line(&format!(
             "rollback could not drop the record of {}: {e}; run `nethook gc`",

@@ -335,8 +335,9 @@ fn log_conntrack(ep: &Endpoint, e: &ConntrackError) {
 /// Frees the endpoint's address (only if it still owns it) and drops its record. When
 /// that was the network's last address, the per-network elements go: its subnet leaves the
 /// masquerade set and its bridge the isolation sets.
-/// Its host-port claims go too, and `route_localnet` is cleared on the bridge when this
-/// was the network's last endpoint publishing on 127.0.0.1.
+/// `route_localnet` is cleared on the bridge when this was the network's last endpoint
+/// publishing on 127.0.0.1. Its host-port claims are not touched here: a teardown frees
+/// them with its published ports (`unpublish`), a failed setup before forgetting.
 pub fn forget(
     store: &Store,
     k: &dyn Kernel,
@@ -349,7 +350,6 @@ pub fn forget(
     if !ipam.has_addresses()? {
         k.firewall().delete(&network_elements(ep))?;
     }
-    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
     store.remove_endpoint(&ep.id)?;
     store.clear_deletion(&ep.id)?;
     // A routed veth's own switch went with it.

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::driver::veth::create_veth;
-use crate::driver::{AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
-use crate::kernel::link::{HostVeth, LinkError, VethFate, VethState};
+use crate::driver::veth::{attach_host_veth, host_veth_problem};
+use crate::driver::{ipv4_of, AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
+use crate::kernel::link::{HostVeth, LinkError, VethFate};
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::validate_ifname;
 use crate::model::mac::Mac;
@@ -37,10 +37,7 @@ impl Driver for Bridge {
         k: DriverKernel<'_>,
         net: &Network,
     ) -> Result<NetworkLink, DriverError> {
-        let v4 = net.ipv4.as_ref().ok_or_else(|| DriverError::NoIpv4 {
-            network: net.name.clone(),
-            driver: self.name(),
-        })?;
+        let v4 = ipv4_of(net, self.name())?;
         let index = k.links().ensure_bridge(
             &net.bridge,
             Mac::from_ipv4(v4.gateway),
@@ -60,11 +57,7 @@ impl Driver for Bridge {
         link: NetworkLink,
         ep: &mut Endpoint,
     ) -> Result<(), DriverError> {
-        create_veth(cx, ep, net, link.index, None)?;
-        cx.created.push(ep.host_interface.clone());
-        cx.kernel.sysctls().disable_ipv6(&ep.host_interface)?;
-        cx.steps.mark("veth");
-        cx.kernel.failpoint("veth")?;
+        attach_host_veth(cx, ep, net, link.index, None)?;
 
         if let Some(v4) = ep.ipv4 {
             cx.kernel.links().configure_container(
@@ -102,14 +95,7 @@ impl Driver for Bridge {
                 net.bridge, net.name
             ));
         }
-        match k.links().veth_state(&HostVeth::of(ep))? {
-            VethState::Ours => {}
-            VethState::Gone => missing.push(format!(
-                "host interface {} of container {} is missing",
-                ep.host_interface, ep.id
-            )),
-            VethState::NotOurs(foreign) => missing.push(foreign.to_string()),
-        }
+        missing.extend(host_veth_problem(k, ep)?);
         Ok(missing)
     }
 }

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::driver::{AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
+use crate::driver::{ipv4_of, AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
 use crate::kernel::link::{ContainerMacvlan, LinkError, MacvlanSpec, VethFate, VethState};
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
@@ -46,21 +46,18 @@ impl Driver for Macvlan {
 
     fn validate(&self, net: &Network) -> Result<(), DriverError> {
         self.parent(net)?;
-        net.ipv4.as_ref().ok_or_else(|| DriverError::NoIpv4 {
-            network: net.name.clone(),
-            driver: self.name(),
-        })?;
+        ipv4_of(net, self.name())?;
         Ok(())
     }
 
     /// The parent is the LAN's and not nethook's: nothing to make. Whether it is there is
-    /// learnt from the kernel's answer to the create, at no extra cost.
+    /// learnt from the kernel's answer to the create, at no extra cost (the definition was
+    /// validated at the start of setup).
     fn ensure_network(
         &self,
         _k: DriverKernel<'_>,
-        net: &Network,
+        _net: &Network,
     ) -> Result<NetworkLink, DriverError> {
-        self.validate(net)?;
         Ok(NetworkLink { index: 0 })
     }
 

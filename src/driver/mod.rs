@@ -19,7 +19,7 @@ use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::seam::{ContainerError, Kernel, Links, Sysctls};
 use crate::kernel::sysctl::SysctlError;
 use crate::model::endpoint::Endpoint;
-use crate::model::network::{DriverKind, Network};
+use crate::model::network::{DriverKind, Ipv4Config, Network};
 use crate::state::StoreError;
 use crate::timing::Steps;
 
@@ -162,6 +162,17 @@ pub trait Driver: Sync {
         net: &Network,
         ep: &Endpoint,
     ) -> Result<Vec<String>, LinkError>;
+}
+
+/// The network's IPv4 side, which every driver needs for now; `driver` names the one asking.
+pub(crate) fn ipv4_of<'n>(
+    net: &'n Network,
+    driver: &'static str,
+) -> Result<&'n Ipv4Config, DriverError> {
+    net.ipv4.as_ref().ok_or_else(|| DriverError::NoIpv4 {
+        network: net.name.clone(),
+        driver,
+    })
 }
 
 /// The driver of a kind of network: the one registration point.

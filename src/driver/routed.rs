@@ -13,9 +13,9 @@
 
 use std::time::Duration;
 
-use crate::driver::veth::create_veth;
-use crate::driver::{AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
-use crate::kernel::link::{HostVeth, LinkError, VethFate, VethState};
+use crate::driver::veth::{attach_host_veth, host_veth_problem};
+use crate::driver::{ipv4_of, AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
+use crate::kernel::link::{HostVeth, LinkError, VethFate};
 use crate::model::endpoint::Endpoint;
 use crate::model::mac::Mac;
 use crate::model::network::{Network, ROUTED_GATEWAY};
@@ -35,10 +35,7 @@ impl Driver for Routed {
     }
 
     fn validate(&self, net: &Network) -> Result<(), DriverError> {
-        let v4 = net.ipv4.as_ref().ok_or_else(|| DriverError::NoIpv4 {
-            network: net.name.clone(),
-            driver: self.name(),
-        })?;
+        let v4 = ipv4_of(net, self.name())?;
         if v4.gateway != ROUTED_GATEWAY {
             return Err(DriverError::Invalid {
                 network: net.name.clone(),
@@ -51,13 +48,13 @@ impl Driver for Routed {
         Ok(())
     }
 
-    /// Nothing is shared by a routed network's containers but the host's routing.
+    /// Nothing is shared by a routed network's containers but the host's routing (the
+    /// definition was validated at the start of setup).
     fn ensure_network(
         &self,
         _k: DriverKernel<'_>,
-        net: &Network,
+        _net: &Network,
     ) -> Result<NetworkLink, DriverError> {
-        self.validate(net)?;
         Ok(NetworkLink { index: 0 })
     }
 
@@ -72,11 +69,7 @@ impl Driver for Routed {
         _link: NetworkLink,
         ep: &mut Endpoint,
     ) -> Result<(), DriverError> {
-        create_veth(cx, ep, net, 0, Some(host_mac()))?;
-        cx.created.push(ep.host_interface.clone());
-        cx.kernel.sysctls().disable_ipv6(&ep.host_interface)?;
-        cx.steps.mark("veth");
-        cx.kernel.failpoint("veth")?;
+        attach_host_veth(cx, ep, net, 0, Some(host_mac()))?;
 
         let Some(v4) = ep.ipv4 else {
             return Ok(());
@@ -121,13 +114,6 @@ impl Driver for Routed {
         _net: &Network,
         ep: &Endpoint,
     ) -> Result<Vec<String>, LinkError> {
-        Ok(match k.links().veth_state(&HostVeth::of(ep))? {
-            VethState::Ours => Vec::new(),
-            VethState::Gone => vec![format!(
-                "host interface {} of container {} is missing",
-                ep.host_interface, ep.id
-            )],
-            VethState::NotOurs(foreign) => vec![foreign.to_string()],
-        })
+        Ok(host_veth_problem(k, ep)?.into_iter().collect())
     }
 }

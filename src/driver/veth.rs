@@ -4,7 +4,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use crate::driver::{AttachContext, DriverError};
+use crate::driver::{AttachContext, DriverError, DriverKernel};
 use crate::kernel::link::{HostVeth, LinkError, VethSpec, VethState};
 use crate::model::endpoint::Endpoint;
 use crate::model::ids::routed_veth_name;
@@ -29,7 +29,7 @@ fn names(ep: &Endpoint, bridge_index: u32) -> (String, String) {
 /// short retries before it is reported. A host name held by any other link (another
 /// container's veth whose name collides, or a link planted there) is left to it: the
 /// container takes its id's second name instead, recorded before it is created.
-pub(crate) fn create_veth(
+fn create_veth(
     cx: &mut AttachContext<'_>,
     ep: &mut Endpoint,
     net: &Network,
@@ -91,4 +91,36 @@ pub(crate) fn create_veth(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The host veth of a bridge or routed endpoint, made and recorded for the core's undo, with
+/// IPv6 off on its host end (the networks have none).
+pub(crate) fn attach_host_veth(
+    cx: &mut AttachContext<'_>,
+    ep: &mut Endpoint,
+    net: &Network,
+    bridge_index: u32,
+    host_mac: Option<Mac>,
+) -> Result<(), DriverError> {
+    create_veth(cx, ep, net, bridge_index, host_mac)?;
+    cx.created.push(ep.host_interface.clone());
+    cx.kernel.sysctls().disable_ipv6(&ep.host_interface)?;
+    cx.steps.mark("veth");
+    cx.kernel.failpoint("veth")?;
+    Ok(())
+}
+
+/// What is wrong with the endpoint's host veth for CHECK: missing, or not its own.
+pub(crate) fn host_veth_problem(
+    k: DriverKernel<'_>,
+    ep: &Endpoint,
+) -> Result<Option<String>, LinkError> {
+    Ok(match k.links().veth_state(&HostVeth::of(ep))? {
+        VethState::Ours => None,
+        VethState::Gone => Some(format!(
+            "host interface {} of container {} is missing",
+            ep.host_interface, ep.id
+        )),
+        VethState::NotOurs(foreign) => Some(foreign.to_string()),
+    })
 }
