@@ -145,38 +145,14 @@ pub(super) fn element_units(
             object: source_object(MACS, src),
             elems: one(encode::macs_key(&veth, src.mac.0)),
         });
-        if !src.ipv4.is_empty() {
-            addrs4.units.push(Unit {
-                object: source_object(ADDRS4, src),
-                elems: src
-                    .ipv4
-                    .iter()
-                    .map(|ip| ElemSpec {
-                        key: encode::addrs4_key(&veth, src.mac.0, *ip),
-                        ..Default::default()
-                    })
-                    .collect(),
-            });
-        }
+        addrs4.units.extend(addrs4_unit(ADDRS4, src, &veth));
     }
     // Routed endpoints: MAC and address checked together in one set of the inet table (no
     // MAC-only set: IPv6 from routed veths is dropped whole, and other ethertypes never reach
     // the inet hooks). Without an IPv4 address a routed veth gets no element: it sends nothing.
     for src in &elems.routed_sources {
         let veth = ifname_of("host interface", &src.host_interface)?;
-        if !src.ipv4.is_empty() {
-            raddrs4.units.push(Unit {
-                object: source_object(RADDRS4, src),
-                elems: src
-                    .ipv4
-                    .iter()
-                    .map(|ip| ElemSpec {
-                        key: encode::addrs4_key(&veth, src.mac.0, *ip),
-                        ..Default::default()
-                    })
-                    .collect(),
-            });
-        }
+        raddrs4.units.extend(addrs4_unit(RADDRS4, src, &veth));
     }
     for name in &elems.any_ethertype {
         let veth = ifname_of("host interface", name)?;
@@ -266,6 +242,25 @@ fn intra4_unit(subnet: Ipv4Network) -> Unit {
         object: Object::Intra4(subnet),
         elems: vec![encode::intra4_elem(subnet)],
     }
+}
+
+/// The `veth . MAC . IPv4 address` elements of one source in `set` (`addrs4` or
+/// `raddrs4`); none when it has no IPv4 address.
+fn addrs4_unit(set: &'static CStr, src: &Source, veth: &[u8; encode::IFNAME_LEN]) -> Option<Unit> {
+    if src.ipv4.is_empty() {
+        return None;
+    }
+    Some(Unit {
+        object: source_object(set, src),
+        elems: src
+            .ipv4
+            .iter()
+            .map(|ip| ElemSpec {
+                key: encode::addrs4_key(veth, src.mac.0, *ip),
+                ..Default::default()
+            })
+            .collect(),
+    })
 }
 
 fn source_object(set: &'static CStr, src: &Source) -> Object {

@@ -20,26 +20,14 @@ pub(super) fn antispoof_rules() -> Vec<RuleSpec> {
         comment,
         exprs,
     };
-    // `iifname . <mac> . <ipv4> != @addrs4 drop`, the MAC and address loaded from `base`+offsets.
-    let addrs4_mismatch = |base: i32, mac_at: u32, ip_at: u32| {
-        vec![
-            meta(libc::NFT_META_IIFNAME, REG_1),
-            payload(base, mac_at, 6, REG_2),
-            payload(nh, ip_at, 4, REG32_06),
-            lookup(ADDRS4, None, true),
-            verdict(NF_DROP),
-        ]
-    };
     vec![
         rule(
             c"prerouting",
             c"frames from a container's host veth (nh...), before bridging",
-            vec![
-                meta(libc::NFT_META_IIFNAME, REG_1),
-                // `iifname "nh*"`: a prefix compare of the first two bytes.
-                cmp(libc::NFT_CMP_EQ, b"nh".to_vec()),
-                jump(c"antispoof"),
-            ],
+            cat(vec![
+                ifname_prefix(libc::NFT_META_IIFNAME, libc::NFT_CMP_EQ, "nh").into(),
+                vec![jump(c"antispoof")],
+            ]),
         ),
         rule(
             c"antispoof",
@@ -56,7 +44,7 @@ pub(super) fn antispoof_rules() -> Vec<RuleSpec> {
             c"IPv4 only from the container's own address",
             cat(vec![
                 ether_type(ETH_P_IP).into(),
-                addrs4_mismatch(ll, ETH_SADDR, IP4_SADDR),
+                addrs4_mismatch_drop(ADDRS4, ll, ETH_SADDR, IP4_SADDR),
             ]),
         ),
         rule(
@@ -64,7 +52,7 @@ pub(super) fn antispoof_rules() -> Vec<RuleSpec> {
             c"ARP announces only the container's own MAC and address",
             cat(vec![
                 ether_type(ETH_P_ARP).into(),
-                addrs4_mismatch(nh, ARP_SHA, ARP_SPA),
+                addrs4_mismatch_drop(ADDRS4, nh, ARP_SHA, ARP_SPA),
             ]),
         ),
         rule(

@@ -203,6 +203,19 @@ pub(super) fn ifname_prefix(key: i32, op: i32, prefix: &str) -> [RawExpr; 2] {
     [meta(key, REG_1), cmp(op, prefix.as_bytes().to_vec())]
 }
 
+/// `iifname . <mac> . <ipv4> != @set drop`: the anti-spoofing check of both tables (the
+/// bridge table's `addrs4`, the inet table's `raddrs4`), the MAC loaded from `base`+`mac_at`,
+/// the address from the network header at `ip_at`.
+pub(super) fn addrs4_mismatch_drop(set: &CStr, base: i32, mac_at: u32, ip_at: u32) -> Vec<RawExpr> {
+    vec![
+        meta(libc::NFT_META_IIFNAME, REG_1),
+        payload(base, mac_at, 6, REG_2),
+        payload(libc::NFT_PAYLOAD_NETWORK_HEADER, ip_at, 4, REG32_06),
+        lookup(set, None, true),
+        verdict(NF_DROP),
+    ]
+}
+
 /// `meta nfproto ipv6`
 pub(super) fn is_ipv6() -> [RawExpr; 2] {
     [

@@ -6,6 +6,8 @@ use super::{
     RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, INTRA4, MASQ4, NETS, NOMASQ4, PORTS4, RADDRS4,
 };
 use crate::model::ids::ROUTED_VETH_PREFIX as NR;
+use crate::sys::nft::RawExpr;
+use std::ffi::CStr;
 
 pub(super) fn base_rules() -> Vec<RuleSpec> {
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
@@ -121,6 +123,16 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
     ]
 }
 
+/// A rule of `table inet nethook`.
+fn rule(chain: &'static CStr, comment: &'static CStr, exprs: Vec<RawExpr>) -> RuleSpec {
+    RuleSpec {
+        family: TableFamily::Inet,
+        chain,
+        comment,
+        exprs,
+    }
+}
+
 /// Anti-spoofing of routed networks (raw-priority prerouting, before conntrack: a spoofed
 /// packet leaves no connection behind). A routed host veth (`nr…`) is no bridge port, so the
 /// bridge table never sees its frames; here every IPv4 packet from it must carry the
@@ -132,13 +144,6 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
 /// networks passes here with iif = the bridge port (`nh…`), which has no `raddrs4` element.
 pub(super) fn routed_antispoof_rules() -> Vec<RuleSpec> {
     let ll = libc::NFT_PAYLOAD_LL_HEADER;
-    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
-    let rule = |chain, comment, exprs| RuleSpec {
-        family: TableFamily::Inet,
-        chain,
-        comment,
-        exprs,
-    };
     vec![
         rule(
             c"guard",
@@ -158,13 +163,7 @@ pub(super) fn routed_antispoof_rules() -> Vec<RuleSpec> {
             c"a routed container sends from its own MAC and address only",
             cat(vec![
                 inet_ether_ipv4().into(),
-                vec![
-                    meta(libc::NFT_META_IIFNAME, REG_1),
-                    payload(ll, ETH_SADDR, 6, REG_2),
-                    payload(nh, IP4_SADDR, 4, REG32_06),
-                    lookup(RADDRS4, None, true),
-                    verdict(NF_DROP),
-                ],
+                addrs4_mismatch_drop(RADDRS4, ll, ETH_SADDR, IP4_SADDR),
             ]),
         ),
     ]
@@ -175,12 +174,6 @@ pub(super) fn routed_antispoof_rules() -> Vec<RuleSpec> {
 /// host itself sends to a container does not (output path), nor does traffic to the host.
 pub(super) fn isolation_rules() -> Vec<RuleSpec> {
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
-    let rule = |chain, comment, exprs| RuleSpec {
-        family: TableFamily::Inet,
-        chain,
-        comment,
-        exprs,
-    };
     vec![
         rule(
             c"forward",
