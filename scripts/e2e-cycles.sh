@@ -33,9 +33,8 @@ trap cleanup EXIT
 # start_ctr I: a process in a new netns; waits until it really is in one.
 start_ctr() {
     unshare --net sleep 600 &
-    local pid=$! own
-    own="$(readlink /proc/self/ns/net)"
-    while [[ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.001; done
+    local pid=$!
+    nh_wait_own_netns "$pid"
     pids[$1]=$pid
 }
 

@@ -155,8 +155,7 @@ echo "binary: $NETHOOK_BIN"
 # The LAN host: a process in a namespace of its own.
 unshare --net sleep 100000 &
 LAN_PID=$!
-own="$(readlink /proc/self/ns/net)"
-while [[ "$(readlink "/proc/$LAN_PID/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.01; done
+nh_wait_own_netns "$LAN_PID"
 ip link add "$PARENT" type veth peer name eth0 netns "$LAN_PID"
 ip addr add "$HOST_IP/24" dev "$PARENT"
 ip link set "$PARENT" up
@@ -254,7 +253,7 @@ for ((i = 0; i < HOOK_CYCLES; i++)); do
     unshare --net sleep 600 &
     pid=$!
     HOOK_PIDS=("$pid")
-    while [[ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.001; done
+    nh_wait_own_netns "$pid"
     hook creating "$i" "$pid" 2>>"$NH_TMP/hook.err" || hook_errors=$((hook_errors + 1))
     if ((i % 2)); then
         kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -296,7 +295,7 @@ sys.exit(0 if names == ["eth0"] and r["ips"][0]["address"].startswith("192.168.5
 unshare --net sleep 600 &
 CNI_PID=$!
 HOOK_PIDS=("$CNI_PID")
-while [[ "$(readlink "/proc/$CNI_PID/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.01; done
+nh_wait_own_netns "$CNI_PID"
 nh_check "CNI ADD on lan" cni_add_ok cni-1 "$CNI_PID"
 nh_check "the netns has a macvlan eth0" has_eth0 "$CNI_PID"
 nh_check "CNI CHECK finds it whole" cni CHECK cni-1 "$CNI_PID"

@@ -60,17 +60,6 @@ start() { # ID DESC BUNDLE_ARGS...
     return 0
 }
 
-stop_container() { # ID: kill, wait until stopped, delete (runs poststop)
-    nh_runc kill "$1" KILL || return 1
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ "$(nh_container_status "$1")" == stopped ]] && break
-        sleep 0.1
-    done
-    nh_runc delete "$1"
-    [[ "$(nh_container_status "$1")" == absent ]] || { echo "$1 still known to runc"; return 1; }
-}
-
 pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 ping_from() { nh_exec "$1" ping -c 1 -W 2 "$2"; }
 no_ping_from() { ! nh_exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
@@ -145,8 +134,7 @@ echo "binary: $NETHOOK_BIN"
 # is named in /run/netns), with a TCP service that tells a client its source address.
 unshare --net sleep 100000 &
 OUTSIDE_NS_PID=$!
-own="$(readlink /proc/self/ns/net)"
-while [[ "$(readlink "/proc/$OUTSIDE_NS_PID/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.01; done
+nh_wait_own_netns "$OUTSIDE_NS_PID"
 ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
 ip addr add "$UPLINK_IP/24" dev up0
 ip link set up0 up
@@ -233,7 +221,7 @@ nh_check "$A still reaches $B from its own address" ping_from "$A" "$IP_B"
 # --- 5. teardown ------------------------------------------------------------------
 section "teardown"
 for id in "${STARTED[@]}"; do
-    nh_check "runc kill + delete $id" stop_container "$id"
+    nh_check "runc kill + delete $id" nh_stop_checked "$id"
 done
 nh_settle
 nh_check "nothing left: veths, host routes, records, addresses, nft elements" nothing_left

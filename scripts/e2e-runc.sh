@@ -115,17 +115,6 @@ check_bridge() {
     [[ $out == *" inet $GATEWAY/16 "* ]] || { echo "$BRIDGE lacks $GATEWAY/16: $out"; return 1; }
 }
 
-stop_container() { # ID: kill, wait until stopped, delete (runs poststop)
-    nh_runc kill "$1" KILL || return 1
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ "$(nh_container_status "$1")" == stopped ]] && break
-        sleep 0.1
-    done
-    nh_runc delete "$1"
-    [[ "$(nh_container_status "$1")" == absent ]] || { echo "$1 still known to runc"; return 1; }
-}
-
 no_host_veths() {
     local left
     left="$(nh_host_veths)"
@@ -375,7 +364,7 @@ n_default=${#order[@]}
 order+=("${others[@]}")
 for i in "${!order[@]}"; do
     id=${order[$i]}
-    nh_check "runc kill + delete $id" stop_container "$id"
+    nh_check "runc kill + delete $id" nh_stop_checked "$id"
     if ((i == 0 && n_default > 1)); then
         nh_check "bridge MAC unchanged after $id left ($br_mac)" bridge_mac_is "$br_mac"
         nh_check "${order[1]} still pings gateway $GATEWAY right after $id left" \

@@ -339,6 +339,19 @@ nh_exec() { NH_RT=runc nh_rt_exec "$@"; }
 
 nh_container_status() { NH_RT=runc nh_rt_status "$1"; }
 
+# nh_stop_checked ID: runc kill, wait until stopped, runc delete (which runs the
+# poststop hooks); fails, saying why, when a step fails or runc still knows the id.
+nh_stop_checked() {
+    nh_runc kill "$1" KILL || return 1
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ "$(nh_container_status "$1")" == stopped ]] && break
+        sleep 0.1
+    done
+    nh_runc delete "$1"
+    [[ "$(nh_container_status "$1")" == absent ]] || { echo "$1 still known to runc"; return 1; }
+}
+
 # nh_stop_container ID: kill, wait, delete (runc delete runs the poststop
 # hooks). Quiet and always succeeds: for cleanup paths.
 nh_stop_container() { NH_RT=runc nh_rt_stop "$1" >/dev/null 2>&1 || true; }
@@ -391,6 +404,14 @@ nh_summary() {
 # nethook's 12 hex), one per line.
 nh_host_veths() {
     ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E "^n[hr][0-9a-v]{12,13}$" || true
+}
+
+# nh_wait_own_netns PID: wait until PID (an `unshare --net ...` just started in the
+# background) is in a network namespace of its own, not this shell's.
+nh_wait_own_netns() {
+    local own
+    own="$(readlink /proc/self/ns/net)"
+    while [[ "$(readlink "/proc/$1/ns/net" 2>/dev/null)" == "$own" ]]; do sleep 0.001; done
 }
 
 nh_no_host_veths() { [[ -z "$(nh_host_veths)" ]]; }

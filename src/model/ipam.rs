@@ -303,7 +303,7 @@ impl Allocations for Pool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn id(s: &str) -> ContainerId {
@@ -315,7 +315,7 @@ mod tests {
     }
 
     /// Choose and record, as setup does through the store.
-    fn allocate(
+    pub(crate) fn allocate(
         p: &mut Pool,
         net: &Network,
         owner: &str,

@@ -43,20 +43,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::model::ids::ContainerId;
-    use crate::model::ipam::{choose, IpamError, Pool, Subnet};
-
-    /// Choose and record, as setup does through the store.
-    fn allocate(
-        p: &mut Pool,
-        net: &Network,
-        owner: &str,
-        requested: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, IpamError> {
-        let lease = choose(&Subnet::of(net).unwrap(), requested, p)?;
-        p.record(&lease, &ContainerId::parse(owner).unwrap());
-        Ok(lease.address)
-    }
+    use crate::model::ipam::tests::allocate;
+    use crate::model::ipam::{IpamError, Pool};
 
     fn lan() -> Network {
         Network::new(
