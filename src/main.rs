@@ -2,7 +2,7 @@
 //! endpoints. Errors are one line on stderr and a non-zero exit code.
 
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,12 +88,23 @@ enum NetworkCommand {
     /// Define a network.
     Create {
         name: String,
-        /// IPv4 subnet in CIDR form, e.g. 10.88.0.0/24.
-        #[arg(long)]
-        subnet: String,
+        /// IPv4 subnet in CIDR form, e.g. 10.88.0.0/24 (give it, --subnet6, or both).
+        #[arg(long, required_unless_present = "subnet6")]
+        subnet: Option<String>,
         /// Gateway address on the bridge (default: the first host address).
-        #[arg(long)]
+        #[arg(long, requires = "subnet")]
         gateway: Option<Ipv4Addr>,
+        /// IPv6 subnet in CIDR form, e.g. fd00:88::/64: with --subnet a dual-stack network,
+        /// alone an IPv6-only one.
+        #[arg(long, value_name = "PREFIX")]
+        subnet6: Option<String>,
+        /// IPv6 gateway address on the bridge (default: PREFIX::1).
+        #[arg(long, requires = "subnet6")]
+        gateway6: Option<Ipv6Addr>,
+        /// Do not masquerade IPv6 traffic leaving the subnet (for a prefix the host's
+        /// upstream routes to it).
+        #[arg(long, requires = "subnet6")]
+        no_masquerade6: bool,
         /// Bridge name (default: nh-<name>).
         #[arg(long)]
         bridge: Option<String>,
@@ -231,6 +242,9 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             name,
             subnet,
             gateway,
+            subnet6,
+            gateway6,
+            no_masquerade6,
             bridge,
             no_masquerade,
             no_masquerade_to,
@@ -239,7 +253,13 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             parent,
             ip_range,
         } => {
-            let mut net = Network::new(&name, &subnet, gateway, bridge.as_deref(), !no_masquerade)?;
+            let mut net = Network::named(&name, bridge.as_deref())?;
+            if let Some(subnet) = &subnet {
+                net.set_ipv4(subnet, gateway, !no_masquerade)?;
+            }
+            if let Some(subnet6) = &subnet6 {
+                net.set_ipv6(subnet6, gateway6, !no_masquerade6)?;
+            }
             net.ethertype_filter = !any_ethertype;
             net.set_no_masquerade_to(&no_masquerade_to)?;
             net.set_driver(

@@ -109,14 +109,30 @@ fn deletion_in_the_way(store: &Store, req: &Request) -> Result<Option<ContainerI
     if store.deletion(&req.id)? == Deletion::Running {
         return Ok(Some(req.id.clone()));
     }
-    let Some(ip) = req.options.ip else {
+    if req.options.ip.is_none() && req.options.ip6.is_none() {
         return Ok(None);
-    };
-    let holder = store.ipam(&req.options.network)?.owner(ip)?;
-    match holder.map(|owner| ContainerId::parse_key(&owner)) {
-        Some(Ok(id)) if store.deletion(&id)? == Deletion::Running => Ok(Some(id)),
-        _ => Ok(None),
     }
+    let ipam = store.ipam(&req.options.network)?;
+    let holders = [
+        req.options
+            .ip
+            .map(|ip| ipam.owner(ip))
+            .transpose()?
+            .flatten(),
+        req.options
+            .ip6
+            .map(|ip| ipam.owner(ip))
+            .transpose()?
+            .flatten(),
+    ];
+    for owner in holders.into_iter().flatten() {
+        if let Ok(id) = ContainerId::parse_key(&owner) {
+            if store.deletion(&id)? == Deletion::Running {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Gives the container its network. On error nothing of this attempt is left behind.
@@ -143,23 +159,20 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         {
             return Err(SetupError::AlreadyExists {
                 id: req.id.to_string(),
+                address: existing.address_text(),
                 network: existing.network,
-                address: existing
-                    .ipv4
-                    .map(|a| a.address.to_string())
-                    .unwrap_or_default(),
             });
         }
         detach::release(store, k, &existing)?;
     }
     let ipam = store.ipam(&network.name)?;
-    let (mut endpoint, lease) = plan_endpoint(req, &network, &ipam)?;
+    let (mut endpoint, leases) = plan_endpoint(req, &network, &ipam)?;
     if req.options.mac.is_some() {
         check_mac_free(store, &endpoint)?;
     }
     let claims = claims_of(&endpoint.ports);
     check_host_sockets(k, &claims)?;
-    ipam.record(&lease, &req.id)?;
+    ipam.record_leases(&leases, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
         forget(store, k, &endpoint, &ipam);
         return Err(e.into());

@@ -234,9 +234,11 @@ struct Unpublished {
 /// the address while the rest goes.
 fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished, TeardownError> {
     let ipam = store.ipam(&ep.network)?;
-    let owns_address = match ep.ipv4 {
-        Some(v4) => ipam.owner(v4.address)?.as_deref() == Some(ep.id.as_str()),
-        None => false,
+    // Both families are recorded and freed together, so the first one answers for both.
+    let owns_address = match (ep.ipv4, ep.ipv6) {
+        (Some(v4), _) => ipam.owner(v4.address)?.as_deref() == Some(ep.id.as_str()),
+        (None, Some(v6)) => ipam.owner(v6.address)?.as_deref() == Some(ep.id.as_str()),
+        (None, None) => false,
     };
     // The anti-spoofing elements are keyed by the host veth, whose name derives from this
     // container id (one endpoint per id), so they are this endpoint's even when its address has
@@ -346,6 +348,9 @@ pub fn forget(
 ) -> Result<(), TeardownError> {
     if let Some(v4) = ep.ipv4 {
         ipam.release(v4.address, ep.id.as_str())?;
+    }
+    if let Some(v6) = ep.ipv6 {
+        ipam.release(v6.address, ep.id.as_str())?;
     }
     if !ipam.has_addresses()? {
         k.firewall().delete(&network_elements(ep))?;

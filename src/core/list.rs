@@ -22,6 +22,7 @@ pub struct EndpointView<'a> {
     pub interface: &'a str,
     pub host_interface: &'a str,
     pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
     pub mac: String,
     pub ports: &'a [PortSpec],
 }
@@ -40,6 +41,7 @@ impl<'a> From<&'a Endpoint> for EndpointView<'a> {
             interface: &ep.interface,
             host_interface: &ep.host_interface,
             ipv4: ep.ipv4.map(|a| a.address.to_string()),
+            ipv6: ep.ipv6.map(|a| a.address.to_string()),
             mac: ep.mac.to_string(),
             ports: &ep.ports,
         }
@@ -73,17 +75,29 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The endpoints as a table; the IPV6 column only when one of them has IPv6, so hosts
+/// without IPv6 see the table they always did.
 pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
+    let with_v6 = endpoints.iter().any(|ep| ep.ipv6.is_some());
     let rows: Vec<Vec<String>> = endpoints
         .iter()
         .map(|ep| {
             let ports: Vec<String> = ep.ports.iter().map(ToString::to_string).collect();
-            vec![
+            let mut row = vec![
                 ep.id.to_string(),
                 ep.network.clone(),
                 ep.ipv4
                     .map(|a| format!("{}/{}", a.address, a.prefix))
                     .unwrap_or_else(|| "-".into()),
+            ];
+            if with_v6 {
+                row.push(
+                    ep.ipv6
+                        .map(|a| format!("{}/{}", a.address, a.prefix))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            row.extend([
                 ep.interface.clone(),
                 ep.host_interface.clone(),
                 ep.mac.to_string(),
@@ -92,34 +106,50 @@ pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
                 } else {
                     ports.join(",")
                 },
-            ]
+            ]);
+            row
         })
         .collect();
-    table(
-        &[
-            "ID",
-            "NETWORK",
-            "IPV4",
-            "IFACE",
-            "HOST-IFACE",
-            "MAC",
-            "PORTS",
-        ],
-        &rows,
-    )
+    let mut header = vec!["ID", "NETWORK", "IPV4"];
+    if with_v6 {
+        header.push("IPV6");
+    }
+    header.extend(["IFACE", "HOST-IFACE", "MAC", "PORTS"]);
+    table(&header, &rows)
 }
 
 /// "yes", "no", or "yes, not to CIDR,..." when the network keeps the source address of
 /// traffic to some destinations (a cluster's pod CIDR).
+/// A network with IPv6 says IPv6's after IPv4's: "yes; IPv6 no".
 fn masquerade_cell(n: &Network) -> String {
-    if !n.masquerades_ipv4() {
-        return "no".into();
+    let v4 = if n.ipv4.is_none() {
+        None
+    } else if !n.masquerades_ipv4() {
+        Some("no".to_owned())
+    } else if n.no_masquerade_to.is_empty() {
+        Some("yes".to_owned())
+    } else {
+        let cidrs: Vec<String> = n.no_masquerade_to.iter().map(ToString::to_string).collect();
+        Some(format!("yes, not to {}", cidrs.join(",")))
+    };
+    let v6 = n
+        .ipv6
+        .map(|v6| if v6.masquerade { "IPv6 yes" } else { "IPv6 no" });
+    match (v4, v6) {
+        (Some(v4), Some(v6)) => format!("{v4}; {v6}"),
+        (Some(v4), None) => v4,
+        (None, Some(v6)) => v6.to_owned(),
+        (None, None) => "-".to_owned(),
     }
-    if n.no_masquerade_to.is_empty() {
-        return "yes".into();
-    }
-    let cidrs: Vec<String> = n.no_masquerade_to.iter().map(ToString::to_string).collect();
-    format!("yes, not to {}", cidrs.join(","))
+}
+
+/// Both families' parts of a column, IPv4's first: "10.88.0.0/24, fd00:88::/64".
+fn families(v4: Option<String>, v6: Option<String>) -> String {
+    [v4, v6]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The network's own link: its bridge, a macvlan network's parent, "-" for none.
@@ -139,8 +169,14 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
                 n.name.clone(),
                 n.driver.to_string(),
                 link_cell(n),
-                n.ipv4.map(|v4| v4.subnet.to_string()).unwrap_or_default(),
-                n.ipv4.map(|v4| v4.gateway.to_string()).unwrap_or_default(),
+                families(
+                    n.ipv4.map(|v4| v4.subnet.to_string()),
+                    n.ipv6.map(|v6| v6.subnet.to_string()),
+                ),
+                families(
+                    n.ipv4.map(|v4| v4.gateway.to_string()),
+                    n.ipv6.map(|v6| v6.gateway.to_string()),
+                ),
                 masquerade_cell(n),
                 count.to_string(),
             ]
@@ -195,6 +231,19 @@ mod tests {
             masquerade_cell(&n),
             "yes, not to 10.244.0.0/16,10.96.0.0/12"
         );
+    }
+
+    #[test]
+    fn a_dual_stack_network_shows_both_families() {
+        let mut n = Network::new("dual", "10.88.0.0/24", None, None, true).unwrap();
+        n.set_ipv6("fd00:88::/64", None, false).unwrap();
+        assert_eq!(masquerade_cell(&n), "yes; IPv6 no");
+        let t = networks_table(&[(n, 0)]);
+        assert!(t.contains("10.88.0.0/24, fd00:88::/64"), "{t}");
+        assert!(t.contains("10.88.0.1, fd00:88::1"), "{t}");
+        let mut six = Network::named("six", None).unwrap();
+        six.set_ipv6("fd00:6::/64", None, true).unwrap();
+        assert_eq!(masquerade_cell(&six), "IPv6 yes");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Deciding, not doing: turns a request, its network and the network's allocations into
 //! the endpoint to build. Pure, so every decision is unit-tested without root.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub use crate::model::ipam::Lease;
+
 use crate::core::request::Request;
-use crate::model::endpoint::{Endpoint, Ipv4Attachment};
+use crate::model::endpoint::{Endpoint, Ipv4Attachment, Ipv6Attachment};
 use crate::model::ids::routed_veth_name;
-use crate::model::ipam::{self, Allocations, IpamError, Lease, Subnet};
+use crate::model::ipam::{self, Allocations, IpamError, Leases, Subnet};
 use crate::model::mac::Mac;
 use crate::model::network::{DriverKind, Network, NetworkError};
 
@@ -15,8 +19,17 @@ pub enum PlanError {
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error("published host IP {ip} is inside network {network}'s subnet; publish on a host address instead")]
-    HostIpInSubnet {
-        ip: std::net::Ipv4Addr,
+    HostIpInSubnet { ip: IpAddr, network: String },
+    #[error("published host IP {ip} is an {family} address, but network {network} has no {family} subnet; publish on an address of the other family or on all addresses")]
+    HostIpFamily {
+        ip: IpAddr,
+        family: &'static str,
+        network: String,
+    },
+    #[error("{option} asks for an {family} address, but network {network} has no {family} subnet; drop {option} or use a network with {family}")]
+    NoSuchFamily {
+        option: &'static str,
+        family: &'static str,
         network: String,
     },
     #[error("MAC {mac} is in 02:4e:00:00:00:00/16, the range nethook derives containers' and bridges' MACs from (02:4e: + the IPv4 address); pick a MAC outside it or leave nethook.mac unset")]
@@ -25,34 +38,77 @@ pub enum PlanError {
     PortsOnMacvlan { network: String },
 }
 
-/// Chooses the address and fixes every name the apply step uses. The lease is the
-/// address to record (the store does that); nothing is allocated yet.
-pub fn plan_endpoint<A: Allocations + ?Sized>(
+/// Chooses the addresses and fixes every name the apply step uses. The leases are the
+/// addresses to record (the store does that); nothing is allocated yet.
+pub fn plan_endpoint<A>(
     req: &Request,
     net: &Network,
     allocs: &A,
-) -> Result<(Endpoint, Lease), PlanError> {
-    let v4 = net.ipv4()?;
+) -> Result<(Endpoint, Leases), PlanError>
+where
+    A: Allocations<Ipv4Addr> + Allocations<Ipv6Addr> + ?Sized,
+{
+    net.has_family()?;
     if net.driver == DriverKind::Macvlan && !req.options.ports.is_empty() {
         return Err(PlanError::PortsOnMacvlan {
             network: net.name.clone(),
         });
     }
+    let absent = |option, family| PlanError::NoSuchFamily {
+        option,
+        family,
+        network: net.name.clone(),
+    };
+    if req.options.ip.is_some() && net.ipv4.is_none() {
+        return Err(absent("nethook.ip", "IPv4"));
+    }
+    if req.options.ip6.is_some() && net.ipv6.is_none() {
+        return Err(absent("nethook.ip6", "IPv6"));
+    }
     for spec in &req.options.ports {
-        if let Some(ip) = spec.host_ip {
-            if v4.subnet.contains(ip) {
-                return Err(PlanError::HostIpInSubnet {
-                    ip,
-                    network: net.name.clone(),
-                });
-            }
+        if let Some(ip) = spec.host_ip.map(IpAddr::from) {
+            check_host_ip(net, ip)?;
         }
     }
     if let Some(mac) = req.options.mac.filter(Mac::is_derived) {
         return Err(PlanError::ReservedMac { mac });
     }
-    let lease = ipam::choose(&Subnet::v4(&net.name, v4), req.options.ip, allocs)?;
-    let address = lease.address;
+    let leases = Leases {
+        v4: match &net.ipv4 {
+            Some(v4) => Some(ipam::choose(
+                &Subnet::v4(&net.name, v4),
+                req.options.ip,
+                allocs,
+            )?),
+            None => None,
+        },
+        v6: match &net.ipv6 {
+            Some(v6) => Some(ipam::choose(
+                &Subnet::v6(&net.name, v6),
+                req.options.ip6,
+                allocs,
+            )?),
+            None => None,
+        },
+    };
+    let ipv4 = leases.v4.zip(net.ipv4).map(|(lease, v4)| Ipv4Attachment {
+        address: lease.address,
+        prefix: v4.subnet.prefix(),
+        gateway: v4.gateway,
+    });
+    let ipv6 = leases.v6.zip(net.ipv6).map(|(lease, v6)| Ipv6Attachment {
+        address: lease.address,
+        prefix: v6.subnet.prefix(),
+        gateway: v6.gateway,
+        masquerade: v6.masquerade,
+    });
+    let derived_mac = match (ipv4, ipv6) {
+        (Some(v4), _) => Mac::from_ipv4(v4.address),
+        (None, Some(v6)) => Mac::from_ipv6(v6.address),
+        // Invariant: has_family() above.
+        (None, None) => unreachable!("a network with no address family was refused above"),
+    };
+    let masquerade = net.masquerades_ipv4();
     let endpoint = Endpoint {
         id: req.id.clone(),
         network: net.name.clone(),
@@ -65,16 +121,12 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
             DriverKind::Macvlan => String::new(),
         },
         interface: req.options.ifname.clone(),
-        mac: req.options.mac.unwrap_or_else(|| Mac::from_ipv4(address)),
-        ipv4: Some(Ipv4Attachment {
-            address,
-            prefix: v4.subnet.prefix(),
-            gateway: v4.gateway,
-        }),
-        ipv6: None,
+        mac: req.options.mac.unwrap_or(derived_mac),
+        ipv4,
+        ipv6,
         ports: req.options.ports.clone(),
-        masquerade: v4.masquerade,
-        no_masquerade_to: if v4.masquerade {
+        masquerade,
+        no_masquerade_to: if masquerade {
             net.no_masquerade_to.clone()
         } else {
             Vec::new()
@@ -82,7 +134,28 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };
-    Ok((endpoint, lease))
+    Ok((endpoint, leases))
+}
+
+/// A publish on one host address: of a family the network has (the container has no
+/// address of the other to forward to), and not one of the network's own.
+fn check_host_ip(net: &Network, ip: IpAddr) -> Result<(), PlanError> {
+    let (family, inside) = match ip {
+        IpAddr::V4(ip) => ("IPv4", net.ipv4.map(|v4| v4.subnet.contains(ip))),
+        IpAddr::V6(ip) => ("IPv6", net.ipv6.map(|v6| v6.subnet.contains(ip))),
+    };
+    match inside {
+        None => Err(PlanError::HostIpFamily {
+            ip,
+            family,
+            network: net.name.clone(),
+        }),
+        Some(true) => Err(PlanError::HostIpInSubnet {
+            ip,
+            network: net.name.clone(),
+        }),
+        Some(false) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +165,6 @@ pub(crate) mod tests {
     use crate::model::ids::ContainerId;
     use crate::model::ipam::Pool;
     use crate::model::ports::parse_ports;
-    use std::net::Ipv4Addr;
 
     /// A request for container `id` (unit tests of this module and of `core::elements`).
     pub(crate) fn request(id: &str, opts: Options) -> Request {
@@ -106,12 +178,14 @@ pub(crate) mod tests {
     #[test]
     fn default_request_gets_first_address_eth0_and_derived_mac() {
         let pool = Pool::default();
-        let (ep, lease) = plan_endpoint(
+        let (ep, leases) = plan_endpoint(
             &request("c1", Options::default()),
             &Network::builtin_default(),
             &pool,
         )
         .unwrap();
+        assert_eq!(leases.v6, None);
+        let lease = leases.v4.unwrap();
         let v4 = ep.ipv4.unwrap();
         assert_eq!(v4.address, Ipv4Addr::new(10, 77, 0, 2));
         assert_eq!(v4.prefix, 16);
@@ -186,12 +260,12 @@ pub(crate) mod tests {
     /// Allocations whose every read fails, like a store that cannot read its files.
     struct Unreadable;
 
-    impl Allocations for Unreadable {
+    impl<F: ipam::Family> Allocations<F> for Unreadable {
         type Error = std::io::Error;
-        fn owner(&self, _: Ipv4Addr) -> Result<Option<String>, Self::Error> {
+        fn owner(&self, _: F) -> Result<Option<String>, Self::Error> {
             Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
         }
-        fn last(&self) -> Result<Option<Ipv4Addr>, Self::Error> {
+        fn last(&self) -> Result<Option<F>, Self::Error> {
             Err(std::io::Error::from_raw_os_error(nix::libc::EACCES))
         }
     }
@@ -203,9 +277,9 @@ pub(crate) mod tests {
         pool.last = Some(Ipv4Addr::new(10, 77, 0, 9));
         pool.allocations
             .insert(Ipv4Addr::new(10, 77, 0, 10), "old".into());
-        let (ep, lease) = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap();
+        let (ep, leases) = plan_endpoint(&request("c1", Options::default()), &net, &pool).unwrap();
         assert_eq!(ep.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 0, 11));
-        pool.record(&lease, &ep.id);
+        pool.record(&leases.v4.unwrap(), &ep.id);
         let (ep2, _) = plan_endpoint(&request("c2", Options::default()), &net, &pool).unwrap();
         assert_eq!(ep2.ipv4.unwrap().address, Ipv4Addr::new(10, 77, 0, 12));
     }
@@ -247,5 +321,104 @@ pub(crate) mod tests {
             causes.iter().any(|c| c.contains("Permission denied")),
             "{causes:?}"
         );
+    }
+
+    fn dual() -> Network {
+        let mut n = Network::new("dual", "10.88.0.0/24", None, None, true).unwrap();
+        n.set_ipv6("fd00:88::/64", None, true).unwrap();
+        n
+    }
+
+    #[test]
+    fn a_dual_stack_network_gives_an_address_of_each_family_and_records_both() {
+        let mut pool = Pool::default();
+        let (ep, leases) =
+            plan_endpoint(&request("c1", Options::default()), &dual(), &pool).unwrap();
+        let v6 = ep.ipv6.unwrap();
+        assert_eq!(
+            v6.address,
+            "fd00:88::2".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!((v6.prefix, v6.masquerade), (64, true));
+        assert_eq!(
+            v6.gateway,
+            "fd00:88::1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(ep.mac, Mac::from_ipv4(ep.ipv4.unwrap().address));
+        pool.record(&leases.v4.unwrap(), &ep.id);
+        pool.record6(&leases.v6.unwrap(), &ep.id);
+        let (ep2, _) = plan_endpoint(&request("c2", Options::default()), &dual(), &pool).unwrap();
+        assert_eq!(
+            ep2.ipv6.unwrap().address,
+            "fd00:88::3".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_ipv6_only_network_derives_the_mac_from_the_ipv6_address() {
+        let mut six = Network::named("six", None).unwrap();
+        six.set_ipv6("fd00:6::/120", None, true).unwrap();
+        let opts = Options {
+            ip6: Some("fd00:6::a0".parse().unwrap()),
+            ..Options::default()
+        };
+        let (ep, leases) = plan_endpoint(&request("c1", opts), &six, &Pool::default()).unwrap();
+        assert!(ep.ipv4.is_none() && leases.v4.is_none());
+        assert_eq!(ep.mac.to_string(), "02:4e:00:00:00:a0");
+        assert!(
+            !leases.v6.unwrap().advances_cursor,
+            "a static address keeps the cursor"
+        );
+        assert!(!ep.masquerade, "IPv4's flag; the IPv6 one is in ipv6");
+    }
+
+    #[test]
+    fn an_address_of_a_family_the_network_lacks_is_refused_in_one_line() {
+        let six = {
+            let mut n = Network::named("six", None).unwrap();
+            n.set_ipv6("fd00:6::/64", None, true).unwrap();
+            n
+        };
+        let cases: [(Options, &Network, &str); 4] = [
+            (
+                Options {
+                    ip: Some(Ipv4Addr::new(10, 77, 0, 9)),
+                    ..Options::default()
+                },
+                &six,
+                "nethook.ip asks for an IPv4 address, but network six has no IPv4 subnet",
+            ),
+            (
+                Options {
+                    ip6: Some("fd00::9".parse().unwrap()),
+                    ..Options::default()
+                },
+                &Network::builtin_default(),
+                "nethook.ip6 asks for an IPv6 address, but network nethook has no IPv6 subnet",
+            ),
+            (
+                Options {
+                    ports: parse_ports("127.0.0.1:8080:80").unwrap(),
+                    ..Options::default()
+                },
+                &six,
+                "127.0.0.1 is an IPv4 address, but network six has no IPv4 subnet",
+            ),
+            (
+                Options {
+                    ip6: Some("fd00:7::9".parse().unwrap()),
+                    ..Options::default()
+                },
+                &six,
+                "outside network six's subnet fd00:6::/64; pick one inside it or drop nethook.ip6",
+            ),
+        ];
+        for (opts, net, says) in cases {
+            let e = plan_endpoint(&request("c1", opts), net, &Pool::default()).unwrap_err();
+            assert!(
+                e.to_string().contains(says) && !e.to_string().contains('\n'),
+                "{e}"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! container, its network namespace, and what it asks for (`Options`). How a front end
 //! reads the options (annotations, CNI config) is its own business.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::model::ids::ContainerId;
@@ -27,6 +27,8 @@ pub struct Options {
     pub network: String,
     pub ports: Vec<PortSpec>,
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address (`nethook.ip6`, CNI `ips`), on a network with IPv6.
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
     pub ifname: String,
     pub disabled: bool,
@@ -38,6 +40,7 @@ impl Default for Options {
             network: DEFAULT_NETWORK.to_owned(),
             ports: Vec::new(),
             ip: None,
+            ip6: None,
             mac: None,
             ifname: DEFAULT_IFNAME.to_owned(),
             disabled: false,

@@ -2,7 +2,7 @@
 //! container's `Options`.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::core::request::Options;
 use crate::model::ids::validate_ifname;
@@ -12,6 +12,7 @@ use crate::model::ports::{parse_ports, PortSpecError};
 pub const NETWORK: &str = "nethook.network";
 pub const PORTS: &str = "nethook.ports";
 pub const IP: &str = "nethook.ip";
+pub const IP6: &str = "nethook.ip6";
 pub const MAC: &str = "nethook.mac";
 pub const IFNAME: &str = "nethook.ifname";
 pub const DISABLE: &str = "nethook.disable";
@@ -57,6 +58,13 @@ impl Options {
                 .map_err(|_| invalid(IP, v, "not an IPv4 address, e.g. 10.77.0.10".into()))?;
             opts.ip = Some(ip);
         }
+        if let Some(v) = annotations.get(IP6) {
+            let ip: Ipv6Addr = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(IP6, v, "not an IPv6 address, e.g. fd00:88::10".into()))?;
+            opts.ip6 = Some(ip);
+        }
         if let Some(v) = annotations.get(MAC) {
             opts.mac = Some(v.trim().parse::<Mac>().map_err(|r| invalid(MAC, v, r))?);
         }
@@ -93,6 +101,7 @@ mod tests {
             (NETWORK, "backend"),
             (PORTS, "8080:80"),
             (IP, "10.77.0.9"),
+            (IP6, "fd00:88::9"),
             (MAC, "02:00:00:00:00:09"),
             (IFNAME, "net0"),
             (DISABLE, "false"),
@@ -102,6 +111,7 @@ mod tests {
         assert_eq!(o.network, "backend");
         assert_eq!(o.ports.len(), 1);
         assert_eq!(o.ip, Some("10.77.0.9".parse().unwrap()));
+        assert_eq!(o.ip6, Some("fd00:88::9".parse().unwrap()));
         assert_eq!(o.mac.unwrap().to_string(), "02:00:00:00:00:09");
         assert_eq!(o.ifname, "net0");
         assert!(!o.disabled);
@@ -121,6 +131,8 @@ mod tests {
     fn bad_values_name_the_annotation() {
         for (k, v) in [
             (IP, "10.77.0"),
+            (IP6, "10.77.0.9"),
+            (IP6, "fd00::1::2"),
             (MAC, "01:00:5e:00:00:01"),
             (MAC, "zz:00:00:00:00:01"),
             (IFNAME, ""),

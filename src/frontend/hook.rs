@@ -41,11 +41,12 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             }
             match attach::setup(store, &kernel, &req) {
                 Ok(ep) => {
-                    let addr = ep
+                    let v4 = ep
                         .ipv4
                         .zip(ep.container_prefix())
-                        .map(|(a, prefix)| format!("{}/{prefix}", a.address))
-                        .unwrap_or_default();
+                        .map(|(a, prefix)| format!("{}/{prefix}", a.address));
+                    let v6 = ep.ipv6.map(|a| format!("{}/{}", a.address, a.prefix));
+                    let addr = [v4, v6].into_iter().flatten().collect::<Vec<_>>().join(" ");
                     // A macvlan endpoint has no host interface.
                     let host = match ep.host_interface.as_str() {
                         "" => String::new(),

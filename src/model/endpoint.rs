@@ -19,9 +19,7 @@ pub struct Ipv4Attachment {
     pub gateway: Ipv4Addr,
 }
 
-/// The IPv6 side of an endpoint. No version writes one yet; the type is here so IPv6
-/// fills in behaviour, not types. A record that has one loads (a newer version may have
-/// written it) and its other parts are torn down as usual.
+/// The IPv6 side of an endpoint (a network with `--subnet6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ipv6Attachment {
     pub address: Ipv6Addr,
@@ -82,6 +80,20 @@ impl Endpoint {
         } else {
             v4.prefix
         })
+    }
+}
+
+impl Endpoint {
+    /// Its addresses for messages and tables: `10.77.0.2`, `fd00::2` or
+    /// `10.77.0.2, fd00::2`.
+    pub fn address_text(&self) -> String {
+        let v4 = self.ipv4.map(|a| a.address.to_string());
+        let v6 = self.ipv6.map(|a| a.address.to_string());
+        [v4, v6]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -33,6 +33,10 @@ pub trait Family:
     const NAME: &'static str;
     /// The name of the family's round-robin cursor in a network's IPAM directory.
     const CURSOR: &'static str;
+    /// The annotation that asks for an address of the family, for messages.
+    const OPTION: &'static str;
+    /// What the subnet's first address is: never handed out.
+    const BASE: &'static str;
     fn to_bits(self) -> u128;
     fn from_bits(bits: u128) -> Self;
 }
@@ -40,6 +44,8 @@ pub trait Family:
 impl Family for Ipv4Addr {
     const NAME: &'static str = "IPv4";
     const CURSOR: &'static str = "last";
+    const OPTION: &'static str = "nethook.ip";
+    const BASE: &'static str = "network address";
     fn to_bits(self) -> u128 {
         u128::from(u32::from(self))
     }
@@ -52,6 +58,9 @@ impl Family for Ipv4Addr {
 impl Family for Ipv6Addr {
     const NAME: &'static str = "IPv6";
     const CURSOR: &'static str = "last6";
+    const OPTION: &'static str = "nethook.ip6";
+    // The host answers it once it forwards IPv6, so its holder could not reach the gateway.
+    const BASE: &'static str = "subnet-router anycast address";
     fn to_bits(self) -> u128 {
         u128::from(self)
     }
@@ -121,20 +130,26 @@ impl<A: Family> Subnet<A> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
-    #[error("address {ip} is outside network {network}'s subnet {subnet}; pick one inside it or drop nethook.ip")]
+    #[error("address {ip} is outside network {network}'s subnet {subnet}; pick one inside it or drop {option}")]
     OutsideSubnet {
         ip: IpAddr,
         network: String,
         subnet: String,
+        option: &'static str,
     },
-    #[error("address {ip} is the {what} of network {network}; pick another nethook.ip")]
+    #[error("address {ip} is the {what} of network {network}; pick another {option}")]
     Reserved {
         ip: IpAddr,
         what: &'static str,
         network: String,
+        option: &'static str,
     },
-    #[error("address {ip} is already used by container {owner}; pick another nethook.ip or stop that container")]
-    Taken { ip: IpAddr, owner: String },
+    #[error("address {ip} is already used by container {owner}; pick another {option} or stop that container")]
+    Taken {
+        ip: IpAddr,
+        owner: String,
+        option: &'static str,
+    },
     #[error("network {network} ({subnet}) has no free address left; stop containers, run `nethook gc`, or use a larger subnet")]
     Exhausted { network: String, subnet: String },
     #[error("cannot read network {network}'s allocations")]
@@ -172,6 +187,13 @@ pub struct Lease<A = Ipv4Addr> {
     pub advances_cursor: bool,
 }
 
+/// The addresses chosen for an endpoint, one per family its network has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leases {
+    pub v4: Option<Lease<Ipv4Addr>>,
+    pub v6: Option<Lease<Ipv6Addr>>,
+}
+
 /// Chooses `requested` if it is usable and free, else the first free address after the
 /// last one handed out. Allocation resumes after that one, so a just-freed address is not
 /// reused at once (stale ARP and conntrack entries age out first).
@@ -191,6 +213,7 @@ pub fn choose<A: Family, S: Allocations<A> + ?Sized>(
                 return Err(IpamError::Taken {
                     ip: ip.into(),
                     owner,
+                    option: A::OPTION,
                 });
             }
             Ok(Lease {
@@ -237,6 +260,7 @@ fn check_requested<A: Family>(subnet: &Subnet<A>, ip: A) -> Result<(), IpamError
             ip: ip.into(),
             network: subnet.network.clone(),
             subnet: subnet.cidr.clone(),
+            option: A::OPTION,
         });
     }
     let reserved = |what| {
@@ -244,10 +268,11 @@ fn check_requested<A: Family>(subnet: &Subnet<A>, ip: A) -> Result<(), IpamError
             ip: ip.into(),
             what,
             network: subnet.network.clone(),
+            option: A::OPTION,
         })
     };
     if ip == subnet.base {
-        return reserved("network address");
+        return reserved(A::BASE);
     }
     if Some(ip) == subnet.broadcast {
         return reserved("broadcast address");
@@ -267,6 +292,11 @@ pub struct Pool {
     pub allocations: BTreeMap<Ipv4Addr, String>,
     #[serde(default)]
     pub last: Option<Ipv4Addr>,
+    /// IPv6 allocations (unit tests only: the old single-file layout had none).
+    #[serde(skip)]
+    pub allocations6: BTreeMap<Ipv6Addr, String>,
+    #[serde(skip)]
+    pub last6: Option<Ipv6Addr>,
 }
 
 impl Pool {
@@ -276,6 +306,15 @@ impl Pool {
             .insert(lease.address, id.as_str().to_owned());
         if lease.advances_cursor {
             self.last = Some(lease.address);
+        }
+    }
+
+    /// Records an IPv6 lease the way the store does.
+    pub fn record6(&mut self, lease: &Lease<Ipv6Addr>, id: &ContainerId) {
+        self.allocations6
+            .insert(lease.address, id.as_str().to_owned());
+        if lease.advances_cursor {
+            self.last6 = Some(lease.address);
         }
     }
 
@@ -302,204 +341,18 @@ impl Allocations for Pool {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+impl Allocations<Ipv6Addr> for Pool {
+    type Error = Infallible;
 
-    fn id(s: &str) -> ContainerId {
-        ContainerId::parse(s).unwrap()
+    fn owner(&self, ip: Ipv6Addr) -> Result<Option<String>, Infallible> {
+        Ok(self.allocations6.get(&ip).cloned())
     }
 
-    fn small() -> Network {
-        Network::new("small", "192.168.50.0/29", None, None, true).unwrap()
-    }
-
-    /// Choose and record, as setup does through the store.
-    pub(crate) fn allocate(
-        p: &mut Pool,
-        net: &Network,
-        owner: &str,
-        requested: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, IpamError> {
-        let lease = choose(&Subnet::of(net).unwrap(), requested, p)?;
-        p.record(&lease, &id(owner));
-        Ok(lease.address)
-    }
-
-    #[test]
-    fn first_allocation_skips_network_and_gateway() {
-        let mut p = Pool::default();
-        let net = Network::builtin_default();
-        assert_eq!(
-            allocate(&mut p, &net, "a", None).unwrap(),
-            Ipv4Addr::new(10, 77, 0, 2)
-        );
-        assert_eq!(
-            allocate(&mut p, &net, "b", None).unwrap(),
-            Ipv4Addr::new(10, 77, 0, 3)
-        );
-    }
-
-    #[test]
-    fn freed_address_is_not_reused_until_the_pool_wraps() {
-        let mut p = Pool::default();
-        let net = small(); // hosts .1-.6, gateway .1 → .2..=.6 usable
-        let a = allocate(&mut p, &net, "a", None).unwrap();
-        assert!(p.release(a, "a"));
-        let b = allocate(&mut p, &net, "b", None).unwrap();
-        assert_ne!(a, b);
-        for n in ["c", "d", "e"] {
-            allocate(&mut p, &net, n, None).unwrap();
-        }
-        // Only .2 is free now; the scan wraps around to it.
-        assert_eq!(allocate(&mut p, &net, "f", None).unwrap(), a);
-        assert!(matches!(
-            allocate(&mut p, &net, "g", None),
-            Err(IpamError::Exhausted { .. })
-        ));
-    }
-
-    #[test]
-    fn a_cursor_outside_the_subnet_restarts_at_the_first_host() {
-        let p = Pool {
-            last: Some(Ipv4Addr::new(10, 0, 0, 9)),
-            ..Pool::default()
-        };
-        assert_eq!(
-            choose(&Subnet::of(&small()).unwrap(), None, &p)
-                .unwrap()
-                .address,
-            Ipv4Addr::new(192, 168, 50, 2)
-        );
-    }
-
-    #[test]
-    fn release_only_frees_the_owners_address() {
-        let mut p = Pool::default();
-        let net = small();
-        let a = allocate(&mut p, &net, "a", None).unwrap();
-        assert!(!p.release(a, "intruder"));
-        assert_eq!(p.owner(a).unwrap().as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn requested_addresses_are_checked() {
-        let mut p = Pool::default();
-        let net = small();
-        let ip = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
-        assert_eq!(
-            allocate(&mut p, &net, "a", ip("192.168.50.5")).unwrap(),
-            Ipv4Addr::new(192, 168, 50, 5)
-        );
-        let taken = allocate(&mut p, &net, "b", ip("192.168.50.5")).unwrap_err();
-        assert!(
-            matches!(&taken, IpamError::Taken { owner, .. } if owner == "a"),
-            "{taken:?}"
-        );
-        assert!(matches!(
-            allocate(&mut p, &net, "b", ip("192.168.50.1")),
-            Err(IpamError::Reserved {
-                what: "gateway",
-                ..
-            })
-        ));
-        assert!(matches!(
-            allocate(&mut p, &net, "b", ip("192.168.50.0")),
-            Err(IpamError::Reserved { .. })
-        ));
-        assert!(matches!(
-            allocate(&mut p, &net, "b", ip("192.168.50.7")),
-            Err(IpamError::Reserved { .. })
-        ));
-        assert!(matches!(
-            allocate(&mut p, &net, "b", ip("10.0.0.1")),
-            Err(IpamError::OutsideSubnet { .. })
-        ));
-    }
-
-    #[test]
-    fn a_static_address_does_not_move_the_cursor() {
-        let p = Pool::default();
-        let lease = choose(
-            &Subnet::of(&small()).unwrap(),
-            Some(Ipv4Addr::new(192, 168, 50, 5)),
-            &p,
-        )
-        .unwrap();
-        assert_eq!(
-            lease,
-            Lease {
-                address: Ipv4Addr::new(192, 168, 50, 5),
-                advances_cursor: false
-            }
-        );
-        assert!(
-            choose(&Subnet::of(&small()).unwrap(), None, &p)
-                .unwrap()
-                .advances_cursor
-        );
-    }
-
-    #[test]
-    fn pool_reads_the_old_single_file_format() {
-        let old = r#"{"allocations": {"10.77.0.2": "a", "10.77.0.3": "b"}, "last": "10.77.0.3"}"#;
-        let p: Pool = serde_json::from_str(old).unwrap();
-        assert_eq!(p.allocations.len(), 2);
-        assert_eq!(
-            p.owner(Ipv4Addr::new(10, 77, 0, 2)).unwrap().as_deref(),
-            Some("a")
-        );
-        assert_eq!(p.last, Some(Ipv4Addr::new(10, 77, 0, 3)));
-        // Older files had no cursor at all.
-        assert_eq!(
-            serde_json::from_str::<Pool>(r#"{"allocations": {}}"#).unwrap(),
-            Pool::default()
-        );
-    }
-
-    /// IPv6 allocations in memory, as the store keeps them beside the IPv4 ones.
-    #[derive(Default)]
-    struct Pool6 {
-        held: BTreeMap<Ipv6Addr, String>,
-        last: Option<Ipv6Addr>,
-    }
-
-    impl Allocations<Ipv6Addr> for Pool6 {
-        type Error = Infallible;
-        fn owner(&self, ip: Ipv6Addr) -> Result<Option<String>, Infallible> {
-            Ok(self.held.get(&ip).cloned())
-        }
-        fn last(&self) -> Result<Option<Ipv6Addr>, Infallible> {
-            Ok(self.last)
-        }
-    }
-
-    #[test]
-    fn ipv6_is_chosen_the_same_way_skipping_the_subnet_address_and_gateway() {
-        let c = crate::model::network::Ipv6Config {
-            subnet: "fd00::/126".parse().unwrap(),
-            gateway: "fd00::1".parse().unwrap(),
-            masquerade: true,
-        };
-        let subnet = Subnet::v6("v6", &c);
-        let mut p = Pool6::default();
-        let a = choose(&subnet, None, &p).unwrap();
-        assert_eq!(a.address, "fd00::2".parse::<Ipv6Addr>().unwrap());
-        p.held.insert(a.address, "a".into());
-        p.last = Some(a.address);
-        let b = choose(&subnet, None, &p).unwrap();
-        // No broadcast in IPv6: the subnet's last address is a host's.
-        assert_eq!(b.address, "fd00::3".parse::<Ipv6Addr>().unwrap());
-        p.held.insert(b.address, "b".into());
-        assert!(matches!(
-            choose(&subnet, None, &p),
-            Err(IpamError::Exhausted { .. })
-        ));
-        let taken = choose(&subnet, Some(a.address), &p).unwrap_err();
-        assert!(taken.to_string().contains("fd00::2"), "{taken}");
-        assert!(matches!(
-            choose(&subnet, Some("fd00::".parse().unwrap()), &p),
-            Err(IpamError::Reserved { .. })
-        ));
+    fn last(&self) -> Result<Option<Ipv6Addr>, Infallible> {
+        Ok(self.last6)
     }
 }
+
+#[cfg(test)]
+#[path = "ipam_tests.rs"]
+pub(crate) mod tests;

@@ -1,7 +1,7 @@
 //! Ethernet addresses for container interfaces.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -15,6 +15,14 @@ impl Mac {
     pub fn from_ipv4(ip: Ipv4Addr) -> Self {
         let o = ip.octets();
         Mac([0x02, 0x4e, o[0], o[1], o[2], o[3]])
+    }
+
+    /// The same for a container of an IPv6-only network: `02:4e:` + the address's last 32
+    /// bits, which sequential allocation keeps unique within a network (a static address
+    /// that shares them with another container's needs `nethook.mac`).
+    pub fn from_ipv6(ip: Ipv6Addr) -> Self {
+        let o = ip.octets();
+        Mac([0x02, 0x4e, o[12], o[13], o[14], o[15]])
     }
 
     /// Is this in the range `from_ipv4` derives from? Another container's or a bridge's MAC

@@ -1,9 +1,10 @@
-//! Network definitions: which driver and bridge, which subnets (IPv4, and room for IPv6),
+//! Network definitions: which driver and bridge, which subnets (IPv4, IPv6 or both),
 //! whether to masquerade each. Pure data and rules; `store` persists them in the layout
 //! of `file::NetworkFile`.
 
 mod driver;
 pub mod file;
+mod ipv6;
 mod range;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -33,10 +34,15 @@ pub enum NetworkError {
     Overlap { subnet: String, other: String },
     #[error("bridge {bridge} is already used by network {other}; pass another --bridge")]
     BridgeTaken { bridge: String, other: String },
-    #[error(
-        "network {network}: IPv6 is not supported yet; remove the ipv6 part of its definition"
-    )]
-    Ipv6Unsupported { network: String },
+    #[error("network {network} has no subnet; give --subnet, --subnet6 or both")]
+    NoFamily { network: String },
+    #[error("subnet6 {subnet}: {reason}")]
+    BadSubnet6 { subnet: String, reason: String },
+    #[error("gateway6 {gateway} is not a usable address of {subnet}; pick one inside it other than {base} (the subnet-router anycast address)", base = subnet.network())]
+    BadGateway6 {
+        gateway: Ipv6Addr,
+        subnet: Ipv6Network,
+    },
     #[error("--no-masquerade-to {cidr}: {reason}")]
     BadNoMasquerade { cidr: String, reason: String },
     #[error("network {network} has no IPv4 subnet, which nethook needs; add an ipv4 part to its definition or recreate it with `nethook network create {network} --subnet CIDR`")]
@@ -69,8 +75,7 @@ pub struct Ipv4Config {
     pub range: Option<Ipv4Network>,
 }
 
-/// The IPv6 side of a network. The types are here so IPv6 fills in behaviour, not types;
-/// a definition with an IPv6 part is refused for now (`NetworkError::Ipv6Unsupported`).
+/// The IPv6 side of a network (`--subnet6`); see `ipv6.rs` for what a subnet may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6Config {
     pub subnet: Ipv6Network,
@@ -82,7 +87,7 @@ pub struct Ipv6Config {
 pub use driver::{DriverKind, ROUTED_GATEWAY};
 
 /// A network definition. Read and written as `file::NetworkFile` (the layout older
-/// versions wrote), which is where an IPv6 part is refused.
+/// versions wrote, with an optional IPv6 part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "file::NetworkFile", try_from = "file::NetworkFile")]
 pub struct Network {
@@ -126,8 +131,8 @@ impl Network {
         }
     }
 
-    /// Builds and validates a definition from CLI input; `gateway` and `bridge` default
-    /// to the first host address and `nh-<name>`.
+    /// Builds and validates an IPv4 definition from CLI input; `gateway` and `bridge`
+    /// default to the first host address and `nh-<name>` (see `named`).
     pub fn new(
         name: &str,
         subnet: &str,
@@ -135,10 +140,47 @@ impl Network {
         bridge: Option<&str>,
         masquerade: bool,
     ) -> Result<Self, NetworkError> {
+        let mut net = Self::named(name, bridge)?;
+        net.set_ipv4(subnet, gateway, masquerade)?;
+        Ok(net)
+    }
+
+    /// A bridge network of that name with no address family yet: `set_ipv4`, `set_ipv6`
+    /// (or both) give it its subnets. The bridge defaults to `nh-<name>`, or `nethook0` for
+    /// the default network, whose definition a file may replace (to give it IPv6).
+    pub fn named(name: &str, bridge: Option<&str>) -> Result<Self, NetworkError> {
         validate_name(name).map_err(|reason| NetworkError::BadName {
             name: name.to_owned(),
             reason,
         })?;
+        let bridge = match bridge {
+            Some(b) => b.to_owned(),
+            None => derived_bridge(name),
+        };
+        validate_ifname(&bridge).map_err(|reason| NetworkError::BadBridge {
+            name: bridge.clone(),
+            reason: format!("{reason} (pass --bridge with a shorter name)"),
+        })?;
+        Ok(Network {
+            name: name.to_owned(),
+            driver: DriverKind::Bridge,
+            bridge,
+            ipv4: None,
+            ipv6: None,
+            ethertype_filter: true,
+            no_masquerade_to: Vec::new(),
+            parent: None,
+        })
+    }
+
+    /// Gives the network its IPv4 subnet (`--subnet`), the gateway defaulting to the first
+    /// host address.
+    pub fn set_ipv4(
+        &mut self,
+        subnet: &str,
+        gateway: Option<Ipv4Addr>,
+        masquerade: bool,
+    ) -> Result<(), NetworkError> {
         let parsed: Ipv4Network = subnet.parse().map_err(|_| NetworkError::BadSubnet {
             subnet: subnet.to_owned(),
             reason: "not an IPv4 CIDR like 10.88.0.0/24".into(),
@@ -159,38 +201,32 @@ impl Network {
                 ),
             });
         }
-        let bridge = match bridge {
-            Some(b) => b.to_owned(),
-            None => format!("nh-{name}"),
-        };
-        validate_ifname(&bridge).map_err(|reason| NetworkError::BadBridge {
-            name: bridge.clone(),
-            reason: format!("{reason} (pass --bridge with a shorter name)"),
-        })?;
         let first_host = Ipv4Addr::from(u32::from(parsed.network()) + 1);
         let gateway = gateway.unwrap_or(first_host);
-        let net = Network {
-            name: name.to_owned(),
-            driver: DriverKind::Bridge,
-            bridge,
-            ipv4: Some(Ipv4Config {
-                subnet: parsed,
-                gateway,
-                masquerade,
-                range: None,
-            }),
-            ipv6: None,
-            ethertype_filter: true,
-            no_masquerade_to: Vec::new(),
-            parent: None,
-        };
-        if !net.is_host_address(gateway) {
+        let before = self.ipv4.replace(Ipv4Config {
+            subnet: parsed,
+            gateway,
+            masquerade,
+            range: None,
+        });
+        if !self.is_host_address(gateway) {
+            self.ipv4 = before;
             return Err(NetworkError::BadGateway {
                 gateway,
                 subnet: parsed,
             });
         }
-        Ok(net)
+        Ok(())
+    }
+
+    /// Whether the network has at least one address family (a definition needs one).
+    pub fn has_family(&self) -> Result<(), NetworkError> {
+        if self.ipv4.is_none() && self.ipv6.is_none() {
+            return Err(NetworkError::NoFamily {
+                network: self.name.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Sets the destinations excluded from masquerade (`--no-masquerade-to`, repeatable):
@@ -224,17 +260,14 @@ impl Network {
     /// derives for the network (`nh-NAME`, or `nethook0` for the default): versions before
     /// the tag made those.
     pub fn owns_bridge(&self, is_bridge: bool, alias: Option<&str>) -> bool {
-        let derived = if self.name == DEFAULT_NETWORK {
-            "nethook0".to_owned()
-        } else {
-            format!("nh-{}", self.name)
-        };
+        let derived = derived_bridge(&self.name);
         is_bridge
             && (alias == Some(self.owner_tag().as_str())
                 || (alias.is_none() && self.bridge == derived))
     }
 
-    /// The IPv4 side, which every network has for now (see `NetworkError::NoIpv4`).
+    /// The IPv4 side, for what needs one (the routed and macvlan drivers; see
+    /// `NetworkError::NoIpv4`).
     pub fn ipv4(&self) -> Result<&Ipv4Config, NetworkError> {
         self.ipv4.as_ref().ok_or_else(|| NetworkError::NoIpv4 {
             network: self.name.clone(),
@@ -288,6 +321,15 @@ impl Network {
             }
         }
         Ok(())
+    }
+}
+
+/// The bridge name nethook derives for a network: `nethook0` for the default one.
+fn derived_bridge(name: &str) -> String {
+    if name == DEFAULT_NETWORK {
+        "nethook0".to_owned()
+    } else {
+        format!("nh-{name}")
     }
 }
 

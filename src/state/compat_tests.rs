@@ -94,7 +94,7 @@ fn a_network_definition_of_the_previous_version_loads_and_is_rewritten_unchanged
 }
 
 #[test]
-fn a_definition_with_an_ipv6_part_is_refused_with_one_line() {
+fn a_definition_with_an_ipv6_part_loads_and_a_bad_one_is_refused_with_one_line() {
     let t = TempDir::new("ipv6");
     let s = t.store();
     let text = NETWORK_FILE.replace(
@@ -102,10 +102,21 @@ fn a_definition_with_an_ipv6_part_is_refused_with_one_line() {
         "\"ipv6\": {\"subnet\": \"fd00:88::/64\", \"gateway\": \"fd00:88::1\"},\n  \"masquerade\": true",
     );
     write_private(&s.network_path("backend"), &text);
+    let net = s.load_network("backend").unwrap();
+    let v6 = net.ipv6.unwrap();
+    assert_eq!(v6.subnet.to_string(), "fd00:88::/64");
+    assert!(
+        v6.masquerade,
+        "an ipv6 part without masquerade masquerades, like IPv4's"
+    );
+    write_private(
+        &s.network_path("backend"),
+        &text.replace("fd00:88::/64", "fe80::/64"),
+    );
     let e = s.load_network("backend").unwrap_err();
     assert!(matches!(e, StoreError::Definition { .. }), "{e:?}");
     let line = crate::log::describe(&e);
-    assert!(line.contains("IPv6 is not supported yet"), "{line}");
+    assert!(line.contains("link-local"), "{line}");
     assert!(!line.contains('\n'), "{line}");
     // Listing refuses it too rather than leave it out silently.
     assert!(s.list_networks().is_err());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use super::files::{io_err, open_nofollow, read_small, remove_file, write_atomic};
 use super::StoreError;
 use crate::model::ids::ContainerId;
-use crate::model::ipam::{Allocations, Family, Lease, Pool};
+use crate::model::ipam::{Allocations, Family, Lease, Leases, Pool};
 
 /// One network's allocations, `RUN_DIR/ipam/<network>/`: a file per address (`10.77.0.2`,
 /// holding the owner's container id) and a round-robin cursor per family (`last` for
@@ -75,6 +75,22 @@ impl IpamDir {
             let _ = fs::remove_file(&path);
         }
         written
+    }
+
+    /// Records an endpoint's leases, both or neither: a second that fails frees the first.
+    pub fn record_leases(&self, leases: &Leases, id: &ContainerId) -> Result<(), StoreError> {
+        if let Some(v4) = &leases.v4 {
+            self.record(v4, id)?;
+        }
+        if let Some(v6) = &leases.v6 {
+            if let Err(e) = self.record(v6, id) {
+                if let Some(v4) = &leases.v4 {
+                    let _ = self.release(v4.address, id.as_str());
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Frees `ip` only if `owner` still holds it: a late teardown of an old container must

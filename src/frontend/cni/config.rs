@@ -1,7 +1,7 @@
 //! The network configuration on stdin: nethook's keys, the runtime's capabilities
 //! (`runtimeConfig`), `prevResult` and GC's valid attachments.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ipnetwork::Ipv4Network;
@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::error::{CniError, Code};
 use super::version::Version;
+use crate::model::ipam::Family;
 use crate::model::mac::Mac;
 use crate::model::network::DriverKind;
 use crate::model::ports::{parse_ports, PortSpec};
@@ -22,8 +23,10 @@ pub struct Config {
     pub name: String,
     /// The nethook network: `network`, or the conflist's `name`.
     pub network: String,
-    /// Defines the network on first use.
+    /// Defines the network on first use (with `subnet6`, or alone).
     pub subnet: Option<String>,
+    /// The IPv6 subnet of a network defined here; a defined network's must match.
+    pub subnet6: Option<String>,
     /// The bridge of a network defined here (default `nh-NETWORK`).
     pub bridge: Option<String>,
     /// The driver of a network defined here (default bridge); a defined network's must match.
@@ -36,6 +39,7 @@ pub struct Config {
     pub no_masquerade_to: Vec<Ipv4Network>,
     pub ports: Vec<PortSpec>,
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
     pub prev_result: Option<Value>,
     /// GC: `cni.dev/valid-attachments` as (container id, ifname).
@@ -48,6 +52,7 @@ struct Raw {
     name: Option<String>,
     network: Option<String>,
     subnet: Option<String>,
+    subnet6: Option<String>,
     bridge: Option<String>,
     driver: Option<String>,
     parent: Option<String>,
@@ -146,6 +151,7 @@ pub fn parse(v: &Value) -> Result<Config, CniError> {
         name,
         network,
         subnet: raw.subnet,
+        subnet6: raw.subnet6,
         bridge: raw.bridge,
         driver: raw
             .driver
@@ -157,6 +163,7 @@ pub fn parse(v: &Value) -> Result<Config, CniError> {
         no_masquerade_to,
         ports: ports(&rc.port_mappings)?,
         ip: static_ip(&rc.ips)?,
+        ip6: static_ip(&rc.ips)?,
         mac: rc
             .mac
             .map(|m| {
@@ -206,25 +213,28 @@ fn ports(mappings: &[PortMapping]) -> Result<Vec<PortSpec>, CniError> {
     })
 }
 
-/// The `ips` capability: one IPv4 address (a prefix, if given, is the network's anyway).
-fn static_ip(ips: &[String]) -> Result<Option<Ipv4Addr>, CniError> {
+/// The `ips` capability: at most one address of family `A` (a prefix, if given, is the
+/// network's anyway).
+fn static_ip<A: Family>(ips: &[String]) -> Result<Option<A>, CniError> {
     let mut found = None;
     for raw in ips {
         let addr = raw.split_once('/').map_or(raw.as_str(), |(a, _)| a);
-        match addr.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) if found.is_none() => found = Some(ip),
-            Ok(IpAddr::V4(_)) => {
-                return Err(invalid(format!(
-                "runtimeConfig ips asks for more than one IPv4 address ({}); an attachment has one",
-                ips.join(", ")
-            )))
-            }
-            _ => {
-                return Err(invalid(format!(
-                "runtimeConfig ips entry {raw:?} is not an IPv4 address; nethook networks are IPv4"
-            )))
-            }
+        if addr.parse::<IpAddr>().is_err() {
+            return Err(invalid(format!(
+                "runtimeConfig ips entry {raw:?} is not an IP address; give e.g. 10.88.0.5 or fd00:88::5"
+            )));
         }
+        let Ok(ip) = addr.parse::<A>() else {
+            continue;
+        };
+        if found.is_some() {
+            return Err(invalid(format!(
+                "runtimeConfig ips asks for more than one {} address ({}); an attachment has one of each family",
+                A::NAME,
+                ips.join(", ")
+            )));
+        }
+        found = Some(ip);
     }
     Ok(found)
 }

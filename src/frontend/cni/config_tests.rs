@@ -29,7 +29,7 @@ fn runtime_capabilities_become_the_hooks_options() {
         "portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},
                         {"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"},
                         {"hostPort":9000,"containerPort":9000,"hostIP":""}],
-        "ips":["10.88.0.7/24"],"mac":"02:00:00:00:00:07"}}"#)
+        "ips":["10.88.0.7/24","fd00:88::7/64"],"mac":"02:00:00:00:00:07"}}"#)
     .unwrap();
     assert_eq!(
         c.ports,
@@ -37,6 +37,7 @@ fn runtime_capabilities_become_the_hooks_options() {
     );
     assert_eq!(c.ports[1].proto, Proto::Udp);
     assert_eq!(c.ip, Some(Ipv4Addr::new(10, 88, 0, 7)));
+    assert_eq!(c.ip6, Some("fd00:88::7".parse().unwrap()));
     assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:07");
 }
 
@@ -83,7 +84,11 @@ fn bad_configs_get_the_specs_codes_and_one_line() {
             Code::InvalidConfig,
         ),
         (
-            r#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"ips":["fd00::5/64"]}}"#,
+            r#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"ips":["fd00::5/64","fd00::6"]}}"#,
+            Code::InvalidConfig,
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"ips":["web"]}}"#,
             Code::InvalidConfig,
         ),
         (

@@ -1,7 +1,7 @@
 //! The `CNI_*` environment variables a runtime passes (SPEC.md, "Parameters").
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::error::{CniError, Code};
 use crate::model::ids::ContainerId;
@@ -90,13 +90,22 @@ impl Env {
             .filter(|p| !p.is_empty())
             .filter_map(|p| p.split_once('='))
             .collect();
-        if let Some(ip) = pairs.get("IP") {
-            out.ip = Some(ip.parse().map_err(|_| {
+        // As host-local takes it: one address, or one of each family separated by a comma.
+        if let Some(list) = pairs.get("IP") {
+            let bad = |why: &str| {
                 CniError::new(
                     Code::InvalidEnv,
-                    format!("CNI_ARGS IP={ip} is not an IPv4 address; pass e.g. IP=10.88.0.5"),
+                    format!("CNI_ARGS IP={list} {why}; pass e.g. IP=10.88.0.5 or IP=10.88.0.5,fd00:88::5"),
                 )
-            })?);
+            };
+            for one in list.split(',') {
+                match one.trim().parse::<IpAddr>() {
+                    Ok(IpAddr::V4(ip)) if out.ip.is_none() => out.ip = Some(ip),
+                    Ok(IpAddr::V6(ip)) if out.ip6.is_none() => out.ip6 = Some(ip),
+                    Ok(_) => return Err(bad("names two addresses of one family")),
+                    Err(_) => return Err(bad("is not a list of IP addresses")),
+                }
+            }
         }
         if let Some(mac) = pairs.get("MAC") {
             out.mac = Some(mac.parse().map_err(|e| {
@@ -110,6 +119,7 @@ impl Env {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CniArgs {
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
 }
 
@@ -146,6 +156,17 @@ mod tests {
         assert_eq!(a.mac.unwrap().to_string(), "02:00:00:00:00:09");
         let e = env(&[("CNI_ARGS", "IP=nope")]);
         assert_eq!(e.args().unwrap_err().code, Code::InvalidEnv);
+        let dual = env(&[("CNI_ARGS", "IP=fd00::9,10.1.0.9")]).args().unwrap();
+        assert_eq!(dual.ip, Some(Ipv4Addr::new(10, 1, 0, 9)));
+        assert_eq!(dual.ip6, Some("fd00::9".parse().unwrap()));
+        let two = env(&[("CNI_ARGS", "IP=10.1.0.9,10.1.0.8")])
+            .args()
+            .unwrap_err();
+        assert!(
+            two.msg.contains("two addresses of one family"),
+            "{}",
+            two.msg
+        );
     }
 
     #[test]

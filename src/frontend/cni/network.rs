@@ -1,7 +1,7 @@
-//! The conflist's `network`, `subnet` and `noMasqueradeTo`: use a defined network, or define
-//! it on first use.
+//! The conflist's `network`, `subnet`, `subnet6` and `noMasqueradeTo`: use a defined
+//! network, or define it on first use.
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use super::config::Config;
 use super::error::{CniError, Code};
@@ -23,54 +23,74 @@ pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniErro
             )));
         }
     }
-    match (load(store, &cfg.network)?, &cfg.subnet) {
-        (Some(net), Some(subnet)) => {
-            same_subnet(&net, subnet)?;
-            same_exceptions(&net, &cfg.no_masquerade_to)
-        }
-        (Some(net), None) => same_exceptions(&net, &cfg.no_masquerade_to),
-        (None, None) => Err(CniError::new(
+    let defined = load(store, &cfg.network)?;
+    if let Some(net) = defined {
+        return same_definition(&net, cfg);
+    }
+    if cfg.subnet.is_none() && cfg.subnet6.is_none() {
+        return Err(CniError::new(
             Code::InvalidConfig,
             format!(
-                "nethook network {} is not defined; add \"subnet\" to the conflist to define it, or run `nethook network create {} --subnet CIDR`",
+                "nethook network {} is not defined; add \"subnet\" (and/or \"subnet6\") to the conflist to define it, or run `nethook network create {} --subnet CIDR`",
                 cfg.network, cfg.network
             ),
-        )),
-        (None, Some(subnet)) => {
-            let mut net = Network::new(&cfg.network, subnet, None, cfg.bridge.as_deref(), true)
-                .map_err(|e| invalid(format!("subnet/network of the conflist: {e}")))?;
-            net.set_no_masquerade_to(&cidrs(&cfg.no_masquerade_to))
-                .map_err(|e| invalid(format!("noMasqueradeTo of the conflist: {e}")))?;
-            net.set_driver(
-                cfg.driver.unwrap_or_default(),
-                cfg.parent.as_deref(),
-                false,
-                cfg.bridge.is_some(),
-            )
-            .map_err(|e| invalid(format!("driver/parent of the conflist: {e}")))?;
-            match networks::create(store, k, &net) {
-                Ok(()) => Ok(()),
-                // Another ADD defined it meanwhile: fine if it is the same.
-                Err(NetworkOpError::Store(StoreError::NetworkExists { .. })) => {
-                    match load(store, &cfg.network)? {
-                        Some(net) => {
-                            same_subnet(&net, subnet)?;
-                            same_exceptions(&net, &cfg.no_masquerade_to)
-                        }
-                        None => Err(try_again(&cfg.network)),
-                    }
-                }
-                Err(e @ (NetworkOpError::Store(_) | NetworkOpError::Link(_))) => Err(
-                    CniError::new(Code::Setup, format!("defining network {}: {}", cfg.network, describe(&e))),
-                ),
-                Err(e) => Err(invalid(format!(
-                    "cannot define network {} from the conflist: {}",
-                    cfg.network,
-                    describe(&e)
-                ))),
+        ));
+    }
+    let net = from_conflist(cfg)?;
+    match networks::create(store, k, &net) {
+        Ok(()) => Ok(()),
+        // Another ADD defined it meanwhile: fine if it is the same.
+        Err(NetworkOpError::Store(StoreError::NetworkExists { .. })) => {
+            match load(store, &cfg.network)? {
+                Some(net) => same_definition(&net, cfg),
+                None => Err(try_again(&cfg.network)),
             }
         }
+        Err(e @ (NetworkOpError::Store(_) | NetworkOpError::Link(_))) => Err(CniError::new(
+            Code::Setup,
+            format!("defining network {}: {}", cfg.network, describe(&e)),
+        )),
+        Err(e) => Err(invalid(format!(
+            "cannot define network {} from the conflist: {}",
+            cfg.network,
+            describe(&e)
+        ))),
     }
+}
+
+/// The definition the conflist's keys describe.
+fn from_conflist(cfg: &Config) -> Result<Network, CniError> {
+    let mut net = Network::named(&cfg.network, cfg.bridge.as_deref())
+        .map_err(|e| invalid(format!("network/bridge of the conflist: {e}")))?;
+    if let Some(subnet) = &cfg.subnet {
+        net.set_ipv4(subnet, None, true)
+            .map_err(|e| invalid(format!("subnet of the conflist: {e}")))?;
+    }
+    if let Some(subnet6) = &cfg.subnet6 {
+        net.set_ipv6(subnet6, None, true)
+            .map_err(|e| invalid(format!("subnet6 of the conflist: {e}")))?;
+    }
+    net.set_no_masquerade_to(&cidrs(&cfg.no_masquerade_to))
+        .map_err(|e| invalid(format!("noMasqueradeTo of the conflist: {e}")))?;
+    net.set_driver(
+        cfg.driver.unwrap_or_default(),
+        cfg.parent.as_deref(),
+        false,
+        cfg.bridge.is_some(),
+    )
+    .map_err(|e| invalid(format!("driver/parent of the conflist: {e}")))?;
+    Ok(net)
+}
+
+/// What the conflist says of a defined network must be what it was defined with.
+fn same_definition(net: &Network, cfg: &Config) -> Result<(), CniError> {
+    if let Some(subnet) = &cfg.subnet {
+        same_subnet(net, subnet)?;
+    }
+    if let Some(subnet6) = &cfg.subnet6 {
+        same_subnet6(net, subnet6)?;
+    }
+    same_exceptions(net, &cfg.no_masquerade_to)
 }
 
 fn load(store: &Store, name: &str) -> Result<Option<Network>, CniError> {
@@ -94,6 +114,23 @@ fn same_subnet(net: &Network, subnet: &str) -> Result<(), CniError> {
     let have = have.map_or_else(|| "no IPv4 subnet".to_owned(), |s| s.to_string());
     Err(invalid(format!(
         "nethook network {} is already defined with {have}, the conflist asks for {asked}; set subnet to {have}, drop it, or name another network",
+        net.name
+    )))
+}
+
+fn same_subnet6(net: &Network, subnet6: &str) -> Result<(), CniError> {
+    let asked: Ipv6Network = subnet6.parse().map_err(|_| {
+        invalid(format!(
+            "subnet6 {subnet6:?} is not an IPv6 CIDR like fd00:88::/64"
+        ))
+    })?;
+    let have = net.ipv6.map(|v6| v6.subnet);
+    if have == Some(asked) {
+        return Ok(());
+    }
+    let have = have.map_or_else(|| "no IPv6 subnet".to_owned(), |s| s.to_string());
+    Err(invalid(format!(
+        "nethook network {} is already defined with {have}, the conflist asks for subnet6 {asked}; set subnet6 to {have}, drop it, or name another network",
         net.name
     )))
 }

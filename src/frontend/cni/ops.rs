@@ -36,14 +36,14 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
             ports: cfg.ports.clone(),
             // The capability is the runtime's newer way to say what CNI_ARGS says.
             ip: cfg.ip.or(args.ip),
+            ip6: cfg.ip6.or(args.ip6),
             mac: cfg.mac.or(args.mac),
             ifname: env.ifname.clone().unwrap_or_default(),
             disabled: false,
         },
     };
     let ep = attach::setup(store, &k, &req).map_err(setup_error)?;
-    let attached = Attached::of(&ep, netns)
-        .ok_or_else(|| CniError::new(Code::Setup, format!("{} got no IPv4 address", ep.id)))?;
+    let attached = Attached::of(&ep, netns);
     Ok(result::render(
         cfg.version,
         &attached,

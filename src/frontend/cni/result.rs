@@ -2,7 +2,7 @@
 //! requested `cniVersion`, appended to a `prevResult` when nethook runs after another
 //! plugin, so plugins after it (bandwidth, tuning) see every interface.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
@@ -17,24 +17,26 @@ pub struct Attached {
     pub mac: String,
     /// CNI_NETNS, as the runtime gave it.
     pub sandbox: String,
-    pub address: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
+    /// The container's addresses, IPv4's first: address, prefix length, gateway.
+    pub addresses: Vec<(IpAddr, u8, IpAddr)>,
 }
 
 impl Attached {
-    /// None when the endpoint has no IPv4 side (no version writes one without).
-    pub fn of(ep: &Endpoint, sandbox: &str) -> Option<Self> {
-        let v4 = ep.ipv4?;
-        Some(Attached {
+    pub fn of(ep: &Endpoint, sandbox: &str) -> Self {
+        let v4 = ep.ipv4.map(|v4| {
+            let prefix = ep.container_prefix().unwrap_or(v4.prefix);
+            (v4.address.into(), prefix, v4.gateway.into())
+        });
+        let v6 = ep
+            .ipv6
+            .map(|v6| (v6.address.into(), v6.prefix, v6.gateway.into()));
+        Attached {
             host_ifname: ep.host_interface.clone(),
             ifname: ep.interface.clone(),
             mac: ep.mac.to_string(),
             sandbox: sandbox.to_owned(),
-            address: v4.address,
-            prefix: ep.container_prefix().unwrap_or(v4.prefix),
-            gateway: v4.gateway,
-        })
+            addresses: [v4, v6].into_iter().flatten().collect(),
+        }
     }
 }
 
@@ -56,24 +58,29 @@ pub fn render(version: Version, a: &Attached, prev: Option<&Value>) -> Value {
     }
     let index = interfaces.len();
     interfaces.push(json!({ "name": a.ifname, "mac": a.mac, "sandbox": a.sandbox }));
-    let mut ip = Map::new();
-    if version.ips_have_version() {
-        ip.insert("version".into(), json!("4"));
-    }
-    ip.insert(
-        "address".into(),
-        json!(format!("{}/{}", a.address, a.prefix)),
-    );
-    ip.insert("gateway".into(), json!(a.gateway.to_string()));
-    ip.insert("interface".into(), json!(index));
-    ips.push(Value::Object(ip));
-    // An earlier plugin's default route stays the container's: a second one would not be
-    // what the container has.
-    let has_default = routes
-        .iter()
-        .any(|r| r.get("dst").and_then(Value::as_str) == Some("0.0.0.0/0"));
-    if !has_default {
-        routes.push(json!({ "dst": "0.0.0.0/0", "gw": a.gateway.to_string() }));
+    for (address, prefix, gateway) in &a.addresses {
+        let mut ip = Map::new();
+        if version.ips_have_version() {
+            let family = if address.is_ipv4() { "4" } else { "6" };
+            ip.insert("version".into(), json!(family));
+        }
+        ip.insert("address".into(), json!(format!("{address}/{prefix}")));
+        ip.insert("gateway".into(), json!(gateway.to_string()));
+        ip.insert("interface".into(), json!(index));
+        ips.push(Value::Object(ip));
+        // An earlier plugin's default route stays the container's: a second one would not
+        // be what the container has.
+        let default = if address.is_ipv4() {
+            "0.0.0.0/0"
+        } else {
+            "::/0"
+        };
+        let has_default = routes
+            .iter()
+            .any(|r| r.get("dst").and_then(Value::as_str) == Some(default));
+        if !has_default {
+            routes.push(json!({ "dst": default, "gw": gateway.to_string() }));
+        }
     }
     let dns = prev
         .and_then(|p| p.get("dns"))

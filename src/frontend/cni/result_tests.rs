@@ -1,3 +1,4 @@
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::*;
@@ -9,10 +10,31 @@ fn attached() -> Attached {
         ifname: "eth0".into(),
         mac: "02:4e:0a:58:00:05".into(),
         sandbox: "/var/run/netns/cni-1234".into(),
-        address: Ipv4Addr::new(10, 88, 0, 5),
-        prefix: 24,
-        gateway: Ipv4Addr::new(10, 88, 0, 1),
+        addresses: vec![(
+            Ipv4Addr::new(10, 88, 0, 5).into(),
+            24,
+            Ipv4Addr::new(10, 88, 0, 1).into(),
+        )],
     }
+}
+
+#[test]
+fn a_dual_stack_attachment_reports_both_addresses_and_default_routes() {
+    let mut a = attached();
+    a.addresses.push((
+        "fd00:88::5".parse().unwrap(),
+        64,
+        "fd00:88::1".parse().unwrap(),
+    ));
+    let old = render(Version::V040, &a, None);
+    assert_eq!(old["ips"][1]["version"], "6");
+    assert_eq!(old["ips"][1]["address"], "fd00:88::5/64");
+    assert_eq!(old["ips"][1]["interface"], 1);
+    let new = render(Version::V100, &a, None);
+    assert_eq!(
+        new["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.88.0.1"}, {"dst": "::/0", "gw": "fd00:88::1"}])
+    );
 }
 
 /// Compares with testdata/cni/NAME; `NETHOOK_UPDATE_GOLDEN=1` rewrites the file instead.

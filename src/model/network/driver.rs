@@ -90,6 +90,9 @@ impl Network {
                 }
             }
             DriverKind::Routed => {
+                if self.ipv6.is_some() {
+                    return refuse("--subnet6", "IPv6 is built for bridge networks only so far; use --driver bridge for IPv6, or drop --subnet6");
+                }
                 if parent.is_some() {
                     return refuse("--parent", "a routed network has no parent interface; --parent is for --driver macvlan");
                 }
@@ -114,6 +117,9 @@ impl Network {
                 let Some(parent) = parent else {
                     return Err(NetworkError::NoParent);
                 };
+                if self.ipv6.is_some() {
+                    return refuse("--subnet6", "IPv6 is built for bridge networks only so far; use --driver bridge for IPv6, or drop --subnet6");
+                }
                 validate_ifname(parent).map_err(|reason| NetworkError::BadParent {
                     name: parent.to_owned(),
                     reason,

@@ -11,8 +11,9 @@
 //!
 //! `masquerade` at the top level is IPv4's (it predates the per-family parts); IPv6's sits
 //! in its own part. `driver` is written when it is not `bridge`, `ethertype_filter` when
-//! it is false, `no_masquerade_to` (IPv4's, like `masquerade`) when it is not empty. An `ipv6` part is parsed (so its layout is fixed now) and refused: IPv6 is
-//! not supported yet.
+//! it is false, `no_masquerade_to` (IPv4's, like `masquerade`) when it is not empty, `ipv6` when the
+//! network has IPv6 (`{"subnet": "fd00:88::/64", "gateway": "fd00:88::1", "masquerade":
+//! true}`); an IPv6-only network has no `ipv4` part.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -96,20 +97,14 @@ impl From<Network> for NetworkFile {
 impl TryFrom<NetworkFile> for Network {
     type Error = NetworkError;
 
-    /// Refuses what this version cannot serve rather than ignore it: an IPv6 part, and a
-    /// network without IPv4.
+    /// Validates the definition as the command line does, so a hand-edited file gets the
+    /// same one-line errors.
     fn try_from(f: NetworkFile) -> Result<Self, NetworkError> {
-        if f.ipv6.is_some() {
-            return Err(NetworkError::Ipv6Unsupported { network: f.name });
-        }
-        let Some(v4) = f.ipv4 else {
-            return Err(NetworkError::NoIpv4 { network: f.name });
-        };
         let mut net = Network {
             name: f.name,
             driver: f.driver,
             bridge: f.bridge,
-            ipv4: Some(Ipv4Config {
+            ipv4: f.ipv4.map(|v4| Ipv4Config {
                 subnet: v4.subnet,
                 gateway: v4.gateway,
                 masquerade: f.masquerade,
@@ -124,10 +119,18 @@ impl TryFrom<NetworkFile> for Network {
             no_masquerade_to: Vec::new(),
             parent: f.parent,
         };
-        // Validated as on the command line: a hand-edited file gets the same one-line error.
+        net.has_family()?;
+        net.check_ipv6()?;
+        if net.ipv6.is_some() && !net.driver.is_bridge() {
+            return Err(NetworkError::DriverOption {
+                option: "an ipv6 part",
+                driver: net.driver,
+                reason: "IPv6 is built for bridge networks only so far; remove the ipv6 part",
+            });
+        }
         let cidrs: Vec<String> = f.no_masquerade_to.iter().map(|c| c.to_string()).collect();
         net.set_no_masquerade_to(&cidrs)?;
-        if let Some(range) = v4.range {
+        if let Some(range) = f.ipv4.and_then(|v4| v4.range) {
             net.set_ip_range(&range.to_string())?;
         }
         Ok(net)
@@ -218,19 +221,37 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_part_is_refused_not_ignored() {
-        let e = serde_json::from_str::<Network>(
-            r#"{"name":"v6","bridge":"nh-v6","ipv4":{"subnet":"10.91.0.0/24","gateway":"10.91.0.1"},
-                "ipv6":{"subnet":"fd00:91::/64","gateway":"fd00:91::1"}}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("IPv6 is not supported yet"), "{e}");
+    fn a_dual_stack_definition_round_trips_and_an_ipv6_only_one_has_no_ipv4_part() {
+        let mut n = Network::new("dual", "10.91.0.0/24", None, None, true).unwrap();
+        n.set_ipv6("fd00:91::/64", None, false).unwrap();
+        let text = serde_json::to_string(&n).unwrap();
+        assert!(
+            text.contains(
+                r#""ipv6":{"subnet":"fd00:91::/64","gateway":"fd00:91::1","masquerade":false}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), n);
+        let mut six = Network::named("six", None).unwrap();
+        six.set_ipv6("fd00:92::/64", None, true).unwrap();
+        let text = serde_json::to_string(&six).unwrap();
+        assert!(!text.contains("ipv4"), "{text}");
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), six);
     }
 
     #[test]
-    fn a_network_without_ipv4_is_refused() {
+    fn a_hand_edited_ipv6_part_is_validated() {
+        let e = serde_json::from_str::<Network>(
+            r#"{"name":"v6","bridge":"nh-v6","ipv6":{"subnet":"fd00:91::/64","gateway":"fd00:99::1"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("gateway6 fd00:99::1"), "{e}");
+    }
+
+    #[test]
+    fn a_network_without_any_subnet_is_refused() {
         let e =
             serde_json::from_str::<Network>(r#"{"name":"none","bridge":"nh-none"}"#).unwrap_err();
-        assert!(e.to_string().contains("has no IPv4 subnet"), "{e}");
+        assert!(e.to_string().contains("has no subnet"), "{e}");
     }
 }
