@@ -5,7 +5,8 @@
 # are reused while others hold theirs; half the teardowns run after the container died
 # (the usual poststop), half while its netns is still alive. At the end nothing may be
 # left: no host veth, endpoint record, allocation or nftables element. Once per driver
-# (DRIVERS, default "bridge routed": the default network, then a routed network).
+# (DRIVERS, default "bridge routed dual": the default network, a routed network, then a
+# dual-stack bridge network, whose containers publish over both families).
 #
 #   bash scripts/e2e-cycles.sh            CYCLES=200 DRIVERS=routed bash scripts/e2e-cycles.sh
 set -euo pipefail
@@ -13,7 +14,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cycles="${CYCLES:-1000}"
-drivers="${DRIVERS:-bridge routed}"
+drivers="${DRIVERS:-bridge routed dual}"
 window=8
 network_annotation=
 nh_install_deps
@@ -64,6 +65,9 @@ for driver in $drivers; do
 echo "== $cycles cycles, $driver driver"
 if [[ $driver == bridge ]]; then
     network_annotation=""
+elif [[ $driver == dual ]]; then
+    nh network create "cyc-$driver" --subnet 10.62.0.0/24 --subnet6 fd00:62::/64 >/dev/null 2>&1
+    network_annotation="\"nethook.network\":\"cyc-$driver\","
 else
     nh network create "cyc-$driver" --subnet 10.62.0.0/24 --driver "$driver" >/dev/null
     network_annotation="\"nethook.network\":\"cyc-$driver\","
@@ -92,6 +96,8 @@ nh_check "$driver: no address allocated" nh_ipam_empty
 nh_check "$driver: ports4 map empty" test "$(map_size map ports4)" -eq 0
 nh_check "$driver: hports4 map empty" test "$(map_size map hports4)" -eq 0
 nh_check "$driver: masq4 set empty" test "$(map_size set masq4)" -eq 0
+nh_check "$driver: ports6, hports6 and masq6 empty" test "$(($(map_size map ports6) + $(map_size map hports6) + $(map_size set masq6)))" -eq 0
+nh_check "$driver: IPv6 anti-spoofing set addrs6 empty" test "$(map_size set addrs6 bridge)" -eq 0
 nh_check "$driver: network sets nets, intra and intra4 empty" test "$(($(map_size set nets) + $(map_size set intra) + $(map_size set intra4)))" -eq 0
 nh_check "$driver: anti-spoofing sets macs, addrs4 and raddrs4 empty" test "$(($(map_size set macs bridge) + $(map_size set addrs4 bridge) + $(map_size set raddrs4)))" -eq 0
 nh_check "$driver: no host route to a container left" test -z "$(ip route show | grep '^10\.62\.' || true)"

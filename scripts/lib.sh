@@ -838,7 +838,7 @@ nh_endpoints_empty() {
 
 # nh_ipam_empty [ID... [-- IP...]]: no network's IPAM directory
 # ($NETHOOK_RUN_DIR/ipam/<network>/) holds an address file, and no file there
-# names one of the ids. Only each network's `last` cursor may stay; it may name
+# names one of the ids. Only each network's `last` and `last6` cursors may stay; they may name
 # a freed address, so the IPs are not looked for beyond that. A leftover
 # single-file allocation (ipam/<network>.json, older versions) counts as a leak.
 nh_ipam_empty() {
@@ -848,7 +848,7 @@ nh_ipam_empty() {
     [[ -d $root ]] || return 0
     mapfile -t left < <(
         find "$root" -mindepth 1 -maxdepth 1 ! -type d
-        find "$root" -mindepth 2 -maxdepth 2 ! \( -type f -name last \)
+        find "$root" -mindepth 2 -maxdepth 2 ! \( -type f \( -name last -o -name last6 \) \)
         find "$root" -mindepth 3
     )
     if ((${#left[@]})); then
