@@ -130,6 +130,20 @@ enum NetworkCommand {
         #[arg(long = "ip-range", value_name = "CIDR")]
         ip_range: Option<String>,
     },
+    /// Give a network (the default one `nethook` included) IPv6: containers started from
+    /// now on get an address of each family.
+    Update {
+        name: String,
+        /// IPv6 subnet in CIDR form, e.g. fd00:77::/64.
+        #[arg(long, value_name = "PREFIX")]
+        subnet6: String,
+        /// IPv6 gateway address on the bridge (default: PREFIX::1).
+        #[arg(long)]
+        gateway6: Option<Ipv6Addr>,
+        /// Do not masquerade IPv6 traffic leaving the subnet.
+        #[arg(long)]
+        no_masquerade6: bool,
+    },
     /// List networks.
     Ls {
         #[arg(long)]
@@ -273,6 +287,15 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             }
             networks::create(store, &Host::new(), &net)?;
             println!("{}", net.name);
+        }
+        NetworkCommand::Update {
+            name,
+            subnet6,
+            gateway6,
+            no_masquerade6,
+        } => {
+            networks::add_ipv6(store, &name, &subnet6, gateway6, !no_masquerade6)?;
+            println!("{name}");
         }
         NetworkCommand::Ls { json } => {
             let endpoints = settled_endpoints(store)?;

@@ -1,6 +1,7 @@
 //! Network definitions: create and remove them, with the checks against the host they
 //! need (routes a subnet would shadow, bridges nethook did not make).
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use crate::driver::{self, DriverError};
@@ -34,6 +35,8 @@ pub enum NetworkOpError {
     },
     #[error("{0}")]
     Parent(String),
+    #[error("network {name} already has IPv6 ({subnet}); it cannot change while the network exists: remove and recreate the network to change it")]
+    HasIpv6 { name: String, subnet: String },
     #[error("network {name} is built in and has no bridge to remove")]
     BuiltIn { name: String },
 }
@@ -151,6 +154,39 @@ fn check_parent(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
         ));
     }
     Ok(())
+}
+
+/// Gives a defined network (the default one included, whose built-in definition a file
+/// then replaces) an IPv6 part: containers started from now on get an address of each
+/// family, running ones keep what they have. An IPv6 part is never changed or removed
+/// here: containers may hold its addresses.
+pub fn add_ipv6(
+    store: &Store,
+    name: &str,
+    subnet6: &str,
+    gateway6: Option<Ipv6Addr>,
+    masquerade6: bool,
+) -> Result<Network, NetworkOpError> {
+    let _lock = store.lock()?;
+    let mut net = store.load_network(name)?;
+    if let Some(v6) = net.ipv6 {
+        return Err(NetworkOpError::HasIpv6 {
+            name: name.to_owned(),
+            subnet: v6.subnet.to_string(),
+        });
+    }
+    if !net.driver.is_bridge() {
+        return Err(NetworkError::DriverOption {
+            option: "--subnet6",
+            driver: net.driver,
+            reason: "IPv6 is built for bridge networks only so far",
+        }
+        .into());
+    }
+    net.set_ipv6(subnet6, gateway6, masquerade6)?;
+    net.check_conflicts(&store.list_networks()?)?;
+    store.save_network(&net)?;
+    Ok(net)
 }
 
 /// What `remove` did.

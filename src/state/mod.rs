@@ -271,6 +271,13 @@ impl Store {
         write_json(&path, net)
     }
 
+    /// Writes a changed definition of a network (a file for the built-in default one).
+    pub fn save_network(&self, net: &Network) -> Result<(), StoreError> {
+        ensure_dir(&self.config_dir)?;
+        ensure_dir(&self.networks_dir())?;
+        write_json(&self.network_path(&net.name), net)
+    }
+
     /// Removes a network's file and its address directory (by then only `last` and
     /// addresses `gc` would free); false when there was no file.
     pub fn remove_network(&self, name: &str) -> Result<bool, StoreError> {

@@ -6,6 +6,7 @@
 mod attach;
 mod detach;
 mod gc;
+mod ipv6;
 mod macvlan;
 mod routed;
 
