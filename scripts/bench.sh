@@ -12,8 +12,9 @@
 #   --no-docs        do not
 #   --profile        also strace -T -f a few nethook setups/teardowns at N (RUN_DIR/profile)
 #   --peer-budget S  stop a peer's setup loop after S seconds (default 200; 0 = none)
-#   --phases LIST    comma list of floor,kernel,nethook,nethook2,routed,nhcni,cni,netavark,netavark2,conc,runc
-#                    (routed: nethook's routed driver, 2×N containers on one network)
+#   --phases LIST    comma list of floor,kernel,nethook,nethook2,routed,dual,nhcni,cni,netavark,netavark2,conc,runc
+#                    (routed: nethook's routed driver, 2×N containers on one network;
+#                    dual: N containers on a dual-stack bridge network)
 #                    (nhcni: nethook as a CNI plugin, ADD + DEL with the netns alive;
 #                    netavark2: netavark 2.1, nftables driver, built once into ~/.cache/nethook)
 # Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
@@ -37,7 +38,7 @@ log() { printf '%s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 QUICK=0 N=1000 OUT="" DOCS="" PROFILE=0 BUDGET=200
-PHASES="floor,kernel,nethook,nethook2,routed,nhcni,cni,netavark,netavark2,conc,runc"
+PHASES="floor,kernel,nethook,nethook2,routed,dual,nhcni,cni,netavark,netavark2,conc,runc"
 while (($#)); do
     case $1 in
     --quick) QUICK=1 N=50 ;;

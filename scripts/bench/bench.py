@@ -775,16 +775,30 @@ def phase_runc(a, out):
 def phase_routed(a, out):
     """nethook's routed driver: 2×N containers (2000 by default) on one routed network, each
     with a published port, then the usual poststop (namespace gone first)."""
-    lo_up()
     # A host without any global IPv4 address makes the kernel walk every device for a
     # source address at each route add (a sandbox artifact: real hosts have an uplink).
+    lo_up()
     subprocess.run(["ip", "addr", "add", "192.0.2.250/32", "dev", "lo"], check=True)
-    rec = Recorder("routed")
-    nh = Nethook(a.nethook_bin, f"{a.state}/routed", network="flat")
-    subprocess.run([nh.bin, "network", "create", "flat", "--subnet", "10.200.0.0/20",
-                    "--driver", "routed"], env=nh.env, check=True, capture_output=True)
-    n = a.routed_n or 2 * a.n
-    cs = make_containers(n, "rt")
+    phase_network(a, out, "routed", "flat", ["--subnet", "10.200.0.0/20", "--driver", "routed"],
+                  a.routed_n or 2 * a.n, "rt")
+
+
+def phase_dual(a, out):
+    """A dual-stack bridge network (issue 21): N containers, each with a port published over
+    both families, then the usual poststop; compared with phase nethook's IPv4-only setup."""
+    lo_up()
+    phase_network(a, out, "dual", "dual", ["--subnet", "10.201.0.0/16", "--subnet6", "fd00:201::/64"],
+                  a.n, "ds")
+
+
+def phase_network(a, out, phase, network, create_args, n, prefix):
+    """N containers on one network made with `network create NETWORK CREATE_ARGS`, each with
+    a published port, set up in turn, then torn down after their namespace is gone."""
+    rec = Recorder(phase)
+    nh = Nethook(a.nethook_bin, f"{a.state}/{phase}", network=network)
+    subprocess.run([nh.bin, "network", "create", network, *create_args],
+                   env=nh.env, check=True, capture_output=True)
+    cs = make_containers(n, prefix)
     keys = list(cs.procs)
     t_start = now()
     done = []
@@ -793,7 +807,7 @@ def phase_routed(a, out):
         rec.add(i + 1, "setup", ok, t, err)
         if ok:
             done.append(key)
-        progress("routed", "setup", i, n, t_start, a.every)
+        progress(phase, "setup", i, n, t_start, a.every)
     eps = host_veths(nh)
     rec.notes["endpoints_after_setup"] = len(eps)
     t_start = now()
@@ -802,7 +816,7 @@ def phase_routed(a, out):
         wait_gone(eps.get(key, "none"))
         ok, t, err = nh.teardown(key)
         rec.add(len(done) - i, "teardown_gone", ok, t, err)
-        progress("routed", "teardown_gone", i, len(done), t_start, a.every)
+        progress(phase, "teardown_gone", i, len(done), t_start, a.every)
     rec.notes["endpoints_after_teardown"] = len(nh.ls())
     cs.kill_all()
     rec.dump(out)
@@ -810,6 +824,7 @@ def phase_routed(a, out):
 
 PHASES = {
     "routed": phase_routed,
+    "dual": phase_dual,
     "floor": phase_floor,
     "kernel": phase_kernel,
     "nethook": lambda a, o: phase_nethook(a, o, gone=False),
@@ -900,7 +915,7 @@ def main():
     p.add_argument("--nethook-bin", required=True)
     p.add_argument("--baseline-bin", default=None,
                    help="another nethook binary, run in phases base/base2 beside nethook/nethook2")
-    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,routed,nhcni,cni,netavark,netavark2,conc,runc")
+    p.add_argument("--phases", default="floor,kernel,nethook,nethook2,routed,dual,nhcni,cni,netavark,netavark2,conc,runc")
     p.add_argument("--routed-n", type=int, default=0, help="containers of the routed phase (0 = 2×N)")
     p.add_argument("--netavark2-bin", default=None, help="netavark 2.1 (phase netavark2)")
     p.add_argument("--peer-budget", type=float, default=200, help="seconds per peer setup loop (0 = none)")

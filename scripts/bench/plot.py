@@ -25,6 +25,8 @@ STYLE = {
     ("nethook-cni", "setup"): ("nethook as CNI plugin (ADD)", "tab:purple"),
     ("routed", "setup"): ("nethook, routed driver", "tab:pink"),
     ("routed", "teardown_gone"): ("nethook, routed driver, netns gone", "tab:pink"),
+    ("dual", "setup"): ("nethook, dual stack", "tab:olive"),
+    ("dual", "teardown_gone"): ("nethook, dual stack, netns gone", "tab:olive"),
     ("floor", "veth_add_up"): ("kernel link work alone (raw netlink)", "tab:grey"),
     ("nethook", "teardown_alive"): ("nethook, netns alive", "tab:green"),
     ("nethook", "teardown_gone"): ("nethook, netns gone", "tab:olive"),

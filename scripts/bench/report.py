@@ -62,7 +62,7 @@ def main():
     failures = {}
     for phase, tool in (("nethook", "nethook"), ("nethook2", "nethook"), ("base", "baseline"),
                         ("base2", "baseline"), ("cni", "cni"), ("nhcni", "nethook-cni"),
-                        ("netavark", "netavark"), ("netavark2", "netavark2"), ("routed", "routed"),
+                        ("netavark", "netavark"), ("netavark2", "netavark2"), ("routed", "routed"), ("dual", "dual"),
                         ("floor", "floor"), ("kernel", "floor")):
         d = load(rd, phase)
         if not d:
@@ -109,11 +109,11 @@ def main():
     out(f"{'tool':<12} {'op':<16} {'n':>5} | {'N≤20 p50':>9} {'p90':>8} | {'last20 p50':>10} {'p90':>8} | {'all p50':>8} | {'×nethook':>9}")
     out("-" * 102)
     order = [("nethook", "setup"), ("baseline", "setup"), ("nethook-cni", "setup"), ("cni", "setup"), ("netavark", "setup"),
-             ("netavark2", "setup"), ("routed", "setup"), ("nethook", "setup_run2"),
+             ("netavark2", "setup"), ("routed", "setup"), ("dual", "setup"), ("nethook", "setup_run2"),
              ("nethook", "teardown_alive"), ("nethook-cni", "teardown_alive"), ("cni", "teardown_alive"),
              ("netavark", "teardown_alive"), ("netavark2", "teardown_alive"),
              ("baseline", "setup_run2"), ("baseline", "teardown_alive"),
-             ("nethook", "teardown_gone"), ("routed", "teardown_gone"), ("baseline", "teardown_gone"),
+             ("nethook", "teardown_gone"), ("routed", "teardown_gone"), ("dual", "teardown_gone"), ("baseline", "teardown_gone"),
              ("nethook", "teardown_gone_burst"),
              ("baseline", "teardown_gone_burst"), ("floor", "veth_add_up"), ("floor", "rtm_dellink_same_n"),
              ("floor", "ip_link_del_same_n"), ("floor", "rtm_dellink"), ("floor", "ip_link_del"),
@@ -269,6 +269,16 @@ def main():
         target(f"routed setup at N={rs['max_n']} within 1.2× of N=1 (p50 last 20 / N≤20)",
                f"{rs['last_p50'] / rs['first_p50']:.2f}× ({rs['first_p50']:.2f} → {rs['last_p50']:.2f} ms)",
                rs["last_p50"] / rs["first_p50"] <= 1.2)
+    ds = S.get(("dual", "setup"))
+    if ds and su:
+        # Issue 21: dual stack against IPv4 only, same run, same N.
+        target("dual-stack setup p50 within +0.5 ms of IPv4-only setup (all N)",
+               f"{ds['all_p50']:.2f} vs {su['all_p50']:.2f} ms (+{ds['all_p50'] - su['all_p50']:.2f})",
+               ds["all_p50"] - su["all_p50"] <= 0.5)
+        dt, nt = S.get(("dual", "teardown_gone")), S.get(("nethook", "teardown_gone"))
+        if dt and nt:
+            target("dual-stack teardown p50 within +0.5 ms of IPv4-only teardown (all N)",
+                   f"{dt['all_p50']:.2f} vs {nt['all_p50']:.2f} ms", dt["all_p50"] - nt["all_p50"] <= 0.5)
     cd = S.get(("nethook-cni", "teardown_alive"))
     if cd:
         target("CNI DEL p50 ≤ 5 ms, netns alive", f"{cd['all_p50']:.2f} ms", cd["all_p50"] <= 5)
