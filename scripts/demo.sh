@@ -10,7 +10,8 @@
 # their addresses, traffic between them, a published port, the nftables table
 # nethook manages, then the same binary run as a CNI plugin (as containerd,
 # Podman and kubelet run it) putting one more namespace on the same network,
-# a routed network (no bridge), and finally that stopping them leaves nothing behind.
+# a routed network (no bridge), a dual-stack network (IPv6), and finally that stopping
+# them leaves nothing behind.
 # Everything it creates is removed when it exits, even on Ctrl-C.
 #
 # Env: NETHOOK_BIN=path to skip building; NETHOOK_SKIP_PORTS=1 to skip the
@@ -177,6 +178,20 @@ echo "  On the host: a route to it out of its veth (nr...), which has no address
 show ip route show "$IP_R"
 echo "  Isolation holds as between bridge networks: demo-a (bridge network) cannot reach it."
 show runc exec demo-a ping -c 1 -W 1 "$IP_R" || echo "  (no answer, as it should be)"
+
+heading "IPv6: a dual-stack network"
+show nethook network create d6 --subnet 10.62.0.0/24 --subnet6 fd00:62::/64
+for id in demo-v6a demo-v6b; do
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" nethook.network=d6
+    SHOW_AS="runc run --detach --bundle bundles/$id $id" show nh_run_container "$NH_TMP/bundles/$id" "$id"
+done
+show nethook ls
+echo "  Inside: an IPv6 address usable at once (no DAD wait, not tentative), no link-local address,"
+echo "  a default route via the bridge's fd00:62::1:"
+show runc exec demo-v6a ip -6 addr show dev eth0
+show runc exec demo-v6a ip -6 route
+IP6_B="$(nh ls --json | python3 -c 'import json,sys; print(next(e["ipv6"] for e in json.load(sys.stdin) if e["id"] == "demo-v6b"))')"
+show runc exec demo-v6a ping -6 -c 2 "$IP6_B"
 
 heading "Stopping the containers (runc kill + delete runs the poststop hook)"
 while read -r id; do
