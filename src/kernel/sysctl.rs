@@ -77,9 +77,11 @@ fn route_localnet_key(bridge: &str) -> String {
     format!("net/ipv4/conf/{bridge}/route_localnet")
 }
 
-/// Turns IPv6 off on a host veth of a network that has no IPv6, so the host gets no
-/// link-local address, route or neighbour chatter per container. (Containers' IPv6 is
-/// dropped at their bridge port instead; see the bridge table.) Only for names in the
+/// Turns IPv6 off on a host veth, so the host gets no link-local address, route or
+/// neighbour chatter per container. A bridge port needs no IPv6 of its own to forward a
+/// dual-stack container's IPv6 frames: the bridge (which has IPv6) is the host's end of
+/// the network. (Containers of a network without IPv6 have their IPv6 dropped at their
+/// bridge port; see the bridge table.) Only for names in the
 /// hook's own namespace: a `/proc/sys/net` lookup from inside a container's namespace
 /// would slow every later lookup on the host. Missing when the kernel has IPv6 disabled
 /// altogether: nothing to do then.
