@@ -165,6 +165,21 @@ fn dual_stack_and_ipv6_only_containers_get_usable_addresses_no_link_local_and_a_
             let text = nethook::describe(&err);
             assert!(text.contains("add fd00:98::3/64 to eth0"), "{text}");
             assert!(text.contains("exists"), "{text}");
+
+            // A container whose IPv6 is off (its own sysctl): one line saying so.
+            let c3 = FakeContainer::start("k6-off");
+            let ns3 = plug(&rtnl, index, &c3, 4);
+            c3.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+            let off = ContainerAddrs {
+                ipv4: None,
+                ipv6: Some(v6(4)),
+            };
+            let err = link::configure_container(&ns3, "eth0", &off).unwrap_err();
+            let text = nethook::describe(&err);
+            assert!(
+                text.contains("IPv6 is turned off in the container"),
+                "{text}"
+            );
         }
     );
 }

@@ -155,6 +155,13 @@ fn configure_ipv6(
     rtnl.batch(ipv6_batch(index, v6)).map_err(|(at, source)| {
         let what = match at {
             Some(0) => format!("turn off the IPv6 link-local address of {ifname}"),
+            // IPv6 off on the link: the runtime set disable_ipv6 (an OCI sysctl), or the host
+            // copies its own settings into new namespaces (net.core.devconf_inherit_init_net
+            // 1 or 3), which otherwise start with the kernel's defaults.
+            Some(1) if source.raw_os_error() == Some(libc::EACCES) => format!(
+                "add {}/{} to {ifname}: IPv6 is turned off in the container (disable_ipv6=1, from the container's sysctls or copied from the host by net.core.devconf_inherit_init_net); let the container have IPv6 or use a network without it",
+                v6.address, v6.prefix
+            ),
             Some(1) => format!("add {}/{} to {ifname}", v6.address, v6.prefix),
             Some(2) => format!("set {ifname} up"),
             Some(_) => format!("add IPv6 default route via {} on {ifname}", v6.gateway),
