@@ -202,6 +202,18 @@ fn the_bridges_ipv6_gateway_comes_back_after_a_down_and_on_a_host_that_disables_
             assert!(!shown.contains("tentative"), "{shown}");
             // The bridge of an IPv6-only network has no IPv4 address.
             assert_eq!(sh("ip -4 -o address show dev nh6k0").trim(), "");
+            // CHECK sees the gateway, and sees it gone.
+            assert!(rtnl
+                .has_ipv6_address("nh6k0", gw6())
+                .expect("has_ipv6_address"));
+            sh("ip -6 address del fd00:98::1/64 dev nh6k0");
+            assert!(!rtnl
+                .has_ipv6_address("nh6k0", gw6())
+                .expect("has_ipv6_address"));
+            assert!(!rtnl
+                .has_ipv6_address("nh6nope", gw6())
+                .expect("no such link"));
+            sh("ip -6 address add fd00:98::1/64 dev nh6k0 nodad");
 
             // A host whose new links start with IPv6 off: nethook's bridge alone gets it.
             sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=1");

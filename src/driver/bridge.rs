@@ -126,6 +126,16 @@ impl Driver for Bridge {
                 "bridge {} of network {} is missing",
                 net.bridge, net.name
             ));
+        } else if let Some(v6) = net.ipv6 {
+            // Setup puts it back only when the bridge was made, fixed or down (see
+            // `Rtnl::ensure_bridge`), so CHECK is where one removed by hand shows.
+            if !k.links().has_ipv6_address(&net.bridge, v6.gateway)? {
+                let (gw, prefix, bridge) = (v6.gateway, v6.subnet.prefix(), &net.bridge);
+                missing.push(format!(
+                    "IPv6 gateway {gw}/{prefix} of network {} is missing on bridge {bridge}; add it back with `ip -6 address add {gw}/{prefix} dev {bridge} nodad`",
+                    net.name
+                ));
+            }
         }
         missing.extend(host_veth_problem(k, ep)?);
         Ok(missing)

@@ -186,3 +186,29 @@ fn the_container_side_gets_each_family_its_endpoint_has() {
         "link.configure_container eth0 10.77.0.2/16 via 10.77.0.1"
     );
 }
+
+#[test]
+fn check_names_a_bridges_missing_ipv6_gateway_and_how_to_put_it_back() {
+    let fake = Fake::new();
+    let k = DriverKernel::new(&fake);
+    let net = dual_stack();
+    bridge::Bridge.ensure_network(k, &net).unwrap();
+    let mut ep = endpoint("c1");
+    fake.add_link(&ep.host_interface);
+    ep.bridge = net.bridge.clone();
+    assert!(bridge::Bridge.check(k, &net, &ep).unwrap().is_empty());
+    fake.remove_ipv6_address("nethook0", "fd00:77::1".parse().unwrap());
+    assert_eq!(
+        bridge::Bridge.check(k, &net, &ep).unwrap(),
+        vec!["IPv6 gateway fd00:77::1/64 of network nethook is missing on bridge nethook0; add it back with `ip -6 address add fd00:77::1/64 dev nethook0 nodad`"]
+    );
+    // A network without IPv6 asks nothing about it.
+    fake.clear_calls();
+    bridge::Bridge
+        .check(k, &Network::builtin_default(), &ep)
+        .unwrap();
+    assert!(!fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("link.has_ipv6_address")));
+}

@@ -49,6 +49,7 @@ impl fmt::Display for Call {
 const QUERIES: &[&str] = &[
     "link.veth_state",
     "link.link_present",
+    "link.has_ipv6_address",
     "link.bridge_owner",
     "link.ipv4_routes",
     "link.inspect_container",
@@ -77,6 +78,8 @@ struct State {
     routes: Vec<Ipv4Network>,
     /// The interface and addresses of every `configure_container`.
     containers: Vec<(String, ContainerAddrs)>,
+    /// (link, address) of the IPv6 gateways `ensure_bridge` gave.
+    addresses6: BTreeSet<(String, std::net::Ipv6Addr)>,
     /// Whether the host forwards IPv6.
     forwarding6: bool,
     /// Host interfaces with `accept_ra=1` (what `enable_ipv6_forwarding` changes).

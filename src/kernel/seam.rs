@@ -8,7 +8,7 @@
 //! operations without the firewall (drivers do not touch nftables).
 
 use std::cell::OnceCell;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnetwork::Ipv4Network;
@@ -48,6 +48,9 @@ pub trait Links {
     fn delete(&self, name: &str) -> Result<bool, LinkError>;
     /// One ioctl: is there a link of that name in the hook's namespace?
     fn link_present(&self, name: &str) -> Result<bool, LinkError>;
+    /// Whether the host's link `name` has the IPv6 address `address` (CHECK of a bridge's
+    /// IPv6 gateway; a dump, false when there is no such link).
+    fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError>;
     /// See `Rtnl::bridge_owner`: `None` when no link has the name, else whether it is a
     /// bridge and its alias.
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError>;
@@ -231,6 +234,10 @@ impl Links for Host {
 
     fn link_present(&self, name: &str) -> Result<bool, LinkError> {
         link::link_present(name)
+    }
+
+    fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError> {
+        self.rtnl()?.has_ipv6_address(name, address)
     }
 
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {

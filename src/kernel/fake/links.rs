@@ -2,7 +2,7 @@
 //! was given, and the macvlan calls (see `macvlan`).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnetwork::Ipv4Network;
@@ -16,6 +16,14 @@ use crate::kernel::netns::Netns;
 use crate::kernel::seam::{ContainerError, Links};
 use crate::model::mac::Mac;
 
+impl Fake {
+    /// Someone removed the IPv6 address `address` from the host's link `name`.
+    pub fn remove_ipv6_address(&self, name: &str, address: Ipv6Addr) {
+        let mut s = self.state.borrow_mut();
+        s.addresses6.remove(&(name.to_owned(), address));
+    }
+}
+
 impl Links for Fake {
     /// Recorded as `NAME [GW4/P] [GW6/P]`.
     fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
@@ -28,6 +36,10 @@ impl Links for Fake {
         }
         self.link_call("link.ensure_bridge", arg)?;
         self.add_link(spec.name);
+        if let Some((gateway, _)) = spec.ipv6 {
+            let mut s = self.state.borrow_mut();
+            s.addresses6.insert((spec.name.to_owned(), gateway));
+        }
         Ok(1)
     }
 
@@ -79,6 +91,12 @@ impl Links for Fake {
         self.link_call("link.link_present", name.to_owned())?;
         let s = self.state.borrow();
         Ok(s.links.contains(name) || s.foreign.contains(name))
+    }
+
+    fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError> {
+        self.link_call("link.has_ipv6_address", format!("{name} {address}"))?;
+        let s = self.state.borrow();
+        Ok(s.addresses6.contains(&(name.to_owned(), address)))
     }
 
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {

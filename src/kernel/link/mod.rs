@@ -17,10 +17,11 @@ pub use delete::{VethFate, VethState};
 
 pub use owner::{Foreign, HostVeth};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use ipnetwork::Ipv4Network;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -436,6 +437,33 @@ impl Rtnl {
         self.sock
             .ack(add, msg::CREATE)
             .map_err(|source| LinkError::Netlink { op: op(), source })
+    }
+
+    /// Whether the link `name` has the IPv6 address `address`; false when there is no such
+    /// link. A dump of the host's IPv6 addresses (few: host veths have IPv6 off).
+    pub fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError> {
+        let op = || format!("list the IPv6 addresses of {name}");
+        let sock = inet_socket()?;
+        let index = match ifconf::index_if_present(sock.as_fd(), name) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Ok(false),
+            Err(source) => return Err(LinkError::Netlink { op: op(), source }),
+        };
+        let mut found = false;
+        self.sock
+            .dump(
+                RouteNetlinkMessage::GetAddress(msg::ipv6_addresses()),
+                |reply| {
+                    if let RouteNetlinkMessage::NewAddress(a) = route::decode(reply)? {
+                        found |= a.header.index == index
+                            && a.attributes
+                                .contains(&AddressAttribute::Address(IpAddr::V6(address)));
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|source| LinkError::Netlink { op: op(), source })?;
+        Ok(found)
     }
 
     /// Destinations of every IPv4 route in every table, for overlap checks.

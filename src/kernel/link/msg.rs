@@ -228,6 +228,13 @@ pub(super) fn ipv6_default_route(index: u32, gateway: Ipv6Addr) -> RouteMessage 
     msg
 }
 
+/// A dump request for IPv6 addresses.
+pub(super) fn ipv6_addresses() -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg
+}
+
 /// A dump request for IPv6 routes (as `ipv4_routes`, for the other family).
 pub(super) fn ipv6_routes() -> RouteMessage {
     let mut msg = ipv4_routes();
