@@ -229,6 +229,9 @@ fn the_bridges_ipv6_gateway_comes_back_after_a_down_and_on_a_host_that_disables_
                     .to_owned()
             };
             assert_eq!(read("nh6k1/disable_ipv6"), "0");
+            // nethook's IPv6 bridges take no router advertisements, whatever the default.
+            assert_eq!(read("nh6k0/accept_ra"), "0");
+            assert_eq!(read("nh6k1/accept_ra"), "0");
             assert_eq!(
                 read("default/disable_ipv6"),
                 "1",

@@ -63,9 +63,10 @@ pub enum LinkError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot turn IPv6 on for bridge {bridge} (the host's net.ipv6.conf.default.disable_ipv6=1 leaves it off on new links)")]
-    BridgeIpv6Off {
+    #[error("cannot {what} on bridge {bridge}")]
+    BridgeSetting {
         bridge: String,
+        what: &'static str,
         #[source]
         source: SysctlError,
     },
@@ -78,7 +79,7 @@ impl LinkError {
             | LinkError::NoIpv6 { source, .. }
             | LinkError::Open(source)
             | LinkError::Socket(source) => source.raw_os_error(),
-            LinkError::BridgeIpv6Off { source, .. } => source.source.raw_os_error(),
+            LinkError::BridgeSetting { source, .. } => source.source.raw_os_error(),
             LinkError::HostNamesTaken { .. } => None,
         }
     }
@@ -91,6 +92,22 @@ impl LinkError {
             LinkError::Netlink { op, source }
         }
     }
+}
+
+/// Makes the new bridge `name` ignore router advertisements (`accept_ra=0`), once, at
+/// creation. Its containers' RAs are dropped by the bridge table, and with forwarding on
+/// the kernel ignores RAs on links with `accept_ra=1`; but a host that set
+/// `default.accept_ra=2` (so hot-plugged uplinks keep their RA routes under forwarding)
+/// would hand new bridges that too, and with the ruleset flushed by another tool a
+/// container could then give the host a default route through itself.
+fn no_router_adverts(name: &str) -> Result<(), LinkError> {
+    sysctl::ensure(&format!("net/ipv6/conf/{name}/accept_ra"), "0")
+        .map(|_| ())
+        .map_err(|source| LinkError::BridgeSetting {
+            bridge: name.to_owned(),
+            what: "turn router advertisements off",
+            source,
+        })
 }
 
 /// Whether `e` is the kernel's `errno`.
@@ -210,7 +227,7 @@ impl Rtnl {
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
-        let mut refresh_ipv6 = false;
+        let mut created = false;
         let index = match ifconf::index_if_present(sock.as_fd(), name) {
             Ok(Some(index)) => index,
             Ok(None) => {
@@ -224,7 +241,7 @@ impl Rtnl {
                     }
                     _ => {}
                 }
-                refresh_ipv6 = true;
+                created = true;
                 self.set_alias(name, spec.owner_tag)?;
                 ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
                     op: op("find the new"),
@@ -238,6 +255,7 @@ impl Rtnl {
                 })
             }
         };
+        let mut refresh_ipv6 = created;
         if let Some((gateway, prefix)) = spec.ipv4 {
             // Only the primary address is visible this way; anything else than the gateway
             // there (or an error) goes the long way, where the kernel's EEXIST decides.
@@ -265,6 +283,9 @@ impl Rtnl {
         if let Some((gateway, prefix)) = spec.ipv6 {
             if refresh_ipv6 || was_down {
                 self.add_ipv6_gateway(name, index, gateway, prefix)?;
+            }
+            if created {
+                no_router_adverts(name)?;
             }
         }
         Ok(index)
@@ -296,8 +317,9 @@ impl Rtnl {
         let result = match add() {
             Err(e) if is_errno(&e, libc::EACCES) => {
                 sysctl::ensure(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0").map_err(
-                    |source| LinkError::BridgeIpv6Off {
+                    |source| LinkError::BridgeSetting {
                         bridge: name.to_owned(),
+                        what: "turn IPv6 on (the host's net.ipv6.conf.default.disable_ipv6=1 leaves it off on new links)",
                         source,
                     },
                 )?;
