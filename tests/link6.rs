@@ -345,3 +345,60 @@ fn container_side_timed_by_family() {
         std::fs::write(out, text).expect("write the timings");
     });
 }
+
+/// Sends one router advertisement (router lifetime 1800 s) out of DEV to all nodes.
+const SEND_RA: &str = r#"
+import socket, struct, sys
+dev = sys.argv[1]
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.sendto(struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0), ("ff02::1", 0, 0, socket.if_nametoindex(dev)))
+"#;
+
+/// The host's own default route learned from a router advertisement survives nethook
+/// turning IPv6 forwarding on (turned on plainly, the kernel deletes it at once: h21 §3).
+#[test]
+fn a_default_route_learned_from_router_adverts_survives_ipv6_forwarding() {
+    sandbox!(
+        "a_default_route_learned_from_router_adverts_survives_ipv6_forwarding",
+        {
+            if !needs("python3") {
+                return;
+            }
+            let dir = TempDir::new("link6-ra");
+            let script = dir.0.join("ra.py");
+            std::fs::write(&script, SEND_RA).unwrap();
+            let rtr = FakeContainer::start("k6-rtr");
+            sh(&format!(
+                "ip link add up0 type veth peer name r0 netns /proc/{}/ns/net",
+                rtr.pid()
+            ));
+            sh("ip link set up0 up");
+            rtr.sh("ip link set lo up; ip link set r0 up; ip address add fe80::1/64 dev r0 nodad");
+            let learned = || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    rtr.sh(&format!("python3 {} r0", script.display()));
+                    let routes = sh("ip -6 route show default");
+                    if routes.contains("via fe80::1 dev up0 proto ra") {
+                        return routes;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no RA-learned route: {routes}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            };
+            learned();
+            let changed = sysctl::enable_ipv6_forwarding(&[]).expect("enable");
+            let routes = sh("ip -6 route show default");
+            assert!(routes.contains("via fe80::1 dev up0 proto ra"), "{routes}");
+            assert_eq!(changed, vec!["up0"]);
+            // And later advertisements still refresh it.
+            sh("ip -6 route del default via fe80::1 dev up0");
+            learned();
+        }
+    );
+}
