@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nethook::kernel::link::{self, HostVeth, Rtnl, VethFate, VethSpec, VethState};
+use nethook::kernel::link::{self, BridgeSpec, HostVeth, Rtnl, VethFate, VethSpec, VethState};
 use nethook::kernel::netns::Netns;
 use nethook::model::ids::ContainerId;
 use nethook::model::mac::Mac;
@@ -19,13 +19,13 @@ use nethook::model::mac::Mac;
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 
 fn bridge(rtnl: &Rtnl) -> u32 {
-    rtnl.ensure_bridge(
-        "nhk0",
-        Mac([0x02, 0x4e, 0x0a, 0x63, 0, 1]),
-        GATEWAY,
-        24,
-        "nethook:net-k",
-    )
+    rtnl.ensure_bridge(&BridgeSpec {
+        name: "nhk0",
+        mac: Mac([0x02, 0x4e, 0x0a, 0x63, 0, 1]),
+        ipv4: Some((GATEWAY, 24)),
+        ipv6: None,
+        owner_tag: "nethook:net-k",
+    })
     .expect("ensure_bridge")
 }
 

@@ -84,6 +84,20 @@ fn check_container(
             ));
         }
     }
+    if let Some(v6) = ep.ipv6 {
+        if !view.ipv6_addresses.contains(&(v6.address, v6.prefix)) {
+            missing.push(format!(
+                "address {}/{} of container {id} is missing on {ifname}",
+                v6.address, v6.prefix
+            ));
+        }
+        if !view.ipv6_default_gateways.contains(&v6.gateway) {
+            missing.push(format!(
+                "default route via {} of container {id} is missing on {ifname}",
+                v6.gateway
+            ));
+        }
+    }
     Ok(missing)
 }
 
@@ -135,6 +149,30 @@ mod tests {
         assert!(
             found[1].contains("default route via 10.77.0.254"),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn check_with_the_namespace_names_a_missing_ipv6_address_and_route() {
+        let w = World::new("check-ns6");
+        w.setup("c1", "").unwrap();
+        let netns = Netns::open(w.request("c1", "").netns.as_deref().unwrap()).unwrap();
+        // A record with an IPv6 part the container was never given (the fake's has none).
+        let mut ep = w.record("c1").unwrap();
+        ep.ipv6 = Some(crate::model::endpoint::Ipv6Attachment {
+            address: "fd00:77::2".parse().unwrap(),
+            prefix: 64,
+            gateway: "fd00:77::1".parse().unwrap(),
+            masquerade: true,
+        });
+        w.store.save_endpoint(&ep).unwrap();
+        let found = check(&w.store, &w.fake, &cid("c1"), Some(&netns)).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                "address fd00:77::2/64 of container c1 is missing on eth0".to_owned(),
+                "default route via fd00:77::1 of container c1 is missing on eth0".to_owned(),
+            ]
         );
     }
 }

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::driver::{ipv4_of, AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
-use crate::kernel::link::{ContainerMacvlan, LinkError, MacvlanSpec, VethFate, VethState};
+use crate::kernel::link::{
+    ContainerAddrs, ContainerMacvlan, LinkError, MacvlanSpec, VethFate, VethState,
+};
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
 
@@ -102,13 +104,8 @@ impl Driver for Macvlan {
         let configured = (|| -> Result<(), DriverError> {
             cx.kernel.failpoint("veth")?;
             if let Some(v4) = ep.ipv4 {
-                links.configure_container(
-                    cx.netns,
-                    &ep.interface,
-                    v4.address,
-                    v4.prefix,
-                    v4.gateway,
-                )?;
+                let addrs = ContainerAddrs::ipv4(v4.address, v4.prefix, v4.gateway);
+                links.configure_container(cx.netns, &ep.interface, &addrs)?;
             }
             cx.kernel.failpoint("addresses")?;
             Ok(())

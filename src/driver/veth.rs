@@ -94,7 +94,8 @@ fn create_veth(
 }
 
 /// The host veth of a bridge or routed endpoint, made and recorded for the core's undo, with
-/// IPv6 off on its host end (the networks have none).
+/// IPv6 off on its host end (see `sysctl::disable_ipv6`: a bridge port forwards IPv6 frames
+/// without it, and routed networks have no IPv6).
 pub(crate) fn attach_host_veth(
     cx: &mut AttachContext<'_>,
     ep: &mut Endpoint,

@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use ipnetwork::Ipv4Network;
 use nix::errno::Errno;
@@ -21,18 +20,12 @@ use crate::failpoint::Injected;
 use crate::firewall::{Elements, FirewallError};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
-use crate::kernel::link::{
-    ContainerMacvlan, ContainerView, DeviceRoute, Foreign, HostVeth, LinkError, MacvlanSpec,
-    ParentView, VethFate, VethSpec, VethState,
-};
-use crate::kernel::netns::Netns;
-use crate::kernel::seam::{
-    Conntrack, ContainerError, Failpoints, Firewall, HostPorts, Links, Sysctls,
-};
+use crate::kernel::link::{ContainerAddrs, LinkError};
+use crate::kernel::seam::{Conntrack, Failpoints, Firewall, HostPorts, Sysctls};
 use crate::kernel::sysctl::SysctlError;
-use crate::model::mac::Mac;
 use crate::model::ports::Proto;
 
+mod links;
 mod macvlan;
 
 /// One call the core made.
@@ -56,6 +49,7 @@ impl fmt::Display for Call {
 const QUERIES: &[&str] = &[
     "link.veth_state",
     "link.link_present",
+    "link.has_ipv6_address",
     "link.bridge_owner",
     "link.ipv4_routes",
     "link.inspect_container",
@@ -66,6 +60,7 @@ const QUERIES: &[&str] = &[
     "fw.table_exists",
     "fw.missing_elements",
     "sysctl.ip_forwarding",
+    "sysctl.ipv6_forwarding",
     "sysctl.route_localnet_on",
     "ports.busy",
     "failpoint",
@@ -81,8 +76,14 @@ struct State {
     forwarding: bool,
     route_localnet: BTreeSet<String>,
     routes: Vec<Ipv4Network>,
-    /// (ifname, address, prefix, gateway) of every `configure_container`.
-    containers: Vec<(String, Ipv4Addr, u8, Ipv4Addr)>,
+    /// The interface and addresses of every `configure_container`.
+    containers: Vec<(String, ContainerAddrs)>,
+    /// (link, address) of the IPv6 gateways `ensure_bridge` gave.
+    addresses6: BTreeSet<(String, std::net::Ipv6Addr)>,
+    /// Whether the host forwards IPv6.
+    forwarding6: bool,
+    /// Host interfaces with `accept_ra=1` (what `enable_ipv6_forwarding` changes).
+    accept_ra1: Vec<String>,
     macvlan: macvlan::State,
 }
 
@@ -104,6 +105,7 @@ impl Fake {
             state: RefCell::new(State {
                 skeleton: true,
                 forwarding: true,
+                forwarding6: true,
                 ..State::default()
             }),
         }
@@ -181,6 +183,15 @@ impl Fake {
         self.state.borrow_mut().forwarding = on;
     }
 
+    pub fn set_ipv6_forwarding(&self, on: bool) {
+        self.state.borrow_mut().forwarding6 = on;
+    }
+
+    /// Host interfaces that take router advertisements (`accept_ra=1`).
+    pub fn set_accept_ra_uplinks(&self, names: &[&str]) {
+        self.state.borrow_mut().accept_ra1 = names.iter().map(|n| n.to_string()).collect();
+    }
+
     /// Whether nethook's tables exist (false: as after `nft flush ruleset`).
     pub fn set_skeleton(&self, present: bool) {
         self.state.borrow_mut().skeleton = present;
@@ -243,174 +254,6 @@ impl Failpoints for Fake {
             Some(_) => Err(Injected(name)),
             None => Ok(()),
         }
-    }
-}
-
-impl Links for Fake {
-    fn ensure_bridge(
-        &self,
-        name: &str,
-        _mac: Mac,
-        gateway: Ipv4Addr,
-        prefix: u8,
-        _owner_tag: &str,
-    ) -> Result<u32, LinkError> {
-        self.link_call("link.ensure_bridge", format!("{name} {gateway}/{prefix}"))?;
-        self.add_link(name);
-        Ok(1)
-    }
-
-    fn create_veth(&self, spec: &VethSpec<'_>, _netns: &Netns) -> Result<(), LinkError> {
-        let arg = format!("{} peer {}", spec.host_name, spec.peer_name);
-        self.link_call("link.create_veth", arg.clone())?;
-        let mut s = self.state.borrow_mut();
-        if s.links.contains(spec.host_name) || s.foreign.contains(spec.host_name) {
-            return Err(LinkError::Netlink {
-                op: format!("create veth {arg} (fake)"),
-                source: io::Error::from_raw_os_error(libc::EEXIST),
-            });
-        }
-        s.links.insert(spec.host_name.to_owned());
-        Ok(())
-    }
-
-    fn veth_state(&self, veth: &HostVeth<'_>) -> Result<VethState, LinkError> {
-        self.link_call("link.veth_state", veth.name.to_owned())?;
-        let s = self.state.borrow();
-        Ok(if s.links.contains(veth.name) {
-            VethState::Ours
-        } else if s.foreign.contains(veth.name) {
-            VethState::NotOurs(foreign(veth))
-        } else {
-            VethState::Gone
-        })
-    }
-
-    fn delete_veth(&self, veth: &HostVeth<'_>, grace: Duration) -> Result<VethFate, LinkError> {
-        let arg = format!("{} grace {}ms", veth.name, grace.as_millis());
-        self.link_call("link.delete_veth", arg)?;
-        let mut s = self.state.borrow_mut();
-        Ok(if s.links.remove(veth.name) {
-            VethFate::Deleted
-        } else if s.foreign.contains(veth.name) {
-            VethFate::NotOurs(foreign(veth))
-        } else {
-            VethFate::Gone
-        })
-    }
-
-    fn delete(&self, name: &str) -> Result<bool, LinkError> {
-        self.link_call("link.delete", name.to_owned())?;
-        Ok(self.state.borrow_mut().links.remove(name))
-    }
-
-    fn link_present(&self, name: &str) -> Result<bool, LinkError> {
-        self.link_call("link.link_present", name.to_owned())?;
-        let s = self.state.borrow();
-        Ok(s.links.contains(name) || s.foreign.contains(name))
-    }
-
-    fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
-        self.link_call("link.bridge_owner", name.to_owned())?;
-        let s = self.state.borrow();
-        Ok(if s.links.contains(name) {
-            Some((true, None))
-        } else if s.foreign.contains(name) {
-            Some((false, Some("not nethook's (fake)".into())))
-        } else {
-            None
-        })
-    }
-
-    fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
-        self.link_call("link.ipv4_routes", String::new())?;
-        Ok(self.state.borrow().routes.clone())
-    }
-
-    fn configure_container(
-        &self,
-        _netns: &Netns,
-        ifname: &str,
-        address: Ipv4Addr,
-        prefix: u8,
-        gateway: Ipv4Addr,
-    ) -> Result<(), ContainerError> {
-        let arg = format!("{ifname} {address}/{prefix} via {gateway}");
-        self.link_call("link.configure_container", arg)?;
-        self.state
-            .borrow_mut()
-            .containers
-            .push((ifname.to_owned(), address, prefix, gateway));
-        Ok(())
-    }
-
-    fn configure_routed_container(
-        &self,
-        _netns: &Netns,
-        ifname: &str,
-        address: Ipv4Addr,
-        gateway: Ipv4Addr,
-        gateway_mac: Mac,
-    ) -> Result<(), ContainerError> {
-        let arg = format!("{ifname} {address}/32 via {gateway} at {gateway_mac}");
-        self.link_call("link.configure_routed_container", arg)?;
-        self.state
-            .borrow_mut()
-            .containers
-            .push((ifname.to_owned(), address, 32, gateway));
-        Ok(())
-    }
-
-    fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError> {
-        self.link_call("link.add_host_route", format!("{dst}/32 dev {ifname}"))
-    }
-
-    /// What `configure_container` gave an interface of that name (the namespace is not
-    /// told apart: fake tests give each container its own address).
-    fn inspect_container(
-        &self,
-        _netns: &Netns,
-        ifname: &str,
-    ) -> Result<Option<ContainerView>, ContainerError> {
-        self.link_call("link.inspect_container", ifname.to_owned())?;
-        let s = self.state.borrow();
-        let mine: Vec<_> = s.containers.iter().filter(|c| c.0 == ifname).collect();
-        if mine.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(ContainerView {
-            addresses: mine.iter().map(|c| (c.1, c.2)).collect(),
-            default_gateways: mine.iter().map(|c| c.3).collect(),
-        }))
-    }
-
-    fn create_macvlan(&self, spec: &MacvlanSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
-        self.mv_create(spec, netns)
-    }
-
-    fn macvlan_state(&self, c: &ContainerMacvlan<'_>) -> Result<VethState, LinkError> {
-        self.mv_state(c)
-    }
-
-    fn delete_macvlan(&self, c: &ContainerMacvlan<'_>) -> Result<VethFate, LinkError> {
-        self.mv_delete(c)
-    }
-
-    fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError> {
-        self.mv_parent(name)
-    }
-
-    fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
-        self.mv_routes()
-    }
-}
-
-fn foreign(veth: &HostVeth<'_>) -> Foreign {
-    Foreign {
-        name: veth.name.to_owned(),
-        owner: veth.owner.to_string(),
-        why: "another link has its name (fake)".into(),
-        other_owner: None,
     }
 }
 
@@ -510,6 +353,20 @@ impl Sysctls for Fake {
     fn disable_ipv6(&self, ifname: &str) -> Result<bool, SysctlError> {
         self.sysctl_call("sysctl.disable_ipv6", ifname.to_owned(), "1")?;
         Ok(true)
+    }
+    fn ipv6_forwarding(&self) -> Result<bool, SysctlError> {
+        self.sysctl_call("sysctl.ipv6_forwarding", String::new(), "1")?;
+        Ok(self.state.borrow().forwarding6)
+    }
+    /// As the real one: nothing when forwarding is on, else the `accept_ra=1` uplinks
+    /// (`set_accept_ra_uplinks`) become 2 and are returned; `bridges` are recorded.
+    fn enable_ipv6_forwarding(&self, bridges: &[String]) -> Result<Vec<String>, SysctlError> {
+        self.sysctl_call("sysctl.enable_ipv6_forwarding", bridges.join(","), "1")?;
+        let mut s = self.state.borrow_mut();
+        if std::mem::replace(&mut s.forwarding6, true) {
+            return Ok(Vec::new());
+        }
+        Ok(std::mem::take(&mut s.accept_ra1))
     }
 }
 

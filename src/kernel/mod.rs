@@ -24,10 +24,14 @@
 //!   - `link::Rtnl::ensure_bridge` with the bridge in place: four `SIOCGIF*` ioctls, 9 µs,
 //!     against 15 µs for the `RTM_GETLINK` alone on an open socket (the link message is
 //!     ~1.5 KiB; through the `rtnetlink` crate the check took 0.25 ms, ioctls 0.05 ms);
-//!   - `link::configure_container` (inside the container's namespace): a netlink socket
-//!     keeps its namespace alive for an RCU grace period after it is closed, so a container
-//!     that exits at once still had its namespace at poststop and the veth delete paid the
-//!     kernel's RCU wait (16 ms); a datagram socket goes away at close.
+//!   - `link::configure_container` (inside the container's namespace), for IPv4: one
+//!     AF_INET socket and ioctls. A container with IPv6 opens a route netlink socket in
+//!     there as well (no ioctl adds an IPv6 address without DAD) and sends its four IPv6
+//!     requests in one datagram. A netlink socket holds its namespace about one RCU grace
+//!     period after close; measured, that is within the noise of a namespace's own
+//!     teardown (20–60 ms), and the deferred teardown handles a namespace alive at
+//!     poststop whatever the socket (h21 §1c). The old 16 ms came from the veth delete
+//!     waiting inside the hook, which deferring removed.
 //!
 //! The µs are medians of 2000 calls in a release build (`tests/arch_kernel.rs` with
 //! `NETHOOK_KERNEL_TIMING=FILE`, 2026-12-03, 2-CPU VM).

@@ -8,8 +8,7 @@
 //! operations without the firewall (drivers do not touch nftables).
 
 use std::cell::OnceCell;
-use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnetwork::Ipv4Network;
@@ -19,8 +18,8 @@ use crate::firewall::{self, Elements, FirewallError};
 use crate::kernel::conntrack::{self, ConntrackError};
 use crate::kernel::hostports::{self, Busy, HostPortsError};
 use crate::kernel::link::{
-    self, ContainerMacvlan, ContainerView, DeviceRoute, HostVeth, LinkError, MacvlanSpec,
-    ParentView, Rtnl, VethFate, VethSpec, VethState,
+    self, BridgeSpec, ContainerAddrs, ContainerMacvlan, ContainerView, DeviceRoute, HostVeth,
+    LinkError, MacvlanSpec, ParentView, Rtnl, VethFate, VethSpec, VethState,
 };
 use crate::kernel::netns::{Netns, NetnsError};
 use crate::kernel::sysctl::{self, SysctlError};
@@ -39,15 +38,8 @@ pub enum ContainerError {
 
 /// Links on the host and in a container's namespace.
 pub trait Links {
-    /// See `Rtnl::ensure_bridge`: the bridge exists, carries the gateway, is up; its index.
-    fn ensure_bridge(
-        &self,
-        name: &str,
-        mac: Mac,
-        gateway: Ipv4Addr,
-        prefix: u8,
-        owner_tag: &str,
-    ) -> Result<u32, LinkError>;
+    /// See `Rtnl::ensure_bridge`: the bridge exists, carries the gateways, is up; its index.
+    fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError>;
     /// See `Rtnl::create_veth`: on error nothing of the pair is left.
     fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError>;
     fn veth_state(&self, veth: &HostVeth<'_>) -> Result<VethState, LinkError>;
@@ -56,19 +48,21 @@ pub trait Links {
     fn delete(&self, name: &str) -> Result<bool, LinkError>;
     /// One ioctl: is there a link of that name in the hook's namespace?
     fn link_present(&self, name: &str) -> Result<bool, LinkError>;
+    /// Whether the host's link `name` has the IPv6 address `address` (CHECK of a bridge's
+    /// IPv6 gateway; a dump, false when there is no such link).
+    fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError>;
     /// See `Rtnl::bridge_owner`: `None` when no link has the name, else whether it is a
     /// bridge and its alias.
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError>;
     /// Destinations of the host's IPv4 routes, for overlap checks.
     fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError>;
-    /// Inside `netns`: loopback up, the address on `ifname`, `ifname` up, default route.
+    /// Inside `netns`: loopback up, the addresses on `ifname`, `ifname` up, the default
+    /// routes; with IPv6, no link-local address and no DAD (see `link::configure_container`).
     fn configure_container(
         &self,
         netns: &Netns,
         ifname: &str,
-        address: Ipv4Addr,
-        prefix: u8,
-        gateway: Ipv4Addr,
+        addrs: &ContainerAddrs,
     ) -> Result<(), ContainerError>;
     /// Inside `netns`, for a routed network: the address as a /32, a default route via
     /// `gateway` and a permanent neighbour entry for it at `gateway_mac`.
@@ -132,6 +126,11 @@ pub trait Sysctls {
     fn route_localnet(&self, bridge: &str, on: bool) -> Result<bool, SysctlError>;
     fn route_localnet_on(&self, bridge: &str) -> bool;
     fn disable_ipv6(&self, ifname: &str) -> Result<bool, SysctlError>;
+    /// Whether the host forwards IPv6 (`net.ipv6.conf.all.forwarding`).
+    fn ipv6_forwarding(&self) -> Result<bool, SysctlError>;
+    /// See `sysctl::enable_ipv6_forwarding`: `accept_ra` 1 → 2 on the host's interfaces
+    /// (not on `bridges`, nethook's), then forwarding on; the interfaces changed.
+    fn enable_ipv6_forwarding(&self, bridges: &[String]) -> Result<Vec<String>, SysctlError>;
 }
 
 /// Host sockets that a publish would take a port from.
@@ -213,16 +212,8 @@ impl Host {
 impl Failpoints for Host {}
 
 impl Links for Host {
-    fn ensure_bridge(
-        &self,
-        name: &str,
-        mac: Mac,
-        gateway: Ipv4Addr,
-        prefix: u8,
-        owner_tag: &str,
-    ) -> Result<u32, LinkError> {
-        self.rtnl()?
-            .ensure_bridge(name, mac, gateway, prefix, owner_tag)
+    fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
+        self.rtnl()?.ensure_bridge(spec)
     }
 
     fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError> {
@@ -245,6 +236,10 @@ impl Links for Host {
         link::link_present(name)
     }
 
+    fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError> {
+        self.rtnl()?.has_ipv6_address(name, address)
+    }
+
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError> {
         self.rtnl()?.bridge_owner(name)
     }
@@ -257,17 +252,9 @@ impl Links for Host {
         &self,
         netns: &Netns,
         ifname: &str,
-        address: Ipv4Addr,
-        prefix: u8,
-        gateway: Ipv4Addr,
+        addrs: &ContainerAddrs,
     ) -> Result<(), ContainerError> {
-        // Only the socket is made inside the namespace; the calls on it act there from here.
-        // Nothing under /proc/sys is touched in there: each namespace that looks up
-        // /proc/sys/net adds an entry that every later lookup of that path, on the host too,
-        // is compared against, so the cost would grow with every container running.
-        let sock = netns.enter_briefly(link::inet_socket)??;
-        link::configure_container(sock.as_fd(), ifname, address, prefix, gateway)?;
-        Ok(())
+        link::configure_container(netns, ifname, addrs)
     }
 
     fn configure_routed_container(
@@ -278,10 +265,7 @@ impl Links for Host {
         gateway: Ipv4Addr,
         gateway_mac: Mac,
     ) -> Result<(), ContainerError> {
-        // As `configure_container`: only the socket is made inside the namespace.
-        let sock = netns.enter_briefly(link::inet_socket)??;
-        link::configure_routed_container(sock.as_fd(), ifname, address, gateway, gateway_mac)?;
-        Ok(())
+        link::configure_routed_container(netns, ifname, address, gateway, gateway_mac)
     }
 
     fn add_host_route(&self, ifname: &str, dst: Ipv4Addr) -> Result<(), LinkError> {
@@ -372,6 +356,12 @@ impl Sysctls for Host {
     }
     fn disable_ipv6(&self, ifname: &str) -> Result<bool, SysctlError> {
         sysctl::disable_ipv6(ifname)
+    }
+    fn ipv6_forwarding(&self) -> Result<bool, SysctlError> {
+        sysctl::ipv6_forwarding()
+    }
+    fn enable_ipv6_forwarding(&self, bridges: &[String]) -> Result<Vec<String>, SysctlError> {
+        sysctl::enable_ipv6_forwarding(bridges)
     }
 }
 

@@ -1,13 +1,16 @@
 //! IPv4 configuration of interfaces through the classic socket ioctls (`SIOCSIFADDR`,
 //! `SIOCSIFNETMASK`, `SIOCSIFFLAGS`, `SIOCADDRT`, and the `SIOCGIF*` readers) on an AF_INET
-//! datagram socket.
+//! datagram socket (the link-level ones on any socket).
 //!
-//! Why not route netlink here: these calls configure the container side, from a socket opened
-//! inside the container's network namespace. A netlink socket keeps a reference on its
-//! namespace until an RCU grace period after it is closed (10–20 ms here); a container that
-//! exits within that window (`runc run … true`) then finds its namespace still alive at
-//! poststop, and deleting the veth pays the kernel's RCU wait. A datagram socket that was
-//! never bound is freed at close, so the namespace dies with the container.
+//! Why not route netlink for IPv4: these ioctls were measured faster for what the hook
+//! asks (see `kernel`), and the container side needs no netlink socket when it has no IPv6.
+//! A netlink socket made inside the container's namespace holds that namespace one RCU
+//! grace period longer after it is closed; measured, that is within the noise of the 20–60
+//! ms a namespace takes to die anyway (h21 §1c), and the deferred teardown covers a
+//! namespace still alive at poststop whatever socket was used. So IPv6, which has no ioctl
+//! for an address without DAD, uses one (`kernel::link::configure_container`). The
+//! interface ioctls that are not IPv4's (`SIOCGIFINDEX`, `SIOCGIFFLAGS`, `SIOCSIFFLAGS`)
+//! work on any socket, a netlink one included: the kernel hands them to the device layer.
 //!
 //! Every call acts on the namespace the socket was created in, whatever thread calls it.
 
@@ -107,8 +110,8 @@ pub(crate) fn primary_ipv4(sock: BorrowedFd<'_>, name: &str) -> io::Result<Optio
     Ok(Some((addr, u32::from(mask).leading_ones() as u8)))
 }
 
-/// Sets IFF_UP on `name` unless it is up already.
-pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+/// Sets IFF_UP on `name` unless it is up already; whether it had to.
+pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
     let mut req = ifreq(name, libc::__c_anonymous_ifr_ifru { ifru_flags: 0 })?;
     // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFFLAGS writes only
     // into it.
@@ -116,11 +119,12 @@ pub(crate) fn set_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     // SAFETY: SIOCGIFFLAGS succeeded, so the kernel filled in `ifru_flags`.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     if flags & libc::IFF_UP as libc::c_short != 0 {
-        return Ok(());
+        return Ok(false);
     }
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+    Ok(true)
 }
 
 /// Gives `name` the IPv4 address `addr/prefix` (broadcast derived by the kernel). Call it

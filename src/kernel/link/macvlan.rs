@@ -1,9 +1,9 @@
 //! The macvlan driver's links. The container's interface is a macvlan of the network's
 //! parent, made straight inside the container's namespace in one request; the host keeps
 //! no link of its own for it. So its look-ups and its delete at teardown happen inside the
-//! container's namespace, over a route socket made in there (as CHECK's `inspect`): that
-//! socket keeps the namespace alive a grace period after it is closed, which only teardown
-//! of a namespace that lives on anyway and gc pay for.
+//! container's namespace, over a route socket made in there (as CHECK's `inspect`, and as
+//! the IPv6 container side): that socket holds the namespace about one RCU grace period
+//! after it is closed, measured within the noise of a namespace's own teardown (h21 §1c).
 //!
 //! Whose a container's interface is: the kernel ignores IFLA_IFALIAS when it creates a
 //! link (see `owner`), and tagging it would cost a second request into the namespace, so a

@@ -5,20 +5,23 @@
 //! A host veth carries its container's owner tag in its alias, and nothing here deletes a
 //! veth an endpoint record names without checking it is that record's (see `owner`).
 
+mod container;
 mod delete;
 mod inspect;
 mod macvlan;
 mod msg;
 mod owner;
 
+pub use container::{configure_container, configure_routed_container, ContainerAddrs, ContainerIp};
 pub use delete::{VethFate, VethState};
 
 pub use owner::{Foreign, HostVeth};
 use std::io;
-use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use ipnetwork::Ipv4Network;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -26,6 +29,7 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
 use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netns::Netns;
+use crate::kernel::sysctl::{self, SysctlError};
 use crate::model::mac::Mac;
 use crate::sys::ifconf;
 
@@ -53,17 +57,57 @@ pub enum LinkError {
         #[source]
         source: io::Error,
     },
+    #[error("{op}: the kernel has IPv6 turned off (booted with ipv6.disable=1?); turn it on, or use a network without IPv6")]
+    NoIpv6 {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {what} on bridge {bridge}")]
+    BridgeSetting {
+        bridge: String,
+        what: &'static str,
+        #[source]
+        source: SysctlError,
+    },
 }
 
 impl LinkError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             LinkError::Netlink { source, .. }
+            | LinkError::NoIpv6 { source, .. }
             | LinkError::Open(source)
             | LinkError::Socket(source) => source.raw_os_error(),
+            LinkError::BridgeSetting { source, .. } => source.source.raw_os_error(),
             LinkError::HostNamesTaken { .. } => None,
         }
     }
+
+    /// The error of an IPv6 request: EAFNOSUPPORT means the kernel has no IPv6 at all.
+    fn from_ipv6(op: String, source: io::Error) -> Self {
+        if is_errno(&source, libc::EAFNOSUPPORT) {
+            LinkError::NoIpv6 { op, source }
+        } else {
+            LinkError::Netlink { op, source }
+        }
+    }
+}
+
+/// Makes the new bridge `name` ignore router advertisements (`accept_ra=0`), once, at
+/// creation. Its containers' RAs are dropped by the bridge table, and with forwarding on
+/// the kernel ignores RAs on links with `accept_ra=1`; but a host that set
+/// `default.accept_ra=2` (so hot-plugged uplinks keep their RA routes under forwarding)
+/// would hand new bridges that too, and with the ruleset flushed by another tool a
+/// container could then give the host a default route through itself.
+fn no_router_adverts(name: &str) -> Result<(), LinkError> {
+    sysctl::ensure(&format!("net/ipv6/conf/{name}/accept_ra"), "0")
+        .map(|_| ())
+        .map_err(|source| LinkError::BridgeSetting {
+            bridge: name.to_owned(),
+            what: "turn router advertisements off",
+            source,
+        })
 }
 
 /// Whether `e` is the kernel's `errno`.
@@ -95,56 +139,22 @@ pub fn link_present(name: &str) -> Result<bool, LinkError> {
         })
 }
 
-/// Inside the container's namespace, through `sock` (an AF_INET datagram socket created
-/// there; see `sys::ifconf` for why not netlink): loopback up, `address/prefix` on
-/// `ifname`, `ifname` up, and the default route via `gateway`.
-pub fn configure_container(
-    sock: BorrowedFd<'_>,
-    ifname: &str,
-    address: Ipv4Addr,
-    prefix: u8,
-    gateway: Ipv4Addr,
-) -> Result<(), LinkError> {
-    let op = |op: String| move |source| LinkError::Netlink { op, source };
-    ifconf::set_up(sock, "lo").map_err(op("set lo up in the container".into()))?;
-    ifconf::set_ipv4(sock, ifname, address, prefix)
-        .map_err(op(format!("add {address}/{prefix} to {ifname}")))?;
-    ifconf::set_up(sock, ifname).map_err(op(format!("set {ifname} up")))?;
-    ifconf::add_default_route(sock, ifname, gateway)
-        .map_err(op(format!("add default route via {gateway} on {ifname}")))
-}
-
-/// The container side of a routed network, on a socket made inside its namespace (see
-/// `configure_container`): the address as a /32 with no broadcast, a link route to the
-/// gateway (169.254.1.1, outside any subnet: the ioctl has no "onlink", so the default route
-/// needs it first), the default route, and a permanent neighbour entry saying the gateway is
-/// the host veth's MAC, so the container never asks for it and the host needs no proxy ARP.
-pub fn configure_routed_container(
-    sock: BorrowedFd<'_>,
-    ifname: &str,
-    address: Ipv4Addr,
-    gateway: Ipv4Addr,
-    gateway_mac: Mac,
-) -> Result<(), LinkError> {
-    let op = |op: String| move |source| LinkError::Netlink { op, source };
-    ifconf::set_up(sock, "lo").map_err(op("set lo up in the container".into()))?;
-    ifconf::set_ipv4(sock, ifname, address, 32)
-        .map_err(op(format!("add {address}/32 to {ifname}")))?;
-    ifconf::set_broadcast(sock, ifname, Ipv4Addr::UNSPECIFIED)
-        .map_err(op(format!("clear the broadcast address of {ifname}")))?;
-    ifconf::set_up(sock, ifname).map_err(op(format!("set {ifname} up")))?;
-    ifconf::add_link_route(sock, ifname, gateway)
-        .map_err(op(format!("add the route to {gateway} on {ifname}")))?;
-    ifconf::add_default_route(sock, ifname, gateway)
-        .map_err(op(format!("add default route via {gateway} on {ifname}")))?;
-    ifconf::set_permanent_neighbour(sock, ifname, gateway, gateway_mac.0).map_err(op(format!(
-        "add the neighbour entry of {gateway} on {ifname}"
-    )))
-}
-
 /// A route netlink socket bound to the namespace of the thread that opened it.
 pub struct Rtnl {
     sock: RouteSocket,
+}
+
+/// What a network's bridge looks like (see `Rtnl::ensure_bridge`).
+#[derive(Debug, Clone, Copy)]
+pub struct BridgeSpec<'a> {
+    pub name: &'a str,
+    pub mac: Mac,
+    /// The IPv4 gateway address and prefix length, when the network has IPv4.
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// The IPv6 gateway address and prefix length, when the network has IPv6.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// The network's `owner_tag`, the alias of a bridge nethook creates.
+    pub owner_tag: &'a str,
 }
 
 /// What the veth pair looks like; the plan fills it in.
@@ -190,7 +200,7 @@ impl Rtnl {
         Ok(self.link(name)?.is_some())
     }
 
-    /// Makes sure the bridge exists, carries the gateway address and is up; returns its
+    /// Makes sure the bridge exists, carries the gateway addresses and is up; returns its
     /// index. The common case (bridge present, up, with its gateway) costs four ioctls.
     ///
     /// The bridge gets its own MAC: without one the kernel lends it the lowest MAC of its
@@ -204,22 +214,24 @@ impl Rtnl {
     ///
     /// A bridge it creates gets `owner_tag` as its alias (a request of its own, once per
     /// bridge), so `network rm` later deletes only a bridge nethook made.
-    pub fn ensure_bridge(
-        &self,
-        name: &str,
-        mac: Mac,
-        gateway: Ipv4Addr,
-        prefix: u8,
-        owner_tag: &str,
-    ) -> Result<u32, LinkError> {
+    ///
+    /// The IPv6 gateway has no ioctl to read it back, so it is added (EEXIST is fine) only
+    /// when the cheap checks saw cause: the bridge was just created, its IPv4 gateway was
+    /// missing, or it was down (the kernel drops a link's IPv6 addresses when it goes down,
+    /// unlike IPv4's). A setup that finds the bridge as it left it pays nothing for IPv6;
+    /// the price is that an IPv6 gateway deleted by hand from a bridge that stayed up comes
+    /// back only with the bridge (`nethook network rm`/`create`, or setting it down).
+    pub fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
+        let name = spec.name;
         let op = |what: &str| format!("{what} bridge {name}");
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
+        let mut created = false;
         let index = match ifconf::index_if_present(sock.as_fd(), name) {
             Ok(Some(index)) => index,
             Ok(None) => {
-                let create = RouteNetlinkMessage::NewLink(msg::bridge(name, mac));
+                let create = RouteNetlinkMessage::NewLink(msg::bridge(name, spec.mac));
                 match self.sock.ack(create, msg::CREATE) {
                     Err(source) if !is_errno(&source, libc::EEXIST) => {
                         return Err(LinkError::Netlink {
@@ -229,7 +241,8 @@ impl Rtnl {
                     }
                     _ => {}
                 }
-                self.set_alias(name, owner_tag)?;
+                created = true;
+                self.set_alias(name, spec.owner_tag)?;
                 ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
                     op: op("find the new"),
                     source,
@@ -242,27 +255,84 @@ impl Rtnl {
                 })
             }
         };
-        // Only the primary address is visible this way; anything else than the gateway
-        // there (or an error) goes the long way, where the kernel's EEXIST decides.
-        if !matches!(ifconf::primary_ipv4(sock.as_fd(), name), Ok(Some(a)) if a == (gateway, prefix))
-        {
-            let add = RouteNetlinkMessage::NewAddress(msg::ipv4_address(index, gateway, prefix));
-            match self.sock.ack(add, msg::CREATE) {
-                Err(source) if !is_errno(&source, libc::EEXIST) => {
-                    return Err(LinkError::Netlink {
-                        op: format!("add gateway {gateway}/{prefix} to bridge {name}"),
-                        source,
-                    })
+        let mut refresh_ipv6 = created;
+        if let Some((gateway, prefix)) = spec.ipv4 {
+            // Only the primary address is visible this way; anything else than the gateway
+            // there (or an error) goes the long way, where the kernel's EEXIST decides.
+            if !matches!(ifconf::primary_ipv4(sock.as_fd(), name), Ok(Some(a)) if a == (gateway, prefix))
+            {
+                refresh_ipv6 = true;
+                let add =
+                    RouteNetlinkMessage::NewAddress(msg::ipv4_address(index, gateway, prefix));
+                match self.sock.ack(add, msg::CREATE) {
+                    Err(source) if !is_errno(&source, libc::EEXIST) => {
+                        return Err(LinkError::Netlink {
+                            op: format!("add gateway {gateway}/{prefix} to bridge {name}"),
+                            source,
+                        })
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         // Just a read of its flags when it is up, as it is unless someone set it down.
-        ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
+        let was_down = ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
             op: op("bring up"),
             source,
         })?;
+        if let Some((gateway, prefix)) = spec.ipv6 {
+            if refresh_ipv6 || was_down {
+                self.add_ipv6_gateway(name, index, gateway, prefix)?;
+            }
+            if created {
+                no_router_adverts(name)?;
+            }
+        }
         Ok(index)
+    }
+
+    /// Adds the IPv6 gateway to the bridge, never tentative (`IFA_F_NODAD`: with no port
+    /// carrying a carrier yet, DAD would keep it tentative, and unusable, until the first
+    /// container came up and a second more). EEXIST: it is there.
+    ///
+    /// EACCES means IPv6 is off on the bridge: a host with
+    /// `net.ipv6.conf.default.disable_ipv6=1` gives every new link that setting, ours too.
+    /// The network asks for IPv6, so it is turned on for this bridge alone (its own
+    /// `disable_ipv6`, in the host's namespace); the host's default and its other links
+    /// stay as they are.
+    fn add_ipv6_gateway(
+        &self,
+        name: &str,
+        index: u32,
+        gateway: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<(), LinkError> {
+        let add = || {
+            let msg = RouteNetlinkMessage::NewAddress(msg::ipv6_address(index, gateway, prefix));
+            match self.sock.ack(msg, msg::CREATE) {
+                Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+                other => other,
+            }
+        };
+        let result = match add() {
+            Err(e) if is_errno(&e, libc::EACCES) => {
+                sysctl::ensure(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0").map_err(
+                    |source| LinkError::BridgeSetting {
+                        bridge: name.to_owned(),
+                        what: "turn IPv6 on (the host's net.ipv6.conf.default.disable_ipv6=1 leaves it off on new links)",
+                        source,
+                    },
+                )?;
+                add()
+            }
+            other => other,
+        };
+        result.map_err(|source| {
+            LinkError::from_ipv6(
+                format!("add gateway {gateway}/{prefix} to bridge {name}"),
+                source,
+            )
+        })
     }
 
     /// Creates the veth pair in one request: the host end up and attached to the bridge,
@@ -389,6 +459,33 @@ impl Rtnl {
         self.sock
             .ack(add, msg::CREATE)
             .map_err(|source| LinkError::Netlink { op: op(), source })
+    }
+
+    /// Whether the link `name` has the IPv6 address `address`; false when there is no such
+    /// link. A dump of the host's IPv6 addresses (few: host veths have IPv6 off).
+    pub fn has_ipv6_address(&self, name: &str, address: Ipv6Addr) -> Result<bool, LinkError> {
+        let op = || format!("list the IPv6 addresses of {name}");
+        let sock = inet_socket()?;
+        let index = match ifconf::index_if_present(sock.as_fd(), name) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Ok(false),
+            Err(source) => return Err(LinkError::Netlink { op: op(), source }),
+        };
+        let mut found = false;
+        self.sock
+            .dump(
+                RouteNetlinkMessage::GetAddress(msg::ipv6_addresses()),
+                |reply| {
+                    if let RouteNetlinkMessage::NewAddress(a) = route::decode(reply)? {
+                        found |= a.header.index == index
+                            && a.attributes
+                                .contains(&AddressAttribute::Address(IpAddr::V6(address)));
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|source| LinkError::Netlink { op: op(), source })?;
+        Ok(found)
     }
 
     /// Destinations of every IPv4 route in every table, for overlap checks.

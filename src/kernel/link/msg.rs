@@ -1,13 +1,13 @@
 //! The route netlink messages the link operations send, as `netlink-packet-route` values.
 //! Pure functions, so what goes to the kernel is tested byte for byte without it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
+    InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -171,6 +171,74 @@ pub(super) fn ipv4_address(index: u32, address: Ipv4Addr, prefix: u8) -> Address
         let broadcast = Ipv4Addr::from(u32::MAX >> prefix | u32::from(address));
         msg.attributes.push(AddressAttribute::Broadcast(broadcast));
     }
+    msg
+}
+
+/// The link with `index` set up (IFF_UP in both the flags and the change mask).
+pub(super) fn up_by_index(index: u32) -> LinkMessage {
+    let mut link = by_index(index);
+    up(&mut link);
+    link
+}
+
+/// The link with `index` told to make no IPv6 link-local address of its own
+/// (`IFLA_INET6_ADDR_GEN_MODE` = NONE): no link-local, so no DAD for it, no router
+/// solicitation and no MLD from it. It must reach the kernel before the link first goes up
+/// (that is when the link-local is made), and in a message without IFF_UP: the kernel
+/// applies the flags before `IFLA_AF_SPEC` (h21 §1d). One `IFLA_AF_SPEC` per message: the
+/// kernel reads only one.
+pub(super) fn no_link_local(index: u32) -> LinkMessage {
+    let mut link = by_index(index);
+    link.attributes = vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+    )])];
+    link
+}
+
+/// `address/prefix` on the link with `index`, usable at once: `IFA_F_NODAD` (in the u32
+/// `IFA_FLAGS`) skips duplicate address detection, during which the address is tentative
+/// and `bind()` to it fails. Nethook hands the prefix's addresses out itself, so there is
+/// no one to collide with.
+pub(super) fn ipv6_address(index: u32, address: Ipv6Addr, prefix: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg.header.prefix_len = prefix;
+    msg.header.index = index;
+    msg.attributes = vec![
+        AddressAttribute::Address(address.into()),
+        AddressAttribute::Local(address.into()),
+        AddressAttribute::Flags(AddressFlags::Nodad),
+    ];
+    msg
+}
+
+/// The IPv6 default route via `gateway` out of the link with `index` (main table).
+pub(super) fn ipv6_default_route(index: u32, gateway: Ipv6Addr) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
+    msg.header.destination_prefix_length = 0;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes = vec![
+        RouteAttribute::Gateway(RouteAddress::Inet6(gateway)),
+        RouteAttribute::Oif(index),
+    ];
+    msg
+}
+
+/// A dump request for IPv6 addresses.
+pub(super) fn ipv6_addresses() -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet6;
+    msg
+}
+
+/// A dump request for IPv6 routes (as `ipv4_routes`, for the other family).
+pub(super) fn ipv6_routes() -> RouteMessage {
+    let mut msg = ipv4_routes();
+    msg.header.address_family = AddressFamily::Inet6;
     msg
 }
 

@@ -14,6 +14,8 @@ mod message;
 pub(crate) mod route;
 mod socket;
 
+#[cfg(test)]
+pub(crate) use message::Messages;
 pub(crate) use message::{Attrs, MsgBuilder};
 pub use socket::{defer_netfilter_release, take_deferred};
 pub(crate) use socket::{Bus, NlSocket};

@@ -53,6 +53,38 @@ impl RouteSocket {
         }
     }
 
+    /// Sends every request of `msgs` (each with its flags, e.g. `NLM_F_CREATE`) in one
+    /// datagram, each asking for an acknowledgement, and reads every acknowledgement.
+    /// rtnetlink handles the requests of a datagram one after the other and goes on after
+    /// one fails, so all acknowledgements are queued by the time `send` returns. `Err`
+    /// carries the index in `msgs` of the first request the kernel refused, and its errno
+    /// (`None` when the exchange itself failed).
+    pub(crate) fn batch(
+        &self,
+        msgs: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> Result<(), (Option<usize>, io::Error)> {
+        let count = msgs.len() as u32;
+        // Reserve the numbers in one step, so they are consecutive.
+        let first = self.seq.fetch_add(count, Ordering::Relaxed).wrapping_add(1);
+        let bytes = batch_request(msgs, first);
+        self.sock.send(&bytes).map_err(|e| (None, e))?;
+        let expect = (0..count).map(|i| first.wrapping_add(i)).collect();
+        let errors = self.sock.collect_acks(&expect).map_err(|e| (None, e))?;
+        match errors.iter().min_by_key(|(seq, _)| seq.wrapping_sub(first)) {
+            Some((seq, errno)) => Err((
+                Some(seq.wrapping_sub(first) as usize),
+                io::Error::from_raw_os_error(*errno),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The socket, for the interface ioctls, which act in its namespace whatever its
+    /// family (they fall through to the device layer).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.fd()
+    }
+
     /// Sends a lookup that the kernel answers with one message (or an error), and hands
     /// that message to `decode`.
     pub(crate) fn get<T>(
@@ -95,6 +127,17 @@ impl RouteSocket {
 /// The bytes of a request the kernel is to acknowledge.
 pub(crate) fn ack_request(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
     encode(msg, flags | NLM_F_ACK, seq)
+}
+
+/// The bytes of a datagram of requests each to be acknowledged, numbered from `first_seq`.
+pub(crate) fn batch_request(msgs: Vec<(RouteNetlinkMessage, u16)>, first_seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (msg, flags)) in msgs.into_iter().enumerate() {
+        out.extend(ack_request(msg, flags, first_seq.wrapping_add(i as u32)));
+        // Each message starts 4-aligned (NLMSG_ALIGN); encoded ones are already.
+        out.resize(super::message::align4(out.len()), 0);
+    }
+    out
 }
 
 /// The bytes of a lookup answered by one message.

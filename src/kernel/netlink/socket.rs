@@ -92,6 +92,10 @@ impl NlSocket {
         })
     }
 
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// Make room for `n` replies (ACKs/errors) so a large batch does not overflow the receive
     /// queue (which would lose replies with ENOBUFS). Needs CAP_NET_ADMIN for the forced variant;
     /// falls back to the unprivileged one.

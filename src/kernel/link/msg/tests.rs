@@ -5,7 +5,7 @@
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::*;
-use crate::kernel::netlink::route::{ack_request, dump_request, get_request};
+use crate::kernel::netlink::route::{ack_request, batch_request, dump_request, get_request};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -155,5 +155,116 @@ fn a_host_route_is_a_scope_link_slash_32_out_of_the_veth() {
             RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 60, 0, 7))),
             RouteAttribute::Oif(42),
         ]
+    );
+}
+
+/// The IPv6 container side: one datagram of four requests, byte for byte the one the h21
+/// research built by hand and ran (`exp9.py`: four acks, all 0; no link-local; the default
+/// route in place). Address attributes in the crate's order (IFA_ADDRESS, IFA_LOCAL).
+#[test]
+fn the_ipv6_container_batch_is_no_link_local_then_address_then_up_then_route() {
+    let v6 = crate::kernel::link::ContainerIp {
+        address: "fd00:9::2".parse().unwrap(),
+        prefix: 64,
+        gateway: "fd00:9::1".parse().unwrap(),
+    };
+    let batch = batch_request(super::super::container::ipv6_batch(2, v6), 1);
+    let expected = [
+        // RTM_NEWLINK seq 1, index 2, IFLA_AF_SPEC { AF_INET6 { ADDR_GEN_MODE = 1 (NONE) } }
+        "3000000010000500010000000000000000000000020000000000000000000000",
+        "10001a000c000a000500080001000000",
+        // RTM_NEWADDR seq 2 CREATE|EXCL, AF_INET6 /64 index 2, IFA_ADDRESS, IFA_LOCAL,
+        // IFA_FLAGS = IFA_F_NODAD
+        "48000000140005060200000000000000",
+        "0a40000002000000",
+        "14000100fd000009000000000000000000000002",
+        "14000200fd000009000000000000000000000002",
+        "0800080002000000",
+        // RTM_NEWLINK seq 3, index 2, IFF_UP in the flags and the change mask
+        "2000000010000500030000000000000000000000020000000100000001000000",
+        // RTM_NEWROUTE seq 4 CREATE|EXCL, AF_INET6 ::/0 main static universe unicast,
+        // RTA_GATEWAY, RTA_OIF 2
+        "38000000180005060400000000000000",
+        "0a000000fe04000100000000",
+        "14000500fd000009000000000000000000000001",
+        "0800040002000000",
+    ]
+    .concat();
+    assert_eq!(hex(&batch), expected);
+}
+
+/// Each frame's type and the types of its top-level attributes.
+fn attribute_types(bytes: &[u8]) -> Vec<(u16, Vec<u16>)> {
+    use crate::kernel::netlink::{Attrs, Messages};
+    Messages::new(bytes)
+        .map(|m| {
+            let m = m.unwrap();
+            let header = match m.ty {
+                16 => 16, // ifinfomsg
+                20 => 8,  // ifaddrmsg
+                _ => 12,  // rtmsg
+            };
+            (
+                m.ty,
+                Attrs::new(&m.payload[header..]).map(|(t, _)| t).collect(),
+            )
+        })
+        .collect()
+}
+
+/// h21 §1b: the kernel ignores IFA_TARGET_NETNSID on RTM_NEWADDR (the address lands on the
+/// host's link of that index) and IFLA_TARGET_NETNSID on a link change moves the host's
+/// link. No write may carry either.
+#[test]
+fn no_ipv6_write_names_another_namespace() {
+    const IFA_TARGET_NETNSID: u16 = 10;
+    const IFLA_TARGET_NETNSID: u16 = 46;
+    let v6 = crate::kernel::link::ContainerIp {
+        address: "fd00:9::2".parse().unwrap(),
+        prefix: 64,
+        gateway: "fd00:9::1".parse().unwrap(),
+    };
+    let mut bytes = batch_request(super::super::container::ipv6_batch(2, v6), 1);
+    bytes.extend(ack_request(
+        RouteNetlinkMessage::NewAddress(ipv6_address(7, "fd00:1::1".parse().unwrap(), 64)),
+        CREATE,
+        5,
+    ));
+    let frames = attribute_types(&bytes);
+    assert_eq!(frames.len(), 5);
+    for (ty, attrs) in frames {
+        let forbidden = if ty == 20 {
+            IFA_TARGET_NETNSID
+        } else {
+            IFLA_TARGET_NETNSID
+        };
+        assert!(!attrs.contains(&forbidden), "type {ty}: {attrs:?}");
+        if ty == 16 {
+            // One IFLA_AF_SPEC at most: the kernel reads only one.
+            assert!(attrs.iter().filter(|t| **t == 26).count() <= 1, "{attrs:?}");
+        }
+    }
+}
+
+#[test]
+fn the_bridge_ipv6_gateway_is_never_tentative() {
+    assert_eq!(
+        ack(
+            RouteNetlinkMessage::NewAddress(ipv6_address(7, "fd00:1::1".parse().unwrap(), 64)),
+            CREATE
+        ),
+        "480000001400050600000000000000000a4000000700000014000100fd0000010000000000000000000000\
+         0114000200fd0000010000000000000000000000010800080002000000"
+    );
+}
+
+#[test]
+fn the_ipv6_route_dump_asks_for_the_ipv6_family() {
+    assert_eq!(
+        hex(&dump_request(
+            RouteNetlinkMessage::GetRoute(ipv6_routes()),
+            0
+        )),
+        "1c0000001a00010300000000000000000a000000fe04000100000000"
     );
 }
