@@ -39,7 +39,7 @@ pub fn plan_endpoint<A: Allocations + ?Sized>(
         });
     }
     for spec in &req.options.ports {
-        if let Some(ip) = spec.host_ip {
+        if let Some(std::net::IpAddr::V4(ip)) = spec.host_ip {
             if v4.subnet.contains(ip) {
                 return Err(PlanError::HostIpInSubnet {
                     ip,

@@ -3,9 +3,9 @@
 //! nftables registers are 32-bit: every field of a concatenation occupies a multiple of 4 bytes,
 //! the value left-aligned (network byte order for addresses and ports) and zero padded.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::sys::nft::ElemSpec;
 
@@ -16,6 +16,7 @@ pub use crate::model::ports::Proto;
 // (`TYPE_BITS` = 6: each component shifted in from the right).
 pub(crate) const TYPE_NFPROTO: u32 = 2;
 pub(crate) const TYPE_IPADDR: u32 = 7;
+pub(crate) const TYPE_IP6ADDR: u32 = 8;
 pub(crate) const TYPE_ETHERADDR: u32 = 9;
 pub(crate) const TYPE_INET_PROTOCOL: u32 = 12;
 pub(crate) const TYPE_INET_SERVICE: u32 = 13;
@@ -80,6 +81,23 @@ pub(crate) const L2OPEN_KEY_LEN: u32 = IFNAME_LEN as u32;
 
 /// `meta nfproto` value of IPv4 (`NFPROTO_IPV4`), the key of set `fwd_guard`.
 pub(crate) const NFPROTO_IPV4: u8 = 2;
+/// `meta nfproto` value of IPv6 (`NFPROTO_IPV6`), the other key of set `fwd_guard`.
+pub(crate) const NFPROTO_IPV6: u8 = 10;
+
+/// `ipv6_addr . inet_proto . inet_service` (map `hports6`; `ports6` has the key of `ports4`)
+pub(crate) const HPORTS6_KEY_TYPE: u32 =
+    concat_type(&[TYPE_IP6ADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE]);
+pub(crate) const HPORTS6_KEY_LEN: u32 = 24;
+/// `ipv6_addr . inet_service` (map data of ports6/hports6)
+pub(crate) const DNAT6_DATA_TYPE: u32 = concat_type(&[TYPE_IP6ADDR, TYPE_INET_SERVICE]);
+pub(crate) const DNAT6_DATA_LEN: u32 = 20;
+/// `ipv6_addr . ipv6_addr` (set `nomasq6`, both intervals)
+pub(crate) const NOMASQ6_KEY_TYPE: u32 = concat_type(&[TYPE_IP6ADDR, TYPE_IP6ADDR]);
+pub(crate) const NOMASQ6_KEY_LEN: u32 = 32;
+pub(crate) const NOMASQ6_FIELDS: [u8; 2] = [16, 16];
+/// `ifname . ether_addr . ipv6_addr` (set `addrs6`: host veth . MAC . IPv6)
+pub(crate) const ADDRS6_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR, TYPE_IP6ADDR]);
+pub(crate) const ADDRS6_KEY_LEN: u32 = IFNAME_LEN as u32 + 8 + 16;
 
 /// One field padded to a whole number of 32-bit registers.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
@@ -152,6 +170,72 @@ pub(crate) fn addrs4_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6], addr: Ipv4Addr) 
     let mut k = macs_key(veth, mac);
     push_field(&mut k, &addr.octets());
     k
+}
+
+/// Key of `hports6`: `ipv6_addr . inet_proto . inet_service`.
+pub(crate) fn hports6_key(addr: Ipv6Addr, proto: Proto, port: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(HPORTS6_KEY_LEN as usize);
+    push_field(&mut k, &addr.octets());
+    push_field(&mut k, &[proto.number()]);
+    push_field(&mut k, &port.to_be_bytes());
+    k
+}
+
+/// Data of `ports6`/`hports6`: `ipv6_addr . inet_service` (the DNAT target).
+pub(crate) fn dnat6_data(addr: Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut d = Vec::with_capacity(DNAT6_DATA_LEN as usize);
+    push_field(&mut d, &addr.octets());
+    push_field(&mut d, &port.to_be_bytes());
+    d
+}
+
+/// Key of `addrs6`: `ifname . ether_addr . ipv6_addr` (host veth . MAC . one IPv6 address).
+pub(crate) fn addrs6_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6], addr: Ipv6Addr) -> Vec<u8> {
+    let mut k = macs_key(veth, mac);
+    push_field(&mut k, &addr.octets());
+    k
+}
+
+/// The last address of an IPv6 prefix.
+fn last6(net: Ipv6Network) -> Ipv6Addr {
+    let host_mask = u128::MAX.checked_shr(u32::from(net.prefix())).unwrap_or(0);
+    Ipv6Addr::from(u128::from(net.network()) | host_mask)
+}
+
+/// The elements of `masq6` for one prefix: as [`interval_elems`] for IPv4.
+pub(crate) fn interval6_elems(net: Ipv6Network) -> Vec<ElemSpec> {
+    let start = ElemSpec {
+        key: net.network().octets().to_vec(),
+        ..Default::default()
+    };
+    match u128::from(last6(net)).checked_add(1) {
+        Some(end) => vec![
+            start,
+            ElemSpec {
+                key: Ipv6Addr::from(end).octets().to_vec(),
+                flags: libc::NFT_SET_ELEM_INTERVAL_END as u32,
+                ..Default::default()
+            },
+        ],
+        None => vec![ElemSpec {
+            userdata: udata_interval_open(),
+            ..start
+        }],
+    }
+}
+
+/// The element of `nomasq6` for (subnet, destination): first addresses as the key, last ones
+/// as the inclusive end, as for `nomasq4`.
+pub(crate) fn nomasq6_elem(subnet: Ipv6Network, destination: Ipv6Network) -> ElemSpec {
+    let mut key = subnet.network().octets().to_vec();
+    key.extend_from_slice(&destination.network().octets());
+    let mut end = last6(subnet).octets().to_vec();
+    end.extend_from_slice(&last6(destination).octets());
+    ElemSpec {
+        key,
+        key_end: Some(end),
+        ..Default::default()
+    }
 }
 
 /// libnftnl user-data TLV: type (u8), length (u8), value.
@@ -339,6 +423,62 @@ mod tests {
         );
         assert_eq!(key.len() as u32, RADDRS4_KEY_LEN);
         assert_eq!((RADDRS4_KEY_TYPE, INTRA4_KEY_TYPE), (0x29247, 0x1c7));
+    }
+
+    #[test]
+    fn ipv6_keys_match_nft() {
+        // nft --debug=netlink (h21, nethook6.debug.txt): ports6 { tcp . 8080 : fd00:1::2 . 80 }
+        // "element 00000006 0000901f  : 010000fd 00000000 00000000 02000000 00005000"
+        let c: Ipv6Addr = "fd00:1::2".parse().unwrap();
+        assert_eq!(words(&ports4_key(Proto::Tcp, 8080)), "00000006 0000901f");
+        assert_eq!(
+            words(&dnat6_data(c, 80)),
+            "010000fd 00000000 00000000 02000000 00005000"
+        );
+        // hports6 { 2001:db8:9::1 . tcp . 8081 : ... }
+        // "element b80d0120 00000900 00000000 01000000 00000006 0000911f"
+        assert_eq!(
+            words(&hports6_key(
+                "2001:db8:9::1".parse().unwrap(),
+                Proto::Tcp,
+                8081
+            )),
+            "b80d0120 00000900 00000000 01000000 00000006 0000911f"
+        );
+        // masq6 { fd00:1::/64 }: "element 010000fd 00000000 00000000 00000000 : 0 [end]
+        // element 010000fd 01000000 00000000 00000000 : 1 [end]" (start, end flag 1)
+        let e = interval6_elems("fd00:1::5/64".parse().unwrap());
+        assert_eq!(words(&e[0].key), "010000fd 00000000 00000000 00000000");
+        assert_eq!(words(&e[1].key), "010000fd 01000000 00000000 00000000");
+        assert_eq!((e[0].flags, e[1].flags), (0, 1));
+        assert_eq!(interval6_elems("::/0".parse().unwrap()).len(), 1);
+        let top = interval6_elems("ffff::/16".parse().unwrap());
+        assert_eq!(top.len(), 1, "runs to the end of the address space");
+        let one = interval6_elems("fd00::1/128".parse().unwrap());
+        assert_eq!(one[1].key, "fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        let veth = ifname("nh0123456789ab").unwrap();
+        let k = addrs6_key(&veth, [0x02, 0x4e, 10, 77, 0, 2], c);
+        assert_eq!(k.len() as u32, ADDRS6_KEY_LEN);
+        assert_eq!(&k[24..], &c.octets());
+        let n = nomasq6_elem("fd00:1::/64".parse().unwrap(), "fd00::/8".parse().unwrap());
+        assert_eq!(n.key.len() as u32, NOMASQ6_KEY_LEN);
+        assert_eq!(
+            n.key_end.unwrap()[16..],
+            "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        // nft --debug=mnl: set types of hports6, its data, addrs6, nomasq6.
+        assert_eq!(
+            (
+                HPORTS6_KEY_TYPE,
+                DNAT6_DATA_TYPE,
+                ADDRS6_KEY_TYPE,
+                NOMASQ6_KEY_TYPE
+            ),
+            (0x830d, 0x20d, 0x29248, 0x208)
+        );
     }
 
     #[test]

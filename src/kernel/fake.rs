@@ -517,12 +517,14 @@ impl HostPorts for Fake {
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
+        // Every IPv4 address keeps the text it had before IPv6.
         let arg = match host_ip {
-            Some(ip) => format!("{ip}:{port}/{proto}"),
-            None => format!("{port}/{proto}"),
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("{port}/{proto}"),
+            std::net::IpAddr::V4(ip) => format!("{ip}:{port}/{proto}"),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}/{proto}"),
         };
         match self.call("ports.busy", arg) {
             Some(errno) => Err(HostPortsError {

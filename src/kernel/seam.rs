@@ -136,10 +136,11 @@ pub trait Sysctls {
 
 /// Host sockets that a publish would take a port from.
 pub trait HostPorts {
+    /// `host_ip` unspecified: every host address of its family (`0.0.0.0`, `::`).
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError>;
 }
@@ -379,7 +380,7 @@ impl HostPorts for Host {
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
         hostports::busy(proto, host_ip, port)
