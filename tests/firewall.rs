@@ -311,7 +311,8 @@ fn conntrack_flush() {
     sandbox("conntrack_flush", || {
         // Nothing to flush (and possibly no conntrack table in this netns yet).
         assert_eq!(
-            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            conntrack::flush_for(&[Ipv4Addr::new(10, 77, 0, 2).into()], &[(Proto::Udp, 5353)])
+                .unwrap(),
             0
         );
         sh("ip link set lo up");
@@ -334,7 +335,7 @@ fn conntrack_flush() {
         }
         assert_eq!(sh("conntrack -L 2>/dev/null").lines().count(), 5);
         let n = conntrack::flush_for(
-            Ipv4Addr::new(10, 77, 0, 2),
+            &[Ipv4Addr::new(10, 77, 0, 2).into()],
             &[(Proto::Udp, 5353), (Proto::Tcp, 8080)],
         )
         .unwrap();
@@ -346,9 +347,53 @@ fn conntrack_flush() {
             "{left}"
         );
         assert_eq!(
-            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            conntrack::flush_for(&[Ipv4Addr::new(10, 77, 0, 2).into()], &[(Proto::Udp, 5353)])
+                .unwrap(),
             0
         );
+    });
+}
+
+#[test]
+fn conntrack_flush_ipv6_and_both_families_in_one_walk() {
+    sandbox("conntrack_flush_ipv6_and_both_families_in_one_walk", || {
+        sh("ip link set lo up");
+        sh("ip link add nhveth0 type veth peer name nhveth1");
+        sh("ip addr add 192.0.2.1/24 dev nhveth0");
+        sh("ip addr add 2001:db8:9::1/64 dev nhveth0 nodad");
+        for args in [
+            // the container's own IPv6 connection → goes
+            "-f ipv6 -p udp -s fd00:1::2 -d 2001:db8:9::7 --sport 1234 --dport 53 -t 100",
+            // DNATed to the container's IPv6 address (reply source is it) → goes
+            "-f ipv6 -p tcp -s 2001:db8:9::9 -d 2001:db8:9::1 --sport 5555 --dport 8080 -r fd00:1::2 -q 2001:db8:9::9 --reply-port-src 80 --reply-port-dst 5555 --state ESTABLISHED -t 100",
+            // stale entry to the host's own IPv6 address on 5353/udp (no DNAT) → goes
+            "-f ipv6 -p udp -s 2001:db8:9::9 -d 2001:db8:9::1 --sport 4000 --dport 5353 -t 100",
+            // the host's own connection to a remote [..]:5353 → stays
+            "-f ipv6 -p udp -s 2001:db8:9::1 -d 2001:db8:9::7 --sport 4444 --dport 5353 -t 100",
+            // another container → stays
+            "-f ipv6 -p udp -s fd00:1::3 -d 2001:db8:9::7 --sport 1234 --dport 53 -t 100",
+            // the container's IPv4 connection → goes in the same walk
+            "-p udp -s 10.77.0.2 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
+        ] {
+            sh(&format!("conntrack -I {args}"));
+        }
+        assert_eq!(sh("conntrack -L -f ipv6 2>/dev/null").lines().count(), 5);
+        let ips: [std::net::IpAddr; 2] = [
+            Ipv4Addr::new(10, 77, 0, 2).into(),
+            "fd00:1::2".parse().unwrap(),
+        ];
+        let n = conntrack::flush_for(&ips, &[(Proto::Udp, 5353)]).unwrap();
+        assert_eq!(n, 4);
+        let left = sh("conntrack -L -f ipv6 2>/dev/null");
+        assert_eq!(left.lines().count(), 2, "{left}");
+        assert!(
+            left.contains("src=2001:db8:9::1 dst=2001:db8:9::7") && left.contains("src=fd00:1::3"),
+            "{left}"
+        );
+        assert_eq!(sh("conntrack -L -f ipv4 2>/dev/null").lines().count(), 0);
+        // An IPv6-only container: only the IPv6 table is walked and flushed.
+        let n = conntrack::flush_for(&["fd00:1::3".parse().unwrap()], &[]).unwrap();
+        assert_eq!(n, 1);
     });
 }
 
@@ -502,7 +547,7 @@ fn traffic_scenario(hairpin_mode: bool) {
         let before = sh("conntrack -L 2>/dev/null");
         assert!(before.contains("10.77.0.2"), "{before}");
         let n = conntrack::flush_for(
-            Ipv4Addr::new(10, 77, 0, 2),
+            &[Ipv4Addr::new(10, 77, 0, 2).into()],
             &[(Proto::Tcp, 8080), (Proto::Tcp, 8081)],
         )
         .unwrap();

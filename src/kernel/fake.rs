@@ -469,10 +469,12 @@ impl Firewall for Fake {
 impl Conntrack for Fake {
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError> {
-        let arg = format!("{container_ip} {mappings:?}");
+        // One IPv4 address reads as before IPv6: "10.77.0.2 [(Udp, 53)]".
+        let ips: Vec<String> = container_ips.iter().map(ToString::to_string).collect();
+        let arg = format!("{} {mappings:?}", ips.join(","));
         match self.call("conntrack.flush_for", arg) {
             Some(errno) => Err(ConntrackError::Kernel {
                 op: "fake flush",

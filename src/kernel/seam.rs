@@ -117,10 +117,11 @@ pub trait Firewall {
 }
 
 pub trait Conntrack {
-    /// Drops the entries of a container's address and of its connectionless mappings.
+    /// Drops the entries of a container's addresses (one per family it has: IPv4, IPv6) and
+    /// of its connectionless mappings, in those families.
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError>;
 }
@@ -351,10 +352,10 @@ impl Firewall for Host {
 impl Conntrack for Host {
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError> {
-        conntrack::flush_for(container_ip, mappings)
+        conntrack::flush_for(container_ips, mappings)
     }
 }
 
