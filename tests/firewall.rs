@@ -132,7 +132,6 @@ fn skeleton_matches_nft() {
                 ipv4: vec![Ipv4Addr::new(10, 88, 0, 2)],
                 ipv6: vec![],
             }],
-            ..Default::default()
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");

@@ -276,8 +276,8 @@ fn router_advertisements_from_the_host_do_not_reach_containers() {
             })
             .unwrap();
             let br_mac = sh("ip -o link show nhbr0 | sed 's|.*link/ether \\([^ ]*\\).*|\\1|'")
-            .trim()
-            .to_owned();
+                .trim()
+                .to_owned();
             let seen = labels_seen(&c1, || {
                 let mut child = Command::new("python3")
                     .args(["-c", SEND, "nhbr0", &br_mac, &mac(2).to_string()])
@@ -425,5 +425,75 @@ fn ipv6_published_ports_masquerade_and_hairpin() {
         firewall::delete(&own).unwrap();
         assert_eq!(firewall::missing_elements(&own).unwrap().len(), 1);
         assert!(try_tcp(&ns(&out), "2001:db8:9::1", 8080, 3).is_err());
+    });
+}
+
+/// gc's prune finds the IPv6 elements no live endpoint has (ports6, hports6, addrs6) and
+/// deletes them, keeping a live endpoint's; after `nft flush ruleset` the skeleton comes back
+/// with the IPv6 sets, and a restore puts their elements back.
+#[test]
+fn prune_and_restore_cover_the_ipv6_sets() {
+    sandbox!("prune_and_restore_cover_the_ipv6_sets", {
+        let endpoint = |n: u8, port: u16| Elements {
+            masq6: vec!["fd00:1::/64".parse().unwrap()],
+            ports6: vec![
+                PortMapping6 {
+                    host_ip: None,
+                    proto: Proto::Udp,
+                    host_port: port,
+                    container_ip: addr6(n),
+                    container_port: 53,
+                },
+                PortMapping6 {
+                    host_ip: Some("2001:db8::1".parse().unwrap()),
+                    proto: Proto::Tcp,
+                    host_port: port,
+                    container_ip: addr6(n),
+                    container_port: 80,
+                },
+            ],
+            sources: vec![Source {
+                host_interface: format!("nh6test{n}"),
+                mac: mac(n),
+                ipv4: vec![],
+                ipv6: vec![addr6(n), link_local(n)],
+            }],
+            ..Elements::default()
+        };
+        firewall::ensure_skeleton().unwrap();
+        firewall::add(&endpoint(2, 5000)).unwrap();
+        firewall::add(&endpoint(3, 6000)).unwrap();
+        let live = endpoint(2, 5000);
+        let report = firewall::prune(&live, true).unwrap();
+        let text = report.join("\n");
+        for needle in [
+            "udp 6000 -> [fd00:1::3]:53 from set ports6",
+            "2001:db8::1 tcp 6000 -> [fd00:1::3]:80 from set hports6",
+            "host interface \"nh6test3\" from set addrs6",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("nh6test2") && !text.contains("5000"),
+            "{text}"
+        );
+        firewall::prune(&live, false).unwrap();
+        assert!(firewall::prune(&live, true).unwrap().is_empty());
+        assert!(firewall::missing_elements(&live).unwrap().is_empty());
+        assert_eq!(
+            firewall::missing_elements(&endpoint(3, 6000))
+                .unwrap()
+                .len(),
+            4
+        );
+
+        sh("nft flush ruleset");
+        let missing = firewall::missing_elements(&live).unwrap();
+        assert_eq!(missing.len(), 5, "{missing:?}");
+        assert!(firewall::ensure_skeleton().unwrap());
+        firewall::restore(&live).unwrap();
+        assert!(firewall::missing_elements(&live).unwrap().is_empty());
+        let addrs6 = sh("nft list set bridge nethook addrs6");
+        assert!(addrs6.contains("fe80::4e:ff:fe00:2"), "{addrs6}");
     });
 }

@@ -284,7 +284,7 @@ mod tests {
     fn tcp(ip: Option<[u8; 4]>, port: u16) -> Claim {
         Claim {
             proto: Proto::Tcp,
-            host_ip: ip.map(|b| IpAddr::from(b)),
+            host_ip: ip.map(IpAddr::from),
             port,
         }
     }
