@@ -8,7 +8,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
-use nethook::firewall::{self, Elements, FirewallError, PortMapping, Proto, Source};
+use nethook::firewall::{self, Elements, FirewallError, PortMapping, PortMapping6, Proto, Source};
 use nethook::kernel::conntrack;
 use nethook::model::mac::Mac;
 
@@ -68,7 +68,10 @@ fn skeleton_matches_nft() {
         ));
         let theirs = sh("nft list table inet nethook");
         assert_eq!(ours, theirs);
-        assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
+        // skeleton.nft looks the ND target and option MAC up in twin sets (nft 1.0.6 cannot
+        // write those lookups into addrs6 and macs, see regen.sh); nethook uses the real ones.
+        let theirs_bridge = nft_bridge_listing();
+        assert_eq!(ours_bridge, theirs_bridge);
         // With elements too (our encoding vs nft's).
         firewall::add(&Elements {
             masq4: vec![net("10.77.0.0/16"), net("255.255.255.0/24")],
@@ -88,7 +91,10 @@ fn skeleton_matches_nft() {
                     host_interface: "nh0123456789ab".into(),
                     mac: Mac([0x02, 0x4e, 10, 77, 0, 2]),
                     ipv4: vec![Ipv4Addr::new(10, 77, 0, 2), Ipv4Addr::new(10, 77, 0, 9)],
-                    ipv6: vec![],
+                    ipv6: vec![
+                        "fd00:77::2".parse().unwrap(),
+                        "fe80::4e:aff:fe4d:2".parse().unwrap(),
+                    ],
                 },
                 Source {
                     host_interface: "nhffffffffffff".into(),
@@ -99,13 +105,33 @@ fn skeleton_matches_nft() {
             ],
             any_ethertype: vec!["nhffffffffffff".into()],
             intra4: vec![net("10.88.0.0/24"), net("10.89.0.7/16")],
+            masq6: vec![
+                "fd00:77::5/64".parse().unwrap(),
+                "ffff::/16".parse().unwrap(),
+            ],
+            nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
+            ports6: vec![
+                PortMapping6 {
+                    host_ip: None,
+                    proto: Proto::Tcp,
+                    host_port: 8080,
+                    container_ip: "fd00:77::2".parse().unwrap(),
+                    container_port: 80,
+                },
+                PortMapping6 {
+                    host_ip: Some("2001:db8::1".parse().unwrap()),
+                    proto: Proto::Udp,
+                    host_port: 53,
+                    container_ip: "fd00:77::2".parse().unwrap(),
+                    container_port: 5353,
+                },
+            ],
             routed_sources: vec![Source {
                 host_interface: "nr0123456789ab".into(),
                 mac: Mac([0x02, 0x4e, 10, 88, 0, 2]),
                 ipv4: vec![Ipv4Addr::new(10, 88, 0, 2)],
                 ipv6: vec![],
             }],
-            ..Default::default()
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
@@ -119,8 +145,6 @@ fn skeleton_matches_nft() {
         sh("nft add element inet nethook masq4 '{ 10.77.0.0/16, 255.255.255.0/24 }'");
         sh("nft add element inet nethook nomasq4 '{ 10.77.0.0/16 . 10.244.0.0/16, 10.77.0.0/16 . 192.168.7.9, 255.255.255.0/24 . 0.0.0.0/0 }'");
         // The probe elements every element batch re-adds (see firewall/probe.rs).
-        sh("nft add element inet nethook probe_routed '{ 0 }'");
-        sh(r#"nft add element bridge nethook l2open '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook ports4 '{ tcp . 8080 : 10.77.0.2 . 80, sctp . 9 : 10.77.0.2 . 9 }'");
         sh("nft add element inet nethook hports4 '{ 127.0.0.1 . udp . 53 : 10.77.0.2 . 5353 }'");
         sh(r#"nft add element inet nethook nets '{ "nethook0", "nh-blue" }'"#);
@@ -138,9 +162,33 @@ fn skeleton_matches_nft() {
         sh(
             r#"nft add element inet nethook raddrs4 '{ "nr0123456789ab" . 02:4e:0a:58:00:02 . 10.88.0.2 }'"#,
         );
+        sh("nft add element inet nethook probe_ipv6 '{ 0 }'");
+        sh(r#"nft add element bridge nethook probe_ipv6 '{ "nethook/probe" }'"#);
+        sh("nft add element inet nethook masq6 '{ fd00:77::/64, ffff::/16 }'");
+        sh("nft add element inet nethook nomasq6 '{ fd00:77::/64 . fd00::/8 }'");
+        sh("nft add element inet nethook ports6 '{ tcp . 8080 : fd00:77::2 . 80 }'");
+        sh("nft add element inet nethook hports6 '{ 2001:db8::1 . udp . 53 : fd00:77::2 . 5353 }'");
+        sh(
+            r#"nft add element bridge nethook addrs6 '{ "nh0123456789ab" . 02:4e:0a:4d:00:02 . fd00:77::2, "nh0123456789ab" . 02:4e:0a:4d:00:02 . fe80::4e:aff:fe4d:2 }'"#,
+        );
         assert_eq!(ours, sh("nft list table inet nethook"));
+        // Both tables came from skeleton.nft here, twin sets included.
         assert_eq!(ours_bridge, sh("nft list table bridge nethook"));
     });
+}
+
+/// `nft list table bridge nethook` of a table loaded from skeleton.nft, as nethook's own would
+/// list: skeleton.nft looks the ND target and option MAC up in twin sets (nft 1.0.6 cannot
+/// write those lookups into addrs6 and macs, see regen.sh); nethook uses the real ones.
+fn nft_bridge_listing() -> String {
+    sh("nft list table bridge nethook")
+        .replace(
+            "\tset ndtgt {\n\t\ttypeof iifname . ether saddr . @th,64,128\n\t}\n\n",
+            "",
+        )
+        .replace("\tset ndll {\n\t\ttypeof iifname . @th,208,48\n\t}\n\n", "")
+        .replace("!= @ndtgt drop", "!= @addrs6 drop")
+        .replace("!= @ndll drop", "!= @macs drop")
 }
 
 /// Masquerade exceptions are per-network elements like the subnet: re-added by every container
@@ -311,7 +359,8 @@ fn conntrack_flush() {
     sandbox("conntrack_flush", || {
         // Nothing to flush (and possibly no conntrack table in this netns yet).
         assert_eq!(
-            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            conntrack::flush_for(&[Ipv4Addr::new(10, 77, 0, 2).into()], &[(Proto::Udp, 5353)])
+                .unwrap(),
             0
         );
         sh("ip link set lo up");
@@ -334,7 +383,7 @@ fn conntrack_flush() {
         }
         assert_eq!(sh("conntrack -L 2>/dev/null").lines().count(), 5);
         let n = conntrack::flush_for(
-            Ipv4Addr::new(10, 77, 0, 2),
+            &[Ipv4Addr::new(10, 77, 0, 2).into()],
             &[(Proto::Udp, 5353), (Proto::Tcp, 8080)],
         )
         .unwrap();
@@ -346,9 +395,53 @@ fn conntrack_flush() {
             "{left}"
         );
         assert_eq!(
-            conntrack::flush_for(Ipv4Addr::new(10, 77, 0, 2), &[(Proto::Udp, 5353)]).unwrap(),
+            conntrack::flush_for(&[Ipv4Addr::new(10, 77, 0, 2).into()], &[(Proto::Udp, 5353)])
+                .unwrap(),
             0
         );
+    });
+}
+
+#[test]
+fn conntrack_flush_ipv6_and_both_families_in_one_walk() {
+    sandbox("conntrack_flush_ipv6_and_both_families_in_one_walk", || {
+        sh("ip link set lo up");
+        sh("ip link add nhveth0 type veth peer name nhveth1");
+        sh("ip addr add 192.0.2.1/24 dev nhveth0");
+        sh("ip addr add 2001:db8:9::1/64 dev nhveth0 nodad");
+        for args in [
+            // the container's own IPv6 connection → goes
+            "-p udp -s fd00:1::2 -d 2001:db8:9::7 --sport 1234 --dport 53 -t 100",
+            // DNATed to the container's IPv6 address (reply source is it) → goes
+            "-p tcp -s 2001:db8:9::9 -d 2001:db8:9::1 --sport 5555 --dport 8080 -r fd00:1::2 -q 2001:db8:9::9 --reply-port-src 80 --reply-port-dst 5555 --state ESTABLISHED -t 100",
+            // stale entry to the host's own IPv6 address on 5353/udp (no DNAT) → goes
+            "-p udp -s 2001:db8:9::9 -d 2001:db8:9::1 --sport 4000 --dport 5353 -t 100",
+            // the host's own connection to a remote [..]:5353 → stays
+            "-p udp -s 2001:db8:9::1 -d 2001:db8:9::7 --sport 4444 --dport 5353 -t 100",
+            // another container → stays
+            "-p udp -s fd00:1::3 -d 2001:db8:9::7 --sport 1234 --dport 53 -t 100",
+            // the container's IPv4 connection → goes in the same walk
+            "-p udp -s 10.77.0.2 -d 192.0.2.1 --sport 1234 --dport 53 -t 100",
+        ] {
+            sh(&format!("conntrack -I {args}"));
+        }
+        assert_eq!(sh("conntrack -L -f ipv6 2>/dev/null").lines().count(), 5);
+        let ips: [std::net::IpAddr; 2] = [
+            Ipv4Addr::new(10, 77, 0, 2).into(),
+            "fd00:1::2".parse().unwrap(),
+        ];
+        let n = conntrack::flush_for(&ips, &[(Proto::Udp, 5353)]).unwrap();
+        assert_eq!(n, 4);
+        let left = sh("conntrack -L -f ipv6 2>/dev/null");
+        assert_eq!(left.lines().count(), 2, "{left}");
+        assert!(
+            left.contains("src=2001:db8:9::1 dst=2001:db8:9::7") && left.contains("src=fd00:1::3"),
+            "{left}"
+        );
+        assert_eq!(sh("conntrack -L -f ipv4 2>/dev/null").lines().count(), 0);
+        // An IPv6-only container: only the IPv6 table is walked and flushed.
+        let n = conntrack::flush_for(&["fd00:1::3".parse().unwrap()], &[]).unwrap();
+        assert_eq!(n, 1);
     });
 }
 
@@ -502,7 +595,7 @@ fn traffic_scenario(hairpin_mode: bool) {
         let before = sh("conntrack -L 2>/dev/null");
         assert!(before.contains("10.77.0.2"), "{before}");
         let n = conntrack::flush_for(
-            Ipv4Addr::new(10, 77, 0, 2),
+            &[Ipv4Addr::new(10, 77, 0, 2).into()],
             &[(Proto::Tcp, 8080), (Proto::Tcp, 8081)],
         )
         .unwrap();

@@ -171,7 +171,7 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         check_mac_free(store, &endpoint)?;
     }
     let claims = claims_of(&endpoint.ports);
-    check_host_sockets(k, &claims)?;
+    check_host_sockets(k, &endpoint, &claims)?;
     ipam.record_leases(&leases, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
         forget(store, k, &endpoint, &ipam);
@@ -219,7 +219,8 @@ fn name_port_owner(store: &Store, e: SetupError) -> SetupError {
         return e;
     };
     let port = match host_ip {
-        Some(ip) => format!("{ip}:{host_port}/{proto}"),
+        Some(std::net::IpAddr::V4(ip)) => format!("{ip}:{host_port}/{proto}"),
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{host_port}/{proto}"),
         None => format!("{host_port}/{proto}"),
     };
     let owner = owner_of(store, proto, host_ip, host_port)
@@ -230,7 +231,7 @@ fn name_port_owner(store: &Store, e: SetupError) -> SetupError {
 fn owner_of(
     store: &Store,
     proto: Proto,
-    host_ip: Option<std::net::Ipv4Addr>,
+    host_ip: Option<std::net::IpAddr>,
     host_port: u16,
 ) -> Option<String> {
     let endpoints = store.list_endpoints_lenient().ok()?.0;
@@ -264,13 +265,23 @@ fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
     }
 }
 
-/// Refuses a host port a host process already serves (see `hostports`).
-fn check_host_sockets(k: &dyn Kernel, claims: &[Claim]) -> Result<(), SetupError> {
+/// Refuses a host port a host process already serves (see `hostports`), in each family
+/// the publish captures: a specific address its own, every address each family `ep` has.
+fn check_host_sockets(k: &dyn Kernel, ep: &Endpoint, claims: &[Claim]) -> Result<(), SetupError> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let every = [
+        ep.ipv4.map(|_| IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ep.ipv6.map(|_| IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ];
     for claim in claims {
-        if let Some(busy) = k
-            .host_ports()
-            .busy(claim.proto, claim.host_ip, claim.port)?
-        {
+        let addrs = match claim.host_ip {
+            Some(ip) => vec![ip],
+            None => every.iter().flatten().copied().collect(),
+        };
+        for addr in addrs {
+            let Some(busy) = k.host_ports().busy(claim.proto, addr, claim.port)? else {
+                continue;
+            };
             return Err(SetupError::HostPortInUse {
                 proto: claim.proto,
                 port: claim.port,

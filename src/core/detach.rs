@@ -298,8 +298,11 @@ fn settle(
         .filter(|p| p.proto != Proto::Tcp)
         .map(|p| (p.proto, p.host_port))
         .collect();
-    if let (true, Some(v4), false) = (u.owns_address, ep.ipv4, connectionless.is_empty()) {
-        if let Err(e) = k.conntrack().flush_for(v4.address, &connectionless) {
+    let addrs: Vec<std::net::IpAddr> = (ep.ipv4.map(|v4| v4.address.into()).into_iter())
+        .chain(ep.ipv6.as_ref().map(|v6| v6.address.into()))
+        .collect();
+    if u.owns_address && !addrs.is_empty() && !connectionless.is_empty() {
+        if let Err(e) = k.conntrack().flush_for(&addrs, &connectionless) {
             log_conntrack(ep, &e);
         }
     }

@@ -3,12 +3,14 @@
 //! firewall turns them into set elements (`firewall::units`) and sends them in one batch.
 //!
 //! Callers build `Elements` only through these functions, never with a struct literal: the
-//! fields are per address family, and IPv6 support fills the `…6` parts in here (from the
-//! endpoint's IPv6 attachment) without touching the callers.
+//! fields are per address family, and the `…6` parts come from the endpoint's IPv6
+//! attachment (`Endpoint::ipv6`) here, without the callers knowing.
 
-use ipnetwork::Ipv4Network;
+use std::net::{IpAddr, Ipv6Addr};
 
-use crate::firewall::{Elements, PortMapping4, Source};
+use ipnetwork::{Ipv4Network, Ipv6Network};
+
+use crate::firewall::{Elements, PortMapping4, PortMapping6, Source};
 use crate::model::endpoint::Endpoint;
 use crate::model::network::DriverKind;
 
@@ -26,6 +28,7 @@ pub fn firewall_elements(ep: &Endpoint) -> Elements {
     };
     Elements {
         ports4: port_elements(ep),
+        ports6: port6_elements(ep),
         sources,
         routed_sources,
         any_ethertype,
@@ -47,6 +50,7 @@ pub fn network_elements(ep: &Endpoint) -> Elements {
     Elements {
         masq4: masquerade_elements(ep),
         nomasq4: masquerade_exceptions(ep),
+        masq6: masquerade6_elements(ep),
         bridges,
         intra4,
         ..Elements::default()
@@ -81,15 +85,21 @@ pub fn own_elements(ep: &Endpoint, owns_address: bool) -> Elements {
     }
 }
 
-/// The published-port elements of an endpoint: one per host port (ranges expanded).
+/// The published IPv4 ports of an endpoint (maps `ports4`, `hports4`): one per host port
+/// (ranges expanded), of every publish without a host address or with an IPv4 one.
 pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping4> {
     let Some(v4) = ep.ipv4 else { return Vec::new() };
     ep.ports
         .iter()
-        .flat_map(|spec| {
+        .filter_map(|spec| match spec.host_ip {
+            None => Some((spec, None)),
+            Some(IpAddr::V4(ip)) => Some((spec, Some(ip))),
+            Some(IpAddr::V6(_)) => None,
+        })
+        .flat_map(|(spec, host_ip)| {
             spec.pairs()
                 .map(move |(host_port, container_port)| PortMapping4 {
-                    host_ip: spec.host_ip,
+                    host_ip,
                     proto: spec.proto,
                     host_port,
                     container_ip: v4.address,
@@ -97,6 +107,66 @@ pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping4> {
                 })
         })
         .collect()
+}
+
+/// The published IPv6 ports of an endpoint with an IPv6 address (maps `ports6`, `hports6`):
+/// every publish without a host address (which so answers over both families on a
+/// dual-stack endpoint) or with an IPv6 one.
+pub fn port6_elements(ep: &Endpoint) -> Vec<PortMapping6> {
+    let Some(v6) = &ep.ipv6 else {
+        return Vec::new();
+    };
+    let container_ip = v6.address;
+    ep.ports
+        .iter()
+        .filter_map(|spec| match spec.host_ip {
+            None => Some((spec, None)),
+            Some(IpAddr::V6(ip)) => Some((spec, Some(ip))),
+            Some(IpAddr::V4(_)) => None,
+        })
+        .flat_map(|(spec, host_ip)| {
+            spec.pairs()
+                .map(move |(host_port, container_port)| PortMapping6 {
+                    host_ip,
+                    proto: spec.proto,
+                    host_port,
+                    container_ip,
+                    container_port,
+                })
+        })
+        .collect()
+}
+
+/// The endpoint's IPv6 subnet in `masq6`, when its network masquerades IPv6.
+pub fn masquerade6_elements(ep: &Endpoint) -> Vec<Ipv6Network> {
+    let Some(v6) = ep.ipv6.as_ref().filter(|v6| v6.masquerade) else {
+        return Vec::new();
+    };
+    Ipv6Network::new(v6.address, v6.prefix)
+        .ok()
+        .and_then(|n| Ipv6Network::new(n.network(), v6.prefix).ok())
+        .into_iter()
+        .collect()
+}
+
+/// The link-local address the kernel would give a link with this MAC (modified EUI-64,
+/// RFC 4291 2.5.1): fe80:: + the MAC with ff:fe in its middle and the universal/local bit
+/// flipped.
+pub fn eui64_link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let id = [
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ];
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    octets[8..].copy_from_slice(&id);
+    Ipv6Addr::from(octets)
 }
 
 /// The endpoint's subnet in the masquerade set, when its network masquerades.
@@ -117,13 +187,19 @@ pub fn masquerade_exceptions(ep: &Endpoint) -> Vec<(Ipv4Network, Ipv4Network)> {
 }
 
 /// Anti-spoofing: what the endpoint may send from its host veth (its MAC and addresses).
+/// With an IPv6 address, also the link-local the kernel derives from its MAC: the container
+/// gets none (addr_gen_mode none), but one with CAP_NET_ADMIN may turn EUI-64 generation on,
+/// and that address is still its own (the MAC is pinned by `macs`).
 pub fn source_elements(ep: &Endpoint) -> Vec<Source> {
     vec![Source {
         host_interface: ep.host_interface.clone(),
         mac: ep.mac,
         ipv4: ep.ipv4.map(|v4| v4.address).into_iter().collect(),
-        // Endpoints have no IPv6 attachment yet.
-        ipv6: Vec::new(),
+        ipv6: ep
+            .ipv6
+            .as_ref()
+            .map(|v6| vec![v6.address, eui64_link_local(ep.mac.0)])
+            .unwrap_or_default(),
     }]
 }
 
@@ -138,7 +214,7 @@ pub fn any_ethertype_elements(ep: &Endpoint) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
     use crate::core::plan::plan_endpoint;
@@ -259,6 +335,128 @@ mod tests {
         assert_eq!(own.sources, source_elements(&ep));
         assert!(own.masq4.is_empty() && own.bridges.is_empty() && own.any_ethertype.is_empty());
         assert_eq!(own, own_elements(&ep, true));
+    }
+
+    /// The plan's endpoint with an IPv6 attachment added by hand (plan fills it once
+    /// networks have IPv6).
+    fn dual_stack(ports: &str, masquerade6: bool) -> Endpoint {
+        let opts = Options {
+            ports: parse_ports(ports).unwrap(),
+            ..Options::default()
+        };
+        let pool = Pool::default();
+        let mut ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
+        ep.ipv6 = Some(crate::model::endpoint::Ipv6Attachment {
+            address: "fd00:77::2".parse().unwrap(),
+            prefix: 64,
+            gateway: "fd00:77::1".parse().unwrap(),
+            masquerade: masquerade6,
+        });
+        ep
+    }
+
+    #[test]
+    fn a_publish_on_every_address_of_a_dual_stack_endpoint_goes_to_both_families() {
+        let ep = dual_stack(
+            "8080:80,192.0.2.1:81:81/udp,[2001:db8::1]:82-83:92-93/sctp",
+            true,
+        );
+        let e = firewall_elements(&ep);
+        use crate::model::ports::Proto::*;
+        let v4: Vec<_> = e
+            .ports4
+            .iter()
+            .map(|p| (p.host_ip, p.proto, p.host_port, p.container_port))
+            .collect();
+        assert_eq!(
+            v4,
+            vec![
+                (None, Tcp, 8080, 80),
+                (Some(Ipv4Addr::new(192, 0, 2, 1)), Udp, 81, 81)
+            ]
+        );
+        let c6: Ipv6Addr = "fd00:77::2".parse().unwrap();
+        let h6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let v6: Vec<_> = e
+            .ports6
+            .iter()
+            .map(|p| {
+                (
+                    p.host_ip,
+                    p.proto,
+                    p.host_port,
+                    p.container_ip,
+                    p.container_port,
+                )
+            })
+            .collect();
+        assert_eq!(
+            v6,
+            vec![
+                (None, Tcp, 8080, c6, 80),
+                (Some(h6), Sctp, 82, c6, 92),
+                (Some(h6), Sctp, 83, c6, 93)
+            ]
+        );
+        assert_eq!(
+            e.masq6,
+            vec!["fd00:77::/64".parse::<Ipv6Network>().unwrap()]
+        );
+        assert_eq!(network_elements(&ep).masq6, e.masq6);
+        // Teardown of an endpoint whose address moved on keeps both families' ports.
+        let moved_on = own_elements(&ep, false);
+        assert!(moved_on.ports4.is_empty() && moved_on.ports6.is_empty());
+        assert_eq!(own_elements(&ep, true).ports6, e.ports6);
+    }
+
+    #[test]
+    fn an_ipv4_only_endpoint_publishes_nothing_over_ipv6() {
+        let opts = Options {
+            ports: parse_ports("8080:80").unwrap(),
+            ..Options::default()
+        };
+        let pool = Pool::default();
+        let ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+            .unwrap()
+            .0;
+        let e = firewall_elements(&ep);
+        assert!(e.ports6.is_empty() && e.masq6.is_empty());
+        assert!(e.sources[0].ipv6.is_empty(), "it sends no IPv6 at all");
+    }
+
+    #[test]
+    fn ipv6_masquerade_follows_the_ipv6_attachment() {
+        let ep = dual_stack("", false);
+        assert!(firewall_elements(&ep).masq6.is_empty());
+        assert!(
+            !firewall_elements(&ep).masq4.is_empty(),
+            "IPv4's is its own"
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_source_may_send_from_its_address_and_its_eui64_link_local() {
+        let ep = dual_stack("", true);
+        let src = &firewall_elements(&ep).sources[0];
+        assert_eq!(src.mac, ep.mac);
+        assert_eq!(
+            src.ipv6,
+            vec![
+                "fd00:77::2".parse::<Ipv6Addr>().unwrap(),
+                eui64_link_local(ep.mac.0)
+            ]
+        );
+        // What the kernel makes for 02:4e:0a:4d:00:02 (`ip -6 addr` with addrgenmode eui64).
+        assert_eq!(
+            eui64_link_local([0x02, 0x4e, 10, 77, 0, 2]),
+            "fe80::4e:aff:fe4d:2".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            eui64_link_local([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            "fe80::211:22ff:fe33:4455".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::batch::BatchBuilder;
 use super::error::{first_error, nl_err, FirewallError, Object};
 use super::probe::touch_probes;
 use super::readback::dump_set;
-use super::skeleton::{HPORTS4, PORTS4};
+use super::skeleton::{HPORTS4, HPORTS6, PORTS4, PORTS6};
 use super::tables::{cstr_static, Tables};
 use super::types::TableFamily;
 use super::units::SetUnits;
@@ -40,7 +40,12 @@ pub(super) fn add_units(sets: &[SetUnits], restore: bool) -> Result<(), Firewall
         return Ok(());
     }
     // Several ports in the failing message: find the taken one.
-    let port_maps = [cstr_static(PORTS4), cstr_static(HPORTS4)];
+    let port_maps = [
+        cstr_static(PORTS4),
+        cstr_static(HPORTS4),
+        cstr_static(PORTS6),
+        cstr_static(HPORTS6),
+    ];
     if let Some(map) = errors.iter().find_map(|(o, e)| match o {
         Object::Elements { set, .. } if *e == Errno::EEXIST && port_maps.contains(set) => {
             Some(*set)
@@ -52,6 +57,7 @@ pub(super) fn add_units(sets: &[SetUnits], restore: bool) -> Result<(), Firewall
                 proto,
                 host_ip,
                 host_port,
+                ..
             }) = find_taken(g, restore)?
             {
                 return Err(FirewallError::PortTaken {

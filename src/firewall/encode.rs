@@ -3,9 +3,9 @@
 //! nftables registers are 32-bit: every field of a concatenation occupies a multiple of 4 bytes,
 //! the value left-aligned (network byte order for addresses and ports) and zero padded.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::sys::nft::ElemSpec;
 
@@ -16,6 +16,7 @@ pub use crate::model::ports::Proto;
 // (`TYPE_BITS` = 6: each component shifted in from the right).
 pub(crate) const TYPE_NFPROTO: u32 = 2;
 pub(crate) const TYPE_IPADDR: u32 = 7;
+pub(crate) const TYPE_IP6ADDR: u32 = 8;
 pub(crate) const TYPE_ETHERADDR: u32 = 9;
 pub(crate) const TYPE_INET_PROTOCOL: u32 = 12;
 pub(crate) const TYPE_INET_SERVICE: u32 = 13;
@@ -80,6 +81,23 @@ pub(crate) const L2OPEN_KEY_LEN: u32 = IFNAME_LEN as u32;
 
 /// `meta nfproto` value of IPv4 (`NFPROTO_IPV4`), the key of set `fwd_guard`.
 pub(crate) const NFPROTO_IPV4: u8 = 2;
+/// `meta nfproto` value of IPv6 (`NFPROTO_IPV6`), the other key of set `fwd_guard`.
+pub(crate) const NFPROTO_IPV6: u8 = 10;
+
+/// `ipv6_addr . inet_proto . inet_service` (map `hports6`; `ports6` has the key of `ports4`)
+pub(crate) const HPORTS6_KEY_TYPE: u32 =
+    concat_type(&[TYPE_IP6ADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE]);
+pub(crate) const HPORTS6_KEY_LEN: u32 = 24;
+/// `ipv6_addr . inet_service` (map data of ports6/hports6)
+pub(crate) const DNAT6_DATA_TYPE: u32 = concat_type(&[TYPE_IP6ADDR, TYPE_INET_SERVICE]);
+pub(crate) const DNAT6_DATA_LEN: u32 = 20;
+/// `ipv6_addr . ipv6_addr` (set `nomasq6`, both intervals)
+pub(crate) const NOMASQ6_KEY_TYPE: u32 = concat_type(&[TYPE_IP6ADDR, TYPE_IP6ADDR]);
+pub(crate) const NOMASQ6_KEY_LEN: u32 = 32;
+pub(crate) const NOMASQ6_FIELDS: [u8; 2] = [16, 16];
+/// `ifname . ether_addr . ipv6_addr` (set `addrs6`: host veth . MAC . IPv6)
+pub(crate) const ADDRS6_KEY_TYPE: u32 = concat_type(&[TYPE_IFNAME, TYPE_ETHERADDR, TYPE_IP6ADDR]);
+pub(crate) const ADDRS6_KEY_LEN: u32 = IFNAME_LEN as u32 + 8 + 16;
 
 /// One field padded to a whole number of 32-bit registers.
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
@@ -152,6 +170,72 @@ pub(crate) fn addrs4_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6], addr: Ipv4Addr) 
     let mut k = macs_key(veth, mac);
     push_field(&mut k, &addr.octets());
     k
+}
+
+/// Key of `hports6`: `ipv6_addr . inet_proto . inet_service`.
+pub(crate) fn hports6_key(addr: Ipv6Addr, proto: Proto, port: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(HPORTS6_KEY_LEN as usize);
+    push_field(&mut k, &addr.octets());
+    push_field(&mut k, &[proto.number()]);
+    push_field(&mut k, &port.to_be_bytes());
+    k
+}
+
+/// Data of `ports6`/`hports6`: `ipv6_addr . inet_service` (the DNAT target).
+pub(crate) fn dnat6_data(addr: Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut d = Vec::with_capacity(DNAT6_DATA_LEN as usize);
+    push_field(&mut d, &addr.octets());
+    push_field(&mut d, &port.to_be_bytes());
+    d
+}
+
+/// Key of `addrs6`: `ifname . ether_addr . ipv6_addr` (host veth . MAC . one IPv6 address).
+pub(crate) fn addrs6_key(veth: &[u8; IFNAME_LEN], mac: [u8; 6], addr: Ipv6Addr) -> Vec<u8> {
+    let mut k = macs_key(veth, mac);
+    push_field(&mut k, &addr.octets());
+    k
+}
+
+/// The last address of an IPv6 prefix.
+fn last6(net: Ipv6Network) -> Ipv6Addr {
+    let host_mask = u128::MAX.checked_shr(u32::from(net.prefix())).unwrap_or(0);
+    Ipv6Addr::from(u128::from(net.network()) | host_mask)
+}
+
+/// The elements of `masq6` for one prefix: as [`interval_elems`] for IPv4.
+pub(crate) fn interval6_elems(net: Ipv6Network) -> Vec<ElemSpec> {
+    let start = ElemSpec {
+        key: net.network().octets().to_vec(),
+        ..Default::default()
+    };
+    match u128::from(last6(net)).checked_add(1) {
+        Some(end) => vec![
+            start,
+            ElemSpec {
+                key: Ipv6Addr::from(end).octets().to_vec(),
+                flags: libc::NFT_SET_ELEM_INTERVAL_END as u32,
+                ..Default::default()
+            },
+        ],
+        None => vec![ElemSpec {
+            userdata: udata_interval_open(),
+            ..start
+        }],
+    }
+}
+
+/// The element of `nomasq6` for (subnet, destination): first addresses as the key, last ones
+/// as the inclusive end, as for `nomasq4`.
+pub(crate) fn nomasq6_elem(subnet: Ipv6Network, destination: Ipv6Network) -> ElemSpec {
+    let mut key = subnet.network().octets().to_vec();
+    key.extend_from_slice(&destination.network().octets());
+    let mut end = last6(subnet).octets().to_vec();
+    end.extend_from_slice(&last6(destination).octets());
+    ElemSpec {
+        key,
+        key_end: Some(end),
+        ..Default::default()
+    }
 }
 
 /// libnftnl user-data TLV: type (u8), length (u8), value.
@@ -242,182 +326,5 @@ fn subnet_pair_elem(subnet: Ipv4Network, destination: Ipv4Network) -> ElemSpec {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concat_type_ids_match_nft() {
-        // Values nft 1.0.6 sends (seen with `nft --debug=mnl`): 0x30d, 0x730d, 0x1cd.
-        assert_eq!(PORTS4_KEY_TYPE, 0x30d);
-        assert_eq!(HPORTS4_KEY_TYPE, 0x730d);
-        assert_eq!(DNAT4_DATA_TYPE, 0x1cd);
-        // nft --debug=mnl for the isolation and anti-spoofing sets: 0x29, 0xa69, 0xa49, 0x29247.
-        assert_eq!(NETS_KEY_TYPE, 0x29);
-        assert_eq!(INTRA_KEY_TYPE, 0xa69);
-        assert_eq!(MACS_KEY_TYPE, 0xa49);
-        assert_eq!(ADDRS4_KEY_TYPE, 0x29247);
-        assert_eq!(
-            (NETS_KEY_LEN, INTRA_KEY_LEN, MACS_KEY_LEN, ADDRS4_KEY_LEN),
-            (16, 32, 24, 28)
-        );
-    }
-
-    /// The 32-bit words nft --debug=netlink prints for an element key (host order, x86).
-    fn words(key: &[u8]) -> String {
-        key.chunks(4)
-            .map(|w| format!("{:08x}", u32::from_le_bytes(w.try_into().unwrap())))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    fn isolation_and_antispoof_keys_match_nft() {
-        let br = ifname("nethook0").unwrap();
-        // nft --debug=netlink add element inet nethook nets { "nethook0" }
-        assert_eq!(words(&nets_key(&br)), "6874656e 306b6f6f 00000000 00000000");
-        // ... intra { "nethook0" . "nethook0" }
-        assert_eq!(
-            words(&intra_key(&br)),
-            "6874656e 306b6f6f 00000000 00000000 6874656e 306b6f6f 00000000 00000000"
-        );
-        let veth = ifname("nh0123456789ab").unwrap();
-        let mac = [0x02, 0x4e, 10, 77, 0, 2];
-        // ... bridge nethook macs { "nh0123456789ab" . 02:4e:0a:4d:00:02 }
-        assert_eq!(
-            words(&macs_key(&veth, mac)),
-            "3130686e 35343332 39383736 00006261 4d0a4e02 00000200"
-        );
-        // ... addrs4 { "nh0123456789ab" . 02:4e:0a:4d:00:02 . 10.77.0.2 }
-        assert_eq!(
-            words(&addrs4_key(&veth, mac, Ipv4Addr::new(10, 77, 0, 2))),
-            "3130686e 35343332 39383736 00006261 4d0a4e02 00000200 02004d0a"
-        );
-        assert_eq!(macs_key(&veth, mac).len() as u32, MACS_KEY_LEN);
-        assert_eq!(
-            addrs4_key(&veth, mac, Ipv4Addr::UNSPECIFIED).len() as u32,
-            ADDRS4_KEY_LEN
-        );
-    }
-
-    #[test]
-    fn nomasq4_elements_match_nft() {
-        // nft --debug=netlink add element inet t nomasq4 { 10.244.1.0/24 . 10.244.0.0/16 }:
-        // "element 0001f40a 0000f40a  - ff01f40a fffff40a"
-        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
-        let e = nomasq4_elem(n("10.244.1.7/24"), n("10.244.0.0/16"));
-        assert_eq!(words(&e.key), "0001f40a 0000f40a");
-        assert_eq!(words(e.key_end.as_deref().unwrap()), "ff01f40a fffff40a");
-        assert_eq!((e.flags, e.data), (0, None));
-        assert_eq!(NOMASQ4_KEY_TYPE, 0x1c7);
-        assert_eq!(e.key.len() as u32, NOMASQ4_KEY_LEN);
-        assert_eq!(
-            NOMASQ4_FIELDS.iter().map(|f| u32::from(*f)).sum::<u32>(),
-            NOMASQ4_KEY_LEN
-        );
-    }
-
-    #[test]
-    fn routed_keys_match_nft() {
-        // nft --debug=netlink add element inet nethook intra4 { 10.88.0.0/24 . 10.88.0.0/24 }:
-        // "element 0000580a 0000580a  - ff00580a ff00580a"
-        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
-        let e = intra4_elem(n("10.88.0.7/24"));
-        assert_eq!(words(&e.key), "0000580a 0000580a");
-        assert_eq!(words(e.key_end.as_deref().unwrap()), "ff00580a ff00580a");
-        assert_eq!((e.flags, e.data), (0, None));
-        assert_eq!(e.key.len() as u32, INTRA4_KEY_LEN);
-        // raddrs4 { "nr0123456789ab" . 02:4e:0a:58:00:02 . 10.88.0.2 }: addrs4's layout.
-        let veth = ifname("nr0123456789ab").unwrap();
-        let key = addrs4_key(
-            &veth,
-            [0x02, 0x4e, 10, 88, 0, 2],
-            Ipv4Addr::new(10, 88, 0, 2),
-        );
-        assert_eq!(
-            words(&key),
-            "3130726e 35343332 39383736 00006261 580a4e02 00000200 0200580a"
-        );
-        assert_eq!(key.len() as u32, RADDRS4_KEY_LEN);
-        assert_eq!((RADDRS4_KEY_TYPE, INTRA4_KEY_TYPE), (0x29247, 0x1c7));
-    }
-
-    #[test]
-    fn interface_names_must_fit() {
-        assert_eq!(&ifname("a").unwrap()[..2], b"a\0");
-        assert!(ifname("fifteen-bytes-x").is_some());
-        assert!(ifname("sixteen-bytes-xx").is_none());
-        assert!(ifname("").is_none());
-        assert!(ifname("a\0b").is_none());
-    }
-
-    #[test]
-    fn set_udata_tlvs() {
-        // nft --debug=mnl for `set nets { type ifname; comment "bridges"; }`: 00 04 01 00 00 00 07 08 "bridges\0"
-        let mut v = udata_key_byteorder(1);
-        v.extend(udata_set_comment(c"bridges").unwrap());
-        assert_eq!(v, b"\x00\x04\x01\x00\x00\x00\x07\x08bridges\x00");
-        let long = std::ffi::CString::new(vec![b'x'; 255]).unwrap();
-        assert!(udata_set_comment(&long).is_none());
-    }
-
-    #[test]
-    fn keys_are_padded_to_registers() {
-        // nft --debug=netlink: "element 00000006 0000901f : 02004d0a 00005000"
-        assert_eq!(
-            ports4_key(Proto::Tcp, 8080),
-            vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]
-        );
-        assert_eq!(
-            dnat4_data(Ipv4Addr::new(10, 77, 0, 2), 80),
-            vec![10, 77, 0, 2, 0, 80, 0, 0]
-        );
-        // "element 0100007f 00000011 00003500 : 02004d0a 0000e914"
-        assert_eq!(
-            hports4_key(Ipv4Addr::LOCALHOST, Proto::Udp, 53),
-            vec![127, 0, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0]
-        );
-        assert_eq!(
-            dnat4_data(Ipv4Addr::new(10, 77, 0, 2), 5353),
-            vec![10, 77, 0, 2, 0x14, 0xe9, 0, 0]
-        );
-        assert_eq!(ports4_key(Proto::Sctp, 1).len() as u32, PORTS4_KEY_LEN);
-        assert_eq!(
-            hports4_key(Ipv4Addr::UNSPECIFIED, Proto::Sctp, 1).len() as u32,
-            HPORTS4_KEY_LEN
-        );
-    }
-
-    #[test]
-    fn interval_end_computation() {
-        let n = |s: &str| s.parse::<Ipv4Network>().unwrap();
-        assert_eq!(
-            interval_end(n("10.77.0.0/16")),
-            Some(Ipv4Addr::new(10, 78, 0, 0))
-        );
-        assert_eq!(
-            interval_end(n("10.77.255.255/32")),
-            Some(Ipv4Addr::new(10, 78, 0, 0))
-        );
-        assert_eq!(interval_end(n("255.255.255.0/24")), None);
-        assert_eq!(interval_end(n("0.0.0.0/0")), None);
-        // Host bits are cleared on the start element.
-        let e = interval_elems(n("10.77.3.4/16"));
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].key, vec![10, 77, 0, 0]);
-        assert_eq!(e[0].flags, 0);
-        assert_eq!(e[1].key, vec![10, 78, 0, 0]);
-        assert_eq!(e[1].flags, 1);
-        // Open interval: one element with nft's "interval open" user data (01 04 01 00 00 00).
-        let e = interval_elems(n("255.255.255.0/24"));
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].userdata, vec![1, 4, 1, 0, 0, 0]);
-    }
-
-    #[test]
-    fn proto_numbers() {
-        for p in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
-            assert_eq!(Proto::from_number(p.number()), Some(p));
-        }
-        assert_eq!(Proto::from_number(1), None);
-    }
-}
+#[path = "encode_tests.rs"]
+mod tests;

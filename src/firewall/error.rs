@@ -3,9 +3,9 @@
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use nix::errno::Errno;
 
 use super::encode::Proto;
@@ -33,6 +33,12 @@ pub enum Object {
         subnet: Ipv4Network,
         destination: Ipv4Network,
     },
+    Masq6(Ipv6Network),
+    /// An IPv6 masquerade exception (set `nomasq6`).
+    NoMasq6 {
+        subnet: Ipv6Network,
+        destination: Ipv6Network,
+    },
     /// A routed network's subnet in set `intra4` (as `subnet . subnet`).
     Intra4(Ipv4Network),
     /// A message holding several elements of one set.
@@ -40,8 +46,10 @@ pub enum Object {
         set: &'static str,
         count: usize,
     },
-    /// The forwarding guard's element (`ipv4` in set `fwd_guard`).
-    ForwardGuard,
+    /// The forwarding guard's element (`ipv4`, or `ipv6`, in set `fwd_guard`).
+    ForwardGuard {
+        ipv6: bool,
+    },
     /// A network's bridge in set `set` (`nets` or `intra`).
     Bridge {
         set: &'static str,
@@ -53,11 +61,13 @@ pub enum Object {
         set: &'static str,
         host_interface: String,
     },
-    /// A published IPv4 port (`ports4`, or `hports4` with a host address).
+    /// A published port: IPv4 (`ports4`, or `hports4` with a host address) or IPv6
+    /// (`ports6`, `hports6`; `ipv6` tells them apart when no host address does).
     Port {
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: Option<IpAddr>,
         host_port: u16,
+        ipv6: bool,
     },
     /// Batch begin/end message.
     Batch,
@@ -84,9 +94,15 @@ impl fmt::Display for Object {
                 subnet,
                 destination,
             } => write!(f, "nomasq4 element {subnet} . {destination}"),
+            Object::Masq6(n) => write!(f, "masq6 element {n}"),
+            Object::NoMasq6 {
+                subnet,
+                destination,
+            } => write!(f, "nomasq6 element {subnet} . {destination}"),
             Object::Intra4(n) => write!(f, "intra4 element {n} . {n}"),
             Object::Elements { set, count } => write!(f, "{count} elements of set {set}"),
-            Object::ForwardGuard => f.write_str("fwd_guard element ipv4"),
+            Object::ForwardGuard { ipv6: false } => f.write_str("fwd_guard element ipv4"),
+            Object::ForwardGuard { ipv6: true } => f.write_str("fwd_guard element ipv6"),
             Object::Bridge { set, bridge } => write!(f, "{set} element for bridge {bridge}"),
             Object::Source {
                 set,
@@ -96,10 +112,14 @@ impl fmt::Display for Object {
                 proto,
                 host_ip,
                 host_port,
-            } => match host_ip {
-                Some(ip) => write!(f, "hports4 element {ip} . {proto} . {host_port}"),
-                None => write!(f, "ports4 element {proto} . {host_port}"),
-            },
+                ipv6,
+            } => {
+                let family = if *ipv6 { 6 } else { 4 };
+                match host_ip {
+                    Some(ip) => write!(f, "hports{family} element {ip} . {proto} . {host_port}"),
+                    None => write!(f, "ports{family} element {proto} . {host_port}"),
+                }
+            }
             Object::Batch => f.write_str("batch control message"),
         }
     }
@@ -108,10 +128,10 @@ impl fmt::Display for Object {
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     /// A host port is already published (by another container): the whole batch was rejected.
-    #[error("host port {}{host_port}/{proto} is already published", host_ip.map(|ip| format!("{ip}:")).unwrap_or_default())]
+    #[error("host port {}{host_port}/{proto} is already published", host_ip.map(host_prefix).unwrap_or_default())]
     PortTaken {
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: Option<IpAddr>,
         host_port: u16,
     },
     /// The kernel rejected a message of a batch (the whole batch was rolled back).
@@ -132,11 +152,20 @@ pub enum FirewallError {
     /// A bridge or host veth name that cannot be an interface name, so no element can name it.
     #[error("nftables: {what} {name:?} is not a valid interface name (1 to 15 bytes, no NUL); fix the network definition or endpoint record, or run `nethook gc`")]
     InterfaceName { what: &'static str, name: String },
-    /// IPv6 elements reached the firewall, whose tables have no IPv6 sets yet: refused, not
-    /// dropped, so no IPv6 traffic goes unfiltered or unpublished without a word. Nothing was
-    /// sent.
-    #[error("nftables: IPv6 is not supported on this network yet ({what}); give the network and its containers IPv4 only")]
-    Ipv6Unsupported { what: String },
+    /// A routed endpoint with an IPv6 address: routed networks are IPv4-only. Nothing was sent.
+    #[error("nftables: routed host interface {host_interface} has IPv6 address {address}, but routed networks are IPv4-only; give the routed network IPv4 only")]
+    RoutedIpv6 {
+        host_interface: String,
+        address: std::net::Ipv6Addr,
+    },
+}
+
+/// `ip:` / `[ip]:` before a port.
+fn host_prefix(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => format!("{ip}:"),
+        IpAddr::V6(ip) => format!("[{ip}]:"),
+    }
 }
 
 impl FirewallError {
@@ -146,7 +175,7 @@ impl FirewallError {
             FirewallError::PortTaken { .. } => Some(Errno::EEXIST),
             FirewallError::Kernel { errno, .. } => Some(*errno),
             FirewallError::Netlink { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            FirewallError::InterfaceName { .. } | FirewallError::Ipv6Unsupported { .. } => None,
+            FirewallError::InterfaceName { .. } | FirewallError::RoutedIpv6 { .. } => None,
         }
     }
 }
@@ -167,6 +196,7 @@ pub(super) fn first_error(
             proto,
             host_ip,
             host_port,
+            ..
         },
         _,
     )) = errors
@@ -199,8 +229,9 @@ mod tests {
             (
                 Object::Port {
                     proto: Proto::Udp,
-                    host_ip: Some(Ipv4Addr::LOCALHOST),
+                    host_ip: Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
                     host_port: 53,
+                    ipv6: false,
                 },
                 Errno::EEXIST,
             ),
@@ -225,6 +256,22 @@ mod tests {
             host_port: 8080,
         };
         assert_eq!(e.to_string(), "host port 8080/tcp is already published");
+        let e = FirewallError::PortTaken {
+            proto: Proto::Tcp,
+            host_ip: Some("2001:db8::1".parse().unwrap()),
+            host_port: 8080,
+        };
+        assert_eq!(
+            e.to_string(),
+            "host port [2001:db8::1]:8080/tcp is already published"
+        );
+        let o = Object::Port {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: 80,
+            ipv6: true,
+        };
+        assert_eq!(o.to_string(), "ports6 element tcp . 80");
     }
 
     #[test]

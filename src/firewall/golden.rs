@@ -62,7 +62,10 @@ fn every_family_is_pinned() {
         "inet nethook forward",
         "inet nethook isolate",
         "bridge nethook prerouting",
+        "bridge nethook output",
         "bridge nethook antispoof",
+        "bridge nethook antispoof6",
+        "bridge nethook nd6",
     ] {
         assert!(
             expected
@@ -205,6 +208,34 @@ mod wire {
         e
     }
 
+    fn dual_stack() -> Elements {
+        use super::super::PortMapping6;
+        let mut src = source("nh0123456789ab", 2);
+        src.ipv6 = vec!["fd00:77::2".parse().unwrap()];
+        Elements {
+            masq6: vec!["fd00:77::/64".parse().unwrap()],
+            nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
+            ports6: vec![
+                PortMapping6 {
+                    host_ip: None,
+                    proto: Proto::Tcp,
+                    host_port: 8080,
+                    container_ip: "fd00:77::2".parse().unwrap(),
+                    container_port: 80,
+                },
+                PortMapping6 {
+                    host_ip: Some("2001:db8::1".parse().unwrap()),
+                    proto: Proto::Udp,
+                    host_port: 53,
+                    container_ip: "fd00:77::2".parse().unwrap(),
+                    container_port: 53,
+                },
+            ],
+            sources: vec![src],
+            ..Elements::default()
+        }
+    }
+
     fn all_batches() -> String {
         let tables = Tables::new();
         let mut out = String::new();
@@ -216,11 +247,14 @@ mod wire {
             let sets = element_units(&sample(), false).unwrap();
             out.push_str(&wire(title, &delete_batch(&tables, &sets, destroy)));
         }
-        out.push_str(&wire("guard on", &add_batch(&tables, &guard_units())));
+        out.push_str(&wire("guard on", &add_batch(&tables, &guard_units(false))));
         out.push_str(&wire(
             "guard off",
-            &delete_batch(&tables, &guard_units(), true),
+            &delete_batch(&tables, &guard_units(false), true),
         ));
+        out.push_str(&wire("guard6 on", &add_batch(&tables, &guard_units(true))));
+        let dual = super::super::units::element_units(&dual_stack(), true).unwrap();
+        out.push_str(&wire("add dual stack", &add_batch(&tables, &dual)));
         let missing = [
             (TableFamily::Inet, TableState::Missing),
             (TableFamily::Bridge, TableState::Missing),

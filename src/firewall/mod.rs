@@ -10,8 +10,10 @@
 //!   `raddrs4`; no IPv6). Routed veths are told apart by their `nr` prefix, so isolating them
 //!   needs no per-container element: a routed network adds its subnet to `intra4`.
 //! - `table bridge nethook`: anti-spoofing where a container's frames enter the bridge (the host
-//!   end of its veth): its MAC, and its IPv4 address in IPv4 and ARP, must be its own; only IPv4
-//!   and ARP pass unless its network opted out.
+//!   end of its veth): its MAC, its IPv4 address in IPv4 and ARP, and its IPv6 addresses (global
+//!   and EUI-64 link-local) in IPv6 and neighbour discovery must be its own; no router
+//!   advertisements, redirects, MLD or DHCPv6 server replies from it, none from the host into
+//!   it; only IPv4, ARP and IPv6 pass unless its network opted out.
 //!
 //! # Where what is decided
 //!
@@ -19,7 +21,7 @@
 //! |-------------------------------------------------------|--------------------------------|
 //! | an endpoint's elements (which ports, subnets, MACs)   | `core::elements` (caller)      |
 //! | the types handed in: [`Elements`], [`PortMapping`]    | `types.rs`                     |
-//! | elements → set elements (which set, key, map data)    | `units.rs` (IPv6 refused here) |
+//! | elements → set elements (which set, key, map data)    | `units.rs`                     |
 //! | the bytes of a key or map data                        | `encode.rs`                    |
 //! | the messages of one batch, sending it, the replies    | `batch.rs` (`BatchBuilder`)    |
 //! | add (+ which port was taken), restore                 | `add.rs`                       |
@@ -36,9 +38,11 @@
 //! `batch::BatchBuilder::send`. Every operation is ONE batch built by one `BatchBuilder`.
 //!
 //! Address families: [`Elements`] holds each family's parts in fields of their own (`masq4`,
-//! `ports4`, [`Source::ipv4`]; `masq6`, `ports6`, [`Source::ipv6`]). The skeleton has IPv4 sets
-//! only, so `units.rs` refuses IPv6 parts with [`FirewallError::Ipv6Unsupported`] before any
-//! batch is built; IPv6 support replaces that refusal with the IPv6 sets' units.
+//! `ports4`, [`Source::ipv4`]; `masq6`, `ports6`, [`Source::ipv6`]), and the skeleton has a set
+//! for each (`masq6`, `nomasq6`, `ports6`, `hports6`, bridge `addrs6`). Rules that read an
+//! address check the family first; `ports4`'s rule does too (`meta nfproto ipv4`), since its
+//! `proto . port` key says nothing of the family. Routed networks are IPv4-only: a routed
+//! source with IPv6 addresses is refused ([`FirewallError::RoutedIpv6`]).
 //!
 //! # Threads, namespaces, locking
 //!
@@ -98,7 +102,6 @@ pub fn release_deferred_sockets() {
 /// Per-network elements (masq4, bridges) and sources may already be there; a host port that is
 /// already published fails the whole batch with [`FirewallError::PortTaken`] naming it, and
 /// nothing of it is applied. ENOENT: a table is missing or out of date: run [`ensure_skeleton`].
-/// IPv6 parts fail with [`FirewallError::Ipv6Unsupported`] before anything is sent.
 pub fn add(elems: &Elements) -> Result<(), FirewallError> {
     add::add_units(&units::element_units(elems, true)?, false)
 }
@@ -123,40 +126,23 @@ pub fn delete(elems: &Elements) -> Result<(), FirewallError> {
 /// [`ensure_skeleton`] returned true it is gone and must be turned on again. Turning it on
 /// without the table fails with ENOENT; turning it off then succeeds.
 pub fn guard_forwarding(on: bool) -> Result<(), FirewallError> {
+    guard(on, false)
+}
+
+/// [`guard_forwarding`] for IPv6 (element `ipv6` of `fwd_guard`): for when nethook turned
+/// `net.ipv6.conf.all.forwarding` on itself. Turn it on before forwarding, and again after
+/// [`ensure_skeleton`] returned true.
+pub fn guard_forwarding6(on: bool) -> Result<(), FirewallError> {
+    guard(on, true)
+}
+
+fn guard(on: bool, ipv6: bool) -> Result<(), FirewallError> {
     if on {
-        add::add_units(&units::guard_units(), false)
+        add::add_units(&units::guard_units(ipv6), false)
     } else {
-        delete::delete_units(units::guard_units())
+        delete::delete_units(units::guard_units(ipv6))
     }
 }
 
 #[cfg(test)]
 mod golden;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// No root needed: the refusal comes before any socket is opened or batch sent.
-    #[test]
-    fn ipv6_parts_are_refused_by_every_operation_before_anything_is_sent() {
-        let elems = Elements {
-            masq4: vec!["10.77.0.0/16".parse().unwrap()],
-            masq6: vec!["fd00:77::/64".parse().unwrap()],
-            ..Elements::default()
-        };
-        let before = batches_sent();
-        for result in [
-            add(&elems),
-            restore(&elems),
-            delete(&elems),
-            prune(&elems, true).map(drop),
-        ] {
-            assert!(
-                matches!(result, Err(FirewallError::Ipv6Unsupported { .. })),
-                "{result:?}"
-            );
-        }
-        assert_eq!(batches_sent(), before, "nothing was sent");
-    }
-}

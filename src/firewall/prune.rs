@@ -5,13 +5,13 @@
 
 use std::collections::HashSet;
 use std::ffi::CStr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::delete::delete_units;
 use super::error::{nl_err, FirewallError, Object};
 use super::probe::is_probe;
 use super::readback::dump_set;
-use super::skeleton::{ADDRS4, HPORTS4, L2OPEN, MACS, PORTS4, RADDRS4};
+use super::skeleton::{ADDRS4, ADDRS6, HPORTS4, HPORTS6, L2OPEN, MACS, PORTS4, PORTS6, RADDRS4};
 use super::tables::cstr_static;
 use super::types::{Elements, TableFamily};
 use super::units::{element_units, SetUnits, Unit};
@@ -19,14 +19,17 @@ use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::ElemSpec;
 
 /// The sets whose every element belongs to one container. The per-network sets (masq4,
-/// nomasq4, nets, intra, intra4) go with the network's last endpoint, and a stale one opens
-/// nothing to anyone but a later network with the same subnet or bridge.
-const PER_CONTAINER: [(TableFamily, &CStr); 6] = [
+/// masq6, nomasq4, nomasq6, nets, intra, intra4) go with the network's last endpoint, and a
+/// stale one opens nothing to anyone but a later network with the same subnet or bridge.
+const PER_CONTAINER: [(TableFamily, &CStr); 9] = [
     (TableFamily::Inet, PORTS4),
     (TableFamily::Inet, HPORTS4),
+    (TableFamily::Inet, PORTS6),
+    (TableFamily::Inet, HPORTS6),
     (TableFamily::Inet, RADDRS4),
     (TableFamily::Bridge, MACS),
     (TableFamily::Bridge, ADDRS4),
+    (TableFamily::Bridge, ADDRS6),
     (TableFamily::Bridge, L2OPEN),
 ];
 
@@ -94,20 +97,26 @@ pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallErro
 /// An element as nft would show it, as far as gc's report needs.
 fn describe(set: &CStr, e: &ElemSpec) -> String {
     let k = &e.key;
-    let target = e
-        .data
-        .as_deref()
-        .and_then(|d| Some(format!("{}:{}", ip(d.get(..4)?)?, be16(d.get(4..6)?)?)));
+    // Map data: address . port, the address 4 bytes (ports4, hports4) or 16 (the IPv6 maps).
+    let target = e.data.as_deref().and_then(|d| {
+        let alen = if d.len() > 8 { 16 } else { 4 };
+        let port = be16(d.get(alen..alen + 2)?)?;
+        Some(match ip(d.get(..alen)?)? {
+            IpAddr::V4(a) => format!("{a}:{port}"),
+            IpAddr::V6(a) => format!("[{a}]:{port}"),
+        })
+    });
     let target = target.map(|t| format!(" -> {t}")).unwrap_or_default();
-    if set == PORTS4 {
+    if set == PORTS4 || set == PORTS6 {
         if let (Some(proto), Some(port)) = (k.first(), k.get(4..6).and_then(be16)) {
             return format!("{} {port}{target}", proto_name(*proto));
         }
-    } else if set == HPORTS4 {
+    } else if set == HPORTS4 || set == HPORTS6 {
+        let alen = if set == HPORTS6 { 16 } else { 4 };
         if let (Some(addr), Some(proto), Some(port)) = (
-            k.get(..4).and_then(ip),
-            k.get(4),
-            k.get(8..10).and_then(be16),
+            k.get(..alen).and_then(ip),
+            k.get(alen),
+            k.get(alen + 4..alen + 6).and_then(be16),
         ) {
             return format!("{addr} {} {port}{target}", proto_name(*proto));
         }
@@ -121,13 +130,14 @@ fn describe(set: &CStr, e: &ElemSpec) -> String {
     )
 }
 
-fn ip(b: &[u8]) -> Option<Ipv4Addr> {
-    Some(Ipv4Addr::new(
-        *b.first()?,
-        *b.get(1)?,
-        *b.get(2)?,
-        *b.get(3)?,
-    ))
+/// A 4- or 16-byte address.
+fn ip(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(b) {
+        return Some(Ipv4Addr::from(v4).into());
+    }
+    <[u8; 16]>::try_from(b)
+        .ok()
+        .map(|v6| Ipv6Addr::from(v6).into())
 }
 
 fn be16(b: &[u8]) -> Option<u16> {
@@ -178,5 +188,32 @@ mod tests {
             describe(RADDRS4, &routed),
             "host interface \"nr0123456789ab\""
         );
+    }
+
+    #[test]
+    fn ipv6_ports_and_addresses_are_described_too() {
+        let c: Ipv6Addr = "fd00:77::2".parse().unwrap();
+        let data = Some(encode::dnat6_data(c, 80));
+        let wild = ElemSpec {
+            key: encode::ports4_key(Proto::Tcp, 8080),
+            data: data.clone(),
+            ..ElemSpec::default()
+        };
+        assert_eq!(describe(PORTS6, &wild), "tcp 8080 -> [fd00:77::2]:80");
+        let one = ElemSpec {
+            key: encode::hports6_key("2001:db8::1".parse().unwrap(), Proto::Udp, 53),
+            data,
+            ..ElemSpec::default()
+        };
+        assert_eq!(
+            describe(HPORTS6, &one),
+            "2001:db8::1 udp 53 -> [fd00:77::2]:80"
+        );
+        let src = ElemSpec {
+            key: encode::addrs6_key(&encode::ifname("nhabc").unwrap(), [2, 0, 0, 0, 0, 1], c),
+            ..ElemSpec::default()
+        };
+        assert_eq!(describe(ADDRS6, &src), "host interface \"nhabc\"");
+        assert!(PER_CONTAINER.contains(&(TableFamily::Bridge, ADDRS6)));
     }
 }

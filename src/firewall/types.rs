@@ -51,8 +51,8 @@ impl fmt::Display for TableFamily {
 }
 
 /// One published port of one address family (ranges are expanded by the caller: one mapping
-/// per port). `A` is `Ipv4Addr` (maps `ports4`, `hports4`; the default) or `Ipv6Addr` (the
-/// IPv6 maps, not in the skeleton yet).
+/// per port). `A` is `Ipv4Addr` (maps `ports4`, `hports4`; the default) or `Ipv6Addr` (maps
+/// `ports6`, `hports6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortMapping<A = Ipv4Addr> {
     /// `None` (or the unspecified address): every host address (map `ports4`); `Some(ip)`:
@@ -67,7 +67,7 @@ pub struct PortMapping<A = Ipv4Addr> {
 
 /// A published IPv4 port (`ports4`, `hports4`).
 pub type PortMapping4 = PortMapping<Ipv4Addr>;
-/// A published IPv6 port (for `ports6`, `hports6`, which IPv6 support adds).
+/// A published IPv6 port (`ports6`, `hports6`).
 pub type PortMapping6 = PortMapping<Ipv6Addr>;
 
 impl<A: Copy + Into<IpAddr>> PortMapping<A> {
@@ -89,8 +89,9 @@ pub struct Source {
     pub mac: Mac,
     /// The container's IPv4 addresses (set `addrs4`); empty: no IPv4 or ARP at all.
     pub ipv4: Vec<Ipv4Addr>,
-    /// The container's IPv6 addresses (for the set IPv6 support adds); empty today: the
-    /// bridge table drops all IPv6 from containers.
+    /// The container's IPv6 addresses (set `addrs6`: its global address and its EUI-64
+    /// link-local); empty: no IPv6 at all. Must be empty for a routed source (routed
+    /// networks are IPv4-only).
     pub ipv6: Vec<Ipv6Addr>,
 }
 
@@ -101,22 +102,16 @@ pub struct Source {
 /// them only when the network's last endpoint goes): `masq4`, `masq6`, `nomasq4`, `nomasq6`,
 /// `bridges`.
 /// Per container (see [`Elements::own`]): `ports4`, `ports6`, `sources`, `any_ethertype`.
-///
-/// The skeleton has no IPv6 sets yet: a non-empty IPv6 part (`masq6`, `nomasq6`, `ports6`,
-/// [`Source::ipv6`]) makes every operation fail with [`FirewallError::Ipv6Unsupported`]
-/// (see `units.rs`), never silently drop it.
-///
-/// [`FirewallError::Ipv6Unsupported`]: super::FirewallError::Ipv6Unsupported
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Elements {
     /// IPv4 subnets whose outgoing traffic is masqueraded (set `masq4`).
     pub masq4: Vec<Ipv4Network>,
-    /// IPv6 subnets whose outgoing traffic is masqueraded (for set `masq6`).
+    /// IPv6 subnets whose outgoing traffic is masqueraded (set `masq6`).
     pub masq6: Vec<Ipv6Network>,
     /// Exceptions to masquerade (set `nomasq4`): traffic from a `masq4` subnet (first) to a
     /// destination (second) keeps its source address.
     pub nomasq4: Vec<(Ipv4Network, Ipv4Network)>,
-    /// IPv6 exceptions to masquerade (for set `nomasq6`).
+    /// IPv6 exceptions to masquerade (set `nomasq6`).
     pub nomasq6: Vec<(Ipv6Network, Ipv6Network)>,
     /// Bridges of nethook networks (sets `nets` and `intra`): isolation between networks, for
     /// both address families.
@@ -126,9 +121,9 @@ pub struct Elements {
     pub intra4: Vec<Ipv4Network>,
     /// Published IPv4 ports (maps `ports4`, `hports4`), added exclusively.
     pub ports4: Vec<PortMapping4>,
-    /// Published IPv6 ports (for maps `ports6`, `hports6`), added exclusively.
+    /// Published IPv6 ports (maps `ports6`, `hports6`), added exclusively.
     pub ports6: Vec<PortMapping6>,
-    /// Anti-spoofing (sets `macs`, `addrs4` of `table bridge nethook`).
+    /// Anti-spoofing (sets `macs`, `addrs4`, `addrs6` of `table bridge nethook`).
     pub sources: Vec<Source>,
     /// Anti-spoofing of routed endpoints (set `raddrs4` of `table inet nethook`: host veth .
     /// MAC . IPv4 address); their host veths (`nr…`) are no bridge ports, so the bridge

@@ -173,7 +173,10 @@ fn error_objects_name_their_set() {
             assert_eq!(set_of(&u.object), Some(g.name()), "{}", u.object);
         }
     }
-    assert_eq!(set_of(&Object::ForwardGuard), Some("fwd_guard"));
+    assert_eq!(
+        set_of(&Object::ForwardGuard { ipv6: false }),
+        Some("fwd_guard")
+    );
     assert_eq!(set_of(&Object::Batch), None);
 }
 
@@ -224,77 +227,125 @@ fn bad_interface_names_are_refused_before_the_kernel() {
     }
 }
 
-#[test]
-fn ipv6_parts_are_refused_not_dropped() {
-    let v4 = Elements {
-        masq4: vec!["10.77.0.0/16".parse().unwrap()],
-        ports4: vec![port(80)],
-        sources: vec![source("nh0123456789ab", 2)],
-        ..Elements::default()
-    };
-    let port6 = PortMapping6 {
-        host_ip: None,
+fn dual_stack() -> Elements {
+    let port6 = |host_ip: Option<&str>, host_port| PortMapping6 {
+        host_ip: host_ip.map(|t| t.parse().unwrap()),
         proto: Proto::Udp,
-        host_port: 53,
+        host_port,
         container_ip: "fd00:77::2".parse().unwrap(),
         container_port: 5353,
     };
-    let mut src6 = source("nh0123456789ab", 2);
-    src6.ipv6 = vec!["fd00:77::2".parse().unwrap()];
-    for (elems, named) in [
-        (
-            Elements {
-                masq6: vec!["fd00:77::/64".parse().unwrap()],
-                ..v4.clone()
-            },
-            "masquerade subnet fd00:77::/64",
-        ),
-        (
-            Elements {
-                nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
-                ..v4.clone()
-            },
-            "masquerade exception fd00:77::/64 to fd00::/8",
-        ),
-        (
-            Elements {
-                ports6: vec![port6],
-                ..v4.clone()
-            },
-            "published port 53/udp to [fd00:77::2]:5353",
-        ),
-        (
-            Elements {
-                sources: vec![src6.clone()],
-                ..v4.clone()
-            },
-            "address fd00:77::2 of host interface nh0123456789ab",
-        ),
-        (
-            Elements {
-                routed_sources: vec![Source {
-                    host_interface: "nr0123456789ab".into(),
-                    ..src6
-                }],
-                ..v4.clone()
-            },
-            "address fd00:77::2 of host interface nr0123456789ab",
-        ),
-    ] {
-        for exclusive in [true, false] {
-            match element_units(&elems, exclusive) {
-                Err(e @ FirewallError::Ipv6Unsupported { .. }) => {
-                    let text = e.to_string();
-                    assert!(text.contains(named), "{text}");
-                    assert!(
-                        text.contains("IPv6 is not supported on this network yet"),
-                        "{text}"
-                    );
-                    assert_eq!(e.errno(), None);
-                }
-                other => panic!("IPv6 part of {elems:?} not refused: {other:?}"),
-            }
+    let mut src = source("nh0123456789ab", 2);
+    src.ipv6 = vec![
+        "fd00:77::2".parse().unwrap(),
+        "fe80::4e:aff:fe4d:2".parse().unwrap(),
+    ];
+    Elements {
+        masq4: vec!["10.77.0.0/16".parse().unwrap()],
+        masq6: vec!["fd00:77::9/64".parse().unwrap()],
+        nomasq6: vec![("fd00:77::/64".parse().unwrap(), "fd00::/8".parse().unwrap())],
+        ports4: vec![port(53)],
+        ports6: vec![
+            port6(None, 53),
+            port6(Some("2001:db8::1"), 54),
+            // `::` is every address, as 0.0.0.0 is.
+            port6(Some("::"), 55),
+        ],
+        sources: vec![src],
+        ..Elements::default()
+    }
+}
+
+#[test]
+fn ipv6_parts_go_to_the_ipv6_sets() {
+    let sets = element_units(&dual_stack(), true).unwrap();
+    assert_eq!(
+        objects(&sets),
+        vec![
+            "masq4 element 10.77.0.0/16",
+            // Host bits cleared, as nft shows it.
+            "masq6 element fd00:77::/64",
+            "nomasq6 element fd00:77::/64 . fd00::/8",
+            "ports4 element tcp . 53",
+            "ports6 element udp . 53",
+            "ports6 element udp . 55",
+            "hports6 element 2001:db8::1 . udp . 54",
+            "macs element for host interface nh0123456789ab",
+            "addrs4 element for host interface nh0123456789ab",
+            "addrs6 element for host interface nh0123456789ab",
+        ]
+    );
+    for g in &sets {
+        for u in &g.units {
+            assert_eq!(set_of(&u.object), Some(g.name()), "{}", u.object);
         }
     }
-    assert!(element_units(&v4, true).is_ok(), "IPv4 alone is fine");
+    let set = |name| sets.iter().find(|g| g.name() == name).unwrap();
+    assert_eq!(set("ports6").add_flags, NLM_F_CREATE | NLM_F_EXCL);
+    assert_eq!(set("hports6").add_flags, NLM_F_CREATE | NLM_F_EXCL);
+    assert_eq!(set("addrs6").family, TableFamily::Bridge);
+    let c6: std::net::Ipv6Addr = "fd00:77::2".parse().unwrap();
+    assert_eq!(
+        set("ports6").units[0].elems[0].data,
+        Some(encode::dnat6_data(c6, 5353))
+    );
+    assert_eq!(
+        set("hports6").units[0].elems[0].key,
+        encode::hports6_key("2001:db8::1".parse().unwrap(), Proto::Udp, 54)
+    );
+    // One element per address: the global one and the link-local.
+    let veth = encode::ifname("nh0123456789ab").unwrap();
+    let keys: Vec<_> = set("addrs6").units[0]
+        .elems
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys[0],
+        encode::addrs6_key(&veth, [0x02, 0x4e, 10, 77, 0, 2], c6)
+    );
+    assert_eq!(set("masq6").units[0].elems.len(), 2, "start and end");
+    // Per network / per container, as for IPv4.
+    assert_eq!(
+        elements_of(&dual_stack().shared()),
+        ["masq4", "masq6", "nomasq6"]
+    );
+    assert_eq!(
+        elements_of(&dual_stack().own()),
+        ["ports4", "ports6", "hports6", "macs", "addrs4", "addrs6"]
+    );
+}
+
+#[test]
+fn the_forwarding_guard_has_an_element_per_family() {
+    let v4 = guard_units(false);
+    let v6 = guard_units(true);
+    assert_eq!(v4[0].units[0].elems[0].key, vec![2]);
+    assert_eq!(v6[0].units[0].elems[0].key, vec![10]);
+    assert_eq!(v6[0].units[0].object.to_string(), "fwd_guard element ipv6");
+    assert_eq!(set_of(&v6[0].units[0].object), Some("fwd_guard"));
+}
+
+#[test]
+fn a_routed_source_with_ipv6_is_refused_not_dropped() {
+    let mut src = source("nr0123456789ab", 2);
+    src.ipv6 = vec!["fd00:77::2".parse().unwrap()];
+    let elems = Elements {
+        routed_sources: vec![src],
+        ..Elements::default()
+    };
+    for exclusive in [true, false] {
+        match element_units(&elems, exclusive) {
+            Err(e @ FirewallError::RoutedIpv6 { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("nr0123456789ab has IPv6 address fd00:77::2"),
+                    "{text}"
+                );
+                assert_eq!(e.errno(), None);
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
 }

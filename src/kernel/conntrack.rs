@@ -3,18 +3,21 @@
 //!
 //! At teardown, entries that still point at a removed container would keep steering traffic
 //! (above all UDP, whose entries are refreshed by every packet) to an address that is gone, or
-//! keep a restarted service on the same host port from being reached. [`flush_for`] deletes:
-//! - every IPv4 entry whose original or reply tuple has the container's address as source or
-//!   destination (its own connections, and the DNATed connections to it: reply source = it);
-//! - every IPv4 entry for one of the given host ports (proto + original destination port) that is
+//! keep a restarted service on the same host port from being reached. [`flush_for`] deletes, in
+//! each address family the container has an address of (IPv4, IPv6):
+//! - every entry whose original or reply tuple has one of the container's addresses as source
+//!   or destination (its own connections, and the DNATed connections to it: reply source = it);
+//! - every entry for one of the given host ports (proto + original destination port) that is
 //!   addressed to a local address of this network namespace and was NOT destination-NATed: the
 //!   stale "to the host itself" entries that would shadow a new DNAT mapping. The local-address
 //!   condition spares the host's own outgoing connections to a remote port with the same number.
 //!
 //! The kernel cannot flush by tuple filter (CTA_FILTER is for dumps; a filtered flush only knows
-//! mark/status/zone), so this dumps the IPv4 table once (kernel-side family filter) and deletes
-//! the matching entries by original tuple + CTA_ID (so a new entry that reuses the tuple in
-//! between is not hit). An entry that expired meanwhile (ENOENT) is not an error.
+//! mark/status/zone), so this dumps the table once (kernel-side family filter: one family, or
+//! AF_UNSPEC for both in the same walk) and deletes the matching entries by original tuple +
+//! CTA_ID (so a new entry that reuses the tuple in between is not hit), each with its own
+//! family in the nfgenmsg (the kernel reads the tuple's addresses by it: CTA_IP_V4_* or
+//! CTA_IP_V6_*). An entry that expired meanwhile (ENOENT) is not an error.
 //!
 //! Like the firewall, it acts in the network namespace of the calling thread (fresh sockets).
 //!
@@ -24,7 +27,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -73,6 +76,8 @@ const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
@@ -84,8 +89,8 @@ const DELETE_CHUNK: usize = 128;
 /// One direction of a conntrack entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Tuple {
-    pub src: Option<Ipv4Addr>,
-    pub dst: Option<Ipv4Addr>,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
     pub proto: u8,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
@@ -94,6 +99,8 @@ pub(crate) struct Tuple {
 /// A dumped entry, with what is needed to delete exactly it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Entry {
+    /// `AF_INET` or `AF_INET6` (the nfgenmsg family of the dumped message).
+    pub family: u8,
     pub orig: Tuple,
     pub reply: Tuple,
     pub status: u32,
@@ -109,10 +116,21 @@ fn parse_tuple(buf: &[u8]) -> Tuple {
         match ty {
             CTA_TUPLE_IP => {
                 for (ty, v) in Attrs::new(val) {
-                    let addr = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
+                    let v4 = || {
+                        <[u8; 4]>::try_from(v)
+                            .ok()
+                            .map(|b| Ipv4Addr::from(b).into())
+                    };
+                    let v6 = || {
+                        <[u8; 16]>::try_from(v)
+                            .ok()
+                            .map(|b| Ipv6Addr::from(b).into())
+                    };
                     match ty {
-                        CTA_IP_V4_SRC => t.src = addr,
-                        CTA_IP_V4_DST => t.dst = addr,
+                        CTA_IP_V4_SRC => t.src = v4(),
+                        CTA_IP_V4_DST => t.dst = v4(),
+                        CTA_IP_V6_SRC => t.src = v6(),
+                        CTA_IP_V6_DST => t.dst = v6(),
                         _ => {}
                     }
                 }
@@ -134,9 +152,12 @@ fn parse_tuple(buf: &[u8]) -> Tuple {
     t
 }
 
-/// Parse an IPCTNL_MSG_CT_NEW payload (after the 4-byte nfgenmsg).
-pub(crate) fn parse_entry(attrs: &[u8]) -> Entry {
-    let mut e = Entry::default();
+/// Parse an IPCTNL_MSG_CT_NEW payload (after the 4-byte nfgenmsg, whose family is `family`).
+pub(crate) fn parse_entry(family: u8, attrs: &[u8]) -> Entry {
+    let mut e = Entry {
+        family,
+        ..Entry::default()
+    };
     for (ty, val) in Attrs::new(attrs) {
         match ty {
             CTA_TUPLE_ORIG => {
@@ -160,12 +181,12 @@ pub(crate) fn parse_entry(attrs: &[u8]) -> Entry {
 /// Should `e` go? See the module documentation.
 pub(crate) fn matches(
     e: &Entry,
-    container_ip: Ipv4Addr,
+    container_ips: &[IpAddr],
     ports: &HashSet<(u8, u16)>,
-    is_local: &dyn Fn(Ipv4Addr) -> bool,
+    is_local: &dyn Fn(IpAddr) -> bool,
 ) -> bool {
-    let ip = Some(container_ip);
-    if e.orig.src == ip || e.orig.dst == ip || e.reply.src == ip || e.reply.dst == ip {
+    let names = |ip: Option<IpAddr>| ip.is_some_and(|ip| container_ips.contains(&ip));
+    if names(e.orig.src) || names(e.orig.dst) || names(e.reply.src) || names(e.reply.dst) {
         return true;
     }
     match (e.orig.dport, e.orig.dst) {
@@ -194,19 +215,18 @@ fn netns_has_no_entries() -> bool {
     }
 }
 
-/// IPv4 entries of this netns (the kernel filters on the family).
-fn dump_ipv4(sock: &NlSocket) -> Result<Vec<Entry>, ConntrackError> {
-    let req = MsgBuilder::nfnl(
-        ct_type(IPCTNL_MSG_CT_GET),
-        netlink::NLM_F_DUMP,
-        1,
-        libc::AF_INET as u8,
-    )
-    .finish();
+/// The entries of this netns of `family` (`AF_INET`, `AF_INET6`, or `AF_UNSPEC` for both:
+/// the kernel filters on it, in one walk of its table).
+fn dump(sock: &NlSocket, family: u8) -> Result<Vec<Entry>, ConntrackError> {
+    let req = dump_request(family);
     let mut out = Vec::new();
     let res = sock.dump(&req, |msg| {
         if msg.ty == ct_type(0) {
-            out.push(parse_entry(msg.payload.get(4..).unwrap_or_default()));
+            let family = msg.payload.first().copied().unwrap_or(0);
+            out.push(parse_entry(
+                family,
+                msg.payload.get(4..).unwrap_or_default(),
+            ));
         }
         Ok(())
     });
@@ -225,40 +245,52 @@ fn dump_ipv4(sock: &NlSocket) -> Result<Vec<Entry>, ConntrackError> {
     }
 }
 
-/// The dump request for this netns's IPv4 addresses (RTM_GETADDR, the kernel filters on
-/// the family).
-fn ipv4_addresses() -> RouteNetlinkMessage {
+fn dump_request(family: u8) -> Vec<u8> {
+    MsgBuilder::nfnl(ct_type(IPCTNL_MSG_CT_GET), netlink::NLM_F_DUMP, 1, family).finish()
+}
+
+/// The families to dump for these container addresses: `AF_INET`, `AF_INET6`, or
+/// `AF_UNSPEC` for both; `None` without any address.
+fn dump_family(container_ips: &[IpAddr]) -> Option<u8> {
+    let v4 = container_ips.iter().any(IpAddr::is_ipv4);
+    let v6 = container_ips.iter().any(IpAddr::is_ipv6);
+    match (v4, v6) {
+        (true, true) => Some(libc::AF_UNSPEC as u8),
+        (true, false) => Some(libc::AF_INET as u8),
+        (false, true) => Some(libc::AF_INET6 as u8),
+        (false, false) => None,
+    }
+}
+
+/// The dump request for this netns's addresses of `family` (RTM_GETADDR, the kernel filters
+/// on the family; `Unspec`: every family).
+fn addresses(family: AddressFamily) -> RouteNetlinkMessage {
     let mut msg = AddressMessage::default();
-    msg.header.family = AddressFamily::Inet;
+    msg.header.family = family;
     RouteNetlinkMessage::GetAddress(msg)
 }
 
-/// An address's own IPv4 address: IFA_LOCAL, or IFA_ADDRESS where there is no IFA_LOCAL
-/// (on a point-to-point link IFA_ADDRESS is the peer's).
-fn own_ipv4(msg: &AddressMessage) -> Option<Ipv4Addr> {
-    let v4 = |a: &IpAddr| match a {
-        IpAddr::V4(a) => Some(*a),
-        IpAddr::V6(_) => None,
-    };
+/// An address's own address: IFA_LOCAL, or IFA_ADDRESS where there is no IFA_LOCAL (on a
+/// point-to-point link IFA_ADDRESS is the peer's; IPv6 addresses mostly have only
+/// IFA_ADDRESS).
+fn own_address(msg: &AddressMessage) -> Option<IpAddr> {
     let find = |local: bool| {
         msg.attributes.iter().find_map(|attr| match attr {
-            AddressAttribute::Local(a) if local => v4(a),
-            AddressAttribute::Address(a) if !local => v4(a),
+            AddressAttribute::Local(a) if local => Some(*a),
+            AddressAttribute::Address(a) if !local => Some(*a),
             _ => None,
         })
     };
     find(true).or_else(|| find(false))
 }
 
-/// IPv4 addresses configured in this netns.
-fn local_ipv4() -> Result<HashSet<Ipv4Addr>, ConntrackError> {
+/// Addresses of `family` configured in this netns.
+fn local_addresses(family: AddressFamily) -> Result<HashSet<IpAddr>, ConntrackError> {
     let sock = RouteSocket::open().map_err(nl_err("socket"))?;
     let mut out = HashSet::new();
-    sock.dump(ipv4_addresses(), |reply| {
+    sock.dump(addresses(family), |reply| {
         if let RouteNetlinkMessage::NewAddress(msg) = route::decode(reply)? {
-            if msg.header.family == AddressFamily::Inet {
-                out.extend(own_ipv4(&msg));
-            }
+            out.extend(own_address(&msg));
         }
         Ok(())
     })
@@ -271,7 +303,7 @@ fn delete_msg(e: &Entry, seq: u32) -> Vec<u8> {
         ct_type(IPCTNL_MSG_CT_DELETE),
         netlink::NLM_F_ACK,
         seq,
-        libc::AF_INET as u8,
+        e.family,
     );
     m.nest_begin(CTA_TUPLE_ORIG).bytes(&e.orig_raw).nest_end();
     if let Some(id) = e.id {
@@ -284,16 +316,21 @@ fn delete_msg(e: &Entry, seq: u32) -> Vec<u8> {
 }
 
 /// Delete the conntrack entries of a removed container (see the module docs).
-/// `mappings`: the (protocol, host port) pairs it published. Returns how many entries were deleted.
+/// `container_ips`: its addresses (one per family it has); the families dumped are theirs.
+/// `mappings`: the (protocol, host port) pairs it published, in each of those families.
+/// Returns how many entries were deleted.
 pub fn flush_for(
-    container_ip: Ipv4Addr,
+    container_ips: &[IpAddr],
     mappings: &[(Proto, u16)],
 ) -> Result<usize, ConntrackError> {
+    let Some(family) = dump_family(container_ips) else {
+        return Ok(0);
+    };
     if netns_has_no_entries() {
         return Ok(0);
     }
     let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
-    let entries = dump_ipv4(&sock)?;
+    let entries = dump(&sock, family)?;
     if entries.is_empty() {
         return Ok(0);
     }
@@ -304,12 +341,16 @@ pub fn flush_for(
     let locals = if ports.is_empty() {
         HashSet::new()
     } else {
-        local_ipv4()?
+        local_addresses(match i32::from(family) {
+            libc::AF_INET => AddressFamily::Inet,
+            libc::AF_INET6 => AddressFamily::Inet6,
+            _ => AddressFamily::Unspec,
+        })?
     };
-    let is_local = |a: Ipv4Addr| a.is_loopback() || locals.contains(&a);
+    let is_local = |a: IpAddr| a.is_loopback() || locals.contains(&a);
     let doomed: Vec<&Entry> = entries
         .iter()
-        .filter(|e| matches(e, container_ip, &ports, &is_local))
+        .filter(|e| matches(e, container_ips, &ports, &is_local))
         .collect();
 
     let mut deleted = 0;
@@ -348,136 +389,5 @@ pub fn flush_for(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tuple(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Tuple {
-        Tuple {
-            src: Some(src.into()),
-            dst: Some(dst.into()),
-            proto,
-            sport: Some(sport),
-            dport: Some(dport),
-        }
-    }
-
-    fn encode_tuple(t: &Tuple) -> Vec<u8> {
-        let mut m = MsgBuilder::raw(0, 0, 0);
-        m.nest_begin(CTA_TUPLE_IP);
-        m.attr(CTA_IP_V4_SRC, &t.src.unwrap().octets())
-            .attr(CTA_IP_V4_DST, &t.dst.unwrap().octets());
-        m.nest_end()
-            .nest_begin(CTA_TUPLE_PROTO)
-            .attr(CTA_PROTO_NUM, &[t.proto]);
-        m.attr(CTA_PROTO_SRC_PORT, &t.sport.unwrap().to_be_bytes());
-        m.attr(CTA_PROTO_DST_PORT, &t.dport.unwrap().to_be_bytes())
-            .nest_end();
-        m.finish()[netlink::NLMSG_HDRLEN..].to_vec()
-    }
-
-    fn entry(orig: Tuple, reply: Tuple, status: u32) -> Entry {
-        let mut m = MsgBuilder::raw(0, 0, 0);
-        m.nest_begin(CTA_TUPLE_ORIG)
-            .bytes(&encode_tuple(&orig))
-            .nest_end();
-        m.nest_begin(CTA_TUPLE_REPLY)
-            .bytes(&encode_tuple(&reply))
-            .nest_end();
-        m.attr(CTA_STATUS, &status.to_be_bytes())
-            .attr(CTA_ID, &[0, 0, 0, 9]);
-        let bytes = m.finish();
-        parse_entry(&bytes[netlink::NLMSG_HDRLEN..])
-    }
-
-    #[test]
-    fn parse_roundtrip() {
-        let o = tuple([192, 0, 2, 9], [192, 168, 50, 1], 17, 4000, 5353);
-        let r = tuple([10, 77, 0, 2], [192, 0, 2, 9], 17, 53, 4000);
-        let e = entry(o, r, IPS_DST_NAT);
-        assert_eq!(
-            (e.orig, e.reply, e.status, e.id),
-            (o, r, IPS_DST_NAT, Some([0, 0, 0, 9]))
-        );
-        // The delete message carries the original tuple verbatim.
-        let del = delete_msg(&e, 5);
-        let payload = &del[netlink::NLMSG_HDRLEN + 4..];
-        let attrs: Vec<_> = Attrs::new(payload).collect();
-        assert_eq!(attrs[0], (CTA_TUPLE_ORIG, &e.orig_raw[..]));
-        assert_eq!(attrs[1], (CTA_ID, &[0u8, 0, 0, 9][..]));
-    }
-
-    #[test]
-    fn selection() {
-        let c = Ipv4Addr::new(10, 77, 0, 2);
-        let host = [192, 168, 50, 1];
-        let ports: HashSet<_> = [(17u8, 5353u16)].into();
-        let local = |a: Ipv4Addr| a == Ipv4Addr::from(host) || a.is_loopback();
-        let m = |e: &Entry| matches(e, c, &ports, &local);
-        // Container's own outgoing connection.
-        assert!(m(&entry(
-            tuple([10, 77, 0, 2], [192, 0, 2, 1], 6, 1, 80),
-            tuple([192, 0, 2, 1], host, 6, 80, 1),
-            0
-        )));
-        // DNATed to the container: only the reply tuple names it.
-        assert!(m(&entry(
-            tuple([192, 0, 2, 9], host, 6, 5, 8080),
-            tuple([10, 77, 0, 2], [192, 0, 2, 9], 6, 80, 5),
-            IPS_DST_NAT
-        )));
-        // Stale entry to the host's own published port (no DNAT).
-        assert!(m(&entry(
-            tuple([192, 0, 2, 9], host, 17, 4000, 5353),
-            tuple(host, [192, 0, 2, 9], 17, 5353, 4000),
-            0
-        )));
-        // Same port, but the host's own connection to a remote server: kept.
-        assert!(!m(&entry(
-            tuple(host, [192, 0, 2, 7], 17, 4444, 5353),
-            tuple([192, 0, 2, 7], host, 17, 5353, 4444),
-            0
-        )));
-        // Same port DNATed to another container: kept.
-        assert!(!m(&entry(
-            tuple([192, 0, 2, 9], host, 17, 4000, 5353),
-            tuple([10, 77, 0, 3], [192, 0, 2, 9], 17, 5353, 4000),
-            IPS_DST_NAT
-        )));
-        // Another container: kept.
-        assert!(!m(&entry(
-            tuple([10, 77, 0, 3], [192, 0, 2, 1], 6, 1, 80),
-            tuple([192, 0, 2, 1], host, 6, 80, 1),
-            0
-        )));
-    }
-
-    #[test]
-    fn the_address_dump_request_is_the_one_built_by_hand_before() {
-        // nlmsghdr (24 bytes, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq 1) + ifaddrmsg
-        // for AF_INET, all else zero.
-        let mut old = MsgBuilder::raw(22, netlink::NLM_F_DUMP, 1);
-        old.bytes(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(route::dump_request(ipv4_addresses(), 1), old.finish());
-    }
-
-    #[test]
-    fn an_address_is_its_local_one_else_its_address() {
-        let addr = |attrs: Vec<AddressAttribute>| {
-            let mut m = AddressMessage::default();
-            m.attributes = attrs;
-            m
-        };
-        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        let p2p = addr(vec![
-            AddressAttribute::Address(b.into()),
-            AddressAttribute::Local(a.into()),
-        ]);
-        assert_eq!(own_ipv4(&p2p), Some(a));
-        assert_eq!(
-            own_ipv4(&addr(vec![AddressAttribute::Address(b.into())])),
-            Some(b)
-        );
-        let v6 = addr(vec![AddressAttribute::Local("::1".parse().unwrap())]);
-        assert_eq!(own_ipv4(&v6), None);
-    }
-}
+#[path = "conntrack_tests.rs"]
+mod tests;

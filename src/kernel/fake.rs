@@ -11,7 +11,6 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
 use nix::errno::Errno;
@@ -312,10 +311,12 @@ impl Firewall for Fake {
 impl Conntrack for Fake {
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError> {
-        let arg = format!("{container_ip} {mappings:?}");
+        // One IPv4 address reads as before IPv6: "10.77.0.2 [(Udp, 53)]".
+        let ips: Vec<String> = container_ips.iter().map(ToString::to_string).collect();
+        let arg = format!("{} {mappings:?}", ips.join(","));
         match self.call("conntrack.flush_for", arg) {
             Some(errno) => Err(ConntrackError::Kernel {
                 op: "fake flush",
@@ -374,12 +375,14 @@ impl HostPorts for Fake {
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
+        // Every IPv4 address keeps the text it had before IPv6.
         let arg = match host_ip {
-            Some(ip) => format!("{ip}:{port}/{proto}"),
-            None => format!("{port}/{proto}"),
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("{port}/{proto}"),
+            std::net::IpAddr::V4(ip) => format!("{ip}:{port}/{proto}"),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}/{proto}"),
         };
         match self.call("ports.busy", arg) {
             Some(errno) => Err(HostPortsError {

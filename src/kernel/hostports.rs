@@ -39,22 +39,34 @@ pub struct HostSocket {
 }
 
 impl HostSocket {
-    /// Does a publish of `proto`/`port` on `host_ip` (`None`: every host address) take
-    /// connections away from this socket? A wildcard publish captures every host address
-    /// but 127.0.0.0/8, and a socket on 127.0.0.1 is refused all the same: the user meant the
-    /// port to be theirs. A socket on the wildcard (0.0.0.0, or `::` which takes IPv4 too)
-    /// is captured by a publish on any address. An IPv6-only address is never captured:
-    /// nethook's DNAT is IPv4.
-    pub fn captured_by(&self, proto: Proto, host_ip: Option<Ipv4Addr>, port: u16) -> bool {
+    /// Does a publish of `proto`/`port` on `host_ip` take connections away from this socket?
+    /// `host_ip` unspecified (`0.0.0.0`, `::`) is a publish on every host address of that
+    /// family. A wildcard publish captures every address of its family but loopback, and a
+    /// socket on 127.0.0.1 or ::1 is refused all the same: the user meant the port to be
+    /// theirs. A socket on its family's wildcard is captured by a publish on any address of
+    /// the family. `::` (without IPV6_V6ONLY, which /proc does not show) takes IPv4 too, so
+    /// IPv4 publishes count it; a socket on 0.0.0.0 or a v4-mapped address is never reached
+    /// over IPv6.
+    pub fn captured_by(&self, proto: Proto, host_ip: IpAddr, port: u16) -> bool {
         if self.proto != proto || self.port != port {
             return false;
         }
-        let Some(addr) = ipv4_view(self.address) else {
-            return false;
-        };
-        match host_ip.filter(|ip| !ip.is_unspecified()) {
-            None => true,
-            Some(ip) => addr.is_unspecified() || addr == ip,
+        match host_ip {
+            IpAddr::V4(ip) => {
+                let Some(addr) = ipv4_view(self.address) else {
+                    return false;
+                };
+                ip.is_unspecified() || addr.is_unspecified() || addr == ip
+            }
+            IpAddr::V6(ip) => {
+                let IpAddr::V6(addr) = self.address else {
+                    return false;
+                };
+                if addr.to_ipv4_mapped().is_some() {
+                    return false;
+                }
+                ip.is_unspecified() || addr.is_unspecified() || addr == ip
+            }
         }
     }
 }
@@ -78,17 +90,15 @@ pub struct Busy {
     pub holder: String,
 }
 
-/// Is `port` of `proto` held on the host where a publish on `host_ip` (`None`: every host
-/// address) would take it? A specific address that is not the host's cannot be tested and
-/// cannot be bound to: for it (rare) the socket lists are read, and a socket on the wildcard
-/// counts, as it would be taken once the address is added.
-pub fn busy(
-    proto: Proto,
-    host_ip: Option<Ipv4Addr>,
-    port: u16,
-) -> Result<Option<Busy>, HostPortsError> {
+/// Is `port` of `proto` held on the host where a publish on `host_ip` would take it?
+/// `host_ip` unspecified: every host address of its family (`0.0.0.0` for IPv4, `::` for
+/// IPv6; a publish on every address of a dual-stack endpoint asks for both). A specific
+/// address that is not the host's cannot be tested and cannot be bound to: for it (rare) the
+/// socket lists are read, and a socket on the wildcard counts, as it would be taken once the
+/// address is added.
+pub fn busy(proto: Proto, host_ip: IpAddr, port: u16) -> Result<Option<Busy>, HostPortsError> {
     let taken = match proto {
-        Proto::Tcp | Proto::Udp => bind_test(proto, host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port),
+        Proto::Tcp | Proto::Udp => bind_test(proto, host_ip, port),
         Proto::Sctp => BindTest::Unknown,
     };
     match taken {
@@ -116,7 +126,11 @@ pub fn busy(
         // The bind said taken, but the socket left (or sits in another state): report what
         // the kernel said.
         None => Ok(Some(Busy {
-            address: host_ip.map_or_else(|| "every address".to_owned(), |ip| ip.to_string()),
+            address: match host_ip {
+                IpAddr::V4(ip) if ip.is_unspecified() => "every address".to_owned(),
+                IpAddr::V6(ip) if ip.is_unspecified() => "every IPv6 address".to_owned(),
+                ip => ip.to_string(),
+            },
             holder: "a process".to_owned(),
         })),
     }
@@ -129,10 +143,13 @@ enum BindTest {
     Unknown,
 }
 
-/// Does binding `addr:port` fail because a socket holds it?
-fn bind_test(proto: Proto, addr: Ipv4Addr, port: u16) -> BindTest {
+/// Does binding `addr:port` fail because a socket holds it? An IPv6 test socket is
+/// IPV6_V6ONLY: a publish over IPv6 takes nothing from IPv4 sockets (0.0.0.0), while a
+/// socket on `::` or on an IPv6 address still clashes.
+fn bind_test(proto: Proto, addr: IpAddr, port: u16) -> BindTest {
     use nix::sys::socket::{
         bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        SockaddrIn6,
     };
     use std::os::fd::AsRawFd;
     let ty = if proto == Proto::Tcp {
@@ -140,14 +157,32 @@ fn bind_test(proto: Proto, addr: Ipv4Addr, port: u16) -> BindTest {
     } else {
         SockType::Datagram
     };
-    let Ok(sock) = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None) else {
+    let family = match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let Ok(sock) = socket(family, ty, SockFlag::SOCK_CLOEXEC, None) else {
         return BindTest::Unknown;
     };
     if proto == Proto::Tcp && setsockopt(&sock, sockopt::ReuseAddr, &true).is_err() {
         return BindTest::Unknown;
     }
-    let to = SockaddrIn::from(std::net::SocketAddrV4::new(addr, port));
-    match bind(sock.as_raw_fd(), &to) {
+    let bound = match addr {
+        IpAddr::V4(a) => bind(
+            sock.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(a, port)),
+        ),
+        IpAddr::V6(a) => {
+            if setsockopt(&sock, sockopt::Ipv6V6Only, &true).is_err() {
+                return BindTest::Unknown;
+            }
+            bind(
+                sock.as_raw_fd(),
+                &SockaddrIn6::from(std::net::SocketAddrV6::new(a, port, 0, 0)),
+            )
+        }
+    };
+    match bound {
         Ok(()) => BindTest::Free,
         Err(nix::errno::Errno::EADDRINUSE) => BindTest::Taken,
         Err(_) => BindTest::Unknown,
@@ -340,11 +375,73 @@ mod tests {
             IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
         );
         assert_eq!(s[2].address, IpAddr::V6(Ipv6Addr::LOCALHOST));
-        assert!(s[0].captured_by(Proto::Tcp, Some(Ipv4Addr::new(10, 0, 0, 1)), 22));
-        assert!(s[1].captured_by(Proto::Tcp, Some(Ipv4Addr::LOCALHOST), 80));
+        let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
+        assert!(s[0].captured_by(Proto::Tcp, v4([10, 0, 0, 1]), 22));
+        assert!(s[1].captured_by(Proto::Tcp, v4([127, 0, 0, 1]), 80));
         assert!(
-            !s[2].captured_by(Proto::Tcp, None, 81),
+            !s[2].captured_by(Proto::Tcp, v4([0, 0, 0, 0]), 81),
             "an IPv6-only socket is not reached by IPv4 DNAT"
+        );
+        // Over IPv6: `::` and ::1 are reached by a publish on every IPv6 address, the
+        // v4-mapped socket is not.
+        let every6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        assert!(s[0].captured_by(Proto::Tcp, every6, 22));
+        assert!(!s[1].captured_by(Proto::Tcp, every6, 80));
+        assert!(s[2].captured_by(Proto::Tcp, every6, 81));
+    }
+
+    fn sock6(addr: &str, port: u16) -> HostSocket {
+        HostSocket {
+            proto: Proto::Tcp,
+            address: IpAddr::V6(addr.parse().unwrap()),
+            port,
+            inode: 1,
+        }
+    }
+
+    #[test]
+    fn an_ipv6_publish_conflicts_with_ipv6_sockets_only() {
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(sock6("2001:db8::1", 80).captured_by(Proto::Tcp, ip, 80));
+        assert!(sock6("::", 80).captured_by(Proto::Tcp, ip, 80));
+        assert!(!sock6("2001:db8::2", 80).captured_by(Proto::Tcp, ip, 80));
+        assert!(!sock6("::1", 80).captured_by(Proto::Tcp, ip, 80));
+        assert!(!sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
+        assert!(!sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(
+            Proto::Tcp,
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            80
+        ));
+        assert!(!sock6("2001:db8::1", 80).captured_by(
+            Proto::Tcp,
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            80
+        ));
+    }
+
+    /// Runs unprivileged: a socket on an ephemeral loopback port of this namespace.
+    #[test]
+    fn the_ipv6_bind_test_sees_an_ipv6_listener_and_not_an_ipv4_one() {
+        let Ok(l6) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 in this environment
+        };
+        let port = l6.local_addr().unwrap().port();
+        assert!(matches!(
+            bind_test(Proto::Tcp, "::1".parse().unwrap(), port),
+            BindTest::Taken
+        ));
+        assert!(matches!(
+            bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            BindTest::Taken
+        ));
+        let l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port4 = l4.local_addr().unwrap().port();
+        assert!(
+            matches!(
+                bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port4),
+                BindTest::Free
+            ),
+            "IPV6_V6ONLY: an IPv4 listener is not in the way of an IPv6 publish"
         );
     }
 
@@ -359,18 +456,15 @@ mod tests {
 
     #[test]
     fn a_wildcard_publish_conflicts_with_a_socket_on_any_address() {
-        assert!(sock([127, 0, 0, 1], 9999, Proto::Tcp).captured_by(Proto::Tcp, None, 9999));
-        assert!(sock([127, 0, 0, 53], 53, Proto::Udp).captured_by(Proto::Udp, None, 53));
-        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(
-            Proto::Tcp,
-            Some(Ipv4Addr::UNSPECIFIED),
-            7777
-        ));
+        let every = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert!(sock([127, 0, 0, 1], 9999, Proto::Tcp).captured_by(Proto::Tcp, every, 9999));
+        assert!(sock([127, 0, 0, 53], 53, Proto::Udp).captured_by(Proto::Udp, every, 53));
+        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(Proto::Tcp, every, 7777));
     }
 
     #[test]
     fn a_specific_publish_conflicts_with_that_address_or_the_wildcard_only() {
-        let ip = Some(Ipv4Addr::new(192, 0, 2, 1));
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         assert!(sock([192, 0, 2, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
         assert!(sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
         assert!(!sock([127, 0, 0, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));

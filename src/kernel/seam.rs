@@ -111,10 +111,11 @@ pub trait Firewall {
 }
 
 pub trait Conntrack {
-    /// Drops the entries of a container's address and of its connectionless mappings.
+    /// Drops the entries of a container's addresses (one per family it has: IPv4, IPv6) and
+    /// of its connectionless mappings, in those families.
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError>;
 }
@@ -135,10 +136,11 @@ pub trait Sysctls {
 
 /// Host sockets that a publish would take a port from.
 pub trait HostPorts {
+    /// `host_ip` unspecified: every host address of its family (`0.0.0.0`, `::`).
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError>;
 }
@@ -334,10 +336,10 @@ impl Firewall for Host {
 impl Conntrack for Host {
     fn flush_for(
         &self,
-        container_ip: Ipv4Addr,
+        container_ips: &[std::net::IpAddr],
         mappings: &[(Proto, u16)],
     ) -> Result<usize, ConntrackError> {
-        conntrack::flush_for(container_ip, mappings)
+        conntrack::flush_for(container_ips, mappings)
     }
 }
 
@@ -369,7 +371,7 @@ impl HostPorts for Host {
     fn busy(
         &self,
         proto: Proto,
-        host_ip: Option<Ipv4Addr>,
+        host_ip: std::net::IpAddr,
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
         hostports::busy(proto, host_ip, port)

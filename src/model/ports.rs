@@ -1,8 +1,9 @@
 //! The `nethook.ports` grammar: `[hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp|sctp]`,
-//! comma-separated. Parsing only; what the kernel gets is derived in `plan`.
+//! comma-separated, an IPv6 host IP in brackets (`[2001:db8::1]:8080:80`). Parsing only; what
+//! the kernel gets is derived in `plan` and `core::elements`.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,7 @@ impl fmt::Display for Proto {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("nethook.ports entry {entry:?}: {reason}; expected [hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp|sctp], e.g. 8080:80/tcp")]
+#[error("nethook.ports entry {entry:?}: {reason}; expected [hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp|sctp], e.g. 8080:80/tcp or [2001:db8::1]:8080:80")]
 pub struct PortSpecError {
     pub entry: String,
     pub reason: String,
@@ -59,8 +60,11 @@ pub struct PortSpecError {
 /// One entry of `nethook.ports`, ranges kept as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
+    /// `None`: every host address (of each family the endpoint has). An IPv4 address only
+    /// publishes over IPv4, an IPv6 one only over IPv6. Serialized as the plain address text,
+    /// so records written when this was an IPv4 address load unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     /// Number of consecutive ports (1 for a single port).
@@ -77,8 +81,10 @@ impl PortSpec {
 
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
+        match self.host_ip {
+            Some(IpAddr::V4(ip)) => write!(f, "{ip}:")?,
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            None => {}
         }
         let range = |start: u16| {
             if self.count > 1 {
@@ -132,23 +138,14 @@ fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
         }
         None => (entry, Proto::Tcp),
     };
-    let parts: Vec<&str> = body.split(':').collect();
-    let (host_ip, host, ctr) = match parts.as_slice() {
-        [host, ctr] => (None, *host, *ctr),
-        [ip, host, ctr] => {
-            let ip = Ipv4Addr::from_str(ip)
-                .map_err(|_| err(&format!("host IP {ip:?} is not an IPv4 address")))?;
-            if ip.is_multicast() || ip.is_broadcast() {
-                return Err(err(&format!("host IP {ip} is not a unicast address")));
-            }
-            // 0.0.0.0 means "every address", which is what omitting it says.
-            (
-                if ip.is_unspecified() { None } else { Some(ip) },
-                *host,
-                *ctr,
-            )
-        }
-        _ => return Err(err("needs hostPort:containerPort")),
+    let (host_ip, rest) = split_host_ip(body).map_err(|r| err(&r))?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let [host, ctr] = parts.as_slice() else {
+        return Err(err("needs hostPort:containerPort"));
+    };
+    let host_ip = match host_ip {
+        Some(ip) => checked_host_ip(ip).map_err(|r| err(&r))?,
+        None => None,
     };
     let (hs, he) = parse_range(host).map_err(|r| err(&format!("host port {r}")))?;
     let (cs, ce) = parse_range(ctr).map_err(|r| err(&format!("container port {r}")))?;
@@ -162,6 +159,73 @@ fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
         count: he - hs + 1,
         proto,
     })
+}
+
+/// Split a leading host IP off `body`: `[v6]:rest` or `v4:rest` (with two more colons after
+/// it). `None` when there is none (`hostPort:containerPort`).
+fn split_host_ip(body: &str) -> Result<(Option<IpAddr>, &str), String> {
+    if let Some(after) = body.strip_prefix('[') {
+        let (ip, rest) = after
+            .split_once(']')
+            .ok_or("host IP \"[\" has no closing \"]\"")?;
+        let ip =
+            Ipv6Addr::from_str(ip).map_err(|_| format!("host IP [{ip}] is not an IPv6 address"))?;
+        let rest = rest
+            .strip_prefix(':')
+            .ok_or("needs \":\" after the bracketed host IP")?;
+        return Ok((Some(IpAddr::V6(ip)), rest));
+    }
+    match body.matches(':').count() {
+        0 | 1 => Ok((None, body)),
+        2 => {
+            let (ip, rest) = body.split_once(':').unwrap_or((body, ""));
+            let ip = Ipv4Addr::from_str(ip)
+                .map_err(|_| format!("host IP {ip:?} is not an IPv4 address"))?;
+            Ok((Some(IpAddr::V4(ip)), rest))
+        }
+        // An unbracketed IPv6 address (or too many fields): the ports cannot be told apart
+        // from the address's own colons.
+        _ => match body.rsplitn(3, ':').nth(2).map(Ipv6Addr::from_str) {
+            Some(Ok(ip)) => {
+                checked_host_ip(IpAddr::V6(ip))?;
+                Err(format!(
+                    "write an IPv6 host IP in brackets: [{ip}]:hostPort:containerPort"
+                ))
+            }
+            _ => Err("needs hostPort:containerPort".into()),
+        },
+    }
+}
+
+/// Why `::1` cannot be published on (measured in issue 21's research).
+fn loopback6_reason() -> String {
+    "cannot publish on ::1 because the kernel drops IPv6 packets for ::1 that come back from a \
+     container (no route_localnet for IPv6); publish on 127.0.0.1 for the host only, or on a \
+     host IPv6 address or all addresses"
+        .into()
+}
+
+/// A host IP a port may be published on; the unspecified addresses (`0.0.0.0`, `[::]`) mean
+/// every address, which is what omitting it says (`None`). `[::]` then publishes over both
+/// families, as an omitted one does.
+fn checked_host_ip(ip: IpAddr) -> Result<Option<IpAddr>, String> {
+    match ip {
+        IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast() => {
+            Err(format!("host IP {v4} is not a unicast address"))
+        }
+        IpAddr::V6(v6) if v6.is_loopback() => Err(loopback6_reason()),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) => {
+            Err(loopback6_reason())
+        }
+        IpAddr::V6(v6) if v6.is_multicast() => {
+            Err(format!("host IP [{v6}] is not a unicast address"))
+        }
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Err(format!(
+            "host IP [{v6}] is an IPv4-mapped address; write it as IPv4"
+        )),
+        ip if ip.is_unspecified() => Ok(None),
+        ip => Ok(Some(ip)),
+    }
 }
 
 fn parse_range(text: &str) -> Result<(u16, u16), String> {
@@ -231,7 +295,7 @@ mod tests {
     #[test]
     fn host_ip_ranges_and_protocols() {
         let p = parse_ports("127.0.0.1:8080:80, 5000-5002:6000-6002/udp,9:9/SCTP").unwrap();
-        assert_eq!(p[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p[0].host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(
             p[1].pairs().collect::<Vec<_>>(),
             vec![(5000, 6000), (5001, 6001), (5002, 6002)]
@@ -283,6 +347,75 @@ mod tests {
         // Same port, different protocol or different host IPs is fine.
         assert!(parse_ports("8080:80/tcp,8080:80/udp").is_ok());
         assert!(parse_ports("127.0.0.1:8080:80,127.0.0.2:8080:80").is_ok());
+    }
+
+    #[test]
+    fn ipv6_host_ips_are_written_in_brackets() {
+        let p = parse_ports("[2001:db8::1]:8080-8081:80-81/udp,[::]:9:9").unwrap();
+        assert_eq!(p[0].host_ip, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            (p[0].host_port, p[0].count, p[0].proto),
+            (8080, 2, Proto::Udp)
+        );
+        assert_eq!(p[0].to_string(), "[2001:db8::1]:8080-8081->80-81/udp");
+        // [::] is every address, as 0.0.0.0 and no address are.
+        assert_eq!(p[1].host_ip, None);
+        for bad in [
+            "2001:db8::1:8080:80",
+            "[2001:db8::1:8080:80",
+            "[10.0.0.1]:80:80",
+            "[fe80::1]80:80",
+        ] {
+            let e = parse_ports(bad).unwrap_err();
+            assert!(e.to_string().contains("expected [hostIP:]"), "{bad}: {e}");
+        }
+        assert!(parse_ports("2001:db8::1:8080:80")
+            .unwrap_err()
+            .reason
+            .contains("[2001:db8::1]:hostPort"));
+        assert!(parse_ports("[ff02::1]:80:80").is_err());
+    }
+
+    #[test]
+    fn ipv6_loopback_is_refused_with_what_to_use_instead() {
+        for bad in [
+            "[::1]:8080:80",
+            "::1:8080:80",
+            "[::ffff:127.0.0.1]:80:80",
+            "[::ffff:127.1.2.3]:80:80/udp",
+        ] {
+            let e = parse_ports(bad).unwrap_err();
+            assert!(
+                e.reason
+                    .starts_with("cannot publish on ::1 because the kernel drops IPv6 packets")
+                    && e.reason.contains("publish on 127.0.0.1 for the host only"),
+                "{bad}: {e}"
+            );
+            assert_eq!(e.to_string().lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn families_overlap_only_through_every_address() {
+        // A publish on an IPv4 and one on an IPv6 address never share a map key.
+        assert!(parse_ports("192.0.2.1:8080:80,[2001:db8::1]:8080:80").is_ok());
+        assert!(parse_ports("8080:80,[2001:db8::1]:8080:81").is_err());
+        assert!(parse_ports("[2001:db8::1]:8080:80,[2001:db8::1]:8080:81").is_err());
+    }
+
+    #[test]
+    fn records_with_an_ipv4_host_ip_string_still_load() {
+        let old = r#"{"host_ip":"127.0.0.1","host_port":8080,"container_port":80,"count":1,"proto":"tcp"}"#;
+        let p: PortSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(p.host_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(serde_json::to_string(&p).unwrap(), old);
+        let v6 = PortSpec {
+            host_ip: Some("2001:db8::1".parse().unwrap()),
+            ..p
+        };
+        let text = serde_json::to_string(&v6).unwrap();
+        assert!(text.contains(r#""host_ip":"2001:db8::1""#), "{text}");
+        assert_eq!(serde_json::from_str::<PortSpec>(&text).unwrap(), v6);
     }
 
     #[test]

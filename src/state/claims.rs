@@ -1,6 +1,7 @@
 //! Host-port claims across containers: `RUN_DIR/ports/<proto>.<port>/<host ip>`, one file
 //! per published host port holding its owner's id (`0.0.0.0` for a publish on every host
-//! address).
+//! address, of both families: the name predates IPv6, and files written then load unchanged;
+//! an IPv6 host address is a file named by its text, e.g. `2001:db8::1`).
 //!
 //! The kernel's maps already refuse the same key twice, but a publish on every address
 //! (`ports4`) and one on a single address (`hports4`) live in different maps: both would be
@@ -14,7 +15,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -48,10 +49,15 @@ pub struct Claims {
 }
 
 /// One host port to claim: protocol, host address (`None`: every address), port.
+///
+/// A claim on every address conflicts with every other claim of the port, whatever its
+/// family, even when the container publishing on every address has IPv4 only: a claim does
+/// not know the endpoint's families, and the conservative answer keeps one rule for old and
+/// new claim files. Specific addresses conflict only with the same address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claim {
     pub proto: Proto,
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub port: u16,
 }
 
@@ -278,9 +284,71 @@ mod tests {
     fn tcp(ip: Option<[u8; 4]>, port: u16) -> Claim {
         Claim {
             proto: Proto::Tcp,
-            host_ip: ip.map(Ipv4Addr::from),
+            host_ip: ip.map(IpAddr::from),
             port,
         }
+    }
+
+    fn tcp6(ip: Option<&str>, port: u16) -> Claim {
+        Claim {
+            proto: Proto::Tcp,
+            host_ip: ip.map(|t| t.parse().unwrap()),
+            port,
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_are_claimed_like_ipv4_ones() {
+        let (d, c) = dir();
+        c.claim(&id("a"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+            .unwrap();
+        assert!(d.0.join("ports/tcp.80/2001:db8::1").is_file());
+        // The same IPv6 address is refused, another one (and an IPv4 one) is not.
+        let e = c
+            .claim(&id("b"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+            .unwrap_err();
+        assert!(e.to_string().contains("on 2001:db8::1"), "{e}");
+        c.claim(&id("b"), &[tcp6(Some("2001:db8::2"), 80)], |_| true)
+            .unwrap();
+        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
+            .unwrap();
+        // Every address takes both families: refused while any of them holds the port.
+        let e = c.claim(&id("d"), &[tcp6(None, 80)], |_| true).unwrap_err();
+        assert!(
+            e.to_string().contains("a publish on every host address"),
+            "{e}"
+        );
+        c.release(&id("a"), &[tcp6(Some("2001:db8::1"), 80)]);
+        c.release(&id("b"), &[tcp6(Some("2001:db8::2"), 80)]);
+        c.release(&id("c"), &[tcp(Some([192, 0, 2, 1]), 80)]);
+        c.claim(&id("d"), &[tcp6(None, 80)], |_| true).unwrap();
+        let e = c
+            .claim(&id("e"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+            .unwrap_err();
+        assert!(e.to_string().contains("on every host address"), "{e}");
+    }
+
+    #[test]
+    fn claims_written_before_ipv6_still_hold() {
+        // An old claim file: `0.0.0.0` for every address.
+        let (d, c) = dir();
+        let port = d.0.join("ports/tcp.8080");
+        std::fs::create_dir_all(&port).unwrap();
+        std::fs::write(port.join("0.0.0.0"), "old").unwrap();
+        for wanted in [
+            tcp(Some([192, 0, 2, 1]), 8080),
+            tcp6(Some("2001:db8::1"), 8080),
+        ] {
+            let e = c.claim(&id("new"), &[wanted], |_| true).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("container old on every host address"),
+                "{e}"
+            );
+        }
+        let specs = crate::model::ports::parse_ports("[2001:db8::1]:8080:80,9:9").unwrap();
+        let all = claims_of(&specs);
+        assert_eq!(all, vec![tcp6(Some("2001:db8::1"), 8080), tcp(None, 9)]);
     }
 
     fn dir() -> (tempdir::Dir, Claims) {

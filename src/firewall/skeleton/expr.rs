@@ -14,6 +14,8 @@ pub(super) const REG_1: u32 = 1;
 pub(super) const REG_2: u32 = 2;
 pub(super) const REG32_01: u32 = 9;
 pub(super) const REG32_02: u32 = 10;
+/// reg32_05: third field after a 16-byte one and a 4-byte one (ipv6_addr . inet_proto).
+pub(super) const REG32_05: u32 = 13;
 /// reg32_06: third field after ifname (16 bytes) and ether_addr (6 bytes, padded to 8).
 pub(super) const REG32_06: u32 = 14;
 
@@ -43,6 +45,14 @@ pub(super) const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 /// Offsets in the IPv4 header.
 pub(super) const IP4_SADDR: u32 = 12;
 pub(super) const IP4_DADDR: u32 = 16;
+/// Offsets in the IPv6 header: payload length, next header, source, destination.
+pub(super) const IP6_PAYLOAD_LEN: u32 = 4;
+pub(super) const IP6_NEXTHDR: u32 = 6;
+pub(super) const IP6_SADDR: u32 = 8;
+pub(super) const IP6_DADDR: u32 = 24;
+/// IP protocol numbers (`meta l4proto`).
+pub(super) const IPPROTO_UDP: u8 = 17;
+pub(super) const IPPROTO_ICMPV6: u8 = 58;
 
 pub(super) fn e(name: &'static CStr, attrs: Vec<(u32, Val)>) -> RawExpr {
     RawExpr { name, attrs }
@@ -165,6 +175,25 @@ pub(super) fn dnat4_from_regs() -> RawExpr {
     )
 }
 
+/// `dnat ip6 to <addr in REG_1> : <port in REG_2>` (the port follows the 16-byte address).
+pub(super) fn dnat6_from_regs() -> RawExpr {
+    e(
+        c"nat",
+        vec![
+            (
+                sys::NFTNL_EXPR_NAT_TYPE,
+                Val::U32(libc::NFT_NAT_DNAT as u32),
+            ),
+            (
+                sys::NFTNL_EXPR_NAT_FAMILY,
+                Val::U32(u32::from(NFPROTO_IPV6)),
+            ),
+            (sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, Val::U32(REG_1)),
+            (sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, Val::U32(REG_2)),
+        ],
+    )
+}
+
 pub(super) fn masq() -> RawExpr {
     e(c"masq", vec![])
 }
@@ -192,6 +221,18 @@ pub(super) fn jump(chain: &CStr) -> RawExpr {
         vec![
             (sys::NFTNL_EXPR_IMM_DREG, Val::U32(REG_VERDICT)),
             (sys::NFTNL_EXPR_IMM_VERDICT, Val::U32(libc::NFT_JUMP as u32)),
+            (sys::NFTNL_EXPR_IMM_CHAIN, Val::Str(CString::from(chain))),
+        ],
+    )
+}
+
+/// `goto <chain>`
+pub(super) fn goto(chain: &CStr) -> RawExpr {
+    e(
+        c"immediate",
+        vec![
+            (sys::NFTNL_EXPR_IMM_DREG, Val::U32(REG_VERDICT)),
+            (sys::NFTNL_EXPR_IMM_VERDICT, Val::U32(libc::NFT_GOTO as u32)),
             (sys::NFTNL_EXPR_IMM_CHAIN, Val::Str(CString::from(chain))),
         ],
     )

@@ -1,9 +1,11 @@
 //! The rules of `table inet nethook`: published ports (DNAT), masquerade, the 127.0.0.1
-//! guard, anti-spoofing of routed networks' host veths, and isolation between networks.
+//! guard, anti-spoofing of routed networks' host veths, and isolation between networks, for
+//! IPv4 and IPv6 (each rule that reads an address checks the family first).
 
 use super::expr::*;
 use super::{
-    RuleSpec, TableFamily, FWD_GUARD, HPORTS4, INTRA, INTRA4, MASQ4, NETS, NOMASQ4, PORTS4, RADDRS4,
+    RuleSpec, TableFamily, FWD_GUARD, HPORTS4, HPORTS6, INTRA, INTRA4, MASQ4, MASQ6, NETS, NOMASQ4,
+    NOMASQ6, PORTS4, PORTS6, RADDRS4,
 };
 use crate::model::ids::ROUTED_VETH_PREFIX as NR;
 use crate::sys::nft::RawExpr;
@@ -44,13 +46,60 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"publish",
-            comment: c"publish on every host address: ports4 maps proto . port to container ip . port",
-            exprs: vec![
-                meta(libc::NFT_META_L4PROTO, REG_1),
-                payload(th, 2, 2, REG32_01),
-                lookup(PORTS4, Some(REG_1), false),
-                dnat4_from_regs(),
-            ],
+            comment: c"publish on every host IPv4 address: ports4 maps proto . port to container ip . port",
+            // The family check is needed: `proto . port` says nothing of the family, and an
+            // IPv6 connection to a port in ports4 would run `dnat ip` and time out (h21).
+            exprs: cat(vec![
+                is_ipv4().into(),
+                vec![
+                    meta(libc::NFT_META_L4PROTO, REG_1),
+                    payload(th, 2, 2, REG32_01),
+                    lookup(PORTS4, Some(REG_1), false),
+                    dnat4_from_regs(),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"publish on one host IPv6 address: hports6 maps host ip . proto . port to container ip . port",
+            exprs: cat(vec![
+                is_ipv6().into(),
+                vec![
+                    payload(nh, IP6_DADDR, 16, REG_1),
+                    meta(libc::NFT_META_L4PROTO, REG_2),
+                    payload(th, 2, 2, REG32_05),
+                    lookup(HPORTS6, Some(REG_1), false),
+                    dnat6_from_regs(),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"a port published on every address is not published on ::1 (which cannot be: no route_localnet for IPv6)",
+            exprs: cat(vec![
+                is_ipv6().into(),
+                vec![
+                    payload(nh, IP6_DADDR, 16, REG_1),
+                    cmp(libc::NFT_CMP_EQ, std::net::Ipv6Addr::LOCALHOST.octets().to_vec()),
+                    verdict_code(libc::NFT_RETURN),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"publish",
+            comment: c"publish on every host IPv6 address: ports6 maps proto . port to container ip . port",
+            exprs: cat(vec![
+                is_ipv6().into(),
+                vec![
+                    meta(libc::NFT_META_L4PROTO, REG_1),
+                    payload(th, 2, 2, REG32_01),
+                    lookup(PORTS6, Some(REG_1), false),
+                    dnat6_from_regs(),
+                ],
+            ]),
         },
         RuleSpec {
             family: TableFamily::Inet,
@@ -101,6 +150,35 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
                     payload(nh, IP4_SADDR, 4, REG_1),
                     payload(nh, IP4_DADDR, 4, REG32_01),
                     lookup(NOMASQ4, None, true),
+                    masq(),
+                ],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"postrouting",
+            comment: c"hairpin: a container reaching a published port that leads back into a masq6 subnet",
+            exprs: cat(vec![
+                is_ipv6().into(),
+                vec![payload(nh, IP6_SADDR, 16, REG_1), lookup(MASQ6, None, false)],
+                ct_status_dnat().into(),
+                vec![payload(nh, IP6_DADDR, 16, REG_1), lookup(MASQ6, None, false), masq()],
+            ]),
+        },
+        RuleSpec {
+            family: TableFamily::Inet,
+            chain: c"postrouting",
+            comment: c"containers reaching anything outside the masq6 subnets, but for the destinations nomasq6 pairs with their subnet",
+            exprs: cat(vec![
+                is_ipv6().into(),
+                vec![
+                    payload(nh, IP6_SADDR, 16, REG_1),
+                    lookup(MASQ6, None, false),
+                    payload(nh, IP6_DADDR, 16, REG_1),
+                    lookup(MASQ6, None, true),
+                    payload(nh, IP6_SADDR, 16, REG_1),
+                    payload(nh, IP6_DADDR, 16, REG_2),
+                    lookup(NOMASQ6, None, true),
                     masq(),
                 ],
             ]),
@@ -237,6 +315,19 @@ pub(super) fn isolation_rules() -> Vec<RuleSpec> {
                     payload(nh, IP4_DADDR, 4, REG_1),
                     payload(nh, IP4_SADDR, 4, REG32_01),
                     lookup(NOMASQ4, None, false),
+                    verdict(NF_ACCEPT),
+                ],
+            ]),
+        ),
+        rule(
+            c"isolate",
+            c"from where a network does not masquerade IPv6 to (nomasq6: subnet . source)",
+            cat(vec![
+                is_ipv6().into(),
+                vec![
+                    payload(nh, IP6_DADDR, 16, REG_1),
+                    payload(nh, IP6_SADDR, 16, REG_2),
+                    lookup(NOMASQ6, None, false),
                     verdict(NF_ACCEPT),
                 ],
             ]),

@@ -1,7 +1,8 @@
 //! The static part of nethook's two tables, described as data: `table inet nethook` (NAT for
-//! published ports and masquerade, the 127.0.0.1 guard, isolation between networks,
-//! anti-spoofing of routed networks' host veths) and
-//! `table bridge nethook` (anti-spoofing at the host end of every container's veth).
+//! published ports and masquerade of both families, the 127.0.0.1 guard, isolation between
+//! networks, anti-spoofing of routed networks' host veths) and
+//! `table bridge nethook` (anti-spoofing at the host end of every container's veth, IPv6 and
+//! neighbour discovery included; no router advertisements from the host into containers).
 //!
 //! Versions: each table has a probe set ([`PROBES`]), the newest object of that table. A table
 //! without its probe was made by an older nethook and is re-created whole (see `tables.rs`).
@@ -18,11 +19,13 @@ mod expr;
 mod inet;
 
 use super::encode::{
-    ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, DNAT4_DATA_LEN, DNAT4_DATA_TYPE, HPORTS4_KEY_LEN,
-    HPORTS4_KEY_TYPE, INTRA4_FIELDS, INTRA4_KEY_LEN, INTRA4_KEY_TYPE, INTRA_KEY_LEN,
-    INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN, MACS_KEY_TYPE, NETS_KEY_LEN,
-    NETS_KEY_TYPE, NOMASQ4_FIELDS, NOMASQ4_KEY_LEN, NOMASQ4_KEY_TYPE, PORTS4_KEY_LEN,
-    PORTS4_KEY_TYPE, RADDRS4_KEY_LEN, RADDRS4_KEY_TYPE, TYPE_IPADDR, TYPE_NFPROTO,
+    ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, ADDRS6_KEY_LEN, ADDRS6_KEY_TYPE, DNAT4_DATA_LEN,
+    DNAT4_DATA_TYPE, DNAT6_DATA_LEN, DNAT6_DATA_TYPE, HPORTS4_KEY_LEN, HPORTS4_KEY_TYPE,
+    HPORTS6_KEY_LEN, HPORTS6_KEY_TYPE, INTRA4_FIELDS, INTRA4_KEY_LEN, INTRA4_KEY_TYPE,
+    INTRA_KEY_LEN, INTRA_KEY_TYPE, L2OPEN_KEY_LEN, L2OPEN_KEY_TYPE, MACS_KEY_LEN, MACS_KEY_TYPE,
+    NETS_KEY_LEN, NETS_KEY_TYPE, NOMASQ4_FIELDS, NOMASQ4_KEY_LEN, NOMASQ4_KEY_TYPE, NOMASQ6_FIELDS,
+    NOMASQ6_KEY_LEN, NOMASQ6_KEY_TYPE, PORTS4_KEY_LEN, PORTS4_KEY_TYPE, RADDRS4_KEY_LEN,
+    RADDRS4_KEY_TYPE, TYPE_IP6ADDR, TYPE_IPADDR, TYPE_NFPROTO,
 };
 use super::types::TableFamily;
 use crate::sys::nft::RawExpr;
@@ -40,21 +43,27 @@ pub(crate) const L2OPEN: &CStr = c"l2open";
 pub(crate) const NOMASQ4: &CStr = c"nomasq4";
 pub(crate) const RADDRS4: &CStr = c"raddrs4";
 pub(crate) const INTRA4: &CStr = c"intra4";
-pub(crate) const PROBE_ROUTED: &CStr = c"probe_routed";
+pub(crate) const MASQ6: &CStr = c"masq6";
+pub(crate) const PORTS6: &CStr = c"ports6";
+pub(crate) const HPORTS6: &CStr = c"hports6";
+pub(crate) const NOMASQ6: &CStr = c"nomasq6";
+pub(crate) const ADDRS6: &CStr = c"addrs6";
+/// The probe set of both tables (one in each, of the table's key type).
+pub(crate) const PROBE_IPV6: &CStr = c"probe_ipv6";
 
 /// The newest set of each table: present means the table has today's skeleton. Every batch
 /// that adds elements to a table touches its probe (see `probe.rs`), so the first
 /// setup after an upgrade fails with ENOENT and re-creates the old table.
 ///
-/// `table inet nethook`'s newest objects are those of routed networks (`raddrs4`, `intra4`,
-/// chain `rantispoof`), but its probe is a set of its own (`probe_routed`, a hash set, as
-/// `probe_nomasq4` and `fwd_guard` were before it): `intra4` is a pipapo set, where even
-/// re-adding an element that is there makes the kernel clone the set's lookup tables, a cost
-/// every setup would pay for networks that never use it. The probe replaced `probe_nomasq4`:
-/// a table with that one and without this one predates routed networks.
+/// Both tables' newest objects are IPv6's (`masq6`, `ports6`, `hports6`, `nomasq6`; `addrs6`,
+/// chains `antispoof6`, `nd6` and `output`), but each probe is a hash set of its own
+/// (`probe_ipv6`), as `probe_routed` (inet) and `l2open` (bridge) were before: `masq6` and
+/// `nomasq6` are interval sets, where even re-adding an element that is there makes the kernel
+/// clone the set's lookup tables, a cost every setup would pay. `probe_ipv6` replaced
+/// `probe_routed` and `l2open` as probes: a table without it predates IPv6.
 pub(crate) const PROBES: [(TableFamily, &CStr); 2] = [
-    (TableFamily::Inet, PROBE_ROUTED),
-    (TableFamily::Bridge, L2OPEN),
+    (TableFamily::Inet, PROBE_IPV6),
+    (TableFamily::Bridge, PROBE_IPV6),
 ];
 
 /// `NFT_SET_CONCAT` (linux/netfilter/nf_tables.h; not in libc): a set of concatenations with
@@ -86,7 +95,7 @@ pub(crate) struct SetSpec {
     pub comment: Option<&'static CStr>,
 }
 
-pub(crate) const SETS: [SetSpec; 13] = [
+pub(crate) const SETS: [SetSpec; 19] = [
     SetSpec {
         family: TableFamily::Inet,
         name: MASQ4,
@@ -182,7 +191,7 @@ pub(crate) const SETS: [SetSpec; 13] = [
         concat: &[],
         key_byteorder: Some(BYTEORDER_INVALID),
         comment: Some(
-            c"ipv4 when nethook turned IPv4 forwarding on: forward only what touches its networks",
+            c"ipv4/ipv6 when nethook turned that family's forwarding on: forward only what touches its networks",
         ),
     },
     SetSpec {
@@ -237,17 +246,89 @@ pub(crate) const SETS: [SetSpec; 13] = [
     },
     SetSpec {
         family: TableFamily::Inet,
-        name: PROBE_ROUTED,
+        name: MASQ6,
         id: 13,
+        key_type: TYPE_IP6ADDR,
+        key_len: 16,
+        flags: libc::NFT_SET_INTERVAL as u32,
+        data: None,
+        concat: &[],
+        key_byteorder: Some(BYTEORDER_BIG),
+        comment: None,
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: PORTS6,
+        id: 14,
+        key_type: PORTS4_KEY_TYPE,
+        key_len: PORTS4_KEY_LEN,
+        flags: libc::NFT_SET_MAP as u32,
+        data: Some((DNAT6_DATA_TYPE, DNAT6_DATA_LEN)),
+        concat: &[],
+        key_byteorder: None,
+        comment: None,
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: HPORTS6,
+        id: 15,
+        key_type: HPORTS6_KEY_TYPE,
+        key_len: HPORTS6_KEY_LEN,
+        flags: libc::NFT_SET_MAP as u32,
+        data: Some((DNAT6_DATA_TYPE, DNAT6_DATA_LEN)),
+        concat: &[],
+        key_byteorder: None,
+        comment: None,
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: NOMASQ6,
+        id: 16,
+        key_type: NOMASQ6_KEY_TYPE,
+        key_len: NOMASQ6_KEY_LEN,
+        flags: libc::NFT_SET_INTERVAL as u32 | NFT_SET_CONCAT,
+        data: None,
+        concat: &NOMASQ6_FIELDS,
+        key_byteorder: None,
+        comment: Some(c"IPv6 subnet . CIDR it is routed to and from with its own addresses"),
+    },
+    SetSpec {
+        family: TableFamily::Inet,
+        name: PROBE_IPV6,
+        id: 17,
         key_type: TYPE_NFPROTO,
         key_len: 1,
         flags: 0,
         data: None,
         concat: &[],
         key_byteorder: Some(BYTEORDER_INVALID),
+        comment: Some(c"version probe: tables without this set predate IPv6 and are re-created"),
+    },
+    SetSpec {
+        family: TableFamily::Bridge,
+        name: ADDRS6,
+        id: 18,
+        key_type: ADDRS6_KEY_TYPE,
+        key_len: ADDRS6_KEY_LEN,
+        flags: 0,
+        data: None,
+        concat: &[],
+        key_byteorder: None,
         comment: Some(
-            c"version probe: tables without this set predate routed networks and are re-created",
+            c"host veth . MAC . IPv6 address (global, and fe80:: EUI-64 of the MAC) of every endpoint",
         ),
+    },
+    SetSpec {
+        family: TableFamily::Bridge,
+        name: PROBE_IPV6,
+        id: 19,
+        key_type: L2OPEN_KEY_TYPE,
+        key_len: L2OPEN_KEY_LEN,
+        flags: 0,
+        data: None,
+        concat: &[],
+        key_byteorder: Some(BYTEORDER_HOST),
+        comment: Some(c"version probe: tables without this set predate IPv6 and are re-created"),
     },
 ];
 
@@ -332,7 +413,17 @@ pub(crate) fn chains() -> Vec<ChainSpec> {
             H::PreRouting,
             PRIO_BRIDGE_FILTER,
         ),
+        // NF_BR_LOCAL_OUT has the value of NF_INET_LOCAL_OUT.
+        base(
+            TableFamily::Bridge,
+            c"output",
+            T::Filter,
+            H::Out,
+            PRIO_BRIDGE_FILTER,
+        ),
         regular(TableFamily::Bridge, c"antispoof"),
+        regular(TableFamily::Bridge, c"antispoof6"),
+        regular(TableFamily::Bridge, c"nd6"),
     ]
 }
 
@@ -350,5 +441,7 @@ pub(crate) fn rules() -> Vec<RuleSpec> {
     all.extend(inet::routed_antispoof_rules());
     all.extend(inet::isolation_rules());
     all.extend(bridge::antispoof_rules());
+    all.extend(bridge::antispoof6_rules());
+    all.extend(bridge::nd6_rules());
     all
 }

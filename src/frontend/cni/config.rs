@@ -193,9 +193,10 @@ fn ports(mappings: &[PortMapping]) -> Result<Vec<PortSpec>, CniError> {
         let host = match m.host_ip.parse::<IpAddr>() {
             _ if m.host_ip.is_empty() => String::new(),
             Ok(IpAddr::V4(ip)) => format!("{ip}:"),
-            _ => {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:"),
+            Err(_) => {
                 return Err(invalid(format!(
-                    "portMappings hostIP {:?} is not an IPv4 address; nethook publishes on IPv4 only: leave hostIP empty or give one",
+                    "portMappings hostIP {:?} is not an IP address: leave hostIP empty or give an IPv4 or IPv6 address",
                     m.host_ip
                 )))
             }
