@@ -419,65 +419,6 @@ mod tests {
         ));
     }
 
-    /// Runs unprivileged: a socket on an ephemeral loopback port of this namespace.
-    #[test]
-    fn the_ipv6_bind_test_sees_an_ipv6_listener_and_not_an_ipv4_one() {
-        let Ok(l6) = std::net::TcpListener::bind("[::1]:0") else {
-            return; // no IPv6 in this environment
-        };
-        let port = l6.local_addr().unwrap().port();
-        assert!(matches!(
-            bind_test(Proto::Tcp, "::1".parse().unwrap(), port),
-            BindTest::Taken
-        ));
-        assert!(matches!(
-            bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            BindTest::Taken
-        ));
-        let l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port4 = l4.local_addr().unwrap().port();
-        assert!(
-            matches!(
-                bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port4),
-                BindTest::Free
-            ),
-            "IPV6_V6ONLY: an IPv4 listener is not in the way of an IPv6 publish"
-        );
-    }
-
-    fn sock(addr: [u8; 4], port: u16, proto: Proto) -> HostSocket {
-        HostSocket {
-            proto,
-            address: IpAddr::V4(Ipv4Addr::from(addr)),
-            port,
-            inode: 1,
-        }
-    }
-
-    #[test]
-    fn a_wildcard_publish_conflicts_with_a_socket_on_any_address() {
-        let every = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        assert!(sock([127, 0, 0, 1], 9999, Proto::Tcp).captured_by(Proto::Tcp, every, 9999));
-        assert!(sock([127, 0, 0, 53], 53, Proto::Udp).captured_by(Proto::Udp, every, 53));
-        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(Proto::Tcp, every, 7777));
-    }
-
-    #[test]
-    fn a_specific_publish_conflicts_with_that_address_or_the_wildcard_only() {
-        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-        assert!(sock([192, 0, 2, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
-        assert!(sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
-        assert!(!sock([127, 0, 0, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
-        assert!(
-            !sock([192, 0, 2, 1], 80, Proto::Udp).captured_by(Proto::Tcp, ip, 80),
-            "other protocol"
-        );
-        assert!(
-            !sock([192, 0, 2, 1], 81, Proto::Tcp).captured_by(Proto::Tcp, ip, 80),
-            "other port"
-        );
-    }
-
     #[test]
     fn sctp_endpoints_list_every_bound_address() {
         let eps = " ENDPT     SOCK   STY SST HBKT LPORT   UID INODE LADDRS
