@@ -286,6 +286,9 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
                 net.set_ip_range(range)?;
             }
             networks::create(store, &Host::new(), &net)?;
+            if net.ipv6.is_some() {
+                say_ipv6_forwarding(store, &net.name);
+            }
             println!("{}", net.name);
         }
         NetworkCommand::Update {
@@ -334,6 +337,32 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Before it happens: the first container of a network with IPv6 turns IPv6 forwarding on,
+/// and what that changes (see `recover::ensure_forwarding6`).
+fn say_ipv6_forwarding(store: &Store, network: &str) {
+    if nethook::kernel::sysctl::ipv6_forwarding().unwrap_or(true) {
+        return;
+    }
+    let bridges: Vec<String> = store
+        .list_networks()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.bridge)
+        .filter(|b| !b.is_empty())
+        .collect();
+    let changed = nethook::kernel::sysctl::ra_interfaces(&bridges);
+    let what = if changed.is_empty() {
+        "; no interface takes router advertisements with accept_ra=1, so none needs changing"
+            .to_owned()
+    } else {
+        format!(
+            " after setting accept_ra=2 on {}, so they keep their default routes from router advertisements",
+            changed.join(", ")
+        )
+    };
+    eprintln!("nethook: IPv6 forwarding is off; the first container on {network} turns it on (net.ipv6.conf.all.forwarding=1){what}");
 }
 
 /// Lists the records that can be read; the others get a warning each on stderr (the exit

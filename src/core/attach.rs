@@ -308,7 +308,12 @@ fn apply(
     let link = driver.ensure_network(DriverKernel::new(k), net)?;
     // A macvlan container's traffic leaves by the parent, never through the host's routing.
     if net.driver != DriverKind::Macvlan {
-        recover::ensure_forwarding(store, k, Some(&ep.id))?;
+        if ep.ipv4.is_some() {
+            recover::ensure_forwarding(store, k, Some(&ep.id))?;
+        }
+        if ep.ipv6.is_some() {
+            recover::ensure_forwarding6(store, k, Some(&ep.id))?;
+        }
     }
     // On a bridge network the switch is the bridge's (a routed driver sets its veth's).
     if recover::publishes_on_loopback(ep) && net.driver.is_bridge() {

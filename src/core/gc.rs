@@ -88,7 +88,9 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
     // endpoints' elements are re-added whether or not anything was missing: after a flush,
     // a setup may have re-created the tables already, and a tool may have flushed single
     // sets. Elements still there are fine.
-    let needed = !live_endpoints.is_empty() || recover::owns_forwarding(store);
+    let needed = !live_endpoints.is_empty()
+        || recover::owns_forwarding(store)
+        || recover::owns_forwarding6(store);
     let missing = if needed {
         k.firewall().missing_skeleton()?
     } else {
@@ -109,6 +111,7 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
         // Nothing of nethook's is live and it does not own forwarding (the marker was
         // removed): the forward hook is no longer guarded.
         k.firewall().guard_forwarding(false)?;
+        k.firewall().guard_forwarding6(false)?;
     }
     // Elements no live record accounts for: a quarantined record's ports would otherwise
     // reach whoever gets its address next.

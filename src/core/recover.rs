@@ -71,6 +71,71 @@ pub fn ensure_forwarding(
     Ok(())
 }
 
+/// Where nethook notes that it turned IPv6 forwarding on, and which interfaces it set
+/// `accept_ra=2` on first (see `ensure_forwarding6`).
+pub fn forwarding6_marker(store: &Store) -> PathBuf {
+    store.run_dir().join("forwarding6")
+}
+
+/// Did nethook turn IPv6 forwarding on (so it guards the forward hook for IPv6)?
+pub fn owns_forwarding6(store: &Store) -> bool {
+    forwarding6_marker(store).exists()
+}
+
+/// `ensure_forwarding` for IPv6, for a network with IPv6. One step more: turning
+/// `all.forwarding` on drops the default routes the host learned from router
+/// advertisements on interfaces with `accept_ra=1`, so those get `accept_ra=2` first
+/// (`sysctl::enable_ipv6_forwarding`); the marker and the system log name them.
+pub fn ensure_forwarding6(
+    store: &Store,
+    k: &dyn Kernel,
+    setting_up: Option<&ContainerId>,
+) -> Result<(), RecoverError> {
+    if k.sysctls().ipv6_forwarding()? {
+        return Ok(());
+    }
+    let marker = forwarding6_marker(store);
+    let write = |text: String| {
+        fs::write(&marker, text).map_err(|source| RecoverError::Io {
+            action: "write",
+            path: marker.clone(),
+            source,
+        })
+    };
+    // Written before anything changes, as for IPv4: a crash in between leaves the guard
+    // owned and gc can lift it.
+    write("nethook turned net.ipv6.conf.all.forwarding on; remove this file and run `nethook gc` to stop guarding the forward hook for IPv6\n".into())?;
+    ensure_skeleton(store, k, setting_up)?;
+    k.firewall().guard_forwarding6(true)?;
+    let changed = k.sysctls().enable_ipv6_forwarding(&own_bridges(store)?)?;
+    let what = accept_ra_note(&changed);
+    write(format!("nethook turned net.ipv6.conf.all.forwarding on; {what}; remove this file and run `nethook gc` to stop guarding the forward hook for IPv6\n"))?;
+    log::notice(&format!("turning net.ipv6.conf.all.forwarding on; {what}; forwarded IPv6 traffic that neither enters nor leaves a nethook network is dropped from now on (see README: What nethook changes on your host)"));
+    Ok(())
+}
+
+/// What `enable_ipv6_forwarding` did to `accept_ra`, in words.
+pub fn accept_ra_note(changed: &[String]) -> String {
+    if changed.is_empty() {
+        "no interface took router advertisements with accept_ra=1, so none was changed".into()
+    } else {
+        format!(
+            "set accept_ra=2 on {} first, so they keep their default routes from router advertisements",
+            changed.join(", ")
+        )
+    }
+}
+
+/// The bridges of nethook's networks, which take no router advertisements.
+fn own_bridges(store: &Store) -> Result<Vec<String>, RecoverError> {
+    Ok(store
+        .list_networks()?
+        .into_iter()
+        .map(|n| n.bridge)
+        .filter(|b| !b.is_empty())
+        .collect())
+}
+
 /// Creates what is missing of the skeleton and, when anything was, puts back every live
 /// record's elements (but `except`'s, whose setup adds its own) and the forwarding guard.
 pub fn ensure_skeleton(
@@ -117,6 +182,7 @@ pub fn restore(store: &Store, k: &dyn Kernel, endpoints: &[Endpoint]) -> Result<
         }
     }
     k.firewall().guard_forwarding(owns_forwarding(store))?;
+    k.firewall().guard_forwarding6(owns_forwarding6(store))?;
     Ok(())
 }
 

@@ -170,6 +170,22 @@ pub fn enable_ipv6_forwarding_in(
     Ok(changed)
 }
 
+/// The interfaces `enable_ipv6_forwarding` would set `accept_ra=2` on if it ran now (those
+/// with `accept_ra=1`), read only: `network create --subnet6` says it beforehand.
+pub fn ra_interfaces(bridges: &[String]) -> Vec<String> {
+    let conf = Path::new(IPV6_CONF);
+    let Ok(listing) = fs::read_dir(conf) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = listing
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| takes_router_adverts(name, bridges))
+        .filter(|name| read(&conf.join(name).join("accept_ra")).is_ok_and(|v| v == "1"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Whether the interface `name` (an entry of `net/ipv6/conf`) is one whose RA-learned
 /// routes forwarding must keep: a host interface, not a pseudo-entry, loopback or one of
 /// nethook's own links.
