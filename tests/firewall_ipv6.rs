@@ -497,3 +497,44 @@ fn prune_and_restore_cover_the_ipv6_sets() {
         assert!(addrs6.contains("fe80::4e:ff:fe00:2"), "{addrs6}");
     });
 }
+
+/// The host-port check per family: a publish over IPv6 (every IPv6 address, or one) is
+/// refused a port an IPv6 socket holds, named with its holder, and not one only an IPv4
+/// socket holds (the test socket is IPV6_V6ONLY), and the other way round.
+#[test]
+fn host_port_checks_look_at_the_family_a_publish_captures() {
+    sandbox!("host_port_checks_look_at_the_family_a_publish_captures", {
+        use nethook::kernel::hostports::busy;
+        use std::net::{IpAddr, TcpListener};
+        sh("ip link add nhv0 type veth peer name nhv1 && ip addr add 2001:db8::1/64 dev nhv0 nodad && ip link set nhv1 up && ip link set nhv0 up");
+        let every4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let every6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let one6: IpAddr = "2001:db8::1".parse().unwrap();
+        let l6 = TcpListener::bind("[2001:db8::1]:0").unwrap();
+        let p6 = l6.local_addr().unwrap().port();
+        let held = busy(Proto::Tcp, every6, p6)
+            .unwrap()
+            .expect("taken over IPv6");
+        assert_eq!(held.address, "2001:db8::1");
+        assert!(held.holder.contains("pid"), "{}", held.holder);
+        assert!(busy(Proto::Tcp, one6, p6).unwrap().is_some());
+        assert!(
+            busy(Proto::Tcp, every4, p6).unwrap().is_none(),
+            "IPv4 is free"
+        );
+        let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p4 = l4.local_addr().unwrap().port();
+        assert!(busy(Proto::Tcp, every4, p4).unwrap().is_some());
+        assert!(
+            busy(Proto::Tcp, every6, p4).unwrap().is_none(),
+            "IPv6 is free"
+        );
+        assert!(busy(Proto::Tcp, one6, p4).unwrap().is_none());
+        // UDP on ::1 is in the way of a publish on every IPv6 address (the user meant the port
+        // to be theirs), not of one on another address.
+        let u6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let pu = u6.local_addr().unwrap().port();
+        assert!(busy(Proto::Udp, every6, pu).unwrap().is_some());
+        assert!(busy(Proto::Udp, one6, pu).unwrap().is_none());
+    });
+}

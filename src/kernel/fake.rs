@@ -431,6 +431,9 @@ impl Firewall for Fake {
     fn guard_forwarding(&self, on: bool) -> Result<(), FirewallError> {
         self.fw_call("fw.guard_forwarding", if on { "on" } else { "off" }.into())
     }
+    fn guard_forwarding6(&self, on: bool) -> Result<(), FirewallError> {
+        self.fw_call("fw.guard_forwarding6", if on { "on" } else { "off" }.into())
+    }
     fn ensure_skeleton(&self) -> Result<bool, FirewallError> {
         self.fw_call("fw.ensure_skeleton", String::new())?;
         let mut s = self.state.borrow_mut();

@@ -419,32 +419,6 @@ mod tests {
         ));
     }
 
-    /// Runs unprivileged: a socket on an ephemeral loopback port of this namespace.
-    #[test]
-    fn the_ipv6_bind_test_sees_an_ipv6_listener_and_not_an_ipv4_one() {
-        let Ok(l6) = std::net::TcpListener::bind("[::1]:0") else {
-            return; // no IPv6 in this environment
-        };
-        let port = l6.local_addr().unwrap().port();
-        assert!(matches!(
-            bind_test(Proto::Tcp, "::1".parse().unwrap(), port),
-            BindTest::Taken
-        ));
-        assert!(matches!(
-            bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            BindTest::Taken
-        ));
-        let l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port4 = l4.local_addr().unwrap().port();
-        assert!(
-            matches!(
-                bind_test(Proto::Tcp, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port4),
-                BindTest::Free
-            ),
-            "IPV6_V6ONLY: an IPv4 listener is not in the way of an IPv6 publish"
-        );
-    }
-
     fn sock(addr: [u8; 4], port: u16, proto: Proto) -> HostSocket {
         HostSocket {
             proto,

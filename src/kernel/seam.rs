@@ -107,6 +107,9 @@ pub trait Firewall {
     fn restore(&self, elements: &Elements) -> Result<(), FirewallError>;
     fn delete(&self, elements: &Elements) -> Result<(), FirewallError>;
     fn guard_forwarding(&self, on: bool) -> Result<(), FirewallError>;
+    /// The IPv6 forwarding guard: turn it on before turning IPv6 forwarding on, and again
+    /// after `ensure_skeleton` returned true (as for IPv4's).
+    fn guard_forwarding6(&self, on: bool) -> Result<(), FirewallError>;
     /// True when anything had to be (re)created.
     fn ensure_skeleton(&self) -> Result<bool, FirewallError>;
     fn missing_skeleton(&self) -> Result<Vec<&'static str>, FirewallError>;
@@ -331,6 +334,9 @@ impl Firewall for Host {
     }
     fn guard_forwarding(&self, on: bool) -> Result<(), FirewallError> {
         firewall::guard_forwarding(on)
+    }
+    fn guard_forwarding6(&self, on: bool) -> Result<(), FirewallError> {
+        firewall::guard_forwarding6(on)
     }
     fn ensure_skeleton(&self) -> Result<bool, FirewallError> {
         firewall::ensure_skeleton()
