@@ -419,6 +419,39 @@ mod tests {
         ));
     }
 
+    fn sock(addr: [u8; 4], port: u16, proto: Proto) -> HostSocket {
+        HostSocket {
+            proto,
+            address: IpAddr::V4(Ipv4Addr::from(addr)),
+            port,
+            inode: 1,
+        }
+    }
+
+    #[test]
+    fn a_wildcard_publish_conflicts_with_a_socket_on_any_address() {
+        let every = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert!(sock([127, 0, 0, 1], 9999, Proto::Tcp).captured_by(Proto::Tcp, every, 9999));
+        assert!(sock([127, 0, 0, 53], 53, Proto::Udp).captured_by(Proto::Udp, every, 53));
+        assert!(sock([0, 0, 0, 0], 7777, Proto::Tcp).captured_by(Proto::Tcp, every, 7777));
+    }
+
+    #[test]
+    fn a_specific_publish_conflicts_with_that_address_or_the_wildcard_only() {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        assert!(sock([192, 0, 2, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
+        assert!(sock([0, 0, 0, 0], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
+        assert!(!sock([127, 0, 0, 1], 80, Proto::Tcp).captured_by(Proto::Tcp, ip, 80));
+        assert!(
+            !sock([192, 0, 2, 1], 80, Proto::Udp).captured_by(Proto::Tcp, ip, 80),
+            "other protocol"
+        );
+        assert!(
+            !sock([192, 0, 2, 1], 81, Proto::Tcp).captured_by(Proto::Tcp, ip, 80),
+            "other port"
+        );
+    }
+
     #[test]
     fn sctp_endpoints_list_every_bound_address() {
         let eps = " ENDPT     SOCK   STY SST HBKT LPORT   UID INODE LADDRS
