@@ -407,14 +407,17 @@ nh_check "publishing on [::1] is refused at createRuntime, saying why" \
     refused_start "v6-$$-lo" "route_localnet" nethook.network=d6 "nethook.ports=[::1]:8082:80"
 nh_check "nethook.ip6 outside the prefix is refused" \
     refused_start "v6-$$-out" "outside network d6's subnet" nethook.network=d6 nethook.ip6=fd00:99::5
+nh network create p4 --subnet 10.64.0.0/24 >/dev/null
 nh_check "nethook.ip6 on an IPv4-only network is refused" \
-    refused_start "v6-$$-v4" "has no IPv6 subnet" nethook.ip6=fd00:62::77
+    refused_start "v6-$$-v4" "has no IPv6 subnet" nethook.network=p4 nethook.ip6=fd00:62::77
+nh_check "a published IPv6 host IP on an IPv4-only network is refused" \
+    refused_start "v6-$$-p4" "has no IPv6 subnet" nethook.network=p4 "nethook.ports=[$UPLINK6]:8083:80"
 nh_check "nethook.ip6 of $B is refused, naming $B" \
     refused_start "v6-$$-dup" "$B" nethook.network=d6 nethook.ip6=fd00:62::b0
 no_refused_record() {
     local ids
     ids="$(nh ls --json | python3 -c 'import json,sys; print(" ".join(e["id"] for e in json.load(sys.stdin)))')"
-    [[ ! $ids =~ v6-$$-(lo|out|v4|dup) ]] || { echo "records: $ids"; return 1; }
+    [[ ! $ids =~ v6-$$-(lo|out|v4|p4|dup) ]] || { echo "records: $ids"; return 1; }
 }
 nh_check "the refusals left no record" no_refused_record
 
@@ -428,6 +431,7 @@ nh_check "nothing left: veths, records, addresses, nft elements" nothing_left
 nh_check "nethook ls --json is []" test "$(nh ls --json | tr -d '[:space:]')" = "[]"
 nh_check "nethook network rm d6" nh network rm d6
 nh_check "nethook network rm s6" nh network rm s6
+nh_check "nethook network rm p4" nh network rm p4
 nh_check "bridges nh-d6 and nh-s6 are gone" bash -c '! ip link show nh-d6 2>/dev/null && ! ip link show nh-s6 2>/dev/null'
 
 echo
