@@ -63,26 +63,29 @@ fn a_caller_without_the_hook_runs_deferred_teardown_work_itself() {
 }
 
 #[test]
-fn a_network_definition_with_ipv6_is_refused_with_one_line() {
-    sandbox!("a_network_definition_with_ipv6_is_refused_with_one_line", {
-        let nh = Nethook::new("arch-core-ipv6");
-        let dir = nh.config_dir().join("networks");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
+fn a_network_definition_with_a_bad_ipv6_part_is_refused_with_one_line() {
+    sandbox!(
+        "a_network_definition_with_a_bad_ipv6_part_is_refused_with_one_line",
+        {
+            let nh = Nethook::new("arch-core-ipv6");
+            let dir = nh.config_dir().join("networks");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
             dir.join("v6.json"),
-            r#"{"name":"v6","bridge":"nh-v6","ipv4":{"subnet":"10.91.0.0/24","gateway":"10.91.0.1"},"ipv6":{"subnet":"fd00:91::/64","gateway":"fd00:91::1"},"masquerade":true}"#,
+            r#"{"name":"v6","bridge":"nh-v6","ipv4":{"subnet":"10.91.0.0/24","gateway":"10.91.0.1"},"ipv6":{"subnet":"fe80::/64","gateway":"fe80::1"},"masquerade":true}"#,
         )
         .unwrap();
-        let (ok, _, err) = nh.cli(&["network", "inspect", "v6"]);
-        assert!(!ok);
-        assert!(err.contains("IPv6 is not supported yet"), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            let (ok, _, err) = nh.cli(&["network", "inspect", "v6"]);
+            assert!(!ok);
+            assert!(err.contains("link-local"), "{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
-        let c = FakeContainer::start("arch-v6");
-        let out = nh.hook(&c.state("creating", &[("nethook.network", "v6")]));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("IPv6 is not supported yet"), "{err}");
-        assert_eq!(nh.records(), 0);
-    });
+            let c = FakeContainer::start("arch-v6");
+            let out = nh.hook(&c.state("creating", &[("nethook.network", "v6")]));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("link-local"), "{err}");
+            assert_eq!(nh.records(), 0);
+        }
+    );
 }

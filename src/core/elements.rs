@@ -337,23 +337,18 @@ mod tests {
         assert_eq!(own, own_elements(&ep, true));
     }
 
-    /// The plan's endpoint with an IPv6 attachment added by hand (plan fills it once
-    /// networks have IPv6).
+    /// The plan's endpoint on the default network given IPv6 (fd00:77::/64).
     fn dual_stack(ports: &str, masquerade6: bool) -> Endpoint {
         let opts = Options {
             ports: parse_ports(ports).unwrap(),
             ..Options::default()
         };
-        let pool = Pool::default();
-        let mut ep = plan_endpoint(&request("c1", opts), &Network::builtin_default(), &pool)
+        let mut net = Network::builtin_default();
+        net.set_ipv6("fd00:77::/64", None, masquerade6).unwrap();
+        let ep = plan_endpoint(&request("c1", opts), &net, &Pool::default())
             .unwrap()
             .0;
-        ep.ipv6 = Some(crate::model::endpoint::Ipv6Attachment {
-            address: "fd00:77::2".parse().unwrap(),
-            prefix: 64,
-            gateway: "fd00:77::1".parse().unwrap(),
-            masquerade: masquerade6,
-        });
+        assert_eq!(ep.ipv6.unwrap().address.to_string(), "fd00:77::2");
         ep
     }
 

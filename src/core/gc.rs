@@ -107,6 +107,9 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
     if !dry_run && needed {
         k.firewall().ensure_skeleton()?;
         recover::restore(store, k, &live_endpoints)?;
+        if !recover::owns_forwarding6(store) {
+            k.firewall().guard_forwarding6(false)?;
+        }
     } else if !dry_run && has_tables {
         // Nothing of nethook's is live and it does not own forwarding (the marker was
         // removed): the forward hook is no longer guarded.

@@ -182,7 +182,12 @@ pub fn restore(store: &Store, k: &dyn Kernel, endpoints: &[Endpoint]) -> Result<
         }
     }
     k.firewall().guard_forwarding(owns_forwarding(store))?;
-    k.firewall().guard_forwarding6(owns_forwarding6(store))?;
+    // Only turned on here: a hook's restore follows a re-created table, where the element
+    // is gone anyway, and one more batch would be one more netfilter socket for the hook
+    // to hand over at exit. `gc` turns it off when nethook no longer owns IPv6 forwarding.
+    if owns_forwarding6(store) {
+        k.firewall().guard_forwarding6(true)?;
+    }
     Ok(())
 }
 
