@@ -227,6 +227,7 @@ impl Rtnl {
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
+        let mut created = false;
         let index = match ifconf::index_if_present(sock.as_fd(), name) {
             Ok(Some(index)) => index,
             Ok(None) => {
@@ -240,6 +241,7 @@ impl Rtnl {
                     }
                     _ => {}
                 }
+                created = true;
                 self.set_alias(name, spec.owner_tag)?;
                 ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
                     op: op("find the new"),
@@ -253,11 +255,13 @@ impl Rtnl {
                 })
             }
         };
+        let mut refresh_ipv6 = created;
         if let Some((gateway, prefix)) = spec.ipv4 {
             // Only the primary address is visible this way; anything else than the gateway
             // there (or an error) goes the long way, where the kernel's EEXIST decides.
             if !matches!(ifconf::primary_ipv4(sock.as_fd(), name), Ok(Some(a)) if a == (gateway, prefix))
             {
+                refresh_ipv6 = true;
                 let add =
                     RouteNetlinkMessage::NewAddress(msg::ipv4_address(index, gateway, prefix));
                 match self.sock.ack(add, msg::CREATE) {
@@ -272,16 +276,17 @@ impl Rtnl {
             }
         }
         // Just a read of its flags when it is up, as it is unless someone set it down.
-        ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
+        let was_down = ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
             op: op("bring up"),
             source,
         })?;
-        // Sent on every setup (EEXIST when it is there, ~26 µs): an IPv4 bridge that a
-        // `network update --subnet6` gave IPv6 has neither been created nor found wrong by
-        // the IPv4 check, and IPv6 has no ioctl to read the address more cheaply.
         if let Some((gateway, prefix)) = spec.ipv6 {
-            self.add_ipv6_gateway(name, index, gateway, prefix)?;
-            no_router_adverts(name)?;
+            if refresh_ipv6 || was_down {
+                self.add_ipv6_gateway(name, index, gateway, prefix)?;
+            }
+            if created {
+                no_router_adverts(name)?;
+            }
         }
         Ok(index)
     }
