@@ -219,8 +219,9 @@ impl Rtnl {
     /// when the cheap checks saw cause: the bridge was just created, its IPv4 gateway was
     /// missing, or it was down (the kernel drops a link's IPv6 addresses when it goes down,
     /// unlike IPv4's). A setup that finds the bridge as it left it pays nothing for IPv6;
-    /// the price is that an IPv6 gateway deleted by hand from a bridge that stayed up comes
-    /// back only with the bridge (`nethook network rm`/`create`, or setting it down).
+    /// the price is that a network that gains IPv6 while its bridge stays needs
+    /// `add_bridge_ipv6`, and that an IPv6 gateway deleted by hand from a bridge that stayed
+    /// up is not put back (CHECK names it).
     pub fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
         let name = spec.name;
         let op = |what: &str| format!("{what} bridge {name}");
@@ -289,6 +290,33 @@ impl Rtnl {
             }
         }
         Ok(index)
+    }
+
+    /// Adds the IPv6 gateway to the existing bridge `name` (EEXIST is fine) and makes it
+    /// ignore router advertisements, as `ensure_bridge` does for a bridge it creates: for a
+    /// network that gained IPv6 while its bridge stayed (`nethook network update`), which
+    /// setup's cheap checks would not notice. False when there is no such link: the first
+    /// setup creates the bridge with the gateway.
+    pub fn add_bridge_ipv6(
+        &self,
+        name: &str,
+        gateway: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<bool, LinkError> {
+        let sock = inet_socket()?;
+        let index = match ifconf::index_if_present(sock.as_fd(), name) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Ok(false),
+            Err(source) => {
+                return Err(LinkError::Netlink {
+                    op: format!("look up bridge {name}"),
+                    source,
+                })
+            }
+        };
+        self.add_ipv6_gateway(name, index, gateway, prefix)?;
+        no_router_adverts(name)?;
+        Ok(true)
     }
 
     /// Adds the IPv6 gateway to the bridge, never tentative (`IFA_F_NODAD`: with no port
