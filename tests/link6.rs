@@ -237,6 +237,18 @@ fn the_bridges_ipv6_gateway_comes_back_after_a_down_and_on_a_host_that_disables_
                 .add_bridge_ipv6("nh6nope", gw6(), 64)
                 .expect("no bridge yet"));
 
+            // A bridge whose IPv6 gateway the kernel refuses is not left half made (the
+            // next setup would find it and not add the gateway): it is deleted again.
+            let mut bad = bridge_spec("nh6bad", true);
+            bad.ipv6 = Some(("ff02::1234".parse().unwrap(), 64));
+            let err = rtnl.ensure_bridge(&bad).unwrap_err();
+            let text = nethook::describe(&err);
+            assert!(
+                text.contains("add gateway ff02::1234/64 to bridge nh6bad"),
+                "{text}"
+            );
+            assert!(!link::link_present("nh6bad").expect("link_present"));
+
             // A host whose new links start with IPv6 off: nethook's bridge alone gets it.
             sh("sysctl -qw net.ipv6.conf.default.disable_ipv6=1");
             rtnl.ensure_bridge(&bridge_spec("nh6k1", false))
