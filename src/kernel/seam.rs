@@ -40,6 +40,10 @@ pub enum ContainerError {
 pub trait Links {
     /// See `Rtnl::ensure_bridge`: the bridge exists, carries the gateways, is up; its index.
     fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError>;
+    /// See `Rtnl::add_bridge_ipv6`: the IPv6 gateway on an existing bridge, for a network
+    /// that just gained IPv6; false when there is no such bridge yet.
+    fn add_bridge_ipv6(&self, name: &str, gateway: Ipv6Addr, prefix: u8)
+        -> Result<bool, LinkError>;
     /// See `Rtnl::create_veth`: on error nothing of the pair is left.
     fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError>;
     fn veth_state(&self, veth: &HostVeth<'_>) -> Result<VethState, LinkError>;
@@ -219,6 +223,15 @@ impl Failpoints for Host {}
 impl Links for Host {
     fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
         self.rtnl()?.ensure_bridge(spec)
+    }
+
+    fn add_bridge_ipv6(
+        &self,
+        name: &str,
+        gateway: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<bool, LinkError> {
+        self.rtnl()?.add_bridge_ipv6(name, gateway, prefix)
     }
 
     fn create_veth(&self, spec: &VethSpec<'_>, netns: &Netns) -> Result<(), LinkError> {

@@ -43,6 +43,22 @@ impl Links for Fake {
         Ok(1)
     }
 
+    /// Recorded as `NAME GW6/P`.
+    fn add_bridge_ipv6(
+        &self,
+        name: &str,
+        gateway: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<bool, LinkError> {
+        self.link_call("link.add_bridge_ipv6", format!("{name} {gateway}/{prefix}"))?;
+        let mut s = self.state.borrow_mut();
+        if !s.links.contains(name) {
+            return Ok(false);
+        }
+        s.addresses6.insert((name.to_owned(), gateway));
+        Ok(true)
+    }
+
     fn create_veth(&self, spec: &VethSpec<'_>, _netns: &Netns) -> Result<(), LinkError> {
         let arg = format!("{} peer {}", spec.host_name, spec.peer_name);
         self.link_call("link.create_veth", arg.clone())?;

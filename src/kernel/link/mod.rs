@@ -219,43 +219,60 @@ impl Rtnl {
     /// when the cheap checks saw cause: the bridge was just created, its IPv4 gateway was
     /// missing, or it was down (the kernel drops a link's IPv6 addresses when it goes down,
     /// unlike IPv4's). A setup that finds the bridge as it left it pays nothing for IPv6;
-    /// the price is that an IPv6 gateway deleted by hand from a bridge that stayed up comes
-    /// back only with the bridge (`nethook network rm`/`create`, or setting it down).
+    /// the price is that a network that gains IPv6 while its bridge stays needs
+    /// `add_bridge_ipv6`, and that an IPv6 gateway deleted by hand from a bridge that stayed
+    /// up is not put back (CHECK names it).
     pub fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
         let name = spec.name;
-        let op = |what: &str| format!("{what} bridge {name}");
         // The ioctls answer from one small struct each; a link message carries every
         // attribute and statistic of the bridge, and parsing it cost more than the request.
         let sock = inet_socket()?;
-        let mut created = false;
-        let index = match ifconf::index_if_present(sock.as_fd(), name) {
-            Ok(Some(index)) => index,
-            Ok(None) => {
-                let create = RouteNetlinkMessage::NewLink(msg::bridge(name, spec.mac));
-                match self.sock.ack(create, msg::CREATE) {
-                    Err(source) if !is_errno(&source, libc::EEXIST) => {
-                        return Err(LinkError::Netlink {
-                            op: op("create"),
-                            source,
-                        })
-                    }
-                    _ => {}
-                }
-                created = true;
-                self.set_alias(name, spec.owner_tag)?;
-                ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
-                    op: op("find the new"),
-                    source,
-                })?
-            }
+        let found =
+            ifconf::index_if_present(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
+                op: format!("look up bridge {name}"),
+                source,
+            })?;
+        if let Some(index) = found {
+            return self.settle_bridge(spec, &sock, index, false);
+        }
+        let create = RouteNetlinkMessage::NewLink(msg::bridge(name, spec.mac));
+        let made_here = match self.sock.ack(create, msg::CREATE) {
+            Ok(()) => true,
+            Err(e) if is_errno(&e, libc::EEXIST) => false,
             Err(source) => {
                 return Err(LinkError::Netlink {
-                    op: op("look up"),
+                    op: format!("create bridge {name}"),
                     source,
                 })
             }
         };
-        let mut refresh_ipv6 = created;
+        let settled = self.set_alias(name, spec.owner_tag).and_then(|()| {
+            let index = ifconf::index(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
+                op: format!("find the new bridge {name}"),
+                source,
+            })?;
+            self.settle_bridge(spec, &sock, index, true)
+        });
+        if settled.is_err() && made_here {
+            // Half made, it would stay so: the next setup finds it and, by the cheap checks,
+            // never adds its IPv6 gateway or alias. Setups run one at a time (the store's
+            // lock), so no container uses it yet, and the next one makes it whole.
+            let _ = self.delete(name);
+        }
+        settled
+    }
+
+    /// The rest of `ensure_bridge` for the bridge with `index`: the IPv4 gateway, up, and
+    /// the IPv6 gateway when the bridge is `new` or the checks found cause.
+    fn settle_bridge(
+        &self,
+        spec: &BridgeSpec<'_>,
+        sock: &OwnedFd,
+        index: u32,
+        new: bool,
+    ) -> Result<u32, LinkError> {
+        let name = spec.name;
+        let mut refresh_ipv6 = new;
         if let Some((gateway, prefix)) = spec.ipv4 {
             // Only the primary address is visible this way; anything else than the gateway
             // there (or an error) goes the long way, where the kernel's EEXIST decides.
@@ -277,18 +294,45 @@ impl Rtnl {
         }
         // Just a read of its flags when it is up, as it is unless someone set it down.
         let was_down = ifconf::set_up(sock.as_fd(), name).map_err(|source| LinkError::Netlink {
-            op: op("bring up"),
+            op: format!("bring up bridge {name}"),
             source,
         })?;
         if let Some((gateway, prefix)) = spec.ipv6 {
             if refresh_ipv6 || was_down {
                 self.add_ipv6_gateway(name, index, gateway, prefix)?;
             }
-            if created {
+            if new {
                 no_router_adverts(name)?;
             }
         }
         Ok(index)
+    }
+
+    /// Adds the IPv6 gateway to the existing bridge `name` (EEXIST is fine) and makes it
+    /// ignore router advertisements, as `ensure_bridge` does for a bridge it creates: for a
+    /// network that gained IPv6 while its bridge stayed (`nethook network update`), which
+    /// setup's cheap checks would not notice. False when there is no such link: the first
+    /// setup creates the bridge with the gateway.
+    pub fn add_bridge_ipv6(
+        &self,
+        name: &str,
+        gateway: Ipv6Addr,
+        prefix: u8,
+    ) -> Result<bool, LinkError> {
+        let sock = inet_socket()?;
+        let index = match ifconf::index_if_present(sock.as_fd(), name) {
+            Ok(Some(index)) => index,
+            Ok(None) => return Ok(false),
+            Err(source) => {
+                return Err(LinkError::Netlink {
+                    op: format!("look up bridge {name}"),
+                    source,
+                })
+            }
+        };
+        self.add_ipv6_gateway(name, index, gateway, prefix)?;
+        no_router_adverts(name)?;
+        Ok(true)
     }
 
     /// Adds the IPv6 gateway to the bridge, never tentative (`IFA_F_NODAD`: with no port
