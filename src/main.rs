@@ -297,7 +297,15 @@ fn network(store: &Store, cmd: NetworkCommand) -> Result<()> {
             gateway6,
             no_masquerade6,
         } => {
-            networks::add_ipv6(store, &name, &subnet6, gateway6, !no_masquerade6)?;
+            networks::add_ipv6(
+                store,
+                &Host::new(),
+                &name,
+                &subnet6,
+                gateway6,
+                !no_masquerade6,
+            )?;
+            say_ipv6_forwarding(store, &name);
             println!("{name}");
         }
         NetworkCommand::Ls { json } => {

@@ -158,10 +158,12 @@ fn check_parent(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
 
 /// Gives a defined network (the default one included, whose built-in definition a file
 /// then replaces) an IPv6 part: containers started from now on get an address of each
-/// family, running ones keep what they have. An IPv6 part is never changed or removed
-/// here: containers may hold its addresses.
+/// family, running ones keep what they have; its bridge, when it exists, gets the IPv6
+/// gateway now. An IPv6 part is never changed or removed here: containers may hold its
+/// addresses.
 pub fn add_ipv6(
     store: &Store,
+    k: &dyn Kernel,
     name: &str,
     subnet6: &str,
     gateway6: Option<Ipv6Addr>,
@@ -186,6 +188,12 @@ pub fn add_ipv6(
     net.set_ipv6(subnet6, gateway6, masquerade6)?;
     net.check_conflicts(&store.list_networks()?)?;
     store.save_network(&net)?;
+    // A bridge that is up already keeps it: setup's cheap checks would not notice that it
+    // lacks the IPv6 gateway (no bridge yet: the first setup makes it with the gateway).
+    if let Some(v6) = net.ipv6 {
+        k.links()
+            .add_bridge_ipv6(&net.bridge, v6.gateway, v6.subnet.prefix())?;
+    }
     Ok(net)
 }
 
