@@ -522,7 +522,10 @@ fn host_port_checks_look_at_the_family_a_publish_captures() {
             busy(Proto::Tcp, every4, p6).unwrap().is_none(),
             "IPv4 is free"
         );
-        let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        // A port of its own: the kernel may hand 127.0.0.1 the port [2001:db8::1] has.
+        let l4 = std::iter::repeat_with(|| TcpListener::bind("127.0.0.1:0").unwrap())
+            .find(|l| l.local_addr().unwrap().port() != p6)
+            .unwrap();
         let p4 = l4.local_addr().unwrap().port();
         assert!(busy(Proto::Tcp, every4, p4).unwrap().is_some());
         assert!(

@@ -66,7 +66,7 @@ where
         return Err(absent("nethook.ip6", "IPv6"));
     }
     for spec in &req.options.ports {
-        if let Some(ip) = spec.host_ip.map(IpAddr::from) {
+        if let Some(ip) = spec.host_ip {
             check_host_ip(net, ip)?;
         }
     }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crate::driver::veth::{attach_host_veth, host_veth_problem};
-use std::net::Ipv4Addr;
 
 use crate::driver::{AttachContext, Driver, DriverError, DriverKernel, NetworkLink};
 use crate::kernel::link::{BridgeSpec, ContainerAddrs, ContainerIp, HostVeth, LinkError, VethFate};
@@ -20,17 +19,14 @@ pub const MAX_BRIDGE_PORTS: usize = 1023;
 
 pub struct Bridge;
 
-/// The bridge's own MAC: from the IPv4 gateway (`Mac::from_ipv4`), else, on an IPv6-only
-/// network, `02:4e` and the last 32 bits of the IPv6 gateway (what `Mac::from_ipv6` is to
-/// give; one function once it exists).
+/// The bridge's own MAC: from the IPv4 gateway, else, on an IPv6-only network, from the
+/// IPv6 one (as the containers' are from their addresses).
 pub(crate) fn bridge_mac(net: &Network) -> Option<Mac> {
-    if let Some(v4) = net.ipv4 {
-        return Some(Mac::from_ipv4(v4.gateway));
+    match (net.ipv4, net.ipv6) {
+        (Some(v4), _) => Some(Mac::from_ipv4(v4.gateway)),
+        (None, Some(v6)) => Some(Mac::from_ipv6(v6.gateway)),
+        (None, None) => None,
     }
-    let v6 = net.ipv6?;
-    Some(Mac::from_ipv4(Ipv4Addr::from(
-        (u128::from(v6.gateway) & 0xffff_ffff) as u32,
-    )))
 }
 
 /// What the endpoint's interface gets inside the container: each family it has.

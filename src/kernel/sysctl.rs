@@ -144,24 +144,12 @@ pub fn enable_ipv6_forwarding_in(
     if read(&forwarding).map_err(err(&forwarding, "1"))? != "0" {
         return Ok(Vec::new());
     }
-    let listing = fs::read_dir(conf).map_err(err(conf, "2"))?;
-    let mut names: Vec<String> = listing
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| takes_router_adverts(name, bridges))
-        .collect();
-    names.sort();
     let mut changed = Vec::new();
-    for name in names {
+    for name in ra_uplinks_in(conf, bridges).map_err(err(conf, "2"))? {
         let path = conf.join(&name).join("accept_ra");
-        match read(&path) {
-            Ok(v) if v == "1" => {}
-            // 0 or 2, or gone since the listing: nothing to keep.
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(err(&path, "2")(e)),
-        }
         match fs::write(&path, "2") {
             Ok(()) => changed.push(name),
+            // Gone since the listing: nothing to keep.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(&path, "2")(e)),
         }
@@ -170,20 +158,23 @@ pub fn enable_ipv6_forwarding_in(
     Ok(changed)
 }
 
-/// The interfaces `enable_ipv6_forwarding` would set `accept_ra=2` on if it ran now (those
-/// with `accept_ra=1`), read only: `network create --subnet6` says it beforehand.
+/// The interfaces `enable_ipv6_forwarding` would set `accept_ra=2` on if it ran now, read
+/// only: `network create --subnet6` says it beforehand.
 pub fn ra_interfaces(bridges: &[String]) -> Vec<String> {
-    let conf = Path::new(IPV6_CONF);
-    let Ok(listing) = fs::read_dir(conf) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = listing
+    ra_uplinks_in(Path::new(IPV6_CONF), bridges).unwrap_or_default()
+}
+
+/// The entries of the `net/ipv6/conf` directory `conf` that take router advertisements
+/// with `accept_ra=1` and are no interface of nethook's (`takes_router_adverts`), sorted.
+/// One whose setting cannot be read (gone since the listing) is left out.
+fn ra_uplinks_in(conf: &Path, bridges: &[String]) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(conf)?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| takes_router_adverts(name, bridges))
         .filter(|name| read(&conf.join(name).join("accept_ra")).is_ok_and(|v| v == "1"))
         .collect();
     names.sort();
-    names
+    Ok(names)
 }
 
 /// Whether the interface `name` (an entry of `net/ipv6/conf`) is one whose RA-learned
