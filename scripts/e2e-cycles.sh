@@ -100,7 +100,7 @@ nh_check "$driver: ports6, hports6 and masq6 empty" test "$(($(map_size map port
 nh_check "$driver: IPv6 anti-spoofing set addrs6 empty" test "$(map_size set addrs6 bridge)" -eq 0
 nh_check "$driver: network sets nets, intra and intra4 empty" test "$(($(map_size set nets) + $(map_size set intra) + $(map_size set intra4)))" -eq 0
 nh_check "$driver: anti-spoofing sets macs, addrs4 and raddrs4 empty" test "$(($(map_size set macs bridge) + $(map_size set addrs4 bridge) + $(map_size set raddrs4)))" -eq 0
-nh_check "$driver: no host route to a container left" test -z "$(ip route show | grep '^10\.62\.' || true)"
+nh_check "$driver: no host route to a container left" test -z "$(ip route show | grep -E '^10\.62\.[0-9.]+ ' || true)"
 [[ $driver == bridge ]] || nh_check "$driver: network rm" nh network rm "cyc-$driver"
 done
 nh_summary
