@@ -49,7 +49,6 @@ UPLINK6=2001:db8:9::1     # the sandbox host's addresses towards "outside"
 UPLINK6B=2001:db8:9::3    # a second one, where nothing is published
 OUTSIDE4=192.0.2.2
 OUTSIDE6=2001:db8:9::2
-PAGE="$NH_PAGE"
 
 A="v6-$$-a"
 B="v6-$$-b"
@@ -59,29 +58,11 @@ U1="v6-$$-u1"   # UDP 5353, stopped and replaced by U2
 U2="v6-$$-u2"
 STARTED=()
 
-section() { printf '\n-- %s\n' "$*"; }
-
-start() { # ID DESC BUNDLE_ARGS...
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
-
-pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
-in_ctr() { local pid; pid="$(pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
+in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
 ping6_from() { nh_exec "$1" ping -6 -c 1 -W 2 "$2"; }
 no_ping6_from() { ! nh_exec "$1" ping -6 -c 1 -W 1 "$2" >/dev/null 2>&1; }
 in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 wget6() { timeout 5 busybox wget -q -O - "$1"; }
-fetch_ok() {
-    local out
-    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
-    [[ $out == *"$PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
-}
-fetch_fails() { ! fetch_ok "$@" >/dev/null 2>&1; }
 
 check_inside6() { # ID IP6
     local out
@@ -255,7 +236,7 @@ nh_check "the sandbox host learned its IPv6 default route from the router's adve
     nh_wait_until 3 has_ra_default
 
 # --- 1. dual-stack containers ---------------------------------------------------------
-section "dual-stack network d6 ($D4 + $D6) and IPv6-only network s6 ($S6)"
+nh_section "dual-stack network d6 ($D4 + $D6) and IPv6-only network s6 ($S6)"
 create_says_accept_ra() {
     local out
     out="$(nh network create d6 --subnet "$D4" --subnet6 "$D6" 2>&1)" || { echo "$out"; return 1; }
@@ -266,8 +247,8 @@ nh_check "nethook network create d6 --subnet $D4 --subnet6 $D6 says it will set 
 nh_check "nethook network create s6 --subnet6 $S6 (IPv6 only)" nh network create s6 --subnet6 "$S6"
 nh_check "network ls shows both families of d6" bash -c "$NETHOOK_BIN network ls | grep -E '^d6 .*$D4, $D6'"
 nh_check "network inspect d6 has its ipv6 part" bash -c "$NETHOOK_BIN network inspect d6 | grep -q '\"subnet\": \"$D6\"'"
-start "$A" "runc run $A on d6" nethook.network=d6
-start "$B" "runc run $B on d6 with nethook.ip6=fd00:62::b0" nethook.network=d6 nethook.ip6=fd00:62::b0
+nh_start "$A" "runc run $A on d6" nethook.network=d6
+nh_start "$B" "runc run $B on d6 with nethook.ip6=fd00:62::b0" nethook.network=d6 nethook.ip6=fd00:62::b0
 IP6_A="$(nh_ls_field "$A" ipv6 || true)"
 IP6_B="$(nh_ls_field "$B" ipv6 || true)"
 IP4_A="$(nh_ls_field "$A" ipv4 || true)"
@@ -284,7 +265,7 @@ nh_check "the host pings6 $A" busybox ping -6 -c 1 -W 2 "$IP6_A"
 nh_check "$A still pings $B over IPv4" nh_exec "$A" ping -c 1 -W 2 "$(nh_ls_field "$B" ipv4)"
 
 # --- 2. host forwarding and router advertisements ------------------------------------
-section "IPv6 forwarding on the host"
+nh_section "IPv6 forwarding on the host"
 nh_check "net.ipv6.conf.all.forwarding is 1" test "$(cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1
 nh_check "the uplink up0 takes router advertisements with accept_ra=2 now" \
     test "$(cat /proc/sys/net/ipv6/conf/up0/accept_ra)" = 2
@@ -293,38 +274,38 @@ nh_check "nethook recorded what it changed (\$NETHOOK_RUN_DIR/forwarding6 names 
     grep -q "accept_ra=2 on up0" "$NETHOOK_RUN_DIR/forwarding6"
 
 # --- 3. masquerade and published ports ------------------------------------------------
-section "outside world and published ports over IPv6"
+nh_section "outside world and published ports over IPv6"
 nh_check "outside sees $A as one of the host's addresses $UPLINK6, $UPLINK6B (IPv6 masquerade)" \
     outside_sees "$A" "$OUTSIDE6" "$UPLINK6" "$UPLINK6B"
 nh_check "outside sees $A as $UPLINK4 over IPv4" outside_sees "$A" "$OUTSIDE4" "$UPLINK4"
 WEB_PORTS="8080:80,[$UPLINK6]:8081:80,8090-8091:80-81"
-start "$W" "runc run $W on d6 with nethook.ports=$WEB_PORTS" \
+nh_start "$W" "runc run $W on d6 with nethook.ports=$WEB_PORTS" \
     --httpd nethook.network=d6 "nethook.ports=$WEB_PORTS"
 IP6_W="$(nh_ls_field "$W" ipv6 || true)"
-nh_check "host fetches http://[$IP6_W]:80/ directly" fetch_ok wget6 "http://[$IP6_W]:80/"
-nh_check "outside fetches http://[$UPLINK6]:8080/" fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8080/"
+nh_check "host fetches http://[$IP6_W]:80/ directly" nh_fetch_ok wget6 "http://[$IP6_W]:80/"
+nh_check "outside fetches http://[$UPLINK6]:8080/" nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8080/"
 nh_check "outside fetches http://$UPLINK4:8080/ (the same publish over IPv4)" \
-    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK4:8080/"
-nh_check "host fetches http://[$UPLINK6]:8080/" fetch_ok wget6 "http://[$UPLINK6]:8080/"
-nh_check "host fetches http://[$GW6]:8080/ (the bridge's address)" fetch_ok wget6 "http://[$GW6]:8080/"
+    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK4:8080/"
+nh_check "host fetches http://[$UPLINK6]:8080/" nh_fetch_ok wget6 "http://[$UPLINK6]:8080/"
+nh_check "host fetches http://[$GW6]:8080/ (the bridge's address)" nh_fetch_ok wget6 "http://[$GW6]:8080/"
 nh_check "outside fetches http://[$UPLINK6]:8081/ (published on that address)" \
-    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8081/"
+    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8081/"
 nh_check "outside gets nothing on http://[$UPLINK6B]:8081/ (another host address)" \
-    fetch_fails in_outside timeout 3 busybox wget -q -O - "http://[$UPLINK6B]:8081/"
+    nh_fetch_fails in_outside timeout 3 busybox wget -q -O - "http://[$UPLINK6B]:8081/"
 nh_check "outside gets nothing on http://$UPLINK4:8081/ (published on IPv6 only)" \
-    fetch_fails in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:8081/"
+    nh_fetch_fails in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:8081/"
 nh_check "outside fetches http://[$UPLINK6]:8090/ (a published range)" \
-    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8090/"
+    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8090/"
 nh_check "$A fetches http://[$UPLINK6]:8080/ (hairpin)" \
-    fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
+    nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
 nh_check "$W fetches its own published port (hairpin to itself)" \
-    fetch_ok nh_exec "$W" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
+    nh_fetch_ok nh_exec "$W" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
 
 # --- 4. UDP and conntrack ---------------------------------------------------------------
-section "UDP published over IPv6: a restarted container gets the flow at once"
+nh_section "UDP published over IPv6: a restarted container gets the flow at once"
 udp_server() { # ID TAG
     local pid
-    pid="$(pid_of "$1")"
+    pid="$(nh_pid_of "$1")"
     nsenter -t "$pid" -n python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::", 53))
@@ -332,37 +313,37 @@ while True:
     _, peer = s.recvfrom(64); s.sendto(sys.argv[1].encode(), peer)' "$2" >/dev/null 2>&1 &
     echo $!
 }
-start "$U1" "runc run $U1 publishing 5353/udp" nethook.network=d6 nethook.ports=5353:53/udp
+nh_start "$U1" "runc run $U1 publishing 5353/udp" nethook.network=d6 nethook.ports=5353:53/udp
 SRV1="$(udp_server "$U1" old)"
 nh_check "outside's UDP flow to [$UPLINK6]:5353 reaches $U1" nh_wait_until 3 udp_answer_is 5353 old
 nh_check "runc kill + delete $U1" nh_stop_checked "$U1"
 kill "$SRV1" 2>/dev/null || true
 nh_settle
-start "$U2" "runc run $U2 publishing 5353/udp" nethook.network=d6 nethook.ports=5353:53/udp
+nh_start "$U2" "runc run $U2 publishing 5353/udp" nethook.network=d6 nethook.ports=5353:53/udp
 SRV2="$(udp_server "$U2" new)"
 sleep 0.3
 nh_check "the same flow reaches $U2 on the first try (conntrack flushed)" udp_answer_is 5353 new
 kill "$SRV2" 2>/dev/null || true
 
 # --- 5. isolation -------------------------------------------------------------------------
-section "isolation between the dual-stack and the IPv6-only network"
-start "$X" "runc run $X on IPv6-only s6" nethook.network=s6
+nh_section "isolation between the dual-stack and the IPv6-only network"
+nh_start "$X" "runc run $X on IPv6-only s6" nethook.network=s6
 IP6_X="$(nh_ls_field "$X" ipv6 || true)"
 nh_check "$X has no IPv4 address" test -z "$(nh_ls_field "$X" ipv4)"
 nh_check "$X pings6 its gateway fd00:63::1" ping6_from "$X" fd00:63::1
 nh_check "$X (s6) does not reach $A (d6)" no_ping6_from "$X" "$IP6_A"
 nh_check "$A (d6) does not reach $X (s6)" no_ping6_from "$A" "$IP6_X"
 nh_check "$X reaches $W's published port on [$UPLINK6]:8080" \
-    fetch_ok nh_exec "$X" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
+    nh_fetch_ok nh_exec "$X" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
 nh_check "outside sees $X as the host ($UPLINK6 or $UPLINK6B)" outside_sees "$X" "$OUTSIDE6" "$UPLINK6" "$UPLINK6B"
 
 # --- 5b. the default network gets IPv6 ------------------------------------------------
-section "network update nethook --subnet6: the default network, its bridge already up"
+nh_section "network update nethook --subnet6: the default network, its bridge already up"
 D1="v6-$$-d1"
 D2="v6-$$-d2"
-start "$D1" "runc run $D1 on the default network (IPv4 only)"
+nh_start "$D1" "runc run $D1 on the default network (IPv4 only)"
 nh_check "nethook network update nethook --subnet6 fd00:77::/64" nh network update nethook --subnet6 fd00:77::/64
-start "$D2" "runc run $D2 on the default network, now dual stack"
+nh_start "$D2" "runc run $D2 on the default network, now dual stack"
 IP6_D2="$(nh_ls_field "$D2" ipv6 || true)"
 nh_check "$D1 (started before) has no IPv6 address" test -z "$(nh_ls_field "$D1" ipv6)"
 nh_check "$D2 got $IP6_D2 in fd00:77::/64" test "${IP6_D2%::*}" = fd00:77
@@ -370,7 +351,7 @@ nh_check "$D2 pings6 the default bridge's new gateway fd00:77::1" ping6_from "$D
 nh_check "$D2 pings $D1 over IPv4" nh_exec "$D2" ping -c 1 -W 2 "$(nh_ls_field "$D1" ipv4)"
 
 # --- 6. anti-spoofing -----------------------------------------------------------------------
-section "anti-spoofing"
+nh_section "anti-spoofing"
 nh_check "$A sending from fd00:62::99 (not its address) is dropped" spoof6_dropped "$A" fd00:62::99 "$IP6_B"
 nh_check "$A sending as $B ($IP6_B) is dropped" spoof6_dropped "$A" "$IP6_B" "$GW6"
 MAC_B="$(nh_ls_field "$B" mac)"
@@ -380,7 +361,7 @@ nh_check "$A's router advertisement reaches nobody ($B learns no route or addres
 nh_check "$A still reaches $B from its own address" ping6_from "$A" "$IP6_B"
 
 # --- 7. bad input ----------------------------------------------------------------------------
-section "bad input: one line, nothing changed"
+nh_section "bad input: one line, nothing changed"
 NETS_BEFORE="$(nh network ls)"
 nh_check "--subnet6 fe80::/64 is refused" refused_in_one_line "link-local" nh network create bad --subnet6 fe80::/64
 nh_check "--subnet6 fd00:62:0:0:1::/80 (inside d6) is refused as an overlap" \
@@ -422,7 +403,7 @@ no_refused_record() {
 nh_check "the refusals left no record" no_refused_record
 
 # --- 8. teardown -----------------------------------------------------------------------------
-section "teardown"
+nh_section "teardown"
 for id in "${STARTED[@]}"; do
     [[ $id == "$U1" ]] && continue
     nh_check "runc kill + delete $id" nh_stop_checked "$id"

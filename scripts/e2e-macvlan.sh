@@ -70,21 +70,11 @@ B="mv-$$-b"
 P="mv-$$-ports"
 STARTED=()
 
-section() { printf '\n-- %s\n' "$*"; }
 lan() { nsenter -t "$LAN_PID" -n "$@"; }
 ping_from() { nh_exec "$1" ping -c 1 -W 2 "$2"; }
 lan_pings() { lan busybox ping -c 1 -W 2 "$1"; }
 lan_cannot_ping() { ! lan busybox ping -c 1 -W 1 "$1"; }
 host_cannot_ping() { ! busybox ping -c 1 -W 1 "$1"; }
-
-start() { # ID DESC BUNDLE_ARGS...
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
 
 # refused WANT CMD...: CMD fails with one line that contains WANT.
 refused() {
@@ -167,7 +157,7 @@ ip link add br0 type bridge
 ip link add p0 type veth peer name p0b
 ip link set p0 master br0
 
-section "network create refusals"
+nh_section "network create refusals"
 create() { nh network create lan --subnet "$SUBNET" --gateway "$ROUTER" --driver macvlan "$@"; }
 nh_check "no --parent is refused" refused "--parent" create
 nh_check "a parent that does not exist is refused" refused "parent nosuch0 does not exist" create --parent nosuch0
@@ -183,8 +173,8 @@ nh_check "the gateway being the host's own address is refused" \
 nh_check "network create lan --driver macvlan --parent $PARENT --ip-range $RANGE" create --parent "$PARENT" --ip-range "$RANGE"
 nh_check "network ls shows lan as macvlan on $PARENT" ls_shows_macvlan
 
-section "two containers on the LAN"
-for id in "$A" "$B"; do start "$id" "runc run $id on lan" nethook.network=lan; done
+nh_section "two containers on the LAN"
+for id in "$A" "$B"; do nh_start "$id" "runc run $id on lan" nethook.network=lan; done
 IP_A="$(nh_ls_field "$A" ipv4 2>/dev/null || true)"
 IP_B="$(nh_ls_field "$B" ipv4 2>/dev/null || true)"
 echo "   $A: ${IP_A:-?}   $B: ${IP_B:-?}"
@@ -208,7 +198,7 @@ ip route add "$IP_A/32" dev nhmv0
 nh_check "with a macvlan of its own (README workaround) the host pings $A" busybox ping -c 1 -W 2 "$IP_A"
 ip link del nhmv0
 
-section "published ports"
+nh_section "published ports"
 nh_make_bundle "$NH_TMP/bundles/$P" "$P" nethook.network=lan nethook.ports=8080:80
 ports_refused() {
     if nh_run_container "$NH_TMP/bundles/$P" "$P" 2>"$NH_TMP/$P.err"; then STARTED+=("$P"); return 1; fi
@@ -218,12 +208,12 @@ nh_check "nethook.ports on a macvlan network is refused, saying why" ports_refus
 stop "$P"
 nh_check "the refused container left no record" nh_no_record "$P"
 
-section "teardown"
+nh_section "teardown"
 for id in "${STARTED[@]}"; do nh_check "runc kill + delete $id" stop "$id"; done
 STARTED=()
 nh_check "nothing left: records, allocations, ls, links; the addresses are silent" nothing_left "$IP_A" "$IP_B"
 
-section "$CYCLES runc create/stop cycles"
+nh_section "$CYCLES runc create/stop cycles"
 nh_make_bundle "$NH_TMP/bundles/cyc" "mv-$$-cyc" nethook.network=lan
 cycle_errors=0
 t0=$(date +%s.%N)
@@ -237,7 +227,7 @@ echo "   $CYCLES cycles in $(python3 -c "print(round($t1 - $t0, 1))") s"
 nh_check "$CYCLES cycles without an error ($cycle_errors)" test "$cycle_errors" -eq 0
 nh_check "after $CYCLES cycles nothing is left" nothing_left
 
-section "$HOOK_CYCLES cycles through 'nethook hook', half torn down with the netns alive"
+nh_section "$HOOK_CYCLES cycles through 'nethook hook', half torn down with the netns alive"
 hook() { # STATUS I [PID]
     local pid_field=""
     [[ -n ${3:-} ]] && pid_field="\"pid\":$3,"
@@ -275,7 +265,7 @@ nh_check "$HOOK_CYCLES hook cycles without an error ($hook_errors)" test "$hook_
 nh_check "every teardown with the netns alive deleted the macvlan in it ($live_deleted of $((HOOK_CYCLES / 2 + HOOK_CYCLES % 2)))" \
     test "$live_deleted" -eq $((HOOK_CYCLES / 2 + HOOK_CYCLES % 2))
 nh_check "after the hook cycles nothing is left" nothing_left
-section "CNI: ADD, CHECK, DEL with the netns alive"
+nh_section "CNI: ADD, CHECK, DEL with the netns alive"
 cni() { # COMMAND ID PID
     printf '{"cniVersion":"1.0.0","name":"lan","type":"nethook","network":"lan","runDir":"%s","configDir":"%s"}' \
         "$NETHOOK_RUN_DIR" "$NETHOOK_CONFIG_DIR" |

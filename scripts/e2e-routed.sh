@@ -40,7 +40,6 @@ R1=10.60.0.0/24
 R2=10.61.0.0/24
 UPLINK_IP=192.0.2.1    # the sandbox host's address towards "outside"
 OUTSIDE_IP=192.0.2.2
-PAGE='hello from nethook'
 
 A="rt-$$-a"
 B="rt-$$-b"
@@ -49,28 +48,11 @@ X="rt-$$-x"     # on the second routed network
 D="rt-$$-def"   # on the default bridge network
 STARTED=()
 
-section() { printf '\n-- %s\n' "$*"; }
-
-start() { # ID DESC BUNDLE_ARGS...
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
-
-pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 ping_from() { nh_exec "$1" ping -c 1 -W 2 "$2"; }
 no_ping_from() { ! nh_exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 ping_ok() { busybox ping -c 1 -W 2 "$1"; }
 in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 
-fetch_ok() {
-    local out
-    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
-    [[ $out == *"$PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
-}
 host_wget() { timeout 5 busybox wget -q -O - "$1"; }
 
 check_routed_inside() { # ID IP
@@ -104,7 +86,7 @@ outside_sees() { # ID EXPECTED_SOURCE
 
 spoof_dropped() { # ID SPOOFED_IP TARGET_IP
     local pid
-    pid="$(pid_of "$1")" || return 1
+    pid="$(nh_pid_of "$1")" || return 1
     nsenter -t "$pid" -n ip addr add "$2/32" dev eth0 || return 1
     local rc=0
     nsenter -t "$pid" -n busybox ping -c 1 -W 1 -I "$2" "$3" >/dev/null 2>&1 && rc=1
@@ -160,12 +142,12 @@ stop_outside() {
 trap 'stop_outside; nh_cleanup' EXIT
 
 # --- 1. containers on a routed network ------------------------------------------
-section "two containers on routed network r1 ($R1)"
+nh_section "two containers on routed network r1 ($R1)"
 nh_check "nethook network create r1 --driver routed" nh network create r1 --subnet "$R1" --driver routed
 nh_check "nethook network create r2 --driver routed" nh network create r2 --subnet "$R2" --driver routed
 nh_check "network ls shows r1 as routed with no link" bash -c "$NETHOOK_BIN network ls | grep -E '^r1 +routed +- '"
-start "$A" "runc run $A on r1" nethook.network=r1
-start "$B" "runc run $B on r1" nethook.network=r1
+nh_start "$A" "runc run $A on r1" nethook.network=r1
+nh_start "$B" "runc run $B on r1" nethook.network=r1
 IP_A="$(nh_ls_field "$A" ipv4 || true)"
 IP_B="$(nh_ls_field "$B" ipv4 || true)"
 echo "   $A: $IP_A   $B: $IP_B"
@@ -179,29 +161,29 @@ nh_check "the host pings $A" ping_ok "$IP_A"
 nh_check "$A pings the host's uplink $UPLINK_IP" ping_from "$A" "$UPLINK_IP"
 
 # --- 2. masquerade and published ports -------------------------------------------
-section "outside world and published ports"
+nh_section "outside world and published ports"
 nh_check "outside sees $A as $UPLINK_IP (masquerade)" outside_sees "$A" "$UPLINK_IP"
 WEB_PORTS="8080:80,127.0.0.1:8080:80,$UPLINK_IP:8081:80,8090-8091:80-81"
-start "$W" "runc run $W on r1 with nethook.ports=$WEB_PORTS" \
+nh_start "$W" "runc run $W on r1 with nethook.ports=$WEB_PORTS" \
     --httpd nethook.network=r1 "nethook.ports=$WEB_PORTS"
 IP_W="$(nh_ls_field "$W" ipv4 || true)"
-nh_check "host fetches http://$IP_W:80/ directly (before NAT)" fetch_ok host_wget "http://$IP_W:80/"
-nh_check "outside fetches http://$UPLINK_IP:8080/" fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
-nh_check "host fetches http://$UPLINK_IP:8080/" fetch_ok host_wget "http://$UPLINK_IP:8080/"
-nh_check "host fetches http://127.0.0.1:8080/" fetch_ok host_wget "http://127.0.0.1:8080/"
+nh_check "host fetches http://$IP_W:80/ directly (before NAT)" nh_fetch_ok host_wget "http://$IP_W:80/"
+nh_check "outside fetches http://$UPLINK_IP:8080/" nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
+nh_check "host fetches http://$UPLINK_IP:8080/" nh_fetch_ok host_wget "http://$UPLINK_IP:8080/"
+nh_check "host fetches http://127.0.0.1:8080/" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
 nh_check "outside fetches http://$UPLINK_IP:8081/ (published on that host address only)" \
-    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8081/"
+    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8081/"
 nh_check "outside fetches http://$UPLINK_IP:8090/ (a published range)" \
-    fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8090/"
+    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8090/"
 nh_check "$A fetches http://$UPLINK_IP:8080/ (hairpin)" \
-    fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
+    nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "$W fetches its own published port (hairpin to itself)" \
-    fetch_ok nh_exec "$W" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
+    nh_fetch_ok nh_exec "$W" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
 
 # --- 3. isolation ------------------------------------------------------------------
-section "isolation from other networks"
-start "$X" "runc run $X on routed network r2" nethook.network=r2
-start "$D" "runc run $D on the default bridge network"
+nh_section "isolation from other networks"
+nh_start "$X" "runc run $X on routed network r2" nethook.network=r2
+nh_start "$D" "runc run $D on the default bridge network"
 IP_X="$(nh_ls_field "$X" ipv4 || true)"
 IP_D="$(nh_ls_field "$D" ipv4 || true)"
 nh_check "$X (r2) does not reach $A (r1)" no_ping_from "$X" "$IP_A"
@@ -209,17 +191,17 @@ nh_check "$A (r1) does not reach $X (r2)" no_ping_from "$A" "$IP_X"
 nh_check "$D (bridge) does not reach $A (r1)" no_ping_from "$D" "$IP_A"
 nh_check "$A (r1) does not reach $D (bridge)" no_ping_from "$A" "$IP_D"
 nh_check "$X reaches $W's published port on $UPLINK_IP" \
-    fetch_ok nh_exec "$X" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
+    nh_fetch_ok nh_exec "$X" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
 
 # --- 4. anti-spoofing ------------------------------------------------------------
-section "anti-spoofing"
+nh_section "anti-spoofing"
 SPOOF="$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1])[200])' "$R1")"
 nh_check "$A sending from $SPOOF (not its address) is dropped" spoof_dropped "$A" "$SPOOF" "$IP_B"
 nh_check "$A sending as $B ($IP_B) is dropped" spoof_dropped "$A" "$IP_B" "$UPLINK_IP"
 nh_check "$A still reaches $B from its own address" ping_from "$A" "$IP_B"
 
 # --- 5. teardown ------------------------------------------------------------------
-section "teardown"
+nh_section "teardown"
 for id in "${STARTED[@]}"; do
     nh_check "runc kill + delete $id" nh_stop_checked "$id"
 done

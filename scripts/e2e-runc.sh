@@ -50,7 +50,6 @@ BRIDGE=nethook0
 # answer on it like on any host address. TEST-NET-2, never routed anywhere.
 LAN_IF=lan0
 LAN_IP=198.51.100.1
-PAGE='hello from nethook'
 
 A="e2e-$$-a"
 B="e2e-$$-b"
@@ -69,18 +68,6 @@ STATIC_MAC=02:00:00:00:05:05
 ALL_IDS=("$A" "$B") # every id whose address or name must not leak
 STARTED=()          # containers runc started, to stop in part 3
 
-# start ID BUNDLE_ARGS...: make the bundle and runc run it (a PASS/FAIL line).
-start() {
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
-
-section() { printf '\n-- %s\n' "$*"; }
-
 link_mac() { ip -o link show dev "$1" 2>/dev/null | sed -n 's|.* link/ether \([0-9a-f:]*\) .*|\1|p'; }
 
 bridge_mac_is() {
@@ -92,16 +79,9 @@ bridge_mac_is() {
 ping_ok() { busybox ping -c 1 -W 3 "$1"; }
 ping_from() { nh_exec "$1" ping -c 1 -W 3 "$2"; }
 
-# The page must come back (not merely a connection).
-fetch_ok() {
-    local out
-    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
-    [[ $out == *"$PAGE"* ]] || { printf 'unexpected body: %s\n' "$out"; return 1; }
-}
 # No `wget -T`: busybox-static 1.35's wget segfaults on it; bound it with
 # timeout(1) instead.
 host_wget() { timeout 5 busybox wget -q -O - "$1"; }
-fetch_fails() { nh_fetch_fails "$@"; }
 port_listening() { ss -ltn | grep -q ":$1 "; }
 gc_says_nothing() {
     local out
@@ -237,9 +217,9 @@ ip link set "${LAN_IF}p" up
 ip link set "$LAN_IF" up
 
 # --- 1. two containers --------------------------------------------------------
-section "two containers on the default network"
+nh_section "two containers on the default network"
 for id in "$A" "$B"; do
-    start "$id" "runc run $id (createRuntime hook)"
+    nh_start "$id" "runc run $id (createRuntime hook)"
 done
 
 IP_A="$(nh_ls_field "$A" ipv4 2>/dev/null || true)"
@@ -262,20 +242,20 @@ nh_check "host pings $A ($IP_A)" ping_ok "$IP_A"
 nh_check "host pings $B ($IP_B)" ping_ok "$IP_B"
 
 # --- 2. annotations and a custom network --------------------------------------
-section "annotations and a network made with 'nethook network create'"
+nh_section "annotations and a network made with 'nethook network create'"
 ALL_IDS+=("$E" "$F" "$G" "$H")
-start "$E" "runc run $E with nethook.ip/mac/ifname" \
+nh_start "$E" "runc run $E with nethook.ip/mac/ifname" \
     nethook.ip="$STATIC_IP" nethook.mac="$STATIC_MAC" nethook.ifname=net0
 nh_check "$E has $STATIC_IP/16 and $STATIC_MAC on net0" check_static "$E"
 nh_check "$E pings $A ($IP_A)" ping_from "$E" "$IP_A"
-start "$F" "runc run $F with nethook.disable=true" nethook.disable=true
+nh_start "$F" "runc run $F with nethook.disable=true" nethook.disable=true
 nh_check "$F has no interface but lo and is not listed" check_disabled "$F"
 start_refused "$G" "nethook.ip=192.0.2.10 (outside $SUBNET) is refused" nethook.ip=192.0.2.10
 nh_check "nethook network create blue --subnet $BLUE_SUBNET" \
     nh network create blue --subnet "$BLUE_SUBNET" --bridge "$BLUE_BRIDGE"
 nh_check "nethook network ls shows blue" network_listed blue
 nh_check "nethook network inspect blue" nh network inspect blue
-start "$H" "runc run $H with nethook.network=blue" nethook.network=blue
+nh_start "$H" "runc run $H with nethook.network=blue" nethook.network=blue
 IP_H="$(nh_ls_field "$H" ipv4 2>/dev/null || true)"
 nh_check "$H has ${IP_H:-?}/24 in $BLUE_SUBNET on $BLUE_BRIDGE" check_blue "$H"
 nh_check "$H pings its gateway $BLUE_GW" ping_from "$H" "$BLUE_GW"
@@ -283,24 +263,24 @@ nh_check "$H pings its gateway $BLUE_GW" ping_from "$H" "$BLUE_GW"
 # --- 3. published ports -------------------------------------------------------
 IP_C=""
 if [[ ${NETHOOK_SKIP_PORTS:-0} == 1 ]]; then
-    section "published ports: SKIPPED (NETHOOK_SKIP_PORTS=1)"
+    nh_section "published ports: SKIPPED (NETHOOK_SKIP_PORTS=1)"
 else
-    section "published port 8080 -> httpd:80"
+    nh_section "published port 8080 -> httpd:80"
     ALL_IDS+=("$C" "$D")
-    start "$C" "runc run $C with nethook.ports=8080:80,127.0.0.1:8080:80" --httpd nethook.ports=8080:80,127.0.0.1:8080:80
+    nh_start "$C" "runc run $C with nethook.ports=8080:80,127.0.0.1:8080:80" --httpd nethook.ports=8080:80,127.0.0.1:8080:80
     IP_C="$(nh_ls_field "$C" ipv4 2>/dev/null || true)"
     echo "   $C: ${IP_C:-?} ports $(nh_ls_field "$C" ports 2>/dev/null || echo '?')"
     nh_check "nethook ls --json: $C has its own address" nh_check_addresses "$IP_A" "$IP_B" "$IP_C"
     nh_check "nethook ls --json: $C lists a published port" port_listed "$C"
     # Direct first: if this fails the problem is the container, not NAT.
-    nh_check "httpd answers directly on $IP_C:80" fetch_ok host_wget "http://$IP_C:80/"
-    nh_check "host fetches http://127.0.0.1:8080/" fetch_ok host_wget "http://127.0.0.1:8080/"
-    nh_check "host fetches http://$LAN_IP:8080/" fetch_ok host_wget "http://$LAN_IP:8080/"
-    nh_check "host fetches http://$GATEWAY:8080/" fetch_ok host_wget "http://$GATEWAY:8080/"
+    nh_check "httpd answers directly on $IP_C:80" nh_fetch_ok host_wget "http://$IP_C:80/"
+    nh_check "host fetches http://127.0.0.1:8080/" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
+    nh_check "host fetches http://$LAN_IP:8080/" nh_fetch_ok host_wget "http://$LAN_IP:8080/"
+    nh_check "host fetches http://$GATEWAY:8080/" nh_fetch_ok host_wget "http://$GATEWAY:8080/"
     # Another container reaching the published port on a host address goes
     # out and back through the bridge (the hairpin masquerade case).
     nh_check "$A fetches http://$LAN_IP:8080/" \
-        fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
+        nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
 
     # A second claim on 8080/tcp must fail at createRuntime and leave
     # nothing. Only meaningful while the first claim holds the port.
@@ -310,7 +290,7 @@ else
         ALL_IDS+=("$D-ip" "$D-host")
         start_refused "$D-ip" "a second container publishing 8080 on $LAN_IP only is refused" \
             --httpd "nethook.ports=$LAN_IP:8080:80"
-        nh_check "$C still serves after the refused claims" fetch_ok host_wget "http://127.0.0.1:8080/"
+        nh_check "$C still serves after the refused claims" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
         # A host service on 127.0.0.1:9999, like a database bound to loopback.
         python3 -c 'import socket,time;s=socket.socket();s.bind(("127.0.0.1",9999));s.listen();time.sleep(300)' &
         HOST_SVC=$!
@@ -322,16 +302,16 @@ else
         nh_fail "duplicate host port check not run: $C is not running"
     fi
 
-    section "firewall reload: nft flush ruleset, then another container starts"
+    nh_section "firewall reload: nft flush ruleset, then another container starts"
     if [[ " ${STARTED[*]} " == *" $C "* ]]; then
         nft flush ruleset
-        nh_check "after the flush $C no longer answers on $LAN_IP:8080" fetch_fails host_wget "http://$LAN_IP:8080/"
+        nh_check "after the flush $C no longer answers on $LAN_IP:8080" nh_fetch_fails host_wget "http://$LAN_IP:8080/"
         ALL_IDS+=("$R")
-        start "$R" "runc run $R after the flush" nethook.ports=8090:80
-        nh_check "$C answers on $LAN_IP:8080 again, with no gc" fetch_ok host_wget "http://$LAN_IP:8080/"
-        nh_check "$C answers on 127.0.0.1:8080 again" fetch_ok host_wget "http://127.0.0.1:8080/"
+        nh_start "$R" "runc run $R after the flush" nethook.ports=8090:80
+        nh_check "$C answers on $LAN_IP:8080 again, with no gc" nh_fetch_ok host_wget "http://$LAN_IP:8080/"
+        nh_check "$C answers on 127.0.0.1:8080 again" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
         nh_check "$A fetches http://$LAN_IP:8080/ again (hairpin masquerade)" \
-            fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
+            nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$LAN_IP:8080/"
         nh_check "nethook gc finds nothing left to repair" gc_says_nothing
     else
         nh_fail "firewall reload check not run: $C is not running"
@@ -339,7 +319,7 @@ else
 fi
 
 # --- 4. teardown ----------------------------------------------------------------
-section "teardown (runc kill + runc delete -> poststop hook)"
+nh_section "teardown (runc kill + runc delete -> poststop hook)"
 # Stop first the container whose host veth lent its MAC to the bridge, if
 # any: a bridge without a MAC of its own takes the lowest port MAC and changes
 # it when that port goes, silently breaking every other container's ARP entry

@@ -807,6 +807,20 @@ nh_check_inside() {
     [[ $out == "eth0 lo " ]] || { echo "links in $id: $out"; return 1; }
 }
 
+# nh_start ID DESC BUNDLE_ARGS...: make the bundle and runc run it (a PASS/FAIL line
+# saying DESC); a running container is added to the caller's STARTED array.
+nh_start() {
+    local id=$1 desc=$2
+    shift 2
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
+    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
+    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
+    return 0
+}
+
+# nh_pid_of ID: the pid of a runc container's init (its network namespace's holder).
+nh_pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
+
 nh_fetch_ok() { # CMD...: the page must come back, not merely a connection
     local out
     out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }

@@ -71,34 +71,47 @@ fn check_container(
     };
     let mut missing = Vec::new();
     if let Some(v4) = ep.ipv4 {
-        if !view.addresses.contains(&(v4.address, v4.prefix)) {
-            missing.push(format!(
-                "address {}/{} of container {id} is missing on {ifname}",
-                v4.address, v4.prefix
-            ));
-        }
-        if !view.default_gateways.contains(&v4.gateway) {
-            missing.push(format!(
-                "default route via {} of container {id} is missing on {ifname}",
-                v4.gateway
-            ));
-        }
+        let want = (v4.address, v4.prefix, v4.gateway);
+        missing.extend(family_problems(
+            &view.addresses,
+            &view.default_gateways,
+            want,
+            ep,
+        ));
     }
     if let Some(v6) = ep.ipv6 {
-        if !view.ipv6_addresses.contains(&(v6.address, v6.prefix)) {
-            missing.push(format!(
-                "address {}/{} of container {id} is missing on {ifname}",
-                v6.address, v6.prefix
-            ));
-        }
-        if !view.ipv6_default_gateways.contains(&v6.gateway) {
-            missing.push(format!(
-                "default route via {} of container {id} is missing on {ifname}",
-                v6.gateway
-            ));
-        }
+        let want = (v6.address, v6.prefix, v6.gateway);
+        missing.extend(family_problems(
+            &view.ipv6_addresses,
+            &view.ipv6_default_gateways,
+            want,
+            ep,
+        ));
     }
     Ok(missing)
+}
+
+/// What the container's interface lacks of one family: its address (`want`'s first two) and
+/// its default route via the gateway (the third).
+fn family_problems<A: PartialEq + std::fmt::Display + Copy>(
+    addresses: &[(A, u8)],
+    gateways: &[A],
+    (address, prefix, gateway): (A, u8, A),
+    ep: &Endpoint,
+) -> Vec<String> {
+    let (id, ifname) = (&ep.id, &ep.interface);
+    let mut missing = Vec::new();
+    if !addresses.contains(&(address, prefix)) {
+        missing.push(format!(
+            "address {address}/{prefix} of container {id} is missing on {ifname}"
+        ));
+    }
+    if !gateways.contains(&gateway) {
+        missing.push(format!(
+            "default route via {gateway} of container {id} is missing on {ifname}"
+        ));
+    }
+    missing
 }
 
 #[cfg(test)]

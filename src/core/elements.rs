@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
-use crate::firewall::{Elements, PortMapping4, PortMapping6, Source};
+use crate::firewall::{Elements, PortMapping, PortMapping4, PortMapping6, Source};
 use crate::model::endpoint::Endpoint;
 use crate::model::network::DriverKind;
 
@@ -89,44 +89,39 @@ pub fn own_elements(ep: &Endpoint, owns_address: bool) -> Elements {
 /// (ranges expanded), of every publish without a host address or with an IPv4 one.
 pub fn port_elements(ep: &Endpoint) -> Vec<PortMapping4> {
     let Some(v4) = ep.ipv4 else { return Vec::new() };
-    ep.ports
-        .iter()
-        .filter_map(|spec| match spec.host_ip {
-            None => Some((spec, None)),
-            Some(IpAddr::V4(ip)) => Some((spec, Some(ip))),
-            Some(IpAddr::V6(_)) => None,
-        })
-        .flat_map(|(spec, host_ip)| {
-            spec.pairs()
-                .map(move |(host_port, container_port)| PortMapping4 {
-                    host_ip,
-                    proto: spec.proto,
-                    host_port,
-                    container_ip: v4.address,
-                    container_port,
-                })
-        })
-        .collect()
+    mappings(ep, v4.address, |ip| match ip {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    })
 }
 
 /// The published IPv6 ports of an endpoint with an IPv6 address (maps `ports6`, `hports6`):
 /// every publish without a host address (which so answers over both families on a
 /// dual-stack endpoint) or with an IPv6 one.
 pub fn port6_elements(ep: &Endpoint) -> Vec<PortMapping6> {
-    let Some(v6) = &ep.ipv6 else {
-        return Vec::new();
-    };
-    let container_ip = v6.address;
+    let Some(v6) = ep.ipv6 else { return Vec::new() };
+    mappings(ep, v6.address, |ip| match ip {
+        IpAddr::V6(ip) => Some(ip),
+        IpAddr::V4(_) => None,
+    })
+}
+
+/// One family's mappings to `container_ip`: the publishes with no host address, and those
+/// whose host address `of_family` takes.
+fn mappings<A: Copy>(
+    ep: &Endpoint,
+    container_ip: A,
+    of_family: impl Fn(IpAddr) -> Option<A>,
+) -> Vec<PortMapping<A>> {
     ep.ports
         .iter()
         .filter_map(|spec| match spec.host_ip {
             None => Some((spec, None)),
-            Some(IpAddr::V6(ip)) => Some((spec, Some(ip))),
-            Some(IpAddr::V4(_)) => None,
+            Some(ip) => of_family(ip).map(|ip| (spec, Some(ip))),
         })
         .flat_map(|(spec, host_ip)| {
             spec.pairs()
-                .map(move |(host_port, container_port)| PortMapping6 {
+                .map(move |(host_port, container_port)| PortMapping {
                     host_ip,
                     proto: spec.proto,
                     host_port,
