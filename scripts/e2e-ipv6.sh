@@ -366,6 +366,8 @@ NETS_BEFORE="$(nh network ls)"
 nh_check "--subnet6 fe80::/64 is refused" refused_in_one_line "link-local" nh network create bad --subnet6 fe80::/64
 nh_check "--subnet6 fd00:62:0:0:1::/80 (inside d6) is refused as an overlap" \
     refused_in_one_line "overlaps" nh network create bad --subnet6 fd00:62:0:0:1::/80
+nh_check "--subnet6 2001:db8:9::/64 (the uplink's prefix) is refused as overlapping a host route" \
+    refused_in_one_line "overlaps the host route" nh network create bad --subnet6 2001:db8:9::/64
 nh_check "--subnet6 fd00:70::5/64 (host bits) is refused" refused_in_one_line "did you mean fd00:70::/64" \
     nh network create bad --subnet6 fd00:70::5/64
 nh_check "--gateway6 outside the prefix is refused" refused_in_one_line "gateway6" \

@@ -74,16 +74,37 @@ pub fn create(store: &Store, k: &dyn Kernel, net: &Network) -> Result<(), Networ
 
 /// A subnet that overlaps a route the host already has would hijack or lose traffic.
 fn check_host_routes(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
-    let Some(v4) = net.ipv4 else { return Ok(()) };
-    for route in k.links().ipv4_routes()? {
-        if route.prefix() > 0 && route.overlaps(v4.subnet) {
+    if let Some(v4) = net.ipv4 {
+        let clash = k
+            .links()
+            .ipv4_routes()?
+            .into_iter()
+            .find(|r| r.prefix() > 0 && r.overlaps(v4.subnet));
+        if let Some(route) = clash {
             return Err(NetworkOpError::RouteOverlap {
                 subnet: v4.subnet.to_string(),
                 route: route.to_string(),
             });
         }
     }
-    Ok(())
+    check_host_routes6(k, net)
+}
+
+/// The IPv6 part of `check_host_routes`, also for `network update --subnet6`.
+fn check_host_routes6(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
+    let Some(v6) = net.ipv6 else { return Ok(()) };
+    let clash = k
+        .links()
+        .ipv6_routes()?
+        .into_iter()
+        .find(|r| r.prefix() > 0 && r.overlaps(v6.subnet));
+    match clash {
+        Some(route) => Err(NetworkOpError::RouteOverlap {
+            subnet: v6.subnet.to_string(),
+            route: route.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A macvlan network joins a LAN the host is already on, so the host-route check turns
@@ -187,6 +208,7 @@ pub fn add_ipv6(
     }
     net.set_ipv6(subnet6, gateway6, masquerade6)?;
     net.check_conflicts(&store.list_networks()?)?;
+    check_host_routes6(k, &net)?;
     store.save_network(&net)?;
     // A bridge that is up already keeps it: setup's cheap checks would not notice that it
     // lacks the IPv6 gateway (no bridge yet: the first setup makes it with the gateway).

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use nix::errno::Errno;
 
 use crate::failpoint::Injected;
@@ -51,6 +51,7 @@ const QUERIES: &[&str] = &[
     "link.has_ipv6_address",
     "link.bridge_owner",
     "link.ipv4_routes",
+    "link.ipv6_routes",
     "link.inspect_container",
     "link.macvlan_state",
     "link.parent_view",
@@ -75,6 +76,7 @@ struct State {
     forwarding: bool,
     route_localnet: BTreeSet<String>,
     routes: Vec<Ipv4Network>,
+    routes6: Vec<Ipv6Network>,
     /// The interface and addresses of every `configure_container`.
     containers: Vec<(String, ContainerAddrs)>,
     /// (link, address) of the IPv6 gateways `ensure_bridge` gave.
@@ -176,6 +178,11 @@ impl Fake {
     /// A route the host has (for overlap checks).
     pub fn add_route(&self, route: Ipv4Network) {
         self.state.borrow_mut().routes.push(route);
+    }
+
+    /// An IPv6 route the host has (for overlap checks).
+    pub fn add_route6(&self, route: Ipv6Network) {
+        self.state.borrow_mut().routes6.push(route);
     }
 
     pub fn set_forwarding(&self, on: bool) {

@@ -11,7 +11,7 @@ use std::cell::OnceCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
@@ -60,6 +60,8 @@ pub trait Links {
     fn bridge_owner(&self, name: &str) -> Result<Option<(bool, Option<String>)>, LinkError>;
     /// Destinations of the host's IPv4 routes, for overlap checks.
     fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError>;
+    /// Destinations of the host's IPv6 routes, for overlap checks.
+    fn ipv6_routes(&self) -> Result<Vec<Ipv6Network>, LinkError>;
     /// Inside `netns`: loopback up, the addresses on `ifname`, `ifname` up, the default
     /// routes; with IPv6, no link-local address and no DAD (see `link::configure_container`).
     fn configure_container(
@@ -264,6 +266,9 @@ impl Links for Host {
 
     fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
         self.rtnl()?.ipv4_routes()
+    }
+    fn ipv6_routes(&self) -> Result<Vec<Ipv6Network>, LinkError> {
+        self.rtnl()?.ipv6_routes()
     }
 
     fn configure_container(

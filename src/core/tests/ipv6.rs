@@ -146,3 +146,22 @@ fn a_failed_dual_stack_setup_frees_both_addresses_and_teardown_frees_both_too() 
         "{flush}"
     );
 }
+
+#[test]
+fn an_ipv6_subnet_over_a_route_the_host_has_is_refused_at_create_and_update() {
+    let w = World::new("v6-route");
+    w.fake.add_route6("2001:db8:9::/64".parse().unwrap());
+    let mut net =
+        crate::model::network::Network::new("d6", "10.62.0.0/24", None, None, true).unwrap();
+    net.set_ipv6("2001:db8:9::/64", None, true).unwrap();
+    let e = crate::core::network::create(&w.store, &w.fake, &net).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("subnet 2001:db8:9::/64 overlaps the host route 2001:db8:9::/64"),
+        "{e}"
+    );
+    assert!(w.store.load_network("d6").is_err(), "nothing written");
+    let e = add_ipv6(&w.store, &w.fake, "nethook", "2001:db8:9::/56", None, true).unwrap_err();
+    assert!(e.to_string().contains("overlaps the host route"), "{e}");
+    assert!(w.store.load_network("nethook").unwrap().ipv6.is_none());
+}

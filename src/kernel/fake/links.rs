@@ -5,7 +5,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use super::Fake;
 use crate::kernel::link::{
@@ -130,6 +130,11 @@ impl Links for Fake {
     fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
         self.link_call("link.ipv4_routes", String::new())?;
         Ok(self.state.borrow().routes.clone())
+    }
+
+    fn ipv6_routes(&self) -> Result<Vec<Ipv6Network>, LinkError> {
+        self.link_call("link.ipv6_routes", String::new())?;
+        Ok(self.state.borrow().routes6.clone())
     }
 
     /// Recorded as `IFNAME [A4/P via GW4] [A6/P via GW6]`.

@@ -20,10 +20,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
@@ -534,24 +534,50 @@ impl Rtnl {
 
     /// Destinations of every IPv4 route in every table, for overlap checks.
     pub fn ipv4_routes(&self) -> Result<Vec<Ipv4Network>, LinkError> {
+        self.route_destinations(
+            msg::ipv4_routes(),
+            "list IPv4 routes",
+            |dst, prefix| match dst {
+                RouteAddress::Inet(dst) => Ipv4Network::new(*dst, prefix).ok(),
+                _ => None,
+            },
+        )
+    }
+
+    /// Destinations of the host's IPv6 routes (every table), for overlap checks.
+    pub fn ipv6_routes(&self) -> Result<Vec<Ipv6Network>, LinkError> {
+        self.route_destinations(
+            msg::ipv6_routes(),
+            "list IPv6 routes",
+            |dst, prefix| match dst {
+                RouteAddress::Inet6(dst) => Ipv6Network::new(*dst, prefix).ok(),
+                _ => None,
+            },
+        )
+    }
+
+    /// The destinations of a route dump, as `pick` reads them.
+    fn route_destinations<T>(
+        &self,
+        request: RouteMessage,
+        op: &str,
+        pick: impl Fn(&RouteAddress, u8) -> Option<T>,
+    ) -> Result<Vec<T>, LinkError> {
         let mut routes = Vec::new();
-        let dump = RouteNetlinkMessage::GetRoute(msg::ipv4_routes());
         self.sock
-            .dump(dump, |reply| {
+            .dump(RouteNetlinkMessage::GetRoute(request), |reply| {
                 if let RouteNetlinkMessage::NewRoute(msg) = route::decode(reply)? {
                     let prefix = msg.header.destination_prefix_length;
                     for attr in &msg.attributes {
-                        if let RouteAttribute::Destination(RouteAddress::Inet(dst)) = attr {
-                            if let Ok(net) = Ipv4Network::new(*dst, prefix) {
-                                routes.push(net);
-                            }
+                        if let RouteAttribute::Destination(dst) = attr {
+                            routes.extend(pick(dst, prefix));
                         }
                     }
                 }
                 Ok(())
             })
             .map_err(|source| LinkError::Netlink {
-                op: "list IPv4 routes".into(),
+                op: op.into(),
                 source,
             })?;
         Ok(routes)
