@@ -124,6 +124,8 @@ for line in sys.stdin:
         body=bytes([128,0,0,0,0,1,0,1])+b'NHMARK';daddr=a(f[3]);hop=64
     elif kind=='dhcp':  # UDP from 547 (a DHCPv6 server's reply)
         body=(547).to_bytes(2,'big')+(546).to_bytes(2,'big')+(12).to_bytes(2,'big')+b'\0\0'+b'NHMK';nh=17
+    elif kind=='dhcp2': # UDP to a DHCPv6 client's 546 from any other port
+        body=(4000).to_bytes(2,'big')+(546).to_bytes(2,'big')+(12).to_bytes(2,'big')+b'\0\0'+b'NHMK';nh=17
     ip6=((6<<28)|label).to_bytes(4,'big')+len(body).to_bytes(2,'big')+bytes([nh,hop])+saddr+daddr
     s.send(dst+src+b'\x86\xdd'+ip6+body)"#;
 
@@ -202,6 +204,7 @@ fn ipv6_antispoofing_and_neighbour_discovery_bite() {
              11 echo {ll4} fd00:1::3\n\
              12 echo :: fd00:1::3\n\
              13 dhcp {own4}\n\
+             15 dhcp2 {own4}\n\
              14 echo {own4} fd00:1::3\n\
              999 echo {own4} fd00:1::3\n"
         );
@@ -210,7 +213,7 @@ fn ipv6_antispoofing_and_neighbour_discovery_bite() {
         });
         // 1: NA about c1's address; 2: NA with another MAC in its option; 6: NS likewise;
         // 7-9: RA, redirect, MLD; 10: foreign source; 12: unspecified source (DAD, MLD);
-        // 13: DHCPv6 server reply. 3, 4 (no option: a reply to a unicast probe), 5, and
+        // 13, 15: DHCPv6 server reply, from port 547 or another. 3, 4 (no option: a reply to a unicast probe), 5, and
         // traffic from its own global and link-local addresses pass.
         assert_eq!(seen, vec![3, 4, 5, 11, 14], "labels that reached c2");
         // The forged NA did not move c2's entry for c1.

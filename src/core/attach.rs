@@ -247,8 +247,9 @@ fn owner_of(
 
 /// A MAC given by annotation must not be one another endpoint of the network holds: the
 /// bridge would send that endpoint's frames to the newcomer. Derived MACs (`02:4e:` + the
-/// address) are unique per address, and `plan` refuses explicit ones in that range, so
-/// only explicit ones need this look at the records.
+/// IPv4 address, or on an IPv6-only network + the IPv6 address's last 32 bits, which `plan`
+/// keeps apart with `Network::mac_window`) are unique per address, and `plan` refuses
+/// explicit ones in that range, so only explicit ones need this look at the records.
 fn check_mac_free(store: &Store, ep: &Endpoint) -> Result<(), SetupError> {
     let holder = store
         .list_endpoints_lenient()?

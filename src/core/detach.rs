@@ -349,12 +349,11 @@ pub fn forget(
     ep: &Endpoint,
     ipam: &IpamDir,
 ) -> Result<(), TeardownError> {
-    if let Some(v4) = ep.ipv4 {
-        ipam.release(v4.address, ep.id.as_str())?;
-    }
-    if let Some(v6) = ep.ipv6 {
-        ipam.release(v6.address, ep.id.as_str())?;
-    }
+    // Both are tried before an error of either is returned: one left held would wait for gc.
+    let v4 = ep.ipv4.map(|v4| ipam.release(v4.address, ep.id.as_str()));
+    let v6 = ep.ipv6.map(|v6| ipam.release(v6.address, ep.id.as_str()));
+    v4.transpose()?;
+    v6.transpose()?;
     if !ipam.has_addresses()? {
         k.firewall().delete(&network_elements(ep))?;
     }

@@ -209,13 +209,15 @@ pub fn add_ipv6(
     net.set_ipv6(subnet6, gateway6, masquerade6)?;
     net.check_conflicts(&store.list_networks()?)?;
     check_host_routes6(k, &net)?;
-    store.save_network(&net)?;
     // A bridge that is up already keeps it: setup's cheap checks would not notice that it
     // lacks the IPv6 gateway (no bridge yet: the first setup makes it with the gateway).
+    // Before the definition is saved, so a failure leaves the network as it was and the
+    // command can be run again.
     if let Some(v6) = net.ipv6 {
         k.links()
             .add_bridge_ipv6(&net.bridge, v6.gateway, v6.subnet.prefix())?;
     }
+    store.save_network(&net)?;
     Ok(net)
 }
 

@@ -10,7 +10,7 @@ use crate::model::endpoint::{Endpoint, Ipv4Attachment, Ipv6Attachment};
 use crate::model::ids::routed_veth_name;
 use crate::model::ipam::{self, Allocations, IpamError, Leases, Subnet};
 use crate::model::mac::Mac;
-use crate::model::network::{DriverKind, Network, NetworkError};
+use crate::model::network::{DriverKind, Ipv6Config, Network, NetworkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -31,6 +31,13 @@ pub enum PlanError {
         option: &'static str,
         family: &'static str,
         network: String,
+    },
+    #[error("nethook.ip6 {ip}: on IPv6-only network {network} containers' MACs come from the address's last 32 bits, so addresses must lie between {first} and {last}; pick one there, or give nethook.mac")]
+    Ipv6BeyondMacWindow {
+        ip: Ipv6Addr,
+        network: String,
+        first: Ipv6Addr,
+        last: Ipv6Addr,
     },
     #[error("MAC {mac} is in 02:4e:00:00:00:00/16, the range nethook derives containers' and bridges' MACs from (02:4e: + the IPv4 address); pick a MAC outside it or leave nethook.mac unset")]
     ReservedMac { mac: Mac },
@@ -84,7 +91,7 @@ where
         },
         v6: match &net.ipv6 {
             Some(v6) => Some(ipam::choose(
-                &Subnet::v6(&net.name, v6),
+                &subnet6(net, v6, req)?,
                 req.options.ip6,
                 allocs,
             )?),
@@ -135,6 +142,31 @@ where
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
     };
     Ok((endpoint, leases))
+}
+
+/// The IPv6 subnet as the choice sees it. On an IPv6-only network whose container takes its
+/// MAC from the address, only the prefix's first 2^32 addresses (`Network::mac_window`):
+/// there the last 32 bits, the MAC's, differ between any two addresses, so a container
+/// cannot ask for an address whose MAC is another's or the bridge's.
+fn subnet6(net: &Network, v6: &Ipv6Config, req: &Request) -> Result<Subnet<Ipv6Addr>, PlanError> {
+    let mut subnet = Subnet::v6(&net.name, v6);
+    let window = net.mac_window().filter(|_| req.options.mac.is_none());
+    if let Some((first, last)) = window {
+        if let Some(ip) = req
+            .options
+            .ip6
+            .filter(|ip| v6.subnet.contains(*ip) && *ip > last)
+        {
+            return Err(PlanError::Ipv6BeyondMacWindow {
+                ip,
+                network: net.name.clone(),
+                first,
+                last,
+            });
+        }
+        subnet.range = Some((first, last));
+    }
+    Ok(subnet)
 }
 
 /// A publish on one host address: of a family the network has (the container has no
@@ -420,5 +452,34 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn an_ipv6_only_container_cannot_ask_for_an_address_whose_mac_is_anothers() {
+        let mut six = Network::named("six", None).unwrap();
+        six.set_ipv6("fd00:6::/64", None, true).unwrap();
+        // fd00:6::1:0:0:2 would get 02:4e:00:00:00:02, fd00:6::2's MAC.
+        let opts = Options {
+            ip6: Some("fd00:6::1:0:0:2".parse().unwrap()),
+            ..Options::default()
+        };
+        let e = plan_endpoint(&request("c1", opts.clone()), &six, &Pool::default()).unwrap_err();
+        assert!(matches!(e, PlanError::Ipv6BeyondMacWindow { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("between fd00:6:: and fd00:6::ffff:ffff"),
+            "{e}"
+        );
+        // With a MAC of its own the address is fine: its MAC is not derived.
+        let mine = Options {
+            mac: Some("02:00:00:00:00:09".parse().unwrap()),
+            ..opts
+        };
+        plan_endpoint(&request("c1", mine), &six, &Pool::default()).unwrap();
+        // The walk stays in the window too: after its last address it wraps to the first.
+        let mut pool = Pool::default();
+        pool.last6 = Some("fd00:6::ffff:ffff".parse().unwrap());
+        let (ep, _) = plan_endpoint(&request("c2", Options::default()), &six, &pool).unwrap();
+        assert_eq!(ep.ipv6.unwrap().address.to_string(), "fd00:6::2");
     }
 }

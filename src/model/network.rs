@@ -36,6 +36,8 @@ pub enum NetworkError {
     BridgeTaken { bridge: String, other: String },
     #[error("network {network} has no subnet; give --subnet, --subnet6 or both")]
     NoFamily { network: String },
+    #[error("gateway6 {gateway} is beyond {last}: on an IPv6-only network MACs come from the addresses' last 32 bits, so the gateway must differ from the prefix only there; pick one up to {last}")]
+    Gateway6OutsideMacWindow { gateway: Ipv6Addr, last: Ipv6Addr },
     #[error("subnet6 {subnet}: {reason}")]
     BadSubnet6 { subnet: String, reason: String },
     #[error("gateway6 {gateway} is not a usable address of {subnet}; pick one inside it other than {base} (the subnet-router anycast address)", base = subnet.network())]

@@ -28,6 +28,7 @@ const ND_LEN_BARE: [u8; 2] = [0, 24];
 const ND_OPT_SLLA: [u8; 2] = [1, 1];
 const ND_OPT_TLLA: [u8; 2] = [2, 1];
 const DHCPV6_SERVER_PORT: u16 = 547;
+const DHCPV6_CLIENT_PORT: u16 = 546;
 
 fn rule(chain: &'static CStr, comment: &'static CStr, exprs: Vec<RawExpr>) -> RuleSpec {
     RuleSpec {
@@ -210,6 +211,17 @@ pub(super) fn antispoof6_rules() -> Vec<RuleSpec> {
                 cmp(libc::NFT_CMP_EQ, vec![IPPROTO_UDP]),
                 payload(th, 0, 2, REG_1),
                 cmp(libc::NFT_CMP_EQ, DHCPV6_SERVER_PORT.to_be_bytes().to_vec()),
+                verdict(NF_DROP),
+            ],
+        ),
+        rule(
+            c"antispoof6",
+            c"nothing to DHCPv6 clients, whatever its source port",
+            vec![
+                meta(libc::NFT_META_L4PROTO, REG_1),
+                cmp(libc::NFT_CMP_EQ, vec![IPPROTO_UDP]),
+                payload(th, 2, 2, REG_1),
+                cmp(libc::NFT_CMP_EQ, DHCPV6_CLIENT_PORT.to_be_bytes().to_vec()),
                 verdict(NF_DROP),
             ],
         ),

@@ -50,7 +50,42 @@ impl Network {
             });
         }
         self.ipv6 = Some(config);
+        if let Err(e) = self.check_mac_window() {
+            self.ipv6 = None;
+            return Err(e);
+        }
         Ok(())
+    }
+
+    /// On a network without IPv4, MACs come from the IPv6 addresses' last 32 bits
+    /// (`Mac::from_ipv6`), the bridge's from its gateway's: every address nethook gives
+    /// out or accepts lies in the prefix's first 2^32 addresses (`mac_window`), where the
+    /// last 32 bits tell addresses apart, so no two links of the network share a MAC.
+    fn check_mac_window(&self) -> Result<(), NetworkError> {
+        let Some(window) = self.mac_window() else {
+            return Ok(());
+        };
+        let v6 = self.ipv6.expect("mac_window is Some only with IPv6");
+        if v6.gateway > window.1 {
+            return Err(NetworkError::Gateway6OutsideMacWindow {
+                gateway: v6.gateway,
+                last: window.1,
+            });
+        }
+        Ok(())
+    }
+
+    /// The addresses an IPv6-only network's containers and gateway may have: the prefix's
+    /// first 2^32 (all of it for /96 and longer). `None` when the network has IPv4, whose
+    /// addresses its MACs come from.
+    pub fn mac_window(&self) -> Option<(Ipv6Addr, Ipv6Addr)> {
+        if self.ipv4.is_some() {
+            return None;
+        }
+        let v6 = self.ipv6?;
+        let base = u128::from(v6.subnet.network());
+        let last = u128::from(v6.subnet.broadcast()).min(base + u128::from(u32::MAX));
+        Some((Ipv6Addr::from(base), Ipv6Addr::from(last)))
     }
 
     /// Checks an IPv6 part read from a file as `set_ipv6` checks the command line's.
@@ -68,7 +103,7 @@ impl Network {
                 subnet: v6.subnet,
             });
         }
-        Ok(())
+        self.check_mac_window()
     }
 
     /// Whether IPv6 traffic leaving the subnet is masqueraded.
@@ -199,5 +234,32 @@ mod tests {
         let mut c = Network::named("c", None).unwrap();
         c.set_ipv6("fd00:89::/64", None, true).unwrap();
         c.check_conflicts([&a]).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_only_networks_gateway_stays_where_the_last_32_bits_tell_addresses_apart() {
+        let mut n = Network::named("six", None).unwrap();
+        let e = n
+            .set_ipv6(
+                "fd00:6::/64",
+                Some("fd00:6::1:0:0:1".parse().unwrap()),
+                true,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("fd00:6::ffff:ffff"), "{e}");
+        assert!(n.ipv6.is_none());
+        n.set_ipv6(
+            "fd00:6::/64",
+            Some("fd00:6::ffff:fffe".parse().unwrap()),
+            true,
+        )
+        .unwrap();
+        let (first, last) = n.mac_window().unwrap();
+        assert_eq!(
+            (first.to_string(), last.to_string()),
+            ("fd00:6::".into(), "fd00:6::ffff:ffff".into())
+        );
+        // A dual-stack network's MACs come from IPv4: no window.
+        assert!(dual("fd00:88::/64").unwrap().mac_window().is_none());
     }
 }
