@@ -477,8 +477,10 @@ pub(crate) mod tests {
         };
         plan_endpoint(&request("c1", mine), &six, &Pool::default()).unwrap();
         // The walk stays in the window too: after its last address it wraps to the first.
-        let mut pool = Pool::default();
-        pool.last6 = Some("fd00:6::ffff:ffff".parse().unwrap());
+        let pool = Pool {
+            last6: Some("fd00:6::ffff:ffff".parse().unwrap()),
+            ..Pool::default()
+        };
         let (ep, _) = plan_endpoint(&request("c2", Options::default()), &six, &pool).unwrap();
         assert_eq!(ep.ipv6.unwrap().address.to_string(), "fd00:6::2");
     }
