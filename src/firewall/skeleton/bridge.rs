@@ -30,6 +30,21 @@ const ND_OPT_TLLA: [u8; 2] = [2, 1];
 const DHCPV6_SERVER_PORT: u16 = 547;
 const DHCPV6_CLIENT_PORT: u16 = 546;
 
+/// Offsets of the UDP header's source and destination ports.
+const UDP_SPORT: u32 = 0;
+const UDP_DPORT: u32 = 2;
+
+/// Drops UDP whose port at `offset` (`UDP_SPORT`, `UDP_DPORT`) is `port`.
+fn udp_port_drop(offset: u32, port: u16) -> Vec<RawExpr> {
+    vec![
+        meta(libc::NFT_META_L4PROTO, REG_1),
+        cmp(libc::NFT_CMP_EQ, vec![IPPROTO_UDP]),
+        payload(libc::NFT_PAYLOAD_TRANSPORT_HEADER, offset, 2, REG_1),
+        cmp(libc::NFT_CMP_EQ, port.to_be_bytes().to_vec()),
+        verdict(NF_DROP),
+    ]
+}
+
 fn rule(chain: &'static CStr, comment: &'static CStr, exprs: Vec<RawExpr>) -> RuleSpec {
     RuleSpec {
         family: TableFamily::Bridge,
@@ -177,7 +192,6 @@ pub(super) fn antispoof_rules() -> Vec<RuleSpec> {
 pub(super) fn antispoof6_rules() -> Vec<RuleSpec> {
     let ll = libc::NFT_PAYLOAD_LL_HEADER;
     let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
-    let th = libc::NFT_PAYLOAD_TRANSPORT_HEADER;
     let drop = || vec![verdict(NF_DROP)];
     vec![
         rule(
@@ -206,24 +220,12 @@ pub(super) fn antispoof6_rules() -> Vec<RuleSpec> {
         rule(
             c"antispoof6",
             c"no DHCPv6 server or relay replies",
-            vec![
-                meta(libc::NFT_META_L4PROTO, REG_1),
-                cmp(libc::NFT_CMP_EQ, vec![IPPROTO_UDP]),
-                payload(th, 0, 2, REG_1),
-                cmp(libc::NFT_CMP_EQ, DHCPV6_SERVER_PORT.to_be_bytes().to_vec()),
-                verdict(NF_DROP),
-            ],
+            udp_port_drop(UDP_SPORT, DHCPV6_SERVER_PORT),
         ),
         rule(
             c"antispoof6",
             c"nothing to DHCPv6 clients, whatever its source port",
-            vec![
-                meta(libc::NFT_META_L4PROTO, REG_1),
-                cmp(libc::NFT_CMP_EQ, vec![IPPROTO_UDP]),
-                payload(th, 2, 2, REG_1),
-                cmp(libc::NFT_CMP_EQ, DHCPV6_CLIENT_PORT.to_be_bytes().to_vec()),
-                verdict(NF_DROP),
-            ],
+            udp_port_drop(UDP_DPORT, DHCPV6_CLIENT_PORT),
         ),
         rule(
             c"antispoof6",
