@@ -353,13 +353,7 @@ fn say_ipv6_forwarding(store: &Store, network: &str) {
     if nethook::kernel::sysctl::ipv6_forwarding().unwrap_or(true) {
         return;
     }
-    let bridges: Vec<String> = store
-        .list_networks()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| n.bridge)
-        .filter(|b| !b.is_empty())
-        .collect();
+    let bridges = nethook::core::recover::own_bridges(store).unwrap_or_default();
     let changed = nethook::kernel::sysctl::ra_interfaces(&bridges);
     let what = if changed.is_empty() {
         "; no interface takes router advertisements with accept_ra=1, so none needs changing"

@@ -127,7 +127,7 @@ pub fn accept_ra_note(changed: &[String]) -> String {
 }
 
 /// The bridges of nethook's networks, which take no router advertisements.
-fn own_bridges(store: &Store) -> Result<Vec<String>, RecoverError> {
+pub fn own_bridges(store: &Store) -> Result<Vec<String>, RecoverError> {
     Ok(store
         .list_networks()?
         .into_iter()

@@ -123,13 +123,8 @@ pub(super) fn veth(v: &Veth<'_>) -> LinkMessage {
 /// gateway): how the host reaches a routed network's container. Created exclusively: a
 /// route that is there already means another link has the address.
 pub(super) fn host_route(index: u32, dst: Ipv4Addr) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
+    let mut msg = static_route(AddressFamily::Inet, RouteScope::Link);
     msg.header.destination_prefix_length = 32;
-    msg.header.table = RouteHeader::RT_TABLE_MAIN;
-    msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Link;
-    msg.header.kind = RouteType::Unicast;
     msg.attributes = vec![
         RouteAttribute::Destination(RouteAddress::Inet(dst)),
         RouteAttribute::Oif(index),
@@ -214,13 +209,7 @@ pub(super) fn ipv6_address(index: u32, address: Ipv6Addr, prefix: u8) -> Address
 
 /// The IPv6 default route via `gateway` out of the link with `index` (main table).
 pub(super) fn ipv6_default_route(index: u32, gateway: Ipv6Addr) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet6;
-    msg.header.destination_prefix_length = 0;
-    msg.header.table = RouteHeader::RT_TABLE_MAIN;
-    msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Universe;
-    msg.header.kind = RouteType::Unicast;
+    let mut msg = static_route(AddressFamily::Inet6, RouteScope::Universe);
     msg.attributes = vec![
         RouteAttribute::Gateway(RouteAddress::Inet6(gateway)),
         RouteAttribute::Oif(index),
@@ -237,20 +226,23 @@ pub(super) fn ipv6_addresses() -> AddressMessage {
 
 /// A dump request for IPv6 routes (as `ipv4_routes`, for the other family).
 pub(super) fn ipv6_routes() -> RouteMessage {
-    let mut msg = ipv4_routes();
-    msg.header.address_family = AddressFamily::Inet6;
-    msg
+    static_route(AddressFamily::Inet6, RouteScope::Universe)
 }
 
 /// A dump request for IPv4 routes. Without strict checking (which this socket does not ask
 /// for) the kernel reads only the family and dumps every table; the rest of the header is as
 /// the `rtnetlink` crate sent it before, so the request did not change.
 pub(super) fn ipv4_routes() -> RouteMessage {
+    static_route(AddressFamily::Inet, RouteScope::Universe)
+}
+
+/// The header every route message here starts from: main table, protocol static, unicast.
+fn static_route(family: AddressFamily, scope: RouteScope) -> RouteMessage {
     let mut msg = RouteMessage::default();
-    msg.header.address_family = AddressFamily::Inet;
+    msg.header.address_family = family;
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Universe;
+    msg.header.scope = scope;
     msg.header.kind = RouteType::Unicast;
     msg
 }
