@@ -177,8 +177,9 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         forget(store, k, &endpoint, &ipam);
         return Err(e.into());
     }
-    let claimed = Claims::new(store.run_dir())
-        .claim(&endpoint.id, &claims, |owner| store.has_endpoint(owner));
+    let claimed = Claims::new(store.run_dir()).claim(endpoint.id.as_str(), &claims, |owner| {
+        store.owner_is_live(owner)
+    });
     if let Err(e) = claimed {
         forget(store, k, &endpoint, &ipam);
         return Err(e.into());
@@ -388,7 +389,7 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
 
 /// Drops the write-ahead record and the address of a setup that did not complete.
 fn forget(store: &Store, k: &dyn Kernel, ep: &Endpoint, ipam: &crate::state::IpamDir) {
-    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
+    Claims::new(store.run_dir()).release(ep.id.as_str(), &claims_of(&ep.ports));
     if let Err(e) = detach::forget(store, k, ep, ipam) {
         log::line(&format!(
             "rollback could not drop the record of {}: {e}; run `nethook gc`",

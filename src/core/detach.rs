@@ -248,7 +248,7 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     k.firewall().delete(&own)?;
     // The host ports are free from here on: a container publishing them next need not wait
     // for the rest of this teardown.
-    Claims::new(store.run_dir()).release(&ep.id, &claims_of(&ep.ports));
+    Claims::new(store.run_dir()).release(ep.id.as_str(), &claims_of(&ep.ports));
     Ok(Unpublished {
         ipam,
         owns_address,

@@ -145,9 +145,9 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
     // later container cannot take them with a publish on one address.
     if !dry_run {
         for ep in &live_endpoints {
-            if let Err(e) =
-                claims.claim(&ep.id, &claims_of(&ep.ports), |owner| live.contains(owner))
-            {
+            if let Err(e) = claims.claim(ep.id.as_str(), &claims_of(&ep.ports), |owner| {
+                live.contains(owner)
+            }) {
                 actions.push(format!("could not claim the host ports of {}: {e}", ep.id));
             }
         }

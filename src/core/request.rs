@@ -32,6 +32,16 @@ pub struct Options {
     pub mac: Option<Mac>,
     pub ifname: String,
     pub disabled: bool,
+    /// Its DNS name (`nethook.name`, the CNI pod name); `None`: its id when that is a DNS
+    /// label. Validated and lower case.
+    pub name: Option<String>,
+    /// More names (`nethook.aliases`).
+    pub aliases: Vec<String>,
+    /// Services it joins (`nethook.service=NAME[,NAME]`).
+    pub services: Vec<String>,
+    /// Write `/etc/resolv.conf` naming the network's resolver into its root
+    /// (`nethook.resolv`, OCI hook only).
+    pub write_resolv_conf: bool,
 }
 
 impl Default for Options {
@@ -44,6 +54,10 @@ impl Default for Options {
             mac: None,
             ifname: DEFAULT_IFNAME.to_owned(),
             disabled: false,
+            name: None,
+            aliases: Vec::new(),
+            services: Vec::new(),
+            write_resolv_conf: false,
         }
     }
 }

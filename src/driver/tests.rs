@@ -50,6 +50,9 @@ fn endpoint(id: &str) -> Endpoint {
         no_masquerade_to: Vec::new(),
         any_ethertype: false,
         netns: None,
+        name: None,
+        aliases: Vec::new(),
+        services: Vec::new(),
     }
 }
 

@@ -16,6 +16,10 @@ pub const IP6: &str = "nethook.ip6";
 pub const MAC: &str = "nethook.mac";
 pub const IFNAME: &str = "nethook.ifname";
 pub const DISABLE: &str = "nethook.disable";
+pub const NAME: &str = "nethook.name";
+pub const ALIASES: &str = "nethook.aliases";
+pub const SERVICE: &str = "nethook.service";
+pub const RESOLV: &str = "nethook.resolv";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionsError {
@@ -68,12 +72,46 @@ impl Options {
         if let Some(v) = annotations.get(MAC) {
             opts.mac = Some(v.trim().parse::<Mac>().map_err(|r| invalid(MAC, v, r))?);
         }
+        if let Some(v) = annotations.get(NAME) {
+            opts.name = Some(label(v.trim()).map_err(|r| invalid(NAME, v, r))?);
+        }
+        if let Some(v) = annotations.get(ALIASES) {
+            opts.aliases = labels(v).map_err(|r| invalid(ALIASES, v, r))?;
+        }
+        if let Some(v) = annotations.get(SERVICE) {
+            opts.services = labels(v).map_err(|r| invalid(SERVICE, v, r))?;
+        }
+        if let Some(v) = annotations.get(RESOLV) {
+            opts.write_resolv_conf = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" | "" => false,
+                _ => return Err(invalid(RESOLV, v, "expected true or false".into())),
+            };
+        }
         if let Some(v) = annotations.get(IFNAME) {
             validate_ifname(v).map_err(|r| invalid(IFNAME, v, format!("interface name {r}")))?;
             opts.ifname = v.clone();
         }
         Ok(opts)
     }
+}
+
+/// One DNS label, lower case.
+fn label(v: &str) -> Result<String, String> {
+    crate::model::service::validate_label(v)?;
+    Ok(v.to_ascii_lowercase())
+}
+
+/// A comma-separated list of DNS labels, each once.
+fn labels(v: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in v.split(',').map(str::trim) {
+        let l = label(part).map_err(|r| format!("{part:?} {r}"))?;
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -105,9 +143,17 @@ mod tests {
             (MAC, "02:00:00:00:00:09"),
             (IFNAME, "net0"),
             (DISABLE, "false"),
+            (NAME, "Web-1"),
+            (ALIASES, "www, api,www"),
+            (SERVICE, "web"),
+            (RESOLV, "true"),
             ("unrelated.key", "whatever"),
         ]))
         .unwrap();
+        assert_eq!(o.name.as_deref(), Some("web-1"));
+        assert_eq!(o.aliases, vec!["www", "api"]);
+        assert_eq!(o.services, vec!["web"]);
+        assert!(o.write_resolv_conf);
         assert_eq!(o.network, "backend");
         assert_eq!(o.ports.len(), 1);
         assert_eq!(o.ip, Some("10.77.0.9".parse().unwrap()));
@@ -139,6 +185,11 @@ mod tests {
             (IFNAME, "a/b"),
             (IFNAME, "waytoolonginterface"),
             (NETWORK, "../x"),
+            (NAME, "web.example"),
+            (NAME, "-web"),
+            (ALIASES, "a,,b"),
+            (SERVICE, "web_1"),
+            (RESOLV, "maybe"),
         ] {
             let e = Options::from_annotations(&ann(&[(k, v)])).unwrap_err();
             assert!(e.to_string().contains(k), "{k}={v}: {e}");

@@ -67,6 +67,16 @@ pub struct Endpoint {
     /// whether that process still holds it (see `teardown::namespace_grace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Its name on the network (`nethook.name`, the CNI pod name, or its id when that is a
+    /// DNS label), lower case; the resolver answers it and `NAME.NETWORK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// More names (`nethook.aliases`), lower case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The services it is a member of (`nethook.service`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 impl Endpoint {
@@ -84,6 +94,18 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Its name and aliases: what the resolver answers for it.
+    pub fn names(&self) -> Vec<String> {
+        self.name.iter().chain(&self.aliases).cloned().collect()
+    }
+
+    /// Its addresses, IPv4 first.
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let v4 = self.ipv4.map(|a| std::net::IpAddr::V4(a.address));
+        let v6 = self.ipv6.map(|a| std::net::IpAddr::V6(a.address));
+        [v4, v6].into_iter().flatten().collect()
+    }
+
     /// Its addresses for messages and tables: `10.77.0.2`, `fd00::2` or
     /// `10.77.0.2, fd00::2`.
     pub fn address_text(&self) -> String {

@@ -6,3 +6,4 @@ pub mod ipam;
 pub mod mac;
 pub mod network;
 pub mod ports;
+pub mod service;

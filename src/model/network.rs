@@ -6,6 +6,7 @@ mod driver;
 pub mod file;
 mod ipv6;
 mod range;
+mod services;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -61,6 +62,8 @@ pub enum NetworkError {
     NoParent,
     #[error("parent {name:?} {reason}")]
     BadParent { name: String, reason: String },
+    #[error("--service-range {range}: {reason}")]
+    BadServiceRange { range: String, reason: String },
     #[error("--ip-range {range}: {reason}")]
     BadRange { range: String, reason: String },
 }
@@ -87,6 +90,7 @@ pub struct Ipv6Config {
 }
 
 pub use driver::{DriverKind, ROUTED_GATEWAY};
+pub use services::{free_vip4, free_vip6, overlaps};
 
 /// A network definition. Read and written as `file::NetworkFile` (the layout older
 /// versions wrote, with an optional IPv6 part).
@@ -109,6 +113,13 @@ pub struct Network {
     /// between hosts, so pod-to-pod traffic keeps the pod's address. Host bits cleared, each
     /// once; empty unless the network masquerades.
     pub no_masquerade_to: Vec<Ipv4Network>,
+    /// A resolver answers the network's names at its gateway addresses (`--dns`).
+    pub dns: bool,
+    /// Where services' virtual IPs come from, per family (`--service-range`): outside the
+    /// subnet, since containers reach a VIP through the gateway. Chosen at the first
+    /// `service create` when not given.
+    pub service_range4: Option<Ipv4Network>,
+    pub service_range6: Option<Ipv6Network>,
 }
 
 impl Network {
@@ -130,6 +141,9 @@ impl Network {
             ethertype_filter: true,
             no_masquerade_to: Vec::new(),
             parent: None,
+            dns: false,
+            service_range4: None,
+            service_range6: None,
         }
     }
 
@@ -172,6 +186,9 @@ impl Network {
             ethertype_filter: true,
             no_masquerade_to: Vec::new(),
             parent: None,
+            dns: false,
+            service_range4: None,
+            service_range6: None,
         })
     }
 

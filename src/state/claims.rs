@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::ids::ContainerId;
 use crate::model::ports::{PortSpec, Proto};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +105,7 @@ impl Claims {
     /// released. `is_live(id)`: whether another claim's owner still has a record.
     pub fn claim(
         &self,
-        owner: &ContainerId,
+        owner: &str,
         claims: &[Claim],
         is_live: impl Fn(&str) -> bool,
     ) -> Result<(), ClaimError> {
@@ -125,7 +124,7 @@ impl Claims {
 
     fn claim_one(
         &self,
-        owner: &ContainerId,
+        owner: &str,
         c: &Claim,
         is_live: &impl Fn(&str) -> bool,
     ) -> Result<(), ClaimError> {
@@ -148,7 +147,7 @@ impl Claims {
             let Some(holder) = read_owner(&path)? else {
                 continue;
             };
-            if holder == owner.as_str() {
+            if holder == owner {
                 continue;
             }
             if is_live(&holder) {
@@ -176,11 +175,11 @@ impl Claims {
 
     /// Drops `owner`'s claims on these ports (others' claims stay). Best effort: a claim
     /// that cannot be removed is stale once the record goes, and taken over then.
-    pub fn release(&self, owner: &ContainerId, claims: &[Claim]) {
+    pub fn release(&self, owner: &str, claims: &[Claim]) {
         for c in claims {
             let dir = self.port_dir(c);
             let path = dir.join(c.address());
-            if read_owner(&path).ok().flatten().as_deref() == Some(owner.as_str()) {
+            if read_owner(&path).ok().flatten().as_deref() == Some(owner) {
                 let _ = fs::remove_file(&path);
             }
             // Fails with ENOTEMPTY while another address of this port is claimed.
@@ -260,7 +259,7 @@ fn read_owner(path: &Path) -> Result<Option<String>, ClaimError> {
     Ok(Some(text.trim().to_owned()))
 }
 
-fn write_owner(path: &Path, owner: &ContainerId) -> Result<(), ClaimError> {
+fn write_owner(path: &Path, owner: &str) -> Result<(), ClaimError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -269,16 +268,15 @@ fn write_owner(path: &Path, owner: &ContainerId) -> Result<(), ClaimError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io("create", path))?;
-    f.write_all(owner.as_str().as_bytes())
-        .map_err(io("write", path))
+    f.write_all(owner.as_bytes()).map_err(io("write", path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn id(s: &str) -> ContainerId {
-        ContainerId::parse(s).unwrap()
+    fn id(s: &str) -> &str {
+        s
     }
 
     fn tcp(ip: Option<[u8; 4]>, port: u16) -> Claim {
@@ -300,30 +298,30 @@ mod tests {
     #[test]
     fn ipv6_addresses_are_claimed_like_ipv4_ones() {
         let (d, c) = dir();
-        c.claim(&id("a"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+        c.claim(id("a"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
             .unwrap();
         assert!(d.0.join("ports/tcp.80/2001:db8::1").is_file());
         // The same IPv6 address is refused, another one (and an IPv4 one) is not.
         let e = c
-            .claim(&id("b"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+            .claim(id("b"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
             .unwrap_err();
         assert!(e.to_string().contains("on 2001:db8::1"), "{e}");
-        c.claim(&id("b"), &[tcp6(Some("2001:db8::2"), 80)], |_| true)
+        c.claim(id("b"), &[tcp6(Some("2001:db8::2"), 80)], |_| true)
             .unwrap();
-        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
+        c.claim(id("c"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
             .unwrap();
         // Every address takes both families: refused while any of them holds the port.
-        let e = c.claim(&id("d"), &[tcp6(None, 80)], |_| true).unwrap_err();
+        let e = c.claim(id("d"), &[tcp6(None, 80)], |_| true).unwrap_err();
         assert!(
             e.to_string().contains("a publish on every host address"),
             "{e}"
         );
-        c.release(&id("a"), &[tcp6(Some("2001:db8::1"), 80)]);
-        c.release(&id("b"), &[tcp6(Some("2001:db8::2"), 80)]);
-        c.release(&id("c"), &[tcp(Some([192, 0, 2, 1]), 80)]);
-        c.claim(&id("d"), &[tcp6(None, 80)], |_| true).unwrap();
+        c.release(id("a"), &[tcp6(Some("2001:db8::1"), 80)]);
+        c.release(id("b"), &[tcp6(Some("2001:db8::2"), 80)]);
+        c.release(id("c"), &[tcp(Some([192, 0, 2, 1]), 80)]);
+        c.claim(id("d"), &[tcp6(None, 80)], |_| true).unwrap();
         let e = c
-            .claim(&id("e"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
+            .claim(id("e"), &[tcp6(Some("2001:db8::1"), 80)], |_| true)
             .unwrap_err();
         assert!(e.to_string().contains("on every host address"), "{e}");
     }
@@ -339,7 +337,7 @@ mod tests {
             tcp(Some([192, 0, 2, 1]), 8080),
             tcp6(Some("2001:db8::1"), 8080),
         ] {
-            let e = c.claim(&id("new"), &[wanted], |_| true).unwrap_err();
+            let e = c.claim(id("new"), &[wanted], |_| true).unwrap_err();
             assert!(
                 e.to_string()
                     .contains("container old on every host address"),
@@ -381,9 +379,9 @@ mod tests {
     #[test]
     fn a_specific_publish_after_a_wildcard_one_of_the_same_port_is_refused() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(None, 8080)], |_| true).unwrap();
+        c.claim(id("a"), &[tcp(None, 8080)], |_| true).unwrap();
         let e = c
-            .claim(&id("b"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
+            .claim(id("b"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
             .unwrap_err();
         assert!(
             e.to_string()
@@ -395,21 +393,21 @@ mod tests {
     #[test]
     fn a_wildcard_publish_after_a_specific_one_of_the_same_port_is_refused() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
+        c.claim(id("a"), &[tcp(Some([192, 0, 2, 1]), 8080)], |_| true)
             .unwrap();
-        let e = c.claim(&id("b"), &[tcp(None, 8080)], |_| true).unwrap_err();
+        let e = c.claim(id("b"), &[tcp(None, 8080)], |_| true).unwrap_err();
         assert!(e.to_string().contains("on 192.0.2.1"), "{e}");
     }
 
     #[test]
     fn specific_publishes_on_different_addresses_coexist_and_other_ports_are_free() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
+        c.claim(id("a"), &[tcp(Some([192, 0, 2, 1]), 80)], |_| true)
             .unwrap();
-        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 80)], |_| true)
+        c.claim(id("b"), &[tcp(Some([192, 0, 2, 2]), 80)], |_| true)
             .unwrap();
         c.claim(
-            &id("c"),
+            id("c"),
             &[
                 tcp(None, 81),
                 Claim {
@@ -426,44 +424,42 @@ mod tests {
     #[test]
     fn a_refused_claim_releases_the_ports_it_had_claimed_already() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(None, 90)], |_| true).unwrap();
+        c.claim(id("a"), &[tcp(None, 90)], |_| true).unwrap();
         assert!(c
-            .claim(&id("b"), &[tcp(None, 89), tcp(None, 90)], |_| true)
+            .claim(id("b"), &[tcp(None, 89), tcp(None, 90)], |_| true)
             .is_err());
-        c.claim(&id("c"), &[tcp(Some([192, 0, 2, 9]), 89)], |_| true)
+        c.claim(id("c"), &[tcp(Some([192, 0, 2, 9]), 89)], |_| true)
             .unwrap();
     }
 
     #[test]
     fn a_claim_of_an_owner_without_record_is_taken_over_and_swept() {
         let (_d, c) = dir();
-        c.claim(&id("gone"), &[tcp(None, 70)], |_| true).unwrap();
-        c.claim(&id("new"), &[tcp(Some([192, 0, 2, 1]), 70)], |o| {
-            o != "gone"
-        })
-        .unwrap();
+        c.claim(id("gone"), &[tcp(None, 70)], |_| true).unwrap();
+        c.claim(id("new"), &[tcp(Some([192, 0, 2, 1]), 70)], |o| o != "gone")
+            .unwrap();
         let swept = c.sweep(|o| o != "gone", false).unwrap();
         assert_eq!(
             swept,
             vec![("tcp.70".into(), "0.0.0.0".into(), "gone".into())]
         );
-        c.claim(&id("other"), &[tcp(None, 70)], |_| true)
+        c.claim(id("other"), &[tcp(None, 70)], |_| true)
             .unwrap_err();
     }
 
     #[test]
     fn release_keeps_other_owners_claims() {
         let (_d, c) = dir();
-        c.claim(&id("a"), &[tcp(Some([192, 0, 2, 1]), 60)], |_| true)
+        c.claim(id("a"), &[tcp(Some([192, 0, 2, 1]), 60)], |_| true)
             .unwrap();
-        c.claim(&id("b"), &[tcp(Some([192, 0, 2, 2]), 60)], |_| true)
+        c.claim(id("b"), &[tcp(Some([192, 0, 2, 2]), 60)], |_| true)
             .unwrap();
         c.release(
-            &id("a"),
+            id("a"),
             &[tcp(Some([192, 0, 2, 1]), 60), tcp(Some([192, 0, 2, 2]), 60)],
         );
         assert!(
-            c.claim(&id("x"), &[tcp(None, 60)], |_| true).is_err(),
+            c.claim(id("x"), &[tcp(None, 60)], |_| true).is_err(),
             "b's claim must stay"
         );
     }

@@ -12,6 +12,7 @@ mod compat_tests;
 mod deleting;
 mod files;
 mod ipam_dir;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ use files::{
     ensure_dir, io_err, list_json_stems, open_nofollow, read_json, remove_file, write_json,
 };
 pub use ipam_dir::IpamDir;
+pub use services::{service_owner, Member, Members};
 
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/nethook";
 pub const DEFAULT_RUN_DIR: &str = "/run/nethook";
@@ -89,6 +91,14 @@ pub enum StoreError {
         #[source]
         source: NetworkError,
     },
+    #[error("unknown service {name:?}; create it with `nethook service create {name} --network NET --port 80/tcp`, or see `nethook service ls`")]
+    UnknownService { name: String },
+    #[error(
+        "service {name} already exists; pick another name or `nethook service rm {name}` first"
+    )]
+    ServiceExists { name: String },
+    #[error("{path} is not a members file (KEY ADDR4 ADDR6 per line); run `nethook gc`, which rebuilds it from the endpoint records")]
+    BadMembers { path: PathBuf },
     #[error("unknown network {name:?}; create it with `nethook network create {name} --subnet CIDR` or use the default network")]
     UnknownNetwork { name: String },
     #[error(

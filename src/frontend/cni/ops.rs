@@ -39,7 +39,7 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
             ip6: cfg.ip6.or(args.ip6),
             mac: cfg.mac.or(args.mac),
             ifname: env.ifname.clone().unwrap_or_default(),
-            disabled: false,
+            ..Options::default()
         },
     };
     let ep = attach::setup(store, &k, &req).map_err(setup_error)?;

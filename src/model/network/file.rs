@@ -43,6 +43,14 @@ pub struct NetworkFile {
     /// The macvlan driver's parent interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
+    /// `--dns`: a resolver serves the network's names.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dns: bool,
+    /// `--service-range`: where services' VIPs come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_range4: Option<Ipv4Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_range6: Option<Ipv6Network>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -90,6 +98,9 @@ impl From<Network> for NetworkFile {
             ethertype_filter: n.ethertype_filter,
             no_masquerade_to: n.no_masquerade_to,
             parent: n.parent,
+            dns: n.dns,
+            service_range4: n.service_range4,
+            service_range6: n.service_range6,
         }
     }
 }
@@ -118,6 +129,9 @@ impl TryFrom<NetworkFile> for Network {
             ethertype_filter: f.ethertype_filter,
             no_masquerade_to: Vec::new(),
             parent: f.parent,
+            dns: false,
+            service_range4: None,
+            service_range6: None,
         };
         net.has_family()?;
         net.check_ipv6()?;
@@ -132,6 +146,13 @@ impl TryFrom<NetworkFile> for Network {
         net.set_no_masquerade_to(&cidrs)?;
         if let Some(range) = f.ipv4.and_then(|v4| v4.range) {
             net.set_ip_range(&range.to_string())?;
+        }
+        net.set_dns(f.dns)?;
+        if let Some(r) = f.service_range4 {
+            net.set_service_range(&r.to_string())?;
+        }
+        if let Some(r) = f.service_range6 {
+            net.set_service_range(&r.to_string())?;
         }
         Ok(net)
     }
