@@ -196,6 +196,62 @@ pub fn networks_table(networks: &[(Network, usize)]) -> String {
     )
 }
 
+/// `service ls`: one row per service.
+pub fn services_table(
+    services: &[(crate::model::service::Service, crate::state::Members)],
+) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|(s, m)| {
+            let ports: Vec<String> = s
+                .ports
+                .iter()
+                .map(|p| {
+                    if p.target == p.port {
+                        format!("{}/{}", p.port, p.proto)
+                    } else {
+                        format!("{}/{}:{}", p.port, p.proto, p.target)
+                    }
+                })
+                .collect();
+            let publish: Vec<String> = s
+                .publish
+                .iter()
+                .map(|p| match p.host_ip {
+                    Some(std::net::IpAddr::V6(ip)) => {
+                        format!("[{ip}]:{}->{}/{}", p.host_port, p.port, p.proto)
+                    }
+                    Some(ip) => format!("{ip}:{}->{}/{}", p.host_port, p.port, p.proto),
+                    None => format!("{}->{}/{}", p.host_port, p.port, p.proto),
+                })
+                .collect();
+            vec![
+                s.name.clone(),
+                s.network.clone(),
+                families(s.vip4.map(|v| v.to_string()), s.vip6.map(|v| v.to_string())),
+                ports.join(","),
+                if publish.is_empty() {
+                    "-".into()
+                } else {
+                    publish.join(",")
+                },
+                if s.affinity.is_some() {
+                    "client-ip".into()
+                } else {
+                    "-".into()
+                },
+                m.0.len().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "NETWORK", "VIP", "PORTS", "PUBLISH", "AFFINITY", "MEMBERS",
+        ],
+        &rows,
+    )
+}
+
 /// How long `ls` waits for teardowns finishing in the background (~20–50 ms each).
 const SETTLE_WAIT: Duration = Duration::from_secs(2);
 

@@ -37,6 +37,8 @@ pub enum NetworkOpError {
     Parent(String),
     #[error("network {name} already has IPv6 ({subnet}); it cannot change while the network exists: remove and recreate the network to change it")]
     HasIpv6 { name: String, subnet: String },
+    #[error("network {name} has services ({services}); its service range cannot change under them: remove them first")]
+    HasServices { name: String, services: String },
     #[error("network {name} is built in and has no bridge to remove")]
     BuiltIn { name: String },
 }
@@ -53,6 +55,7 @@ pub fn create(store: &Store, k: &dyn Kernel, net: &Network) -> Result<(), Networ
         return Ok(());
     }
     check_host_routes(k, net)?;
+    crate::core::network_update::check_ranges_against_routes(k, net)?;
     // A bridge of that name that nethook did not make for this network belongs to
     // someone else: adding the gateway to it and deleting it at `network rm` would take
     // it over.

@@ -5,5 +5,6 @@ pub mod annotations;
 pub mod cni;
 pub mod hook;
 pub mod install;
+pub mod network_cli;
 pub mod oci;
 mod process;

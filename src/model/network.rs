@@ -308,6 +308,15 @@ impl Network {
     }
 
     /// Refuses a new network that shares a subnet or bridge with an existing one.
+    /// Its subnets and service ranges.
+    fn address_spaces(&self) -> Vec<ipnetwork::IpNetwork> {
+        let v4 = self.ipv4.map(|c| ipnetwork::IpNetwork::V4(c.subnet));
+        let v6 = self.ipv6.map(|c| ipnetwork::IpNetwork::V6(c.subnet));
+        let mut out: Vec<_> = [v4, v6].into_iter().flatten().collect();
+        out.extend(self.service_ranges());
+        out
+    }
+
     pub fn check_conflicts<'a>(
         &self,
         others: impl IntoIterator<Item = &'a Network>,
@@ -316,19 +325,16 @@ impl Network {
             if other.name == self.name {
                 continue;
             }
-            if let (Some(mine), Some(theirs)) = (self.ipv4, other.ipv4) {
-                if theirs.subnet.overlaps(mine.subnet) {
+            // Subnets and service ranges alike: each is routed to one bridge.
+            for mine in self.address_spaces() {
+                if let Some(theirs) = other
+                    .address_spaces()
+                    .into_iter()
+                    .find(|t| overlaps(*t, mine))
+                {
                     return Err(NetworkError::Overlap {
-                        subnet: mine.subnet.to_string(),
-                        other: format!("network {} ({})", other.name, theirs.subnet),
-                    });
-                }
-            }
-            if let (Some(mine), Some(theirs)) = (self.ipv6, other.ipv6) {
-                if theirs.subnet.overlaps(mine.subnet) {
-                    return Err(NetworkError::Overlap {
-                        subnet: mine.subnet.to_string(),
-                        other: format!("network {} ({})", other.name, theirs.subnet),
+                        subnet: mine.to_string(),
+                        other: format!("network {} ({theirs})", other.name),
                     });
                 }
             }

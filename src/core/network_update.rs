@@ -1,0 +1,74 @@
+//! `nethook network update NAME --dns on|off --service-range CIDR`: the switches of a
+//! network that running containers can live with changing.
+
+use ipnetwork::IpNetwork;
+
+use crate::core::network::NetworkOpError;
+use crate::kernel::seam::Kernel;
+use crate::model::network::{overlaps, Network, NetworkError};
+use crate::state::Store;
+
+/// What to change; `None`/empty: leave as is.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub dns: Option<bool>,
+    pub service_ranges: Vec<String>,
+}
+
+/// Applies `changes` to a defined network (the default one included: a file then replaces
+/// its built-in definition). A service range changes only while the network has no
+/// service: their VIPs come from it.
+pub fn update(
+    store: &Store,
+    k: &dyn Kernel,
+    name: &str,
+    changes: &Changes,
+) -> Result<Network, NetworkOpError> {
+    let _lock = store.lock()?;
+    let mut net = store.load_network(name)?;
+    if let Some(on) = changes.dns {
+        net.set_dns(on)?;
+    }
+    if !changes.service_ranges.is_empty() {
+        let services: Vec<String> = store
+            .list_services()?
+            .into_iter()
+            .filter(|s| s.network == net.name)
+            .map(|s| s.name)
+            .collect();
+        if !services.is_empty() {
+            return Err(NetworkOpError::HasServices {
+                name: net.name.clone(),
+                services: services.join(", "),
+            });
+        }
+        for r in &changes.service_ranges {
+            net.set_service_range(r)?;
+        }
+        net.check_conflicts(&store.list_networks()?)?;
+        check_ranges_against_routes(k, &net)?;
+    }
+    store.save_network(&net)?;
+    Ok(net)
+}
+
+/// A service range must not capture traffic the host routes elsewhere (nethook's own
+/// routes to this network's ranges aside).
+pub fn check_ranges_against_routes(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
+    let ranges = net.service_ranges();
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let routes4 = k.links().ipv4_routes()?.into_iter().map(IpNetwork::V4);
+    let routes6 = k.links().ipv6_routes()?.into_iter().map(IpNetwork::V6);
+    for route in routes4.chain(routes6).filter(|r| r.prefix() != 0) {
+        if let Some(r) = ranges.iter().find(|r| overlaps(**r, route) && **r != route) {
+            return Err(NetworkError::BadServiceRange {
+                range: r.to_string(),
+                reason: format!("overlaps the host route {route}; pick a range that does not"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
