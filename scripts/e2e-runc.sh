@@ -114,14 +114,6 @@ endpoints_empty() {
 # address file, and no file may name one of our container ids.
 ipam_empty() { nh_ipam_empty "${ALL_IDS[@]}" -- "$@"; } # IP...
 
-refused_left_nothing() { # VETHS_BEFORE ID
-    [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }
-    [[ ! -e $NETHOOK_RUN_DIR/endpoints/$2.json ]] || { echo "endpoint record for $2 left"; return 1; }
-    if grep -rlxF -e "$2" "$NETHOOK_RUN_DIR/ipam" 2>/dev/null; then
-        echo "^ ipam still allocates an address to $2"; return 1
-    fi
-}
-
 port_listed() { # ID
     local ports
     ports="$(nh_ls_field "$1" ports)" || return 1
@@ -156,24 +148,6 @@ check_blue() { # ID
     [[ $out == *" inet $ip/24 "* ]] || { echo "eth0 lacks $ip/24: $out"; return 1; }
     out="$(ip -o link show dev "$(nh_ls_field "$1" host_interface)")" || return 1
     [[ $out == *"master $BLUE_BRIDGE"* ]] || { echo "host veth not on $BLUE_BRIDGE: $out"; return 1; }
-}
-
-# start_refused ID DESC BUNDLE_ARGS...: createRuntime must fail, leave nothing.
-start_refused() {
-    local id=$1 desc=$2 before
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
-    before="$(nh_host_veths | sort)"
-    if nh_run_container "$NH_TMP/bundles/$id" "$id" 2>"$NH_TMP/$id.err"; then
-        STARTED+=("$id")
-        nh_fail "$desc"
-        return 0
-    fi
-    nh_pass "$desc"
-    sed -n 's/.*stderr: \(.*\)"$/\1/p' "$NH_TMP/$id.err" | head -n 1 |
-        sed 's/\\n.*//; s/^/    hook said: /' | cut -c1-200
-    nh_stop_container "$id"
-    nh_check "refused $id left no veth, record or IPAM entry" refused_left_nothing "$before" "$id"
 }
 
 network_listed() {
@@ -250,7 +224,7 @@ nh_check "$E has $STATIC_IP/16 and $STATIC_MAC on net0" check_static "$E"
 nh_check "$E pings $A ($IP_A)" ping_from "$E" "$IP_A"
 nh_start "$F" "runc run $F with nethook.disable=true" nethook.disable=true
 nh_check "$F has no interface but lo and is not listed" check_disabled "$F"
-start_refused "$G" "nethook.ip=192.0.2.10 (outside $SUBNET) is refused" nethook.ip=192.0.2.10
+nh_start_refused "$G" "nethook.ip=192.0.2.10 (outside $SUBNET) is refused" nethook.ip=192.0.2.10
 nh_check "nethook network create blue --subnet $BLUE_SUBNET" \
     nh network create blue --subnet "$BLUE_SUBNET" --bridge "$BLUE_BRIDGE"
 nh_check "nethook network ls shows blue" network_listed blue
@@ -285,17 +259,17 @@ else
     # A second claim on 8080/tcp must fail at createRuntime and leave
     # nothing. Only meaningful while the first claim holds the port.
     if [[ " ${STARTED[*]} " == *" $C "* ]]; then
-        start_refused "$D" "a second container publishing 8080 is refused" \
+        nh_start_refused "$D" "a second container publishing 8080 is refused" \
             --httpd nethook.ports=8080:80
         ALL_IDS+=("$D-ip" "$D-host")
-        start_refused "$D-ip" "a second container publishing 8080 on $LAN_IP only is refused" \
+        nh_start_refused "$D-ip" "a second container publishing 8080 on $LAN_IP only is refused" \
             --httpd "nethook.ports=$LAN_IP:8080:80"
         nh_check "$C still serves after the refused claims" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
         # A host service on 127.0.0.1:9999, like a database bound to loopback.
         python3 -c 'import socket,time;s=socket.socket();s.bind(("127.0.0.1",9999));s.listen();time.sleep(300)' &
         HOST_SVC=$!
         nh_wait_until 5 port_listening 9999 || true
-        start_refused "$D-host" "publishing 9999, which a host process serves on 127.0.0.1, is refused" \
+        nh_start_refused "$D-host" "publishing 9999, which a host process serves on 127.0.0.1, is refused" \
             --httpd nethook.ports=9999:80
         kill "$HOST_SVC" 2>/dev/null; wait "$HOST_SVC" 2>/dev/null || true
     else

@@ -818,6 +818,39 @@ nh_start() {
     return 0
 }
 
+# A refused container left no host veth (against VETHS_BEFORE), record or address.
+nh_refused_left_nothing() { # VETHS_BEFORE ID
+    [[ "$(nh_host_veths | sort)" == "$1" ]] || { echo "host veths changed:"; ip -br link; return 1; }
+    [[ ! -e $NETHOOK_RUN_DIR/endpoints/$2.json ]] || { echo "endpoint record for $2 left"; return 1; }
+    if grep -rlxF -e "$2" "$NETHOOK_RUN_DIR/ipam" 2>/dev/null; then
+        echo "^ ipam still allocates an address to $2"; return 1
+    fi
+}
+
+# nh_start_refused ID DESC [--says TEXT] BUNDLE_ARGS...: createRuntime must fail (its
+# hook's first line containing TEXT), and leave nothing.
+nh_start_refused() {
+    local id=$1 desc=$2 says="" before said
+    shift 2
+    if [[ ${1:-} == --says ]]; then says=$2; shift 2; fi
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" "$@"
+    before="$(nh_host_veths | sort)"
+    if nh_run_container "$NH_TMP/bundles/$id" "$id" 2>"$NH_TMP/$id.err"; then
+        STARTED+=("$id")
+        nh_fail "$desc"
+        return 0
+    fi
+    said="$(sed -n 's/.*stderr: \(.*\)"$/\1/p' "$NH_TMP/$id.err" | head -n 1 | sed 's/\\n.*//' | cut -c1-300)"
+    if [[ -n $says && $said != *"$says"* ]]; then
+        nh_fail "$desc (the hook said: $said)"
+    else
+        nh_pass "$desc"
+        printf '    hook said: %s\n' "$said"
+    fi
+    nh_stop_container "$id"
+    nh_check "refused $id left no veth, record or IPAM entry" nh_refused_left_nothing "$before" "$id"
+}
+
 # nh_pid_of ID: the pid of a runc container's init (its network namespace's holder).
 nh_pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 
