@@ -25,6 +25,7 @@ fn bridge(rtnl: &Rtnl) -> u32 {
         ipv4: Some((GATEWAY, 24)),
         ipv6: None,
         owner_tag: "nethook:net-k",
+        routes: &[],
     })
     .expect("ensure_bridge")
 }

@@ -35,6 +35,7 @@ fn bridge_spec(name: &str, ipv4: bool) -> BridgeSpec<'_> {
         ipv4: ipv4.then_some((GW4, 24)),
         ipv6: Some((gw6(), 64)),
         owner_tag: "nethook-network:k6",
+        routes: &[],
     }
 }
 

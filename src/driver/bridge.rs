@@ -75,6 +75,7 @@ impl Driver for Bridge {
             ipv4: net.ipv4.map(|v4| (v4.gateway, v4.subnet.prefix())),
             ipv6: net.ipv6.map(|v6| (v6.gateway, v6.subnet.prefix())),
             owner_tag: &owner_tag,
+            routes: &[],
         })?;
         Ok(NetworkLink { index })
     }

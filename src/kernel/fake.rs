@@ -56,6 +56,8 @@ const QUERIES: &[&str] = &[
     "link.macvlan_state",
     "link.parent_view",
     "link.ipv4_device_routes",
+    "link.hairpin",
+    "link.device_routes",
     "fw.missing_skeleton",
     "fw.table_exists",
     "fw.missing_elements",
@@ -86,6 +88,10 @@ struct State {
     /// Host interfaces with `accept_ra=1` (what `enable_ipv6_forwarding` changes).
     accept_ra1: Vec<String>,
     macvlan: macvlan::State,
+    /// Bridge ports whose hairpin mode was set, and to what.
+    hairpin: std::collections::BTreeMap<String, bool>,
+    /// (link, destination) of the routes out of a link (`ensure_device_route`).
+    device_routes: BTreeSet<(String, ipnetwork::IpNetwork)>,
 }
 
 /// The recording fake kernel.
@@ -167,8 +173,11 @@ impl Fake {
         self.state.borrow_mut().foreign.insert(name.to_owned());
     }
 
+    /// The link is gone, and with it its routes (as the kernel does).
     pub fn remove_link(&self, name: &str) {
-        self.state.borrow_mut().links.remove(name);
+        let mut s = self.state.borrow_mut();
+        s.links.remove(name);
+        s.device_routes.retain(|(dev, _)| dev != name);
     }
 
     pub fn has_link(&self, name: &str) -> bool {

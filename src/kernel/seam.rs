@@ -11,7 +11,7 @@ use std::cell::OnceCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use crate::failpoint::{self, Injected};
 use crate::firewall::{self, Elements, FirewallError};
@@ -99,6 +99,19 @@ pub trait Links {
     fn parent_view(&self, name: &str) -> Result<Option<ParentView>, LinkError>;
     /// The host's IPv4 routes with the device each leaves by (macvlan overlap checks).
     fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError>;
+    /// See `Rtnl::set_hairpin`: hairpin mode of a bridge port on or off (service members).
+    fn set_hairpin(&self, ifname: &str, on: bool) -> Result<(), LinkError>;
+    /// See `Rtnl::hairpin`: whether a bridge port has hairpin on; `None` when there is no
+    /// such link or it is no bridge port (CHECK).
+    fn hairpin(&self, ifname: &str) -> Result<Option<bool>, LinkError>;
+    /// See `Rtnl::ensure_device_route`: the host routes `dst` out of `dev` (a network's
+    /// service range via its bridge); an equal route there already is fine.
+    fn ensure_device_route(&self, dev: &str, dst: IpNetwork) -> Result<(), LinkError>;
+    /// See `Rtnl::delete_device_route`: false when there was no such route.
+    fn delete_device_route(&self, dev: &str, dst: IpNetwork) -> Result<bool, LinkError>;
+    /// See `Rtnl::device_routes`: destinations of the main table's routes out of `dev`,
+    /// both families (CHECK).
+    fn device_routes(&self, dev: &str) -> Result<Vec<IpNetwork>, LinkError>;
 }
 
 /// nftables elements and the skeleton they live in (see `firewall`).
@@ -321,6 +334,26 @@ impl Links for Host {
 
     fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
         self.rtnl()?.ipv4_device_routes()
+    }
+
+    fn set_hairpin(&self, ifname: &str, on: bool) -> Result<(), LinkError> {
+        self.rtnl()?.set_hairpin(ifname, on)
+    }
+
+    fn hairpin(&self, ifname: &str) -> Result<Option<bool>, LinkError> {
+        self.rtnl()?.hairpin(ifname)
+    }
+
+    fn ensure_device_route(&self, dev: &str, dst: IpNetwork) -> Result<(), LinkError> {
+        self.rtnl()?.ensure_device_route(dev, dst)
+    }
+
+    fn delete_device_route(&self, dev: &str, dst: IpNetwork) -> Result<bool, LinkError> {
+        self.rtnl()?.delete_device_route(dev, dst)
+    }
+
+    fn device_routes(&self, dev: &str) -> Result<Vec<IpNetwork>, LinkError> {
+        self.rtnl()?.device_routes(dev)
     }
 }
 

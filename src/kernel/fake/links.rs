@@ -5,7 +5,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use super::Fake;
 use crate::kernel::link::{
@@ -34,11 +34,18 @@ impl Links for Fake {
         if let Some((gateway, prefix)) = spec.ipv6 {
             arg.push_str(&format!(" {gateway}/{prefix}"));
         }
+        if !spec.routes.is_empty() {
+            let routes: Vec<_> = spec.routes.iter().map(ToString::to_string).collect();
+            arg.push_str(&format!(" routes {}", routes.join(",")));
+        }
         self.link_call("link.ensure_bridge", arg)?;
         self.add_link(spec.name);
+        let mut s = self.state.borrow_mut();
         if let Some((gateway, _)) = spec.ipv6 {
-            let mut s = self.state.borrow_mut();
             s.addresses6.insert((spec.name.to_owned(), gateway));
+        }
+        for dst in spec.routes {
+            s.device_routes.insert((spec.name.to_owned(), *dst));
         }
         Ok(1)
     }
@@ -100,7 +107,9 @@ impl Links for Fake {
 
     fn delete(&self, name: &str) -> Result<bool, LinkError> {
         self.link_call("link.delete", name.to_owned())?;
-        Ok(self.state.borrow_mut().links.remove(name))
+        let mut s = self.state.borrow_mut();
+        s.device_routes.retain(|(dev, _)| dev != name);
+        Ok(s.links.remove(name))
     }
 
     fn link_present(&self, name: &str) -> Result<bool, LinkError> {
@@ -221,6 +230,62 @@ impl Links for Fake {
 
     fn ipv4_device_routes(&self) -> Result<Vec<DeviceRoute>, LinkError> {
         self.mv_routes()
+    }
+
+    /// Recorded as `IFNAME on|off`; a link the fake does not have is ENODEV.
+    fn set_hairpin(&self, ifname: &str, on: bool) -> Result<(), LinkError> {
+        let arg = format!("{ifname} {}", if on { "on" } else { "off" });
+        self.link_call("link.set_hairpin", arg.clone())?;
+        let mut s = self.state.borrow_mut();
+        if !s.links.contains(ifname) {
+            return Err(LinkError::Netlink {
+                op: format!("link.set_hairpin {arg} (fake)"),
+                source: io::Error::from_raw_os_error(libc::ENODEV),
+            });
+        }
+        s.hairpin.insert(ifname.to_owned(), on);
+        Ok(())
+    }
+
+    /// A link of the fake's reads as a port with hairpin on (`create_veth` sets it) unless
+    /// `set_hairpin` said otherwise.
+    fn hairpin(&self, ifname: &str) -> Result<Option<bool>, LinkError> {
+        self.link_call("link.hairpin", ifname.to_owned())?;
+        let s = self.state.borrow();
+        Ok(s.links
+            .contains(ifname)
+            .then(|| s.hairpin.get(ifname).copied().unwrap_or(true)))
+    }
+
+    /// Recorded as `DST dev DEV`; a link the fake does not have is ENODEV.
+    fn ensure_device_route(&self, dev: &str, dst: IpNetwork) -> Result<(), LinkError> {
+        let arg = format!("{dst} dev {dev}");
+        self.link_call("link.ensure_device_route", arg.clone())?;
+        let mut s = self.state.borrow_mut();
+        if !s.links.contains(dev) {
+            return Err(LinkError::Netlink {
+                op: format!("link.ensure_device_route {arg} (fake)"),
+                source: io::Error::from_raw_os_error(libc::ENODEV),
+            });
+        }
+        s.device_routes.insert((dev.to_owned(), dst));
+        Ok(())
+    }
+
+    fn delete_device_route(&self, dev: &str, dst: IpNetwork) -> Result<bool, LinkError> {
+        self.link_call("link.delete_device_route", format!("{dst} dev {dev}"))?;
+        let mut s = self.state.borrow_mut();
+        Ok(s.device_routes.remove(&(dev.to_owned(), dst)))
+    }
+
+    fn device_routes(&self, dev: &str) -> Result<Vec<IpNetwork>, LinkError> {
+        self.link_call("link.device_routes", dev.to_owned())?;
+        let s = self.state.borrow();
+        Ok(s.device_routes
+            .iter()
+            .filter(|(d, _)| d == dev)
+            .map(|(_, dst)| *dst)
+            .collect())
     }
 }
 

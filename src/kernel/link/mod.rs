@@ -7,14 +7,17 @@
 
 mod container;
 mod delete;
+mod error;
 mod inspect;
 mod macvlan;
 mod msg;
 mod owner;
+mod port;
 mod routes;
 
 pub use container::{configure_container, configure_routed_container, ContainerAddrs, ContainerIp};
 pub use delete::{VethFate, VethState};
+pub use error::LinkError;
 
 pub use owner::{Foreign, HostVeth};
 use std::io;
@@ -27,7 +30,7 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 
 use crate::kernel::netlink::route::{self, RouteSocket};
 use crate::kernel::netns::Netns;
-use crate::kernel::sysctl::{self, SysctlError};
+use crate::kernel::sysctl;
 use crate::model::mac::Mac;
 use crate::sys::ifconf;
 
@@ -35,62 +38,6 @@ pub use inspect::{inspect_container, ContainerView};
 pub use macvlan::{
     delete_macvlan, macvlan_state, ContainerMacvlan, DeviceRoute, MacvlanSpec, ParentView,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("cannot open a route netlink socket")]
-    Open(#[source] io::Error),
-    #[error("cannot open an IPv4 socket for interface requests")]
-    Socket(#[source] io::Error),
-    #[error("host interface names {first} and {second} of container {id} are both held by other links ({why}); remove the stray link or use another container id")]
-    HostNamesTaken {
-        id: String,
-        first: String,
-        second: String,
-        why: String,
-    },
-    #[error("{op}")]
-    Netlink {
-        op: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{op}: the kernel has IPv6 turned off (booted with ipv6.disable=1?); turn it on, or use a network without IPv6")]
-    NoIpv6 {
-        op: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot {what} on bridge {bridge}")]
-    BridgeSetting {
-        bridge: String,
-        what: &'static str,
-        #[source]
-        source: SysctlError,
-    },
-}
-
-impl LinkError {
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            LinkError::Netlink { source, .. }
-            | LinkError::NoIpv6 { source, .. }
-            | LinkError::Open(source)
-            | LinkError::Socket(source) => source.raw_os_error(),
-            LinkError::BridgeSetting { source, .. } => source.source.raw_os_error(),
-            LinkError::HostNamesTaken { .. } => None,
-        }
-    }
-
-    /// The error of an IPv6 request: EAFNOSUPPORT means the kernel has no IPv6 at all.
-    fn from_ipv6(op: String, source: io::Error) -> Self {
-        if is_errno(&source, libc::EAFNOSUPPORT) {
-            LinkError::NoIpv6 { op, source }
-        } else {
-            LinkError::Netlink { op, source }
-        }
-    }
-}
 
 /// Makes the new bridge `name` ignore router advertisements (`accept_ra=0`), once, at
 /// creation. Its containers' RAs are dropped by the bridge table, and with forwarding on
@@ -153,6 +100,9 @@ pub struct BridgeSpec<'a> {
     pub ipv6: Option<(Ipv6Addr, u8)>,
     /// The network's `owner_tag`, the alias of a bridge nethook creates.
     pub owner_tag: &'a str,
+    /// Routes out of the bridge the host must have (a network's service ranges); empty for
+    /// none. Added when the bridge is created or repaired, not checked on the cheap path.
+    pub routes: &'a [ipnetwork::IpNetwork],
 }
 
 /// What the veth pair looks like; the plan fills it in.
@@ -220,6 +170,11 @@ impl Rtnl {
     /// the price is that a network that gains IPv6 while its bridge stays needs
     /// `add_bridge_ipv6`, and that an IPv6 gateway deleted by hand from a bridge that stayed
     /// up is not put back (CHECK names it).
+    ///
+    /// `spec.routes` (a network's service ranges) are (re)added for the same causes: the
+    /// kernel drops a link's routes when it goes down, and a new bridge has none. A route
+    /// deleted by hand from a bridge that stayed up is likewise left to CHECK
+    /// (`device_routes`) and `ensure_device_route`.
     pub fn ensure_bridge(&self, spec: &BridgeSpec<'_>) -> Result<u32, LinkError> {
         let name = spec.name;
         // The ioctls answer from one small struct each; a link message carries every
@@ -301,6 +256,13 @@ impl Rtnl {
             }
             if new {
                 no_router_adverts(name)?;
+            }
+        }
+        // A bridge that was down lost its routes with it, and a new one has none; one that
+        // stayed up keeps them, so the cheap path sends nothing for them.
+        if refresh_ipv6 || was_down {
+            for dst in spec.routes {
+                self.ensure_route_by_index(name, index, *dst)?;
             }
         }
         Ok(index)

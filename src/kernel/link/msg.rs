@@ -4,10 +4,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
+use ipnetwork::IpNetwork;
+use netlink_packet_core::DefaultNla;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind,
-    InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkProtoInfoBridge,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -141,6 +143,44 @@ pub(super) fn tag_and_hairpin(port: &str, tag: &str) -> LinkMessage {
             InfoBridgePort::HairpinMode(true),
         ]))]),
     ])
+}
+
+/// IFLA_BRPORT_MODE, the hairpin flag inside a bridge port's IFLA_PROTINFO.
+const IFLA_BRPORT_MODE: u16 = 4;
+
+/// Hairpin mode of the bridge port with `index` turned `on` or off: RTM_SETLINK to the
+/// bridge (AF_BRIDGE) with the flag in IFLA_PROTINFO (nested), as `ip link set … type
+/// bridge_slave hairpin on` sends it. The crate has no variant for the flag, so it goes as
+/// a raw one-byte attribute.
+pub(super) fn hairpin(index: u32, on: bool) -> LinkMessage {
+    let mut link = by_index(index);
+    link.header.interface_family = AddressFamily::Bridge;
+    link.attributes = vec![LinkAttribute::ProtoInfoBridge(vec![
+        LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_MODE, vec![u8::from(on)])),
+    ])];
+    link
+}
+
+/// A route to `dst` straight out of the link with `index` (main table, no gateway): how the
+/// host reaches a network's service range through its bridge. IPv4 routes without a gateway
+/// are scope link (as `ip route add … dev` makes them); IPv6 routes have no scope.
+pub(super) fn device_route(index: u32, dst: IpNetwork) -> RouteMessage {
+    let (mut msg, address) = match dst {
+        IpNetwork::V4(n) => (
+            static_route(AddressFamily::Inet, RouteScope::Link),
+            RouteAddress::Inet(n.network()),
+        ),
+        IpNetwork::V6(n) => (
+            static_route(AddressFamily::Inet6, RouteScope::Universe),
+            RouteAddress::Inet6(n.network()),
+        ),
+    };
+    msg.header.destination_prefix_length = dst.prefix();
+    msg.attributes = vec![
+        RouteAttribute::Destination(address),
+        RouteAttribute::Oif(index),
+    ];
+    msg
 }
 
 /// `name`'s alias set to `alias`.

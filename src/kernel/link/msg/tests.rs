@@ -268,3 +268,52 @@ fn the_ipv6_route_dump_asks_for_the_ipv6_family() {
         "1c0000001a00010300000000000000000a000000fe04000100000000"
     );
 }
+
+/// What `ip link set nh-abc type bridge_slave hairpin on` sends, but to the bridge
+/// (AF_BRIDGE): RTM_SETLINK, the port's index, IFLA_PROTINFO (nested) holding
+/// IFLA_BRPORT_MODE = 1.
+#[test]
+fn hairpin_is_a_bridge_setlink_with_the_port_mode_in_protinfo() {
+    assert_eq!(
+        ack(
+            RouteNetlinkMessage::SetLink(super::hairpin(7, true)),
+            CHANGE
+        ),
+        "2c000000130005000000000000000000\
+         07000000070000000000000000000000\
+         0c000c800500040001000000"
+    );
+    let off = ack(
+        RouteNetlinkMessage::SetLink(super::hairpin(7, false)),
+        CHANGE,
+    );
+    assert_eq!(&off[80..82], "00", "{off}");
+}
+
+#[test]
+fn a_device_route_is_a_static_main_table_route_out_of_the_device_in_either_family() {
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteScope};
+    let v4 = super::device_route(9, "10.89.0.0/24".parse().unwrap());
+    assert_eq!(
+        (v4.header.destination_prefix_length, v4.header.scope),
+        (24, RouteScope::Link)
+    );
+    assert_eq!(v4.header.table, RouteHeader::RT_TABLE_MAIN);
+    assert_eq!(
+        v4.attributes,
+        vec![
+            RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 89, 0, 0))),
+            RouteAttribute::Oif(9),
+        ]
+    );
+    // A network given with host bits names its network address.
+    let v6 = super::device_route(9, "fd89::5/64".parse().unwrap());
+    assert_eq!(
+        (v6.header.destination_prefix_length, v6.header.scope),
+        (64, RouteScope::Universe)
+    );
+    assert_eq!(
+        v6.attributes[0],
+        RouteAttribute::Destination(RouteAddress::Inet6("fd89::".parse().unwrap()))
+    );
+}
