@@ -15,6 +15,7 @@ use super::error::{first_error, nl_err, FirewallError, Object};
 use super::probe::touch_probes;
 use super::readback::dump_set;
 use super::skeleton::{HPORTS4, HPORTS6, PORTS4, PORTS6};
+use super::svc_plan::{with_steps, Step};
 use super::tables::{cstr_static, Tables};
 use super::types::TableFamily;
 use super::units::SetUnits;
@@ -31,11 +32,24 @@ pub(super) fn add_batch<'a>(tables: &Tables, sets: &[SetUnits]) -> BatchBuilder<
 
 /// Add `sets` in ONE atomic batch (with the probe of each table they touch).
 /// `restore`: ports are added non-exclusively; only one mapped elsewhere is taken.
-pub(super) fn add_units(sets: &[SetUnits], restore: bool) -> Result<(), FirewallError> {
-    if sets.is_empty() {
+/// `steps`: services' member changes, in the same batch (see `svc_plan.rs`).
+pub(super) fn add_units(
+    sets: &[SetUnits],
+    restore: bool,
+    steps: &[Step],
+) -> Result<(), FirewallError> {
+    if sets.is_empty() && steps.is_empty() {
         return Ok(());
     }
-    let errors = add_batch(&Tables::new(), sets).send()?;
+    let tables = Tables::new();
+    let errors = with_steps(&tables, steps, |built| {
+        let mut batch = add_batch(&tables, sets);
+        if !steps.is_empty() && !sets.iter().any(|g| g.family == TableFamily::Inet) {
+            touch_probes(&mut batch, &tables, &[TableFamily::Inet].into());
+        }
+        built.append(&mut batch);
+        batch.send()
+    })?;
     if errors.is_empty() {
         return Ok(());
     }

@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use super::batch::BatchBuilder;
 use super::error::{first_error, nl_err, FirewallError, Object};
 use super::readback::dump_set;
+use super::svc_plan::{with_steps, Step};
 use super::tables::Tables;
 use super::units::{set_of, SetUnits};
 use crate::kernel::netlink::{Bus, NlSocket};
@@ -58,8 +59,18 @@ pub(super) fn delete_batch<'a>(
     batch
 }
 
-fn send(sets: &[SetUnits], destroy: bool) -> Result<Vec<(Object, Errno)>, FirewallError> {
-    delete_batch(&Tables::new(), sets, destroy).send()
+/// `steps` (services' member changes, idempotent) go in every batch sent.
+fn send(
+    sets: &[SetUnits],
+    destroy: bool,
+    steps: &[Step],
+) -> Result<Vec<(Object, Errno)>, FirewallError> {
+    let tables = Tables::new();
+    with_steps(&tables, steps, |built| {
+        let mut batch = delete_batch(&tables, sets, destroy);
+        built.append(&mut batch);
+        batch.send()
+    })
 }
 
 /// The sets named by `errors`, or None when an error names something else.
@@ -69,9 +80,10 @@ fn failing_sets(errors: &[(Object, Errno)]) -> Option<BTreeSet<&'static str>> {
 
 /// Delete `sets` in one batch, or two when something is missing (see the module docs).
 /// Elements, sets and tables that are already gone do not fail.
-pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError> {
+/// `steps`: services' member changes, sent with each batch (they are idempotent).
+pub(super) fn delete_units(mut sets: Vec<SetUnits>, steps: &[Step]) -> Result<(), FirewallError> {
     sets.retain(|g| !g.units.is_empty());
-    if sets.is_empty() {
+    if sets.is_empty() && steps.is_empty() {
         return Ok(());
     }
     if DESTROY.load(Ordering::Relaxed) == UNKNOWN && !kernel_may_destroy() {
@@ -80,7 +92,7 @@ pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError>
         DESTROY.store(NO, Ordering::Relaxed);
     }
     if DESTROY.load(Ordering::Relaxed) != NO {
-        let errors = send(&sets, true)?;
+        let errors = send(&sets, true, steps)?;
         if errors.is_empty() {
             DESTROY.store(YES, Ordering::Relaxed);
             return Ok(());
@@ -100,13 +112,13 @@ pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError>
                 return first_error("delete", errors);
             };
             sets.retain(|g| !gone.contains(g.name()));
-            if sets.is_empty() {
+            if sets.is_empty() && steps.is_empty() {
                 return Ok(());
             }
-            return first_error("delete", send(&sets, true)?);
+            return first_error("delete", send(&sets, true, steps)?);
         }
     }
-    let errors = send(&sets, false)?;
+    let errors = send(&sets, false, steps)?;
     if errors.is_empty() {
         return Ok(());
     }
@@ -139,5 +151,5 @@ pub(super) fn delete_units(mut sets: Vec<SetUnits>) -> Result<(), FirewallError>
     if sets.is_empty() {
         return Ok(());
     }
-    first_error("delete", send(&sets, false)?)
+    first_error("delete", send(&sets, false, steps)?)
 }

@@ -69,6 +69,16 @@ pub enum Object {
         host_port: u16,
         ipv6: bool,
     },
+    /// A part of a service (`what`: "chain svc-web", "VIP 10.89.0.10 port 80/tcp", ...).
+    Service {
+        service: String,
+        what: String,
+    },
+    /// A VIP port or host port a new service claims: EEXIST means another service has it.
+    ServiceKey {
+        service: String,
+        what: String,
+    },
     /// Batch begin/end message.
     Batch,
 }
@@ -120,6 +130,13 @@ impl fmt::Display for Object {
                     None => write!(f, "ports{family} element {proto} . {host_port}"),
                 }
             }
+            Object::Service { service, what } | Object::ServiceKey { service, what } => {
+                if service.is_empty() {
+                    write!(f, "{what}")
+                } else {
+                    write!(f, "{what} of service {service}")
+                }
+            }
             Object::Batch => f.write_str("batch control message"),
         }
     }
@@ -152,6 +169,12 @@ pub enum FirewallError {
     /// A bridge or host veth name that cannot be an interface name, so no element can name it.
     #[error("nftables: {what} {name:?} is not a valid interface name (1 to 15 bytes, no NUL); fix the network definition or endpoint record, or run `nethook gc`")]
     InterfaceName { what: &'static str, name: String },
+    /// A service that no batch can express (bad name, no VIP, a port with two targets...).
+    #[error("service {name}: {why}")]
+    BadService { name: String, why: String },
+    /// A VIP port or host port another service already has: the whole batch was rejected.
+    #[error("service {service}: {what} is already another service's; choose another, or remove that service first")]
+    ServiceTaken { service: String, what: String },
     /// A routed endpoint with an IPv6 address: routed networks are IPv4-only. Nothing was sent.
     #[error("nftables: routed host interface {host_interface} has IPv6 address {address}, but routed networks are IPv4-only; give the routed network IPv4 only")]
     RoutedIpv6 {
@@ -175,7 +198,10 @@ impl FirewallError {
             FirewallError::PortTaken { .. } => Some(Errno::EEXIST),
             FirewallError::Kernel { errno, .. } => Some(*errno),
             FirewallError::Netlink { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            FirewallError::InterfaceName { .. } | FirewallError::RoutedIpv6 { .. } => None,
+            FirewallError::ServiceTaken { .. } => Some(Errno::EEXIST),
+            FirewallError::InterfaceName { .. }
+            | FirewallError::RoutedIpv6 { .. }
+            | FirewallError::BadService { .. } => None,
         }
     }
 }

@@ -70,7 +70,9 @@ mod present;
 mod probe;
 mod prune;
 mod readback;
+mod service;
 mod skeleton;
+mod svc_plan;
 mod tables;
 mod types;
 mod units;
@@ -82,6 +84,10 @@ pub use encode::Proto;
 pub use error::{FirewallError, Object};
 pub use present::missing_elements;
 pub use prune::prune;
+pub use service::{
+    create_service, delete_service, restore_services, MemberChange, Service, ServicePort,
+    ServicePublish, Slot,
+};
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 pub use types::{
     Elements, PortMapping, PortMapping4, PortMapping6, Source, TableFamily, TABLE_NAME,
@@ -102,22 +108,40 @@ pub fn release_deferred_sockets() {
 /// Per-network elements (masq4, bridges) and sources may already be there; a host port that is
 /// already published fails the whole batch with [`FirewallError::PortTaken`] naming it, and
 /// nothing of it is applied. ENOENT: a table is missing or out of date: run [`ensure_skeleton`].
+///
+/// Member changes of services ([`Elements::services`]) go in the same batch: a missing service
+/// (not created, or its table re-created) fails it with ENOENT.
 pub fn add(elems: &Elements) -> Result<(), FirewallError> {
-    add::add_units(&units::element_units(elems, true)?, false)
+    let steps = member_steps(elems)?;
+    add::add_units(&units::element_units(elems, true)?, false, &steps)
+}
+
+/// The messages of `elems.services` (each change checked first).
+fn member_steps(elems: &Elements) -> Result<Vec<svc_plan::Step>, FirewallError> {
+    let mut steps = Vec::new();
+    for c in &elems.services {
+        service::check_change(c)?;
+        steps.extend(svc_plan::change_steps(c));
+    }
+    Ok(steps)
 }
 
 /// Like [`add()`], but elements that are already there (ports included) are fine: re-creates the
 /// elements of live endpoints after [`ensure_skeleton`] (re-)created a table. Takes the merged
 /// elements of every live endpoint at once (see [`Elements::extend`]), in one batch. A port
 /// mapped to another target fails with [`FirewallError::PortTaken`].
+/// Services' member changes are not applied here (see [`restore_services`]).
 pub fn restore(elems: &Elements) -> Result<(), FirewallError> {
-    add::add_units(&units::element_units(elems, false)?, true)
+    add::add_units(&units::element_units(elems, false)?, true, &[])
 }
 
 /// Delete elements. Elements that are already gone, and missing sets and tables, do not fail.
 /// Costs one batch, or two when something was missing, whatever the number of elements.
+/// Member changes of services ([`Elements::services`]) go in the same batch (in each batch,
+/// when a second one is needed).
 pub fn delete(elems: &Elements) -> Result<(), FirewallError> {
-    delete::delete_units(units::element_units(elems, false)?)
+    let steps = member_steps(elems)?;
+    delete::delete_units(units::element_units(elems, false)?, &steps)
 }
 
 /// Turn the forwarding guard on or off (idempotent): while on, the host forwards no IPv4
@@ -138,9 +162,9 @@ pub fn guard_forwarding6(on: bool) -> Result<(), FirewallError> {
 
 fn guard(on: bool, ipv6: bool) -> Result<(), FirewallError> {
     if on {
-        add::add_units(&units::guard_units(ipv6), false)
+        add::add_units(&units::guard_units(ipv6), false, &[])
     } else {
-        delete::delete_units(units::guard_units(ipv6))
+        delete::delete_units(units::guard_units(ipv6), &[])
     }
 }
 

@@ -89,7 +89,7 @@ pub fn prune(live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallErro
     }
     drop(sock);
     if !dry_run {
-        delete_units(stale)?;
+        delete_units(stale, &[])?;
     }
     Ok(report)
 }

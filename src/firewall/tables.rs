@@ -57,6 +57,39 @@ fn probe(
     }
 }
 
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+
+/// Does table inet nethook (both None), its set `set`, or its chain `chain` exist?
+pub(super) fn probe_exists(
+    object: Object,
+    set: Option<&CStr>,
+    chain: Option<&CStr>,
+) -> Result<bool, FirewallError> {
+    let inet = TableFamily::Inet;
+    match (set, chain) {
+        (Some(s), _) => probe(
+            libc::NFT_MSG_GETSET as u32,
+            inet,
+            &[
+                (NFTA_SET_TABLE, TABLE_NAME),
+                (NFTA_SET_NAME, &s.to_string_lossy()),
+            ],
+            object,
+        ),
+        (None, Some(c)) => probe(
+            libc::NFT_MSG_GETCHAIN as u32,
+            inet,
+            &[
+                (NFTA_CHAIN_TABLE, TABLE_NAME),
+                (NFTA_CHAIN_NAME, &c.to_string_lossy()),
+            ],
+            object,
+        ),
+        (None, None) => table_exists_in(inet),
+    }
+}
+
 fn table_exists_in(family: TableFamily) -> Result<bool, FirewallError> {
     probe(
         libc::NFT_MSG_GETTABLE as u32,
@@ -261,8 +294,7 @@ pub(super) fn with_create_batch<R>(
 ) -> R {
     let tables = Tables::new();
     let wanted = |family: TableFamily| stale.iter().any(|(f, _)| *f == family);
-    let sets: Vec<_> = skeleton::SETS
-        .iter()
+    let sets: Vec<_> = skeleton::all_sets()
         .filter(|spec| wanted(spec.family))
         .map(|spec| {
             let set = nftnl::set::Set::<Ipv4Addr>::new_named(
@@ -353,16 +385,14 @@ mod tests {
                 .iter()
                 .any(|(o, _)| matches!(o, Object::Rule { family: f, .. } if *f == family)));
             assert!(
-                skeleton::SETS
-                    .iter()
-                    .any(|s| s.family == family && s.name == probe),
+                skeleton::all_sets().any(|s| s.family == family && s.name == probe),
                 "probe set {probe:?} is in table {family}"
             );
         }
         // Set ids are unique within a batch.
-        let mut ids: Vec<_> = skeleton::SETS.iter().map(|s| s.id).collect();
+        let mut ids: Vec<_> = skeleton::all_sets().map(|s| s.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), skeleton::SETS.len());
+        assert_eq!(ids.len(), skeleton::all_sets().count());
     }
 }

@@ -134,6 +134,11 @@ pub struct Elements {
     /// stay). Per container: keyed by the host veth, because `meta ibrname` needs the
     /// nft_meta_bridge module, which kernels may lack (CONFIG_NFT_BRIDGE_META).
     pub any_ethertype: Vec<String>,
+    /// Member changes of services this container joins or leaves, in the same batch as the
+    /// rest (see `firewall::service`). Per container. [`Elements::extend`] leaves them out:
+    /// each change is relative to one state of its service's slots, so merged changes would
+    /// apply twice; a restore puts services back with `restore_services` instead.
+    pub services: Vec<super::service::MemberChange>,
 }
 
 impl Elements {
@@ -149,6 +154,7 @@ impl Elements {
             && self.sources.is_empty()
             && self.routed_sources.is_empty()
             && self.any_ethertype.is_empty()
+            && self.services.is_empty()
     }
 
     /// Only what belongs to this container alone (ports, sources, routed_sources,
@@ -161,6 +167,7 @@ impl Elements {
             sources: self.sources.clone(),
             routed_sources: self.routed_sources.clone(),
             any_ethertype: self.any_ethertype.clone(),
+            services: self.services.clone(),
             ..Elements::default()
         }
     }
@@ -180,6 +187,7 @@ impl Elements {
 
     /// Merge `other` in (e.g. the elements of every live endpoint, for [`restore`]), leaving
     /// out what is already there: the endpoints of a network share its subnets and bridge.
+    /// `other.services` is dropped, never merged (see [`Elements::services`]).
     ///
     /// [`restore`]: super::restore
     pub fn extend(&mut self, other: Elements) {

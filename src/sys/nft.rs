@@ -138,6 +138,8 @@ pub(crate) struct ElemSpec {
     /// `NFT_SET_ELEM_*` flags (e.g. `NFT_SET_ELEM_INTERVAL_END`).
     pub flags: u32,
     pub userdata: Vec<u8>,
+    /// Verdict-map data: the verdict (`NFT_GOTO`, `NFT_JUMP`) and its chain, in place of `data`.
+    pub verdict: Option<(i32, CString)>,
 }
 
 /// A NEWSETELEM/DELSETELEM message for the elements of one set, with the netlink flags chosen by
@@ -205,6 +207,18 @@ impl ElemMsg {
                         sys::NFTNL_SET_ELEM_DATA as u16,
                         d.as_ptr().cast::<c_void>(),
                         d.len() as u32,
+                    );
+                }
+                if let Some((code, chain)) = &e.verdict {
+                    sys::nftnl_set_elem_set_u32(
+                        el,
+                        sys::NFTNL_SET_ELEM_VERDICT as u16,
+                        *code as u32,
+                    );
+                    sys::nftnl_set_elem_set_str(
+                        el,
+                        sys::NFTNL_SET_ELEM_CHAIN as u16,
+                        chain.as_ptr(),
                     );
                 }
                 if e.flags != 0 {

@@ -8,57 +8,57 @@ use nftnl::nftnl_sys as sys;
 
 use crate::sys::nft::{RawExpr, Val};
 
-pub(super) const REG_VERDICT: u32 = 0;
-pub(super) const REG_1: u32 = 1;
+pub(crate) const REG_VERDICT: u32 = 0;
+pub(crate) const REG_1: u32 = 1;
 /// The 128-bit register after REG_1 (= reg32_04): second field of a concatenation after an ifname.
-pub(super) const REG_2: u32 = 2;
-pub(super) const REG32_01: u32 = 9;
-pub(super) const REG32_02: u32 = 10;
+pub(crate) const REG_2: u32 = 2;
+pub(crate) const REG32_01: u32 = 9;
+pub(crate) const REG32_02: u32 = 10;
 /// reg32_05: third field after a 16-byte one and a 4-byte one (ipv6_addr . inet_proto).
-pub(super) const REG32_05: u32 = 13;
+pub(crate) const REG32_05: u32 = 13;
 /// reg32_06: third field after ifname (16 bytes) and ether_addr (6 bytes, padded to 8).
-pub(super) const REG32_06: u32 = 14;
+pub(crate) const REG32_06: u32 = 14;
 
-pub(super) const NF_DROP: u32 = 0;
-pub(super) const NF_ACCEPT: u32 = 1;
-pub(super) const IPS_DST_NAT_BIT: u32 = 1 << 5;
+pub(crate) const NF_DROP: u32 = 0;
+pub(crate) const NF_ACCEPT: u32 = 1;
+pub(crate) const IPS_DST_NAT_BIT: u32 = 1 << 5;
 /// `ct state` bits (NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)).
-pub(super) const CT_STATE_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
+pub(crate) const CT_STATE_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
 /// Ethertypes, as the bytes on the wire.
-pub(super) const ETH_P_IP: [u8; 2] = [0x08, 0x00];
-pub(super) const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
-pub(super) const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
-pub(super) const ETH_P_8021Q: [u8; 2] = [0x81, 0x00];
-pub(super) const ETH_P_8021AD: [u8; 2] = [0x88, 0xa8];
+pub(crate) const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+pub(crate) const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+pub(crate) const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
+pub(crate) const ETH_P_8021Q: [u8; 2] = [0x81, 0x00];
+pub(crate) const ETH_P_8021AD: [u8; 2] = [0x88, 0xa8];
 /// Offsets: Ethernet header (source MAC, ethertype); ARP (Ethernet/IPv4) sender MAC and address.
-pub(super) const ETH_SADDR: u32 = 6;
-pub(super) const ETH_TYPE: u32 = 12;
-pub(super) const ARP_SHA: u32 = 8;
-pub(super) const ARP_SPA: u32 = 14;
-pub(super) const NFPROTO_IPV4: u8 = 2;
-pub(super) const NFPROTO_IPV6: u8 = 10;
+pub(crate) const ETH_SADDR: u32 = 6;
+pub(crate) const ETH_TYPE: u32 = 12;
+pub(crate) const ARP_SHA: u32 = 8;
+pub(crate) const ARP_SPA: u32 = 14;
+pub(crate) const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_IPV6: u8 = 10;
 /// `meta iiftype ether` (ARPHRD_ETHER, a u16 in host order).
-pub(super) const ARPHRD_ETHER: u16 = 1;
-pub(super) const RTN_LOCAL: u32 = 2;
-pub(super) const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-pub(super) const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+pub(crate) const ARPHRD_ETHER: u16 = 1;
+pub(crate) const RTN_LOCAL: u32 = 2;
+pub(crate) const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+pub(crate) const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 /// Offsets in the IPv4 header.
-pub(super) const IP4_SADDR: u32 = 12;
-pub(super) const IP4_DADDR: u32 = 16;
+pub(crate) const IP4_SADDR: u32 = 12;
+pub(crate) const IP4_DADDR: u32 = 16;
 /// Offsets in the IPv6 header: payload length, next header, source, destination.
-pub(super) const IP6_PAYLOAD_LEN: u32 = 4;
-pub(super) const IP6_NEXTHDR: u32 = 6;
-pub(super) const IP6_SADDR: u32 = 8;
-pub(super) const IP6_DADDR: u32 = 24;
+pub(crate) const IP6_PAYLOAD_LEN: u32 = 4;
+pub(crate) const IP6_NEXTHDR: u32 = 6;
+pub(crate) const IP6_SADDR: u32 = 8;
+pub(crate) const IP6_DADDR: u32 = 24;
 /// IP protocol numbers (`meta l4proto`).
-pub(super) const IPPROTO_UDP: u8 = 17;
-pub(super) const IPPROTO_ICMPV6: u8 = 58;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
 
-pub(super) fn e(name: &'static CStr, attrs: Vec<(u32, Val)>) -> RawExpr {
+pub(crate) fn e(name: &'static CStr, attrs: Vec<(u32, Val)>) -> RawExpr {
     RawExpr { name, attrs }
 }
 
-pub(super) fn meta(key: i32, dreg: u32) -> RawExpr {
+pub(crate) fn meta(key: i32, dreg: u32) -> RawExpr {
     e(
         c"meta",
         vec![
@@ -68,7 +68,7 @@ pub(super) fn meta(key: i32, dreg: u32) -> RawExpr {
     )
 }
 
-pub(super) fn payload(base: i32, offset: u32, len: u32, dreg: u32) -> RawExpr {
+pub(crate) fn payload(base: i32, offset: u32, len: u32, dreg: u32) -> RawExpr {
     e(
         c"payload",
         vec![
@@ -80,7 +80,7 @@ pub(super) fn payload(base: i32, offset: u32, len: u32, dreg: u32) -> RawExpr {
     )
 }
 
-pub(super) fn cmp(op: i32, data: Vec<u8>) -> RawExpr {
+pub(crate) fn cmp(op: i32, data: Vec<u8>) -> RawExpr {
     e(
         c"cmp",
         vec![
@@ -91,7 +91,7 @@ pub(super) fn cmp(op: i32, data: Vec<u8>) -> RawExpr {
     )
 }
 
-pub(super) fn lookup(set: &CStr, dreg: Option<u32>, inverted: bool) -> RawExpr {
+pub(crate) fn lookup(set: &CStr, dreg: Option<u32>, inverted: bool) -> RawExpr {
     let mut a = vec![
         (sys::NFTNL_EXPR_LOOKUP_SREG, Val::U32(REG_1)),
         (sys::NFTNL_EXPR_LOOKUP_SET, Val::Str(CString::from(set))),
@@ -109,7 +109,7 @@ pub(super) fn lookup(set: &CStr, dreg: Option<u32>, inverted: bool) -> RawExpr {
 }
 
 /// `meta nfproto ipv4` (the dependency nft adds for `ip ...` matches in an inet table).
-pub(super) fn is_ipv4() -> [RawExpr; 2] {
+pub(crate) fn is_ipv4() -> [RawExpr; 2] {
     [
         meta(libc::NFT_META_NFPROTO, REG_1),
         cmp(libc::NFT_CMP_EQ, vec![NFPROTO_IPV4]),
@@ -117,17 +117,17 @@ pub(super) fn is_ipv4() -> [RawExpr; 2] {
 }
 
 /// `ct status dnat`
-pub(super) fn ct_status_dnat() -> [RawExpr; 3] {
+pub(crate) fn ct_status_dnat() -> [RawExpr; 3] {
     ct_any_bit(libc::NFT_CT_STATUS, IPS_DST_NAT_BIT)
 }
 
 /// `ct state established,related`
-pub(super) fn ct_state_established_related() -> [RawExpr; 3] {
+pub(crate) fn ct_state_established_related() -> [RawExpr; 3] {
     ct_any_bit(libc::NFT_CT_STATE, CT_STATE_ESTABLISHED_RELATED)
 }
 
 /// `ct <key> <flags>`: any of the bits in `mask` is set.
-pub(super) fn ct_any_bit(key: i32, mask: u32) -> [RawExpr; 3] {
+pub(crate) fn ct_any_bit(key: i32, mask: u32) -> [RawExpr; 3] {
     [
         e(
             c"ct",
@@ -157,7 +157,7 @@ pub(super) fn ct_any_bit(key: i32, mask: u32) -> [RawExpr; 3] {
 }
 
 /// `dnat ip to <addr in REG_1> : <port in REG32_01>`
-pub(super) fn dnat4_from_regs() -> RawExpr {
+pub(crate) fn dnat4_from_regs() -> RawExpr {
     e(
         c"nat",
         vec![
@@ -176,7 +176,7 @@ pub(super) fn dnat4_from_regs() -> RawExpr {
 }
 
 /// `dnat ip6 to <addr in REG_1> : <port in REG_2>` (the port follows the 16-byte address).
-pub(super) fn dnat6_from_regs() -> RawExpr {
+pub(crate) fn dnat6_from_regs() -> RawExpr {
     e(
         c"nat",
         vec![
@@ -194,12 +194,12 @@ pub(super) fn dnat6_from_regs() -> RawExpr {
     )
 }
 
-pub(super) fn masq() -> RawExpr {
+pub(crate) fn masq() -> RawExpr {
     e(c"masq", vec![])
 }
 
 /// `accept` / `drop`
-pub(super) fn verdict(v: u32) -> RawExpr {
+pub(crate) fn verdict(v: u32) -> RawExpr {
     e(
         c"immediate",
         vec![
@@ -210,12 +210,12 @@ pub(super) fn verdict(v: u32) -> RawExpr {
 }
 
 /// A verdict code that is not a netfilter one (`return`: NFT_RETURN, negative).
-pub(super) fn verdict_code(code: i32) -> RawExpr {
+pub(crate) fn verdict_code(code: i32) -> RawExpr {
     verdict(code as u32)
 }
 
 /// `jump <chain>`
-pub(super) fn jump(chain: &CStr) -> RawExpr {
+pub(crate) fn jump(chain: &CStr) -> RawExpr {
     e(
         c"immediate",
         vec![
@@ -227,7 +227,7 @@ pub(super) fn jump(chain: &CStr) -> RawExpr {
 }
 
 /// `goto <chain>`
-pub(super) fn goto(chain: &CStr) -> RawExpr {
+pub(crate) fn goto(chain: &CStr) -> RawExpr {
     e(
         c"immediate",
         vec![
@@ -240,14 +240,14 @@ pub(super) fn goto(chain: &CStr) -> RawExpr {
 
 /// `iifname "<prefix>*"` / `oifname != "<prefix>*"` (`key`: NFT_META_IIFNAME or
 /// NFT_META_OIFNAME; `op`: NFT_CMP_EQ or NFT_CMP_NEQ): nft compares only the prefix's bytes.
-pub(super) fn ifname_prefix(key: i32, op: i32, prefix: &str) -> [RawExpr; 2] {
+pub(crate) fn ifname_prefix(key: i32, op: i32, prefix: &str) -> [RawExpr; 2] {
     [meta(key, REG_1), cmp(op, prefix.as_bytes().to_vec())]
 }
 
 /// `iifname . <mac> . <ipv4> != @set drop`: the anti-spoofing check of both tables (the
 /// bridge table's `addrs4`, the inet table's `raddrs4`), the MAC loaded from `base`+`mac_at`,
 /// the address from the network header at `ip_at`.
-pub(super) fn addrs4_mismatch_drop(set: &CStr, base: i32, mac_at: u32, ip_at: u32) -> Vec<RawExpr> {
+pub(crate) fn addrs4_mismatch_drop(set: &CStr, base: i32, mac_at: u32, ip_at: u32) -> Vec<RawExpr> {
     vec![
         meta(libc::NFT_META_IIFNAME, REG_1),
         payload(base, mac_at, 6, REG_2),
@@ -258,7 +258,7 @@ pub(super) fn addrs4_mismatch_drop(set: &CStr, base: i32, mac_at: u32, ip_at: u3
 }
 
 /// `meta nfproto ipv6`
-pub(super) fn is_ipv6() -> [RawExpr; 2] {
+pub(crate) fn is_ipv6() -> [RawExpr; 2] {
     [
         meta(libc::NFT_META_NFPROTO, REG_1),
         cmp(libc::NFT_CMP_EQ, vec![NFPROTO_IPV6]),
@@ -268,7 +268,7 @@ pub(super) fn is_ipv6() -> [RawExpr; 2] {
 /// The dependencies nft puts before `ether saddr` ... `ip saddr` in an inet table: the input
 /// interface is Ethernet (`meta iiftype ether`), and the frame carries IPv4 (`ether type ip`,
 /// which in an inet table nft takes instead of `meta nfproto ipv4`).
-pub(super) fn inet_ether_ipv4() -> [RawExpr; 4] {
+pub(crate) fn inet_ether_ipv4() -> [RawExpr; 4] {
     let [load_type, is_ip] = ether_type(ETH_P_IP);
     [
         meta(libc::NFT_META_IIFTYPE, REG_1),
@@ -279,7 +279,7 @@ pub(super) fn inet_ether_ipv4() -> [RawExpr; 4] {
 }
 
 /// `ether type <t>` (bridge family: the link-layer header)
-pub(super) fn ether_type(t: [u8; 2]) -> [RawExpr; 2] {
+pub(crate) fn ether_type(t: [u8; 2]) -> [RawExpr; 2] {
     [
         payload(libc::NFT_PAYLOAD_LL_HEADER, ETH_TYPE, 2, REG_1),
         cmp(libc::NFT_CMP_EQ, t.to_vec()),
@@ -287,7 +287,7 @@ pub(super) fn ether_type(t: [u8; 2]) -> [RawExpr; 2] {
 }
 
 /// `ether type != <t>` (each comparison loads the field again, as nft does)
-pub(super) fn ether_type_is_not(t: [u8; 2]) -> [RawExpr; 2] {
+pub(crate) fn ether_type_is_not(t: [u8; 2]) -> [RawExpr; 2] {
     [
         payload(libc::NFT_PAYLOAD_LL_HEADER, ETH_TYPE, 2, REG_1),
         cmp(libc::NFT_CMP_NEQ, t.to_vec()),
@@ -295,7 +295,7 @@ pub(super) fn ether_type_is_not(t: [u8; 2]) -> [RawExpr; 2] {
 }
 
 /// `fib daddr type local jump publish`
-pub(super) fn fib_daddr_local_jump(chain: &CStr) -> Vec<RawExpr> {
+pub(crate) fn fib_daddr_local_jump(chain: &CStr) -> Vec<RawExpr> {
     vec![
         e(
             c"fib",
@@ -313,6 +313,6 @@ pub(super) fn fib_daddr_local_jump(chain: &CStr) -> Vec<RawExpr> {
     ]
 }
 
-pub(super) fn cat(parts: Vec<Vec<RawExpr>>) -> Vec<RawExpr> {
+pub(crate) fn cat(parts: Vec<Vec<RawExpr>>) -> Vec<RawExpr> {
     parts.into_iter().flatten().collect()
 }

@@ -3,6 +3,7 @@
 //! IPv4 and IPv6 (each rule that reads an address checks the family first).
 
 use super::expr::*;
+use super::services::{jump_rule, publish_any_rule, publish_host_rule};
 use super::{
     RuleSpec, TableFamily, FWD_GUARD, HPORTS4, HPORTS6, INTRA, INTRA4, MASQ4, MASQ6, NETS, NOMASQ4,
     NOMASQ6, PORTS4, PORTS6, RADDRS4,
@@ -30,6 +31,7 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
                 ],
             ]),
         },
+        publish_host_rule(false),
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"publish",
@@ -74,6 +76,7 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
                 ],
             ]),
         },
+        publish_host_rule(true),
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"publish",
@@ -101,12 +104,15 @@ pub(super) fn base_rules() -> Vec<RuleSpec> {
                 ],
             ]),
         },
+        publish_any_rule(),
+        jump_rule(c"prerouting"),
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"prerouting",
             comment: c"traffic to a host address may be for a published port",
             exprs: fib_daddr_local_jump(c"publish"),
         },
+        jump_rule(c"output"),
         RuleSpec {
             family: TableFamily::Inet,
             chain: c"output",

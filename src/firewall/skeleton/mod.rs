@@ -15,8 +15,13 @@
 use std::ffi::CStr;
 
 mod bridge;
-mod expr;
+pub(crate) mod expr;
 mod inet;
+mod services;
+
+pub(crate) use services::{
+    HSVCPORTS4, HSVCPORTS6, PROBE_SVC, SVC4, SVC6, SVCAFF4, SVCAFF6, SVCNONE4, SVCNONE6, SVCPORTS,
+};
 
 use super::encode::{
     ADDRS4_KEY_LEN, ADDRS4_KEY_TYPE, ADDRS6_KEY_LEN, ADDRS6_KEY_TYPE, DNAT4_DATA_LEN,
@@ -60,9 +65,10 @@ pub(crate) const PROBE_IPV6: &CStr = c"probe_ipv6";
 /// (`probe_ipv6`), as `probe_routed` (inet) and `l2open` (bridge) were before: `masq6` and
 /// `nomasq6` are interval sets, where even re-adding an element that is there makes the kernel
 /// clone the set's lookup tables, a cost every setup would pay. `probe_ipv6` replaced
-/// `probe_routed` and `l2open` as probes: a table without it predates IPv6.
+/// `probe_routed` and `l2open` as probes: a table without it predates IPv6. In the inet table,
+/// `probe_svc` (services, `skeleton/services.rs`) replaced `probe_ipv6`.
 pub(crate) const PROBES: [(TableFamily, &CStr); 2] = [
-    (TableFamily::Inet, PROBE_IPV6),
+    (TableFamily::Inet, PROBE_SVC),
     (TableFamily::Bridge, PROBE_IPV6),
 ];
 
@@ -95,7 +101,7 @@ pub(crate) struct SetSpec {
     pub comment: Option<&'static CStr>,
 }
 
-pub(crate) const SETS: [SetSpec; 19] = [
+pub(crate) const SETS: [SetSpec; 18] = [
     SetSpec {
         family: TableFamily::Inet,
         name: MASQ4,
@@ -293,18 +299,6 @@ pub(crate) const SETS: [SetSpec; 19] = [
         comment: Some(c"IPv6 subnet . CIDR it is routed to and from with its own addresses"),
     },
     SetSpec {
-        family: TableFamily::Inet,
-        name: PROBE_IPV6,
-        id: 17,
-        key_type: TYPE_NFPROTO,
-        key_len: 1,
-        flags: 0,
-        data: None,
-        concat: &[],
-        key_byteorder: Some(BYTEORDER_INVALID),
-        comment: Some(c"version probe: tables without this set predate IPv6 and are re-created"),
-    },
-    SetSpec {
         family: TableFamily::Bridge,
         name: ADDRS6,
         id: 18,
@@ -404,6 +398,10 @@ pub(crate) fn chains() -> Vec<ChainSpec> {
             PRIO_FILTER,
         ),
         regular(TableFamily::Inet, c"isolate"),
+    ]
+    .into_iter()
+    .chain(services::chains())
+    .chain([
         // Bridge family: NF_BR_PRE_ROUTING has the value of NF_INET_PRE_ROUTING. At -200 this runs
         // before br_netfilter (priority 0) hands bridged IPv4 to the inet hooks.
         base(
@@ -424,7 +422,13 @@ pub(crate) fn chains() -> Vec<ChainSpec> {
         regular(TableFamily::Bridge, c"antispoof"),
         regular(TableFamily::Bridge, c"antispoof6"),
         regular(TableFamily::Bridge, c"nd6"),
-    ]
+    ])
+    .collect()
+}
+
+/// Every set of the skeleton, both tables (services' last).
+pub(crate) fn all_sets() -> impl Iterator<Item = &'static SetSpec> {
+    SETS.iter().chain(services::SVC_SETS.iter())
 }
 
 /// One rule: its table's family, chain, comment (shown by `nft list`), expressions.
@@ -440,6 +444,7 @@ pub(crate) fn rules() -> Vec<RuleSpec> {
     let mut all = inet::base_rules();
     all.extend(inet::routed_antispoof_rules());
     all.extend(inet::isolation_rules());
+    all.extend(services::rules());
     all.extend(bridge::antispoof_rules());
     all.extend(bridge::antispoof6_rules());
     all.extend(bridge::nd6_rules());
