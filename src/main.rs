@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use nethook::core::{gc, list as view};
 use nethook::frontend::network_cli::{self, settled_endpoints, NetworkCommand};
 use nethook::frontend::oci::Stage;
+use nethook::frontend::service_cli::{self, ServiceCommand};
 use nethook::frontend::{cni, hook, install};
 use nethook::kernel::seam::Host;
 use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
@@ -43,6 +44,9 @@ enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage services: stable virtual IPs that balance over their member containers.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 
     /// List endpoints (containers with a nethook network).
     Ls {
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hook { stage } => nethook::exit_now(hook::run(&store, stage)),
         Command::Network(cmd) => network_cli::run(&store, cmd),
+        Command::Service(cmd) => service_cli::run(&store, cmd),
 
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),

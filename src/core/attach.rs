@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use crate::core::detach;
 use crate::core::elements::firewall_elements;
+use crate::core::members;
+use crate::core::names::{self, NameError};
 use crate::core::plan::{plan_endpoint, PlanError};
 use crate::core::recover::{self, RecoverError};
 use crate::core::request::Request;
+use crate::core::services::{self as svc, ServiceOpError};
 use crate::driver::{self, AttachContext, Driver, DriverError, DriverKernel};
 use crate::failpoint::Injected;
 use crate::firewall::{Elements, FirewallError};
@@ -83,6 +86,10 @@ pub enum SetupError {
     },
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error(transparent)]
+    Service(#[from] ServiceOpError),
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error("the teardown of container {id} is still under way after {}s; try again in a moment, or run `nethook gc` if it stays", DELETION_WAIT.as_secs())]
     StillDeleting { id: String },
 }
@@ -147,6 +154,7 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
 
     let _lock = lock_for(store, req)?;
     steps.mark("lock");
+    svc::check_membership(store, &network.name, &req.options.services)?;
     if let Some(existing) = store.load_endpoint(&req.id)? {
         // A record whose host veth is gone belongs to an earlier container with this id
         // that died without poststop (a runtime that skips it when start fails): reclaim
@@ -333,8 +341,18 @@ fn apply(
         steps,
     };
     driver.attach(&mut cx, net, link, ep)?;
+    // A member reaching its own service is DNATed back to itself: bridged back out the port
+    // it came in by, which a bridge does only with hairpin on.
+    if !ep.services.is_empty() && net.driver.is_bridge() {
+        k.links().set_hairpin(&ep.host_interface, true)?;
+    }
 
-    let elements = firewall_elements(ep);
+    let mut elements = firewall_elements(ep);
+    // Its services' member changes ride in its own batch: it is a member from the moment
+    // this batch lands, and not before.
+    for plan in members::join_all(store, ep)? {
+        elements.services.extend(svc::fw_change(store, &plan)?);
+    }
     if !elements.is_empty() {
         // The skeleton is there for every setup but the first, so the elements go in first;
         // only when the batch names a table or set that is missing (ENOENT, nothing applied)
@@ -387,9 +405,17 @@ fn log_undo_failure(what: &str, e: &dyn std::error::Error) {
     ));
 }
 
-/// Drops the write-ahead record and the address of a setup that did not complete.
+/// Drops the write-ahead record and the address of a setup that did not complete, and its
+/// service memberships and names.
 fn forget(store: &Store, k: &dyn Kernel, ep: &Endpoint, ipam: &crate::state::IpamDir) {
     Claims::new(store.run_dir()).release(ep.id.as_str(), &claims_of(&ep.ports));
+    names::release(store, ep);
+    if let Err(e) = detach::leave_services(store, k, ep) {
+        log::line(&format!(
+            "rollback could not take {} out of its services: {e}; run `nethook gc`",
+            ep.id
+        ));
+    }
     if let Err(e) = detach::forget(store, k, ep, ipam) {
         log::line(&format!(
             "rollback could not drop the record of {}: {e}; run `nethook gc`",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::core::elements::{network_elements, own_elements, port_elements};
 use crate::core::recover;
+use crate::core::{members, names, services};
 use crate::driver::{self, DriverKernel};
 use crate::firewall::{FirewallError, PortMapping};
 use crate::kernel::conntrack::ConntrackError;
@@ -228,6 +229,8 @@ struct Unpublished {
     owns_address: bool,
     /// The endpoint's published ports, as map elements.
     ports: Vec<PortMapping>,
+    /// It was a member of a service with UDP ports.
+    udp_service: bool,
 }
 
 /// Deletes the published ports and anti-spoofing elements first, so no new flow reaches
@@ -244,8 +247,12 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
     let ports = port_elements(ep);
-    let own = own_elements(ep, owns_address);
+    let mut own = own_elements(ep, owns_address);
+    // Out of its services in the same batch: no new connection reaches it from here on.
+    let (changes, udp_service) = leave_changes(store, ep)?;
+    own.services = changes;
     k.firewall().delete(&own)?;
+    names::release(store, ep);
     // The host ports are free from here on: a container publishing them next need not wait
     // for the rest of this teardown.
     Claims::new(store.run_dir()).release(ep.id.as_str(), &claims_of(&ep.ports));
@@ -253,7 +260,38 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
         ipam,
         owns_address,
         ports,
+        udp_service,
     })
+}
+
+/// `ep` leaves its services (recorded in the members files); the firewall's changes, and
+/// whether one of them has UDP ports (whose conntrack entries must then go).
+fn leave_changes(
+    store: &Store,
+    ep: &Endpoint,
+) -> Result<(Vec<crate::firewall::MemberChange>, bool), StoreError> {
+    let mut changes = Vec::new();
+    let mut udp = false;
+    for plan in members::leave_all(store, ep)? {
+        if let Some(s) = store.load_service(&plan.service)? {
+            udp |= s.has_udp();
+        }
+        changes.extend(services::fw_change(store, &plan)?);
+    }
+    Ok((changes, udp))
+}
+
+/// Takes `ep` out of its services, in a batch of its own (a failed setup's rollback).
+pub fn leave_services(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), TeardownError> {
+    let (changes, _) = leave_changes(store, ep)?;
+    if !changes.is_empty() {
+        let elements = crate::firewall::Elements {
+            services: changes,
+            ..Default::default()
+        };
+        k.firewall().delete(&elements)?;
+    }
+    Ok(())
 }
 
 /// The link, then what `settle` does. True when the veth had to be deleted.
@@ -301,7 +339,9 @@ fn settle(
     let addrs: Vec<std::net::IpAddr> = (ep.ipv4.map(|v4| v4.address.into()).into_iter())
         .chain(ep.ipv6.as_ref().map(|v6| v6.address.into()))
         .collect();
-    if u.owns_address && !addrs.is_empty() && !connectionless.is_empty() {
+    // A UDP service's clients keep their flow's entry (DNATed to this member) as long as
+    // they send; the walk drops every entry whose reply comes from its address.
+    if u.owns_address && !addrs.is_empty() && (!connectionless.is_empty() || u.udp_service) {
         if let Err(e) = k.conntrack().flush_for(&addrs, &connectionless) {
             log_conntrack(ep, &e);
         }

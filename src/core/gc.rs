@@ -89,6 +89,7 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
     // a setup may have re-created the tables already, and a tool may have flushed single
     // sets. Elements still there are fine.
     let needed = !live_endpoints.is_empty()
+        || !store.list_services()?.is_empty()
         || recover::owns_forwarding(store)
         || recover::owns_forwarding6(store);
     let missing = if needed {

@@ -9,10 +9,12 @@ pub mod elements;
 pub mod gc;
 pub mod list;
 pub mod members;
+pub mod names;
 pub mod network;
 pub mod network_update;
 pub mod plan;
 pub mod recover;
 pub mod request;
+pub mod services;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -181,6 +181,12 @@ pub fn restore(store: &Store, k: &dyn Kernel, endpoints: &[Endpoint]) -> Result<
             }
         }
     }
+    // Services' chains and maps went with the table: back with their members, in one
+    // batch (none when there is no service).
+    let services = crate::core::services::fw_all(store)?;
+    if !services.is_empty() {
+        k.firewall().restore_services(&services)?;
+    }
     k.firewall().guard_forwarding(owns_forwarding(store))?;
     // Only turned on here: a hook's restore follows a re-created table, where the element
     // is gone anyway, and one more batch would be one more netfilter socket for the hook

@@ -69,13 +69,16 @@ impl Driver for Bridge {
             reason: "it has neither an IPv4 nor an IPv6 subnet".into(),
         })?;
         let owner_tag = net.owner_tag();
+        // Host processes reach a service's VIP through the bridge (containers through the
+        // gateway): the service ranges are routed there.
+        let routes = net.service_ranges();
         let index = k.links().ensure_bridge(&BridgeSpec {
             name: &net.bridge,
             mac,
             ipv4: net.ipv4.map(|v4| (v4.gateway, v4.subnet.prefix())),
             ipv6: net.ipv6.map(|v6| (v6.gateway, v6.subnet.prefix())),
             owner_tag: &owner_tag,
-            routes: &[],
+            routes: &routes,
         })?;
         Ok(NetworkLink { index })
     }

@@ -8,3 +8,4 @@ pub mod install;
 pub mod network_cli;
 pub mod oci;
 mod process;
+pub mod service_cli;

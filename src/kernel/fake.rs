@@ -325,6 +325,23 @@ impl Firewall for Fake {
             vec!["nftables table inet nethook is missing".to_owned()]
         })
     }
+    fn create_service(&self, s: &crate::firewall::Service) -> Result<(), FirewallError> {
+        self.fw_call("fw.create_service", s.name.clone())?;
+        if !self.state.borrow().skeleton {
+            return Err(fw_error(libc::ENOENT));
+        }
+        Ok(())
+    }
+    fn delete_service(&self, s: &crate::firewall::Service) -> Result<(), FirewallError> {
+        self.fw_call("fw.delete_service", s.name.clone())
+    }
+    fn restore_services(
+        &self,
+        all: &[(crate::firewall::Service, Vec<crate::firewall::Slot>)],
+    ) -> Result<(), FirewallError> {
+        let names: Vec<&str> = all.iter().map(|(s, _)| s.name.as_str()).collect();
+        self.fw_call("fw.restore_services", names.join(","))
+    }
 }
 
 impl Conntrack for Fake {

@@ -130,6 +130,15 @@ pub trait Firewall {
     fn prune(&self, live: &Elements, dry_run: bool) -> Result<Vec<String>, FirewallError>;
     /// One line per element of `elements` the kernel's sets do not hold (CHECK).
     fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError>;
+    /// See `firewall::create_service`: a new service's chain, maps and dispatch, one batch.
+    fn create_service(&self, s: &firewall::Service) -> Result<(), FirewallError>;
+    /// See `firewall::delete_service`: idempotent, one batch.
+    fn delete_service(&self, s: &firewall::Service) -> Result<(), FirewallError>;
+    /// See `firewall::restore_services`: every service with its members, one batch.
+    fn restore_services(
+        &self,
+        all: &[(firewall::Service, Vec<firewall::Slot>)],
+    ) -> Result<(), FirewallError>;
 }
 
 pub trait Conntrack {
@@ -387,6 +396,18 @@ impl Firewall for Host {
     }
     fn missing_elements(&self, elements: &Elements) -> Result<Vec<String>, FirewallError> {
         firewall::missing_elements(elements)
+    }
+    fn create_service(&self, s: &firewall::Service) -> Result<(), FirewallError> {
+        firewall::create_service(s)
+    }
+    fn delete_service(&self, s: &firewall::Service) -> Result<(), FirewallError> {
+        firewall::delete_service(s)
+    }
+    fn restore_services(
+        &self,
+        all: &[(firewall::Service, Vec<firewall::Slot>)],
+    ) -> Result<(), FirewallError> {
+        firewall::restore_services(all)
     }
 }
 

@@ -30,7 +30,7 @@ pub enum ClaimError {
         #[source]
         source: io::Error,
     },
-    #[error("host port {port}/{proto} is already published by container {owner} on {held}; a publish on {wanted} would take it over: pick another host port or stop {owner}")]
+    #[error("host port {port}/{proto} is already published by {owner} on {held}; a publish on {wanted} would take it over: pick another host port or stop {owner}")]
     Shadowed {
         proto: Proto,
         port: u16,
@@ -164,7 +164,10 @@ impl Claims {
                 return Err(ClaimError::Shadowed {
                     proto: c.proto,
                     port: c.port,
-                    owner: holder,
+                    owner: match holder.strip_prefix("service=") {
+                        Some(name) => format!("service {name} (`nethook service rm {name}`)"),
+                        None => format!("container {holder}"),
+                    },
                     held,
                     wanted,
                 });
