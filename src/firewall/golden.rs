@@ -271,6 +271,83 @@ mod wire {
         out.push_str(&with_create_batch(&old, |batch| {
             wire("re-create inet", &batch)
         }));
+        out.push_str(&service_batches());
+        out
+    }
+
+    /// Service "web" (a port of each protocol, both families, one published port, affinity).
+    fn service_batches() -> String {
+        use super::super::service::{MemberChange, Service, ServicePort, ServicePublish, Slot};
+        use super::super::svc_plan::*;
+        let svc = Service {
+            name: "web".into(),
+            vip4: Some(Ipv4Addr::new(10, 89, 0, 10)),
+            vip6: Some("fd89::10".parse().unwrap()),
+            ports: vec![
+                ServicePort {
+                    proto: Proto::Tcp,
+                    port: 80,
+                    target_port: 8080,
+                },
+                ServicePort {
+                    proto: Proto::Udp,
+                    port: 53,
+                    target_port: 53,
+                },
+            ],
+            publish: vec![ServicePublish {
+                host_ip: Some("192.168.1.2".parse().unwrap()),
+                proto: Proto::Tcp,
+                host_port: 8088,
+                target_port: 8080,
+            }],
+            affinity: Some(10800),
+        };
+        let slot = |k: u8| Slot {
+            slot: u32::from(k),
+            v4: Some(Ipv4Addr::new(10, 88, 0, 10 + k)),
+            v6: Some(format!("fd88::{}", 10 + k).parse().unwrap()),
+        };
+        let change = |after, set, unset| MemberChange {
+            service: svc.clone(),
+            after,
+            set,
+            unset,
+        };
+        let tables = Tables::new();
+        // The steps alone (the real batches add the inet probe, pinned above).
+        let batch = |title: &str, steps: &[Step]| {
+            with_steps(&tables, steps, |built| {
+                let mut b = BatchBuilder::new();
+                built.append(&mut b);
+                wire(title, &b)
+            })
+        };
+        let present = Present {
+            chain: true,
+            rec: true,
+            sets: ["m4", "m6", "p", "a4", "a6"]
+                .iter()
+                .map(|x| std::ffi::CString::new(format!("svc-web-{x}")).unwrap())
+                .collect(),
+        };
+        let mut out = String::new();
+        out.push_str(&batch("service create", &create_steps(&svc)));
+        out.push_str(&batch(
+            "service join 0 -> 1",
+            &change_steps(&change(1, vec![slot(0)], vec![])),
+        ));
+        out.push_str(&batch(
+            "service join 2 -> 3",
+            &change_steps(&change(3, vec![slot(2)], vec![])),
+        ));
+        let leave = change(2, vec![Slot { slot: 0, ..slot(2) }], vec![2]);
+        out.push_str(&batch("service leave slot 0 of 3", &change_steps(&leave)));
+        out.push_str(&batch(
+            "service restore",
+            &restore_steps(&svc, &[slot(0), slot(1)]),
+        ));
+        out.push_str(&batch("service delete", &delete_steps(&svc, &present)));
         out
     }
 

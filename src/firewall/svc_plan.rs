@@ -277,6 +277,14 @@ pub(super) fn object_steps(s: &Service) -> Vec<Step> {
 /// members has an empty chain: its host ports are closed ports).
 pub(super) fn dispatch_steps(s: &Service, members: bool) -> Vec<Step> {
     let n = names(s);
+    let mut out = vip_steps(s, members);
+    out.extend(other_dispatch_steps(s, &n));
+    out
+}
+
+/// The VIP keys in their home for `members`, destroyed in the other.
+fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
+    let n = names(s);
     let mut out = Vec::new();
     for (with, without, k, what) in vip_keys(s) {
         let o = obj(s, what);
@@ -294,6 +302,12 @@ pub(super) fn dispatch_steps(s: &Service, members: bool) -> Vec<Step> {
             out.push(elems(without, true, NLM_F_CREATE, vec![key(k)], o));
         }
     }
+    out
+}
+
+/// Published ports and affinity keys (the same whatever the members).
+fn other_dispatch_steps(s: &Service, n: &Names) -> Vec<Step> {
+    let mut out = Vec::new();
     for (set, k, what) in publish_keys(s) {
         out.push(elems(
             set,
@@ -412,9 +426,16 @@ fn flush_set(s: &Service, set: &CStr) -> Step {
 }
 
 /// A member change, as it rides in a container's batch.
+///
+/// The VIP keys move between svc4/svc6 and svcnone4/svcnone6 only when the change may cross 0
+/// members: `after` is 0, or every slot there is was written (a join 0 → 1, the rollback of a
+/// leave 1 → 0). A join to 1000 does not resend them; published ports and affinity keys never
+/// depend on the members (`create_service`, `restore_services` write them).
 pub(super) fn change_steps(c: &MemberChange) -> Vec<Step> {
     let mut out = slot_steps(&c.service, &c.set, &c.unset);
-    out.extend(dispatch_steps(&c.service, c.after > 0));
+    if c.after as usize <= c.set.len() {
+        out.extend(vip_steps(&c.service, c.after > 0));
+    }
     out.extend(rule_steps(&c.service, c.after));
     out
 }
@@ -449,11 +470,9 @@ pub(super) fn create_steps(s: &Service) -> Vec<Step> {
         out.push(elems(set, true, excl, vec![goto_elem(k, &n.chain)], o));
     }
     // Affinity keys and an empty chain: as for no members.
-    out.extend(
-        dispatch_steps(s, false)
-            .into_iter()
-            .filter(|st| matches!(st, Step::Elems { set, .. } if set.as_c_str() == SVCAFF4 || set.as_c_str() == SVCAFF6)),
-    );
+    out.extend(other_dispatch_steps(s, &n).into_iter().filter(
+        |st| matches!(st, Step::Elems { set, .. } if set.as_c_str() == SVCAFF4 || set.as_c_str() == SVCAFF6),
+    ));
     out.extend(rule_steps(s, 0));
     out
 }

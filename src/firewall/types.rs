@@ -214,6 +214,7 @@ impl Elements {
             }
         }
         merge(&mut self.any_ethertype, other.any_ethertype);
+        // `other.services` is dropped on purpose (see the field's docs).
     }
 }
 

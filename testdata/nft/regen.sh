@@ -11,3 +11,7 @@ unshare --net -- nft --debug=netlink -f skeleton.nft > skeleton.debug.txt
 awk '/^(inet|bridge) nethook [a-z0-9]+ *$/ {inrule=1; print; next} inrule && /^  / {print; next} {inrule=0}' skeleton.debug.txt \
   | sed -e 's/ set ndtgt / set addrs6 /' -e 's/ set ndll / set macs /' > skeleton.rules.txt
 echo "wrote $(grep -Ec '^(inet|bridge) nethook' skeleton.rules.txt) rules"
+# One service's chains (src/firewall/svc_plan.rs), from services.nft.
+unshare --net -- nft --debug=netlink -f services.nft \
+  | awk '/^inet nethook [a-z0-9-]+ *$/ {inrule=1; print; next} inrule && /^  / {print; next} {inrule=0}' > services.rules.txt
+echo "wrote $(grep -Ec '^inet nethook' services.rules.txt) service rules"

@@ -273,7 +273,7 @@ pub(crate) fn rules() -> Vec<RuleSpec> {
         ),
         rule(
             c"svcpre",
-            c"new connections to a service without members (not lo: reject at prerouting warned on looped packets before 6.17)",
+            c"new connections to a service without members (not lo: unpatched kernels warn on reject of looped packets here)",
             cat(vec![
                 vec![meta(libc::NFT_META_IIF, REG_1), cmp(libc::NFT_CMP_NEQ, 1u32.to_ne_bytes().to_vec())],
                 ct_state_new().into(),
