@@ -42,5 +42,6 @@ pub mod hostports;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod rootfs;
 pub mod seam;
 pub mod sysctl;
