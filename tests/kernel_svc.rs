@@ -471,3 +471,63 @@ fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside
         }
     );
 }
+
+/// `conntrack -L` lines that mention `needle`.
+fn ct_lines(needle: &str) -> Vec<String> {
+    sh("conntrack -L -p udp 2>/dev/null")
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_udp_flow_dnatted_to_a_member_goes_with_a_flush_for_the_member_and_others_stay() {
+    sandbox!(
+        "a_udp_flow_dnatted_to_a_member_goes_with_a_flush_for_the_member_and_others_stay",
+        {
+            use nethook::kernel::conntrack;
+            if !needs("nft && command -v conntrack && command -v bash") {
+                return;
+            }
+            sh("echo 1 > /proc/sys/net/ipv4/ip_forward");
+            let rtnl = Rtnl::open().expect("open");
+            let index = bridge(&rtnl, "nhs4", &[]);
+            let m1 = FakeContainer::start("svc-m1");
+            let m2 = FakeContainer::start("svc-m2");
+            let client = FakeContainer::start("svc-cl");
+            member(&rtnl, index, &m1, 11);
+            member(&rtnl, index, &m2, 12);
+            member(&rtnl, index, &client, 20);
+            // Two services, one member each, masqueraded within the subnet as the skeleton
+            // does: reply source = the member, reply destination = the gateway.
+            sh("nft -f - <<'X'
+table ip svct {
+  chain pre {
+    type nat hook prerouting priority dstnat;
+    ip daddr 10.96.0.10 udp dport 53 dnat to 10.97.0.11:5300
+    ip daddr 10.96.0.11 udp dport 53 dnat to 10.97.0.12:5300
+  }
+  chain post { type nat hook postrouting priority srcnat; ip saddr 10.97.0.0/24 ct status dnat masquerade; }
+}
+X");
+            for vip in ["10.96.0.10", "10.96.0.11"] {
+                client.sh(&format!("bash -c 'echo q > /dev/udp/{vip}/53'"));
+            }
+            let to_m1 = ct_lines("dst=10.96.0.10");
+            assert_eq!(to_m1.len(), 1, "{to_m1:?}");
+            assert!(
+                to_m1[0].contains("src=10.97.0.20")
+                    && to_m1[0].contains("src=10.97.0.11 dst=10.97.0.1"),
+                "{to_m1:?}"
+            );
+            assert_eq!(ct_lines("dst=10.96.0.11").len(), 1);
+
+            let n = conntrack::flush_for(&[Ipv4Addr::new(10, 97, 0, 11).into()], &[]).unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(ct_lines("dst=10.96.0.10"), Vec::<String>::new());
+            // The other member's flow stays.
+            assert_eq!(ct_lines("dst=10.96.0.11").len(), 1);
+        }
+    );
+}
