@@ -260,3 +260,274 @@ fn bridge_plain(name: &str) {
         "ip link add {name} type bridge && ip link set {name} up"
     ));
 }
+
+/// A process in a mount namespace of its own with a tmpfs on `rootfs` (empty in the
+/// sandbox's view), as a container at createRuntime: its mounts made, not yet switched into
+/// its root. `setup` runs in there before it is ready. Killed on drop.
+struct MountNsProcess(std::process::Child);
+
+impl MountNsProcess {
+    fn start(rootfs: &std::path::Path, ready: &std::path::Path, setup: &str) -> Self {
+        let script = format!(
+            "mount -t tmpfs nhroot {root} && mkdir -p {root}/etc {root}/tmp && {setup} && touch {ready} && exec sleep 600",
+            root = rootfs.display(),
+            ready = ready.display()
+        );
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .spawn()
+            .expect("spawn unshare --mount");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ready.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the mount namespace never got ready"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        MountNsProcess(child)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// A shell command in its mount namespace.
+    fn sh(&self, cmd: &str) -> String {
+        sh(&format!(
+            "nsenter -t {} -m sh -c '{}'",
+            self.pid(),
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+}
+
+impl MountNsProcess {
+    fn sh_ok(&self, cmd: &str) -> bool {
+        sh_ok(&format!(
+            "nsenter -t {} -m sh -c '{}'",
+            self.pid(),
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+}
+
+impl Drop for MountNsProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The other way in, for the measurement: a thread that unshares its `fs`, enters the
+/// mount namespace, and writes through an ordinary path (`openat2` in the root as well).
+fn write_by_entering(pid: i32, rootfs: &std::path::Path, rel: &str, contents: &[u8]) {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sched::{setns, unshare, CloneFlags};
+    use std::io::Write;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let rootfs = rootfs.to_owned();
+    let rel = rel.to_owned();
+    let contents = contents.to_vec();
+    std::thread::spawn(move || {
+        unshare(CloneFlags::CLONE_FS).expect("unshare(CLONE_FS)");
+        setns(&ns, CloneFlags::CLONE_NEWNS).expect("setns(mnt)");
+        let root = std::fs::File::open(&rootfs).unwrap();
+        let fd = openat2(
+            &root,
+            rel.as_str(),
+            OpenHow::new()
+                .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+                .mode(nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+        )
+        .unwrap();
+        let mut f = std::fs::File::from(fd);
+        f.set_len(0).unwrap();
+        f.write_all(&contents).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside_it() {
+    sandbox!(
+        "a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside_it",
+        {
+            use nethook::kernel::rootfs::{write_container_file, RootfsError, Written};
+            use std::path::Path;
+
+            let dir = TempDir::new("rootfs");
+            let rootfs = dir.0.join("rootfs");
+            std::fs::create_dir(&rootfs).unwrap();
+            let me = std::process::id();
+            // Host files a symlink in the image would name if it were followed.
+            let escape = format!("/tmp/nethook-escape-{me}");
+            let escape_dir = format!("/tmp/nethook-escape-dir-{me}");
+            std::fs::create_dir_all(&escape_dir).unwrap();
+            let root = rootfs.display();
+            let c = MountNsProcess::start(
+                &rootfs,
+                &dir.0.join("ready"),
+                &format!(
+                    "ln -s ../../../../../../..{escape} {root}/etc/resolv.conf \
+                     && ln -s {escape} {root}/etc/abs-link \
+                     && ln -s ../../../../../../..{escape_dir} {root}/etcdir \
+                     && mkdir -p {root}{escape_dir} \
+                     && echo runtime > {dir}/runtime-hosts && touch {root}/etc/hosts \
+                     && mount --bind {dir}/runtime-hosts {root}/etc/hosts \
+                     && echo ro > {dir}/runtime-ro && touch {root}/etc/ro \
+                     && mount --bind {dir}/runtime-ro {root}/etc/ro \
+                     && mount -o remount,bind,ro {root}/etc/ro",
+                    dir = dir.0.display()
+                ),
+            );
+            let pid = c.pid();
+            let write = |rel: &str, contents: &[u8]| {
+                write_container_file(pid, &rootfs, Path::new(rel), contents)
+            };
+
+            // A symlink at the last component is not followed, whatever its target.
+            assert_eq!(write("etc/resolv.conf", b"x").unwrap(), Written::Symlink);
+            assert_eq!(write("etc/abs-link", b"x").unwrap(), Written::Symlink);
+            assert!(
+                !Path::new(&escape).exists(),
+                "wrote through the symlink to the host"
+            );
+            assert!(c.sh_ok(&format!("test ! -e {root}/{escape}")));
+
+            // A new file: in the container's view, not in the host's.
+            let conf = b"nameserver 10.97.0.1\n";
+            assert_eq!(write("etc/resolv2.conf", conf).unwrap(), Written::Wrote);
+            assert_eq!(
+                c.sh(&format!("cat {root}/etc/resolv2.conf")).as_bytes(),
+                conf
+            );
+            assert!(
+                !rootfs.join("etc").exists(),
+                "the write landed in the host's view"
+            );
+            // Rewritten shorter: truncated, in place.
+            assert_eq!(
+                write("/etc/resolv2.conf", b"short\n").unwrap(),
+                Written::Wrote
+            );
+            assert_eq!(c.sh(&format!("cat {root}/etc/resolv2.conf")), "short\n");
+
+            // A symlinked directory on the way resolves inside the root.
+            assert_eq!(write("etcdir/probe", b"in").unwrap(), Written::Wrote);
+            assert_eq!(c.sh(&format!("cat {root}{escape_dir}/probe")), "in");
+            assert!(
+                !Path::new(&escape_dir).join("probe").exists(),
+                "escaped by a directory link"
+            );
+            assert_eq!(
+                write("../../../../etc/probe2", b"in").unwrap(),
+                Written::Wrote
+            );
+            assert_eq!(c.sh(&format!("cat {root}/etc/probe2")), "in");
+
+            // A file the runtime bind-mounted is its own: reported, left alone, rw or ro.
+            assert_eq!(write("etc/hosts", b"ours").unwrap(), Written::MountPoint);
+            assert_eq!(
+                std::fs::read_to_string(dir.0.join("runtime-hosts")).unwrap(),
+                "runtime\n"
+            );
+            assert_eq!(write("etc/ro", b"ours").unwrap(), Written::MountPoint);
+            assert_eq!(
+                std::fs::read_to_string(dir.0.join("runtime-ro")).unwrap(),
+                "ro\n"
+            );
+
+            // Errors that say what is wrong.
+            let err = write("nodir/file", b"x").unwrap_err();
+            assert!(matches!(err, RootfsError::Io { .. }), "{err}");
+            let err = write("etc", b"x").unwrap_err();
+            assert!(matches!(err, RootfsError::NotAFile { .. }), "{err}");
+            let err =
+                write_container_file(pid, Path::new("/nonexistent-root"), Path::new("etc/x"), b"")
+                    .unwrap_err();
+            assert!(matches!(err, RootfsError::Root { .. }), "{err}");
+            assert!(err.to_string().contains("createRuntime"), "{err}");
+            let err = write_container_file(i32::MAX, &rootfs, Path::new("etc/x"), b"").unwrap_err();
+            assert!(matches!(err, RootfsError::Process { .. }), "{err}");
+
+            // The two ways in, on the same file.
+            let by_proc = p50_us(1000, || {
+                assert_eq!(write("etc/resolv2.conf", conf).unwrap(), Written::Wrote);
+            });
+            let by_setns = p50_us(1000, || {
+                write_by_entering(pid, &rootfs, "etc/resolv2.conf", conf)
+            });
+            assert_eq!(
+                c.sh(&format!("cat {root}/etc/resolv2.conf")).as_bytes(),
+                conf
+            );
+            let _ = std::fs::remove_dir_all(&escape_dir);
+            record_timing(&format!(
+                "write_container_file p50 over 1000: {by_proc:.1} µs through /proc/PID/root; {by_setns:.1} µs by thread + unshare(CLONE_FS) + setns(mnt)"
+            ));
+        }
+    );
+}
+
+/// `conntrack -L` lines that mention `needle`.
+fn ct_lines(needle: &str) -> Vec<String> {
+    sh("conntrack -L -p udp 2>/dev/null")
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_udp_flow_dnatted_to_a_member_goes_with_a_flush_for_the_member_and_others_stay() {
+    sandbox!(
+        "a_udp_flow_dnatted_to_a_member_goes_with_a_flush_for_the_member_and_others_stay",
+        {
+            use nethook::kernel::conntrack;
+            if !needs("nft && command -v conntrack && command -v bash") {
+                return;
+            }
+            sh("echo 1 > /proc/sys/net/ipv4/ip_forward");
+            let rtnl = Rtnl::open().expect("open");
+            let index = bridge(&rtnl, "nhs4", &[]);
+            let m1 = FakeContainer::start("svc-m1");
+            let m2 = FakeContainer::start("svc-m2");
+            let client = FakeContainer::start("svc-cl");
+            member(&rtnl, index, &m1, 11);
+            member(&rtnl, index, &m2, 12);
+            member(&rtnl, index, &client, 20);
+            // Two services, one member each, masqueraded within the subnet as the skeleton
+            // does: reply source = the member, reply destination = the gateway.
+            sh("nft -f - <<'X'
+table ip svct {
+  chain pre {
+    type nat hook prerouting priority dstnat;
+    ip daddr 10.96.0.10 udp dport 53 dnat to 10.97.0.11:5300
+    ip daddr 10.96.0.11 udp dport 53 dnat to 10.97.0.12:5300
+  }
+  chain post { type nat hook postrouting priority srcnat; ip saddr 10.97.0.0/24 ct status dnat masquerade; }
+}
+X");
+            for vip in ["10.96.0.10", "10.96.0.11"] {
+                client.sh(&format!("bash -c 'echo q > /dev/udp/{vip}/53'"));
+            }
+            let to_m1 = ct_lines("dst=10.96.0.10");
+            assert_eq!(to_m1.len(), 1, "{to_m1:?}");
+            assert!(
+                to_m1[0].contains("src=10.97.0.20")
+                    && to_m1[0].contains("src=10.97.0.11 dst=10.97.0.1"),
+                "{to_m1:?}"
+            );
+            assert_eq!(ct_lines("dst=10.96.0.11").len(), 1);
+
+            let n = conntrack::flush_for(&[Ipv4Addr::new(10, 97, 0, 11).into()], &[]).unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(ct_lines("dst=10.96.0.10"), Vec::<String>::new());
+            // The other member's flow stays.
+            assert_eq!(ct_lines("dst=10.96.0.11").len(), 1);
+        }
+    );
+}

@@ -20,12 +20,15 @@ use crate::firewall::{Elements, FirewallError};
 use crate::kernel::conntrack::ConntrackError;
 use crate::kernel::hostports::{Busy, HostPortsError};
 use crate::kernel::link::{ContainerAddrs, LinkError};
-use crate::kernel::seam::{Conntrack, Failpoints, Firewall, HostPorts, Sysctls};
+use crate::kernel::rootfs::{RootfsError, Written};
+use crate::kernel::seam::{Conntrack, ContainerFiles, Failpoints, Firewall, HostPorts, Sysctls};
 use crate::kernel::sysctl::SysctlError;
 use crate::model::ports::Proto;
 
 mod links;
 mod macvlan;
+#[cfg(test)]
+mod tests;
 
 /// One call the core made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,10 @@ struct State {
     hairpin: std::collections::BTreeMap<String, bool>,
     /// (link, destination) of the routes out of a link (`ensure_device_route`).
     device_routes: BTreeSet<(String, ipnetwork::IpNetwork)>,
+    /// What `write_container_file` wrote, by `ROOTFS/REL`.
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+    /// What the next `write_container_file`s find instead of a file to write, by `ROOTFS/REL`.
+    file_outcomes: std::collections::BTreeMap<String, Written>,
 }
 
 /// The recording fake kernel.
@@ -210,6 +217,19 @@ impl Fake {
     /// Whether nethook's tables exist (false: as after `nft flush ruleset`).
     pub fn set_skeleton(&self, present: bool) {
         self.state.borrow_mut().skeleton = present;
+    }
+
+    /// What a container's root holds at `rootfs/rel` for `write_container_file`: a symlink
+    /// or a mount point, which it leaves alone.
+    pub fn set_container_file(&self, rootfs: &str, rel: &str, found: Written) {
+        let key = format!("{rootfs}/{rel}");
+        self.state.borrow_mut().file_outcomes.insert(key, found);
+    }
+
+    /// What `write_container_file` wrote to `rootfs/rel`, if anything.
+    pub fn container_file(&self, rootfs: &str, rel: &str) -> Option<Vec<u8>> {
+        let key = format!("{rootfs}/{rel}");
+        self.state.borrow().files.get(&key).cloned()
     }
 
     /// Records the call; the errno it is to fail with, if told so.
@@ -427,5 +447,33 @@ impl HostPorts for Fake {
             }),
             None => Ok(None),
         }
+    }
+}
+
+impl ContainerFiles for Fake {
+    /// Recorded as `PID ROOTFS/REL N bytes`; fails (an I/O error) when told to.
+    fn write_container_file(
+        &self,
+        pid: i32,
+        rootfs: &std::path::Path,
+        rel: &std::path::Path,
+        contents: &[u8],
+    ) -> Result<Written, RootfsError> {
+        let key = format!("{}/{}", rootfs.display(), rel.display());
+        let arg = format!("{pid} {key} {} bytes", contents.len());
+        if let Some(errno) = self.call("file.write", arg) {
+            return Err(RootfsError::Io {
+                op: "write (fake)",
+                rootfs: rootfs.to_owned(),
+                rel: rel.to_owned(),
+                source: io::Error::from_raw_os_error(errno),
+            });
+        }
+        let mut s = self.state.borrow_mut();
+        if let Some(found) = s.file_outcomes.get(&key) {
+            return Ok(*found);
+        }
+        s.files.insert(key, contents.to_vec());
+        Ok(Written::Wrote)
     }
 }

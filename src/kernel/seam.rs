@@ -22,6 +22,7 @@ use crate::kernel::link::{
     LinkError, MacvlanSpec, ParentView, Rtnl, VethFate, VethSpec, VethState,
 };
 use crate::kernel::netns::{Netns, NetnsError};
+use crate::kernel::rootfs::{self, RootfsError, Written};
 use crate::kernel::sysctl::{self, SysctlError};
 use crate::model::mac::Mac;
 use crate::model::ports::Proto;
@@ -176,6 +177,20 @@ pub trait HostPorts {
     ) -> Result<Option<Busy>, HostPortsError>;
 }
 
+/// Files in a container's root, as the container sees them.
+pub trait ContainerFiles {
+    /// See `rootfs::write_container_file`: `contents` into `rel` under `rootfs` in the
+    /// mount namespace of `pid` (at createRuntime); a symlink or a mount point there is
+    /// left alone and reported.
+    fn write_container_file(
+        &self,
+        pid: i32,
+        rootfs: &std::path::Path,
+        rel: &std::path::Path,
+        contents: &[u8],
+    ) -> Result<Written, RootfsError>;
+}
+
 /// The whole kernel as the core sees it.
 pub trait Kernel {
     fn links(&self) -> &dyn Links;
@@ -183,6 +198,7 @@ pub trait Kernel {
     fn conntrack(&self) -> &dyn Conntrack;
     fn sysctls(&self) -> &dyn Sysctls;
     fn host_ports(&self) -> &dyn HostPorts;
+    fn files(&self) -> &dyn ContainerFiles;
     fn failpoints(&self) -> &dyn Failpoints;
     /// A point between two steps where a test may make the step fail (`failpoint`).
     fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
@@ -199,7 +215,9 @@ pub trait Failpoints {
 }
 
 /// Whatever implements every group is a kernel, handing itself out as each.
-impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + Failpoints> Kernel for T {
+impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + ContainerFiles + Failpoints> Kernel
+    for T
+{
     fn links(&self) -> &dyn Links {
         self
     }
@@ -213,6 +231,9 @@ impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + Failpoints> Kernel 
         self
     }
     fn host_ports(&self) -> &dyn HostPorts {
+        self
+    }
+    fn files(&self) -> &dyn ContainerFiles {
         self
     }
     fn failpoints(&self) -> &dyn Failpoints {
@@ -453,5 +474,17 @@ impl HostPorts for Host {
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
         hostports::busy(proto, host_ip, port)
+    }
+}
+
+impl ContainerFiles for Host {
+    fn write_container_file(
+        &self,
+        pid: i32,
+        rootfs: &std::path::Path,
+        rel: &std::path::Path,
+        contents: &[u8],
+    ) -> Result<Written, RootfsError> {
+        rootfs::write_container_file(pid, rootfs, rel, contents)
     }
 }

@@ -4,6 +4,8 @@
 //! - `nft`: the parts of libnftnl the `nftnl` crate does not wrap.
 //! - `ifconf`: IPv4 address, flags and route ioctls for a container's interfaces.
 //! - `dir`: looking for one entry of a directory without reading all of it.
+//! - `fsstat`: whether an open file is a mount point (`statx`), for writes into a
+//!   container's root.
 //! - `process`: handing sockets, or the end of a teardown, to a child that outlives the hook.
 //! - `keeper`: the one such child that holds a burst of hooks' netfilter sockets.
 //!
@@ -14,6 +16,7 @@
 extern crate mnl_sys;
 
 pub(crate) mod dir;
+pub(crate) mod fsstat;
 pub(crate) mod ifconf;
 mod keeper;
 pub(crate) mod nft;
