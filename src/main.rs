@@ -81,6 +81,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The DNS resolver (`serve`, started by hooks); `start` and `deliver` read JSON on stdin.
+    #[command(hide = true)]
+    Dns {
+        #[arg(default_value = "serve")]
+        action: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +177,9 @@ fn main() -> ExitCode {
         Command::Network(cmd) => network(&store, cmd),
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
+        Command::Dns { action } => {
+            nethook::exit_now(nethook::resolver::command(store.run_dir(), &action))
+        }
         Command::Install {
             podman_hooks_dir,
             cni_bin_dir,
