@@ -10,6 +10,7 @@
 //! - `firewall`: the nftables skeleton and per-endpoint elements, one batch per operation.
 //! - `state`: network definitions, endpoint records, IPAM files, port claims, the lock.
 //! - `kernel`: typed operations on links, namespaces, sysctls and conntrack.
+//! - `resolver`: the DNS resolver process (`nethook dns`) and what hooks call to feed it.
 //! - `model`: the plain data every layer shares (networks, endpoints, ports, ids, MACs).
 //! - `sys`: the only place with `unsafe`.
 #![deny(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod frontend;
 pub mod kernel;
 pub mod log;
 pub mod model;
+pub mod resolver;
 pub mod state;
 #[allow(unsafe_code)]
 mod sys;

@@ -85,6 +85,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The DNS resolver (`serve`, started by hooks); `start` and `deliver` read JSON on stdin.
+    #[command(hide = true)]
+    Dns {
+        #[arg(default_value = "serve")]
+        action: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +111,9 @@ fn main() -> ExitCode {
 
         Command::Ls { json } => list(&store, json),
         Command::Gc { dry_run } => run_gc(&store, dry_run),
+        Command::Dns { action } => {
+            nethook::exit_now(nethook::resolver::command(store.run_dir(), &action))
+        }
         Command::Install {
             podman_hooks_dir,
             cni_bin_dir,
