@@ -371,6 +371,8 @@ fn apply(
     }
     steps.mark("firewall");
     k.failpoint("firewall")?;
+    // Resolvable when createRuntime returns.
+    names::joined_sync(store, k, net, ep)?;
     Ok(())
 }
 

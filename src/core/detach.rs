@@ -253,6 +253,15 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     own.services = changes;
     k.firewall().delete(&own)?;
     names::release(store, ep);
+    // Not resolvable once poststop returns. A resolver that does not answer must not keep
+    // the container's address and ports held: it is told again at its next start (it starts
+    // from the records).
+    if let Err(e) = names::left_sync(store, k, ep) {
+        log::line(&format!(
+            "{}: could not tell the DNS resolver it left: {e}",
+            ep.id
+        ));
+    }
     // The host ports are free from here on: a container publishing them next need not wait
     // for the rest of this teardown.
     Claims::new(store.run_dir()).release(ep.id.as_str(), &claims_of(&ep.ports));

@@ -189,6 +189,16 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
             }
         }
     }
+    if !dry_run {
+        // Name claims of containers that are gone, then the resolver as the records say.
+        for (network, name, owner) in store.stale_names()? {
+            actions.push(format!(
+                "drop the name {name} on {network}: container {owner:?} has no endpoint"
+            ));
+            store.drop_name_claim(&network, &name)?;
+        }
+        actions.extend(crate::core::names::resync_all(store, k));
+    }
     Ok(actions)
 }
 

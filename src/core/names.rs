@@ -6,8 +6,11 @@
 //! container's entry; at teardown, its removal. When no resolver runs (the first container of
 //! a DNS network, or it died), the hook starts one with every network's zone (`snapshot`).
 
+use crate::kernel::seam::Kernel;
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
+use crate::model::service::Service;
+use crate::resolver::{Delivery, Entry, ResolverError, Snapshot, Update, Zone};
 use crate::state::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,26 @@ pub enum NameError {
     },
     #[error("name {name} on network {network} is the name of service {name}; pick another nethook.name (or alias)")]
     IsService { name: String, network: String },
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+}
+
+/// The resolver's entry of a container.
+pub fn entry_of(ep: &Endpoint) -> Entry {
+    Entry {
+        key: ep.id.as_str().to_owned(),
+        names: ep.names(),
+        addrs: ep.addresses(),
+    }
+}
+
+/// The resolver's entry of a service: its name, its VIPs.
+pub fn entry_of_service(s: &Service) -> Entry {
+    Entry {
+        key: format!("svc:{}", s.name),
+        names: vec![s.name.clone()],
+        addrs: s.vips(),
+    }
 }
 
 /// Claims `ep`'s names on its network (one with DNS): all or none.
@@ -64,4 +87,147 @@ pub fn release(store: &Store, ep: &Endpoint) {
     for name in ep.names() {
         store.release_name(&ep.network, &name, ep.id.as_str());
     }
+}
+/// A network's zone from the records: its listen addresses, its containers, its services.
+pub fn zone(net: &Network, endpoints: &[Endpoint], services: &[Service]) -> Zone {
+    let mut entries: Vec<Entry> = endpoints
+        .iter()
+        .filter(|ep| ep.network == net.name && !ep.names().is_empty())
+        .map(entry_of)
+        .collect();
+    entries.extend(
+        services
+            .iter()
+            .filter(|s| s.network == net.name)
+            .map(entry_of_service),
+    );
+    Zone {
+        network: net.name.clone(),
+        listen: net.dns_addresses(),
+        entries,
+    }
+}
+
+/// Every DNS network's zone, for a resolver being started. `None`: no DNS network has a
+/// container, so none is needed.
+pub fn snapshot(store: &Store) -> Result<Option<Snapshot>, StoreError> {
+    let nets: Vec<Network> = store
+        .list_networks()?
+        .into_iter()
+        .filter(|n| n.dns)
+        .collect();
+    if nets.is_empty() {
+        return Ok(None);
+    }
+    let endpoints = store.list_endpoints_lenient()?.0;
+    if !endpoints
+        .iter()
+        .any(|ep| nets.iter().any(|n| n.name == ep.network))
+    {
+        return Ok(None);
+    }
+    let services = store.list_services()?;
+    Ok(Some(Snapshot {
+        zones: nets
+            .iter()
+            .map(|n| zone(n, &endpoints, &services))
+            .collect(),
+    }))
+}
+
+/// The update a setup sends: the container's entry.
+pub fn joined(ep: &Endpoint) -> Update {
+    Update::Upsert {
+        network: ep.network.clone(),
+        entry: entry_of(ep),
+    }
+}
+
+/// The update a teardown sends: the container's entry goes.
+pub fn left(ep: &Endpoint) -> Update {
+    Update::Remove {
+        network: ep.network.clone(),
+        key: ep.id.as_str().to_owned(),
+    }
+}
+
+/// Tells the resolver about a setup on `net` (a DNS network): the container's entry, or,
+/// when no resolver runs, starts one with every zone (this container's included: its
+/// record is written).
+pub fn joined_sync(
+    store: &Store,
+    k: &dyn Kernel,
+    net: &Network,
+    ep: &Endpoint,
+) -> Result<(), NameError> {
+    if !net.dns {
+        return Ok(());
+    }
+    deliver_or_start(store, k, &[joined(ep)])
+}
+
+/// Tells a running resolver that `ep` left (none is started for a removal).
+pub fn left_sync(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), NameError> {
+    let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
+    if !runs || ep.names().is_empty() {
+        return Ok(());
+    }
+    k.resolver().deliver(store.run_dir(), &[left(ep)])?;
+    Ok(())
+}
+
+/// Sends `updates`; when no resolver runs, starts one from the records instead (which
+/// hold what the updates say).
+pub fn deliver_or_start(
+    store: &Store,
+    k: &dyn Kernel,
+    updates: &[Update],
+) -> Result<(), NameError> {
+    match k.resolver().deliver(store.run_dir(), updates)? {
+        Delivery::Applied | Delivery::Exited => Ok(()),
+        Delivery::NotRunning => {
+            if let Some(snap) = snapshot(store)? {
+                k.resolver().start(store.run_dir(), &snap)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Brings the resolver in line with the records of `network` (its DNS switched, a service
+/// made or removed): the whole zone, or its removal.
+pub fn network_sync(store: &Store, k: &dyn Kernel, network: &str) -> Result<(), NameError> {
+    let net = store.load_network(network)?;
+    let endpoints = store.list_endpoints_lenient()?.0;
+    let used = endpoints.iter().any(|ep| ep.network == net.name);
+    if !net.dns || !used {
+        // Nothing to answer there: a running resolver drops the zone (and exits when it was
+        // its last); none is started for it.
+        let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
+        if runs {
+            k.resolver()
+                .deliver(store.run_dir(), &[Update::DropZone { network: net.name }])?;
+        }
+        return Ok(());
+    }
+    let services = store.list_services()?;
+    deliver_or_start(store, k, &[Update::Zone(zone(&net, &endpoints, &services))])
+}
+
+/// `gc`: every network's zone as the records say (a resolver that died is started again
+/// when a DNS network has containers). Returns what it did, for gc's report.
+pub fn resync_all(store: &Store, k: &dyn Kernel) -> Vec<String> {
+    let mut actions = Vec::new();
+    let Ok(nets) = store.list_networks() else {
+        return actions;
+    };
+    for net in nets {
+        if let Err(e) = network_sync(store, k, &net.name) {
+            actions.push(format!(
+                "could not update the DNS resolver of network {}: {e}",
+                net.name
+            ));
+        }
+    }
+    actions
 }

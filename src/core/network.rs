@@ -39,6 +39,8 @@ pub enum NetworkOpError {
     HasIpv6 { name: String, subnet: String },
     #[error("network {name} has services ({services}); its service range cannot change under them: remove them first")]
     HasServices { name: String, services: String },
+    #[error(transparent)]
+    Names(#[from] crate::core::names::NameError),
     #[error("network {name} is built in and has no bridge to remove")]
     BuiltIn { name: String },
 }

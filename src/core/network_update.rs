@@ -49,6 +49,9 @@ pub fn update(
         check_ranges_against_routes(k, &net)?;
     }
     store.save_network(&net)?;
+    if changes.dns.is_some() {
+        crate::core::names::network_sync(store, k, &net.name)?;
+    }
     Ok(net)
 }
 

@@ -366,6 +366,7 @@ pub fn create(
         let _ = store.remove_service(&service.name);
         return Err(e);
     }
+    sync_names(store, k, &service.network);
     Ok(Created {
         service: Some(service),
         ranges_chosen,
@@ -433,7 +434,18 @@ pub fn remove(store: &Store, k: &dyn Kernel, name: &str) -> Result<bool, Service
     k.firewall().delete_service(&fw_service(&s))?;
     Claims::new(store.run_dir()).release(&service_owner(&s.name), &claims_of(&s));
     store.remove_service(&s.name)?;
+    sync_names(store, k, &s.network);
     Ok(true)
+}
+
+/// A service's name is answered on its network's resolver; a resolver that does not take
+/// the change is told at its next start (it starts from the records).
+fn sync_names(store: &Store, k: &dyn Kernel, network: &str) {
+    if let Err(e) = crate::core::names::network_sync(store, k, network) {
+        crate::log::line(&format!(
+            "could not update the DNS resolver of network {network}: {e}"
+        ));
+    }
 }
 
 /// A service and its members, for `ls` and `inspect`.

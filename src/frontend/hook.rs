@@ -39,8 +39,20 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             if req.options.disabled {
                 return 0;
             }
+            if req.options.write_resolv_conf {
+                if let Err(e) = crate::frontend::resolv::check(store, &req) {
+                    return fail(&e, 2, id);
+                }
+            }
             match attach::setup(store, &kernel, &req) {
                 Ok(ep) => {
+                    if req.options.write_resolv_conf {
+                        if let Err(e) = crate::frontend::resolv::write(store, &kernel, &input, &ep)
+                        {
+                            undo_setup(store, &kernel, &input.id);
+                            return fail(&e, 1, id);
+                        }
+                    }
                     let v4 = ep
                         .ipv4
                         .zip(ep.container_prefix())
@@ -74,6 +86,25 @@ fn hook(store: &Store, stage: Option<Stage>) -> u8 {
             }
             Err(e) => fail(&e, 1, id),
         },
+    }
+}
+
+/// Takes back a setup the hook cannot finish (its resolv.conf could not be written).
+fn undo_setup(store: &Store, kernel: &Host, id: &ContainerId) {
+    match detach::teardown(store, kernel, id) {
+        Ok(Teardown::Done(_)) => {}
+        Ok(Teardown::Deferred(work)) => {
+            if let Err(e) = finish_later(*work, "teardown") {
+                log::line(&format!(
+                    "{id}: could not finish undoing its setup: {}",
+                    describe(&e)
+                ));
+            }
+        }
+        Err(e) => log::line(&format!(
+            "{id}: could not undo its setup: {}; run `nethook gc`",
+            describe(&e)
+        )),
     }
 }
 

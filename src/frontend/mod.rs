@@ -8,4 +8,5 @@ pub mod install;
 pub mod network_cli;
 pub mod oci;
 mod process;
+pub mod resolv;
 pub mod service_cli;

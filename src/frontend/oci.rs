@@ -210,6 +210,29 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// FIFO in its place would otherwise hold the hook until the runtime kills it. (Symlinks
 /// are followed: the bundle is the runtime's, not the container's.)
 fn load_bundle_annotations(bundle: &Path) -> Result<HashMap<String, String>, OciError> {
+    Ok(load_bundle_spec(bundle)?
+        .annotations()
+        .clone()
+        .unwrap_or_default())
+}
+
+/// The container's root as the bundle's config.json names it, made absolute (a relative
+/// `root.path` is the bundle's).
+pub fn bundle_rootfs(bundle: &Path) -> Result<PathBuf, OciError> {
+    let spec = load_bundle_spec(bundle)?;
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    Ok(if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    })
+}
+
+fn load_bundle_spec(bundle: &Path) -> Result<Spec, OciError> {
     let path = bundle.join("config.json");
     let read_err = |source| OciError::BundleRead {
         path: path.clone(),
@@ -234,9 +257,7 @@ fn load_bundle_annotations(bundle: &Path) -> Result<HashMap<String, String>, Oci
     if text.len() as u64 > MAX_CONFIG_BYTES {
         return Err(OciError::BundleTooLarge { path });
     }
-    let spec: Spec =
-        serde_json::from_slice(&text).map_err(|source| OciError::Bundle { path, source })?;
-    Ok(spec.annotations().clone().unwrap_or_default())
+    serde_json::from_slice(&text).map_err(|source| OciError::Bundle { path, source })
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ struct State {
     files: std::collections::BTreeMap<String, Vec<u8>>,
     /// What the next `write_container_file`s find instead of a file to write, by `ROOTFS/REL`.
     file_outcomes: std::collections::BTreeMap<String, Written>,
+    /// Whether the fake resolver was started.
+    resolver_running: bool,
 }
 
 /// The recording fake kernel.
@@ -447,6 +449,40 @@ impl HostPorts for Fake {
             }),
             None => Ok(None),
         }
+    }
+}
+
+/// The fake resolver runs once started: `deliver` says NotRunning until `start` is called
+/// (or when told to fail, an error); calls are recorded as `dns.deliver N` / `dns.start Z`.
+impl crate::kernel::seam::Resolver for Fake {
+    fn deliver(
+        &self,
+        _run_dir: &std::path::Path,
+        updates: &[crate::resolver::Update],
+    ) -> Result<crate::resolver::Delivery, crate::resolver::ResolverError> {
+        if let Some(errno) = self.call("dns.deliver", updates.len().to_string()) {
+            return Err(crate::resolver::ResolverError::Refused(format!(
+                "fake errno {errno}"
+            )));
+        }
+        Ok(if self.state.borrow().resolver_running {
+            crate::resolver::Delivery::Applied
+        } else {
+            crate::resolver::Delivery::NotRunning
+        })
+    }
+    fn start(
+        &self,
+        _run_dir: &std::path::Path,
+        snapshot: &crate::resolver::Snapshot,
+    ) -> Result<(), crate::resolver::ResolverError> {
+        if let Some(errno) = self.call("dns.start", snapshot.zones.len().to_string()) {
+            return Err(crate::resolver::ResolverError::Start(format!(
+                "fake errno {errno}"
+            )));
+        }
+        self.state.borrow_mut().resolver_running = true;
+        Ok(())
     }
 }
 

@@ -191,6 +191,23 @@ pub trait ContainerFiles {
     ) -> Result<Written, RootfsError>;
 }
 
+/// The names process (`nethook dns`): the one long-lived process a hook talks to, and
+/// starts when it is not running (see `resolver`).
+pub trait Resolver {
+    /// See `resolver::deliver`.
+    fn deliver(
+        &self,
+        run_dir: &std::path::Path,
+        updates: &[crate::resolver::Update],
+    ) -> Result<crate::resolver::Delivery, crate::resolver::ResolverError>;
+    /// See `resolver::start`.
+    fn start(
+        &self,
+        run_dir: &std::path::Path,
+        snapshot: &crate::resolver::Snapshot,
+    ) -> Result<(), crate::resolver::ResolverError>;
+}
+
 /// The whole kernel as the core sees it.
 pub trait Kernel {
     fn links(&self) -> &dyn Links;
@@ -199,6 +216,7 @@ pub trait Kernel {
     fn sysctls(&self) -> &dyn Sysctls;
     fn host_ports(&self) -> &dyn HostPorts;
     fn files(&self) -> &dyn ContainerFiles;
+    fn resolver(&self) -> &dyn Resolver;
     fn failpoints(&self) -> &dyn Failpoints;
     /// A point between two steps where a test may make the step fail (`failpoint`).
     fn failpoint(&self, name: &'static str) -> Result<(), Injected> {
@@ -215,8 +233,9 @@ pub trait Failpoints {
 }
 
 /// Whatever implements every group is a kernel, handing itself out as each.
-impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + ContainerFiles + Failpoints> Kernel
-    for T
+impl<
+        T: Links + Firewall + Conntrack + Sysctls + HostPorts + ContainerFiles + Resolver + Failpoints,
+    > Kernel for T
 {
     fn links(&self) -> &dyn Links {
         self
@@ -234,6 +253,9 @@ impl<T: Links + Firewall + Conntrack + Sysctls + HostPorts + ContainerFiles + Fa
         self
     }
     fn files(&self) -> &dyn ContainerFiles {
+        self
+    }
+    fn resolver(&self) -> &dyn Resolver {
         self
     }
     fn failpoints(&self) -> &dyn Failpoints {
@@ -474,6 +496,23 @@ impl HostPorts for Host {
         port: u16,
     ) -> Result<Option<Busy>, HostPortsError> {
         hostports::busy(proto, host_ip, port)
+    }
+}
+
+impl Resolver for Host {
+    fn deliver(
+        &self,
+        run_dir: &std::path::Path,
+        updates: &[crate::resolver::Update],
+    ) -> Result<crate::resolver::Delivery, crate::resolver::ResolverError> {
+        crate::resolver::deliver(run_dir, updates)
+    }
+    fn start(
+        &self,
+        run_dir: &std::path::Path,
+        snapshot: &crate::resolver::Snapshot,
+    ) -> Result<(), crate::resolver::ResolverError> {
+        crate::resolver::start(run_dir, snapshot)
     }
 }
 

@@ -44,6 +44,12 @@ pub struct Config {
     pub prev_result: Option<Value>,
     /// GC: `cni.dev/valid-attachments` as (container id, ifname).
     pub valid_attachments: Option<Vec<(String, String)>>,
+    /// `dns`: a network the conflist defines gets a resolver (`network create --dns`).
+    pub dns: bool,
+    /// `services`: the services every attachment of this conflist joins.
+    pub services: Vec<String>,
+    /// `aliases`: more names for every attachment (the pod name is its name).
+    pub aliases: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +71,12 @@ struct Raw {
     prev_result: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Vec<Attachment>>,
+    #[serde(default)]
+    dns: bool,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -93,6 +105,17 @@ struct Attachment {
     #[serde(rename = "containerID")]
     container_id: String,
     ifname: String,
+}
+
+/// DNS labels (service names, aliases), lower case.
+fn labels(key: &str, list: &[String]) -> Result<Vec<String>, CniError> {
+    list.iter()
+        .map(|l| {
+            crate::model::service::validate_label(l)
+                .map(|()| l.to_ascii_lowercase())
+                .map_err(|r| invalid(format!("{key} entry {l:?} {r}")))
+        })
+        .collect()
 }
 
 fn invalid(msg: String) -> CniError {
@@ -172,6 +195,9 @@ pub fn parse(v: &Value) -> Result<Config, CniError> {
             })
             .transpose()?,
         prev_result: raw.prev_result,
+        dns: raw.dns,
+        services: labels("services", &raw.services)?,
+        aliases: labels("aliases", &raw.aliases)?,
         valid_attachments: raw.valid_attachments.map(|list| {
             list.into_iter()
                 .map(|a| (a.container_id, a.ifname))

@@ -107,6 +107,12 @@ impl Env {
                 }
             }
         }
+        // The pod's name is the attachment's DNS name when it is a DNS label (Podman passes
+        // container names here too, which may not be: then it has none).
+        out.pod_name = pairs
+            .get("K8S_POD_NAME")
+            .filter(|n| crate::model::service::validate_label(n).is_ok())
+            .map(|n| n.to_ascii_lowercase());
         if let Some(mac) = pairs.get("MAC") {
             out.mac = Some(mac.parse().map_err(|e| {
                 CniError::new(Code::InvalidEnv, format!("CNI_ARGS MAC={mac}: {e}"))
@@ -121,6 +127,8 @@ pub struct CniArgs {
     pub ip: Option<Ipv4Addr>,
     pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
+    /// `K8S_POD_NAME`, when it is a DNS label.
+    pub pod_name: Option<String>,
 }
 
 #[cfg(test)]

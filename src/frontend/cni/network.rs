@@ -79,6 +79,8 @@ fn from_conflist(cfg: &Config) -> Result<Network, CniError> {
         cfg.bridge.is_some(),
     )
     .map_err(|e| invalid(format!("driver/parent of the conflist: {e}")))?;
+    net.set_dns(cfg.dns)
+        .map_err(|e| invalid(format!("dns of the conflist: {e}")))?;
     Ok(net)
 }
 

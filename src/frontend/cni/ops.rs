@@ -39,11 +39,21 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
             ip6: cfg.ip6.or(args.ip6),
             mac: cfg.mac.or(args.mac),
             ifname: env.ifname.clone().unwrap_or_default(),
+            name: args.pod_name.clone(),
+            aliases: cfg.aliases.clone(),
+            services: cfg.services.clone(),
             ..Options::default()
         },
     };
     let ep = attach::setup(store, &k, &req).map_err(setup_error)?;
-    let attached = Attached::of(&ep, netns);
+    let mut attached = Attached::of(&ep, netns);
+    // The network's resolver, for the runtime to write into the container's resolv.conf.
+    if let Ok(net) = store.load_network(&ep.network) {
+        attached.nameservers = net.dns_addresses();
+        if !attached.nameservers.is_empty() {
+            attached.search = vec![net.name.clone()];
+        }
+    }
     Ok(result::render(
         cfg.version,
         &attached,

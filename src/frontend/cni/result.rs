@@ -19,6 +19,9 @@ pub struct Attached {
     pub sandbox: String,
     /// The container's addresses, IPv4's first: address, prefix length, gateway.
     pub addresses: Vec<(IpAddr, u8, IpAddr)>,
+    /// The network's resolver (its gateways) when it has one, and the domain to search.
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
 }
 
 impl Attached {
@@ -36,6 +39,8 @@ impl Attached {
             mac: ep.mac.to_string(),
             sandbox: sandbox.to_owned(),
             addresses: [v4, v6].into_iter().flatten().collect(),
+            nameservers: Vec::new(),
+            search: Vec::new(),
         }
     }
 }
@@ -82,10 +87,15 @@ pub fn render(version: Version, a: &Attached, prev: Option<&Value>) -> Value {
             routes.push(json!({ "dst": default, "gw": gateway.to_string() }));
         }
     }
-    let dns = prev
-        .and_then(|p| p.get("dns"))
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    // An earlier plugin's DNS stays; else nethook's resolver when the network has one.
+    let dns = match prev.and_then(|p| p.get("dns")) {
+        Some(d) if d.as_object().is_some_and(|o| !o.is_empty()) => d.clone(),
+        _ if !a.nameservers.is_empty() => json!({
+            "nameservers": a.nameservers.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+            "search": a.search,
+        }),
+        _ => json!({}),
+    };
     json!({
         "cniVersion": version.as_str(),
         "interfaces": interfaces,

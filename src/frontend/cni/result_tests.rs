@@ -15,7 +15,24 @@ fn attached() -> Attached {
             24,
             Ipv4Addr::new(10, 88, 0, 1).into(),
         )],
+        nameservers: Vec::new(),
+        search: Vec::new(),
     }
+}
+
+#[test]
+fn a_network_with_a_resolver_reports_it_unless_an_earlier_plugin_set_dns() {
+    let mut a = attached();
+    a.nameservers = vec![Ipv4Addr::new(10, 88, 0, 1).into()];
+    a.search = vec!["app".into()];
+    let r = render(SUPPORTED[SUPPORTED.len() - 1], &a, None);
+    assert_eq!(r["dns"]["nameservers"], serde_json::json!(["10.88.0.1"]));
+    assert_eq!(r["dns"]["search"], serde_json::json!(["app"]));
+    let prev = serde_json::json!({"dns": {"nameservers": ["192.0.2.53"]}});
+    let r = render(SUPPORTED[SUPPORTED.len() - 1], &a, Some(&prev));
+    assert_eq!(r["dns"]["nameservers"], serde_json::json!(["192.0.2.53"]));
+    let r = render(SUPPORTED[SUPPORTED.len() - 1], &attached(), None);
+    assert_eq!(r["dns"], serde_json::json!({}));
 }
 
 #[test]
