@@ -132,6 +132,7 @@ fn skeleton_matches_nft() {
                 ipv4: vec![Ipv4Addr::new(10, 88, 0, 2)],
                 ipv6: vec![],
             }],
+            services: vec![],
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
