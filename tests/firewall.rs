@@ -132,6 +132,7 @@ fn skeleton_matches_nft() {
                 ipv4: vec![Ipv4Addr::new(10, 88, 0, 2)],
                 ipv6: vec![],
             }],
+            services: vec![],
         })
         .unwrap();
         let ours = sh("nft list table inet nethook");
@@ -162,7 +163,7 @@ fn skeleton_matches_nft() {
         sh(
             r#"nft add element inet nethook raddrs4 '{ "nr0123456789ab" . 02:4e:0a:58:00:02 . 10.88.0.2 }'"#,
         );
-        sh("nft add element inet nethook probe_ipv6 '{ 0 }'");
+        sh("nft add element inet nethook probe_svc '{ 0 }'");
         sh(r#"nft add element bridge nethook probe_ipv6 '{ "nethook/probe" }'"#);
         sh("nft add element inet nethook masq6 '{ fd00:77::/64, ffff::/16 }'");
         sh("nft add element inet nethook nomasq6 '{ fd00:77::/64 . fd00::/8 }'");

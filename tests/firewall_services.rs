@@ -313,6 +313,10 @@ fn vip_balances_over_members_refuses_without_and_drops_a_leaver_at_once() {
             firewall::add(&change(members.join(&m[2]))).unwrap();
             assert_eq!(names(&ask(&cp, "10.89.0.10", 80, "tcp", 10)), ["m3"]);
 
+            assert!(
+                firewall::service_destroys_sent() > 0,
+                "this kernel destroys"
+            );
             firewall::delete_service(&members.service).unwrap();
             firewall::delete_service(&members.service).unwrap();
             let table = sh("nft list table inet nethook");
@@ -579,5 +583,53 @@ fn bad_services_are_refused_before_any_batch() {
             "{e}"
         );
         assert_eq!(firewall::batches_sent(), before, "nothing was sent");
+    });
+}
+
+/// Debian 12's kernel (6.1) has no NFT_MSG_DESTROYSETELEM: member changes then delete only
+/// what the maps hold (read back first), and stay idempotent.
+#[test]
+fn member_changes_work_without_destroysetelem() {
+    sandbox("member_changes_work_without_destroysetelem", || {
+        firewall::assume_no_destroy();
+        network();
+        let m: Vec<Box_> = (1..=2)
+            .map(|i| Box_::new(10 + i, &format!("m{i}"), true))
+            .collect();
+        let client = Box_::new(20, "client", false);
+        let cp = client.prefix();
+        let mut members = Members {
+            service: web(Some(60)),
+            slots: vec![],
+        };
+        firewall::create_service(&members.service).unwrap();
+        assert_eq!(names(&ask(&cp, "10.89.0.10", 80, "tcp", 2)), ["REFUSED"]);
+        for b in &m {
+            let c = members.join(b);
+            firewall::add(&change(c.clone())).unwrap();
+            firewall::add(&change(c)).unwrap();
+        }
+        let got = ask(&cp, VIP6, 53, "udp", 3);
+        assert_eq!(got.len(), 1, "affinity: {got:?}");
+        let c = members.leave(&m[0]);
+        firewall::delete(&change(c.clone())).unwrap();
+        firewall::delete(&change(c)).unwrap();
+        assert_eq!(names(&ask(&cp, "10.89.0.10", 80, "tcp", 20)), ["m2"]);
+        firewall::delete(&change(members.leave(&m[1]))).unwrap();
+        assert_eq!(names(&ask(&cp, "10.89.0.10", 80, "tcp", 2)), ["REFUSED"]);
+        let all = vec![(members.service.clone(), vec![m[0].slot(0), m[1].slot(1)])];
+        firewall::restore_services(&all).unwrap();
+        firewall::restore_services(&all).unwrap();
+        let m4 = sh("nft list map inet nethook svc-web-m4");
+        assert!(
+            m4.contains("10.88.0.11") && m4.contains("10.88.0.12"),
+            "{m4}"
+        );
+        // Affinity: the client sticks to the one member it gets.
+        assert_eq!(ask(&cp, "10.89.0.10", 80, "tcp", 20).len(), 1);
+        firewall::delete_service(&members.service).unwrap();
+        firewall::delete_service(&members.service).unwrap();
+        assert!(!sh("nft list table inet nethook").contains("svc-web"));
+        assert_eq!(firewall::service_destroys_sent(), 0, "plain deletes only");
     });
 }

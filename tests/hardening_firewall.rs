@@ -435,7 +435,7 @@ fn an_old_table_is_noticed_by_the_next_add_and_recreated() {
             "{inet}"
         );
         // The probe element stays (no packet matches it): re-adding it later is no kernel work.
-        assert!(sh("nft list set inet nethook probe_ipv6").contains("elements = { 0 }"));
+        assert!(sh("nft list set inet nethook probe_svc").contains("elements = { 0 }"));
         // Re-created whole: the masquerade exceptions of the restored endpoints go in.
         assert!(sh("nft list set inet nethook nomasq4").contains("10.77.0.0/16 . 10.244.0.0/16"));
         assert!(sh("nft list set bridge nethook l2open").contains("nh0123456789ab"));

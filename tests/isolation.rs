@@ -671,7 +671,7 @@ fn a_host_with_an_older_inet_table_gets_the_missing_parts_and_gc_restores_elemen
             // What an older nethook left: the inet table without the isolation objects, no bridge
             // table.
             sh("nft delete table bridge nethook");
-            sh("nft flush chain inet nethook forward && nft delete chain inet nethook isolate && nft delete set inet nethook nets && nft delete set inet nethook intra && nft delete set inet nethook fwd_guard && nft delete set inet nethook probe_ipv6");
+            sh("nft flush chain inet nethook forward && nft delete chain inet nethook isolate && nft delete set inet nethook nets && nft delete set inet nethook intra && nft delete set inet nethook fwd_guard && nft delete set inet nethook probe_svc");
             let (ok, out, err) = nh.cli(&["gc", "--dry-run"]);
             assert!(ok, "{err}");
             assert!(out.contains("would re-create an older version of table inet nethook and the elements of 1 live endpoint(s)"), "{out}");

@@ -371,7 +371,7 @@ fn an_inet_table_from_before_routed_networks_is_recreated_with_them() {
             ] {
                 assert!(inet.contains(needle), "no {needle:?} in\n{inet}");
             }
-            assert!(sh("nft list set inet nethook probe_ipv6").contains("elements = { 0 }"));
+            assert!(sh("nft list set inet nethook probe_svc").contains("elements = { 0 }"));
             assert!(!firewall::ensure_skeleton().unwrap());
         }
     );

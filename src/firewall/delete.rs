@@ -42,6 +42,19 @@ fn kernel_may_destroy() -> bool {
     }
 }
 
+/// Does this kernel (as far as this process knows) take NFT_MSG_DESTROYSETELEM?
+pub(super) fn destroy_supported() -> bool {
+    match DESTROY.load(Ordering::Relaxed) {
+        YES => true,
+        NO => false,
+        _ if kernel_may_destroy() => true,
+        _ => {
+            DESTROY.store(NO, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 /// Delete as on a kernel without NFT_MSG_DESTROYSETELEM (tests of the fallback).
 #[doc(hidden)]
 pub fn assume_no_destroy() {

@@ -23,12 +23,12 @@ const NFTA_DATA_VALUE: u16 = 1;
 pub(super) fn dump_set(
     sock: &NlSocket,
     family: TableFamily,
-    set: &'static CStr,
+    set: &CStr,
 ) -> Result<Option<Vec<ElemSpec>>, FirewallError> {
     let ty = ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | libc::NFT_MSG_GETSETELEM as u16;
     let mut m = MsgBuilder::nfnl(ty, netlink::NLM_F_DUMP, 1, family.nfproto());
     m.attr_str(NFTA_SET_ELEM_LIST_TABLE, cstr_static(TABLE));
-    m.attr_str(NFTA_SET_ELEM_LIST_SET, cstr_static(set));
+    m.attr_str(NFTA_SET_ELEM_LIST_SET, &set.to_string_lossy());
     let mut out = Vec::new();
     let result = sock.dump(&m.finish(), |msg| {
         let attrs = msg.payload.get(4..).unwrap_or_default();

@@ -10,17 +10,19 @@
 //! | map `svc-NAME-a4`/`-a6` | client → member (dynamic, timeout), when affinity is on   |
 //! | chain `svcaff-NAME` | records the member chosen: `update @svc-NAME-a4 { ip saddr : ip daddr }` |
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nftnl::{Chain, MsgType, Rule};
 use nix::errno::Errno;
 
 use super::batch::BatchBuilder;
 use super::encode::{self, TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR};
-use super::error::{first_error, FirewallError, Object};
+use super::error::{first_error, nl_err, FirewallError, Object};
 use super::probe::touch_probes;
+use super::readback::dump_set;
 use super::service::{MemberChange, Service, Slot};
 use super::skeleton::expr::*;
 use super::skeleton::{
@@ -29,6 +31,7 @@ use super::skeleton::{
 use super::tables::{probe_exists, Tables};
 use super::types::TableFamily;
 use super::units::{NLM_F_CREATE, NLM_F_EXCL};
+use crate::kernel::netlink::{Bus, NlSocket};
 use crate::sys::nft::{Borrowed, ElemMsg, ElemSpec, RawExpr, Val};
 
 /// nftables' `TYPE_INTEGER` (numgen's result as a map key).
@@ -656,6 +659,16 @@ fn recorder_rule(ipv6: bool, set: &CStr, timeout_s: u32) -> Vec<RawExpr> {
     x
 }
 
+/// Destroy messages of services put in batches by this process (tests of the fallback).
+static DESTROYS: AtomicU64 = AtomicU64::new(0);
+
+/// How many NFT_MSG_DESTROYSETELEM messages service steps put in batches so far (for tests:
+/// none on a kernel without it).
+#[doc(hidden)]
+pub fn service_destroys_sent() -> u64 {
+    DESTROYS.load(Ordering::Relaxed)
+}
+
 /// The nftnl objects of some steps, built once, so that the batch can borrow them.
 pub(super) struct Built<'a> {
     tables: &'a Tables,
@@ -806,6 +819,9 @@ impl<'a> Built<'a> {
                     elems,
                     object,
                 } => {
+                    if *destroy {
+                        DESTROYS.fetch_add(1, Ordering::Relaxed);
+                    }
                     let msg = ElemMsg::new(inet, set, *flags, elems).destroying(*destroy);
                     let ty = if *add { MsgType::Add } else { MsgType::Del };
                     batch.push(object.clone(), msg, ty);
@@ -813,6 +829,79 @@ impl<'a> Built<'a> {
             }
         }
     }
+}
+
+/// On a kernel without NFT_MSG_DESTROYSETELEM (before 6.3: Debian 12's 6.1), destroys become
+/// plain deletes of the keys the set holds at that point of the batch: the sets they name
+/// are read back (one dump each, under the caller's lock), then the steps are replayed on
+/// that copy (an add puts a key in, a flush empties the set). A destroy left with no key is
+/// dropped (an empty delete would flush the set).
+pub(super) fn for_this_kernel(steps: Vec<Step>) -> Result<Vec<Step>, FirewallError> {
+    if super::delete::destroy_supported()
+        || !steps
+            .iter()
+            .any(|s| matches!(s, Step::Elems { destroy: true, .. }))
+    {
+        return Ok(steps);
+    }
+    let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
+    let mut held: HashMap<CString, HashSet<Vec<u8>>> = HashMap::new();
+    let mut out = Vec::new();
+    for st in steps {
+        let Step::Elems {
+            set,
+            add,
+            destroy,
+            elems,
+            flags,
+            object,
+        } = st
+        else {
+            out.push(st);
+            continue;
+        };
+        if !held.contains_key(&set) {
+            let there = dump_set(&sock, TableFamily::Inet, &set)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.key)
+                .collect();
+            held.insert(set.clone(), there);
+        }
+        let keys = held.entry(set.clone()).or_default();
+        if add {
+            keys.extend(elems.iter().map(|e| e.key.clone()));
+        } else if !destroy && elems.is_empty() {
+            keys.clear(); // a flush
+        } else if !destroy {
+            elems.iter().for_each(|e| {
+                keys.remove(&e.key);
+            });
+        } else {
+            let elems: Vec<ElemSpec> = elems.into_iter().filter(|e| keys.remove(&e.key)).collect();
+            if elems.is_empty() {
+                continue;
+            }
+            out.push(Step::Elems {
+                set,
+                add,
+                destroy: false,
+                elems,
+                flags,
+                object,
+            });
+            continue;
+        }
+        out.push(Step::Elems {
+            set,
+            add,
+            destroy,
+            elems,
+            flags,
+            object,
+        });
+    }
+    Ok(out)
 }
 
 /// Send `steps` in one batch with the inet table's probe (a missing or older table: ENOENT).
@@ -840,7 +929,7 @@ fn taken(errors: &[(Object, Errno)]) -> Option<FirewallError> {
 }
 
 pub(super) fn send_create(s: &Service) -> Result<(), FirewallError> {
-    let errors = send_steps(&create_steps(s))?;
+    let errors = send_steps(&for_this_kernel(create_steps(s))?)?;
     if let Some(e) = taken(&errors) {
         return Err(e);
     }
@@ -855,7 +944,7 @@ pub(super) fn send_restore(all: &[(Service, Vec<Slot>)]) -> Result<(), FirewallE
     if steps.is_empty() {
         return Ok(());
     }
-    first_error("restore services", send_steps(&steps)?)
+    first_error("restore services", send_steps(&for_this_kernel(steps)?)?)
 }
 
 pub(super) fn send_delete(s: &Service) -> Result<(), FirewallError> {
@@ -874,7 +963,7 @@ pub(super) fn send_delete(s: &Service) -> Result<(), FirewallError> {
         rec: probe_exists(svc_obj(&n.rec), None, Some(&n.rec))?,
         sets,
     };
-    let steps = delete_steps(s, &present);
+    let steps = for_this_kernel(delete_steps(s, &present))?;
     let tables = Tables::new();
     first_error(
         "delete service",
