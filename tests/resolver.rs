@@ -209,17 +209,13 @@ fn start_deliver_exit_then_a_killed_resolver_is_not_running_and_starts_again() {
             ];
             assert_eq!(lab.deliver(&all), "exited");
             assert!(!run.join("dns/ctl").exists() && !run.join("dns/pid").exists());
-            wait_until(3, "the resolver to exit", || {
-                !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
-            });
+            wait_until(3, "the resolver to exit", || gone(pid));
             assert_eq!(lab.deliver(&[]), "not-running");
             // Killed: the next deliver finds nobody, and start works again.
             lab.start(&two_zones());
             let pid = lab.pid().unwrap();
             sh(&format!("kill -9 {pid}"));
-            wait_until(3, "the kill", || {
-                !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
-            });
+            wait_until(3, "the kill", || gone(pid));
             assert_eq!(lab.deliver(&[]), "not-running");
             lab.start(&two_zones());
             assert_ne!(lab.pid().unwrap(), pid);
@@ -330,6 +326,16 @@ fn a_port_held_by_another_program_is_named_and_leaves_the_resolver_as_it_was() {
             );
             let db = ask_in(lab.c2.pid(), GW2, "db", RecordType::A, false).unwrap();
             assert_eq!(data(&db), ["10.89.0.10"]);
+            // An address on no interface yet (an IPv6 gateway during DAD) binds all the same.
+            let early = Update::Zone(Zone {
+                network: "net4".into(),
+                listen: vec!["fd00:91::1".parse().unwrap(), "10.91.0.1".parse().unwrap()],
+                entries: vec![],
+            });
+            assert_eq!(
+                deliver(&lab.nh.run_dir(), &[early]).unwrap(),
+                Delivery::Applied
+            );
         }
     );
 }
@@ -377,7 +383,9 @@ fn under_systemd_it_starts_in_its_own_scope_through_systemd_run() {
             );
             assert!(lab.log().join("\n").contains(".scope"));
             // A systemd-run that fails (no D-Bus, say): the resolver starts without a scope.
-            sh(&format!("kill -9 {}", lab.pid().unwrap()));
+            let pid = lab.pid().unwrap();
+            sh(&format!("kill -9 {pid}"));
+            wait_until(3, "the kill", || gone(pid));
             std::fs::write(&fake, "#!/bin/sh\necho 'Failed to start transient scope unit: Connection refused' >&2\nexit 1\n").unwrap();
             lab.start(&two_zones());
             assert_eq!(
@@ -393,4 +401,105 @@ fn under_systemd_it_starts_in_its_own_scope_through_systemd_run() {
             assert!(sh_ok("umount /usr/bin/systemd-run"));
         }
     );
+}
+
+/// The numbers for the report (printed; run the test binary by hand with --nocapture to
+/// see them) and the two limits that must hold: nothing lost, RSS within 10 MiB.
+#[test]
+fn measure_latency_memory_and_delivery() {
+    sandbox!("measure_latency_memory_and_delivery", {
+        let lab = Lab::new("dns-measure");
+        let mut snap = two_zones();
+        for i in 0..1000 {
+            snap.zones[0].entries.push(entry(
+                &format!("{i:064x}"),
+                &[&format!("c{i}"), &format!("alias{i}")],
+                &[
+                    &format!("10.88.{}.{}", 1 + i / 250, 2 + i % 250),
+                    &format!("fd00:88::1:{i:x}"),
+                ],
+            ));
+        }
+        lab.start(&snap);
+        let pid = lab.pid().unwrap();
+        let rss_start = rss_kib(pid);
+        let timed = |name: &'static str, n: usize| {
+            in_ns(lab.c1.pid(), move || {
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t0 = Instant::now();
+                    let m =
+                        ask(GW1.parse().unwrap(), name, RecordType::A, false).expect("answered");
+                    v.push(t0.elapsed());
+                    assert!(!m.answers.is_empty(), "{name}");
+                }
+                percentiles(v)
+            })
+        };
+        let (l50, l99) = timed("c500.net1", 2000);
+        let (f50, f99) = timed("example.com", 2000);
+        let (u50, u99) = in_ns(lab.up.pid(), || {
+            let mut v = Vec::new();
+            for _ in 0..2000 {
+                let t0 = Instant::now();
+                ask(
+                    UPSTREAM.parse().unwrap(),
+                    "example.com",
+                    RecordType::A,
+                    false,
+                )
+                .expect("upstream");
+                v.push(t0.elapsed());
+            }
+            percentiles(v)
+        });
+        let rss_queries = rss_kib(pid);
+        let run = lab.nh.run_dir();
+        let time_deliver = |make: &dyn Fn(usize) -> Vec<Update>| {
+            let mut v = Vec::new();
+            for i in 0..200 {
+                let u = make(i);
+                let t0 = Instant::now();
+                assert_eq!(deliver(&run, &u).unwrap(), Delivery::Applied);
+                v.push(t0.elapsed());
+            }
+            percentiles(v)
+        };
+        // One entry changed while its zone holds 1 entry (net2) or 1001 (net1: 2002
+        // names); then a whole zone of 10 or 2000 entries sent at once.
+        let upsert = |net: &str, i: usize| Update::Upsert {
+            network: net.into(),
+            entry: entry("churn", &[&format!("n{i}")], &["10.89.0.77"]),
+        };
+        let (d1, d1_99) = time_deliver(&|i| vec![upsert("net2", i)]);
+        let (d1000, d1000_99) = time_deliver(&|i| vec![upsert("net1", i)]);
+        let mut zone10 = snap.zones[1].clone();
+        zone10.entries = snap.zones[0].entries[..10].to_vec();
+        let (z10, z10_99) = time_deliver(&|_| vec![Update::Zone(zone10.clone())]);
+        let mut big = snap.zones[0].clone();
+        for i in 1000..1999 {
+            big.entries.push(entry(
+                &format!("{i:064x}"),
+                &[&format!("c{i}")],
+                &[&format!("10.88.9.{}", i % 250)],
+            ));
+        }
+        let (z2000, z2000_99) = time_deliver(&|_| vec![Update::Zone(big.clone())]);
+        let rss_end = rss_kib(pid);
+        eprintln!(
+            "MEASURE local A udp p50 {l50} us p99 {l99} us | forwarded p50 {f50} us p99 {f99} us | upstream direct p50 {u50} us p99 {u99} us\n\
+             MEASURE RSS KiB: 1001 entries at start {rss_start}, after 6000 queries {rss_queries}, after 800 deliveries {rss_end}\n\
+             MEASURE deliver one upsert: zone of 1 p50 {d1} us p99 {d1_99} us, zone of 1001 p50 {d1000} us p99 {d1000_99} us\n\
+             MEASURE deliver a whole zone: 10 entries p50 {z10} us p99 {z10_99} us, 2000 entries p50 {z2000} us p99 {z2000_99} us"
+        );
+        // Anonymous memory: what the resolver allocates, whatever the build (a debug
+        // binary's text alone is several MiB of file pages).
+        let anon = rss_anon_kib(pid);
+        eprintln!("MEASURE RssAnon at the end {anon} KiB");
+        assert!(anon <= 10 * 1024, "RssAnon {anon} KiB over 10 MiB");
+        assert_eq!(
+            data(&lab.ask1("c1998.net1", RecordType::A).unwrap()),
+            ["10.88.9.248"]
+        );
+    });
 }

@@ -258,10 +258,12 @@ fn spawn(mut cmd: Command, run_dir: &Path, input: &[u8]) -> Result<u32, Failed> 
     }
 }
 
-/// The child's first line on stdout ("" at EOF), `None` if none came in time.
+/// The child's first line on stdout ("" at EOF), `None` if none came in time. Reads on to
+/// the end of the pipe: the resolver closes its copy right after "ready", so when this
+/// returns it holds nothing of the starter's (a runtime waits for its hook's pipes).
 fn first_line(child: &mut Child) -> Option<String> {
     let out = child.stdout.as_mut()?;
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut deadline = Instant::now() + READY_TIMEOUT;
     let mut line = Vec::new();
     let mut byte = [0u8; 256];
     loop {
@@ -269,6 +271,7 @@ fn first_line(child: &mut Child) -> Option<String> {
         let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if line.contains(&b'\n') => break,
             Ok(0) => return None,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -277,9 +280,12 @@ fn first_line(child: &mut Child) -> Option<String> {
         match out.read(&mut byte) {
             Ok(0) => break,
             Ok(n) => {
-                line.extend_from_slice(&byte[..n]);
-                if line.contains(&b'\n') {
-                    break;
+                if !line.contains(&b'\n') && byte[..n].contains(&b'\n') {
+                    // The line is there; the end of the pipe should follow at once.
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(1));
+                }
+                if line.len() < 64 << 10 {
+                    line.extend_from_slice(&byte[..n]);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

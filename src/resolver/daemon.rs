@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -126,7 +127,7 @@ impl Resolver {
         let mut owner: HashMap<IpAddr, &str> = HashMap::new();
         for (net, addrs) in &listen {
             for a in addrs {
-                if let Some(other) = owner.insert(*a, net) {
+                if let Some(other) = owner.insert(*a, net).filter(|o| o != net) {
                     return Err(ResolverError::Refused(format!(
                         "DNS resolver: networks {other} and {net} both listen on {a}: give each network its own gateway"
                     )));
@@ -208,9 +209,13 @@ pub fn run(run_dir: &Path) -> u8 {
     crate::log::to_syslog();
     match prepare(run_dir) {
         Ok((resolver, ctl)) => {
-            let _ = std::io::stdout().write_all(format!("{READY}\n").as_bytes());
-            let _ = std::io::stdout().flush();
+            // stdio goes to /dev/null before "ready" is said (through a copy of stdout),
+            // so the starter's pipes are closed here by the time it returns.
+            let ready = std::io::stdout().as_fd().try_clone_to_owned();
             detach_stdio();
+            if let Ok(fd) = ready {
+                let _ = std::fs::File::from(fd).write_all(format!("{READY}\n").as_bytes());
+            }
             crate::log::notice(&format!(
                 "DNS resolver (pid {}) serves {} names on {:?}",
                 std::process::id(),

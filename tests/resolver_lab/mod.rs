@@ -343,8 +343,17 @@ fn upstream_reply(q: &[u8], at: &str, tcp: bool, asked: &Mutex<Vec<String>>) -> 
 
 /// Resident memory of a process, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Its anonymous part (heap, stacks), KiB.
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -361,4 +370,25 @@ pub fn counts(names: &[String]) -> HashMap<String, usize> {
         *m.entry(n.clone()).or_default() += 1;
     }
     m
+}
+
+/// Whether a process has exited with all its threads, so its sockets are closed: gone, or
+/// a zombie leader with no other thread left. (Its exe link goes before its sockets, and
+/// the leader turns zombie while other threads may still hold them.)
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z');
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            zombie && threads <= 1
+        }
+        Err(_) => true,
+    }
 }
