@@ -180,8 +180,18 @@ fn service_range_routes_come_and_go_idempotently_and_come_back_with_a_repaired_b
 
             for dst in [v4, v6] {
                 rtnl.ensure_device_route("nhs1", dst).expect("add");
-                // Idempotent.
+                // Idempotent, also when named with host bits.
                 rtnl.ensure_device_route("nhs1", dst).expect("add again");
+                let with_host_bits = IpNetwork::new(
+                    match dst.network() {
+                        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) | 7).into()),
+                        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) | 7).into()),
+                    },
+                    dst.prefix(),
+                )
+                .unwrap();
+                rtnl.ensure_device_route("nhs1", with_host_bits)
+                    .expect("add with host bits");
             }
             let shown = shown_routes("nhs1");
             assert!(

@@ -49,6 +49,8 @@ impl Rtnl {
         index: u32,
         dst: IpNetwork,
     ) -> Result<(), LinkError> {
+        // As the kernel keeps it (host bits cleared), to compare with the dump.
+        let dst = IpNetwork::new(dst.network(), dst.prefix()).unwrap_or(dst);
         let add = RouteNetlinkMessage::NewRoute(msg::device_route(index, dst));
         match self.sock.ack(add, msg::CREATE) {
             Ok(()) => Ok(()),
@@ -66,7 +68,9 @@ impl Rtnl {
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_else(|_| format!("link #{i}"))
                     })
-                    .unwrap_or_else(|| "a gateway or another table".into());
+                    .unwrap_or_else(|| {
+                        "a route with no single out link (a gateway, multipath)".into()
+                    });
                 Err(LinkError::RouteElsewhere {
                     dst,
                     dev: dev.to_owned(),
