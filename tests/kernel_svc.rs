@@ -384,8 +384,9 @@ fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside
             let me = std::process::id();
             // Host files a symlink in the image would name if it were followed.
             let escape = format!("/tmp/nethook-escape-{me}");
-            let escape_dir = format!("/tmp/nethook-escape-dir-{me}");
-            std::fs::create_dir_all(&escape_dir).unwrap();
+            // Removed on drop, also when an assertion fails.
+            let escape_tmp = TempDir::new("escape-dir");
+            let escape_dir = escape_tmp.0.display().to_string();
             let root = rootfs.display();
             let c = MountNsProcess::start(
                 &rootfs,
@@ -484,7 +485,6 @@ fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside
                 c.sh(&format!("cat {root}/etc/resolv2.conf")).as_bytes(),
                 conf
             );
-            let _ = std::fs::remove_dir_all(&escape_dir);
             record_timing(&format!(
                 "write_container_file p50 over 1000: {by_proc:.1} µs through /proc/PID/root; {by_setns:.1} µs by thread + unshare(CLONE_FS) + setns(mnt)"
             ));
