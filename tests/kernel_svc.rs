@@ -180,8 +180,18 @@ fn service_range_routes_come_and_go_idempotently_and_come_back_with_a_repaired_b
 
             for dst in [v4, v6] {
                 rtnl.ensure_device_route("nhs1", dst).expect("add");
-                // Idempotent.
+                // Idempotent, also when named with host bits.
                 rtnl.ensure_device_route("nhs1", dst).expect("add again");
+                let with_host_bits = IpNetwork::new(
+                    match dst.network() {
+                        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) | 7).into()),
+                        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) | 7).into()),
+                    },
+                    dst.prefix(),
+                )
+                .unwrap();
+                rtnl.ensure_device_route("nhs1", with_host_bits)
+                    .expect("add with host bits");
             }
             let shown = shown_routes("nhs1");
             assert!(
@@ -246,9 +256,19 @@ fn service_range_routes_come_and_go_idempotently_and_come_back_with_a_repaired_b
             bridge(&rtnl, "nhs3", &[net("10.91.0.0/24")]);
             assert!(shown_routes("nhs3").contains("10.91.0.0/24"));
 
-            let t = p50_us(1000, || rtnl.ensure_device_route("nhs1", v4).unwrap());
+            let there = p50_us(1000, || rtnl.ensure_device_route("nhs1", v4).unwrap());
+            let dst = net("10.92.0.0/24");
+            let mut times = Vec::with_capacity(1000);
+            for _ in 0..1000 {
+                let t = Instant::now();
+                rtnl.ensure_device_route("nhs1", dst).unwrap();
+                times.push(t.elapsed());
+                assert!(rtnl.delete_device_route("nhs1", dst).unwrap());
+            }
+            times.sort();
+            let new = times[500].as_secs_f64() * 1e6;
             record_timing(&format!(
-                "ensure_device_route (route there) p50 over 1000: {t:.1} µs"
+                "ensure_device_route p50 over 1000: {new:.1} µs adding it, {there:.1} µs when it is there (EEXIST + a dump)"
             ));
         }
     );
@@ -364,8 +384,9 @@ fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside
             let me = std::process::id();
             // Host files a symlink in the image would name if it were followed.
             let escape = format!("/tmp/nethook-escape-{me}");
-            let escape_dir = format!("/tmp/nethook-escape-dir-{me}");
-            std::fs::create_dir_all(&escape_dir).unwrap();
+            // Removed on drop, also when an assertion fails.
+            let escape_tmp = TempDir::new("escape-dir");
+            let escape_dir = escape_tmp.0.display().to_string();
             let root = rootfs.display();
             let c = MountNsProcess::start(
                 &rootfs,
@@ -464,7 +485,6 @@ fn a_file_written_into_a_container_root_lands_in_its_view_only_and_never_outside
                 c.sh(&format!("cat {root}/etc/resolv2.conf")).as_bytes(),
                 conf
             );
-            let _ = std::fs::remove_dir_all(&escape_dir);
             record_timing(&format!(
                 "write_container_file p50 over 1000: {by_proc:.1} µs through /proc/PID/root; {by_setns:.1} µs by thread + unshare(CLONE_FS) + setns(mnt)"
             ));

@@ -10,9 +10,9 @@
 //! path from there reaches the same files as entering the namespace would. Entering needs a
 //! thread of its own (`setns(CLONE_NEWNS)` refuses a thread that shares its `fs` with
 //! others, so it first `unshare(CLONE_FS)`s, and the hook's main thread must not).
-//! Measured on the same file (`tests/kernel_svc.rs`, p50 of 1000, debug build, 2-CPU VM,
-//! 2026-12-03): 19 µs through `/proc/PID/root`, 78 µs by a thread that enters; the thread's
-//! spawn and join are most of the difference. The /proc way also keeps the hook
+//! Measured on the same file (`tests/kernel_svc.rs`, p50 of 1000, release build, 2-CPU VM,
+//! 2026-12-03): 14 µs through `/proc/PID/root`, 53 µs by a thread that enters (debug: 19
+//! and 78); the thread's spawn and join are most of the difference. The /proc way also keeps the hook
 //! single-threaded. Both see the runtime's bind mounts (the test checks the /proc one).
 //!
 //! # Staying inside the root
