@@ -192,6 +192,10 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         forget(store, k, &endpoint, &ipam);
         return Err(e.into());
     }
+    if let Err(e) = names::claim(store, &network, &endpoint) {
+        forget(store, k, &endpoint, &ipam);
+        return Err(e.into());
+    }
     steps.mark("plan+record");
 
     let mut undo = Undo::default();
@@ -341,11 +345,6 @@ fn apply(
         steps,
     };
     driver.attach(&mut cx, net, link, ep)?;
-    // A member reaching its own service is DNATed back to itself: bridged back out the port
-    // it came in by, which a bridge does only with hairpin on.
-    if !ep.services.is_empty() && net.driver.is_bridge() {
-        k.links().set_hairpin(&ep.host_interface, true)?;
-    }
 
     let mut elements = firewall_elements(ep);
     // Its services' member changes ride in its own batch: it is a member from the moment

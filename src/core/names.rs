@@ -163,7 +163,12 @@ pub fn joined_sync(
     if !net.dns {
         return Ok(());
     }
-    deliver_or_start(store, k, &[joined(ep)])
+    match deliver_or_start(store, k, &[joined(ep)]) {
+        // A resolver that started before this network had DNS (or containers) does not
+        // know its zone: it gets the whole zone, this container included.
+        Err(NameError::Resolver(ResolverError::Refused(_))) => network_sync(store, k, &net.name),
+        other => other,
+    }
 }
 
 /// Tells a running resolver that `ep` left (none is started for a removal).
