@@ -62,6 +62,13 @@ fn containers_get_their_own_networks_names_and_never_anothers() {
             assert_eq!(data(&db), ["10.89.0.10"]);
             let web = ask_in(lab.c2.pid(), GW2, "web", RecordType::A, false).unwrap();
             assert!(web.answers.is_empty());
+            // c1 reaches net2's gateway too (it is a host address): refused there, for
+            // net2's names and for forwarding alike, over UDP and TCP.
+            for (name, tcp) in [("db", false), ("db.net2", true), ("example.com", false)] {
+                let m = ask_in(lab.c1.pid(), GW2, name, RecordType::A, tcp).unwrap();
+                assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{name}");
+                assert!(m.answers.is_empty());
+            }
             // It listens on the gateways only, never on a wildcard.
             let bound = sh("cat /proc/net/udp /proc/net/udp6 /proc/net/tcp /proc/net/tcp6");
             assert!(!bound.contains("00000000:0035"), "{bound}");
@@ -292,6 +299,7 @@ fn a_port_held_by_another_program_is_named_and_leaves_the_resolver_as_it_was() {
             let zone3 = Update::Zone(Zone {
                 network: "net3".into(),
                 listen: vec!["10.90.0.1".parse().unwrap()],
+                clients: vec![],
                 entries: vec![entry("c9", &["x"], &["10.90.0.9"])],
             });
             let drop2 = Update::DropZone {
@@ -330,6 +338,7 @@ fn a_port_held_by_another_program_is_named_and_leaves_the_resolver_as_it_was() {
             let early = Update::Zone(Zone {
                 network: "net4".into(),
                 listen: vec!["fd00:91::1".parse().unwrap(), "10.91.0.1".parse().unwrap()],
+                clients: vec![],
                 entries: vec![],
             });
             assert_eq!(

@@ -127,6 +127,7 @@ fn updates_too_large_for_one_datagram_are_refused_before_sending() {
     let big = Update::Zone(Zone {
         network: "n".into(),
         listen: vec![],
+        clients: vec![],
         entries: vec![Entry {
             key: "k".into(),
             names: vec!["x".repeat(MAX_CONTROL_BYTES)],
@@ -146,6 +147,7 @@ fn a_snapshot_without_entries_starts_nothing() {
         zones: vec![Zone {
             network: "n".into(),
             listen: vec!["10.88.0.1".parse().unwrap()],
+            clients: vec![],
             entries: vec![],
         }],
     };

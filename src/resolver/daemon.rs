@@ -54,13 +54,15 @@ impl Tables {
 }
 
 impl Shared {
-    /// The answer from the zone of the address the query arrived on (never another's).
-    pub(super) fn answer(&self, at: IpAddr, req: &Message) -> Answer {
+    /// The answer from the zone of the address the query arrived on (never another's);
+    /// `None` for a client outside that zone's network (or no zone): it gets REFUSED.
+    pub(super) fn answer(&self, at: IpAddr, from: IpAddr, req: Option<&Message>) -> Option<Answer> {
         let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        match t.by_listen.get(&at).and_then(|net| t.zones.get(net)) {
-            Some(z) => z.answer(req),
-            None => Answer::Forward,
+        let zone = t.by_listen.get(&at).and_then(|net| t.zones.get(net))?;
+        if !zone.admits(from) {
+            return None;
         }
+        Some(req.map_or(Answer::Forward, |r| zone.answer(r)))
     }
 }
 
@@ -206,6 +208,10 @@ pub fn run(run_dir: &Path) -> u8 {
     close_inherited();
     // Its own session: no terminal's hangup, no signal to the hook's process group.
     let _ = nix::unistd::setsid();
+    // Not the hook's directory (a bundle the runtime will unmount or delete).
+    let _ = std::env::set_current_dir("/");
+    // Spawned as /proc/self/exe, it would show as "exe" in ps and in port-holder messages.
+    let _ = nix::sys::prctl::set_name(c"nethook-dns");
     crate::log::to_syslog();
     match prepare(run_dir) {
         Ok((resolver, ctl)) => {
@@ -349,6 +355,7 @@ mod tests {
         Zone {
             network: net.into(),
             listen: listen.iter().map(|a| a.parse().unwrap()).collect(),
+            clients: vec![],
             entries: names
                 .iter()
                 .enumerate()

@@ -18,7 +18,7 @@ use nix::sys::socket::{
 
 use super::daemon::Shared;
 use super::upstream::{forward_tcp, forward_udp, read_framed, write_framed};
-use super::zone::{servfail, Answer};
+use super::zone::{refused, servfail, Answer};
 use super::{holder, ResolverError};
 
 /// Small stacks: the threads parse one DNS message at a time, and RSS is what counts.
@@ -151,9 +151,17 @@ fn serve_udp(addr: IpAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: Arc<
         }
         // A message hickory cannot parse is still forwarded: the upstream may know it.
         let req = Message::from_vec(pkt).ok();
-        if let Some(Answer::Local(reply)) = req.as_ref().map(|r| shared.answer(addr, r)) {
-            let _ = sock.send_to(&reply, peer);
-            continue;
+        match (shared.answer(addr, peer.ip(), req.as_ref()), &req) {
+            (Some(Answer::Forward), _) => {}
+            (Some(Answer::Local(reply)), _) => {
+                let _ = sock.send_to(&reply, peer);
+                continue;
+            }
+            (None, Some(req)) => {
+                let _ = sock.send_to(&refused(req), peer);
+                continue;
+            }
+            (None, None) => continue,
         }
         let Some(slot) = Slot::take(&shared.forwards, MAX_FORWARDS) else {
             if let Some(req) = &req {
@@ -180,8 +188,8 @@ fn serve_tcp(addr: IpAddr, l: Arc<TcpListener>, shared: Arc<Shared>, stop: Arc<A
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let c = match got {
-            Ok((c, _)) => c,
+        let (c, peer) = match got {
+            Ok(c) => c,
             Err(_) => {
                 // EMFILE and the like: do not spin.
                 std::thread::sleep(Duration::from_millis(10));
@@ -196,12 +204,12 @@ fn serve_tcp(addr: IpAddr, l: Arc<TcpListener>, shared: Arc<Shared>, stop: Arc<A
             .stack_size(STACK)
             .spawn(move || {
                 let _slot = slot;
-                serve_connection(addr, c, &shared);
+                serve_connection(addr, peer.ip(), c, &shared);
             });
     }
 }
 
-fn serve_connection(addr: IpAddr, mut c: TcpStream, shared: &Shared) {
+fn serve_connection(addr: IpAddr, peer: IpAddr, mut c: TcpStream, shared: &Shared) {
     if c.set_read_timeout(Some(TCP_IDLE)).is_err() {
         return;
     }
@@ -210,10 +218,11 @@ fn serve_connection(addr: IpAddr, mut c: TcpStream, shared: &Shared) {
             return;
         }
         let req = Message::from_vec(&pkt).ok();
-        let reply = match req.as_ref().map(|r| shared.answer(addr, r)) {
+        let reply = match shared.answer(addr, peer, req.as_ref()) {
             Some(Answer::Local(r)) => Some(r),
-            _ => forward_tcp(&shared.upstreams.servers(), &pkt)
+            Some(Answer::Forward) => forward_tcp(&shared.upstreams.servers(), &pkt)
                 .or_else(|| req.as_ref().map(servfail)),
+            None => req.as_ref().map(refused),
         };
         match reply {
             Some(r) if write_framed(&mut c, &r).is_ok() => {}

@@ -42,6 +42,11 @@ pub struct Zone {
     pub network: String,
     /// The gateway addresses the resolver listens on for this network (port 53).
     pub listen: Vec<IpAddr>,
+    /// The network's subnets: only their hosts are answered (others get REFUSED), so a
+    /// container that routes to another network's gateway learns nothing there, and the
+    /// resolver is no open resolver for whatever else reaches the address. Empty: anyone.
+    #[serde(default)]
+    pub clients: Vec<ipnetwork::IpNetwork>,
     pub entries: Vec<Entry>,
 }
 

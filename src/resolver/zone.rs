@@ -18,6 +18,7 @@ pub(super) struct ZoneTable {
     /// The network's name, lowercase: the domain `NAME.NETWORK` answers under.
     domain: String,
     pub(super) listen: Vec<IpAddr>,
+    clients: Vec<ipnetwork::IpNetwork>,
     entries: HashMap<String, Entry>,
     /// Lowercase name → keys of the entries with that name (aliases may be shared).
     by_name: HashMap<String, Vec<String>>,
@@ -38,12 +39,18 @@ impl ZoneTable {
         let mut t = ZoneTable {
             domain: lower(&zone.network),
             listen: zone.listen.clone(),
+            clients: zone.clients.clone(),
             ..Default::default()
         };
         for e in &zone.entries {
             t.upsert(e.clone());
         }
         t
+    }
+
+    /// Whether a query from `from` is served at all (its answer or a forward).
+    pub(super) fn admits(&self, from: IpAddr) -> bool {
+        self.clients.is_empty() || self.clients.iter().any(|n| n.contains(from))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -194,11 +201,16 @@ fn reply(req: &Message, q: &Query, code: ResponseCode, answers: Vec<Record>) -> 
 
 /// A reply saying the server failed (no upstream answered, or none is known).
 pub(super) fn servfail(req: &Message) -> Vec<u8> {
-    let mut m = Message::error_msg(
-        req.metadata.id,
-        req.metadata.op_code,
-        ResponseCode::ServFail,
-    );
+    error_reply(req, ResponseCode::ServFail)
+}
+
+/// The reply to a client outside the network.
+pub(super) fn refused(req: &Message) -> Vec<u8> {
+    error_reply(req, ResponseCode::Refused)
+}
+
+fn error_reply(req: &Message, code: ResponseCode) -> Vec<u8> {
+    let mut m = Message::error_msg(req.metadata.id, req.metadata.op_code, code);
     m.metadata.recursion_desired = req.metadata.recursion_desired;
     m.metadata.recursion_available = true;
     m.add_queries(req.queries.clone());

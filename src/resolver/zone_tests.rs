@@ -13,6 +13,7 @@ fn net1() -> ZoneTable {
     ZoneTable::new(&Zone {
         network: "net1".into(),
         listen: vec!["10.88.0.1".parse().unwrap()],
+        clients: vec![],
         entries: vec![
             entry("c1", &["web", "www"], &["10.88.0.10", "fd00:88::10"]),
             entry("c2", &["db"], &["10.88.0.11"]),
@@ -64,6 +65,7 @@ fn names_match_whatever_their_case_and_the_answer_repeats_the_question() {
     let upper = ZoneTable::new(&Zone {
         network: "Net2".into(),
         listen: vec![],
+        clients: vec![],
         entries: vec![entry("k", &["API"], &["10.1.0.2"])],
     });
     assert_eq!(
@@ -174,6 +176,7 @@ fn an_answer_too_big_for_the_clients_buffer_is_truncated_without_records() {
     let t = ZoneTable::new(&Zone {
         network: "n".into(),
         listen: vec![],
+        clients: vec![],
         entries: vec![entry("k", &["many"], &refs)],
     });
     let m = ask(&t, "many", RecordType::A).unwrap();
@@ -197,4 +200,31 @@ fn servfail_keeps_the_id_and_question() {
     assert_eq!(m.metadata.id, 4242);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(m.queries.len(), 1);
+}
+
+#[test]
+fn only_the_networks_subnets_are_admitted_when_it_names_them() {
+    let mut zone = Zone {
+        network: "n".into(),
+        listen: vec![],
+        clients: vec![],
+        entries: vec![],
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(ZoneTable::new(&zone).admits(ip("192.0.2.1")));
+    zone.clients = vec![
+        "10.88.0.0/24".parse().unwrap(),
+        "fd00:88::/64".parse().unwrap(),
+    ];
+    let t = ZoneTable::new(&zone);
+    assert!(t.admits(ip("10.88.0.10")) && t.admits(ip("fd00:88::10")));
+    assert!(!t.admits(ip("10.89.0.10")) && !t.admits(ip("fd00:89::10")));
+}
+
+#[test]
+fn refused_keeps_the_id_and_question() {
+    let m = Message::from_vec(&refused(&query("db.", RecordType::A))).unwrap();
+    assert_eq!(m.metadata.id, 4242);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
 }

@@ -55,6 +55,8 @@ impl Lab {
             && ip addr add fd00:88::1/64 dev nh1 nodad \
             && ip link add nh2 type bridge && ip link set nh2 up && ip addr add 10.89.0.1/24 dev nh2");
         plug(&c1, "nh1", "10.88.0.10/24", Some("fd00:88::10/64"));
+        // A route to the other gateways: the host answers for them whatever the bridge.
+        c1.sh("ip route add default via 10.88.0.1");
         plug(&c2, "nh2", "10.89.0.10/24", None);
         sh(&format!(
             "ip link add vu type veth peer name vuc && ip link set vuc netns {} \
@@ -191,11 +193,16 @@ pub fn two_zones() -> Snapshot {
             Zone {
                 network: "net1".into(),
                 listen: vec![GW1.parse().unwrap(), GW1_6.parse().unwrap()],
+                clients: vec![
+                    "10.88.0.0/16".parse().unwrap(),
+                    "fd00:88::/64".parse().unwrap(),
+                ],
                 entries: vec![entry("c1", &["web", "www"], &["10.88.0.10", "fd00:88::10"])],
             },
             Zone {
                 network: "net2".into(),
                 listen: vec![GW2.parse().unwrap()],
+                clients: vec!["10.89.0.0/24".parse().unwrap()],
                 entries: vec![entry("c2", &["db"], &["10.89.0.10"])],
             },
         ],
