@@ -101,9 +101,12 @@ pub fn zone(net: &Network, endpoints: &[Endpoint], services: &[Service]) -> Zone
             .filter(|s| s.network == net.name)
             .map(entry_of_service),
     );
+    let v4 = net.ipv4.map(|c| ipnetwork::IpNetwork::V4(c.subnet));
+    let v6 = net.ipv6.map(|c| ipnetwork::IpNetwork::V6(c.subnet));
     Zone {
         network: net.name.clone(),
         listen: net.dns_addresses(),
+        clients: [v4, v6].into_iter().flatten().collect(),
         entries,
     }
 }
