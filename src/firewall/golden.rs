@@ -278,6 +278,7 @@ mod wire {
     /// Service "web" (a port of each protocol, both families, one published port, affinity).
     fn service_batches() -> String {
         use super::super::service::{MemberChange, Service, ServicePort, ServicePublish, Slot};
+        use super::super::svc_batch::with_steps;
         use super::super::svc_plan::*;
         let svc = Service {
             name: "web".into(),

@@ -72,7 +72,9 @@ mod prune;
 mod readback;
 mod service;
 mod skeleton;
+mod svc_batch;
 mod svc_plan;
+mod svc_rules;
 mod tables;
 mod types;
 mod units;
@@ -88,7 +90,7 @@ pub use service::{
     create_service, delete_service, restore_services, MemberChange, Service, ServicePort,
     ServicePublish, Slot,
 };
-pub use svc_plan::service_destroys_sent;
+pub use svc_batch::service_destroys_sent;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 pub use types::{
     Elements, PortMapping, PortMapping4, PortMapping6, Source, TableFamily, TABLE_NAME,
@@ -124,7 +126,7 @@ fn member_steps(elems: &Elements) -> Result<Vec<svc_plan::Step>, FirewallError> 
         service::check_change(c)?;
         steps.extend(svc_plan::change_steps(c));
     }
-    svc_plan::for_this_kernel(steps)
+    svc_batch::for_this_kernel(steps)
 }
 
 /// Like [`add()`], but elements that are already there (ports included) are fine: re-creates the

@@ -3,8 +3,15 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use std::ffi::CString;
+
 use super::*;
+use crate::firewall::batch::BatchBuilder;
+use crate::firewall::probe::touch_probes;
 use crate::firewall::service::{ServicePort, ServicePublish};
+use crate::firewall::svc_batch::with_steps;
+use crate::firewall::tables::Tables;
+use crate::firewall::types::TableFamily;
 use crate::firewall::Elements;
 use crate::model::ports::Proto;
 
