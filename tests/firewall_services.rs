@@ -246,6 +246,12 @@ fn flush_ruleset_then_skeleton_and_restore_bring_services_back() {
                 firewall::add(&change(members.join(b))).unwrap();
             }
             let before = sh("nft list table inet nethook");
+            // The slot maps list as nft writes them (nethook gives them nft's typeof user data).
+            assert!(
+                before.contains("typeof numgen random mod 1 : ip daddr")
+                    && before.contains("elements = { 0 : 10.88.0.11, 1 : 10.88.0.12 }"),
+                "{before}"
+            );
             sh("nft flush ruleset");
             // The next member change fails (the hook then re-creates and restores).
             assert!(firewall::add(&change(members.clone_join(&m[0]))).is_err());

@@ -20,7 +20,7 @@ use super::service::{MemberChange, Service, Slot};
 use super::skeleton::{
     HSVCPORTS4, HSVCPORTS6, SVC4, SVC6, SVCAFF4, SVCAFF6, SVCNONE4, SVCNONE6, SVCPORTS,
 };
-use super::svc_rules::{dnat_rule, recorder_rule, Pick};
+use super::svc_rules::{dnat_rule, recorder_rule, slot_map_udata, Pick};
 use super::units::{NLM_F_CREATE, NLM_F_EXCL};
 use crate::sys::nft::{ElemSpec, RawExpr};
 
@@ -35,6 +35,8 @@ pub(super) struct SetDesc {
     pub(super) key_len: u32,
     pub(super) flags: u32,
     pub(super) data: Option<(u32, u32)>,
+    /// nft's user data (the slot maps' `typeof`), shown by `nft list`.
+    pub(super) udata: Vec<u8>,
 }
 
 /// One message of a service batch.
@@ -213,6 +215,23 @@ fn set_desc(name: &CStr, key_type: u32, key_len: u32, flags: u32, data: (u32, u3
         key_len,
         flags: flags | libc::NFT_SET_MAP as u32,
         data: Some(data),
+        udata: Vec::new(),
+    })
+}
+
+/// A slot map (`typeof numgen random mod 1 : ip daddr`).
+fn slot_map(name: &CStr, ipv6: bool) -> Step {
+    Step::Set(SetDesc {
+        name: name.into(),
+        key_type: TYPE_INTEGER,
+        key_len: 4,
+        flags: libc::NFT_SET_MAP as u32,
+        data: Some(if ipv6 {
+            (TYPE_IP6ADDR, 16)
+        } else {
+            (TYPE_IPADDR, 4)
+        }),
+        udata: slot_map_udata(ipv6),
     })
 }
 
@@ -221,8 +240,8 @@ fn set_desc(name: &CStr, key_type: u32, key_len: u32, flags: u32, data: (u32, u3
 pub(super) fn object_steps(s: &Service) -> Vec<Step> {
     let n = names(s);
     let mut out = vec![
-        set_desc(&n.m4, TYPE_INTEGER, 4, 0, (TYPE_IPADDR, 4)),
-        set_desc(&n.m6, TYPE_INTEGER, 4, 0, (TYPE_IP6ADDR, 16)),
+        slot_map(&n.m4, false),
+        slot_map(&n.m6, true),
         set_desc(
             &n.p,
             encode::PORTS4_KEY_TYPE,

@@ -7,6 +7,19 @@ use std::ffi::CStr;
 use super::skeleton::expr::*;
 use crate::sys::nft::{RawExpr, Val};
 
+/// The user data nft gives `typeof numgen random mod 1 : ip daddr` (`: ip6 daddr` for IPv6):
+/// key and data byte order and the typeof expressions, so that `nft list` shows the slot
+/// maps as written (copied from `nft --debug=mnl -f testdata/nft/services.nft`).
+pub(super) fn slot_map_udata(ipv6: bool) -> Vec<u8> {
+    const V4: &str = "000401000000010402000000031a00041700000001120004010000000104010000000204000000000414000407000000010c00040c00000001040c000000060400000000";
+    const V6: &str = "000401000000010402000000031a00041700000001120004010000000104010000000204000000000414000407000000010c00040d000000010409000000060400000000";
+    let hex = if ipv6 { V6 } else { V4 };
+    (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
+}
+
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: the port comes from a register.
 const NAT_PROTO_SPECIFIED: u32 = 2;
 
