@@ -14,6 +14,11 @@
 //!   and EUI-64 link-local) in IPv6 and neighbour discovery must be its own; no router
 //!   advertisements, redirects, MLD or DHCPv6 server replies from it, none from the host into
 //!   it; only IPv4, ARP and IPv6 pass unless its network opted out.
+//! - services (issue 22, `service.rs`): in `table inet nethook`, a VIP's ports (`svc4`/`svc6`)
+//!   and published host ports (`svcports`, `hsvcports4/6`) go to the service's chain, which
+//!   DNATs to a member picked by `numgen` from a slot map; a service without members is in
+//!   `svcnone4/6` instead, refused in filter chains `svcpre`/`svcout`. Member changes ride in
+//!   [`add()`]/[`delete()`] with the container's elements ([`Elements::services`]).
 //!
 //! # Where what is decided
 //!
@@ -32,6 +37,10 @@
 //! | removing elements no live endpoint has (gc)           | `prune.rs`                     |
 //! | reading a set back (the taken port, what is left)     | `readback.rs`                  |
 //! | errors, and what a message was about ([`Object`])     | `error.rs`                     |
+//! | services: what callers hand in, checks, public API    | `service.rs`                   |
+//! | a service operation → steps (messages as data)        | `svc_plan.rs`                  |
+//! | a service chain's rules (DNAT by slot, affinity)      | `svc_rules.rs`                 |
+//! | steps → one batch; kernels without DESTROYSETELEM     | `svc_batch.rs`                 |
 //!
 //! A port mapping: built from the endpoint in `core::elements::port_elements`, turned into a
 //! `ports4`/`hports4` element in `units::element_units`, sent by [`add()`] → `add::add_units` →
