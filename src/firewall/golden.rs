@@ -280,6 +280,7 @@ mod wire {
         use super::super::service::{MemberChange, Service, ServicePort, ServicePublish, Slot};
         use super::super::svc_batch::with_steps;
         use super::super::svc_plan::*;
+        use super::super::svc_whole::*;
         let svc = Service {
             name: "web".into(),
             vip4: Some(Ipv4Addr::new(10, 89, 0, 10)),

@@ -40,6 +40,7 @@
 //! | services: what callers hand in, checks, public API    | `service.rs`                   |
 //! | a service operation → steps (messages as data)        | `svc_plan.rs`                  |
 //! | a service chain's rules (DNAT by slot, affinity)      | `svc_rules.rs`                 |
+//! | create/restore/delete of a whole service → steps      | `svc_whole.rs`                 |
 //! | steps → one batch; kernels without DESTROYSETELEM     | `svc_batch.rs`                 |
 //!
 //! A port mapping: built from the endpoint in `core::elements::port_elements`, turned into a
@@ -84,6 +85,7 @@ mod skeleton;
 mod svc_batch;
 mod svc_plan;
 mod svc_rules;
+mod svc_whole;
 mod tables;
 mod types;
 mod units;

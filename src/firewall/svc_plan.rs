@@ -21,7 +21,7 @@ use super::skeleton::{
     HSVCPORTS4, HSVCPORTS6, SVC4, SVC6, SVCAFF4, SVCAFF6, SVCNONE4, SVCNONE6, SVCPORTS,
 };
 use super::svc_rules::{dnat_rule, recorder_rule, slot_map_udata, Pick};
-use super::units::{NLM_F_CREATE, NLM_F_EXCL};
+use super::units::NLM_F_CREATE;
 use crate::sys::nft::{ElemSpec, RawExpr};
 
 /// nftables' `TYPE_INTEGER` (numgen's result as a map key).
@@ -77,7 +77,7 @@ pub(super) struct Names {
     pub(super) a6: CString,
 }
 
-fn cs(s: String) -> CString {
+pub(super) fn cs(s: String) -> CString {
     // Invariant: service names are DNS labels (checked by `service::check`), so no NUL.
     CString::new(s).unwrap_or_default()
 }
@@ -95,14 +95,20 @@ pub(super) fn names(s: &Service) -> Names {
     }
 }
 
-fn obj(s: &Service, what: String) -> Object {
+pub(super) fn obj(s: &Service, what: String) -> Object {
     Object::Service {
         service: s.name.clone(),
         what,
     }
 }
 
-fn elems(set: &CStr, add: bool, flags: u16, elems: Vec<ElemSpec>, object: Object) -> Step {
+pub(super) fn elems(
+    set: &CStr,
+    add: bool,
+    flags: u16,
+    elems: Vec<ElemSpec>,
+    object: Object,
+) -> Step {
     Step::Elems {
         set: set.into(),
         add,
@@ -113,21 +119,21 @@ fn elems(set: &CStr, add: bool, flags: u16, elems: Vec<ElemSpec>, object: Object
     }
 }
 
-fn key(key: Vec<u8>) -> ElemSpec {
+pub(super) fn key(key: Vec<u8>) -> ElemSpec {
     ElemSpec {
         key,
         ..Default::default()
     }
 }
 
-fn goto_elem(k: Vec<u8>, chain: &CStr) -> ElemSpec {
+pub(super) fn goto_elem(k: Vec<u8>, chain: &CStr) -> ElemSpec {
     ElemSpec {
         verdict: Some((libc::NFT_GOTO, chain.into())),
         ..key(k)
     }
 }
 
-fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
+pub(super) fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
     ElemSpec {
         data: Some(data),
         ..key(k)
@@ -135,7 +141,7 @@ fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
 }
 
 /// The VIP keys (`VIP . proto . port`) of each family: (set with members, set without, key, what).
-fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)> {
+pub(super) fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)> {
     let mut out = Vec::new();
     for p in &s.ports {
         if let Some(v) = s.vip4 {
@@ -161,7 +167,7 @@ fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)>
 }
 
 /// The published host ports: (dispatch map, key, what).
-fn publish_keys(s: &Service) -> Vec<(&'static CStr, Vec<u8>, String)> {
+pub(super) fn publish_keys(s: &Service) -> Vec<(&'static CStr, Vec<u8>, String)> {
     s.publish
         .iter()
         .map(|p| {
@@ -293,7 +299,7 @@ pub(super) fn dispatch_steps(s: &Service, members: bool) -> Vec<Step> {
 }
 
 /// The VIP keys in their home for `members`, destroyed in the other.
-fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
+pub(super) fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
     let n = names(s);
     let mut out = Vec::new();
     for (with, without, k, what) in vip_keys(s) {
@@ -316,7 +322,7 @@ fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
 }
 
 /// Published ports and affinity keys (the same whatever the members).
-fn other_dispatch_steps(s: &Service, n: &Names) -> Vec<Step> {
+pub(super) fn other_dispatch_steps(s: &Service, n: &Names) -> Vec<Step> {
     let mut out = Vec::new();
     for (set, k, what) in publish_keys(s) {
         out.push(elems(
@@ -424,7 +430,7 @@ pub(super) fn slot_steps(s: &Service, set: &[Slot], unset: &[u32]) -> Vec<Step> 
     out
 }
 
-fn flush_set(s: &Service, set: &CStr) -> Step {
+pub(super) fn flush_set(s: &Service, set: &CStr) -> Step {
     Step::Elems {
         set: set.into(),
         add: false,
@@ -447,111 +453,6 @@ pub(super) fn change_steps(c: &MemberChange) -> Vec<Step> {
         out.extend(vip_steps(&c.service, c.after > 0));
     }
     out.extend(rule_steps(&c.service, c.after));
-    out
-}
-
-/// `create_service`: its objects, then each dispatch key added exclusively where another
-/// service could hold it (a VIP key is tried in svc4 and dropped again, then put in svcnone4),
-/// each in a message of its own so that EEXIST names it.
-pub(super) fn create_steps(s: &Service) -> Vec<Step> {
-    let n = names(s);
-    let mut out = object_steps(s);
-    let excl = NLM_F_CREATE | NLM_F_EXCL;
-    for (with, without, k, what) in vip_keys(s) {
-        let o = Object::ServiceKey {
-            service: s.name.clone(),
-            what,
-        };
-        out.push(elems(
-            with,
-            true,
-            excl,
-            vec![goto_elem(k.clone(), &n.chain)],
-            o.clone(),
-        ));
-        out.push(elems(with, false, 0, vec![key(k.clone())], o.clone()));
-        out.push(elems(without, true, excl, vec![key(k)], o));
-    }
-    for (set, k, what) in publish_keys(s) {
-        let o = Object::ServiceKey {
-            service: s.name.clone(),
-            what,
-        };
-        out.push(elems(set, true, excl, vec![goto_elem(k, &n.chain)], o));
-    }
-    // Affinity keys and an empty chain: as for no members.
-    out.extend(other_dispatch_steps(s, &n).into_iter().filter(
-        |st| matches!(st, Step::Elems { set, .. } if set.as_c_str() == SVCAFF4 || set.as_c_str() == SVCAFF6),
-    ));
-    out.extend(rule_steps(s, 0));
-    out
-}
-
-/// `restore_services`: objects, the slot maps flushed and refilled, dispatch and rules for N.
-pub(super) fn restore_steps(s: &Service, slots: &[Slot]) -> Vec<Step> {
-    let n = names(s);
-    let mut out = object_steps(s);
-    out.push(flush_set(s, &n.m4));
-    out.push(flush_set(s, &n.m6));
-    out.extend(
-        slot_steps(s, slots, &[])
-            .into_iter()
-            .filter(|st| matches!(st, Step::Elems { add: true, .. })),
-    );
-    out.extend(dispatch_steps(s, !slots.is_empty()));
-    out.extend(rule_steps(s, slots.len() as u32));
-    out
-}
-
-/// What of a service is there (for an idempotent delete on any kernel).
-pub(super) struct Present {
-    pub(super) chain: bool,
-    pub(super) rec: bool,
-    pub(super) sets: Vec<CString>,
-}
-
-/// `delete_service`: its dispatch keys destroyed, its chains flushed and deleted, its maps
-/// deleted (only what `present` says is there).
-pub(super) fn delete_steps(s: &Service, present: &Present) -> Vec<Step> {
-    let n = names(s);
-    let mut out = Vec::new();
-    for (with, without, k, what) in vip_keys(s) {
-        let o = obj(s, what);
-        out.push(elems(with, false, 0, vec![key(k.clone())], o.clone()));
-        out.push(elems(without, false, 0, vec![key(k)], o));
-    }
-    for (set, k, what) in publish_keys(s) {
-        out.push(elems(set, false, 0, vec![key(k)], obj(s, what)));
-    }
-    if let Some(v) = s.vip4 {
-        out.push(elems(
-            SVCAFF4,
-            false,
-            0,
-            vec![key(v.octets().to_vec())],
-            obj(s, format!("affinity of VIP {v}")),
-        ));
-    }
-    if let Some(v) = s.vip6 {
-        out.push(elems(
-            SVCAFF6,
-            false,
-            0,
-            vec![key(v.octets().to_vec())],
-            obj(s, format!("affinity of VIP {v}")),
-        ));
-    }
-    for (there, chain) in [(present.chain, &n.chain), (present.rec, &n.rec)] {
-        if there {
-            out.push(Step::Flush(chain.clone()));
-            out.push(Step::DelChain(chain.clone()));
-        }
-    }
-    for set in [&n.m4, &n.m6, &n.p, &n.a4, &n.a6] {
-        if present.sets.contains(set) {
-            out.push(Step::DelSet(set.clone()));
-        }
-    }
     out
 }
 

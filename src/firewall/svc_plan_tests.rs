@@ -10,8 +10,10 @@ use crate::firewall::batch::BatchBuilder;
 use crate::firewall::probe::touch_probes;
 use crate::firewall::service::{ServicePort, ServicePublish};
 use crate::firewall::svc_batch::with_steps;
+use crate::firewall::svc_whole::*;
 use crate::firewall::tables::Tables;
 use crate::firewall::types::TableFamily;
+use crate::firewall::units::NLM_F_EXCL;
 use crate::firewall::Elements;
 use crate::model::ports::Proto;
 
