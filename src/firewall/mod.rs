@@ -38,7 +38,7 @@
 //! | reading a set back (the taken port, what is left)     | `readback.rs`                  |
 //! | errors, and what a message was about ([`Object`])     | `error.rs`                     |
 //! | services: what callers hand in, checks, public API    | `service.rs`                   |
-//! | a service operation → steps (messages as data)        | `svc_plan.rs`                  |
+//! | a member change → steps (messages as data), names     | `svc_plan.rs`                  |
 //! | a service chain's rules (DNAT by slot, affinity)      | `svc_rules.rs`                 |
 //! | create/restore/delete of a whole service → steps      | `svc_whole.rs`                 |
 //! | steps → one batch; kernels without DESTROYSETELEM     | `svc_batch.rs`                 |
