@@ -278,7 +278,9 @@ mod wire {
     /// Service "web" (a port of each protocol, both families, one published port, affinity).
     fn service_batches() -> String {
         use super::super::service::{MemberChange, Service, ServicePort, ServicePublish, Slot};
+        use super::super::svc_batch::with_steps;
         use super::super::svc_plan::*;
+        use super::super::svc_whole::*;
         let svc = Service {
             name: "web".into(),
             vip4: Some(Ipv4Addr::new(10, 89, 0, 10)),

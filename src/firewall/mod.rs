@@ -14,6 +14,11 @@
 //!   and EUI-64 link-local) in IPv6 and neighbour discovery must be its own; no router
 //!   advertisements, redirects, MLD or DHCPv6 server replies from it, none from the host into
 //!   it; only IPv4, ARP and IPv6 pass unless its network opted out.
+//! - services (issue 22, `service.rs`): in `table inet nethook`, a VIP's ports (`svc4`/`svc6`)
+//!   and published host ports (`svcports`, `hsvcports4/6`) go to the service's chain, which
+//!   DNATs to a member picked by `numgen` from a slot map; a service without members is in
+//!   `svcnone4/6` instead, refused in filter chains `svcpre`/`svcout`. Member changes ride in
+//!   [`add()`]/[`delete()`] with the container's elements ([`Elements::services`]).
 //!
 //! # Where what is decided
 //!
@@ -32,6 +37,11 @@
 //! | removing elements no live endpoint has (gc)           | `prune.rs`                     |
 //! | reading a set back (the taken port, what is left)     | `readback.rs`                  |
 //! | errors, and what a message was about ([`Object`])     | `error.rs`                     |
+//! | services: what callers hand in, checks, public API    | `service.rs`                   |
+//! | a member change → steps (messages as data), names     | `svc_plan.rs`                  |
+//! | a service chain's rules (DNAT by slot, affinity)      | `svc_rules.rs`                 |
+//! | create/restore/delete of a whole service → steps      | `svc_whole.rs`                 |
+//! | steps → one batch; kernels without DESTROYSETELEM     | `svc_batch.rs`                 |
 //!
 //! A port mapping: built from the endpoint in `core::elements::port_elements`, turned into a
 //! `ports4`/`hports4` element in `units::element_units`, sent by [`add()`] → `add::add_units` →
@@ -72,7 +82,10 @@ mod prune;
 mod readback;
 mod service;
 mod skeleton;
+mod svc_batch;
 mod svc_plan;
+mod svc_rules;
+mod svc_whole;
 mod tables;
 mod types;
 mod units;
@@ -88,7 +101,7 @@ pub use service::{
     create_service, delete_service, restore_services, MemberChange, Service, ServicePort,
     ServicePublish, Slot,
 };
-pub use svc_plan::service_destroys_sent;
+pub use svc_batch::service_destroys_sent;
 pub use tables::{delete_table, ensure_skeleton, missing_skeleton, table_exists};
 pub use types::{
     Elements, PortMapping, PortMapping4, PortMapping6, Source, TableFamily, TABLE_NAME,
@@ -124,7 +137,7 @@ fn member_steps(elems: &Elements) -> Result<Vec<svc_plan::Step>, FirewallError> 
         service::check_change(c)?;
         steps.extend(svc_plan::change_steps(c));
     }
-    svc_plan::for_this_kernel(steps)
+    svc_batch::for_this_kernel(steps)
 }
 
 /// Like [`add()`], but elements that are already there (ports included) are fine: re-creates the

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::encode::Proto;
 use super::error::FirewallError;
-use super::svc_plan;
+use super::svc_batch;
 
 /// One port of a service's VIP: `proto`/`port` on the VIP, `target_port` on the members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,14 +154,14 @@ pub(super) fn check_change(c: &MemberChange) -> Result<(), FirewallError> {
 /// with [`FirewallError::ServiceTaken`] naming it. ENOENT: run `ensure_skeleton`.
 pub fn create_service(s: &Service) -> Result<(), FirewallError> {
     check(s)?;
-    svc_plan::send_create(s)
+    svc_batch::send_create(s)
 }
 
 /// Delete a service: its dispatch elements, chains and maps, in one batch. A service (or a
 /// part of it) that is not there is fine.
 pub fn delete_service(s: &Service) -> Result<(), FirewallError> {
     check(s)?;
-    svc_plan::send_delete(s)
+    svc_batch::send_delete(s)
 }
 
 /// Put services back (after `ensure_skeleton` re-created the table, or to repair one): every
@@ -171,5 +171,5 @@ pub fn restore_services(all: &[(Service, Vec<Slot>)]) -> Result<(), FirewallErro
     for (s, _) in all {
         check(s)?;
     }
-    svc_plan::send_restore(all)
+    svc_batch::send_restore(all)
 }

@@ -10,34 +10,22 @@
 //! | map `svc-NAME-a4`/`-a6` | client → member (dynamic, timeout), when affinity is on   |
 //! | chain `svcaff-NAME` | records the member chosen: `update @svc-NAME-a4 { ip saddr : ip daddr }` |
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::IpAddr;
 
-use nftnl::{Chain, MsgType, Rule};
-use nix::errno::Errno;
-
-use super::batch::BatchBuilder;
 use super::encode::{self, TYPE_INET_SERVICE, TYPE_IP6ADDR, TYPE_IPADDR};
-use super::error::{first_error, nl_err, FirewallError, Object};
-use super::probe::touch_probes;
-use super::readback::dump_set;
+use super::error::Object;
 use super::service::{MemberChange, Service, Slot};
-use super::skeleton::expr::*;
 use super::skeleton::{
     HSVCPORTS4, HSVCPORTS6, SVC4, SVC6, SVCAFF4, SVCAFF6, SVCNONE4, SVCNONE6, SVCPORTS,
 };
-use super::tables::{probe_exists, Tables};
-use super::types::TableFamily;
-use super::units::{NLM_F_CREATE, NLM_F_EXCL};
-use crate::kernel::netlink::{Bus, NlSocket};
-use crate::sys::nft::{Borrowed, ElemMsg, ElemSpec, RawExpr, Val};
+use super::svc_rules::{dnat_rule, recorder_rule, slot_map_udata, Pick};
+use super::units::NLM_F_CREATE;
+use crate::sys::nft::{ElemSpec, RawExpr};
 
 /// nftables' `TYPE_INTEGER` (numgen's result as a map key).
 const TYPE_INTEGER: u32 = 4;
-/// `NF_NAT_RANGE_PROTO_SPECIFIED`: the port comes from a register.
-const NAT_PROTO_SPECIFIED: u32 = 2;
 
 /// A per-service set or map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +35,8 @@ pub(super) struct SetDesc {
     pub(super) key_len: u32,
     pub(super) flags: u32,
     pub(super) data: Option<(u32, u32)>,
+    /// nft's user data (the slot maps' `typeof`), shown by `nft list`.
+    pub(super) udata: Vec<u8>,
 }
 
 /// One message of a service batch.
@@ -87,7 +77,7 @@ pub(super) struct Names {
     pub(super) a6: CString,
 }
 
-fn cs(s: String) -> CString {
+pub(super) fn cs(s: String) -> CString {
     // Invariant: service names are DNS labels (checked by `service::check`), so no NUL.
     CString::new(s).unwrap_or_default()
 }
@@ -105,14 +95,20 @@ pub(super) fn names(s: &Service) -> Names {
     }
 }
 
-fn obj(s: &Service, what: String) -> Object {
+pub(super) fn obj(s: &Service, what: String) -> Object {
     Object::Service {
         service: s.name.clone(),
         what,
     }
 }
 
-fn elems(set: &CStr, add: bool, flags: u16, elems: Vec<ElemSpec>, object: Object) -> Step {
+pub(super) fn elems(
+    set: &CStr,
+    add: bool,
+    flags: u16,
+    elems: Vec<ElemSpec>,
+    object: Object,
+) -> Step {
     Step::Elems {
         set: set.into(),
         add,
@@ -123,21 +119,21 @@ fn elems(set: &CStr, add: bool, flags: u16, elems: Vec<ElemSpec>, object: Object
     }
 }
 
-fn key(key: Vec<u8>) -> ElemSpec {
+pub(super) fn key(key: Vec<u8>) -> ElemSpec {
     ElemSpec {
         key,
         ..Default::default()
     }
 }
 
-fn goto_elem(k: Vec<u8>, chain: &CStr) -> ElemSpec {
+pub(super) fn goto_elem(k: Vec<u8>, chain: &CStr) -> ElemSpec {
     ElemSpec {
         verdict: Some((libc::NFT_GOTO, chain.into())),
         ..key(k)
     }
 }
 
-fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
+pub(super) fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
     ElemSpec {
         data: Some(data),
         ..key(k)
@@ -145,7 +141,7 @@ fn data_elem(k: Vec<u8>, data: Vec<u8>) -> ElemSpec {
 }
 
 /// The VIP keys (`VIP . proto . port`) of each family: (set with members, set without, key, what).
-fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)> {
+pub(super) fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)> {
     let mut out = Vec::new();
     for p in &s.ports {
         if let Some(v) = s.vip4 {
@@ -171,7 +167,7 @@ fn vip_keys(s: &Service) -> Vec<(&'static CStr, &'static CStr, Vec<u8>, String)>
 }
 
 /// The published host ports: (dispatch map, key, what).
-fn publish_keys(s: &Service) -> Vec<(&'static CStr, Vec<u8>, String)> {
+pub(super) fn publish_keys(s: &Service) -> Vec<(&'static CStr, Vec<u8>, String)> {
     s.publish
         .iter()
         .map(|p| {
@@ -225,6 +221,23 @@ fn set_desc(name: &CStr, key_type: u32, key_len: u32, flags: u32, data: (u32, u3
         key_len,
         flags: flags | libc::NFT_SET_MAP as u32,
         data: Some(data),
+        udata: Vec::new(),
+    })
+}
+
+/// A slot map (`typeof numgen random mod 1 : ip daddr`).
+fn slot_map(name: &CStr, ipv6: bool) -> Step {
+    Step::Set(SetDesc {
+        name: name.into(),
+        key_type: TYPE_INTEGER,
+        key_len: 4,
+        flags: libc::NFT_SET_MAP as u32,
+        data: Some(if ipv6 {
+            (TYPE_IP6ADDR, 16)
+        } else {
+            (TYPE_IPADDR, 4)
+        }),
+        udata: slot_map_udata(ipv6),
     })
 }
 
@@ -233,8 +246,8 @@ fn set_desc(name: &CStr, key_type: u32, key_len: u32, flags: u32, data: (u32, u3
 pub(super) fn object_steps(s: &Service) -> Vec<Step> {
     let n = names(s);
     let mut out = vec![
-        set_desc(&n.m4, TYPE_INTEGER, 4, 0, (TYPE_IPADDR, 4)),
-        set_desc(&n.m6, TYPE_INTEGER, 4, 0, (TYPE_IP6ADDR, 16)),
+        slot_map(&n.m4, false),
+        slot_map(&n.m6, true),
         set_desc(
             &n.p,
             encode::PORTS4_KEY_TYPE,
@@ -286,7 +299,7 @@ pub(super) fn dispatch_steps(s: &Service, members: bool) -> Vec<Step> {
 }
 
 /// The VIP keys in their home for `members`, destroyed in the other.
-fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
+pub(super) fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
     let n = names(s);
     let mut out = Vec::new();
     for (with, without, k, what) in vip_keys(s) {
@@ -309,7 +322,7 @@ fn vip_steps(s: &Service, members: bool) -> Vec<Step> {
 }
 
 /// Published ports and affinity keys (the same whatever the members).
-fn other_dispatch_steps(s: &Service, n: &Names) -> Vec<Step> {
+pub(super) fn other_dispatch_steps(s: &Service, n: &Names) -> Vec<Step> {
     let mut out = Vec::new();
     for (set, k, what) in publish_keys(s) {
         out.push(elems(
@@ -417,7 +430,7 @@ pub(super) fn slot_steps(s: &Service, set: &[Slot], unset: &[u32]) -> Vec<Step> 
     out
 }
 
-fn flush_set(s: &Service, set: &CStr) -> Step {
+pub(super) fn flush_set(s: &Service, set: &CStr) -> Step {
     Step::Elems {
         set: set.into(),
         add: false,
@@ -441,545 +454,6 @@ pub(super) fn change_steps(c: &MemberChange) -> Vec<Step> {
     }
     out.extend(rule_steps(&c.service, c.after));
     out
-}
-
-/// `create_service`: its objects, then each dispatch key added exclusively where another
-/// service could hold it (a VIP key is tried in svc4 and dropped again, then put in svcnone4),
-/// each in a message of its own so that EEXIST names it.
-pub(super) fn create_steps(s: &Service) -> Vec<Step> {
-    let n = names(s);
-    let mut out = object_steps(s);
-    let excl = NLM_F_CREATE | NLM_F_EXCL;
-    for (with, without, k, what) in vip_keys(s) {
-        let o = Object::ServiceKey {
-            service: s.name.clone(),
-            what,
-        };
-        out.push(elems(
-            with,
-            true,
-            excl,
-            vec![goto_elem(k.clone(), &n.chain)],
-            o.clone(),
-        ));
-        out.push(elems(with, false, 0, vec![key(k.clone())], o.clone()));
-        out.push(elems(without, true, excl, vec![key(k)], o));
-    }
-    for (set, k, what) in publish_keys(s) {
-        let o = Object::ServiceKey {
-            service: s.name.clone(),
-            what,
-        };
-        out.push(elems(set, true, excl, vec![goto_elem(k, &n.chain)], o));
-    }
-    // Affinity keys and an empty chain: as for no members.
-    out.extend(other_dispatch_steps(s, &n).into_iter().filter(
-        |st| matches!(st, Step::Elems { set, .. } if set.as_c_str() == SVCAFF4 || set.as_c_str() == SVCAFF6),
-    ));
-    out.extend(rule_steps(s, 0));
-    out
-}
-
-/// `restore_services`: objects, the slot maps flushed and refilled, dispatch and rules for N.
-pub(super) fn restore_steps(s: &Service, slots: &[Slot]) -> Vec<Step> {
-    let n = names(s);
-    let mut out = object_steps(s);
-    out.push(flush_set(s, &n.m4));
-    out.push(flush_set(s, &n.m6));
-    out.extend(
-        slot_steps(s, slots, &[])
-            .into_iter()
-            .filter(|st| matches!(st, Step::Elems { add: true, .. })),
-    );
-    out.extend(dispatch_steps(s, !slots.is_empty()));
-    out.extend(rule_steps(s, slots.len() as u32));
-    out
-}
-
-/// What of a service is there (for an idempotent delete on any kernel).
-pub(super) struct Present {
-    pub(super) chain: bool,
-    pub(super) rec: bool,
-    pub(super) sets: Vec<CString>,
-}
-
-/// `delete_service`: its dispatch keys destroyed, its chains flushed and deleted, its maps
-/// deleted (only what `present` says is there).
-pub(super) fn delete_steps(s: &Service, present: &Present) -> Vec<Step> {
-    let n = names(s);
-    let mut out = Vec::new();
-    for (with, without, k, what) in vip_keys(s) {
-        let o = obj(s, what);
-        out.push(elems(with, false, 0, vec![key(k.clone())], o.clone()));
-        out.push(elems(without, false, 0, vec![key(k)], o));
-    }
-    for (set, k, what) in publish_keys(s) {
-        out.push(elems(set, false, 0, vec![key(k)], obj(s, what)));
-    }
-    if let Some(v) = s.vip4 {
-        out.push(elems(
-            SVCAFF4,
-            false,
-            0,
-            vec![key(v.octets().to_vec())],
-            obj(s, format!("affinity of VIP {v}")),
-        ));
-    }
-    if let Some(v) = s.vip6 {
-        out.push(elems(
-            SVCAFF6,
-            false,
-            0,
-            vec![key(v.octets().to_vec())],
-            obj(s, format!("affinity of VIP {v}")),
-        ));
-    }
-    for (there, chain) in [(present.chain, &n.chain), (present.rec, &n.rec)] {
-        if there {
-            out.push(Step::Flush(chain.clone()));
-            out.push(Step::DelChain(chain.clone()));
-        }
-    }
-    for set in [&n.m4, &n.m6, &n.p, &n.a4, &n.a6] {
-        if present.sets.contains(set) {
-            out.push(Step::DelSet(set.clone()));
-        }
-    }
-    out
-}
-
-enum Pick<'a> {
-    /// `numgen random mod N map @m`
-    Slot(u32, &'a CStr),
-    /// `ip saddr map @a` (falls through on a miss)
-    Affinity(&'a CStr),
-}
-
-/// `meta nfproto ipvX dnat ipX to <pick> : meta l4proto . th dport map @p`. nft itself
-/// wants a transport match before a port mapping (`meta l4proto tcp`); the kernel does not,
-/// and only tcp/udp/sctp keys dispatch here, so the rule has none (see the golden test).
-fn dnat_rule(ipv6: bool, pick: Pick<'_>, port_map: &CStr) -> Vec<RawExpr> {
-    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
-    let mut x: Vec<RawExpr> = if ipv6 {
-        is_ipv6().into()
-    } else {
-        is_ipv4().into()
-    };
-    match pick {
-        Pick::Slot(n, m) => {
-            x.push(numgen(n));
-            x.push(lookup(m, Some(REG_1), false));
-        }
-        Pick::Affinity(a) => {
-            let (at, len) = if ipv6 {
-                (IP6_SADDR, 16)
-            } else {
-                (IP4_SADDR, 4)
-            };
-            x.push(payload(nh, at, len, REG_1));
-            x.push(lookup(a, Some(REG_1), false));
-        }
-    }
-    x.push(meta(libc::NFT_META_L4PROTO, REG_2));
-    x.push(payload(libc::NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, REG32_05));
-    let mut l = lookup(port_map, Some(REG_2), false);
-    if let Some(sreg) = l
-        .attrs
-        .iter_mut()
-        .find(|(a, _)| *a == nftnl::nftnl_sys::NFTNL_EXPR_LOOKUP_SREG)
-    {
-        sreg.1 = Val::U32(REG_2);
-    }
-    x.push(l);
-    x.push(nat(ipv6));
-    x
-}
-
-fn numgen(modulus: u32) -> RawExpr {
-    use nftnl::nftnl_sys as sys;
-    e(
-        c"numgen",
-        vec![
-            (sys::NFTNL_EXPR_NG_DREG, Val::U32(REG_1)),
-            (sys::NFTNL_EXPR_NG_MODULUS, Val::U32(modulus)),
-            (
-                sys::NFTNL_EXPR_NG_TYPE,
-                Val::U32(libc::NFT_NG_RANDOM as u32),
-            ),
-        ],
-    )
-}
-
-fn nat(ipv6: bool) -> RawExpr {
-    use nftnl::nftnl_sys as sys;
-    let family = if ipv6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
-    e(
-        c"nat",
-        vec![
-            (
-                sys::NFTNL_EXPR_NAT_TYPE,
-                Val::U32(libc::NFT_NAT_DNAT as u32),
-            ),
-            (sys::NFTNL_EXPR_NAT_FAMILY, Val::U32(u32::from(family))),
-            (sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, Val::U32(REG_1)),
-            (sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, Val::U32(REG_2)),
-            (sys::NFTNL_EXPR_NAT_FLAGS, Val::U32(NAT_PROTO_SPECIFIED)),
-        ],
-    )
-}
-
-/// `update @a { ip saddr timeout Ts : ip daddr }` (after `meta nfproto`), run after NAT: the
-/// destination is the member chosen, the source still the client.
-fn recorder_rule(ipv6: bool, set: &CStr, timeout_s: u32) -> Vec<RawExpr> {
-    use nftnl::nftnl_sys as sys;
-    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
-    let (mut x, s, d, len): (Vec<RawExpr>, u32, u32, u32) = if ipv6 {
-        (is_ipv6().into(), IP6_SADDR, IP6_DADDR, 16)
-    } else {
-        (is_ipv4().into(), IP4_SADDR, IP4_DADDR, 4)
-    };
-    x.push(payload(nh, s, len, REG_1));
-    x.push(payload(nh, d, len, REG_2));
-    x.push(e(
-        c"dynset",
-        vec![
-            (sys::NFTNL_EXPR_DYNSET_SREG_KEY, Val::U32(REG_1)),
-            (sys::NFTNL_EXPR_DYNSET_SREG_DATA, Val::U32(REG_2)),
-            (
-                sys::NFTNL_EXPR_DYNSET_OP,
-                Val::U32(libc::NFT_DYNSET_OP_UPDATE as u32),
-            ),
-            (sys::NFTNL_EXPR_DYNSET_SET_NAME, Val::Str(set.into())),
-            (
-                sys::NFTNL_EXPR_DYNSET_TIMEOUT,
-                Val::Data((u64::from(timeout_s) * 1000).to_ne_bytes().to_vec()),
-            ),
-        ],
-    ));
-    x
-}
-
-/// Destroy messages of services put in batches by this process (tests of the fallback).
-static DESTROYS: AtomicU64 = AtomicU64::new(0);
-
-/// How many NFT_MSG_DESTROYSETELEM messages service steps put in batches so far (for tests:
-/// none on a kernel without it).
-#[doc(hidden)]
-pub fn service_destroys_sent() -> u64 {
-    DESTROYS.load(Ordering::Relaxed)
-}
-
-/// The nftnl objects of some steps, built once, so that the batch can borrow them.
-pub(super) struct Built<'a> {
-    tables: &'a Tables,
-    steps: &'a [Step],
-    chains: &'a [(CString, Chain<'a>)],
-    /// One per Set/DelSet step, in order.
-    sets: &'a [nftnl::set::Set<'a, Ipv4Addr>],
-    /// One per Flush/Rule step, in order.
-    rules: &'a [Rule<'a>],
-}
-
-/// Build the objects of `steps` and hand them to `f` (which appends them to its batch).
-pub(super) fn with_steps<R>(tables: &Tables, steps: &[Step], f: impl FnOnce(&Built<'_>) -> R) -> R {
-    let inet = tables.get(TableFamily::Inet);
-    let mut chains: Vec<(CString, Chain<'_>)> = Vec::new();
-    let mut sets = Vec::new();
-    for (i, st) in steps.iter().enumerate() {
-        // Set ids only need to be unique within the batch (the skeleton's are < 100).
-        let id = 100 + i as u32;
-        match st {
-            Step::Chain(c) | Step::DelChain(c) | Step::Flush(c) | Step::Rule { chain: c, .. } => {
-                if !chains.iter().any(|(n, _)| n == c) {
-                    chains.push((c.clone(), Chain::new(c.as_c_str(), inet)));
-                }
-            }
-            Step::Set(d) => {
-                let set = nftnl::set::Set::<Ipv4Addr>::new_named(
-                    &d.name,
-                    id,
-                    inet,
-                    nftnl::ProtoFamily::Inet,
-                );
-                crate::sys::nft::configure_set(
-                    &set,
-                    d.key_type,
-                    d.key_len,
-                    d.flags,
-                    d.data,
-                    &[],
-                    &[],
-                );
-                sets.push(set);
-            }
-            Step::DelSet(name) => {
-                sets.push(nftnl::set::Set::<Ipv4Addr>::new_named(
-                    name,
-                    id,
-                    inet,
-                    nftnl::ProtoFamily::Inet,
-                ));
-            }
-            Step::Elems { .. } => {}
-        }
-    }
-    let chain_of = |name: &CStr| {
-        // Invariant: the loop above built a chain for every name a step uses.
-        &chains
-            .iter()
-            .find(|(n, _)| n.as_c_str() == name)
-            .expect("built above")
-            .1
-    };
-    let rules: Vec<Rule<'_>> = steps
-        .iter()
-        .filter_map(|st| match st {
-            Step::Flush(c) => Some(Rule::new(chain_of(c))),
-            Step::Rule { chain, exprs } => {
-                let mut r = Rule::new(chain_of(chain));
-                for x in exprs {
-                    r.add_expr(x);
-                }
-                Some(r)
-            }
-            _ => None,
-        })
-        .collect();
-    f(&Built {
-        tables,
-        steps,
-        chains: &chains,
-        sets: &sets,
-        rules: &rules,
-    })
-}
-
-fn cname(c: &CStr) -> String {
-    c.to_string_lossy().into_owned()
-}
-
-impl<'a> Built<'a> {
-    /// Append the steps' messages to `batch`, in order.
-    pub(super) fn append(&self, batch: &mut BatchBuilder<'a>) {
-        let inet = self.tables.get(TableFamily::Inet);
-        let (mut sets, mut rules) = (self.sets.iter(), self.rules.iter());
-        let svc = |what: String| Object::Service {
-            service: String::new(),
-            what,
-        };
-        for st in self.steps {
-            match st {
-                Step::Set(d) => {
-                    if let Some(set) = sets.next() {
-                        batch.push(
-                            svc(format!("map {}", cname(&d.name))),
-                            Borrowed(set),
-                            MsgType::Add,
-                        );
-                    }
-                }
-                Step::DelSet(name) => {
-                    if let Some(set) = sets.next() {
-                        batch.push(
-                            svc(format!("map {}", cname(name))),
-                            Borrowed(set),
-                            MsgType::Del,
-                        );
-                    }
-                }
-                Step::Chain(c) | Step::DelChain(c) => {
-                    let ty = if matches!(st, Step::Chain(_)) {
-                        MsgType::Add
-                    } else {
-                        MsgType::Del
-                    };
-                    if let Some((_, chain)) = self.chains.iter().find(|(n, _)| n == c) {
-                        batch.push(svc(format!("chain {}", cname(c))), Borrowed(chain), ty);
-                    }
-                }
-                Step::Flush(c) | Step::Rule { chain: c, .. } => {
-                    let ty = if matches!(st, Step::Flush(_)) {
-                        MsgType::Del
-                    } else {
-                        MsgType::Add
-                    };
-                    if let Some(rule) = rules.next() {
-                        batch.push(
-                            svc(format!("rules of chain {}", cname(c))),
-                            Borrowed(rule),
-                            ty,
-                        );
-                    }
-                }
-                Step::Elems {
-                    set,
-                    add,
-                    flags,
-                    destroy,
-                    elems,
-                    object,
-                } => {
-                    if *destroy {
-                        DESTROYS.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let msg = ElemMsg::new(inet, set, *flags, elems).destroying(*destroy);
-                    let ty = if *add { MsgType::Add } else { MsgType::Del };
-                    batch.push(object.clone(), msg, ty);
-                }
-            }
-        }
-    }
-}
-
-/// On a kernel without NFT_MSG_DESTROYSETELEM (before 6.3: Debian 12's 6.1), destroys become
-/// plain deletes of the keys the set holds at that point of the batch: the sets they name
-/// are read back (one dump each, under the caller's lock), then the steps are replayed on
-/// that copy (an add puts a key in, a flush empties the set). A destroy left with no key is
-/// dropped (an empty delete would flush the set).
-pub(super) fn for_this_kernel(steps: Vec<Step>) -> Result<Vec<Step>, FirewallError> {
-    if super::delete::destroy_supported()
-        || !steps
-            .iter()
-            .any(|s| matches!(s, Step::Elems { destroy: true, .. }))
-    {
-        return Ok(steps);
-    }
-    let sock = NlSocket::open(Bus::Netfilter).map_err(nl_err("socket"))?;
-    let mut held: HashMap<CString, HashSet<Vec<u8>>> = HashMap::new();
-    let mut out = Vec::new();
-    for st in steps {
-        let Step::Elems {
-            set,
-            add,
-            destroy,
-            elems,
-            flags,
-            object,
-        } = st
-        else {
-            out.push(st);
-            continue;
-        };
-        if !held.contains_key(&set) {
-            let there = dump_set(&sock, TableFamily::Inet, &set)?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| e.key)
-                .collect();
-            held.insert(set.clone(), there);
-        }
-        let keys = held.entry(set.clone()).or_default();
-        if add {
-            keys.extend(elems.iter().map(|e| e.key.clone()));
-        } else if !destroy && elems.is_empty() {
-            keys.clear(); // a flush
-        } else if !destroy {
-            elems.iter().for_each(|e| {
-                keys.remove(&e.key);
-            });
-        } else {
-            let elems: Vec<ElemSpec> = elems.into_iter().filter(|e| keys.remove(&e.key)).collect();
-            if elems.is_empty() {
-                continue;
-            }
-            out.push(Step::Elems {
-                set,
-                add,
-                destroy: false,
-                elems,
-                flags,
-                object,
-            });
-            continue;
-        }
-        out.push(Step::Elems {
-            set,
-            add,
-            destroy,
-            elems,
-            flags,
-            object,
-        });
-    }
-    Ok(out)
-}
-
-/// Send `steps` in one batch with the inet table's probe (a missing or older table: ENOENT).
-fn send_steps(steps: &[Step]) -> Result<Vec<(Object, Errno)>, FirewallError> {
-    let tables = Tables::new();
-    with_steps(&tables, steps, |built| {
-        let mut batch = BatchBuilder::new();
-        touch_probes(&mut batch, &tables, &[TableFamily::Inet].into());
-        built.append(&mut batch);
-        batch.send()
-    })
-}
-
-/// A VIP or host port another service holds, from a create batch's errors.
-fn taken(errors: &[(Object, Errno)]) -> Option<FirewallError> {
-    errors.iter().find_map(|(o, e)| match o {
-        Object::ServiceKey { service, what } if *e == Errno::EEXIST => {
-            Some(FirewallError::ServiceTaken {
-                service: service.clone(),
-                what: what.clone(),
-            })
-        }
-        _ => None,
-    })
-}
-
-pub(super) fn send_create(s: &Service) -> Result<(), FirewallError> {
-    let errors = send_steps(&for_this_kernel(create_steps(s))?)?;
-    if let Some(e) = taken(&errors) {
-        return Err(e);
-    }
-    first_error("create service", errors)
-}
-
-pub(super) fn send_restore(all: &[(Service, Vec<Slot>)]) -> Result<(), FirewallError> {
-    let steps: Vec<Step> = all
-        .iter()
-        .flat_map(|(s, slots)| restore_steps(s, slots))
-        .collect();
-    if steps.is_empty() {
-        return Ok(());
-    }
-    first_error("restore services", send_steps(&for_this_kernel(steps)?)?)
-}
-
-pub(super) fn send_delete(s: &Service) -> Result<(), FirewallError> {
-    let n = names(s);
-    if !probe_exists(Object::Table(TableFamily::Inet), None, None)? {
-        return Ok(());
-    }
-    let mut sets = Vec::new();
-    for set in [&n.m4, &n.m6, &n.p, &n.a4, &n.a6] {
-        if probe_exists(svc_obj(set), Some(set), None)? {
-            sets.push(set.clone());
-        }
-    }
-    let present = Present {
-        chain: probe_exists(svc_obj(&n.chain), None, Some(&n.chain))?,
-        rec: probe_exists(svc_obj(&n.rec), None, Some(&n.rec))?,
-        sets,
-    };
-    let steps = for_this_kernel(delete_steps(s, &present))?;
-    let tables = Tables::new();
-    first_error(
-        "delete service",
-        with_steps(&tables, &steps, |built| {
-            let mut batch = BatchBuilder::new();
-            built.append(&mut batch);
-            batch.send()
-        })?,
-    )
-}
-
-fn svc_obj(name: &CStr) -> Object {
-    Object::Service {
-        service: String::new(),
-        what: cname(name),
-    }
 }
 
 #[cfg(test)]

@@ -158,7 +158,8 @@ impl Elements {
     }
 
     /// Only what belongs to this container alone (ports, sources, routed_sources,
-    /// any_ethertype): what a rollback or teardown deletes. The per-network elements (masq4,
+    /// any_ethertype): what a rollback or teardown deletes, with the member changes it then
+    /// sets itself (never copied: see [`Elements::services`]). The per-network elements (masq4,
     /// masq6, nomasq4, nomasq6, bridges, intra4) go with the network's last endpoint.
     pub fn own(&self) -> Elements {
         Elements {
@@ -167,7 +168,8 @@ impl Elements {
             sources: self.sources.clone(),
             routed_sources: self.routed_sources.clone(),
             any_ethertype: self.any_ethertype.clone(),
-            services: self.services.clone(),
+            // Not `services`: a member change says which way it goes (a teardown's leave, a
+            // rollback's inverse); the caller sets the one it means.
             ..Elements::default()
         }
     }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod services;
+
 pub const SANDBOX_ENV: &str = "NETHOOK_TEST_SANDBOX";
 
 /// Runs `$body` inside a fresh sandbox namespace, or skips when the machine cannot.
