@@ -13,7 +13,9 @@
 #      `nethook ls` lists both by Podman's container id;
 #   3. --ip/--mac-address: Podman 4.3 passes them as CNI_ARGS IP=/MAC=, which nethook
 #      applies;
-#   4. podman stop sends DEL (netns still there), podman rm -f of a running container
+#   4. names: with `network update nethook --dns on`, a container run with
+#      `--dns GATEWAY` finds the others by the names Podman passes (K8S_POD_NAME);
+#   5. podman stop sends DEL (netns still there), podman rm -f of a running container
 #      too; afterwards nothing is left: no nh* veth, record, IPAM file, nft element,
 #      network namespace under /run/netns, container or mount.
 #
@@ -180,6 +182,28 @@ nh_check "$C: eth0 has $STATIC_IP/16 and $STATIC_MAC" static_ok
 listed_at() { [[ $1 == "$2" ]] || { echo "listed at '$1'"; return 1; }; }
 nh_check "nethook ls lists $C at $STATIC_IP" listed_at "$(nh_ls_field "$(key "$C")" ipv4 2>/dev/null)" "$STATIC_IP"
 nh_check "$B pings $C ($STATIC_IP)" pexec "$B" ping -c 1 -W 3 "$STATIC_IP"
+
+# --- names: --dns GATEWAY ---------------------------------------------------------------
+nh_section "names: nethook network update nethook --dns on, podman run --dns $NH_GATEWAY"
+D=e2e-$SFX-dns
+nh_check "nethook network update nethook --dns on (running containers get their names)" \
+    nh network update nethook --dns on
+nh_check "podman run $D --dns $NH_GATEWAY" podman_run "$D" --dns "$NH_GATEWAY" -- sleep 3600
+resolv_names_gateway() {
+    local out
+    out="$(pexec "$D" cat /etc/resolv.conf)" || return 1
+    [[ $out == *"nameserver $NH_GATEWAY"* ]] || { echo "$out"; return 1; }
+}
+nh_check "$D's resolv.conf names $NH_GATEWAY" resolv_names_gateway
+finds() { # NAME ADDRESS: from $D, by the pod name Podman passes as K8S_POD_NAME
+    local out
+    out="$(pexec "$D" nslookup "$1" 2>&1)" || { echo "$out"; return 1; }
+    [[ $out == *"$2"* ]] || { echo "$out"; return 1; }
+}
+nh_check "$D finds $WEB ($IP_WEB) by name" finds "$WEB" "$IP_WEB"
+nh_check "$D finds $B.nethook ($IP_B)" finds "$B.nethook" "$IP_B"
+nh_check "podman rm -f $D" pod rm --force --time 0 "$D"
+nh_check "nethook network update nethook --dns off" nh network update nethook --dns off
 
 # --- 3. teardown ---------------------------------------------------------------------
 nh_section "teardown: podman stop / rm -f send DEL"

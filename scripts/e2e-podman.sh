@@ -18,7 +18,10 @@
 #      (hairpin) from another container;
 #   6. a container that exits by itself is torn down (conmon's cleanup runs
 #      the poststop hook) and set up again by podman start;
-#   7. podman stop runs the poststop hook, podman rm / rm -f leave nothing: no
+#   7. names: a container finds another by its nethook.name through the
+#      /etc/resolv.conf nethook.resolv=true wrote (Podman refuses --dns with
+#      --network none);
+#   8. podman stop runs the poststop hook, podman rm / rm -f leave nothing: no
 #      nh* veth, no endpoint record, no IPAM allocation, empty nft maps, no
 #      container, no mount.
 #
@@ -193,6 +196,27 @@ nh_section "a container without the annotation"
 nh_check "podman run $PLAIN (no nethook.network annotation)" podman_run "$PLAIN" \
     --rootfs "$NH_TMP/rootfs-$PLAIN" sleep 3600
 nh_check "$PLAIN has only lo and is not listed by nethook ls" only_lo "$PLAIN"
+
+# --- names: nethook.resolv ------------------------------------------------------------------
+# Podman refuses --dns with --network none; the container's own /etc/resolv.conf is then
+# the root's, which nethook.resolv=true writes.
+nh_section "names: a DNS network, nethook.name and nethook.resolv=true"
+N1=e2e-$$-n1
+N2=e2e-$$-n2
+nh_check "nethook network create pdns --subnet 10.68.0.0/24 --dns" nh network create pdns --subnet 10.68.0.0/24 --dns
+nh_check "podman run $N1 (nethook.name=alpha)" podman_run "$N1" \
+    --annotation nethook.network=pdns --annotation nethook.name=alpha --rootfs "$NH_TMP/rootfs-$N1" sleep 3600
+nh_check "podman run $N2 (nethook.resolv=true)" podman_run "$N2" \
+    --annotation nethook.network=pdns --annotation nethook.resolv=true --rootfs "$NH_TMP/rootfs-$N2" sleep 3600
+IP_N1="$(nh_ls_field "$(cid "$N1")" ipv4 2>/dev/null || true)"
+finds_alpha() {
+    local out
+    out="$(pexec "$N2" nslookup alpha 2>&1)" || { echo "$out"; return 1; }
+    [[ $out == *"$IP_N1"* ]] || { echo "$out"; return 1; }
+}
+nh_check "$N2 finds alpha ($IP_N1) through the resolv.conf nethook wrote" finds_alpha
+nh_check "podman rm -f $N1 $N2" pod rm --force --time 0 "$N1" "$N2"
+nh_check "nethook network rm pdns" nh network rm pdns
 
 # --- 5. published port ---------------------------------------------------------------------
 nh_section "published port 8080 -> busybox httpd:80"

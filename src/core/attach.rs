@@ -362,6 +362,11 @@ fn apply(
         match k.firewall().add(&elements) {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {
                 recover::ensure_skeleton(store, k, Some(&ep.id))?;
+                // The tables were there but one of its services' chains or maps was not
+                // (deleted by hand): every service comes back from the records first.
+                if !elements.services.is_empty() {
+                    k.firewall().restore_services(&svc::fw_all(store)?)?;
+                }
                 k.firewall().add(&elements)?;
             }
             other => other?,

@@ -25,6 +25,13 @@ pub struct EndpointView<'a> {
     pub ipv6: Option<String>,
     pub mac: String,
     pub ports: &'a [PortSpec],
+    /// Its DNS name and aliases, and the services it is a member of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub aliases: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub services: &'a [String],
 }
 
 impl<'a> From<&'a Endpoint> for EndpointView<'a> {
@@ -44,6 +51,9 @@ impl<'a> From<&'a Endpoint> for EndpointView<'a> {
             ipv6: ep.ipv6.map(|a| a.address.to_string()),
             mac: ep.mac.to_string(),
             ports: &ep.ports,
+            name: ep.name.as_deref(),
+            aliases: &ep.aliases,
+            services: &ep.services,
         }
     }
 }
@@ -79,6 +89,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// without IPv6 see the table they always did.
 pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
     let with_v6 = endpoints.iter().any(|ep| ep.ipv6.is_some());
+    let with_services = endpoints.iter().any(|ep| !ep.services.is_empty());
     let rows: Vec<Vec<String>> = endpoints
         .iter()
         .map(|ep| {
@@ -107,6 +118,13 @@ pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
                     ports.join(",")
                 },
             ]);
+            if with_services {
+                row.push(if ep.services.is_empty() {
+                    "-".into()
+                } else {
+                    ep.services.join(",")
+                });
+            }
             row
         })
         .collect();
@@ -115,6 +133,9 @@ pub fn endpoints_table(endpoints: &[Endpoint]) -> String {
         header.push("IPV6");
     }
     header.extend(["IFACE", "HOST-IFACE", "MAC", "PORTS"]);
+    if with_services {
+        header.push("SERVICES");
+    }
     table(&header, &rows)
 }
 

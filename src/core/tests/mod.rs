@@ -9,6 +9,7 @@ mod gc;
 mod ipv6;
 mod macvlan;
 mod routed;
+mod services;
 
 use std::fs;
 use std::path::PathBuf;
