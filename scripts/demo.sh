@@ -193,6 +193,31 @@ show runc exec demo-v6a ip -6 route
 IP6_B="$(nh ls --json | python3 -c 'import json,sys; print(next(e["ipv6"] for e in json.load(sys.stdin) if e["id"] == "demo-v6b"))')"
 show runc exec demo-v6a ping -6 -c 2 "$IP6_B"
 
+heading "Names and a service: network app with a resolver (--dns)"
+show nethook network create app --subnet 10.66.0.0/24 --dns
+show nethook service create web --network app --port 80
+echo "  Two httpd members join it (nethook.service=web), each serving its own name; a client"
+echo "  asks nethook for a resolv.conf naming the network's resolver (nethook.resolv=true):"
+for id in web-1 web-2; do
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" --httpd nethook.network=app nethook.service=web
+    printf '%s\n' "$id" >"$NH_TMP/bundles/$id/rootfs/www/index.html"
+    SHOW_AS="runc run --detach --bundle bundles/$id $id" show nh_run_container "$NH_TMP/bundles/$id" "$id"
+done
+nh_make_bundle "$NH_TMP/bundles/demo-client" demo-client nethook.network=app nethook.resolv=true
+SHOW_AS="runc run --detach --bundle bundles/demo-client demo-client" \
+    show nh_run_container "$NH_TMP/bundles/demo-client" demo-client
+show nethook service ls
+show runc exec demo-client cat /etc/resolv.conf
+echo "  The resolver (nethook dns, started by the first container) answers names and the service:"
+show runc exec demo-client nslookup web-1
+show runc exec demo-client nslookup web
+echo "  Six requests to http://web/ spread over the members:"
+for _ in 1 2 3 4 5 6; do
+    runc exec demo-client timeout 3 wget -q -O - http://web/ | sed 's/^/    /'
+done
+echo "  In nftables: the service's VIP dispatches to its chain, which picks a member at random:"
+show nft list chain inet nethook svc-web || true
+
 heading "Stopping the containers (runc kill + delete runs the poststop hook)"
 while read -r id; do
     [[ -n $id ]] || continue
