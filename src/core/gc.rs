@@ -189,6 +189,10 @@ pub fn gc(store: &Store, k: &dyn Kernel, dry_run: bool) -> Result<Vec<String>, G
             }
         }
     }
+    match crate::core::services::sweep_members(store, k, dry_run) {
+        Ok(done) => actions.extend(done),
+        Err(e) => actions.push(format!("could not sweep services' members: {e}")),
+    }
     if !dry_run {
         // Name claims of containers that are gone, then the resolver as the records say.
         for (network, name, owner) in store.stale_names()? {

@@ -457,3 +457,42 @@ pub fn list(store: &Store) -> Result<Vec<(Service, Members)>, ServiceOpError> {
     }
     Ok(out)
 }
+
+/// `gc`: members whose container has no record any more (its teardown never ran, and its
+/// record was removed or moved aside) leave their services. Returns what it did.
+pub fn sweep_members(
+    store: &Store,
+    k: &dyn Kernel,
+    dry_run: bool,
+) -> Result<Vec<String>, ServiceOpError> {
+    let mut actions = Vec::new();
+    for s in store.list_services()? {
+        let mut members = store.members(&s.name)?;
+        let gone: Vec<String> = members
+            .0
+            .iter()
+            .filter(|m| !store.has_endpoint(&m.key))
+            .map(|m| m.key.clone())
+            .collect();
+        for key in gone {
+            actions.push(format!(
+                "take {key} out of service {}: it has no endpoint record",
+                s.name
+            ));
+            if dry_run {
+                continue;
+            }
+            if let Some(plan) = crate::core::members::leave(&mut members, &s.name, &key) {
+                store.save_members(&s.name, &members)?;
+                if let Some(change) = fw_change(store, &plan)? {
+                    let elements = firewall::Elements {
+                        services: vec![change],
+                        ..Default::default()
+                    };
+                    k.firewall().delete(&elements)?;
+                }
+            }
+        }
+    }
+    Ok(actions)
+}

@@ -132,3 +132,23 @@ fn on_a_dns_network_a_name_is_one_container_s_and_the_first_starts_the_resolver(
     done(teardown(&w.store, &w.fake, &cid("c1")).unwrap());
     setup(&w.store, &w.fake, &req).unwrap();
 }
+
+#[test]
+fn gc_takes_a_member_whose_record_is_gone_out_of_its_service() {
+    let w = World::new("svc-gc");
+    with_service(&w, "web");
+    member(&w, "m1", "web").unwrap();
+    member(&w, "m2", "web").unwrap();
+    // m1's record vanished without a teardown (removed by hand, say).
+    w.store.remove_endpoint(&cid("m1")).unwrap();
+    let actions = crate::core::gc::gc(&w.store, &w.fake, false).unwrap();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "take m1 out of service web: it has no endpoint record"),
+        "{actions:?}"
+    );
+    let members = w.store.members("web").unwrap();
+    assert_eq!(members.0.len(), 1);
+    assert_eq!(members.0[0].key, "m2");
+}
