@@ -213,6 +213,12 @@ impl From<Failed> for ResolverError {
 fn spawn(mut cmd: Command, run_dir: &Path, input: &[u8]) -> Result<u32, Failed> {
     cmd.args(["dns", "serve", "--run-dir"])
         .arg(run_dir)
+        // glibc's malloc would give each forwarding thread an arena of its own and, after
+        // a large update is freed, raise its trim threshold and keep the memory: a
+        // long-lived process with bursts of threads stays smaller with two arenas and a
+        // fixed threshold.
+        .env("MALLOC_ARENA_MAX", "2")
+        .env("MALLOC_TRIM_THRESHOLD_", "131072")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -152,6 +152,9 @@ impl Resolver {
                 _ => None,
             })
             .collect();
+        // Replaced zones are dropped after the lock is released: freeing a few thousand
+        // entries is no reason to hold queries up.
+        let mut replaced: Vec<ZoneTable> = Vec::new();
         {
             let mut t = self
                 .shared
@@ -171,16 +174,17 @@ impl Resolver {
                         }
                     }
                     (Update::Zone(z), Some(table)) => {
-                        t.zones.insert(z.network.clone(), table);
+                        replaced.extend(t.zones.insert(z.network.clone(), table));
                     }
                     (Update::DropZone { network }, _) => {
-                        t.zones.remove(network);
+                        replaced.extend(t.zones.remove(network));
                     }
                     (Update::Zone(_), None) => {}
                 }
             }
             t.index();
         }
+        drop(replaced);
         for b in bound {
             let addr = b.addr;
             let l = Listener::start(b, &self.shared).map_err(|source| ResolverError::Io {
