@@ -14,7 +14,7 @@
 #      through, 127.0.0.53-style stubs in resolv.conf are skipped;
 #   5. a stopped container is gone from DNS when its poststop returns; a taken name
 #      is refused naming the holder;
-#   6. a killed resolver is restarted by the next hook;
+#   6. a killed resolver is restarted by the next hook, a hung one replaced;
 #   7. it binds only the gateway addresses, and exits when no container of a DNS
 #      network is left;
 #   8. bad input: one line, nothing changed.
@@ -88,7 +88,7 @@ ttl_zero() { # ID NAME
 }
 resolver_pid() { cat "$NETHOOK_RUN_DIR/dns/pid" 2>/dev/null; }
 resolver_runs() { local p; p="$(resolver_pid)" && [[ -n $p ]] && kill -0 "$p" 2>/dev/null; }
-resolver_gone() { ! pgrep -f "nethook dns" >/dev/null; }
+resolver_gone() { ! resolver_runs && ! pgrep -x nethook-dns >/dev/null; }
 
 echo "== nethook DNS e2e (sandbox netns $(readlink /proc/self/ns/net))"
 echo "binary: $NETHOOK_BIN"
@@ -151,7 +151,13 @@ nh_check "$M1 resolves to $IP1" resolves_to "$C" "$M1" "$IP1"
 nh_check "$M1.app resolves to $IP1" resolves_to "$C" "$M1.app" "$IP1"
 nh_check "alias www resolves to $IP1" resolves_to "$C" www "$IP1"
 nh_check "$M1 AAAA is $IP1_6" resolves_to "$C" "$M1" "$IP1_6" AAAA
-nh_check "PTR of $IP1 is $M1.app" resolves_to "$C" "$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_address(sys.argv[1]).reverse_pointer)' "$IP1")" "$M1.app" PTR
+ptr_names() { # ID ADDRESS WANT...: the PTR answer names exactly these
+    local got
+    got="$(answers "$1" "$(python3 -c 'import ipaddress,sys; print(ipaddress.ip_address(sys.argv[1]).reverse_pointer)' "$2")" PTR | sort | tr '\n' ' ')"
+    shift 2
+    [[ $got == "$(printf '%s\n' "$@" | sort | tr '\n' ' ')" ]] || { echo "PTR: $got"; return 1; }
+}
+nh_check "PTR of $IP1 names $M1.app, www.app and api.app" ptr_names "$C" "$IP1" "$M1.app" www.app api.app
 nh_check "answers have TTL 0" ttl_zero "$C" "$M1"
 tcp_ok() { [[ "$(answers "$C" "$M1" A --tcp)" == "$IP1" ]]; }
 nh_check "$M1 resolves over TCP" tcp_ok
@@ -211,6 +217,12 @@ start_member "$M3" "runc run $M3 again" nethook.network=app nethook.service=web
 nh_check "a new resolver runs" resolver_runs
 nh_check "$M1 resolves again" resolves_to "$C" "$M1" "$IP1"
 nh_check "$M3 resolves at once" resolves_to "$C" "$M3" "$(nh_ls_field "$M3" ipv4)"
+HUNG="$(resolver_pid)"
+kill -STOP "$HUNG"
+start_member "h1" "a container starts while resolver $HUNG hangs (SIGSTOP)" nethook.network=app
+nh_check "the hung resolver was replaced" bash -c "[[ \$(cat $NETHOOK_RUN_DIR/dns/pid) != $HUNG ]]"
+nh_check "resolver $HUNG is gone" nh_wait_until 3 dead "$HUNG"
+nh_check "h1 resolves" resolves_to "$C" h1 "$(nh_ls_field h1 ipv4)"
 
 # --- 7. binding, exit ----------------------------------------------------------------------------
 nh_section "what it binds, and when it exits"

@@ -41,7 +41,7 @@ pub fn entry_of(ep: &Endpoint) -> Entry {
 /// The resolver's entry of a service: its name, its VIPs.
 pub fn entry_of_service(s: &Service) -> Entry {
     Entry {
-        key: format!("svc:{}", s.name),
+        key: format!("{}{}", crate::resolver::SERVICE_KEY_PREFIX, s.name),
         names: vec![s.name.clone()],
         addrs: s.vips(),
     }
@@ -92,7 +92,9 @@ pub fn release(store: &Store, ep: &Endpoint) {
 pub fn zone(net: &Network, endpoints: &[Endpoint], services: &[Service]) -> Zone {
     let mut entries: Vec<Entry> = endpoints
         .iter()
-        .filter(|ep| ep.network == net.name && !ep.names().is_empty())
+        // Unnamed containers too: they use the resolver for other names, and it runs as
+        // long as a DNS network has a container.
+        .filter(|ep| ep.network == net.name)
         .map(entry_of)
         .collect();
     entries.extend(
@@ -177,7 +179,7 @@ pub fn joined_sync(
 /// Tells a running resolver that `ep` left (none is started for a removal).
 pub fn left_sync(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), NameError> {
     let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
-    if !runs || ep.names().is_empty() {
+    if !runs {
         return Ok(());
     }
     k.resolver().deliver(store.run_dir(), &[left(ep)])?;
@@ -191,7 +193,19 @@ pub fn deliver_or_start(
     k: &dyn Kernel,
     updates: &[Update],
 ) -> Result<(), NameError> {
-    match k.resolver().deliver(store.run_dir(), updates)? {
+    let delivered = match k.resolver().deliver(store.run_dir(), updates) {
+        // A resolver that does not answer would keep every later container of a DNS
+        // network from starting: it is replaced by one made from the records.
+        Err(ResolverError::NoAnswer { pid, ms }) => {
+            crate::log::line(&format!(
+                "DNS resolver (pid {pid}) did not answer within {ms} ms; replacing it"
+            ));
+            k.resolver().stop_hung(store.run_dir(), &pid)?;
+            Delivery::NotRunning
+        }
+        other => other?,
+    };
+    match delivered {
         Delivery::Applied | Delivery::Exited => Ok(()),
         Delivery::NotRunning => {
             if let Some(snap) = snapshot(store)? {

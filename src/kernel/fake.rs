@@ -471,6 +471,15 @@ impl crate::kernel::seam::Resolver for Fake {
             crate::resolver::Delivery::NotRunning
         })
     }
+    fn stop_hung(
+        &self,
+        _run_dir: &std::path::Path,
+        pid: &str,
+    ) -> Result<(), crate::resolver::ResolverError> {
+        self.call("dns.stop_hung", pid.to_owned());
+        self.state.borrow_mut().resolver_running = false;
+        Ok(())
+    }
     fn start(
         &self,
         _run_dir: &std::path::Path,

@@ -200,6 +200,12 @@ pub trait Resolver {
         run_dir: &std::path::Path,
         updates: &[crate::resolver::Update],
     ) -> Result<crate::resolver::Delivery, crate::resolver::ResolverError>;
+    /// See `resolver::stop_hung`.
+    fn stop_hung(
+        &self,
+        run_dir: &std::path::Path,
+        pid: &str,
+    ) -> Result<(), crate::resolver::ResolverError>;
     /// See `resolver::start`.
     fn start(
         &self,
@@ -506,6 +512,13 @@ impl Resolver for Host {
         updates: &[crate::resolver::Update],
     ) -> Result<crate::resolver::Delivery, crate::resolver::ResolverError> {
         crate::resolver::deliver(run_dir, updates)
+    }
+    fn stop_hung(
+        &self,
+        run_dir: &std::path::Path,
+        pid: &str,
+    ) -> Result<(), crate::resolver::ResolverError> {
+        crate::resolver::stop_hung(run_dir, pid)
     }
     fn start(
         &self,

@@ -134,6 +134,41 @@ impl Drop for ClientSocket {
     }
 }
 
+/// Ends a resolver that did not answer (`ResolverError::NoAnswer`), so that `start` can
+/// bind its ports: SIGKILL, once `/proc/PID/comm` says it is one, then a wait (up to 2 s)
+/// until it has exited, which is when the kernel closes its sockets. Its files go too.
+pub fn stop_hung(run_dir: &Path, pid: &str) -> Result<(), ResolverError> {
+    let _ = std::fs::remove_file(ctl_path(run_dir));
+    let _ = std::fs::remove_file(pid_path(run_dir));
+    let Ok(n) = pid.trim().parse::<i32>() else {
+        return Ok(());
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{n}/comm")).unwrap_or_default();
+    if comm.trim() != "nethook-dns" {
+        return Ok(());
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(n),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let state = std::fs::read_to_string(format!("/proc/{n}/status")).unwrap_or_default();
+        // Gone, or a zombie: either way its sockets are closed.
+        if state.is_empty()
+            || state
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(ResolverError::Start(format!(
+        "DNS resolver (pid {n}) did not answer and did not exit after SIGKILL; the next container start tries again"
+    )))
+}
+
 /// Starts a resolver for the snapshot and returns once it has bound every address, or with
 /// its one-line error. A snapshot without any entry starts nothing (there is nothing to
 /// answer; the resolver would exit at its first update anyway).

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{command, deliver, start};
+pub use client::{command, deliver, start, stop_hung};
 pub use daemon::run;
 
 /// Everything the resolver serves, given once at its start.
@@ -49,6 +49,10 @@ pub struct Zone {
     pub clients: Vec<ipnetwork::IpNetwork>,
     pub entries: Vec<Entry>,
 }
+
+/// The key prefix of a service's entry: a zone with only those has no container, and the
+/// resolver exits when no zone has one.
+pub const SERVICE_KEY_PREFIX: &str = "svc:";
 
 /// One endpoint (or service) and the names it answers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::{Entry, Zone};
+use super::{Entry, Zone, SERVICE_KEY_PREFIX};
 
 /// A zone ready to answer from: its entries and the two indexes built from them.
 #[derive(Debug, Default)]
@@ -53,8 +53,13 @@ impl ZoneTable {
         self.clients.is_empty() || self.clients.iter().any(|n| n.contains(from))
     }
 
+    /// Its containers' entries: services (`svc:NAME`) keep no resolver running, since a
+    /// service's name is of use only to containers.
     pub(super) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries
+            .keys()
+            .filter(|k| !k.starts_with(SERVICE_KEY_PREFIX))
+            .count()
     }
 
     pub(super) fn upsert(&mut self, entry: Entry) {

@@ -33,7 +33,16 @@ for i in range(n):
     try:
         c=socket.socket(fam,socket.SOCK_STREAM if proto=='tcp' else socket.SOCK_DGRAM);c.settimeout(2)
         c.connect((addr,port))
-        if proto=='udp': c.send(b'x')
+        if proto=='udp':
+            # As real UDP clients do, ask again once: a first datagram may wait on neighbour
+            # discovery, or be dropped by a loaded machine.
+            c.settimeout(1)
+            for attempt in range(2):
+                c.send(b'x')
+                try: print(c.recv(100).decode().strip()); break
+                except socket.timeout:
+                    if attempt: raise
+            c.close(); continue
         print(c.recv(100).decode().strip());c.close()
     except ConnectionRefusedError: print('REFUSED')
     except socket.timeout: print('TIMEOUT')
