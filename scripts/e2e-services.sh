@@ -226,7 +226,7 @@ start_member "$P2" "runc run $P2 in pub" nethook.network=svc nethook.service=pub
 ANS="$(ask_n 30 in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:18080/")"
 nh_check "30 requests from outside to $UPLINK4:18080 reach both members" answers_are "$ANS" "$P1" "$P2"
 nh_start_refused "svc-$$-clash" "a container publishing 18080 is refused, naming the service" \
-    --says "service=pub" nethook.network=svc nethook.ports=18080:80
+    --says "published by service pub" nethook.network=svc nethook.ports=18080:80
 
 # --- 7. affinity ---------------------------------------------------------------------
 nh_section "client-ip affinity"
