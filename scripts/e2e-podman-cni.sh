@@ -203,6 +203,18 @@ finds() { # NAME ADDRESS: from $D, by the pod name Podman passes as K8S_POD_NAME
 nh_check "$D finds $WEB ($IP_WEB) by name" finds "$WEB" "$IP_WEB"
 nh_check "$D finds $B.nethook ($IP_B)" finds "$B.nethook" "$IP_B"
 nh_check "podman rm -f $D" pod rm --force --time 0 "$D"
+result_dns() { # the ADD result nethook gave, as Podman hands it back in DEL's prevResult
+    local rec
+    rec="$(nh_spy_one DEL "$(cid "$D")")" || return 1
+    python3 - "$rec" "$NH_GATEWAY" <<'PY'
+import json, sys
+dns = (json.loads(sys.argv[1])["prevResult"] or {}).get("dns") or {}
+print("result dns:", json.dumps(dns))
+if dns.get("nameservers") != [sys.argv[2]] or dns.get("search") != ["nethook"]:
+    sys.exit("not the network's resolver")
+PY
+}
+nh_check "the CNI result's dns named $NH_GATEWAY and search nethook" result_dns
 nh_check "nethook network update nethook --dns off" nh network update nethook --dns off
 
 # --- 3. teardown ---------------------------------------------------------------------
