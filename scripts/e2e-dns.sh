@@ -58,16 +58,6 @@ in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "
 in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 ask() { in_ctr "$1" python3 "$ASK" "${@:2}"; } # ID SERVER NAME [TYPE] [--tcp]
 
-start_member() { # ID DESC ANNOTATION...: an httpd container whose page is its own id
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" --httpd "$@"
-    printf '%s\n' "$id" >"$NH_TMP/bundles/$id/rootfs/www/index.html"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
-
 answers() { # ID NAME [TYPE] [--tcp] -> the data lines of the answer from the gateway
     ask "$1" "$GW4" "${@:2}" | tail -n +2 | cut -d' ' -f2
 }
@@ -95,15 +85,7 @@ echo "binary: $NETHOOK_BIN"
 
 # "Outside": an upstream DNS server behind an uplink. The sandbox's resolv.conf (in its
 # own mount namespace) names a systemd-resolved-style stub first, which must be skipped.
-unshare --net sleep 100000 &
-OUTSIDE_NS_PID=$!
-nh_wait_own_netns "$OUTSIDE_NS_PID"
-ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
-ip addr add "$UPLINK4/24" dev up0
-ip link set up0 up
-in_outside ip addr add "$UPSTREAM/24" dev eth0
-in_outside ip link set eth0 up
-in_outside ip link set lo up
+nh_outside_ns "$UPLINK4" "$UPSTREAM"
 in_outside python3 "$HERE/dns/upstream.py" "$UPSTREAM" >/dev/null 2>&1 &
 UPSTREAM_PID=$!
 printf 'nameserver 127.0.0.53\nnameserver %s\noptions edns0\n' "$UPSTREAM" >"$NH_TMP/resolv.conf"
@@ -127,14 +109,14 @@ nh_check "nethook network create app --dns" nh network create app --subnet "$D4"
 nh_check "no resolver runs before a container" resolver_gone
 nh_check "nethook service create web --network app --port 80" nh service create web --network app --port 80
 nh_check "a service alone starts no resolver" resolver_gone
-start_member "$M1" "runc run $M1 (aliases www, api) in service web" \
+nh_start_named_httpd "$M1" "runc run $M1 (aliases www, api) in service web" \
     nethook.network=app nethook.service=web nethook.aliases=www,api
 nh_check "the first container started the resolver" resolver_runs
 VIP="$(nh service inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)["vip4"])')"
-start_member "$M1-b" "a container named $M2 (nethook.name) ..." nethook.network=app nethook.name="$M2"
+nh_start_named_httpd "$M1-b" "a container named $M2 (nethook.name) ..." nethook.network=app nethook.name="$M2"
 nh_check "... stopped, frees the name for the container $M2" nh_stop_checked "$M1-b"
-start_member "$M2" "runc run $M2 in service web" nethook.network=app nethook.service=web
-start_member "$M3" "runc run $M3 in service web" nethook.network=app nethook.service=web
+nh_start_named_httpd "$M2" "runc run $M2 in service web" nethook.network=app nethook.service=web
+nh_start_named_httpd "$M3" "runc run $M3 in service web" nethook.network=app nethook.service=web
 nh_start "$C" "runc run $C with nethook.resolv=true" nethook.network=app nethook.resolv=true
 resolv_ok() {
     local out
@@ -213,13 +195,13 @@ OLD="$(resolver_pid)"
 kill -9 "$OLD"
 dead() { [[ ! -e /proc/$1 ]] || grep -q '^State:.*Z' "/proc/$1/status"; } # gone, or a zombie nobody reaps
 nh_check "resolver $OLD is gone" nh_wait_until 3 dead "$OLD"
-start_member "$M3" "runc run $M3 again" nethook.network=app nethook.service=web
+nh_start_named_httpd "$M3" "runc run $M3 again" nethook.network=app nethook.service=web
 nh_check "a new resolver runs" resolver_runs
 nh_check "$M1 resolves again" resolves_to "$C" "$M1" "$IP1"
 nh_check "$M3 resolves at once" resolves_to "$C" "$M3" "$(nh_ls_field "$M3" ipv4)"
 HUNG="$(resolver_pid)"
 kill -STOP "$HUNG"
-start_member "h1" "a container starts while resolver $HUNG hangs (SIGSTOP)" nethook.network=app
+nh_start_named_httpd "h1" "a container starts while resolver $HUNG hangs (SIGSTOP)" nethook.network=app
 nh_check "the hung resolver was replaced" bash -c "[[ \$(cat $NETHOOK_RUN_DIR/dns/pid) != $HUNG ]]"
 nh_check "resolver $HUNG is gone" nh_wait_until 3 dead "$HUNG"
 nh_check "h1 resolves" resolves_to "$C" h1 "$(nh_ls_field h1 ipv4)"

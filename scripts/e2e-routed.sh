@@ -114,15 +114,7 @@ echo "binary: $NETHOOK_BIN"
 
 # "Outside": a namespace behind an uplink (held by a process of its own, so nothing
 # is named in /run/netns), with a TCP service that tells a client its source address.
-unshare --net sleep 100000 &
-OUTSIDE_NS_PID=$!
-nh_wait_own_netns "$OUTSIDE_NS_PID"
-ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
-ip addr add "$UPLINK_IP/24" dev up0
-ip link set up0 up
-in_outside ip addr add "$OUTSIDE_IP/24" dev eth0
-in_outside ip link set eth0 up
-in_outside ip link set lo up
+nh_outside_ns "$UPLINK_IP" "$OUTSIDE_IP"
 # Started directly (not through a function, which would fork a subshell): nsenter execs
 # python, so $! is the server's own pid, which the EXIT trap ends.
 nsenter -t "$OUTSIDE_NS_PID" -n python3 -c '

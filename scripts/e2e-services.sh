@@ -55,17 +55,6 @@ STARTED=()
 in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
 in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 
-# start_member ID DESC ANNOTATION...: an httpd container whose page is its own id.
-start_member() {
-    local id=$1 desc=$2
-    shift 2
-    nh_make_bundle "$NH_TMP/bundles/$id" "$id" --httpd "$@"
-    printf '%s\n' "$id" >"$NH_TMP/bundles/$id/rootfs/www/index.html"
-    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
-    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
-    return 0
-}
-
 # N requests with CMD... URL; prints one answer per line (or "FAIL").
 ask_n() { # N CMD...
     local n=$1 i
@@ -104,15 +93,7 @@ echo "== nethook services e2e (sandbox netns $(readlink /proc/self/ns/net))"
 echo "binary: $NETHOOK_BIN"
 
 # "Outside": a namespace behind an uplink, for published service ports.
-unshare --net sleep 100000 &
-OUTSIDE_NS_PID=$!
-nh_wait_own_netns "$OUTSIDE_NS_PID"
-ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
-ip addr add "$UPLINK4/24" dev up0
-ip link set up0 up
-in_outside ip addr add "$OUTSIDE4/24" dev eth0
-in_outside ip link set eth0 up
-in_outside ip link set lo up
+nh_outside_ns "$UPLINK4" "$OUTSIDE4"
 UDP_PIDS=()
 stop_bg() {
     local p
@@ -134,9 +115,9 @@ VIP6="$(service_field web vip6 || true)"
 echo "   web: $VIP4 $VIP6"
 nh_check "web's VIPs come from the ranges" bash -c "[[ $VIP4 == 10.65.0.* && $VIP6 == fd00:65::* ]]"
 nh_check "service ls shows web with no member" bash -c "$NETHOOK_BIN service ls | grep -E '^web +svc .* 0\$'"
-start_member "$M1" "runc run $M1 in service web" nethook.network=svc nethook.service=web
-start_member "$M2" "runc run $M2 in service web" nethook.network=svc nethook.service=web
-start_member "$M3" "runc run $M3 in service web" nethook.network=svc nethook.service=web
+nh_start_named_httpd "$M1" "runc run $M1 in service web" nethook.network=svc nethook.service=web
+nh_start_named_httpd "$M2" "runc run $M2 in service web" nethook.network=svc nethook.service=web
+nh_start_named_httpd "$M3" "runc run $M3 in service web" nethook.network=svc nethook.service=web
 nh_start "$C" "runc run client $C on svc" nethook.network=svc
 nh_check "service inspect lists 3 members" \
     bash -c "$NETHOOK_BIN service inspect web | python3 -c 'import json,sys; assert len(json.load(sys.stdin)[\"members\"]) == 3'"
@@ -221,8 +202,8 @@ nh_check "nethook service create pub --port 80 --publish 18080" \
     nh service create pub --network svc --port 80 --publish 18080
 P1="svc-$$-p1"
 P2="svc-$$-p2"
-start_member "$P1" "runc run $P1 in pub" nethook.network=svc nethook.service=pub
-start_member "$P2" "runc run $P2 in pub" nethook.network=svc nethook.service=pub
+nh_start_named_httpd "$P1" "runc run $P1 in pub" nethook.network=svc nethook.service=pub
+nh_start_named_httpd "$P2" "runc run $P2 in pub" nethook.network=svc nethook.service=pub
 ANS="$(ask_n 30 in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:18080/")"
 nh_check "30 requests from outside to $UPLINK4:18080 reach both members" answers_are "$ANS" "$P1" "$P2"
 nh_start_refused "svc-$$-clash" "a container publishing 18080 is refused, naming the service" \
@@ -234,8 +215,8 @@ nh_check "nethook service create sticky --port 80 --affinity client-ip" \
     nh service create sticky --network svc --port 80 --affinity client-ip
 S1="svc-$$-s1"
 S2="svc-$$-s2"
-start_member "$S1" "runc run $S1 in sticky" nethook.network=svc nethook.service=sticky
-start_member "$S2" "runc run $S2 in sticky" nethook.network=svc nethook.service=sticky
+nh_start_named_httpd "$S1" "runc run $S1 in sticky" nethook.network=svc nethook.service=sticky
+nh_start_named_httpd "$S2" "runc run $S2 in sticky" nethook.network=svc nethook.service=sticky
 SVIP="$(service_field sticky vip4 || true)"
 ANS="$(ask_n 20 from_client "http://$SVIP/")"
 nh_check "20 requests from $C to sticky all reach one member" test "$(sort -u <<<"$ANS" | wc -l)" = 1

@@ -851,6 +851,33 @@ nh_start_refused() {
     nh_check "refused $id left no veth, record or IPAM entry" nh_refused_left_nothing "$before" "$id"
 }
 
+# nh_outside_ns UPLINK_IP OUTSIDE_IP: an "outside" namespace behind an uplink veth up0
+# (held by a process of its own, so nothing is named in /run/netns), /24 on both ends.
+# Sets OUTSIDE_NS_PID; the caller ends it by pid.
+nh_outside_ns() {
+    unshare --net sleep 100000 &
+    OUTSIDE_NS_PID=$!
+    nh_wait_own_netns "$OUTSIDE_NS_PID"
+    ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
+    ip addr add "$1/24" dev up0
+    ip link set up0 up
+    nsenter -t "$OUTSIDE_NS_PID" -n ip addr add "$2/24" dev eth0
+    nsenter -t "$OUTSIDE_NS_PID" -n ip link set eth0 up
+    nsenter -t "$OUTSIDE_NS_PID" -n ip link set lo up
+}
+
+# nh_start_named_httpd ID DESC ANNOTATION...: a runc httpd container whose page is its
+# own id (services' tests tell members apart by it).
+nh_start_named_httpd() {
+    local id=$1 desc=$2
+    shift 2
+    nh_make_bundle "$NH_TMP/bundles/$id" "$id" --httpd "$@"
+    printf '%s\n' "$id" >"$NH_TMP/bundles/$id/rootfs/www/index.html"
+    nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
+    [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
+    return 0
+}
+
 # nh_pid_of ID: the pid of a runc container's init (its network namespace's holder).
 nh_pid_of() { nh_runc state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
 

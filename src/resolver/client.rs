@@ -338,7 +338,7 @@ fn first_line(child: &mut Child) -> Option<String> {
     Some(text.lines().next().unwrap_or("").trim().to_owned())
 }
 
-fn io<'a>(
+pub(super) fn io<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> ResolverError + 'a {

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use hickory_proto::op::Message;
 
+use super::client::io;
 use super::listen::{self, Bound, Listener};
 use super::upstream::{Upstreams, RESOLVED_CONF, RESOLV_CONF};
 use super::zone::{Answer, ZoneTable};
@@ -336,17 +337,6 @@ fn serve(mut resolver: Resolver, ctl: &UnixDatagram, run_dir: &Path) -> u8 {
             ));
             return 0;
         }
-    }
-}
-
-fn io<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> ResolverError + 'a {
-    move |source| ResolverError::Io {
-        action,
-        path: path.to_owned(),
-        source,
     }
 }
 
