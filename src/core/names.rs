@@ -6,6 +6,7 @@
 //! container's entry; at teardown, its removal. When no resolver runs (the first container of
 //! a DNS network, or it died), the hook starts one with every network's zone (`snapshot`).
 
+use crate::core::request::Request;
 use crate::kernel::seam::Kernel;
 use crate::model::endpoint::Endpoint;
 use crate::model::network::Network;
@@ -27,6 +28,21 @@ pub enum NameError {
     IsService { name: String, network: String },
     #[error(transparent)]
     Resolver(#[from] ResolverError),
+}
+
+/// Its DNS name: the one asked for, else its id (lower case) when that is a DNS label. A
+/// CNI attachment's key (`ID/IFNAME`) never is, so it takes the container id alone.
+pub fn endpoint_name(req: &Request) -> Option<String> {
+    if let Some(name) = &req.options.name {
+        return Some(name.clone());
+    }
+    let id = req
+        .id
+        .attachment_parts()
+        .map_or(req.id.as_str(), |(id, _)| id);
+    crate::model::service::validate_label(id)
+        .ok()
+        .map(|()| id.to_ascii_lowercase())
 }
 
 /// The resolver's entry of a container.

@@ -140,26 +140,11 @@ where
         },
         any_ethertype: !net.ethertype_filter,
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
-        name: endpoint_name(req),
+        name: crate::core::names::endpoint_name(req),
         aliases: req.options.aliases.clone(),
         services: req.options.services.clone(),
     };
     Ok((endpoint, leases))
-}
-
-/// Its DNS name: the one asked for, else its id (lower case) when that is a DNS label. A
-/// CNI attachment's key (`ID/IFNAME`) never is, so it takes the container id alone.
-fn endpoint_name(req: &Request) -> Option<String> {
-    if let Some(name) = &req.options.name {
-        return Some(name.clone());
-    }
-    let id = req
-        .id
-        .attachment_parts()
-        .map_or(req.id.as_str(), |(id, _)| id);
-    crate::model::service::validate_label(id)
-        .ok()
-        .map(|()| id.to_ascii_lowercase())
 }
 
 /// The IPv6 subnet as the choice sees it. On an IPv6-only network whose container takes its

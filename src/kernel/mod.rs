@@ -41,6 +41,7 @@
 
 pub mod conntrack;
 pub mod fake;
+pub mod host;
 pub mod hostports;
 pub mod link;
 pub mod netlink;

@@ -2,6 +2,7 @@
 //! whether to masquerade each. Pure data and rules; `store` persists them in the layout
 //! of `file::NetworkFile`.
 
+mod conflicts;
 mod driver;
 pub mod file;
 mod ipv6;
@@ -305,47 +306,6 @@ impl Network {
             let s = v4.subnet;
             s.contains(ip) && ip != s.network() && ip != s.broadcast()
         })
-    }
-
-    /// Refuses a new network that shares a subnet or bridge with an existing one.
-    /// Its subnets and service ranges.
-    fn address_spaces(&self) -> Vec<ipnetwork::IpNetwork> {
-        let v4 = self.ipv4.map(|c| ipnetwork::IpNetwork::V4(c.subnet));
-        let v6 = self.ipv6.map(|c| ipnetwork::IpNetwork::V6(c.subnet));
-        let mut out: Vec<_> = [v4, v6].into_iter().flatten().collect();
-        out.extend(self.service_ranges());
-        out
-    }
-
-    pub fn check_conflicts<'a>(
-        &self,
-        others: impl IntoIterator<Item = &'a Network>,
-    ) -> Result<(), NetworkError> {
-        for other in others {
-            if other.name == self.name {
-                continue;
-            }
-            // Subnets and service ranges alike: each is routed to one bridge.
-            for mine in self.address_spaces() {
-                if let Some(theirs) = other
-                    .address_spaces()
-                    .into_iter()
-                    .find(|t| overlaps(*t, mine))
-                {
-                    return Err(NetworkError::Overlap {
-                        subnet: mine.to_string(),
-                        other: format!("network {} ({theirs})", other.name),
-                    });
-                }
-            }
-            if !self.bridge.is_empty() && other.bridge == self.bridge {
-                return Err(NetworkError::BridgeTaken {
-                    bridge: self.bridge.clone(),
-                    other: other.name.clone(),
-                });
-            }
-        }
-        Ok(())
     }
 }
 
