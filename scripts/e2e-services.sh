@@ -253,6 +253,7 @@ nh_section "service rm and teardown"
 nh_check "service rm empty" nh service rm empty
 nh_check "service rm of an unknown service fails" refused_in_one_line "unknown service" nh service rm empty
 for id in "${STARTED[@]}"; do nh_stop_container "$id"; done
+nh_check "network rm svc is refused while it has services" refused_in_one_line "still has services" nh network rm svc
 for s in web dns53 pub sticky; do nh_check "service rm $s" nh service rm "$s"; done
 nh_check "no service chain or map is left" bash -c "! nft list table inet nethook | grep -q 'svc-'"
 nh_check "no members file is left" bash -c "[[ -z \$(ls -A $NETHOOK_RUN_DIR/services 2>/dev/null) ]]"

@@ -41,6 +41,8 @@ pub enum NetworkOpError {
     HasServices { name: String, services: String },
     #[error(transparent)]
     Names(#[from] crate::core::names::NameError),
+    #[error("network {name} still has services ({services}); remove them first with `nethook service rm`")]
+    HasServicesLeft { name: String, services: String },
     #[error("network {name} is built in and has no bridge to remove")]
     BuiltIn { name: String },
 }
@@ -251,6 +253,18 @@ pub fn remove(store: &Store, k: &dyn Kernel, name: &str) -> Result<Removed, Netw
             name: name.to_owned(),
             count: users.len(),
             users: users.join(", "),
+        });
+    }
+    let services: Vec<String> = store
+        .list_services()?
+        .into_iter()
+        .filter(|s| s.network == name)
+        .map(|s| s.name)
+        .collect();
+    if !services.is_empty() {
+        return Err(NetworkOpError::HasServicesLeft {
+            name: name.to_owned(),
+            services: services.join(", "),
         });
     }
     let had_file = store.remove_network(name)?;

@@ -42,11 +42,21 @@ pub fn update(
                 services: services.join(", "),
             });
         }
+        let before = net.service_ranges();
         for r in &changes.service_ranges {
             net.set_service_range(r)?;
         }
         net.check_conflicts(&store.list_networks()?)?;
         check_ranges_against_routes(k, &net)?;
+        // The bridge routes the new range from now on, and no longer the old one.
+        if net.driver.is_bridge() && k.links().link_present(&net.bridge)? {
+            for old in before.iter().filter(|r| !net.service_ranges().contains(r)) {
+                k.links().delete_device_route(&net.bridge, *old)?;
+            }
+            for new in net.service_ranges() {
+                k.links().ensure_device_route(&net.bridge, new)?;
+            }
+        }
     }
     store.save_network(&net)?;
     if changes.dns.is_some() {
