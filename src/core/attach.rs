@@ -180,6 +180,8 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
     }
     let claims = claims_of(&endpoint.ports);
     check_host_sockets(k, &endpoint, &claims)?;
+    // Before the record, which holds the name that stays (a default one may be dropped).
+    names::claim(store, &network, &mut endpoint, req.options.name.is_some())?;
     ipam.record_leases(&leases, &req.id)?;
     if let Err(e) = store.save_endpoint(&endpoint) {
         forget(store, k, &endpoint, &ipam);
@@ -189,10 +191,6 @@ pub fn setup(store: &Store, k: &dyn Kernel, req: &Request) -> Result<Endpoint, S
         store.owner_is_live(owner)
     });
     if let Err(e) = claimed {
-        forget(store, k, &endpoint, &ipam);
-        return Err(e.into());
-    }
-    if let Err(e) = names::claim(store, &network, &endpoint) {
         forget(store, k, &endpoint, &ipam);
         return Err(e.into());
     }

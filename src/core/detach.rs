@@ -247,11 +247,9 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     // container id (one endpoint per id), so they are this endpoint's even when its address has
     // moved on.
     let ports = port_elements(ep);
-    let mut own = own_elements(ep, owns_address);
+    let own = own_elements(ep, owns_address);
     // Out of its services in the same batch: no new connection reaches it from here on.
-    let (changes, udp_service) = leave_changes(store, ep)?;
-    own.services = changes;
-    k.firewall().delete(&own)?;
+    let udp_service = delete_and_leave(store, k, ep, own)?;
     names::release(store, ep);
     // Not resolvable once poststop returns. A resolver that does not answer must not keep
     // the container's address and ports held: it is told again at its next start (it starts
@@ -273,34 +271,44 @@ fn unpublish(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<Unpublished
     })
 }
 
-/// `ep` leaves its services (recorded in the members files); the firewall's changes, and
-/// whether one of them has UDP ports (whose conntrack entries must then go).
-fn leave_changes(
+/// Deletes `elements` with `ep`'s leave of its services in the same batch, then records the
+/// members files. Whether one of the services has UDP ports (whose conntrack entries must
+/// then go).
+///
+/// A service whose chain or maps are gone (the ruleset was flushed) fails the batch with
+/// ENOENT: there is nothing to leave in the kernel then, so the batch goes again without
+/// the services' part, and the files say what the next restore rebuilds.
+fn delete_and_leave(
     store: &Store,
+    k: &dyn Kernel,
     ep: &Endpoint,
-) -> Result<(Vec<crate::firewall::MemberChange>, bool), StoreError> {
-    let mut changes = Vec::new();
+    mut elements: crate::firewall::Elements,
+) -> Result<bool, TeardownError> {
+    let planned = members::leave_all(store, ep)?;
     let mut udp = false;
-    for plan in members::leave_all(store, ep)? {
+    for (plan, _) in &planned {
         if let Some(s) = store.load_service(&plan.service)? {
             udp |= s.has_udp();
         }
-        changes.extend(services::fw_change(store, &plan)?);
+        elements.services.extend(services::fw_change(store, &plan)?);
     }
-    Ok((changes, udp))
+    if elements.is_empty() && elements.services.is_empty() {
+        return Ok(udp);
+    }
+    match k.firewall().delete(&elements) {
+        Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) && !elements.services.is_empty() => {
+            elements.services.clear();
+            k.firewall().delete(&elements)?;
+        }
+        other => other?,
+    }
+    members::record(store, &planned)?;
+    Ok(udp)
 }
 
-/// Takes `ep` out of its services, in a batch of its own (a failed setup's rollback).
+/// Takes `ep` out of its services, in a batch of its own (a failed setup's rollback, gc).
 pub fn leave_services(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), TeardownError> {
-    let (changes, _) = leave_changes(store, ep)?;
-    if !changes.is_empty() {
-        let elements = crate::firewall::Elements {
-            services: changes,
-            ..Default::default()
-        };
-        k.firewall().delete(&elements)?;
-    }
-    Ok(())
+    delete_and_leave(store, k, ep, crate::firewall::Elements::default()).map(|_| ())
 }
 
 /// The link, then what `settle` does. True when the veth had to be deleted.

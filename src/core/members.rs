@@ -83,17 +83,26 @@ pub fn join_all(store: &Store, ep: &Endpoint) -> Result<Vec<MemberPlan>, StoreEr
     Ok(plans)
 }
 
-/// Takes `ep` out of each of its services that still exists, recording the members files.
-pub fn leave_all(store: &Store, ep: &Endpoint) -> Result<Vec<MemberPlan>, StoreError> {
+/// Takes `ep` out of each of its services, as plans and the members files they leave: the
+/// caller records the files (`record`) once the batch that carries the plans has landed, so a
+/// batch that fails leaves the member where the kernel still has it, for a retry.
+pub fn leave_all(store: &Store, ep: &Endpoint) -> Result<Vec<(MemberPlan, Members)>, StoreError> {
     let mut plans = Vec::new();
     for service in &ep.services {
         let mut members = store.members(service)?;
         if let Some(plan) = leave(&mut members, service, ep.id.as_str()) {
-            store.save_members(service, &members)?;
-            plans.push(plan);
+            plans.push((plan, members));
         }
     }
     Ok(plans)
+}
+
+/// Writes the members files `leave_all` planned.
+pub fn record(store: &Store, planned: &[(MemberPlan, Members)]) -> Result<(), StoreError> {
+    for (plan, members) in planned {
+        store.save_members(&plan.service, members)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ pub enum NameError {
 /// Its DNS name: the one asked for, else its id (lower case) when that is a DNS label. A
 /// CNI attachment's key (`ID/IFNAME`) never is, so it takes the container id alone.
 pub fn endpoint_name(req: &Request) -> Option<String> {
-    if let Some(name) = &req.options.name {
+    if let Some(name) = req
+        .options
+        .name
+        .as_ref()
+        .or(req.options.default_name.as_ref())
+    {
         return Some(name.clone());
     }
     let id = req
@@ -63,12 +68,40 @@ pub fn entry_of_service(s: &Service) -> Entry {
     }
 }
 
-/// Claims `ep`'s names on its network (one with DNS): all or none.
-pub fn claim(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NameError> {
+/// Claims `ep`'s names on its network (one with DNS): all or none. A name it asked for
+/// (`explicit`: `nethook.name`) and its aliases are refused when a live container or a
+/// service of the network has them; a name it only has by default (its id, its pod name)
+/// is dropped instead, with a line in the system log: nobody asked for it, and pods of one
+/// name in two Kubernetes namespaces must both start.
+pub fn claim(
+    store: &Store,
+    net: &Network,
+    ep: &mut Endpoint,
+    explicit: bool,
+) -> Result<(), NameError> {
     if !net.dns {
         return Ok(());
     }
-    let names = ep.names();
+    if !explicit {
+        if let Some(name) = ep.name.clone() {
+            if let Err(e) = claim_all(store, net, ep.id.as_str(), std::slice::from_ref(&name)) {
+                crate::log::line(&format!("{}: no DNS name on {}: {e}", ep.id, net.name));
+                ep.name = None;
+            }
+        }
+        let aliases = ep.aliases.clone();
+        if let Err(e) = claim_all(store, net, ep.id.as_str(), &aliases) {
+            if let Some(name) = &ep.name {
+                store.release_name(&net.name, name, ep.id.as_str());
+            }
+            return Err(e);
+        }
+        return Ok(());
+    }
+    claim_all(store, net, ep.id.as_str(), &ep.names())
+}
+
+fn claim_all(store: &Store, net: &Network, owner: &str, names: &[String]) -> Result<(), NameError> {
     for (i, name) in names.iter().enumerate() {
         let refused = if store
             .load_service(name)?
@@ -80,7 +113,7 @@ pub fn claim(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NameErro
             })
         } else {
             store
-                .claim_name(&net.name, name, ep.id.as_str())?
+                .claim_name(&net.name, name, owner)?
                 .err()
                 .map(|holder| NameError::Taken {
                     name: name.clone(),
@@ -90,7 +123,7 @@ pub fn claim(store: &Store, net: &Network, ep: &Endpoint) -> Result<(), NameErro
         };
         if let Some(e) = refused {
             for done in &names[..i] {
-                store.release_name(&net.name, done, ep.id.as_str());
+                store.release_name(&net.name, done, owner);
             }
             return Err(e);
         }
@@ -195,7 +228,9 @@ pub fn joined_sync(
 /// Tells a running resolver that `ep` left (none is started for a removal).
 pub fn left_sync(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), NameError> {
     let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
-    if !runs {
+    // Only a DNS network's containers are the resolver's (a network without its file any
+    // more has none either).
+    if !runs || !store.load_network(&ep.network).is_ok_and(|n| n.dns) {
         return Ok(());
     }
     k.resolver().deliver(store.run_dir(), &[left(ep)])?;

@@ -26,6 +26,7 @@ pub fn update(
 ) -> Result<Network, NetworkOpError> {
     let _lock = store.lock()?;
     let mut net = store.load_network(name)?;
+    let before = net.clone();
     if let Some(on) = changes.dns {
         net.set_dns(on)?;
     }
@@ -60,7 +61,12 @@ pub fn update(
     }
     store.save_network(&net)?;
     if changes.dns.is_some() {
-        crate::core::names::network_sync(store, k, &net.name)?;
+        // A resolver that cannot serve the network (its port 53 is another server's) leaves
+        // the network as it was: with DNS on, every container would be refused.
+        if let Err(e) = crate::core::names::network_sync(store, k, &net.name) {
+            store.save_network(&before)?;
+            return Err(e.into());
+        }
     }
     Ok(net)
 }

@@ -35,6 +35,9 @@ pub struct Options {
     /// Its DNS name (`nethook.name`, the CNI pod name); `None`: its id when that is a DNS
     /// label. Validated and lower case.
     pub name: Option<String>,
+    /// A name it has unless it asks for one (the CNI pod name): dropped, not refused, when
+    /// another holds it.
+    pub default_name: Option<String>,
     /// More names (`nethook.aliases`).
     pub aliases: Vec<String>,
     /// Services it joins (`nethook.service=NAME[,NAME]`).
@@ -55,6 +58,7 @@ impl Default for Options {
             ifname: DEFAULT_IFNAME.to_owned(),
             disabled: false,
             name: None,
+            default_name: None,
             aliases: Vec::new(),
             services: Vec::new(),
             write_resolv_conf: false,

@@ -38,11 +38,17 @@ pub enum ServiceOpError {
         "network {network} uses the {driver} driver; services are built for bridge networks so far"
     )]
     NotBridge { network: String, driver: String },
+    #[error("service name {name} is the DNS name of container {holder} on network {network}; pick another service name or stop {holder}")]
+    NameHeld {
+        name: String,
+        network: String,
+        holder: String,
+    },
     #[error("--vip {vip}: {reason}")]
     BadVip { vip: IpAddr, reason: String },
     #[error("network {network}'s service range {range} is full; give it a larger one with `nethook network update {network} --service-range CIDR`")]
     RangeFull { network: String, range: String },
-    #[error("no free service range left in 10.96.0.0/12 (or fd96::/48) for network {network}; give one with `nethook network update {network} --service-range CIDR`")]
+    #[error("no free service range left in 10.78.0.0/16 (or fd96::/48) for network {network}; give one with `nethook network update {network} --service-range CIDR`")]
     NoFreeRange { network: String },
     #[error("host port {port}/{proto} is in use on the host by {holder}, listening on {address}; pick another --publish port")]
     HostPortInUse {
@@ -315,6 +321,14 @@ pub fn create(
         }
         .into());
     }
+    // Its name is also its name in the network's resolver.
+    if let Some(holder) = store.name_holder(&net.name, &req.name)? {
+        return Err(ServiceOpError::NameHeld {
+            name: req.name.clone(),
+            network: net.name.clone(),
+            holder,
+        });
+    }
     let taken = taken_ranges(store, k, &net)?;
     let missing_family = (net.ipv4.is_some() && net.service_range4.is_none())
         || (net.ipv6.is_some() && net.service_range6.is_none());
@@ -349,21 +363,34 @@ pub fn create(
         affinity: req.affinity,
     };
     check_host_sockets(k, &service)?;
+    let before = store.load_network(&req.network)?;
     if !ranges_chosen.is_empty() {
         store.save_network(&net)?;
     }
-    store.create_service(&service)?;
+    // A failure from here on leaves the network as it was (a default network without a
+    // file gets one, equal to the built-in definition).
+    let undo_ranges = || {
+        if !ranges_chosen.is_empty() {
+            let _ = store.save_network(&before);
+        }
+    };
+    if let Err(e) = store.create_service(&service) {
+        undo_ranges();
+        return Err(e.into());
+    }
     let owner = service_owner(&service.name);
     let claims = claims_of(&service);
     if let Err(e) = Claims::new(store.run_dir()).claim(&owner, &claims, |o| store.owner_is_live(o))
     {
         let _ = store.remove_service(&service.name);
+        undo_ranges();
         return Err(e.into());
     }
     if let Err(e) = install(store, k, &net, &service) {
         Claims::new(store.run_dir()).release(&owner, &claims);
         let _ = k.firewall().delete_service(&fw_service(&service));
         let _ = store.remove_service(&service.name);
+        undo_ranges();
         return Err(e);
     }
     sync_names(store, k, &service.network);
@@ -483,14 +510,19 @@ pub fn sweep_members(
                 continue;
             }
             if let Some(plan) = crate::core::members::leave(&mut members, &s.name, &key) {
-                store.save_members(&s.name, &members)?;
+                // The file after the batch: a failed one leaves the member for the next gc.
                 if let Some(change) = fw_change(store, &plan)? {
                     let elements = firewall::Elements {
                         services: vec![change],
                         ..Default::default()
                     };
-                    k.firewall().delete(&elements)?;
+                    match k.firewall().delete(&elements) {
+                        // The service's objects are gone: restore rebuilds them from the file.
+                        Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {}
+                        other => other?,
+                    }
                 }
+                store.save_members(&s.name, &members)?;
             }
         }
     }

@@ -63,7 +63,7 @@ pub enum NetworkCommand {
         #[arg(long)]
         dns: bool,
         /// Where services' virtual IPs come from (one per family, outside the subnet);
-        /// default: a free /24 of 10.96.0.0/12 (and /112 of fd96::/48) at the first service.
+        /// default: a free /24 of 10.78.0.0/16 (and /112 of fd96::/48) at the first service.
         #[arg(long = "service-range", value_name = "CIDR")]
         service_ranges: Vec<String>,
     },

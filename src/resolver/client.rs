@@ -22,7 +22,7 @@ use super::{
 /// a hook has its runtime's timeout (often 2 s, sometimes less) to replace one that hangs.
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a new resolver has to bind its addresses and say "ready".
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_millis(1200);
 
 /// Where systemd runs, and its `systemd-run` (netavark checks the same directory).
 const SYSTEMD_RUNNING: &str = "/run/systemd/system";
@@ -136,23 +136,28 @@ impl Drop for ClientSocket {
 }
 
 /// Ends a resolver that did not answer (`ResolverError::NoAnswer`), so that `start` can
-/// bind its ports: SIGKILL, once `/proc/PID/comm` says it is one, then a wait (up to 2 s)
+/// bind its ports: SIGKILL, once `/proc/PID/comm` says it is one, then a wait (up to 0.3 s)
 /// until it has exited, which is when the kernel closes its sockets. Its files go too.
 pub fn stop_hung(run_dir: &Path, pid: &str) -> Result<(), ResolverError> {
+    // Something holds the control socket (it took the request), so it is not dead; a pid
+    // that does not name a resolver cannot be ended safely, and starting another one would
+    // only meet its ports.
+    let n = pid.trim().parse::<i32>().ok().filter(|n| {
+        std::fs::read_to_string(format!("/proc/{n}/comm")).is_ok_and(|c| c.trim() == "nethook-dns")
+    });
+    let Some(n) = n else {
+        return Err(ResolverError::Start(format!(
+            "the DNS resolver does not answer and {} does not name it (pid {pid:?}); end the process named nethook-dns (`pkill -x nethook-dns`) and retry",
+            pid_path(run_dir).display()
+        )));
+    };
     let _ = std::fs::remove_file(ctl_path(run_dir));
     let _ = std::fs::remove_file(pid_path(run_dir));
-    let Ok(n) = pid.trim().parse::<i32>() else {
-        return Ok(());
-    };
-    let comm = std::fs::read_to_string(format!("/proc/{n}/comm")).unwrap_or_default();
-    if comm.trim() != "nethook-dns" {
-        return Ok(());
-    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(n),
         nix::sys::signal::Signal::SIGKILL,
     );
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_millis(300);
     while Instant::now() < deadline {
         let state = std::fs::read_to_string(format!("/proc/{n}/status")).unwrap_or_default();
         // Gone, or a zombie: either way its sockets are closed.
@@ -232,13 +237,18 @@ enum Failed {
     Exited(String),
     /// The child ended (or was ended) without a line: its stderr, or what is known.
     Silent(String),
+    /// It did not say it was ready in time (and was ended): no second try, which would
+    /// take as long again past a runtime's hook timeout.
+    TimedOut(String),
     Io(ResolverError),
 }
 
 impl From<Failed> for ResolverError {
     fn from(f: Failed) -> Self {
         match f {
-            Failed::Exited(line) | Failed::Silent(line) => ResolverError::Start(line),
+            Failed::Exited(line) | Failed::Silent(line) | Failed::TimedOut(line) => {
+                ResolverError::Start(line)
+            }
             Failed::Io(e) => e,
         }
     }
@@ -290,10 +300,12 @@ fn spawn(mut cmd: Command, run_dir: &Path, input: &[u8]) -> Result<u32, Failed> 
                     "DNS resolver exited before it was ready ({})",
                     status.map(|s| s.to_string()).unwrap_or_default()
                 ),
-                None => format!(
-                    "DNS resolver (pid {pid}) did not say it was ready within {} s",
-                    READY_TIMEOUT.as_secs()
-                ),
+                None => {
+                    return Err(Failed::TimedOut(format!(
+                        "DNS resolver (pid {pid}) did not say it was ready within {} ms; ended it",
+                        READY_TIMEOUT.as_millis()
+                    )))
+                }
             };
             Err(Failed::Silent(why))
         }
@@ -324,7 +336,7 @@ fn first_line(child: &mut Child) -> Option<String> {
             Ok(n) => {
                 if !line.contains(&b'\n') && byte[..n].contains(&b'\n') {
                     // The line is there; the end of the pipe should follow at once.
-                    deadline = deadline.min(Instant::now() + Duration::from_secs(1));
+                    deadline = deadline.min(Instant::now() + Duration::from_millis(200));
                 }
                 if line.len() < 64 << 10 {
                     line.extend_from_slice(&byte[..n]);

@@ -205,6 +205,14 @@ impl Resolver {
         }
         Ok(())
     }
+
+    /// Closes every listening socket (and joins their threads): an exiting resolver frees
+    /// its ports before it says so, so the next hook's new resolver can bind them at once.
+    fn close_all(&mut self) {
+        for (_, l) in self.listeners.drain() {
+            l.stop();
+        }
+    }
 }
 
 /// `nethook dns serve`: the resolver process. Reads the snapshot on stdin, binds, writes
@@ -321,6 +329,9 @@ fn serve(mut resolver: Resolver, ctl: &UnixDatagram, run_dir: &Path) -> u8 {
             .map_err(|e| ResolverError::Protocol(e.to_string()))
             .and_then(|req| resolver.apply(&req.updates));
         let exiting = result.is_ok() && resolver.entries() == 0;
+        if exiting {
+            resolver.close_all();
+        }
         let reply = match &result {
             Ok(()) if exiting => REPLY_EXITING.to_owned(),
             Ok(()) => REPLY_OK.to_owned(),

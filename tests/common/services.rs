@@ -217,6 +217,11 @@ pub fn change(c: MemberChange) -> Elements {
     }
 }
 
+/// Every answer came from a member (`mN`), none is an error or a timeout.
+pub fn is_member(counts: &BTreeMap<String, u32>) -> bool {
+    !counts.is_empty() && counts.keys().all(|k| k.starts_with('m'))
+}
+
 pub fn names(counts: &BTreeMap<String, u32>) -> Vec<&str> {
     counts.keys().map(String::as_str).collect()
 }

@@ -44,7 +44,7 @@ fn a_member_joins_in_its_own_batch_and_leaves_in_its_teardown() {
     let w = World::new("svc-join");
     with_service(&w, "web");
     let vip = w.store.service("web").unwrap().vip4.unwrap();
-    assert!(vip.to_string().starts_with("10.96."), "{vip}");
+    assert!(vip.to_string().starts_with("10.78."), "{vip}");
     member(&w, "m1", "web").unwrap();
     member(&w, "m2", "web").unwrap();
     let adds: Vec<String> = w
@@ -151,4 +151,54 @@ fn gc_takes_a_member_whose_record_is_gone_out_of_its_service() {
     let members = w.store.members("web").unwrap();
     assert_eq!(members.0.len(), 1);
     assert_eq!(members.0[0].key, "m2");
+}
+
+#[test]
+fn a_default_name_someone_holds_is_dropped_not_refused() {
+    let w = World::new("names-default");
+    let mut net = w.store.load_network("nethook").unwrap();
+    net.set_dns(true).unwrap();
+    w.store.save_network(&net).unwrap();
+    with_service(&w, "web");
+    // Its id would be its name, but the network's service has it: it starts, unnamed.
+    let ep = w.setup("web", "").unwrap();
+    assert_eq!(ep.name, None);
+    assert_eq!(w.record("web").unwrap().name, None);
+    // Two pods of one name (CNI's pod name is a default name): both start.
+    let mut a = w.request("pod-a", "");
+    a.options.default_name = Some("api".into());
+    assert_eq!(
+        setup(&w.store, &w.fake, &a).unwrap().name.as_deref(),
+        Some("api")
+    );
+    let mut b = w.request("pod-b", "");
+    b.options.default_name = Some("api".into());
+    assert_eq!(setup(&w.store, &w.fake, &b).unwrap().name, None);
+}
+
+#[test]
+fn a_service_cannot_take_a_name_a_container_holds() {
+    let w = World::new("names-service");
+    let mut net = w.store.load_network("nethook").unwrap();
+    net.set_dns(true).unwrap();
+    w.store.save_network(&net).unwrap();
+    w.setup("db", "").unwrap();
+    let req = ServiceRequest {
+        name: "db".into(),
+        network: "nethook".into(),
+        ports: service_ports(&["5432"]).unwrap(),
+        vips: Vec::new(),
+        publish: Vec::new(),
+        affinity: None,
+    };
+    let e = create(&w.store, &w.fake, &req).unwrap_err().to_string();
+    assert!(e.contains("the DNS name of container db"), "{e}");
+    assert!(w.store.load_service("db").unwrap().is_none());
+    // Nothing of the attempt stays: the network has no service range yet.
+    assert!(w
+        .store
+        .load_network("nethook")
+        .unwrap()
+        .service_range4
+        .is_none());
 }

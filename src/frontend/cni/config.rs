@@ -48,8 +48,6 @@ pub struct Config {
     pub dns: bool,
     /// `services`: the services every attachment of this conflist joins.
     pub services: Vec<String>,
-    /// `aliases`: more names for every attachment (the pod name is its name).
-    pub aliases: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,8 +73,6 @@ struct Raw {
     dns: bool,
     #[serde(default)]
     services: Vec<String>,
-    #[serde(default)]
-    aliases: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +103,7 @@ struct Attachment {
     ifname: String,
 }
 
-/// DNS labels (service names, aliases), lower case.
+/// DNS labels (service names), lower case.
 fn labels(key: &str, list: &[String]) -> Result<Vec<String>, CniError> {
     list.iter()
         .map(|l| {
@@ -197,7 +193,6 @@ pub fn parse(v: &Value) -> Result<Config, CniError> {
         prev_result: raw.prev_result,
         dns: raw.dns,
         services: labels("services", &raw.services)?,
-        aliases: labels("aliases", &raw.aliases)?,
         valid_attachments: raw.valid_attachments.map(|list| {
             list.into_iter()
                 .map(|a| (a.container_id, a.ifname))

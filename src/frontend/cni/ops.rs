@@ -39,8 +39,7 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
             ip6: cfg.ip6.or(args.ip6),
             mac: cfg.mac.or(args.mac),
             ifname: env.ifname.clone().unwrap_or_default(),
-            name: args.pod_name.clone(),
-            aliases: cfg.aliases.clone(),
+            default_name: args.pod_name.clone(),
             services: cfg.services.clone(),
             ..Options::default()
         },

@@ -8,8 +8,11 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
 use super::{DriverKind, Network, NetworkError};
 
-/// Where automatic IPv4 service ranges come from: Kubernetes' usual service CIDR, cut in /24s.
-const AUTO_RANGE4: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 12);
+/// Where automatic IPv4 service ranges come from: 10.78.0.0/16 (beside the default
+/// network's 10.77.0.0/16), cut in /24s. Not Kubernetes' usual 10.96.0.0/12: its ClusterIPs
+/// have no host route for the check against the host's routes to see, and a node running
+/// nethook as its CNI plugin must not route them to a bridge.
+const AUTO_RANGE4: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 78, 0, 0), 16);
 const AUTO_PREFIX4: u8 = 24;
 /// And IPv6 ones: a ULA /48, cut in /112s.
 const AUTO_RANGE6_BASE: u128 = 0xfd96_0000_0000_0000_0000_0000_0000_0000;
@@ -104,7 +107,7 @@ impl Network {
     }
 
     /// Gives the network a service range for every family it has and lacks one of: the
-    /// first /24 of 10.96.0.0/12 (and /112 of fd96::/48) that overlaps none of `taken`.
+    /// first /24 of 10.78.0.0/16 (and /112 of fd96::/48) that overlaps none of `taken`.
     /// Returns what it chose.
     pub fn choose_service_ranges(&mut self, taken: &[IpNetwork]) -> Vec<IpNetwork> {
         let mut chosen = Vec::new();
@@ -222,14 +225,14 @@ mod tests {
     fn the_automatic_range_skips_what_is_taken() {
         let mut n = dual();
         let taken: Vec<IpNetwork> = vec![
-            "10.96.0.0/23".parse().unwrap(),
+            "10.78.0.0/23".parse().unwrap(),
             "fd96::/112".parse().unwrap(),
         ];
         let chosen = n.choose_service_ranges(&taken);
         assert_eq!(
             chosen,
             vec![
-                "10.96.2.0/24".parse::<IpNetwork>().unwrap(),
+                "10.78.2.0/24".parse::<IpNetwork>().unwrap(),
                 "fd96::1:0/112".parse().unwrap()
             ]
         );
