@@ -290,7 +290,7 @@ fn delete_and_leave(
         if let Some(s) = store.load_service(&plan.service)? {
             udp |= s.has_udp();
         }
-        elements.services.extend(services::fw_change(store, &plan)?);
+        elements.services.extend(services::fw_change(store, plan)?);
     }
     if elements.is_empty() && elements.services.is_empty() {
         return Ok(udp);
