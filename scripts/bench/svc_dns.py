@@ -1,0 +1,489 @@
+"""Issue 22's phases of the benchmark (services and names), run by bench.py's child.
+
+  svc   one network, one service: N members (each a fake container running
+        `busybox httpd`) and N plain containers, set up alternately, so the member
+        count grows 1..N; the setup of a member is compared with the plain one next to it
+        (same run, same network, same moment). Then requests per second with `ab`
+        (one connection per request, so every request passes the VIP's DNAT as a new
+        flow): through the VIP over the N members, against direct to one member. Then
+        the poststops (container gone first), alternately, members N..1.
+  dns   one `--dns` network, N named containers (nethook.name); the resolver's RSS at
+        1, N/10, N/2 and N names; query round trips from inside a container's netns to
+        its gateway, for a local name and for a forwarded one (the upstream is
+        scripts/dns/upstream.py in an outside namespace, named by a resolv.conf bound
+        over /etc/resolv.conf in this phase's own mount namespace); then the poststops.
+
+Every function takes `b`, bench.py's module (its Recorder, run, lo_up, ALL_PROCS), so a
+fake container started here is killed by the same finally as bench.py's own.
+"""
+
+import ctypes
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UPSTREAM_PY = os.path.join(HERE, "..", "dns", "upstream.py")
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+
+
+class Hook:
+    """nethook as an OCI hook and as a CLI, with its state in DIR."""
+
+    def __init__(self, b, bin_, state):
+        self.b = b
+        self.bin = bin_
+        self.env = {"NETHOOK_RUN_DIR": f"{state}/run", "NETHOOK_CONFIG_DIR": f"{state}/etc",
+                    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+    @staticmethod
+    def state(cid, pid=None, annotations=None):
+        s = {"ociVersion": "1.0.2", "id": cid, "bundle": "/nonexistent"}
+        if pid is None:
+            s["status"] = "stopped"
+        else:
+            s.update(status="creating", pid=pid, annotations=annotations or {})
+        return json.dumps(s).encode()
+
+    def setup(self, cid, pid, annotations):
+        r, t = self.b.run([self.bin, "hook"], self.state(cid, pid, annotations), self.env)
+        return r.returncode == 0, t, r.stderr.decode(errors="replace")
+
+    def teardown(self, cid):
+        r, t = self.b.run([self.bin, "hook"], self.state(cid), self.env)
+        return r.returncode == 0, t, r.stderr.decode(errors="replace")
+
+    def cli(self, *args):
+        r = subprocess.run([self.bin, *args], env=self.env, capture_output=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nethook {' '.join(args)}: {r.stderr.decode(errors='replace').strip()}")
+        return r.stdout.decode()
+
+    def ls(self):
+        return {e["id"]: e for e in json.loads(self.cli("ls", "--json"))}
+
+
+class Fakes:
+    """Fake containers: `unshare --net ARGV...` processes, each in a netns of its own."""
+
+    def __init__(self, b):
+        self.b = b
+        self.procs = {}
+
+    def start(self, key, argv):
+        p = subprocess.Popen(["unshare", "--net", *argv], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.b.ALL_PROCS.append(p)
+        self.procs[key] = p
+
+    def wait_ready(self):
+        # unshare(2) happens before exec: once /proc/PID/exe is no longer unshare, the
+        # netns is the container's own.
+        me = os.readlink("/proc/self/ns/net")
+        for key, p in self.procs.items():
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if os.readlink(f"/proc/{p.pid}/ns/net") != me and \
+                            os.path.basename(os.readlink(f"/proc/{p.pid}/exe")) != "unshare":
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"fake container {key} did not start")
+                time.sleep(0.001)
+        time.sleep(0.5)  # deferred netns work of the kernel, before anything is timed
+
+    def pid(self, key):
+        return self.procs[key].pid
+
+    def kill(self, key):
+        p = self.procs.pop(key)
+        p.kill()
+        p.wait()
+
+    def kill_all(self):
+        for p in self.procs.values():
+            p.kill()
+            p.wait()
+        self.procs.clear()
+
+
+# --------------------------------------------------------------------------------------
+# svc
+
+
+def ab_rps(url, requests, concurrency):
+    """`ab` without keep-alive: one TCP connection (one new flow through the DNAT) per
+    request. Returns (requests per second, failed requests, non-2xx) or None."""
+    r = subprocess.run(["ab", "-q", "-n", str(requests), "-c", str(concurrency), "-s", "5", url],
+                       capture_output=True, timeout=300)
+    out = r.stdout.decode(errors="replace")
+    m = re.search(r"Requests per second:\s+([\d.]+)", out)
+    if r.returncode != 0 or not m:
+        return None, (out + r.stderr.decode(errors="replace")).strip()[-300:]
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    return {"rps": float(m.group(1)), "failed": failed,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0}, ""
+
+
+def phase_svc(a, out, b):
+    b.lo_up()
+    rec = b.Recorder("svc")
+    n = a.n
+    nh = Hook(b, a.nethook_bin, f"{a.state}/svc")
+    www = f"{a.state}/svc-www"
+    os.makedirs(www, exist_ok=True)
+    with open(f"{www}/index.html", "w") as f:
+        f.write("ok\n")
+    busybox = shutil.which("busybox")
+    nh.cli("network", "create", "svcnet", "--subnet", "10.210.0.0/16")
+    nh.cli("service", "create", "web", "--network", "svcnet", "--port", "80/tcp")
+    vip = json.loads(nh.cli("service", "inspect", "web"))["vip4"]
+    rec.notes["vip4"] = vip
+    rec.notes["member_process"] = "busybox httpd -f -p 80" if busybox else "sleep (no busybox: no requests per second)"
+    cs = Fakes(b)
+    for i in range(n):
+        cs.start(f"m{i}", [busybox, "httpd", "-f", "-p", "80", "-h", www] if busybox else ["sleep", "100000"])
+        cs.start(f"p{i}", ["sleep", "100000"])
+    cs.wait_ready()
+    member = {"nethook.network": "svcnet", "nethook.service": "web"}
+    plain = {"nethook.network": "svcnet"}
+    t_start = b.now()
+    members = []
+    for i in range(n):
+        # Alternate which of the two goes first, so neither always follows the other.
+        pair = [("m", member, "member_setup"), ("p", plain, "plain_setup")]
+        for prefix, ann, op in (pair if i % 2 == 0 else pair[::-1]):
+            key = f"{prefix}{i}"
+            ok, t, err = nh.setup(key, cs.pid(key), ann)
+            rec.add(i + 1, op, ok, t, err)
+            if ok and prefix == "m":
+                members.append(key)
+        b.progress("svc", "setup (member+plain)", i, n, t_start, a.every)
+    rec.notes["members_after_setup"] = len(json.loads(nh.cli("service", "inspect", "web"))["members"])
+    eps = nh.ls()
+    rec.notes["endpoints_after_setup"] = len(eps)
+
+    if busybox and shutil.which("ab") and members:
+        direct = eps[members[0]]["ipv4"].split("/")[0]
+        rec.notes["rps_direct_ip"] = direct
+        rps = {"vip": [], "direct": []}
+        # Warm-up of both paths (ARP, the first fork of each httpd), then alternate.
+        for target in ("direct", "vip"):
+            ab_rps(f"http://{direct if target == 'direct' else vip}/", 200, 4)
+        for rnd in range(a.svc_ab_rounds):
+            for target in (("direct", "vip") if rnd % 2 == 0 else ("vip", "direct")):
+                res, err = ab_rps(f"http://{direct if target == 'direct' else vip}/", a.svc_ab_requests, 8)
+                rps[target].append(res if res else {"error": err})
+                log_rps(b, target, res, err)
+        rec.notes["rps"] = rps
+        rec.notes["ab"] = f"ab -n {a.svc_ab_requests} -c 8 (no keep-alive), {a.svc_ab_rounds} rounds each, alternating"
+    else:
+        rec.notes["rps"] = "skipped: needs busybox and ab (apache2-utils)"
+
+    t_start = b.now()
+    for j, i in enumerate(reversed(range(n))):
+        pair = [("m", "member_teardown"), ("p", "plain_teardown")]
+        for prefix, op in (pair if i % 2 == 0 else pair[::-1]):
+            ok, t, err = poststop(b, nh, cs, eps, f"{prefix}{i}", rec)
+            rec.add(i + 1, op, ok, t, err)
+        b.progress("svc", "teardown (member+plain)", j, n, t_start, a.every)
+    rec.notes["endpoints_after_teardown"] = len(nh.ls())
+    rec.notes["members_after_teardown"] = len(json.loads(nh.cli("service", "inspect", "web"))["members"])
+    nh.cli("service", "rm", "web")
+    cs.kill_all()
+    rec.dump(out)
+
+
+def poststop(b, nh, cs, eps, key, rec):
+    """A poststop as a runtime runs it: the container is gone first (its process killed,
+    its host veth removed by the kernel with the netns), then the hook, timed. The veth
+    delete of a teardown with the netns alive costs ~16 ms in this VM's kernel (the floor
+    rows of phase nethook) and would hide everything else."""
+    cs.kill(key)
+    host_if = eps.get(key, {}).get("host_interface", "none")
+    if not b.wait_gone(host_if):
+        rec.notes.setdefault("veth_not_gone", []).append(key)
+    return nh.teardown(key)
+
+
+def log_rps(b, target, res, err):
+    if res:
+        b.log(f"  svc rps {target}: {res['rps']:.0f}/s (failed {res['failed']}, non-2xx {res['non2xx']})")
+    else:
+        b.log(f"  svc rps {target}: ab failed: {err}")
+
+
+# --------------------------------------------------------------------------------------
+# dns
+
+
+def dns_query(name, qid):
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", 1, 1)
+
+
+def ask(sock, server, name, qid):
+    """One A query over UDP; (ok, ms): ok when the answer is ours, NOERROR, with a record."""
+    t0 = time.perf_counter()
+    sock.sendto(dns_query(name, qid), (server, 53))
+    try:
+        while True:
+            data = sock.recv(4096)
+            if struct.unpack("!H", data[:2])[0] == qid:
+                break
+    except socket.timeout:
+        return False, (time.perf_counter() - t0) * 1000
+    t = (time.perf_counter() - t0) * 1000
+    flags, _, an = struct.unpack("!HHH", data[2:8])
+    return (flags & 0xF) == 0 and an > 0, t
+
+
+def rss_kib(pid):
+    """VmRSS and VmHWM of PID, KiB."""
+    got = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                got[k] = int(v.split()[0])
+    return got
+
+
+def socket_in_netns(pid):
+    """A UDP socket created inside PID's network namespace (a socket acts in the namespace
+    it was made in), so queries come from a container's address like a real client's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(fd)
+        os.close(home)
+    s.settimeout(2.0)
+    return s
+
+
+def own_resolv_conf(state, upstream):
+    """This phase's own mount namespace, with a resolv.conf naming the upstream bound over
+    /etc/resolv.conf: the resolver forwards to the servers it names."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    path = f"{state}/resolv.conf"
+    with open(path, "w") as f:
+        f.write(f"nameserver {upstream}\n")
+    subprocess.run(["mount", "--bind", path, "/etc/resolv.conf"], check=True)
+
+
+def start_upstream(b, cs, upstream):
+    """An outside namespace behind a veth, with scripts/dns/upstream.py on UPSTREAM."""
+    cs.start("outside", ["sleep", "100000"])
+    cs.wait_ready()
+    pid = cs.pid("outside")
+    ip = lambda *args: subprocess.run(["ip", *args], check=True, capture_output=True)  # noqa: E731
+    inside = lambda *args: subprocess.run(["nsenter", "-t", str(pid), "-n", *args],  # noqa: E731
+                                          check=True, capture_output=True)
+    ip("link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", str(pid))
+    ip("addr", "add", "192.0.2.1/24", "dev", "up0")
+    ip("link", "set", "up0", "up")
+    inside("ip", "addr", "add", f"{upstream}/24", "dev", "eth0")
+    inside("ip", "link", "set", "eth0", "up")
+    inside("ip", "link", "set", "lo", "up")
+    p = subprocess.Popen(["nsenter", "-t", str(pid), "-n", "python3", UPSTREAM_PY, upstream],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b.ALL_PROCS.append(p)
+    time.sleep(0.5)
+
+
+def resolver_pid(nh):
+    try:
+        with open(f"{nh.env['NETHOOK_RUN_DIR']}/dns/pid") as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/stat") as f:
+            # An exited resolver not yet reaped is a zombie: gone all the same.
+            return None if f.read().rsplit(")", 1)[1].split()[0] == "Z" else pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def phase_dns(a, out, b):
+    b.lo_up()
+    rec = b.Recorder("dns")
+    n = a.n
+    upstream = "192.0.2.53"
+    nh = Hook(b, a.nethook_bin, f"{a.state}/dns")
+    os.makedirs(f"{a.state}/dns", exist_ok=True)
+    own_resolv_conf(f"{a.state}/dns", upstream)
+    outside = Fakes(b)
+    start_upstream(b, outside, upstream)
+    nh.cli("network", "create", "dnsnet", "--subnet", "10.211.0.0/16", "--dns")
+    gw = "10.211.0.1"
+    cs = Fakes(b)
+    for i in range(n):
+        cs.start(f"c{i}", ["sleep", "100000"])
+    cs.wait_ready()
+    checkpoints = {1, max(1, n // 10), n // 2, n}
+    rss = {}
+    t_start = b.now()
+    done = []
+    rpid = None
+    for i in range(n):
+        key = f"c{i}"
+        ok, t, err = nh.setup(key, cs.pid(key), {"nethook.network": "dnsnet", "nethook.name": f"name{i}"})
+        rec.add(i + 1, "setup", ok, t, err)
+        if ok:
+            done.append(key)
+        if i + 1 in checkpoints:
+            rpid = resolver_pid(nh)
+            if rpid:
+                rss[i + 1] = rss_kib(rpid)
+        b.progress("dns", "setup", i, n, t_start, a.every)
+    rec.notes["resolver_pid"] = rpid
+    rec.notes["resolver_rss_kib_by_names"] = rss
+    if rpid is None:
+        rec.notes["error"] = "no resolver runs after the setups"
+
+    # Queries from inside the first container, one at a time, local and forwarded
+    # alternately; forwarded names are all different so no cache could answer them.
+    sock = socket_in_netns(cs.pid("c0"))
+    rng = random.Random(22)
+    local_ok = fwd_ok = 0
+    for j in range(50):  # warm-up: ARP, the upstream's first answers
+        ask(sock, gw, "name0", 60000 + j)
+        ask(sock, gw, f"warm{j}.example.test", 61000 + j)
+    for j in range(a.dns_queries):
+        ok, t = ask(sock, gw, f"name{rng.randrange(len(done))}", (2 * j) % 65536)
+        rec.add(j + 1, "query_local", ok, t, "local query failed or unanswered")
+        local_ok += ok
+        ok, t = ask(sock, gw, f"q{j}.example.test", (2 * j + 1) % 65536)
+        rec.add(j + 1, "query_forwarded", ok, t, "forwarded query failed or unanswered")
+        fwd_ok += ok
+    sock.close()
+    rec.notes["queries"] = {"each": a.dns_queries, "local_ok": local_ok, "forwarded_ok": fwd_ok}
+    if rpid and resolver_pid(nh) == rpid:
+        rec.notes["resolver_rss_kib_after_queries"] = rss_kib(rpid)
+
+    eps = nh.ls()
+    t_start = b.now()
+    for j, key in enumerate(reversed(done)):
+        ok, t, err = poststop(b, nh, cs, eps, key, rec)
+        rec.add(len(done) - j, "teardown", ok, t, err)
+        b.progress("dns", "teardown", j, len(done), t_start, a.every)
+    rec.notes["endpoints_after_teardown"] = len(nh.ls())
+    # The resolver exits by itself once no container of a DNS network is left.
+    deadline = time.monotonic() + 5
+    while rpid and resolver_pid(nh) == rpid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = resolver_pid(nh)
+    rec.notes["resolver_exited_after_last_teardown"] = left is None
+    if left:
+        os.kill(left, 9)  # ours, by its pid file
+    cs.kill_all()
+    outside.kill_all()
+    rec.dump(out)
+
+
+# --------------------------------------------------------------------------------------
+# summary (report.py prints it; also RUN_DIR/issue22.json)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summarize(run_dir):
+    """Lines for summary.txt, and writes RUN_DIR/issue22.json; nothing when neither phase ran."""
+    lines, S = [], {}
+    f2 = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    for phase in ("svc", "dns"):
+        path = f"{run_dir}/{phase}.json"
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            d = json.load(f)
+        rows = {}
+        for n, op, t in d["rows"]:
+            rows.setdefault(op, []).append((n, t))
+        top = max((n for n, op, _ in d["rows"] if not op.startswith("query")), default=0)
+        lines.append(f"== issue 22, phase {phase} (N={top})")
+        lines.append(f"   {'op':18} {'p50':>7} {'p99':>7} {'p50 n≤20':>9} {'p50 last20':>10} {'count':>6}  (ms)")
+        for op, xs in rows.items():
+            ts = [t for _, t in xs]
+            hi = max(n for n, _ in xs)
+            st = {"p50": pct(ts, .5), "p99": pct(ts, .99), "count": len(ts),
+                  "first20_p50": pct([t for n, t in xs if n <= 20], .5),
+                  "last20_p50": pct([t for n, t in xs if n > hi - 20], .5)}
+            S[f"{phase}/{op}"] = st
+            lines.append(f"   {op:18} {f2(st['p50']):>7} {f2(st['p99']):>7} {f2(st['first20_p50']):>9} "
+                         f"{f2(st['last20_p50']):>10} {st['count']:>6}")
+        if phase == "svc" and "member_setup" in rows and "plain_setup" in rows:
+            plain = dict(rows["plain_setup"])
+            paired = [t - plain[n] for n, t in rows["member_setup"] if n in plain]
+            d_p50 = S["svc/member_setup"]["p50"] - S["svc/plain_setup"]["p50"]
+            S["svc/member_minus_plain"] = {"p50_diff": d_p50, "paired_median": pct(paired, .5)}
+            ok = "MET" if d_p50 <= 0.5 else "MISSED"
+            lines.append(f"   member setup p50 − plain setup p50: {d_p50:+.2f} ms (target ≤ +0.5: {ok}); "
+                         f"median of pairwise differences {pct(paired, .5):+.2f} ms")
+            plain_t = dict(rows.get("plain_teardown", []))
+            paired_t = [t - plain_t[n] for n, t in rows.get("member_teardown", []) if n in plain_t]
+            if paired_t:
+                lines.append(f"   member teardown − plain teardown, median pairwise: {pct(paired_t, .5):+.2f} ms")
+        rps = d["notes"].get("rps")
+        if isinstance(rps, dict):
+            med = {k: pct([r["rps"] for r in v if "rps" in r], .5) for k, v in rps.items()}
+            bad = {k: sum(r.get("failed", 0) + r.get("non2xx", 0) for r in v if "rps" in r) for k, v in rps.items()}
+            S["svc/rps"] = {"median": med, "failed": bad, "rounds": rps}
+            if med.get("vip") and med.get("direct"):
+                lines.append(f"   requests/s ({d['notes'].get('ab')}): VIP over {top} members "
+                             f"{med['vip']:.0f}, direct to one member {med['direct']:.0f} "
+                             f"(VIP/direct {med['vip'] / med['direct']:.2f}); failed+non-2xx: {bad}")
+        elif rps:
+            lines.append(f"   requests/s: {rps}")
+        if phase == "dns":
+            notes = d["notes"]
+            rss = notes.get("resolver_rss_kib_by_names", {})
+            if rss:
+                worst = max(v.get("VmHWM", 0) for v in list(rss.values()) +
+                            [notes.get("resolver_rss_kib_after_queries", {})])
+                ok = "MET" if worst <= 10 * 1024 else "MISSED"
+                lines.append("   resolver RSS (KiB) by names: " + ", ".join(
+                    f"{k}: {v['VmRSS']}" for k, v in rss.items()) +
+                    f"; after the queries {notes.get('resolver_rss_kib_after_queries')}"
+                    f"; peak {worst} KiB (target ≤ 10 MiB: {ok})")
+                S["dns/rss_peak_kib"] = worst
+            lines.append(f"   queries: {notes.get('queries')}; resolver exited after the last teardown: "
+                         f"{notes.get('resolver_exited_after_last_teardown')}")
+        for k in ("endpoints_after_teardown", "members_after_teardown", "error"):
+            if k in d["notes"]:
+                lines.append(f"   {k}: {d['notes'][k]}")
+        if d["failures"]:
+            lines.append(f"   FAILURES: {len(d['failures'])}; first: {d['failures'][0]}")
+    if S:
+        with open(f"{run_dir}/issue22.json", "w") as f:
+            json.dump(S, f, indent=1)
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+    print("\n".join(summarize(sys.argv[1])))
