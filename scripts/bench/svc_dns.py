@@ -1,12 +1,13 @@
 """Issue 22's phases of the benchmark (services and names), run by bench.py's child.
 
   svc   one network, one service: N members (each a fake container running
-        `busybox httpd`) and N plain containers, set up alternately, so the member
-        count grows 1..N; the setup of a member is compared with the plain one next to it
-        (same run, same network, same moment). Then requests per second with `ab`
+        `busybox httpd`) set up in turn, so the member count grows 1..N; every second
+        member has a plain container set up and stopped next to it (same run, same
+        network, same moment; a bridge takes 1023 ports, so not N of each at once). Then requests per second with `ab`
         (one connection per request, so every request passes the VIP's DNAT as a new
         flow): through the VIP over the N members, against direct to one member. Then
-        the poststops (container gone first), alternately, members N..1.
+        the poststops (container gone first), members N..1, every second one with a
+        plain container's poststop next to it.
   dns   one `--dns` network, N named containers (nethook.name); the resolver's RSS at
         1, N/10, N/2 and N names; query round trips from inside a container's netns to
         its gateway, for a local name and for a forwarded one (the upstream is
@@ -152,55 +153,80 @@ def phase_svc(a, out, b):
     cs = Fakes(b)
     for i in range(n):
         cs.start(f"m{i}", [busybox, "httpd", "-f", "-p", "80", "-h", www] if busybox else ["sleep", "100000"])
-        cs.start(f"p{i}", ["sleep", "100000"])
+        cs.start(f"p{i}", ["sleep", "100000"])  # the plain ones, n/2 per loop
     cs.wait_ready()
     member = {"nethook.network": "svcnet", "nethook.service": "web"}
-    plain = {"nethook.network": "svcnet"}
+    plains = iter(range(n))
+    eps = {}
+
+    def plain_sample(n_members):
+        """A plain container on the same network, set up and stopped again next to the
+        member setups (a bridge takes 1023 ports: N members and N plain containers at once
+        would not fit). Its setup and poststop are timed at the same member count."""
+        key = f"p{next(plains)}"
+        ok, t, err = nh.setup(key, cs.pid(key), {"nethook.network": "svcnet"})
+        rec.add(n_members, "plain_setup", ok, t, err)
+        return key
+
+    def plain_stop(key, n_members, op):
+        eps.update(nh.ls())
+        ok, t, err = poststop(b, nh, cs, eps, key, rec)
+        rec.add(n_members, op, ok, t, err)
+
     t_start = b.now()
     members = []
     for i in range(n):
-        # Alternate which of the two goes first, so neither always follows the other.
-        pair = [("m", member, "member_setup"), ("p", plain, "plain_setup")]
-        for prefix, ann, op in (pair if i % 2 == 0 else pair[::-1]):
-            key = f"{prefix}{i}"
-            ok, t, err = nh.setup(key, cs.pid(key), ann)
-            rec.add(i + 1, op, ok, t, err)
-            if ok and prefix == "m":
-                members.append(key)
-        b.progress("svc", "setup (member+plain)", i, n, t_start, a.every)
+        key = f"m{i}"
+        # Every second member is paired with a plain sample; which goes first alternates.
+        sample = i % 2 == 1
+        plain_first = sample and i % 4 == 3
+        if plain_first:
+            pk = plain_sample(i)
+        ok, t, err = nh.setup(key, cs.pid(key), member)
+        rec.add(i + 1, "member_setup", ok, t, err)
+        if ok:
+            members.append(key)
+        if sample and not plain_first:
+            pk = plain_sample(i + 1)
+        if sample:
+            plain_stop(pk, i + 1, "plain_teardown_growing")
+        b.progress("svc", "setup", i, n, t_start, a.every)
     rec.notes["members_after_setup"] = len(json.loads(nh.cli("service", "inspect", "web"))["members"])
     eps = nh.ls()
     rec.notes["endpoints_after_setup"] = len(eps)
 
-    if busybox and shutil.which("ab") and members:
-        direct = eps[members[0]]["ipv4"].split("/")[0]
-        rec.notes["rps_direct_ip"] = direct
-        rps = {"vip": [], "direct": []}
-        # Warm-up of both paths (ARP, the first fork of each httpd), then alternate.
-        for target in ("direct", "vip"):
-            ab_rps(f"http://{direct if target == 'direct' else vip}/", 200, 4)
-        for rnd in range(a.svc_ab_rounds):
-            for target in (("direct", "vip") if rnd % 2 == 0 else ("vip", "direct")):
-                res, err = ab_rps(f"http://{direct if target == 'direct' else vip}/", a.svc_ab_requests, 8)
-                rps[target].append(res if res else {"error": err})
-                log_rps(b, target, res, err)
-        rec.notes["rps"] = rps
-        rec.notes["ab"] = f"ab -n {a.svc_ab_requests} -c 8 (no keep-alive), {a.svc_ab_rounds} rounds each, alternating"
-    else:
-        rec.notes["rps"] = "skipped: needs busybox and ab (apache2-utils)"
+    can_ab = bool(busybox and shutil.which("ab") and members)
+    rec.notes["rps"] = {} if can_ab else "skipped: needs busybox and ab (apache2-utils)"
+    rec.notes["ab"] = f"ab -n {a.svc_ab_requests} -c 8 (no keep-alive), {a.svc_ab_rounds} rounds each, alternating"
+    checkpoints = {n, 100, 1}
+    if can_ab:
+        measure_rps(a, b, rec, vip, eps[members[0]]["ipv4"].split("/")[0], n)
 
+    eps.update(nh.ls())
     t_start = b.now()
     for j, i in enumerate(reversed(range(n))):
-        pair = [("m", "member_teardown"), ("p", "plain_teardown")]
-        for prefix, op in (pair if i % 2 == 0 else pair[::-1]):
-            ok, t, err = poststop(b, nh, cs, eps, f"{prefix}{i}", rec)
-            rec.add(i + 1, op, ok, t, err)
-        b.progress("svc", "teardown (member+plain)", j, n, t_start, a.every)
+        ok, t, err = poststop(b, nh, cs, eps, f"m{i}", rec)
+        rec.add(i + 1, "member_teardown", ok, t, err)
+        if i % 2 == 0:
+            plain_stop(plain_sample_quiet(nh, cs, plains, rec, i), i, "plain_teardown")
+        if can_ab and i in checkpoints and i < n:
+            measure_rps(a, b, rec, vip, eps[members[0]]["ipv4"].split("/")[0], i)
+        b.progress("svc", "teardown", j, n, t_start, a.every)
     rec.notes["endpoints_after_teardown"] = len(nh.ls())
     rec.notes["members_after_teardown"] = len(json.loads(nh.cli("service", "inspect", "web"))["members"])
     nh.cli("service", "rm", "web")
     cs.kill_all()
     rec.dump(out)
+
+
+def plain_sample_quiet(nh, cs, plains, rec, n_members):
+    """A plain container set up (not timed: the setups are timed in the setup loop) for a
+    plain poststop sample next to the member poststops."""
+    key = f"p{next(plains)}"
+    ok, _, err = nh.setup(key, cs.pid(key), {"nethook.network": "svcnet"})
+    if not ok:
+        rec.add(n_members, "plain_setup_for_teardown", ok, 0.0, err)
+    return key
 
 
 def poststop(b, nh, cs, eps, key, rec):
@@ -212,7 +238,45 @@ def poststop(b, nh, cs, eps, key, rec):
     host_if = eps.get(key, {}).get("host_interface", "none")
     if not b.wait_gone(host_if):
         rec.notes.setdefault("veth_not_gone", []).append(key)
-    return nh.teardown(key)
+    r = nh.teardown(key)
+    # The kernel's deferred work after a teardown (the namespace's destruction, the
+    # nftables transaction's release) would otherwise land in whichever op is timed next,
+    # and the plain samples make the sequence uneven; every op gets the same quiet start.
+    time.sleep(0.02)
+    return r
+
+
+def arp_table_fulls(b):
+    """The kernel's count of neighbour-table-full events: one table for every namespace,
+    whose statistics only the initial namespace shows (the machine's pid 1's
+    net/stat/arp_cache, read through bench.py's descriptor of the machine's /proc)."""
+    try:
+        fd = os.open("1/net/stat/arp_cache", os.O_RDONLY, dir_fd=b.PROC_FD)
+        with os.fdopen(fd) as f:
+            rows = [line.split() for line in f]
+        col = rows[0].index("table_fulls")
+        return sum(int(r[col], 16) for r in rows[1:])
+    except (OSError, ValueError):
+        return 0
+
+
+def measure_rps(a, b, rec, vip, direct, members):
+    """Requests per second through the VIP (MEMBERS members, every one a busybox httpd)
+    and direct to the first member, alternating; a round that fails keeps ab's error and
+    how often the kernel's neighbour table was full meanwhile."""
+    rps = {"vip": [], "direct": [], "direct_ip": direct}
+    # Warm-up of both paths (neighbour entries, the first fork of each httpd).
+    for url in (f"http://{direct}/", f"http://{vip}/"):
+        ab_rps(url, 200, 4)
+    for rnd in range(a.svc_ab_rounds):
+        for target in (("direct", "vip") if rnd % 2 == 0 else ("vip", "direct")):
+            fulls = arp_table_fulls(b)
+            res, err = ab_rps(f"http://{direct if target == 'direct' else vip}/", a.svc_ab_requests, 8)
+            got = res if res else {"error": err}
+            got["neigh_table_fulls"] = arp_table_fulls(b) - fulls
+            rps[target].append(got)
+            log_rps(b, f"{target} ({members} members)", res, err)
+    rec.notes["rps"][str(members)] = rps
 
 
 def log_rps(b, target, res, err):
@@ -415,6 +479,7 @@ def summarize(run_dir):
     """Lines for summary.txt, and writes RUN_DIR/issue22.json; nothing when neither phase ran."""
     lines, S = [], {}
     f2 = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    f0 = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
     for phase in ("svc", "dns"):
         path = f"{run_dir}/{phase}.json"
         if not os.path.exists(path):
@@ -450,13 +515,15 @@ def summarize(run_dir):
                 lines.append(f"   member teardown − plain teardown, median pairwise: {pct(paired_t, .5):+.2f} ms")
         rps = d["notes"].get("rps")
         if isinstance(rps, dict):
-            med = {k: pct([r["rps"] for r in v if "rps" in r], .5) for k, v in rps.items()}
-            bad = {k: sum(r.get("failed", 0) + r.get("non2xx", 0) for r in v if "rps" in r) for k, v in rps.items()}
-            S["svc/rps"] = {"median": med, "failed": bad, "rounds": rps}
-            if med.get("vip") and med.get("direct"):
-                lines.append(f"   requests/s ({d['notes'].get('ab')}): VIP over {top} members "
-                             f"{med['vip']:.0f}, direct to one member {med['direct']:.0f} "
-                             f"(VIP/direct {med['vip'] / med['direct']:.2f}); failed+non-2xx: {bad}")
+            for members, r in sorted(rps.items(), key=lambda kv: -int(kv[0])):
+                med = {k: pct([x["rps"] for x in r[k] if "rps" in x], .5) for k in ("vip", "direct")}
+                fails = {k: sum(1 for x in r[k] if "rps" not in x) for k in ("vip", "direct")}
+                fulls = sum(x.get("neigh_table_fulls", 0) for k in ("vip", "direct") for x in r[k])
+                S[f"svc/rps_{members}"] = {"median": med, "failed_rounds": fails, "neigh_table_fulls": fulls}
+                ratio = f"{med['vip'] / med['direct']:.2f}" if med["vip"] and med["direct"] else "-"
+                lines.append(f"   requests/s at {members} members: VIP {f0(med['vip'])}, direct {f0(med['direct'])} "
+                             f"(VIP/direct {ratio}); rounds failed {fails}; neighbour table full {fulls}×")
+            lines.append(f"   ({d['notes'].get('ab')})")
         elif rps:
             lines.append(f"   requests/s: {rps}")
         if phase == "dns":
