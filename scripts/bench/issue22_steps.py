@@ -4,7 +4,7 @@ named container on a DNS network, alternating, in a throwaway namespace: where a
 and a name's extra time goes. "after" is the time after the last mark (the resolver being
 told of the name, and the record's final write).
 
-    sudo unshare --net --mount --pid --fork python3 scripts/bench/issue22_steps.py BINARY [ROUNDS]
+    sudo unshare --net --mount --pid --fork --mount-proc python3 scripts/bench/issue22_steps.py BINARY [ROUNDS]
 """
 import json
 import os
@@ -61,9 +61,28 @@ try:
             vals["after"] = vals["total"] - sum(v for k, v in vals.items() if k != "total")
             for k, v in vals.items():
                 steps[kind].setdefault(k, []).append(v)
-    for kind in steps:
-        print(f"{kind:7} wall {statistics.median(wall[kind]):.2f}; " +
-              ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in steps[kind].items()))
+    # Teardowns, last first (N members down to 1), namespace alive: the veth delete is the
+    # kernel's (~16 ms here) and lands in one step; the others are nethook's.
+    tsteps = {k: {} for k in KINDS}
+    for i in reversed(range(N)):
+        for kind in KINDS:
+            st = json.dumps({"ociVersion": "1.0.2", "id": f"{kind}-{i}", "status": "stopped", "bundle": "/x"})
+            r = subprocess.run([B, "hook"], input=st.encode(), env=env, capture_output=True)
+            m = re.search(r"timing teardown: (.*)", r.stderr.decode())
+            if m:
+                for part in m.group(1).split(", "):
+                    k, v = part.rsplit(" ", 1)
+                    tsteps[kind].setdefault(k, []).insert(0, float(v[:-2]))
+    for part, sl in (("first 50", slice(0, 50)), (f"last 50 (to {N})", slice(-50, None))):
+        print(f"-- teardown, netns alive, {part}, ms, medians")
+        for kind in tsteps:
+            print(f"{kind:7} " + ", ".join(f"{k} {statistics.median(v[sl]):.2f}" for k, v in tsteps[kind].items()))
+    # Medians of the first and the last 50 rounds (up to 50 and up to N members).
+    for part, sl in (("first 50", slice(0, 50)), (f"last 50 (to {N})", slice(-50, None))):
+        print(f"-- {part}, ms, medians")
+        for kind in steps:
+            print(f"{kind:7} wall {statistics.median(wall[kind][sl]):.2f}; " +
+                  ", ".join(f"{k} {statistics.median(v[sl]):.2f}" for k, v in steps[kind].items()))
 finally:
     for p in procs:
         p.kill()

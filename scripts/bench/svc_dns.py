@@ -283,7 +283,7 @@ def log_rps(b, target, res, err):
     if res:
         b.log(f"  svc rps {target}: {res['rps']:.0f}/s (failed {res['failed']}, non-2xx {res['non2xx']})")
     else:
-        b.log(f"  svc rps {target}: ab failed: {err}")
+        b.log(f"  svc rps {target}: ab failed: {err.splitlines()[-1] if err else '?'}")
 
 
 # --------------------------------------------------------------------------------------
