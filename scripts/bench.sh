@@ -17,7 +17,7 @@
 #                    dual: N containers on a dual-stack bridge network)
 #                    (nhcni: nethook as a CNI plugin, ADD + DEL with the netns alive;
 #                    netavark2: netavark 2.1, nftables driver, built once into ~/.cache/nethook)
-#                    (opt-in, issue 22: svc: N service members beside N plain containers,
+#                    (opt-in, issue 22: svc: N service members, plain containers beside them,
 #                    requests/s through the VIP with ab; dns: N named containers, resolver
 #                    query round trips and RSS; see scripts/bench/svc_dns.py)
 # Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
