@@ -17,6 +17,9 @@
 #                    dual: N containers on a dual-stack bridge network)
 #                    (nhcni: nethook as a CNI plugin, ADD + DEL with the netns alive;
 #                    netavark2: netavark 2.1, nftables driver, built once into ~/.cache/nethook)
+#                    (opt-in, issue 22: svc: N service members, plain containers beside them,
+#                    requests/s through the VIP with ab; dns: N named containers, resolver
+#                    query round trips and RSS; see scripts/bench/svc_dns.py)
 # Env: NETHOOK_BIN=path  use this binary (else target/<host tuple>/release/nethook, built if missing)
 #      NETHOOK_NETAVARK=path  netavark 2.1 to use (else built once by cargo install, see lib.sh)
 #      NETHOOK_BASELINE_BIN=path  also run the nethook phases with this other build (phases
@@ -50,7 +53,7 @@ while (($#)); do
     --peer-budget) BUDGET=$2; shift ;;
     --phases) PHASES=$2; shift ;;
     --netavark2) NETAVARK2_ARG=$2; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -102,6 +105,11 @@ if [[ ${NETHOOK_BENCH_IN_SANDBOX:-} != 1 ]]; then
     if ! install_pkgs runc busybox-static; then
         log "bench: runc/busybox-static unavailable: skipping the runc overhead"
         SKIP+="runc=runc or busybox-static not installable;"
+    fi
+    if [[ ,$PHASES, == *,svc,* ]]; then
+        # ab (apache2-utils) drives the requests through a service's VIP; busybox is the
+        # members' httpd. Without them the phase still times the member setups.
+        install_pkgs apache2-utils busybox-static || log "bench: apache2-utils/busybox unavailable: svc without requests/s"
     fi
     export NETHOOK_BENCH_SKIP="$SKIP"
 

@@ -22,6 +22,7 @@ Phases (each writes RUN_DIR/<phase>.json):
   conc       64 nethook setups started at once
   runc       `runc run` of a trivial container with nethook hooks vs /bin/true
   profile    strace -T -f of nethook setup/teardown at the end of the curve
+  svc, dns   issue 22, services and names (opt-in): see svc_dns.py
 """
 
 import argparse
@@ -40,6 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from cni_tools import NethookCni  # noqa: E402
+import svc_dns  # noqa: E402
 CNI_PATH = "/usr/lib/cni"
 NETAVARK = shutil.which("netavark") or "/usr/lib/podman/netavark"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -839,6 +841,9 @@ PHASES = {
     "netavark2": lambda a, o: phase_peer(a, o, "netavark2"),
     "conc": phase_conc,
     "runc": phase_runc,
+    # Issue 22 (scripts/bench/svc_dns.py): services and names.
+    "svc": lambda a, o: svc_dns.phase_svc(a, o, sys.modules[__name__]),
+    "dns": lambda a, o: svc_dns.phase_dns(a, o, sys.modules[__name__]),
 }
 
 
@@ -926,6 +931,9 @@ def main():
     p.add_argument("--runc-runs", type=int, default=150,
                    help="runc runs per variant; runc alone varies by ±5 ms from run to run, so the median of 40 moved the overhead by ±2 ms")
     p.add_argument("--every", type=int, default=100)
+    p.add_argument("--svc-ab-requests", type=int, default=5000, help="ab requests per round (phase svc)")
+    p.add_argument("--svc-ab-rounds", type=int, default=3, help="ab rounds per target, VIP and direct (phase svc)")
+    p.add_argument("--dns-queries", type=int, default=2000, help="queries of each kind (phase dns)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--skip", default="", help="phases skipped (peer unavailable), with reasons: name=reason;...")
     p.add_argument("--phase", default=None)
@@ -950,6 +958,8 @@ def main():
                "--floor-n", str(a.floor_n),
                "--rss-runs", str(a.rss_runs), "--conc", str(a.conc), "--burst", str(a.burst),
                "--runc-runs", str(a.runc_runs), "--every", str(a.every), "--routed-n", str(a.routed_n),
+               "--svc-ab-requests", str(a.svc_ab_requests), "--svc-ab-rounds", str(a.svc_ab_rounds),
+               "--dns-queries", str(a.dns_queries),
                "--peer-budget", str(a.peer_budget)] + (["--profile"] if a.profile else []) + (
                ["--netavark2-bin", a.netavark2_bin] if a.netavark2_bin else [])
     skipped = dict(x.split("=", 1) for x in a.skip.split(";") if "=" in x)

@@ -286,6 +286,9 @@ def main():
     for t in T:
         out(f"  {(t['result'] or 'n/a'):<5} {t['target']:<{w}}  {t['value']}")
 
+    sys.path.insert(0, HERE)
+    import issue22_report  # noqa: E402  (issue 22's phases, when they ran)
+    lines += issue22_report.summarize(rd)
     text = "\n".join(lines)
     print(text)
     with open(f"{rd}/summary.txt", "w") as f:
