@@ -57,9 +57,7 @@ C="client"
 O1="other1"
 STARTED=()
 
-in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
-in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
-ask() { in_ctr "$1" python3 "$ASK" "${@:2}"; } # ID SERVER NAME [TYPE] [--tcp]
+ask() { nh_in_ctr "$1" python3 "$ASK" "${@:2}"; } # ID SERVER NAME [TYPE] [--tcp]
 
 answers() { # ID NAME [TYPE] [--tcp] -> the data lines of the answer from the gateway
     ask "$1" "$GW4" "${@:2}" | tail -n +2 | cut -d' ' -f2
@@ -89,7 +87,7 @@ echo "binary: $NETHOOK_BIN"
 # "Outside": an upstream DNS server behind an uplink. The sandbox's resolv.conf (in its
 # own mount namespace) names a systemd-resolved-style stub first, which must be skipped.
 nh_outside_ns "$UPLINK4" "$UPSTREAM"
-in_outside python3 "$HERE/dns/upstream.py" "$UPSTREAM" >/dev/null 2>&1 &
+nh_in_outside python3 "$HERE/dns/upstream.py" "$UPSTREAM" >/dev/null 2>&1 &
 UPSTREAM_PID=$!
 printf 'nameserver 127.0.0.53\nnameserver %s\noptions edns0\n' "$UPSTREAM" >"$NH_TMP/resolv.conf"
 mount --bind "$NH_TMP/resolv.conf" /etc/resolv.conf

@@ -58,10 +58,8 @@ U1="v6-$$-u1"   # UDP 5353, stopped and replaced by U2
 U2="v6-$$-u2"
 STARTED=()
 
-in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
 ping6_from() { nh_exec "$1" ping -6 -c 1 -W 2 "$2"; }
 no_ping6_from() { ! nh_exec "$1" ping -6 -c 1 -W 1 "$2" >/dev/null 2>&1; }
-in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 wget6() { timeout 5 busybox wget -q -O - "$1"; }
 
 check_inside6() { # ID IP6
@@ -77,7 +75,7 @@ check_inside6() { # ID IP6
 # The address is usable the moment createRuntime returns: a socket binds to it (a
 # tentative address would give EADDRNOTAVAIL).
 binds_at_once() { # ID IP6
-    in_ctr "$1" python3 -c '
+    nh_in_ctr "$1" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.bind((sys.argv[1], 0))' "$2"
@@ -98,7 +96,7 @@ outside_sees() { # ID DEST EXPECTED_SOURCE [OTHER_EXPECTED_SOURCE]
 
 # One UDP query from the outside from a fixed source port; prints the answer.
 udp_ask() { # PORT
-    in_outside python3 -c '
+    nh_in_outside python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.bind(("::", 40006)); s.settimeout(2)
@@ -113,9 +111,9 @@ udp_answer_is() { # PORT EXPECTED
 
 spoof6_dropped() { # ID SPOOFED_IP TARGET_IP
     local rc=0
-    in_ctr "$1" ip -6 addr add "$2/128" dev eth0 nodad || return 1
-    in_ctr "$1" busybox ping -6 -c 1 -W 1 -I "$2" "$3" >/dev/null 2>&1 && rc=1
-    in_ctr "$1" ip -6 addr del "$2/128" dev eth0
+    nh_in_ctr "$1" ip -6 addr add "$2/128" dev eth0 nodad || return 1
+    nh_in_ctr "$1" busybox ping -6 -c 1 -W 1 -I "$2" "$3" >/dev/null 2>&1 && rc=1
+    nh_in_ctr "$1" ip -6 addr del "$2/128" dev eth0
     ((rc == 0)) || { echo "a packet from $2 got an answer from $3"; return 1; }
 }
 
@@ -123,9 +121,9 @@ spoof6_dropped() { # ID SPOOFED_IP TARGET_IP
 # The victim's neighbour entry for TARGET_IP must keep the right MAC.
 forged_na_dropped() { # ID TARGET_IP VICTIM VICTIM_IP RIGHT_MAC
     local mac
-    mac="$(in_ctr "$1" cat /sys/class/net/eth0/address)" || return 1
+    mac="$(nh_in_ctr "$1" cat /sys/class/net/eth0/address)" || return 1
     nh_exec "$3" ping -6 -c 1 -W 2 "$2" >/dev/null || { echo "$3 cannot reach $2"; return 1; }
-    in_ctr "$1" python3 -c '
+    nh_in_ctr "$1" python3 -c '
 import socket, struct, sys
 target, dst, mac = sys.argv[1:4]
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -145,11 +143,11 @@ s.sendto(na, (dst, 0, 0, socket.if_nametoindex("eth0")))' "$2" "$4" "$mac" || re
 # address from it.
 ra_dropped() { # ID VICTIM
     local mac ll
-    mac="$(in_ctr "$1" cat /sys/class/net/eth0/address)" || return 1
+    mac="$(nh_in_ctr "$1" cat /sys/class/net/eth0/address)" || return 1
     ll="$(python3 -c 'import sys; m=[int(x,16) for x in sys.argv[1].split(":")]; m[0]^=2
 print("fe80::%02x%02x:%02xff:fe%02x:%02x%02x" % tuple(m))' "$mac")"
-    in_ctr "$1" ip -6 addr add "$ll/64" dev eth0 nodad || return 1
-    in_ctr "$1" python3 -c '
+    nh_in_ctr "$1" ip -6 addr add "$ll/64" dev eth0 nodad || return 1
+    nh_in_ctr "$1" python3 -c '
 import socket, struct
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
@@ -157,21 +155,13 @@ s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
 ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
 ra += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + socket.inet_pton(socket.AF_INET6, "2001:db8:66::")
 s.sendto(ra, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))' || return 1
-    in_ctr "$1" ip -6 addr del "$ll/64" dev eth0
+    nh_in_ctr "$1" ip -6 addr del "$ll/64" dev eth0
     sleep 0.5
     local out
     out="$(nh_exec "$2" ip -6 route)" || return 1
     [[ $out != *"proto ra"* && $out != *"2001:db8:66"* ]] || { echo "$2 learned: $out"; return 1; }
     out="$(nh_exec "$2" ip -6 addr)" || return 1
     [[ $out != *"2001:db8:66"* ]] || { echo "$2 made a SLAAC address: $out"; return 1; }
-}
-
-refused_in_one_line() { # EXPECTED_TEXT CMD...
-    local want=$1 out
-    shift
-    if out="$("$@" 2>&1)"; then echo "accepted: $out"; return 1; fi
-    [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "more than one line: $out"; return 1; }
-    [[ $out == *"$want"* ]] || { echo "said: $out"; return 1; }
 }
 
 nothing_left() {
@@ -199,10 +189,10 @@ ip addr add "$UPLINK4/24" dev up0
 ip -6 addr add "$UPLINK6/64" dev up0 nodad
 ip -6 addr add "$UPLINK6B/64" dev up0 nodad
 ip link set up0 up
-in_outside ip addr add "$OUTSIDE4/24" dev eth0
-in_outside ip -6 addr add "$OUTSIDE6/64" dev eth0 nodad
-in_outside ip link set eth0 up
-in_outside ip link set lo up
+nh_in_outside ip addr add "$OUTSIDE4/24" dev eth0
+nh_in_outside ip -6 addr add "$OUTSIDE6/64" dev eth0 nodad
+nh_in_outside ip link set eth0 up
+nh_in_outside ip link set lo up
 nsenter -t "$OUTSIDE_NS_PID" -n python3 -c '
 import socket
 s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -222,9 +212,9 @@ trap 'stop_outside; nh_cleanup' EXIT
 # The router's advertisement, from eth0's link-local address once both ends have theirs
 # (the host ignores an advertisement that arrives before up0's own is usable).
 ll_ready() { "$@" ip -6 -o addr show scope link | grep -q 'inet6 fe80' && ! "$@" ip -6 -o addr show scope link | grep -q tentative; }
-nh_wait_until 5 ll_ready in_outside || true
+nh_wait_until 5 ll_ready nh_in_outside || true
 nh_wait_until 5 ll_ready env || true
-in_outside python3 -c '
+nh_in_outside python3 -c '
 import socket, struct
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
@@ -283,19 +273,19 @@ nh_start "$W" "runc run $W on d6 with nethook.ports=$WEB_PORTS" \
     --httpd nethook.network=d6 "nethook.ports=$WEB_PORTS"
 IP6_W="$(nh_ls_field "$W" ipv6 || true)"
 nh_check "host fetches http://[$IP6_W]:80/ directly" nh_fetch_ok wget6 "http://[$IP6_W]:80/"
-nh_check "outside fetches http://[$UPLINK6]:8080/" nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8080/"
+nh_check "outside fetches http://[$UPLINK6]:8080/" nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8080/"
 nh_check "outside fetches http://$UPLINK4:8080/ (the same publish over IPv4)" \
-    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK4:8080/"
+    nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://$UPLINK4:8080/"
 nh_check "host fetches http://[$UPLINK6]:8080/" nh_fetch_ok wget6 "http://[$UPLINK6]:8080/"
 nh_check "host fetches http://[$GW6]:8080/ (the bridge's address)" nh_fetch_ok wget6 "http://[$GW6]:8080/"
 nh_check "outside fetches http://[$UPLINK6]:8081/ (published on that address)" \
-    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8081/"
+    nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8081/"
 nh_check "outside gets nothing on http://[$UPLINK6B]:8081/ (another host address)" \
-    nh_fetch_fails in_outside timeout 3 busybox wget -q -O - "http://[$UPLINK6B]:8081/"
+    nh_fetch_fails nh_in_outside timeout 3 busybox wget -q -O - "http://[$UPLINK6B]:8081/"
 nh_check "outside gets nothing on http://$UPLINK4:8081/ (published on IPv6 only)" \
-    nh_fetch_fails in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:8081/"
+    nh_fetch_fails nh_in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:8081/"
 nh_check "outside fetches http://[$UPLINK6]:8090/ (a published range)" \
-    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8090/"
+    nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://[$UPLINK6]:8090/"
 nh_check "$A fetches http://[$UPLINK6]:8080/ (hairpin)" \
     nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://[$UPLINK6]:8080/"
 nh_check "$W fetches its own published port (hairpin to itself)" \
@@ -363,16 +353,16 @@ nh_check "$A still reaches $B from its own address" ping6_from "$A" "$IP6_B"
 # --- 7. bad input ----------------------------------------------------------------------------
 nh_section "bad input: one line, nothing changed"
 NETS_BEFORE="$(nh network ls)"
-nh_check "--subnet6 fe80::/64 is refused" refused_in_one_line "link-local" nh network create bad --subnet6 fe80::/64
+nh_check "--subnet6 fe80::/64 is refused" nh_refused_in_one_line "link-local" nh network create bad --subnet6 fe80::/64
 nh_check "--subnet6 fd00:62:0:0:1::/80 (inside d6) is refused as an overlap" \
-    refused_in_one_line "overlaps" nh network create bad --subnet6 fd00:62:0:0:1::/80
+    nh_refused_in_one_line "overlaps" nh network create bad --subnet6 fd00:62:0:0:1::/80
 nh_check "--subnet6 2001:db8:9::/64 (the uplink's prefix) is refused as overlapping a host route" \
-    refused_in_one_line "overlaps the host route" nh network create bad --subnet6 2001:db8:9::/64
-nh_check "--subnet6 fd00:70::5/64 (host bits) is refused" refused_in_one_line "did you mean fd00:70::/64" \
+    nh_refused_in_one_line "overlaps the host route" nh network create bad --subnet6 2001:db8:9::/64
+nh_check "--subnet6 fd00:70::5/64 (host bits) is refused" nh_refused_in_one_line "did you mean fd00:70::/64" \
     nh network create bad --subnet6 fd00:70::5/64
-nh_check "--gateway6 outside the prefix is refused" refused_in_one_line "gateway6" \
+nh_check "--gateway6 outside the prefix is refused" nh_refused_in_one_line "gateway6" \
     nh network create bad --subnet6 fd00:70::/64 --gateway6 fd00:71::1
-nh_check "--subnet6 with --driver routed is refused" refused_in_one_line "bridge networks only" \
+nh_check "--subnet6 with --driver routed is refused" nh_refused_in_one_line "bridge networks only" \
     nh network create bad --subnet 10.70.0.0/24 --subnet6 fd00:70::/64 --driver routed
 nh_check "the network list did not change" test "$(nh network ls)" = "$NETS_BEFORE"
 refused_start() { # ID WANT ANNOTATIONS...

@@ -51,7 +51,6 @@ STARTED=()
 ping_from() { nh_exec "$1" ping -c 1 -W 2 "$2"; }
 no_ping_from() { ! nh_exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 ping_ok() { busybox ping -c 1 -W 2 "$1"; }
-in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 
 host_wget() { timeout 5 busybox wget -q -O - "$1"; }
 
@@ -160,13 +159,13 @@ nh_start "$W" "runc run $W on r1 with nethook.ports=$WEB_PORTS" \
     --httpd nethook.network=r1 "nethook.ports=$WEB_PORTS"
 IP_W="$(nh_ls_field "$W" ipv4 || true)"
 nh_check "host fetches http://$IP_W:80/ directly (before NAT)" nh_fetch_ok host_wget "http://$IP_W:80/"
-nh_check "outside fetches http://$UPLINK_IP:8080/" nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
+nh_check "outside fetches http://$UPLINK_IP:8080/" nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://$UPLINK_IP:8080/" nh_fetch_ok host_wget "http://$UPLINK_IP:8080/"
 nh_check "host fetches http://127.0.0.1:8080/" nh_fetch_ok host_wget "http://127.0.0.1:8080/"
 nh_check "outside fetches http://$UPLINK_IP:8081/ (published on that host address only)" \
-    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8081/"
+    nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8081/"
 nh_check "outside fetches http://$UPLINK_IP:8090/ (a published range)" \
-    nh_fetch_ok in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8090/"
+    nh_fetch_ok nh_in_outside timeout 5 busybox wget -q -O - "http://$UPLINK_IP:8090/"
 nh_check "$A fetches http://$UPLINK_IP:8080/ (hairpin)" \
     nh_fetch_ok nh_exec "$A" timeout 5 wget -q -O - "http://$UPLINK_IP:8080/"
 nh_check "$W fetches its own published port (hairpin to itself)" \

@@ -55,8 +55,6 @@ U1="svc-$$-u1"
 U2="svc-$$-u2"
 STARTED=()
 
-in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
-in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
 
 # N requests with CMD... URL; prints one answer per line (or "FAIL").
 ask_n() { # N CMD...
@@ -78,14 +76,6 @@ answers_are() { # "ANSWERS" EXPECTED...
     local other
     other="$(grep -vxF -f <(printf '%s\n' "$@") <<<"$answers" || true)"
     [[ -z $other ]] || { echo "unexpected answers:"; sort <<<"$answers" | uniq -c; return 1; }
-}
-
-refused_in_one_line() { # EXPECTED_TEXT CMD...
-    local want=$1 out
-    shift
-    if out="$("$@" 2>&1)"; then echo "accepted: $out"; return 1; fi
-    [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "more than one line: $out"; return 1; }
-    [[ $out == *"$want"* ]] || { echo "said: $out"; return 1; }
 }
 
 service_field() { # NAME FIELD
@@ -149,7 +139,7 @@ nh_section "a UDP service"
 nh_check "nethook service create dns53 --port 5353/udp" nh service create dns53 --network svc --port 5353/udp
 UVIP="$(service_field dns53 vip4 || true)"
 udp_server() { # ID: answers every datagram with its id
-    in_ctr "$1" python3 -c '
+    nh_in_ctr "$1" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5353))
 while True:
@@ -159,7 +149,7 @@ while True:
 nh_start "$U1" "runc run $U1 in service dns53" nethook.network=svc nethook.service=dns53
 udp_server "$U1"
 udp_ask() { # from the client, from source port 40000 (one flow), to VIP:5353
-    in_ctr "$C" python3 -c '
+    nh_in_ctr "$C" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 40000)); s.settimeout(2)
@@ -178,7 +168,7 @@ nh_section "a service with no member refuses"
 nh_check "nethook service create empty --port 81,5354/udp" nh service create empty --network svc --port 81,5354/udp
 EVIP="$(service_field empty vip4 || true)"
 tcp_refused() {
-    in_ctr "$C" python3 -c '
+    nh_in_ctr "$C" python3 -c '
 import socket, sys, time
 t = time.time()
 try:
@@ -187,7 +177,7 @@ except ConnectionRefusedError:
     sys.exit(0 if time.time() - t < 1 else "refused, but late")' "$EVIP"
 }
 udp_refused() {
-    in_ctr "$C" python3 -c '
+    nh_in_ctr "$C" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.connect((sys.argv[1], 5354))
 s.send(b"q")
@@ -207,7 +197,7 @@ P1="svc-$$-p1"
 P2="svc-$$-p2"
 nh_start_named_httpd "$P1" "runc run $P1 in pub" nethook.network=svc nethook.service=pub
 nh_start_named_httpd "$P2" "runc run $P2 in pub" nethook.network=svc nethook.service=pub
-ANS="$(ask_n 30 in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:18080/")"
+ANS="$(ask_n 30 nh_in_outside timeout 3 busybox wget -q -O - "http://$UPLINK4:18080/")"
 nh_check "30 requests from outside to $UPLINK4:18080 reach both members" answers_are "$ANS" "$P1" "$P2"
 nh_start_refused "svc-$$-clash" "a container publishing 18080 is refused, naming the service" \
     --says "published by service pub" nethook.network=svc nethook.ports=18080:80
@@ -250,24 +240,24 @@ nh_start_refused "svc-$$-bad1" "a container naming an unknown service is refused
 nh_start_refused "svc-$$-bad2" "a container joining a service of another network is refused" \
     --says "not nethook" nethook.service=web
 nh_start_refused "svc-$$-bad3" "a bad nethook.service is refused" --says "nethook.service" nethook.service=web_1
-nh_check "service create web again" refused_in_one_line "already exists" nh service create web --network svc --port 80
-nh_check "service create with a bad name" refused_in_one_line "DNS label" nh service create web_1 --network svc --port 80
-nh_check "service create with a bad port" refused_in_one_line "1 to 65535" nh service create x1 --network svc --port 0
+nh_check "service create web again" nh_refused_in_one_line "already exists" nh service create web --network svc --port 80
+nh_check "service create with a bad name" nh_refused_in_one_line "DNS label" nh service create web_1 --network svc --port 80
+nh_check "service create with a bad port" nh_refused_in_one_line "1 to 65535" nh service create x1 --network svc --port 0
 nh_check "service create with a VIP outside the range" \
-    refused_in_one_line "service range" nh service create x2 --network svc --port 80 --vip 10.64.0.99
+    nh_refused_in_one_line "service range" nh service create x2 --network svc --port 80 --vip 10.64.0.99
 nh_check "service create with a VIP that is taken" \
-    refused_in_one_line "already the VIP of service web" nh service create x3 --network svc --port 80 --vip "$VIP4"
+    nh_refused_in_one_line "already the VIP of service web" nh service create x3 --network svc --port 80 --vip "$VIP4"
 nh_check "service create publishing the same host port" \
-    refused_in_one_line "18080" nh service create x4 --network svc --port 80 --publish 18080
-nh_check "service create on an unknown network" refused_in_one_line "unknown network" nh service create x5 --network nosuch --port 80
+    nh_refused_in_one_line "18080" nh service create x4 --network svc --port 80 --publish 18080
+nh_check "service create on an unknown network" nh_refused_in_one_line "unknown network" nh service create x5 --network nosuch --port 80
 nh_check "service ls is unchanged" test "$(nh service ls)" = "$BEFORE"
 
 # --- 10. removal and teardown -----------------------------------------------------------
 nh_section "service rm and teardown"
 nh_check "service rm empty" nh service rm empty
-nh_check "service rm of an unknown service fails" refused_in_one_line "unknown service" nh service rm empty
+nh_check "service rm of an unknown service fails" nh_refused_in_one_line "unknown service" nh service rm empty
 for id in "${STARTED[@]}"; do nh_stop_container "$id"; done
-nh_check "network rm svc is refused while it has services" refused_in_one_line "still has services" nh network rm svc
+nh_check "network rm svc is refused while it has services" nh_refused_in_one_line "still has services" nh network rm svc
 for s in web dns53 pub sticky; do nh_check "service rm $s" nh service rm "$s"; done
 nh_check "no service chain or map is left" bash -c "! nft list table inet nethook | grep -q 'svc-'"
 nh_check "no members file is left" bash -c "[[ -z \$(ls -A $NETHOOK_RUN_DIR/services 2>/dev/null) ]]"

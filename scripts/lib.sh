@@ -861,9 +861,9 @@ nh_outside_ns() {
     ip link add up0 type veth peer name eth0 netns "$OUTSIDE_NS_PID"
     ip addr add "$1/24" dev up0
     ip link set up0 up
-    nsenter -t "$OUTSIDE_NS_PID" -n ip addr add "$2/24" dev eth0
-    nsenter -t "$OUTSIDE_NS_PID" -n ip link set eth0 up
-    nsenter -t "$OUTSIDE_NS_PID" -n ip link set lo up
+    nh_in_outside ip addr add "$2/24" dev eth0
+    nh_in_outside ip link set eth0 up
+    nh_in_outside ip link set lo up
 }
 
 # nh_start_named_httpd ID DESC ANNOTATION...: a runc httpd container whose page is its
@@ -876,6 +876,21 @@ nh_start_named_httpd() {
     nh_check "$desc" nh_run_container "$NH_TMP/bundles/$id" "$id"
     [[ "$(nh_container_status "$id")" == running ]] && STARTED+=("$id")
     return 0
+}
+
+# nh_in_ctr ID CMD...: CMD in the network namespace of runc container ID (the host's tools).
+nh_in_ctr() { local pid; pid="$(nh_pid_of "$1")" && shift && nsenter -t "$pid" -n "$@"; }
+
+# nh_in_outside CMD...: CMD in the namespace nh_outside_ns made.
+nh_in_outside() { nsenter -t "$OUTSIDE_NS_PID" -n "$@"; }
+
+# nh_refused_in_one_line EXPECTED_TEXT CMD...: CMD fails, saying one line with the text.
+nh_refused_in_one_line() {
+    local want=$1 out
+    shift
+    if out="$("$@" 2>&1)"; then echo "accepted: $out"; return 1; fi
+    [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "more than one line: $out"; return 1; }
+    [[ $out == *"$want"* ]] || { echo "said: $out"; return 1; }
 }
 
 # nh_pid_of ID: the pid of a runc container's init (its network namespace's holder).

@@ -1,7 +1,7 @@
 //! The `nethook` command line: the OCI hook plus tools to manage networks and see
 //! endpoints. Errors are one line on stderr and a non-zero exit code.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use nethook::core::{gc, list as view};
 use nethook::frontend::network_cli::{self, settled_endpoints, NetworkCommand};
 use nethook::frontend::oci::Stage;
 use nethook::frontend::service_cli::{self, ServiceCommand};
-use nethook::frontend::{cni, hook, install};
+use nethook::frontend::{cni, hook, install, print_json};
 use nethook::kernel::seam::Host;
 use nethook::state::{Store, CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, DEFAULT_RUN_DIR, RUN_DIR_ENV};
 
@@ -239,11 +239,4 @@ fn hook_env(store: &Store) -> install::HookEnv {
         config_dir: differs(store.config_dir(), DEFAULT_CONFIG_DIR),
         run_dir: differs(store.run_dir(), DEFAULT_RUN_DIR),
     }
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("write JSON")?;
-    writeln!(out).context("write JSON")?;
-    Ok(())
 }

@@ -289,8 +289,8 @@ fn delete_and_leave(
     for (plan, _) in &planned {
         if let Some(s) = store.load_service(&plan.service)? {
             udp |= s.has_udp();
+            elements.services.push(services::fw_change_of(&s, plan));
         }
-        elements.services.extend(services::fw_change(store, plan)?);
     }
     if elements.is_empty() && elements.services.is_empty() {
         return Ok(udp);

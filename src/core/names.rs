@@ -152,12 +152,10 @@ pub fn zone(net: &Network, endpoints: &[Endpoint], services: &[Service]) -> Zone
             .filter(|s| s.network == net.name)
             .map(entry_of_service),
     );
-    let v4 = net.ipv4.map(|c| ipnetwork::IpNetwork::V4(c.subnet));
-    let v6 = net.ipv6.map(|c| ipnetwork::IpNetwork::V6(c.subnet));
     Zone {
         network: net.name.clone(),
         listen: net.dns_addresses(),
-        clients: [v4, v6].into_iter().flatten().collect(),
+        clients: net.subnets(),
         entries,
     }
 }
@@ -227,10 +225,11 @@ pub fn joined_sync(
 
 /// Tells a running resolver that `ep` left (none is started for a removal).
 pub fn left_sync(store: &Store, k: &dyn Kernel, ep: &Endpoint) -> Result<(), NameError> {
-    let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
     // Only a DNS network's containers are the resolver's (a network without its file any
     // more has none either).
-    if !runs || !store.load_network(&ep.network).is_ok_and(|n| n.dns) {
+    if !crate::resolver::runs(store.run_dir())
+        || !store.load_network(&ep.network).is_ok_and(|n| n.dns)
+    {
         return Ok(());
     }
     k.resolver().deliver(store.run_dir(), &[left(ep)])?;
@@ -276,8 +275,7 @@ pub fn network_sync(store: &Store, k: &dyn Kernel, network: &str) -> Result<(), 
     if !net.dns || !used {
         // Nothing to answer there: a running resolver drops the zone (and exits when it was
         // its last); none is started for it.
-        let runs = crate::resolver::dir(store.run_dir()).join("ctl").exists();
-        if runs {
+        if crate::resolver::runs(store.run_dir()) {
             k.resolver()
                 .deliver(store.run_dir(), &[Update::DropZone { network: net.name }])?;
         }

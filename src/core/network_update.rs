@@ -71,6 +71,14 @@ pub fn update(
     Ok(net)
 }
 
+/// The host's routes of both families but its default routes, which overlap everything
+/// and make no address space unusable.
+pub fn host_routes(k: &dyn Kernel) -> Result<Vec<IpNetwork>, crate::kernel::link::LinkError> {
+    let routes4 = k.links().ipv4_routes()?.into_iter().map(IpNetwork::V4);
+    let routes6 = k.links().ipv6_routes()?.into_iter().map(IpNetwork::V6);
+    Ok(routes4.chain(routes6).filter(|r| r.prefix() != 0).collect())
+}
+
 /// A service range must not capture traffic the host routes elsewhere (nethook's own
 /// routes to this network's ranges aside).
 pub fn check_ranges_against_routes(k: &dyn Kernel, net: &Network) -> Result<(), NetworkOpError> {
@@ -78,9 +86,7 @@ pub fn check_ranges_against_routes(k: &dyn Kernel, net: &Network) -> Result<(), 
     if ranges.is_empty() {
         return Ok(());
     }
-    let routes4 = k.links().ipv4_routes()?.into_iter().map(IpNetwork::V4);
-    let routes6 = k.links().ipv6_routes()?.into_iter().map(IpNetwork::V6);
-    for route in routes4.chain(routes6).filter(|r| r.prefix() != 0) {
+    for route in host_routes(k)? {
         if let Some(r) = ranges.iter().find(|r| overlaps(**r, route) && **r != route) {
             return Err(NetworkError::BadServiceRange {
                 range: r.to_string(),

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnetwork::IpNetwork;
 
 use crate::core::members::MemberPlan;
+use crate::core::network_update::host_routes;
 use crate::core::recover;
 use crate::firewall::{self, FirewallError};
 use crate::kernel::hostports::HostPortsError;
@@ -16,7 +17,7 @@ use crate::kernel::seam::Kernel;
 use crate::model::network::{free_vip4, free_vip6, overlaps, Network, NetworkError};
 use crate::model::service::{Service, ServicePort, ServicePublish};
 use crate::state::claims::{Claim, ClaimError, Claims};
-use crate::state::{service_owner, Members, Store, StoreError};
+use crate::state::{service_owner, Member, Members, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceOpError {
@@ -113,17 +114,31 @@ pub fn fw_service(s: &Service) -> firewall::Service {
     }
 }
 
+fn fw_slot(slot: u32, m: &Member) -> firewall::Slot {
+    firewall::Slot {
+        slot,
+        v4: m.v4,
+        v6: m.v6,
+    }
+}
+
 fn fw_slots(members: &Members) -> Vec<firewall::Slot> {
     members
         .0
         .iter()
         .enumerate()
-        .map(|(i, m)| firewall::Slot {
-            slot: i as u32,
-            v4: m.v4,
-            v6: m.v6,
-        })
+        .map(|(i, m)| fw_slot(i as u32, m))
         .collect()
+}
+
+/// The firewall's view of a member change of service `s`.
+pub fn fw_change_of(s: &Service, plan: &MemberPlan) -> firewall::MemberChange {
+    firewall::MemberChange {
+        service: fw_service(s),
+        after: plan.after,
+        set: plan.set.iter().map(|(slot, m)| fw_slot(*slot, m)).collect(),
+        unset: plan.unset.clone(),
+    }
 }
 
 /// The firewall's view of a member change; `None` when the service is gone.
@@ -131,23 +146,9 @@ pub fn fw_change(
     store: &Store,
     plan: &MemberPlan,
 ) -> Result<Option<firewall::MemberChange>, StoreError> {
-    let Some(s) = store.load_service(&plan.service)? else {
-        return Ok(None);
-    };
-    Ok(Some(firewall::MemberChange {
-        service: fw_service(&s),
-        after: plan.after,
-        set: plan
-            .set
-            .iter()
-            .map(|(slot, m)| firewall::Slot {
-                slot: *slot,
-                v4: m.v4,
-                v6: m.v6,
-            })
-            .collect(),
-        unset: plan.unset.clone(),
-    }))
+    Ok(store
+        .load_service(&plan.service)?
+        .map(|s| fw_change_of(&s, plan)))
 }
 
 /// Every service with its members, for `restore_services` after a table was re-created.
@@ -185,27 +186,16 @@ fn taken_ranges(
     k: &dyn Kernel,
     net: &Network,
 ) -> Result<Vec<IpNetwork>, ServiceOpError> {
+    let networks = store.list_networks()?;
     let mut taken = Vec::new();
-    for other in store.list_networks()? {
-        taken.extend(other.ipv4.map(|c| IpNetwork::V4(c.subnet)));
-        taken.extend(other.ipv6.map(|c| IpNetwork::V6(c.subnet)));
+    for other in &networks {
+        taken.extend(other.subnets());
         if other.name != net.name {
             taken.extend(other.service_ranges());
         }
     }
-    let own: Vec<IpNetwork> = store
-        .list_networks()?
-        .iter()
-        .flat_map(|n| n.service_ranges())
-        .collect();
-    let routes4 = k.links().ipv4_routes()?.into_iter().map(IpNetwork::V4);
-    let routes6 = k.links().ipv6_routes()?.into_iter().map(IpNetwork::V6);
-    // A default route overlaps everything; it does not make a range unusable.
-    taken.extend(
-        routes4
-            .chain(routes6)
-            .filter(|r| r.prefix() != 0 && !own.contains(r)),
-    );
+    let own: Vec<IpNetwork> = networks.iter().flat_map(|n| n.service_ranges()).collect();
+    taken.extend(host_routes(k)?.into_iter().filter(|r| !own.contains(r)));
     Ok(taken)
 }
 
@@ -221,56 +211,39 @@ fn choose_vips(
     let bad = |vip: IpAddr, reason: String| ServiceOpError::BadVip { vip, reason };
     let mut vip4 = None;
     let mut vip6 = None;
-    for vip in asked {
-        match *vip {
-            IpAddr::V4(a) => {
-                let Some(r) = net.service_range4 else {
-                    return Err(bad(
-                        *vip,
-                        format!("network {} has no IPv4 service range", net.name),
-                    ));
-                };
-                if !r.contains(a) || a == r.network() || a == r.broadcast() {
-                    return Err(bad(
-                        *vip,
-                        format!(
-                            "not a usable address of network {}'s service range {r}",
-                            net.name
-                        ),
-                    ));
-                }
-                if let Some(holder) = services.iter().find(|s| s.vip4 == Some(a)) {
-                    return Err(bad(
-                        *vip,
-                        format!("already the VIP of service {}", holder.name),
-                    ));
-                }
-                vip4 = Some(a);
-            }
-            IpAddr::V6(a) => {
-                let Some(r) = net.service_range6 else {
-                    return Err(bad(
-                        *vip,
-                        format!("network {} has no IPv6 service range", net.name),
-                    ));
-                };
-                if !r.contains(a) || a == r.network() {
-                    return Err(bad(
-                        *vip,
-                        format!(
-                            "not a usable address of network {}'s service range {r}",
-                            net.name
-                        ),
-                    ));
-                }
-                if let Some(holder) = services.iter().find(|s| s.vip6 == Some(a)) {
-                    return Err(bad(
-                        *vip,
-                        format!("already the VIP of service {}", holder.name),
-                    ));
-                }
-                vip6 = Some(a);
-            }
+    for &vip in asked {
+        let range = match vip {
+            IpAddr::V4(_) => net.service_range4.map(IpNetwork::V4),
+            IpAddr::V6(_) => net.service_range6.map(IpNetwork::V6),
+        };
+        let Some(r) = range else {
+            let family = if vip.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(bad(
+                vip,
+                format!("network {} has no {family} service range", net.name),
+            ));
+        };
+        // An IPv4 range's broadcast address is no host's either.
+        let unusable =
+            vip == r.network() || matches!(r, IpNetwork::V4(r4) if vip == r4.broadcast());
+        if !r.contains(vip) || unusable {
+            return Err(bad(
+                vip,
+                format!(
+                    "not a usable address of network {}'s service range {r}",
+                    net.name
+                ),
+            ));
+        }
+        if let Some(holder) = services.iter().find(|s| s.vips().contains(&vip)) {
+            return Err(bad(
+                vip,
+                format!("already the VIP of service {}", holder.name),
+            ));
+        }
+        match vip {
+            IpAddr::V4(a) => vip4 = Some(a),
+            IpAddr::V6(a) => vip6 = Some(a),
         }
     }
     let full = |r: String| ServiceOpError::RangeFull {

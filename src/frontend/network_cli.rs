@@ -4,6 +4,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
+
+use super::print_json;
 use clap::Subcommand;
 
 use crate::core::network_update::{self, Changes};
@@ -246,11 +248,6 @@ pub fn settled_endpoints(store: &Store) -> Result<Vec<crate::model::endpoint::En
         );
     }
     Ok(endpoints)
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 fn parse_on_off(v: &str) -> Result<bool, String> {

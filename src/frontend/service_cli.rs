@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 
 use anyhow::Result;
+
+use super::print_json;
 use clap::Subcommand;
 
 use crate::core::list::services_table;
@@ -85,11 +87,6 @@ fn view<'a>(
             })
             .collect(),
     }
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 pub fn run(store: &Store, cmd: ServiceCommand) -> Result<()> {

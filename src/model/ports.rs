@@ -44,6 +44,19 @@ impl Proto {
     }
 }
 
+/// `tcp`, `udp` or `sctp`, in any case.
+impl FromStr for Proto {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            "sctp" => Ok(Proto::Sctp),
+            _ => Err(()),
+        }
+    }
+}
+
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -128,12 +141,9 @@ fn parse_one(entry: &str) -> Result<PortSpec, PortSpecError> {
     }
     let (body, proto) = match entry.rsplit_once('/') {
         Some((body, p)) => {
-            let proto = match p.to_ascii_lowercase().as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                "sctp" => Proto::Sctp,
-                _ => return Err(err(&format!("unknown protocol {p:?}"))),
-            };
+            let proto = p
+                .parse()
+                .map_err(|()| err(&format!("unknown protocol {p:?}")))?;
             (body, proto)
         }
         None => (entry, Proto::Tcp),

@@ -113,12 +113,8 @@ pub fn validate_service_name(name: &str) -> Result<String, ServiceError> {
 }
 
 fn parse_proto(p: &str) -> Result<Proto, String> {
-    match p.to_ascii_lowercase().as_str() {
-        "tcp" => Ok(Proto::Tcp),
-        "udp" => Ok(Proto::Udp),
-        "sctp" => Ok(Proto::Sctp),
-        _ => Err(format!("unknown protocol {p:?}; use tcp, udp or sctp")),
-    }
+    p.parse()
+        .map_err(|()| format!("unknown protocol {p:?}; use tcp, udp or sctp"))
 }
 
 fn parse_port_number(s: &str, what: &str) -> Result<u16, String> {

@@ -122,6 +122,12 @@ fn ctl_path(run_dir: &Path) -> PathBuf {
     dir(run_dir).join("ctl")
 }
 
+/// Whether a resolver may be running: its control socket is there (a dead one's is
+/// removed by the next `deliver`, `start` or `stop_hung`).
+pub fn runs(run_dir: &Path) -> bool {
+    ctl_path(run_dir).exists()
+}
+
 fn pid_path(run_dir: &Path) -> PathBuf {
     dir(run_dir).join("pid")
 }

@@ -14,7 +14,7 @@
 //! crash between writing it and the record, or a record quarantined) and is taken over.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -263,15 +263,7 @@ fn read_owner(path: &Path) -> Result<Option<String>, ClaimError> {
 }
 
 fn write_owner(path: &Path, owner: &str) -> Result<(), ClaimError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io("create", path))?;
-    f.write_all(owner.as_bytes()).map_err(io("write", path))
+    super::files::write_owner_file(path, owner).map_err(|(action, e)| io(action, path)(e))
 }
 
 #[cfg(test)]

@@ -201,6 +201,20 @@ pub(super) fn write_atomic(path: &Path, text: &[u8]) -> Result<(), StoreError> {
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
 }
 
+/// Writes an owner's key into a claim file (a port's, a name's) in place, never through a
+/// symlink; on failure, which step failed ("create" or "write") with the error.
+pub(super) fn write_owner_file(path: &Path, owner: &str) -> Result<(), (&'static str, io::Error)> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ("create", e))?;
+    f.write_all(owner.as_bytes()).map_err(|e| ("write", e))
+}
+
 pub(super) fn remove_file(path: &Path) -> Result<bool, StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),

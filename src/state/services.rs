@@ -7,14 +7,13 @@
 //! family it lacks): the firewall picks a member by slot, so a member's slot must stay put
 //! while it lives; a leaving member's slot takes the last one (see `core::services`).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::files::{ensure_dir, io_err, list_json_stems, read_json, read_small, remove_file};
-use super::files::{write_atomic, write_json};
+use super::files::{write_atomic, write_json, write_owner_file};
 use super::{Store, StoreError};
 use crate::model::service::Service;
 
@@ -178,16 +177,7 @@ impl Store {
             ensure_dir(&self.run_dir().join("names"))?;
             ensure_dir(dir)?;
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io_err("create", &path))?;
-        f.write_all(owner.as_bytes())
-            .map_err(io_err("write", &path))?;
+        write_owner_file(&path, owner).map_err(|(action, e)| io_err(action, &path)(e))?;
         Ok(Ok(()))
     }
 

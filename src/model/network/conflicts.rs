@@ -5,11 +5,16 @@ use super::services::overlaps;
 use super::{Network, NetworkError};
 
 impl Network {
-    /// Its subnets and service ranges.
-    fn address_spaces(&self) -> Vec<ipnetwork::IpNetwork> {
+    /// Its subnets, IPv4 first.
+    pub fn subnets(&self) -> Vec<ipnetwork::IpNetwork> {
         let v4 = self.ipv4.map(|c| ipnetwork::IpNetwork::V4(c.subnet));
         let v6 = self.ipv6.map(|c| ipnetwork::IpNetwork::V6(c.subnet));
-        let mut out: Vec<_> = [v4, v6].into_iter().flatten().collect();
+        [v4, v6].into_iter().flatten().collect()
+    }
+
+    /// Its subnets and service ranges.
+    fn address_spaces(&self) -> Vec<ipnetwork::IpNetwork> {
+        let mut out = self.subnets();
         out.extend(self.service_ranges());
         out
     }
