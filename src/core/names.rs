@@ -45,9 +45,7 @@ pub fn endpoint_name(req: &Request) -> Option<String> {
         .id
         .attachment_parts()
         .map_or(req.id.as_str(), |(id, _)| id);
-    crate::model::service::validate_label(id)
-        .ok()
-        .map(|()| id.to_ascii_lowercase())
+    crate::model::service::label(id).ok()
 }
 
 /// The resolver's entry of a container.

@@ -255,12 +255,7 @@ pub fn remove(store: &Store, k: &dyn Kernel, name: &str) -> Result<Removed, Netw
             users: users.join(", "),
         });
     }
-    let services: Vec<String> = store
-        .list_services()?
-        .into_iter()
-        .filter(|s| s.network == name)
-        .map(|s| s.name)
-        .collect();
+    let services = store.services_of(name)?;
     if !services.is_empty() {
         return Err(NetworkOpError::HasServicesLeft {
             name: name.to_owned(),

@@ -31,19 +31,14 @@ pub fn update(
         net.set_dns(on)?;
     }
     if !changes.service_ranges.is_empty() {
-        let services: Vec<String> = store
-            .list_services()?
-            .into_iter()
-            .filter(|s| s.network == net.name)
-            .map(|s| s.name)
-            .collect();
+        let services = store.services_of(&net.name)?;
         if !services.is_empty() {
             return Err(NetworkOpError::HasServices {
                 name: net.name.clone(),
                 services: services.join(", "),
             });
         }
-        let before = net.service_ranges();
+        let old_ranges = net.service_ranges();
         for r in &changes.service_ranges {
             net.set_service_range(r)?;
         }
@@ -51,7 +46,10 @@ pub fn update(
         check_ranges_against_routes(k, &net)?;
         // The bridge routes the new range from now on, and no longer the old one.
         if net.driver.is_bridge() && k.links().link_present(&net.bridge)? {
-            for old in before.iter().filter(|r| !net.service_ranges().contains(r)) {
+            for old in old_ranges
+                .iter()
+                .filter(|r| !net.service_ranges().contains(r))
+            {
                 k.links().delete_device_route(&net.bridge, *old)?;
             }
             for new in net.service_ranges() {

@@ -8,6 +8,7 @@ use crate::core::request::Options;
 use crate::model::ids::validate_ifname;
 use crate::model::mac::Mac;
 use crate::model::ports::{parse_ports, PortSpecError};
+use crate::model::service::label;
 
 pub const NETWORK: &str = "nethook.network";
 pub const PORTS: &str = "nethook.ports";
@@ -94,12 +95,6 @@ impl Options {
         }
         Ok(opts)
     }
-}
-
-/// One DNS label, lower case.
-fn label(v: &str) -> Result<String, String> {
-    crate::model::service::validate_label(v)?;
-    Ok(v.to_ascii_lowercase())
 }
 
 /// A comma-separated list of DNS labels, each once.

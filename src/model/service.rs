@@ -103,13 +103,18 @@ pub fn validate_label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A DNS label as nethook keeps it: checked, in lower case.
+pub fn label(name: &str) -> Result<String, String> {
+    validate_label(name)?;
+    Ok(name.to_ascii_lowercase())
+}
+
 /// A service name: a DNS label, so that it is also its name in the resolver.
 pub fn validate_service_name(name: &str) -> Result<String, ServiceError> {
-    validate_label(name).map_err(|reason| ServiceError::BadName {
+    label(name).map_err(|reason| ServiceError::BadName {
         name: name.chars().take(80).collect(),
         reason,
-    })?;
-    Ok(name.to_ascii_lowercase())
+    })
 }
 
 fn parse_proto(p: &str) -> Result<Proto, String> {

@@ -109,6 +109,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The names of a network's services.
+    pub fn services_of(&self, network: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_services()?
+            .into_iter()
+            .filter(|s| s.network == network)
+            .map(|s| s.name)
+            .collect())
+    }
+
     pub fn create_service(&self, s: &Service) -> Result<(), StoreError> {
         let path = self.service_path(&s.name);
         if path.symlink_metadata().is_ok() {

@@ -107,9 +107,7 @@ struct Attachment {
 fn labels(key: &str, list: &[String]) -> Result<Vec<String>, CniError> {
     list.iter()
         .map(|l| {
-            crate::model::service::validate_label(l)
-                .map(|()| l.to_ascii_lowercase())
-                .map_err(|r| invalid(format!("{key} entry {l:?} {r}")))
+            crate::model::service::label(l).map_err(|r| invalid(format!("{key} entry {l:?} {r}")))
         })
         .collect()
 }

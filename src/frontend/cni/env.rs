@@ -111,8 +111,7 @@ impl Env {
         // container names here too, which may not be: then it has none).
         out.pod_name = pairs
             .get("K8S_POD_NAME")
-            .filter(|n| crate::model::service::validate_label(n).is_ok())
-            .map(|n| n.to_ascii_lowercase());
+            .and_then(|n| crate::model::service::label(n).ok());
         if let Some(mac) = pairs.get("MAC") {
             out.mac = Some(mac.parse().map_err(|e| {
                 CniError::new(Code::InvalidEnv, format!("CNI_ARGS MAC={mac}: {e}"))

@@ -14,8 +14,9 @@ use crate::state::{Store, StoreError};
 /// Makes sure `cfg.network` is defined, defining it from `subnet` (and `noMasqueradeTo`)
 /// when it is not; a definition that differs from `subnet` or a given `noMasqueradeTo` is
 /// refused (code 7) rather than changed under containers that use it.
-pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniError> {
-    if let (Some(net), Some(asked)) = (load(store, &cfg.network)?, cfg.driver) {
+pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<Network, CniError> {
+    let defined = load(store, &cfg.network)?;
+    if let (Some(net), Some(asked)) = (&defined, cfg.driver) {
         if net.driver != asked {
             return Err(invalid(format!(
                 "nethook network {} uses the {} driver, the conflist asks for {asked}; set driver to {}, drop it, or name another network",
@@ -23,9 +24,8 @@ pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniErro
             )));
         }
     }
-    let defined = load(store, &cfg.network)?;
     if let Some(net) = defined {
-        return same_definition(&net, cfg);
+        return same_definition(&net, cfg).map(|()| net);
     }
     if cfg.subnet.is_none() && cfg.subnet6.is_none() {
         return Err(CniError::new(
@@ -38,11 +38,11 @@ pub fn ensure(store: &Store, k: &dyn Kernel, cfg: &Config) -> Result<(), CniErro
     }
     let net = from_conflist(cfg)?;
     match networks::create(store, k, &net) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(net),
         // Another ADD defined it meanwhile: fine if it is the same.
         Err(NetworkOpError::Store(StoreError::NetworkExists { .. })) => {
             match load(store, &cfg.network)? {
-                Some(net) => same_definition(&net, cfg),
+                Some(net) => same_definition(&net, cfg).map(|()| net),
                 None => Err(try_again(&cfg.network)),
             }
         }

@@ -27,7 +27,7 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
     let netns = env.require("CNI_NETNS", &env.netns)?;
     let args = env.args()?;
     let k = Host::new();
-    network::ensure(store, &k, cfg)?;
+    let net = network::ensure(store, &k, cfg)?;
     let req = Request {
         id: key,
         netns: Some(PathBuf::from(netns)),
@@ -47,11 +47,9 @@ pub fn add(cfg: &Config, env: &Env, store: &Store) -> Result<Value, CniError> {
     let ep = attach::setup(store, &k, &req).map_err(setup_error)?;
     let mut attached = Attached::of(&ep, netns);
     // The network's resolver, for the runtime to write into the container's resolv.conf.
-    if let Ok(net) = store.load_network(&ep.network) {
-        attached.nameservers = net.dns_addresses();
-        if !attached.nameservers.is_empty() {
-            attached.search = vec![net.name.clone()];
-        }
+    attached.nameservers = net.dns_addresses();
+    if !attached.nameservers.is_empty() {
+        attached.search = vec![net.name.clone()];
     }
     Ok(result::render(
         cfg.version,
