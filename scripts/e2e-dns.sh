@@ -32,9 +32,7 @@ if [[ ${NETHOOK_IN_SANDBOX:-} != 1 ]]; then
     nh_build
 fi
 nh_enter_sandbox "$0" "$@"
-# /run on a tmpfs of the sandbox's own: the resolver would otherwise see the host's systemd
-# (/run/systemd/system) and start itself in a scope of the host's.
-mount -t tmpfs -o mode=0755,size=16m nethook-sandbox-run /run
+nh_private_run
 
 nh_setup_tmp
 trap nh_cleanup EXIT

@@ -197,6 +197,13 @@ nh_enter_sandbox() {
     ip link set lo up
 }
 
+# nh_private_run: /run on a tmpfs of the sandbox's own (call after nh_enter_sandbox). The
+# resolver nethook starts would otherwise see the host's systemd (/run/systemd/system) and
+# start itself in a scope of the host's.
+nh_private_run() {
+    mount -t tmpfs -o mode=0755,size=16m nethook-sandbox-run /run
+}
+
 # Create the per-run scratch directory and point every piece of state into it.
 # Sets NH_TMP, NH_RUNC_ROOT; exports NETHOOK_RUN_DIR/NETHOOK_CONFIG_DIR so the
 # CLI and the hooks share one private state. The caller installs the trap

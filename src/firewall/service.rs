@@ -68,6 +68,19 @@ pub struct Slot {
     pub v6: Option<Ipv6Addr>,
 }
 
+impl Service {
+    /// Every port a connection to the service arrives on (its VIP ports, its published host
+    /// ports) with the members' target port: what `svc-NAME-p` maps.
+    pub(super) fn arrivals(&self) -> impl Iterator<Item = (Proto, u16, u16)> + '_ {
+        let vip = self.ports.iter().map(|p| (p.proto, p.port, p.target_port));
+        let published = self
+            .publish
+            .iter()
+            .map(|p| (p.proto, p.host_port, p.target_port));
+        vip.chain(published)
+    }
+}
+
 /// A change of a service's members, computed by the caller under the lock from the service's
 /// slot table: join = set slot N, after = N+1; leave of slot k of N = set k to the old last
 /// member, unset N-1, after = N-1; a rollback is the inverse change.
@@ -112,16 +125,7 @@ pub(super) fn check(s: &Service) -> Result<(), FirewallError> {
     }
     // svc-NAME-p maps proto . arrival port to the target port: one arrival port, one target.
     let mut seen: Vec<(Proto, u16, u16)> = Vec::new();
-    let arrivals = s
-        .ports
-        .iter()
-        .map(|p| (p.proto, p.port, p.target_port))
-        .chain(
-            s.publish
-                .iter()
-                .map(|p| (p.proto, p.host_port, p.target_port)),
-        );
-    for (proto, port, target) in arrivals {
+    for (proto, port, target) in s.arrivals() {
         if let Some((_, _, other)) = seen
             .iter()
             .find(|(q, p, t)| *q == proto && *p == port && *t != target)

@@ -196,14 +196,7 @@ pub(super) fn publish_keys(s: &Service) -> Vec<(&'static CStr, Vec<u8>, String)>
 /// The port map's elements: every arrival port (VIP's, published) → target port, each once.
 fn port_map_elems(s: &Service) -> Vec<ElemSpec> {
     let mut seen = BTreeSet::new();
-    s.ports
-        .iter()
-        .map(|p| (p.proto, p.port, p.target_port))
-        .chain(
-            s.publish
-                .iter()
-                .map(|p| (p.proto, p.host_port, p.target_port)),
-        )
+    s.arrivals()
         .filter(|(proto, port, _)| seen.insert((proto.number(), *port)))
         .map(|(proto, port, target)| {
             data_elem(
