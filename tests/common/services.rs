@@ -105,7 +105,11 @@ impl Box_ {
                     .spawn()
                     .expect("spawn server"),
             );
-            wait_until(10, "member server", || c.sh_ok("ss -ltn | grep -q :8080"));
+            // Both sockets: the UDP one is bound by a thread of its own, which a loaded
+            // machine may run after the TCP listener is up.
+            wait_until(10, "member server", || {
+                c.sh_ok("ss -ltn | grep -q :8080 && ss -lun | grep -q :5353")
+            });
             s
         });
         Box_ {
